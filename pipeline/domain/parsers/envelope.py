@@ -1,0 +1,44 @@
+"""Unwrap what log shippers put on mail.logs.raw into (line, source position).
+
+Accepted shapes, so operators can keep the shipper they run:
+- `patchgate ship`: {"message": line, "file": path, "line": n, "offset": byte}
+- Filebeat:         {"message": line, "log": {"file": {"path": path}, "offset": byte}}
+- Fluent Bit tail:  {"log": line, "file": path, "offset": byte} (Path_Key file, Offset_Key offset)
+- Vector file:      {"message": line, "file": path}
+- a bare text line (not JSON): the record key names the source.
+"""
+from __future__ import annotations
+
+import json
+
+from pipeline.domain.events import ParseError, SourcePosition
+
+
+def unwrap(raw: bytes, fallback_source: str) -> tuple[str, SourcePosition] | ParseError:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return ParseError(SourcePosition(fallback_source), f"not UTF-8 at byte {exc.start}")
+    if not text.lstrip().startswith("{"):
+        return text, SourcePosition(fallback_source)
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return ParseError(SourcePosition(fallback_source), f"broken JSON envelope: {exc.msg} at column {exc.colno}")
+    if not isinstance(document, dict):
+        return ParseError(SourcePosition(fallback_source), "JSON envelope is not an object")
+    line = document.get("message", document.get("log"))
+    log_meta = document.get("log") if isinstance(document.get("log"), dict) else {}
+    if isinstance(line, dict):
+        line = None
+    if not isinstance(line, str):
+        return ParseError(SourcePosition(fallback_source), "no log line in the envelope", field="message")
+    file_meta = log_meta.get("file") if isinstance(log_meta.get("file"), dict) else {}
+    source = document.get("file") or file_meta.get("path") or fallback_source
+    offset = document.get("offset", log_meta.get("offset"))
+    number = document.get("line")
+    return line, SourcePosition(
+        str(source),
+        number if isinstance(number, int) else None,
+        offset if isinstance(offset, int) else None,
+    )

@@ -1,0 +1,234 @@
+"""The enforcement policy as a pure state machine.
+
+    step(state, observation, config, catalog) -> (state, decision or None)
+
+The Faust agent and `patchgate evaluate` both call `step`, and `assess` answers "what is the
+decision for this server at time T" without an observation (for `--at` and the report).
+Time is always event time: nothing here reads a clock.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date, datetime, timedelta, timezone
+
+from pipeline.domain.builds import Build
+from pipeline.domain.catalog import CURRENT, UNKNOWN, VULNERABLE_STATUSES, Catalog, product_of
+from pipeline.domain.config import PolicyConfig, Stage
+from pipeline.domain.events import ServerObservation
+from pipeline.domain.windows import block_reply, throttle_reply
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Decision:
+    server_id: str
+    org: str | None
+    hostname: str
+    product: str | None
+    build: str | None
+    status: str
+    stage: int
+    throttle_minutes_per_hour: int
+    block_minutes_per_hour: int
+    first_detected: datetime | None
+    throttle_enabled_date: date | None
+    blocking_enabled_date: date | None
+    next_stage_start_date: date | None
+    next_stage_throttle_rate: int | None
+    next_stage_block_rate: int | None
+    recommended_builds: tuple[str, ...]
+    reason: str
+    smtp_reply: str | None
+    decided_at: datetime
+    version: int = 0
+
+
+@dataclass
+class ServerState:
+    """What the policy remembers per server: the value of the first-seen table."""
+
+    server_id: str
+    server: str
+    org: str | None
+    # build -> newest event time (epoch ms) it was stamped, within the build window.
+    builds: dict[str, int] = field(default_factory=dict)
+    first_detected_ms: int | None = None
+    last_event_ms: int | None = None
+    version: int = 0
+    last_decision: str | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> ServerState:
+        return cls(**data)
+
+    @property
+    def effective_build(self) -> Build | None:
+        builds = [Build.parse(b) for b in self.builds]
+        return max((b for b in builds if b is not None), default=None)
+
+
+def step(
+    state: ServerState | None, observation: ServerObservation, config: PolicyConfig, catalog: Catalog
+) -> tuple[ServerState, Decision | None]:
+    """Fold one observation into the server's state; return a decision only when it changed."""
+    if state is None:
+        state = ServerState(observation.server_id, observation.server, observation.org)
+    else:
+        state = ServerState.from_json(state.to_json())
+    at_ms = _ms(observation.event_time)
+    state.last_event_ms = max(state.last_event_ms or at_ms, at_ms)
+    if observation.build is not None:
+        state.builds[observation.build] = max(state.builds.get(observation.build, at_ms), at_ms)
+    _forget_old_builds(state, config)
+
+    effective = state.effective_build
+    status = catalog.status(product_of(effective), effective, config)
+    if status in VULNERABLE_STATUSES:
+        observed = Build.parse(observation.build)
+        observed_vulnerable = catalog.status(product_of(observed), observed, config) in VULNERABLE_STATUSES
+        if state.first_detected_ms is None:
+            state.first_detected_ms = at_ms
+        elif observed_vulnerable and at_ms < state.first_detected_ms:
+            # A late, older vulnerable event moves the start of the clock back.
+            state.first_detected_ms = at_ms
+    elif status == CURRENT:
+        state.first_detected_ms = None
+
+    decision = assess(state, _dt(state.last_event_ms), config, catalog)
+    previous = json.dumps(_comparable(decision), sort_keys=True, default=str)
+    if previous == state.last_decision:
+        return state, None
+    state.version += 1
+    state.last_decision = previous
+    return state, replace(decision, version=state.version)
+
+
+def assess(state: ServerState, at: datetime, config: PolicyConfig, catalog: Catalog) -> Decision:
+    """The decision for a server as of event time `at`."""
+    build = state.effective_build
+    product = product_of(build)
+    status = catalog.status(product, build, config)
+    base = dict(
+        server_id=state.server_id,
+        org=state.org,
+        hostname=state.server,
+        product=product,
+        build=str(build) if build else None,
+        status=status,
+        recommended_builds=tuple(catalog.recommended_builds(product, config)),
+        decided_at=at,
+        version=state.version,
+    )
+    exemption = config.is_exempt(state.server)
+    if exemption:
+        return _not_enforced(base, f"exempt: matches {exemption}")
+    if status not in VULNERABLE_STATUSES or state.first_detected_ms is None:
+        return _not_enforced(base, _healthy_reason(status, build))
+
+    first = _dt(state.first_detected_ms)
+    stages = config.stages if config.in_enforcement_scope(product) else config.stages[:1]
+    current, following = _stage_at(stages, first, at)
+    reason = _vulnerable_reason(status, product, build, config)
+    if len(stages) == 1 and len(config.stages) > 1:
+        reason += f"; {product} is outside enforce_products, report only"
+    return Decision(
+        **base,
+        stage=current.number,
+        throttle_minutes_per_hour=current.throttle_minutes,
+        block_minutes_per_hour=current.block_minutes,
+        first_detected=first,
+        throttle_enabled_date=_first_day(stages, first, lambda s: s.throttle_minutes > 0),
+        blocking_enabled_date=_first_day(stages, first, lambda s: s.block_minutes > 0),
+        next_stage_start_date=_day(first, following.start_day) if following else None,
+        next_stage_throttle_rate=following.throttle_minutes if following else None,
+        next_stage_block_rate=following.block_minutes if following else None,
+        reason=reason,
+        smtp_reply=_reply(current),
+    )
+
+
+def _stage_at(stages: tuple[Stage, ...], first: datetime, at: datetime) -> tuple[Stage, Stage | None]:
+    elapsed = at - first
+    index = 0
+    for i, stage in enumerate(stages):
+        if elapsed >= timedelta(days=stage.start_day):
+            index = i
+    following = stages[index + 1] if index + 1 < len(stages) else None
+    return stages[index], following
+
+
+def _first_day(stages: tuple[Stage, ...], first: datetime, enforcing) -> date | None:
+    stage = next((s for s in stages if enforcing(s)), None)
+    return _day(first, stage.start_day) if stage else None
+
+
+def _day(first: datetime, days: int) -> date:
+    return (first + timedelta(days=days)).date()
+
+
+def _reply(stage: Stage) -> str | None:
+    if stage.block_minutes:
+        return block_reply(stage.block_minutes)
+    if stage.throttle_minutes:
+        return throttle_reply(stage.throttle_minutes)
+    return None
+
+
+def _not_enforced(base: dict, reason: str) -> Decision:
+    return Decision(
+        **base,
+        stage=0,
+        throttle_minutes_per_hour=0,
+        block_minutes_per_hour=0,
+        first_detected=None,
+        throttle_enabled_date=None,
+        blocking_enabled_date=None,
+        next_stage_start_date=None,
+        next_stage_throttle_rate=None,
+        next_stage_block_rate=None,
+        reason=reason,
+        smtp_reply=None,
+    )
+
+
+def _healthy_reason(status: str, build: Build | None) -> str:
+    if status == CURRENT:
+        return f"build {build} is current"
+    if status == UNKNOWN and build is None:
+        return "no build seen"
+    return f"build {build} has no rule in the catalog"
+
+
+def _vulnerable_reason(status: str, product: str | None, build: Build | None, config: PolicyConfig) -> str:
+    if status == "unsupported":
+        return f"{product} is out of support (build {build})"
+    return f"build {build} is below the {product} baseline {config.baselines[product]}"
+
+
+def _forget_old_builds(state: ServerState, config: PolicyConfig) -> None:
+    """Keep the builds stamped within the window; the newest one always stays as the last known build."""
+    if not state.builds:
+        return
+    horizon = state.last_event_ms - config.build_window_days * 86_400_000
+    newest = max(state.builds, key=lambda b: state.builds[b])
+    state.builds = {b: t for b, t in state.builds.items() if t >= horizon or b == newest}
+
+
+def _comparable(decision: Decision) -> dict:
+    body = asdict(replace(decision, decided_at=_EPOCH, version=0))
+    body.pop("decided_at")
+    body.pop("version")
+    return body
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)

@@ -1,0 +1,135 @@
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from pipeline.catalog_files import load_catalog
+from pipeline.domain.config import PolicyConfig
+from pipeline.domain.events import ServerObservation
+from pipeline.domain.policy import ServerState, assess, step
+
+T0 = datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc)
+CATALOG = load_catalog()
+CONFIG = PolicyConfig()
+SERVER = "ex16mbx01.contoso.example"
+
+
+def seen(build, at, server=SERVER, org=None):
+    return ServerObservation(
+        server_id=f"{org}/{server}" if org else server, server=server, org=org, event_time=at,
+        build=build, evidence="msgtrk-version" if build else "msgtrk-traffic",
+    )
+
+
+def run(observations, config=CONFIG):
+    state, decisions = None, []
+    for observation in observations:
+        state, decision = step(state, observation, config, CATALOG)
+        if decision:
+            decisions.append(decision)
+    return state, decisions
+
+
+@pytest.mark.parametrize(
+    "day, stage, throttle, block",
+    [
+        (0, 1, 0, 0), (29, 1, 0, 0), (30, 2, 5, 0), (39, 2, 5, 0), (40, 3, 10, 0), (49, 3, 10, 0),
+        (50, 4, 20, 0), (59, 4, 20, 0), (60, 5, 30, 5), (69, 5, 30, 5), (70, 6, 30, 10), (79, 6, 30, 10),
+        (80, 7, 30, 20), (89, 7, 30, 20), (90, 8, 0, 60), (400, 8, 0, 60),
+    ],
+)
+def test_stage_at_every_boundary(day, stage, throttle, block):
+    state, _ = run([seen("15.1.2507.39", T0)])
+    decision = assess(state, T0 + timedelta(days=day), CONFIG, CATALOG)
+    assert (decision.stage, decision.throttle_minutes_per_hour, decision.block_minutes_per_hour) == (stage, throttle, block)
+
+
+def test_a_boundary_is_crossed_at_the_exact_moment_not_the_day_before():
+    state, _ = run([seen("15.1.2507.39", T0)])
+    assert assess(state, T0 + timedelta(days=30) - timedelta(milliseconds=1), CONFIG, CATALOG).stage == 1
+    assert assess(state, T0 + timedelta(days=30), CONFIG, CATALOG).stage == 2
+
+
+def test_the_decision_carries_the_schedule():
+    state, [decision] = run([seen("15.1.2507.39", T0)])
+    assert decision.status == "outdated"
+    assert decision.first_detected == T0
+    assert decision.throttle_enabled_date == date(2026, 2, 4)
+    assert decision.blocking_enabled_date == date(2026, 3, 6)
+    assert decision.next_stage_start_date == date(2026, 2, 4)
+    assert (decision.next_stage_throttle_rate, decision.next_stage_block_rate) == (5, 0)
+    assert decision.smtp_reply is None
+    assert decision.recommended_builds[-1] == "15.1.2507.61"
+    late = assess(state, T0 + timedelta(days=75), CONFIG, CATALOG)
+    assert late.smtp_reply == "550 5.7.230 Connecting server version is out-of-date; connection blocked for 10 mins/hr."
+    assert late.next_stage_start_date == date(2026, 3, 26)
+    final = assess(state, T0 + timedelta(days=95), CONFIG, CATALOG)
+    assert final.next_stage_start_date is None and final.next_stage_block_rate is None
+
+
+def test_a_decision_is_emitted_only_when_it_changes_and_its_version_grows():
+    days = [0, 1, 2, 29, 30, 31, 45, 46]
+    _, decisions = run([seen("15.1.2507.39", T0 + timedelta(days=d)) for d in days])
+    assert [(d.stage, d.version) for d in decisions] == [(1, 1), (2, 2), (3, 3)]
+    assert decisions[1].decided_at == T0 + timedelta(days=30)
+
+
+def test_remediation_returns_to_stage_0_and_a_relapse_starts_a_new_cycle():
+    _, decisions = run([
+        seen("15.1.2507.39", T0),
+        seen("15.1.2507.39", T0 + timedelta(days=35)),
+        seen("15.1.2507.61", T0 + timedelta(days=36)),
+        # The old build is forgotten once it falls out of the 7-day build window.
+        seen("15.1.2507.39", T0 + timedelta(days=50)),
+    ])
+    assert [(d.stage, d.status) for d in decisions] == [(1, "outdated"), (2, "outdated"), (0, "current"), (1, "outdated")]
+    assert decisions[2].first_detected is None
+    assert decisions[3].first_detected == T0 + timedelta(days=50)
+
+
+def test_an_old_build_stamped_within_the_window_does_not_punish_a_patched_server():
+    # Exchange's pickup folder stamped the admin display version (old CU) on patched servers.
+    _, decisions = run([
+        seen("15.1.2507.61", T0),
+        seen("15.1.2507.6", T0 + timedelta(days=1)),
+        seen("15.1.2507.6", T0 + timedelta(days=3)),
+    ])
+    assert [(d.stage, d.status) for d in decisions] == [(0, "current")]
+
+
+def test_a_late_older_event_moves_first_detected_earlier():
+    state, decisions = run([
+        seen("15.1.2507.39", T0 + timedelta(days=40)),
+        seen("15.1.2507.39", T0),
+    ])
+    assert state.first_detected_ms == int(T0.timestamp() * 1000)
+    assert [d.stage for d in decisions] == [1, 3]
+    assert decisions[-1].first_detected == T0
+
+
+def test_traffic_without_a_build_keeps_the_last_known_build():
+    _, decisions = run([seen("15.0.1497.2", T0), seen(None, T0 + timedelta(days=31))])
+    assert [(d.stage, d.build) for d in decisions] == [(1, "15.0.1497.2"), (2, "15.0.1497.2")]
+
+
+def test_unknown_server_is_not_enforced():
+    _, [decision] = run([seen(None, T0)])
+    assert (decision.status, decision.stage, decision.reason) == ("unknown", 0, "no build seen")
+
+
+def test_exempt_servers_stay_at_stage_0_and_say_why():
+    config = PolicyConfig.from_mapping({"exemptions": ["*.contoso.example"]})
+    _, decisions = run([seen("15.0.1497.2", T0), seen("15.0.1497.2", T0 + timedelta(days=95))], config)
+    assert [(d.stage, d.reason) for d in decisions] == [(0, "exempt: matches *.contoso.example")]
+
+
+def test_products_outside_enforce_products_are_reported_only():
+    config = PolicyConfig.from_mapping({"enforce_products": ["Exchange2013"]})
+    _, decisions = run([seen("15.1.2507.39", T0), seen("15.1.2507.39", T0 + timedelta(days=95))], config)
+    assert [d.stage for d in decisions] == [1]
+    assert decisions[0].throttle_enabled_date is None
+    assert "outside enforce_products" in decisions[0].reason
+
+
+def test_state_survives_a_json_round_trip():
+    state, _ = run([seen("15.1.2507.39", T0)])
+    assert ServerState.from_json(state.to_json()) == state

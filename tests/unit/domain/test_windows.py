@@ -1,0 +1,31 @@
+from collections import Counter
+
+from pipeline.domain.windows import BLOCK, THROTTLE, action_at, block_reply, throttle_reply, window_offset
+
+
+def test_windows_cover_exactly_the_configured_minutes_from_the_offset():
+    server = "ex13mbx01.contoso.example"
+    actions = [action_at(server, 30, 10, minute) for minute in range(60)]
+    assert Counter(actions) == {BLOCK: 10, THROTTLE: 30, None: 20}
+    offset = window_offset(server)
+    assert actions[offset] == BLOCK
+    assert actions[(offset + 9) % 60] == BLOCK
+    assert actions[(offset + 10) % 60] == THROTTLE
+    assert actions[(offset + 39) % 60] == THROTTLE
+    assert actions[(offset + 40) % 60] is None
+
+
+def test_offset_is_crc32_of_the_server_id_mod_60():
+    import zlib
+
+    assert window_offset("contoso.example/ex01") == zlib.crc32(b"contoso.example/ex01") % 60
+
+
+def test_full_block_and_no_enforcement():
+    assert all(action_at("a", 0, 60, m) == BLOCK for m in range(60))
+    assert all(action_at("a", 0, 0, m) is None for m in range(60))
+
+
+def test_reply_texts():
+    assert throttle_reply(5) == "450 4.7.230 Connecting server version is out-of-date; connection throttled for 5 mins/hr."
+    assert block_reply(60) == "550 5.7.230 Connecting server version is out-of-date; connection blocked for 60 mins/hr."
