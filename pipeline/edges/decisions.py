@@ -1,0 +1,35 @@
+"""Read enforcement decisions from mail.decisions with kafka-python, as an MTA-side consumer does."""
+from __future__ import annotations
+
+from kafka import KafkaConsumer, TopicPartition
+
+from pipeline.domain.policy import Decision
+from pipeline.settings import Settings
+from pipeline.streaming import records, topics
+from pipeline.streaming.avro import ENFORCEMENT_DECISION
+
+
+def read_decisions(settings: Settings, timeout_s: float = 30.0) -> list[Decision]:
+    """Every decision on the topic from the beginning up to its current end, in (partition, offset) order."""
+    name = settings.topic(topics.DECISIONS)
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
+                             consumer_timeout_ms=int(timeout_s * 1000))
+    try:
+        partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        remaining = {tp for tp in partitions if ends[tp] > 0}
+        decisions: list[Decision] = []
+        for message in consumer:
+            decisions.append(records.decision_from_record(ENFORCEMENT_DECISION.decode(message.value)))
+            tp = TopicPartition(message.topic, message.partition)
+            if message.offset + 1 >= ends[tp]:
+                remaining.discard(tp)
+            if not remaining:
+                break
+        if remaining:
+            raise TimeoutError(f"{name}: did not reach the end of {sorted(tp.partition for tp in remaining)} in {timeout_s} s")
+        return decisions
+    finally:
+        consumer.close()

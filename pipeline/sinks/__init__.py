@@ -1,0 +1,1 @@
+"""Where results land: ClickHouse."""

@@ -1,0 +1,1 @@
+"""How data moves: the Faust app, its topics, Avro codecs, agents and tables."""

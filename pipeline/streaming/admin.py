@@ -1,0 +1,75 @@
+"""Broker housekeeping with kafka-python: create the pipeline's topics, wait for the worker to drain."""
+from __future__ import annotations
+
+import time
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from pipeline.settings import Settings
+from pipeline.streaming import topics
+
+# Topics whose committed offsets must reach the end before the pipeline has caught up: every
+# topic an agent consumes, in flow order.
+CONSUMED = (topics.RAW, topics.TRACES, topics.OBSERVATIONS, topics.DECISIONS)
+
+
+def ensure_topics(settings: Settings) -> list[str]:
+    """Create missing topics; refuse to run on topics with the wrong partition count."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="patchgate-admin")
+    try:
+        existing = {t["topic"]: len(t["partitions"]) for t in admin.describe_topics()}
+        wanted = topics.pipeline_topics(settings)
+        for spec in wanted:
+            if spec.name in existing and existing[spec.name] != settings.partitions:
+                raise SystemExit(
+                    f"topic {spec.name} has {existing[spec.name]} partitions, the pipeline needs "
+                    f"{settings.partitions} (PATCHGATE_PARTITIONS): its tables are co-partitioned with it"
+                )
+        missing = [
+            NewTopic(spec.name, settings.partitions, 1,
+                     topic_configs={"cleanup.policy": "compact"} if spec.compacted else {})
+            for spec in wanted if spec.name not in existing
+        ]
+        if missing:
+            admin.create_topics(missing)
+        return [t.name for t in missing]
+    finally:
+        admin.close()
+
+
+def lag(settings: Settings) -> int:
+    """Messages the worker's consumer group has not committed yet, over every consumed topic."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="patchgate-admin")
+    try:
+        partitions = [
+            TopicPartition(settings.topic(name), p)
+            for name in CONSUMED
+            for p in consumer.partitions_for_topic(settings.topic(name)) or ()
+        ]
+        ends = consumer.end_offsets(partitions)
+        committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
+        total = 0
+        for tp in partitions:
+            done = committed.get(tp)
+            total += ends[tp] - (done.offset if done is not None and done.offset >= 0 else 0)
+        return total
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def wait_until_drained(settings: Settings, timeout: float, settle: float = 2.0) -> None:
+    """Return once the worker has consumed and committed everything, and stayed so for `settle` s."""
+    deadline = time.monotonic() + timeout
+    idle_since = None
+    while time.monotonic() < deadline:
+        if lag(settings) == 0:
+            idle_since = idle_since or time.monotonic()
+            if time.monotonic() - idle_since >= settle:
+                return
+        else:
+            idle_since = None
+        time.sleep(0.5)
+    raise TimeoutError(f"the worker still had {lag(settings)} messages to process after {timeout:.0f} s")

@@ -1,0 +1,64 @@
+"""Avro single-object encoding (0xC3 0x01, CRC-64-AVRO fingerprint of the writer schema, body).
+
+Every schema file under schemas/avro (current and older versions) is registered by fingerprint,
+so a reader always finds the schema a record was written with and resolves it to the current one.
+"""
+from __future__ import annotations
+
+import io
+import json
+from functools import cache
+from pathlib import Path
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "avro"
+MAGIC = b"\xc3\x01"
+_HEADER_SIZE = len(MAGIC) + 8
+
+
+class AvroDecodeError(ValueError):
+    """Bytes that are not a single-object-encoded record of a known schema."""
+
+
+@cache
+def _writers_by_fingerprint() -> dict[bytes, dict]:
+    schemas = {}
+    for path in sorted(SCHEMA_DIR.rglob("*.avsc")):
+        schema = parse_schema(json.loads(path.read_text()))
+        schemas[bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))] = schema
+    return schemas
+
+
+class AvroContract:
+    """Encoder and decoder for one record type, named after its schema file (e.g. EnforcementDecision)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.schema = parse_schema(json.loads((SCHEMA_DIR / f"{name}.avsc").read_text()))
+        self.fingerprint = bytes.fromhex(fingerprint(to_parsing_canonical_form(self.schema), "CRC-64-AVRO"))
+
+    def encode(self, record: dict) -> bytes:
+        out = io.BytesIO()
+        out.write(MAGIC)
+        out.write(self.fingerprint)
+        schemaless_writer(out, self.schema, record)
+        return out.getvalue()
+
+    def decode(self, data: bytes) -> dict:
+        if len(data) < _HEADER_SIZE or data[:2] != MAGIC:
+            raise AvroDecodeError(f"not an Avro single-object record ({len(data)} bytes, starts {data[:2].hex()})")
+        writer = _writers_by_fingerprint().get(data[2:_HEADER_SIZE])
+        if writer is None:
+            raise AvroDecodeError(f"unknown writer schema fingerprint {data[2:_HEADER_SIZE].hex()}")
+        try:
+            return schemaless_reader(io.BytesIO(data[_HEADER_SIZE:]), writer, self.schema)
+        except Exception as exc:  # fastavro raises several types for truncated or mismatched bodies
+            raise AvroDecodeError(f"{self.name}: cannot read body: {exc}") from exc
+
+
+MESSAGE_TRACE = AvroContract("MessageTrace")
+SERVER_OBSERVATION = AvroContract("ServerObservation")
+ENFORCEMENT_DECISION = AvroContract("EnforcementDecision")
+DEAD_LETTER = AvroContract("DeadLetter")

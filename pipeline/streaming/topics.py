@@ -1,0 +1,34 @@
+"""Topic and table names: recovery state is keyed by them, so they live in one place."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.settings import Settings
+
+RAW = "mail.logs.raw"
+TRACES = "mail.traces"
+DEAD_LETTERS = "mail.traces.dlq"
+OBSERVATIONS = "mail.observations"
+DECISIONS = "mail.decisions"
+
+# Faust names a table's changelog topic "<app id>-<table name>-changelog".
+MSGTRK_HEADERS_TABLE = "msgtrk-headers"
+SERVER_STATE_TABLE = "server-state"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    compacted: bool = False
+
+
+def pipeline_topics(settings: Settings) -> list[TopicSpec]:
+    """Every topic the pipeline reads or writes. All get settings.partitions partitions, because a
+    Faust table's changelog must have as many partitions as the topic that feeds it."""
+    return [
+        TopicSpec(settings.topic(RAW)),
+        TopicSpec(settings.topic(TRACES)),
+        TopicSpec(settings.topic(DEAD_LETTERS)),
+        TopicSpec(settings.topic(OBSERVATIONS)),
+        TopicSpec(settings.topic(DECISIONS), compacted=True),
+    ]

@@ -1,0 +1,24 @@
+-- Latest state per server: the out-of-date servers report. Read it with FINAL.
+CREATE TABLE IF NOT EXISTS servers
+(
+    server_id                 String,
+    server                    String,
+    org                       Nullable(String),
+    product                   Nullable(String),
+    build                     Nullable(String),
+    status                    LowCardinality(String),
+    stage                     UInt8,
+    first_detected            Nullable(DateTime64(3, 'UTC')),
+    throttle_enabled_date     Nullable(Date),
+    blocking_enabled_date     Nullable(Date),
+    next_stage_start_date     Nullable(Date),
+    next_stage_throttle_rate  Nullable(UInt8),
+    next_stage_block_rate     Nullable(UInt8),
+    recommended_builds        Array(String),
+    reason                    String,
+    last_decided              DateTime64(3, 'UTC'),
+    version                   UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY server_id
+SETTINGS non_replicated_deduplication_window = 10000;

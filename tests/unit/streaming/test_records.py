@@ -1,0 +1,34 @@
+from datetime import datetime, timezone
+
+from pipeline.catalog_files import load_catalog
+from pipeline.domain.config import PolicyConfig
+from pipeline.domain.events import MessageTrace, ServerObservation, SourcePosition
+from pipeline.domain.policy import step
+from pipeline.streaming import records
+from pipeline.streaming.avro import DEAD_LETTER, ENFORCEMENT_DECISION, MESSAGE_TRACE, SERVER_OBSERVATION
+
+AT = datetime(2026, 2, 10, 8, 14, 3, 127000, tzinfo=timezone.utc)
+
+
+def test_trace_survives_the_wire():
+    trace = MessageTrace(
+        event_time=AT, source_format="msgtrk", position=SourcePosition("/logs/MSGTRK1.LOG", 7, 2210),
+        event_id="RECEIVE", message_id="<a1@contoso.example>", recipients=("a@x", "b@y"), total_bytes=15230,
+        logged_by="ex16mbx01.contoso.example", logged_by_build="15.1.2507.39",
+    )
+    assert records.trace_from_record(MESSAGE_TRACE.decode(MESSAGE_TRACE.encode(records.trace_record(trace)))) == trace
+
+
+def test_observation_and_decision_survive_the_wire():
+    observation = ServerObservation("ex16mbx01.contoso.example", "ex16mbx01.contoso.example", None, AT,
+                                    "15.1.2507.39", "msgtrk-version", "<a1@contoso.example>", 15230)
+    wire = SERVER_OBSERVATION.encode(records.observation_record(observation))
+    assert records.observation_from_record(SERVER_OBSERVATION.decode(wire)) == observation
+    _, decision = step(None, observation, PolicyConfig(), load_catalog())
+    wire = ENFORCEMENT_DECISION.encode(records.decision_record(decision))
+    assert records.decision_from_record(ENFORCEMENT_DECISION.decode(wire)) == decision
+
+
+def test_dead_letter_without_a_source_position_names_topic_partition_offset():
+    record = records.dead_letter_record("bad", b"\x00", "mail.traces", 2, 41)
+    assert DEAD_LETTER.decode(DEAD_LETTER.encode(record))["source"] == "mail.traces/2/41"

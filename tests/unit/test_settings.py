@@ -1,0 +1,24 @@
+from pathlib import Path
+
+from pipeline.settings import Settings, load_settings
+
+
+def test_defaults(tmp_path):
+    settings = load_settings(None, environ={})
+    assert settings == Settings()
+    assert settings.clickhouse_dsn == f"chdb://{Path('.patchgate/clickhouse').resolve()}"
+
+
+def test_file_then_environment(tmp_path):
+    config = tmp_path / "patchgate.toml"
+    config.write_text(
+        '[kafka]\nbootstrap_servers = "kafka:9092"\npartitions = 8\n'
+        '[clickhouse]\nurl = "http://default:@clickhouse:8123/default"\n'
+        '[policy]\nbuild_window_days = 3\n'
+    )
+    settings = load_settings(config, environ={"PATCHGATE_PARTITIONS": "2", "PATCHGATE_TOPIC_PREFIX": "t1."})
+    assert settings.bootstrap_servers == "kafka:9092"
+    assert settings.partitions == 2
+    assert settings.clickhouse_dsn == "http://default:@clickhouse:8123/default"
+    assert settings.policy.build_window_days == 3
+    assert settings.topic("mail.decisions") == "t1.mail.decisions"
