@@ -39,23 +39,25 @@ class Settings:
         return f"{self.topic_prefix}{name}"
 
 
+# (environment variable, TOML section, key, Settings field, type): the environment wins over the file.
+SOURCES = (
+    ("KAFKA_BOOTSTRAP_SERVERS", "kafka", "bootstrap_servers", "bootstrap_servers", str),
+    ("PATCHGATE_PARTITIONS", "kafka", "partitions", "partitions", int),
+    ("PATCHGATE_TOPIC_PREFIX", "kafka", "topic_prefix", "topic_prefix", str),
+    ("PATCHGATE_APP_ID", "kafka", "app_id", "app_id", str),
+    ("CLICKHOUSE_URL", "clickhouse", "url", "clickhouse_url", str),
+    ("PATCHGATE_DATA_DIR", "worker", "data_dir", "data_dir", Path),
+    ("PATCHGATE_WEB_HOST", "worker", "web_host", "web_host", str),
+    ("PATCHGATE_WEB_PORT", "worker", "web_port", "web_port", int),
+)
+
+
 def load_settings(config_file: str | Path | None = None, environ: Mapping[str, str] = os.environ) -> Settings:
     path = config_file or environ.get("PATCHGATE_CONFIG")
     data = tomllib.loads(Path(path).read_text()) if path else {}
-    kafka, clickhouse, worker = data.get("kafka", {}), data.get("clickhouse", {}), data.get("worker", {})
-
-    def pick(env: str, section: Mapping, key: str, default):
-        return environ.get(env) or section.get(key, default)
-
-    defaults = Settings()
-    return Settings(
-        bootstrap_servers=pick("KAFKA_BOOTSTRAP_SERVERS", kafka, "bootstrap_servers", defaults.bootstrap_servers),
-        partitions=int(pick("PATCHGATE_PARTITIONS", kafka, "partitions", defaults.partitions)),
-        topic_prefix=pick("PATCHGATE_TOPIC_PREFIX", kafka, "topic_prefix", defaults.topic_prefix),
-        app_id=pick("PATCHGATE_APP_ID", kafka, "app_id", defaults.app_id),
-        clickhouse_url=pick("CLICKHOUSE_URL", clickhouse, "url", defaults.clickhouse_url),
-        data_dir=Path(pick("PATCHGATE_DATA_DIR", worker, "data_dir", defaults.data_dir)),
-        web_host=pick("PATCHGATE_WEB_HOST", worker, "web_host", defaults.web_host),
-        web_port=int(pick("PATCHGATE_WEB_PORT", worker, "web_port", defaults.web_port)),
-        policy=PolicyConfig.from_mapping(data.get("policy", {})),
-    )
+    values = {}
+    for env, section, key, name, kind in SOURCES:
+        value = environ.get(env) or data.get(section, {}).get(key)
+        if value is not None:
+            values[name] = kind(value)
+    return Settings(**values, policy=PolicyConfig.from_mapping(data.get("policy", {})))

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import CoordinatorNotAvailableError, NotCoordinatorError
 
 from pipeline.settings import Settings
 from pipeline.streaming import topics
@@ -18,7 +20,7 @@ def ensure_topics(settings: Settings) -> list[str]:
     """Create missing topics; refuse to run on topics with the wrong partition count."""
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="patchgate-admin")
     try:
-        existing = {t["topic"]: len(t["partitions"]) for t in admin.describe_topics()}
+        existing = {t["name"]: len(t["partitions"]) for t in admin.describe_topics()}
         wanted = topics.pipeline_topics(settings)
         for spec in wanted:
             if spec.name in existing and existing[spec.name] != settings.partitions:
@@ -49,7 +51,11 @@ def lag(settings: Settings) -> int:
             for p in consumer.partitions_for_topic(settings.topic(name)) or ()
         ]
         ends = consumer.end_offsets(partitions)
-        committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
+        try:
+            committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
+        except (CoordinatorNotAvailableError, NotCoordinatorError):
+            # The broker creates __consumer_offsets on the first group request: nothing committed yet.
+            committed = {}
         total = 0
         for tp in partitions:
             done = committed.get(tp)
@@ -60,11 +66,15 @@ def lag(settings: Settings) -> int:
         admin.close()
 
 
-def wait_until_drained(settings: Settings, timeout: float, settle: float = 2.0) -> None:
+def wait_until_drained(
+    settings: Settings, timeout: float, settle: float = 2.0, worker_alive: Callable[[], bool] = lambda: True
+) -> None:
     """Return once the worker has consumed and committed everything, and stayed so for `settle` s."""
     deadline = time.monotonic() + timeout
     idle_since = None
     while time.monotonic() < deadline:
+        if not worker_alive():
+            raise RuntimeError("the worker exited before it had processed everything")
         if lag(settings) == 0:
             idle_since = idle_since or time.monotonic()
             if time.monotonic() - idle_since >= settle:

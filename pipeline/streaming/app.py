@@ -58,11 +58,10 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
 
     # The msgtrk #Fields header in force per source file: raw lines are keyed by file, so the
     # table is co-partitioned with mail.logs.raw.
-    headers = app.Table(topics.MSGTRK_HEADERS_TABLE, default=None, partitions=settings.partitions,
-                        key_serializer="raw", value_serializer="json")
+    table_schema = faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json")
+    headers = app.Table(topics.MSGTRK_HEADERS_TABLE, default=None, partitions=settings.partitions, schema=table_schema)
     # The first-seen/policy state per server, co-partitioned with mail.observations (key server_id).
-    servers = app.Table(topics.SERVER_STATE_TABLE, default=None, partitions=settings.partitions,
-                        key_serializer="raw", value_serializer="json")
+    servers = app.Table(topics.SERVER_STATE_TABLE, default=None, partitions=settings.partitions, schema=table_schema)
 
     async def dead_letter(event: faust.EventT, reason: str, error: ParseError | None = None) -> None:
         message = event.message

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The main job end to end on local defaults: a local Kafka broker, the Faust worker with embedded
+# ClickHouse, the bundled sample logs -> decisions (one JSON line each) and the servers report.
+# Everything started here is stopped again on exit, Ctrl-C or failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+
+run_id="demo-$(date +%Y%m%d%H%M%S)"
+export PATCHGATE_DATA_DIR="$PWD/.demo/$run_id"
+export PATCHGATE_TOPIC_PREFIX="$run_id."
+export PATCHGATE_APP_ID="patchgate-$run_id"
+export PATCHGATE_WEB_PORT="${PATCHGATE_WEB_PORT:-6066}"
+mkdir -p "$PATCHGATE_DATA_DIR"
+
+started_broker=0
+worker_pid=""
+cleanup() {
+  if [[ -n "$worker_pid" ]] && kill -0 "$worker_pid" 2>/dev/null; then
+    kill -TERM "$worker_pid" 2>/dev/null || true
+    wait "$worker_pid" 2>/dev/null || true
+  fi
+  if [[ "$started_broker" == 1 ]]; then bash deploy/kafka/kafka.sh stop >&2; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if ! bash deploy/kafka/kafka.sh status >/dev/null 2>&1; then
+  bash deploy/kafka/kafka.sh start >&2
+  started_broker=1
+fi
+
+patchgate topics >&2
+patchgate worker >"$PATCHGATE_DATA_DIR/worker.log" 2>&1 &
+worker_pid=$!
+echo "worker running (log: $PATCHGATE_DATA_DIR/worker.log)" >&2
+
+patchgate ship deploy/samples
+if ! patchgate wait --timeout 180; then
+  tail -n 40 "$PATCHGATE_DATA_DIR/worker.log" >&2
+  exit 1
+fi
+
+echo "== decisions (mail.decisions) ==" >&2
+patchgate decisions
+
+# The embedded ClickHouse belongs to one process at a time: stop the worker, then read the report.
+kill -TERM "$worker_pid"
+wait "$worker_pid" || true
+worker_pid=""
+echo "== servers report (ClickHouse) ==" >&2
+patchgate report

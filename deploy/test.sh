@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# `make test`: the whole suite, unit and integration, on a real Kafka broker started here (and
+# stopped again on exit, also on failure). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+
+started_broker=0
+cleanup() {
+  if [[ "$started_broker" == 1 ]]; then bash deploy/kafka/kafka.sh stop; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if ! bash deploy/kafka/kafka.sh status >/dev/null 2>&1; then
+  bash deploy/kafka/kafka.sh start
+  started_broker=1
+fi
+pytest "$@"
