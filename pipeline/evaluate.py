@@ -38,7 +38,8 @@ def read_traces(paths: list[str], errors: TextIO) -> tuple[list[MessageTrace], b
     return traces, all_read
 
 
-def evaluate(settings: Settings, paths: list[str], at: str | None, out: TextIO = sys.stdout, errors: TextIO = sys.stderr) -> int:
+def evaluate(settings: Settings, paths: list[str], at: str | None, out: TextIO | None = None, errors: TextIO | None = None) -> int:
+    out, errors = out or sys.stdout, errors or sys.stderr
     as_of = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else None
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=timezone.utc)

@@ -1,0 +1,55 @@
+"""`patchgate evaluate` on the bundled samples: a golden test of the output contract."""
+import io
+import json
+from pathlib import Path
+
+from pipeline.evaluate import evaluate
+from pipeline.settings import Settings
+
+SAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "samples"
+
+
+def run(paths, at=None):
+    out, errors = io.StringIO(), io.StringIO()
+    code = evaluate(Settings(), [str(p) for p in paths], at, out, errors)
+    return code, [json.loads(line) for line in out.getvalue().splitlines()], errors.getvalue()
+
+
+def test_samples_give_one_sorted_line_per_server():
+    code, rows, errors = run([SAMPLES])
+    assert (code, errors) == (0, "")
+    assert [(r["server"], r["status"], r["stage"]) for r in rows] == [
+        ("ex10hub01.contoso.example", "unknown", 0),
+        ("ex13mbx01.contoso.example", "unsupported", 6),
+        ("ex16mbx01.contoso.example", "outdated", 3),
+        ("ex19mbx01.fabrikam.example", "current", 0),
+        ("exse01.northwind.example", "current", 0),
+    ]
+    ex13 = rows[1]
+    assert ex13 == {
+        "server": "ex13mbx01.contoso.example", "org": None, "product": "Exchange2013", "build": "15.0.1497.2",
+        "status": "unsupported", "first_detected": "2026-01-02T23:53:27.000Z", "stage": 6,
+        "throttle_minutes_per_hour": 30, "block_minutes_per_hour": 10, "throttle_enabled_date": "2026-02-01",
+        "blocking_enabled_date": "2026-03-03", "next_stage_start_date": "2026-03-23", "recommended_builds": [],
+        "reason": "Exchange2013 is out of support (build 15.0.1497.2)",
+    }
+
+
+def test_at_moves_the_evaluation_time():
+    _, rows, _ = run([SAMPLES / "MSGTRK_EX13MBX01_20260102.LOG"], at="2026-02-01T23:53:27Z")
+    assert [(r["server"], r["stage"], r["next_stage_start_date"]) for r in rows] == [
+        ("ex13mbx01.contoso.example", 2, "2026-02-11")]
+
+
+def test_bad_lines_are_reported_with_file_and_line_and_missing_files_exit_2(tmp_path):
+    broken = tmp_path / "MSGTRK_BROKEN.LOG"
+    text = (SAMPLES / "MSGTRK_EX19MBX01_20260301.LOG").read_text(encoding="utf-8").splitlines()
+    text.insert(6, "2026-03-01T10:00:00.000Z,only,three")
+    broken.write_text("\n".join(text), encoding="utf-8")
+    code, rows, errors = run([broken, tmp_path / "missing.LOG"])
+    assert code == 2
+    [bad_line, unreadable] = errors.splitlines()
+    assert bad_line.startswith(f"{broken}:7 (byte ")
+    assert bad_line.endswith("): 3 values for the 30 columns of #Fields")
+    assert unreadable == f"{tmp_path / 'missing.LOG'}: cannot read: No such file or directory"
+    assert [r["server"] for r in rows] == ["ex19mbx01.fabrikam.example"]
