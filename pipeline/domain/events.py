@@ -59,6 +59,8 @@ class ServerObservation:
     message_id: str | None = None
     total_bytes: int | None = None
     behind_relay: str | None = None
+    # Product name of a non-Exchange MTA whose version the build field holds (Exim, Sendmail, Postfix).
+    software: str | None = None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from pipeline.domain.builds import Build
 from pipeline.domain.catalog import CURRENT, UNKNOWN, VULNERABLE_STATUSES, Catalog, product_of
 from pipeline.domain.config import PolicyConfig, Stage
 from pipeline.domain.events import ServerObservation
+from pipeline.domain.pauses import enforcement_moment, pause_intervals, paused_at, paused_between
 from pipeline.domain.windows import block_reply, throttle_reply
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -58,6 +59,11 @@ class ServerState:
     last_event_ms: int | None = None
     version: int = 0
     last_decision: str | None = None
+    # Product of a non-Exchange MTA (its builds are versions like 4.96).
+    software: str | None = None
+    # Seen connecting directly at least once; else only behind `relay`, and reported at most.
+    direct: bool = False
+    relay: str | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -84,13 +90,18 @@ def step(
     state.last_event_ms = max(state.last_event_ms or at_ms, at_ms)
     if observation.build is not None:
         state.builds[observation.build] = max(state.builds.get(observation.build, at_ms), at_ms)
+    state.software = observation.software or state.software
+    if observation.behind_relay is None:
+        state.direct = True
+    else:
+        state.relay = observation.behind_relay
     _forget_old_builds(state, config)
 
     effective = state.effective_build
-    status = catalog.status(product_of(effective), effective, config)
+    status = catalog.status(_product(state, effective), effective, config)
     if status in VULNERABLE_STATUSES:
         observed = Build.parse(observation.build)
-        observed_vulnerable = catalog.status(product_of(observed), observed, config) in VULNERABLE_STATUSES
+        observed_vulnerable = catalog.status(product_of(observed) or observation.software, observed, config) in VULNERABLE_STATUSES
         if state.first_detected_ms is None:
             state.first_detected_ms = at_ms
         elif observed_vulnerable and at_ms < state.first_detected_ms:
@@ -111,7 +122,7 @@ def step(
 def assess(state: ServerState, at: datetime, config: PolicyConfig, catalog: Catalog) -> Decision:
     """The decision for a server as of event time `at`."""
     build = state.effective_build
-    product = product_of(build)
+    product = _product(state, build)
     status = catalog.status(product, build, config)
     base = dict(
         server_id=state.server_id,
@@ -131,44 +142,46 @@ def assess(state: ServerState, at: datetime, config: PolicyConfig, catalog: Cata
         return _not_enforced(base, _healthy_reason(status, build))
 
     first = _dt(state.first_detected_ms)
-    stages = config.stages if config.in_enforcement_scope(product) else config.stages[:1]
-    current, following = _stage_at(stages, first, at)
-    reason = _vulnerable_reason(status, product, build, config)
-    if len(stages) == 1 and len(config.stages) > 1:
-        reason += f"; {product} is outside enforce_products, report only"
+    limits = []
+    if not config.in_enforcement_scope(product):
+        limits.append(f"{product} is outside enforce_products, report only")
+    if not state.direct and state.relay:
+        limits.append(f"behind relay {state.relay}, report only")
+    stages = config.stages[:1] if limits else config.stages
+    pauses = pause_intervals(config, state.org)
+    current, following = _stage_at(stages, at - first - paused_between(pauses, first, at))
+    reason = "; ".join([_vulnerable_reason(status, product, build, config)] + limits)
+    pause = paused_at(pauses, at)
+    if pause:
+        reason += f"; enforcement paused until {pause[1].date().isoformat()}"
+
+    def day(stage: Stage | None) -> date | None:
+        return enforcement_moment(first, timedelta(days=stage.start_day), pauses).date() if stage else None
+
+    enforced = stages[0] if pause else current
     return Decision(
         **base,
-        stage=current.number,
-        throttle_minutes_per_hour=current.throttle_minutes,
-        block_minutes_per_hour=current.block_minutes,
+        stage=enforced.number,
+        throttle_minutes_per_hour=enforced.throttle_minutes,
+        block_minutes_per_hour=enforced.block_minutes,
         first_detected=first,
-        throttle_enabled_date=_first_day(stages, first, lambda s: s.throttle_minutes > 0),
-        blocking_enabled_date=_first_day(stages, first, lambda s: s.block_minutes > 0),
-        next_stage_start_date=_day(first, following.start_day) if following else None,
+        throttle_enabled_date=day(next((s for s in stages if s.throttle_minutes > 0), None)),
+        blocking_enabled_date=day(next((s for s in stages if s.block_minutes > 0), None)),
+        next_stage_start_date=day(following),
         next_stage_throttle_rate=following.throttle_minutes if following else None,
         next_stage_block_rate=following.block_minutes if following else None,
         reason=reason,
-        smtp_reply=_reply(current),
+        smtp_reply=_reply(enforced),
     )
 
 
-def _stage_at(stages: tuple[Stage, ...], first: datetime, at: datetime) -> tuple[Stage, Stage | None]:
-    elapsed = at - first
+def _stage_at(stages: tuple[Stage, ...], elapsed: timedelta) -> tuple[Stage, Stage | None]:
     index = 0
     for i, stage in enumerate(stages):
         if elapsed >= timedelta(days=stage.start_day):
             index = i
     following = stages[index + 1] if index + 1 < len(stages) else None
     return stages[index], following
-
-
-def _first_day(stages: tuple[Stage, ...], first: datetime, enforcing) -> date | None:
-    stage = next((s for s in stages if enforcing(s)), None)
-    return _day(first, stage.start_day) if stage else None
-
-
-def _day(first: datetime, days: int) -> date:
-    return (first + timedelta(days=days)).date()
 
 
 def _reply(stage: Stage) -> str | None:
@@ -208,6 +221,10 @@ def _vulnerable_reason(status: str, product: str | None, build: Build | None, co
     if status == "unsupported":
         return f"{product} is out of support (build {build})"
     return f"build {build} is below the {product} baseline {config.baselines[product]}"
+
+
+def _product(state: ServerState, build: Build | None) -> str | None:
+    return product_of(build) or state.software
 
 
 def _forget_old_builds(state: ServerState, config: PolicyConfig) -> None:

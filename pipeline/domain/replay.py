@@ -19,7 +19,7 @@ def replay(
     for trace in sorted(traces, key=lambda t: t.event_time):
         if at is not None and trace.event_time > at:
             break
-        for observation in identity.observations(trace):
+        for observation in identity.observations(trace, config):
             states[observation.server_id], _ = policy.step(states.get(observation.server_id), observation, config, catalog)
             newest = max(newest or observation.event_time, observation.event_time)
     if newest is None:

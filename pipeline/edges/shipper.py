@@ -18,8 +18,12 @@ _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 def lines_with_positions(path: Path) -> Iterator[tuple[int, int | None, str]]:
+    """(line number, byte offset, text) for every line of a file."""
+    return lines_of_text(path.read_bytes())
+
+
+def lines_of_text(data: bytes) -> Iterator[tuple[int, int | None, str]]:
     """(line number, byte offset, text) for every line; UTF-16 exports are decoded whole (no offsets)."""
-    data = path.read_bytes()
     if data[:2] in _UTF16_BOMS:
         text = data.decode("utf-16")
         for number, line in enumerate(text.splitlines(), start=1):

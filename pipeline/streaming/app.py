@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import asdict
+from datetime import datetime, timezone
 
 import faust
 
 from pipeline.domain import identity, policy
 from pipeline.domain.catalog import Catalog
-from pipeline.domain.events import ParseError
-from pipeline.domain.parsers import envelope, msgtrk
+from pipeline.domain.events import ParseError, SourcePosition
+from pipeline.domain.parsers import dispatch, envelope
 from pipeline.settings import Settings
 from pipeline.sinks.clickhouse import ClickHouseSink, connect, create_tables
 from pipeline.streaming import records, topics
@@ -56,10 +56,10 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
     dlq_topic, observations_topic = topic(topics.DEAD_LETTERS), topic(topics.OBSERVATIONS)
     decisions_topic = topic(topics.DECISIONS)
 
-    # The msgtrk #Fields header in force per source file: raw lines are keyed by file, so the
-    # table is co-partitioned with mail.logs.raw.
+    # The parser state per source file (detected format, #Fields header, open messages): raw lines
+    # are keyed by file, so the table is co-partitioned with mail.logs.raw.
     table_schema = faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json")
-    headers = app.Table(topics.MSGTRK_HEADERS_TABLE, default=None, partitions=settings.partitions, schema=table_schema)
+    sources = app.Table(topics.PARSER_STATE_TABLE, default=None, partitions=settings.partitions, schema=table_schema)
     # The first-seen/policy state per server, co-partitioned with mail.observations (key server_id).
     servers = app.Table(topics.SERVER_STATE_TABLE, default=None, partitions=settings.partitions, schema=table_schema)
 
@@ -77,22 +77,22 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
     async def parse(stream):
         async for event in stream.events():
             message = event.message
-            source = (message.key or b"").decode("utf-8", "replace") or f"{message.topic}/{message.partition}"
-            unwrapped = envelope.unwrap(message.value or b"", source)
+            key = (message.key or b"").decode("utf-8", "replace") or f"{message.topic}/{message.partition}"
+            unwrapped = envelope.unwrap(message.value or b"", SourcePosition(key))
             if isinstance(unwrapped, ParseError):
                 await dead_letter(event, unwrapped.reason, unwrapped)
                 continue
             line, position = unwrapped
-            key = position.source.encode("utf-8")
-            stored = headers.get(key)
-            header = msgtrk.Header(stored["version"], tuple(stored["fields"]) if stored["fields"] else None) if stored else None
-            new_header, result = msgtrk.parse_line(header, line, position)
-            if new_header != header:
-                headers[key] = asdict(new_header)
-            if isinstance(result, ParseError):
-                await dead_letter(event, result.reason, result)
-            elif result is not None:
-                await traces_topic.send(key=key, value=MESSAGE_TRACE.encode(records.trace_record(result)))
+            source = position.source.encode("utf-8")
+            # Lines of syslog formats carry no year: the time the shipper produced them supplies it.
+            reference = datetime.fromtimestamp(message.timestamp, tz=timezone.utc) if message.timestamp else None
+            state, results = dispatch.parse_line(sources.get(source), line, position, reference)
+            sources[source] = state
+            for result in results:
+                if isinstance(result, ParseError):
+                    await dead_letter(event, result.reason, result)
+                else:
+                    await traces_topic.send(key=source, value=MESSAGE_TRACE.encode(records.trace_record(result)))
 
     @app.agent(traces_topic)
     async def observe(stream):
@@ -102,7 +102,7 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
             except AvroDecodeError as exc:
                 await dead_letter(event, str(exc))
                 continue
-            for observation in identity.observations(trace):
+            for observation in identity.observations(trace, settings.policy):
                 await observations_topic.send(
                     key=observation.server_id.encode("utf-8"),
                     value=SERVER_OBSERVATION.encode(records.observation_record(observation)),

@@ -12,7 +12,7 @@ OBSERVATIONS = "mail.observations"
 DECISIONS = "mail.decisions"
 
 # Faust names a table's changelog topic "<app id>-<table name>-changelog".
-MSGTRK_HEADERS_TABLE = "msgtrk-headers"
+PARSER_STATE_TABLE = "parser-state"
 SERVER_STATE_TABLE = "server-state"
 
 

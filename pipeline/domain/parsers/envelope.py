@@ -5,7 +5,7 @@ Accepted shapes, so operators can keep the shipper they run:
 - Filebeat:         {"message": line, "log": {"file": {"path": path}, "offset": byte}}
 - Fluent Bit tail:  {"log": line, "file": path, "offset": byte} (Path_Key file, Offset_Key offset)
 - Vector file:      {"message": line, "file": path}
-- a bare text line (not JSON): the record key names the source.
+- a bare text line (not JSON): it keeps the position of the record (the Kafka key names the source).
 """
 from __future__ import annotations
 
@@ -14,27 +14,32 @@ import json
 from pipeline.domain.events import ParseError, SourcePosition
 
 
-def unwrap(raw: bytes, fallback_source: str) -> tuple[str, SourcePosition] | ParseError:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return ParseError(SourcePosition(fallback_source), f"not UTF-8 at byte {exc.start}")
+def unwrap(raw: bytes | str, fallback: SourcePosition) -> tuple[str, SourcePosition] | ParseError:
+    """The log line and where it came from; `fallback` is the position of the record itself."""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return ParseError(fallback, f"not UTF-8 at byte {exc.start}")
+    text = raw
     if not text.lstrip().startswith("{"):
-        return text, SourcePosition(fallback_source)
+        return text, fallback
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        return ParseError(SourcePosition(fallback_source), f"broken JSON envelope: {exc.msg} at column {exc.colno}")
+        return ParseError(fallback, f"broken JSON envelope: {exc.msg} at column {exc.colno}")
     if not isinstance(document, dict):
-        return ParseError(SourcePosition(fallback_source), "JSON envelope is not an object")
+        return ParseError(fallback, "JSON envelope is not an object")
     line = document.get("message", document.get("log"))
     log_meta = document.get("log") if isinstance(document.get("log"), dict) else {}
     if isinstance(line, dict):
         line = None
     if not isinstance(line, str):
-        return ParseError(SourcePosition(fallback_source), "no log line in the envelope", field="message")
+        return ParseError(fallback, "no log line in the envelope", field="message")
     file_meta = log_meta.get("file") if isinstance(log_meta.get("file"), dict) else {}
-    source = document.get("file") or file_meta.get("path") or fallback_source
+    source = document.get("file") or file_meta.get("path")
+    if not source:
+        return line, fallback
     offset = document.get("offset", log_meta.get("offset"))
     number = document.get("line")
     return line, SourcePosition(

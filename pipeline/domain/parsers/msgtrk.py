@@ -9,7 +9,6 @@ keeps the header per source file.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from pipeline.domain.builds import Build
@@ -19,49 +18,50 @@ FORMAT = "msgtrk"
 _SEND_EVENTS = frozenset({"SEND", "SENDEXTERNAL"})
 
 
-@dataclass(frozen=True)
-class Header:
-    version: str | None = None
-    fields: tuple[str, ...] | None = None
+_HEADER_NAMES = ("#software:", "#version:", "#log-type:", "#date:", "#fields:")
 
 
-def parse_line(
-    header: Header | None, line: str, position: SourcePosition
-) -> tuple[Header | None, MessageTrace | ParseError | None]:
-    """Read one line. Returns the header in force after it and the event, error or None (a header line)."""
+def looks_like(line: str) -> bool:
+    return line.lstrip("\ufeff").lower().startswith(_HEADER_NAMES)
+
+
+def initial_state() -> dict:
+    return {"version": None, "fields": None}
+
+
+def parse_line(state: dict, line: str, position: SourcePosition) -> tuple[dict, list]:
+    """Read one line: the state in force after it and the events or errors it gave (none for a header line)."""
     text = line.lstrip("\ufeff").rstrip("\r\n")
     if not text.strip():
-        return header, None
+        return state, []
     if text.startswith("#"):
-        return _header_line(header, text), None
-    if header is None or header.fields is None:
-        return header, ParseError(position, "data line before any #Fields: header line", raw=text)
+        return _header_line(state, text), []
+    fields = state["fields"]
+    if fields is None:
+        return state, [ParseError(position, "data line before any #Fields: header line", raw=text)]
     try:
         values = next(csv.reader([text], strict=True))
     except csv.Error as exc:
-        return header, ParseError(position, f"broken CSV quoting: {exc}", raw=text)
-    if len(values) != len(header.fields):
-        return header, ParseError(
-            position, f"{len(values)} values for the {len(header.fields)} columns of #Fields", raw=text
-        )
-    return header, _trace(header, dict(zip(header.fields, values)), position, text)
+        return state, [ParseError(position, f"broken CSV quoting: {exc}", raw=text)]
+    if len(values) != len(fields):
+        return state, [ParseError(position, f"{len(values)} values for the {len(fields)} columns of #Fields", raw=text)]
+    return state, [_trace(state["version"], dict(zip(fields, values)), position, text)]
 
 
-def _header_line(header: Header | None, text: str) -> Header:
+def _header_line(state: dict, text: str) -> dict:
     name, _, value = text[1:].partition(":")
     name, value = name.strip().lower(), value.strip()
     if name == "software":
         # A new file's header block starts; nothing of the previous file carries over.
-        return Header()
-    current = header or Header()
+        return initial_state()
     if name == "version":
-        return Header(version=value, fields=current.fields)
+        return {**state, "version": value}
     if name == "fields":
-        return Header(version=current.version, fields=tuple(f.strip().lower() for f in value.split(",")))
-    return current
+        return {**state, "fields": [f.strip().lower() for f in value.split(",")]}
+    return state
 
 
-def _trace(header: Header, row: dict[str, str], position: SourcePosition, text: str) -> MessageTrace | ParseError:
+def _trace(version: str | None, row: dict[str, str], position: SourcePosition, text: str) -> MessageTrace | ParseError:
     stamp = row.get("date-time", "")
     try:
         event_time = datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(timezone.utc)
@@ -88,7 +88,7 @@ def _trace(header: Header, row: dict[str, str], position: SourcePosition, text: 
         connector_id=row.get("connector-id") or None,
         org=row.get("tenant-id") or None,
         logged_by=writer.lower() if writer else None,
-        logged_by_build=writer_build(row.get("schema-version") or header.version),
+        logged_by_build=writer_build(row.get("schema-version") or version),
     )
 
 

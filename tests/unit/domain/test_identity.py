@@ -1,7 +1,12 @@
 from datetime import datetime, timezone
 
 from pipeline.domain.events import MessageTrace, SourcePosition
-from pipeline.domain.identity import observations
+from pipeline.domain.config import PolicyConfig
+from pipeline.domain.identity import observations as observations_with
+
+
+def observations(trace):
+    return observations_with(trace, PolicyConfig())
 
 AT = datetime(2026, 2, 10, 8, 14, 3, tzinfo=timezone.utc)
 

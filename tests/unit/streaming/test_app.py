@@ -14,7 +14,7 @@ def test_agents_topics_and_co_partitioned_tables():
         "store_decisions": "t.mail.decisions",
     }
     tables = {name: table for name, table in app.tables.items()}
-    assert set(tables) == {"msgtrk-headers", "server-state"}
+    assert set(tables) == {"parser-state", "server-state"}
     for table in tables.values():
         assert table.partitions == 6
         assert table.changelog_topic.get_topic_name() == f"pg-unit-{table.name}-changelog"

@@ -6,27 +6,30 @@ from pipeline.domain.parsers.envelope import unwrap
 
 def test_patchgate_ship_envelope():
     raw = json.dumps({"message": "#Fields: a,b", "file": "/logs/MSGTRK1.LOG", "line": 5, "offset": 120}).encode()
-    assert unwrap(raw, "key") == ("#Fields: a,b", SourcePosition("/logs/MSGTRK1.LOG", 5, 120))
+    assert unwrap(raw, SourcePosition("key")) == ("#Fields: a,b", SourcePosition("/logs/MSGTRK1.LOG", 5, 120))
 
 
 def test_filebeat_envelope():
     raw = json.dumps({"@timestamp": "2026-02-10T08:14:04Z", "message": "x,y",
                       "log": {"offset": 4096, "file": {"path": "D:/Logs/MSGTRK2.LOG"}}}).encode()
-    assert unwrap(raw, "key") == ("x,y", SourcePosition("D:/Logs/MSGTRK2.LOG", None, 4096))
+    assert unwrap(raw, SourcePosition("key")) == ("x,y", SourcePosition("D:/Logs/MSGTRK2.LOG", None, 4096))
 
 
 def test_fluent_bit_and_vector_envelopes():
-    assert unwrap(b'{"log": "x", "file": "/a", "offset": 7}', "k") == ("x", SourcePosition("/a", None, 7))
-    assert unwrap(b'{"message": "x", "file": "/b", "host": "mx1"}', "k") == ("x", SourcePosition("/b"))
+    assert unwrap(b'{"log": "x", "file": "/a", "offset": 7}', SourcePosition("k")) == ("x", SourcePosition("/a", None, 7))
+    assert unwrap(b'{"message": "x", "file": "/b", "host": "mx1"}', SourcePosition("k")) == ("x", SourcePosition("/b"))
 
 
-def test_bare_lines_take_their_source_from_the_key():
-    assert unwrap("Mar  5 10:26:02 mx1 postfix/smtpd[2012]: x".encode(), "mx1:/var/log/mail.log") == (
-        "Mar  5 10:26:02 mx1 postfix/smtpd[2012]: x", SourcePosition("mx1:/var/log/mail.log"))
+def test_bare_lines_keep_the_position_of_the_record():
+    where = SourcePosition("mx1:/var/log/mail.log", 12, 900)
+    assert unwrap("Mar  5 10:26:02 mx1 postfix/smtpd[2012]: x".encode(), where) == (
+        "Mar  5 10:26:02 mx1 postfix/smtpd[2012]: x", where)
+    assert unwrap('{"message": "x"}', where) == ("x", where)
 
 
 def test_broken_envelopes_are_errors():
-    assert isinstance(unwrap(b'{"message": "x"', "k"), ParseError)
-    assert unwrap(b'{"file": "/a"}', "k").field == "message"
-    assert unwrap(b"\xff\xfe\x00x", "k").reason == "not UTF-8 at byte 0"
-    assert unwrap(b'{"message": {"text": "x"}}', "k").field == "message"
+    where = SourcePosition("k")
+    assert isinstance(unwrap(b'{"message": "x"', where), ParseError)
+    assert unwrap(b'{"file": "/a"}', where).field == "message"
+    assert unwrap(b"\xff\xfe\x00x", where).reason == "not UTF-8 at byte 0"
+    assert unwrap(b'{"message": {"text": "x"}}', where).field == "message"

@@ -1,7 +1,7 @@
 from datetime import datetime, timezone
 
 from pipeline.domain.events import ParseError, SourcePosition
-from pipeline.domain.parsers.msgtrk import Header, parse_line, writer_build
+from pipeline.domain.parsers.msgtrk import initial_state, parse_line, writer_build
 
 F30 = (
     "date-time,client-ip,client-hostname,server-ip,server-hostname,source-context,connector-id,source,"
@@ -34,17 +34,17 @@ SEND_2010 = (
 
 
 def header_for(version, fields):
-    header = None
+    header = initial_state()
     for line in ("\ufeff#Software: Microsoft Exchange Server\r\n", f"#Version: {version}\r\n",
                  "#Log-type: Message Tracking Log\r\n", "#Date: 2026-02-10T00:00:00.000Z\r\n", f"#Fields: {fields}\r\n"):
-        header, result = parse_line(header, line, SourcePosition("f.log", 1))
-        assert result is None
+        header, results = parse_line(header, line, SourcePosition("f.log", 1))
+        assert results == []
     return header
 
 
 def test_a_2016_receive_row_names_its_writer_and_build():
     header = header_for("15.01.2507.039", F30)
-    _, trace = parse_line(header, RECEIVE_2016 + "\r\n", SourcePosition("MSGTRK2026021001-1.LOG", 7, 2210))
+    _, [trace] = parse_line(header, RECEIVE_2016 + "\r\n", SourcePosition("MSGTRK2026021001-1.LOG", 7, 2210))
     assert trace.event_time == datetime(2026, 2, 10, 8, 14, 3, 127000, tzinfo=timezone.utc)
     assert trace.event_id == "RECEIVE"
     assert trace.logged_by == "ex16mbx01.contoso.example"
@@ -57,34 +57,37 @@ def test_a_2016_receive_row_names_its_writer_and_build():
 
 def test_a_2010_send_row_is_written_by_the_client_host_and_carries_no_build():
     header = header_for("14.0.0.0", F26)
-    _, trace = parse_line(header, SEND_2010, SourcePosition("x", 9))
+    _, [trace] = parse_line(header, SEND_2010, SourcePosition("x", 9))
     assert trace.logged_by == "ex10hub01.contoso.example"
     assert trace.logged_by_build is None
 
 
 def test_a_new_header_block_replaces_the_old_columns():
-    header = header_for("14.0.0.0", F26)
-    header = header_for("15.01.2507.039", F30) if header else None
-    assert header.fields[-1] == "schema-version"
-    header, _ = parse_line(header, "#Software: Microsoft Exchange Server", SourcePosition("x", 1))
-    assert header == Header()
+    state = header_for("14.0.0.0", F26)
+    for line in ("#Software: Microsoft Exchange Server", "#Version: 15.01.2507.039", f"#Fields: {F30}"):
+        state, _ = parse_line(state, line, SourcePosition("x", 1))
+    assert state == {"version": "15.01.2507.039", "fields": F30.split(",")}
+    _, [trace] = parse_line(state, RECEIVE_2016, SourcePosition("x", 2))
+    assert trace.logged_by_build == "15.1.2507.39"
+    state, _ = parse_line(state, "#Software: Microsoft Exchange Server", SourcePosition("x", 3))
+    assert state == initial_state()
 
 
 def test_errors_say_where_and_why():
-    _, error = parse_line(None, RECEIVE_2016, SourcePosition("a.log", 3))
+    _, [error] = parse_line(initial_state(), RECEIVE_2016, SourcePosition("a.log", 3))
     assert isinstance(error, ParseError)
     assert str(error) == "a.log:3: data line before any #Fields: header line"
     header = header_for("15.01.2507.039", F30)
-    _, error = parse_line(header, "2026-02-10T08:14:03Z,1.2.3.4", SourcePosition("a.log", 4))
+    _, [error] = parse_line(header, "2026-02-10T08:14:03Z,1.2.3.4", SourcePosition("a.log", 4))
     assert error.reason == "2 values for the 30 columns of #Fields"
-    _, error = parse_line(header, "yesterday" + RECEIVE_2016[24:], SourcePosition("a.log", 5))
+    _, [error] = parse_line(header, "yesterday" + RECEIVE_2016[24:], SourcePosition("a.log", 5))
     assert (error.field, str(error)) == ("date-time", "a.log:5: field date-time: 'yesterday' is not an ISO-8601 time")
-    _, error = parse_line(header, RECEIVE_2016.replace(",15230,", ",15k,"), SourcePosition("a.log", 6))
+    _, [error] = parse_line(header, RECEIVE_2016.replace(",15230,", ",15k,"), SourcePosition("a.log", 6))
     assert error.field == "total-bytes"
 
 
 def test_blank_lines_are_skipped():
-    assert parse_line(None, "\r\n", SourcePosition("a", 1)) == (None, None)
+    assert parse_line(initial_state(), "\r\n", SourcePosition("a", 1)) == (initial_state(), [])
 
 
 def test_constant_versions_are_not_builds():

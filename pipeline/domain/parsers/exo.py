@@ -1,0 +1,118 @@
+"""Exchange Online message trace exports: Get-MessageTrace(V2) Export-Csv, and the historical
+search / modern EAC downloads (summary, enhanced summary, extended report).
+
+They carry IPs, host names and connectors but never a build. The first line names the columns
+(quoted or not, any order), so every row is read by column name.
+"""
+from __future__ import annotations
+
+import csv
+from datetime import datetime, timezone
+
+from pipeline.domain.events import MessageTrace, ParseError, SourcePosition
+
+FORMAT = "exo_trace"
+
+# canonical name -> the column names the different exports use for it (lower case)
+_COLUMNS = {
+    "time": ("date_time_utc", "origin_timestamp_utc", "origin_timestamp", "received", "date"),
+    "client_ip": ("original_client_ip", "client_ip", "fromip"),
+    "client_hostname": ("client_hostname",),
+    "server_ip": ("server_ip", "toip"),
+    "server_hostname": ("server_hostname",),
+    "connector_id": ("connector_id",),
+    "event_id": ("event_id", "event"),
+    "message_id": ("message_id", "messageid"),
+    "sender": ("sender_address", "senderaddress"),
+    "recipients": ("recipient_address", "recipientaddress", "recipient_status"),
+    "total_bytes": ("total_bytes", "size"),
+    "org": ("tenant_id", "organization"),
+}
+_SIGNATURE = {"date_time_utc", "origin_timestamp_utc", "origin_timestamp", "messagetraceid", "network_message_id"}
+_US_TIME_FORMATS = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %I:%M %p")
+
+
+def header_columns(line: str) -> list[str]:
+    return [c.strip().strip('"').lower() for c in next(csv.reader([line.lstrip("\ufeff")]), [])]
+
+
+def looks_like(line: str) -> bool:
+    columns = set(header_columns(line))
+    return bool(columns & _SIGNATURE) or {"received", "senderaddress", "fromip"} <= columns
+
+
+def initial_state() -> dict:
+    return {"columns": None}
+
+
+def parse_line(state: dict, line: str, position: SourcePosition) -> tuple[dict, list]:
+    text = line.lstrip("\ufeff").rstrip("\r\n")
+    if not text.strip():
+        return state, []
+    if state["columns"] is None or looks_like(text):
+        # The header row; a repeated one (exports concatenated) replaces the previous one.
+        return {"columns": header_columns(text)}, []
+    try:
+        values = next(csv.reader([text], strict=True))
+    except csv.Error as exc:
+        return state, [ParseError(position, f"broken CSV quoting: {exc}", raw=text)]
+    columns = state["columns"]
+    if len(values) != len(columns):
+        return state, [ParseError(position, f"{len(values)} values for the {len(columns)} columns of the header row", raw=text)]
+    row = dict(zip(columns, values))
+    return state, [_trace({name: _pick(row, options) for name, options in _COLUMNS.items()}, position, text)]
+
+
+def _pick(row: dict[str, str], options: tuple[str, ...]) -> tuple[str, str] | None:
+    return next(((name, row[name].strip()) for name in options if row.get(name, "").strip()), None)
+
+
+def _trace(fields: dict, position: SourcePosition, text: str) -> MessageTrace | ParseError:
+    if fields["time"] is None:
+        return ParseError(position, "no time column has a value", field="date_time_utc", raw=text)
+    column, stamp = fields["time"]
+    event_time = parse_time(stamp)
+    if event_time is None:
+        return ParseError(position, f"{stamp!r} is not a time", field=column, raw=text)
+    size = fields["total_bytes"][1] if fields["total_bytes"] else ""
+    if size and not size.isdigit():
+        return ParseError(position, f"{size!r} is not a byte count", field=fields["total_bytes"][0], raw=text)
+
+    def value(name):
+        return fields[name][1] if fields[name] else None
+
+    recipients = value("recipients") or ""
+    return MessageTrace(
+        event_time=event_time,
+        source_format=FORMAT,
+        position=position,
+        event_id=(value("event_id") or "").upper() or None,
+        message_id=value("message_id"),
+        sender=value("sender"),
+        # recipient_status is "addr##Receive, Deliver;addr2##..." in the enhanced summary.
+        recipients=tuple(r.split("##")[0].strip() for r in recipients.split(";") if r.strip()),
+        total_bytes=int(size) if size else None,
+        client_ip=value("client_ip"),
+        client_hostname=(value("client_hostname") or "").lower() or None,
+        server_ip=value("server_ip"),
+        server_hostname=(value("server_hostname") or "").lower() or None,
+        connector_id=value("connector_id"),
+        org=(value("org") or "").lower() or None,
+    )
+
+
+def parse_time(stamp: str) -> datetime | None:
+    """ISO-8601 (downloads) or the US culture format Export-Csv writes ("2/10/2026 8:14:03 AM"); UTC."""
+    try:
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+        for pattern in _US_TIME_FORMATS:
+            try:
+                moment = datetime.strptime(stamp, pattern)
+                break
+            except ValueError:
+                continue
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
