@@ -101,7 +101,7 @@ def step(
     status = catalog.status(_product(state, effective), effective, config)
     if status in VULNERABLE_STATUSES:
         observed = Build.parse(observation.build)
-        observed_vulnerable = catalog.status(product_of(observed) or observation.software, observed, config) in VULNERABLE_STATUSES
+        observed_vulnerable = catalog.status(observation.software or product_of(observed), observed, config) in VULNERABLE_STATUSES
         if state.first_detected_ms is None:
             state.first_detected_ms = at_ms
         elif observed_vulnerable and at_ms < state.first_detected_ms:
@@ -224,7 +224,8 @@ def _vulnerable_reason(status: str, product: str | None, build: Build | None, co
 
 
 def _product(state: ServerState, build: Build | None) -> str | None:
-    return product_of(build) or state.software
+    """A non-Exchange MTA names its product (Sendmail 8.17 is not Exchange 2007); else the build does."""
+    return state.software or product_of(build)
 
 
 def _forget_old_builds(state: ServerState, config: PolicyConfig) -> None:

@@ -24,7 +24,7 @@ _MESSAGE_ID = re.compile(r" id=(?P<id>\S+)")
 
 def looks_like(line: str) -> bool:
     found = _LINE.match(line)
-    return bool(found and re.match(rf"^{_EXIM_ID} ", found.group("rest")))
+    return bool(found and re.match(rf"^(?:{_EXIM_ID} |exim \d)", found.group("rest")))
 
 
 def initial_state() -> dict:

@@ -7,6 +7,7 @@ They carry IPs, host names and connectors but never a build. The first line name
 from __future__ import annotations
 
 import csv
+import re
 from datetime import datetime, timezone
 
 from pipeline.domain.events import MessageTrace, ParseError, SourcePosition
@@ -29,6 +30,7 @@ _COLUMNS = {
     "org": ("tenant_id", "organization"),
 }
 _SIGNATURE = {"date_time_utc", "origin_timestamp_utc", "origin_timestamp", "messagetraceid", "network_message_id"}
+_SEVEN_DIGITS = re.compile(r"(\.\d{6})\d+")
 _US_TIME_FORMATS = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %I:%M %p")
 
 
@@ -36,7 +38,13 @@ def header_columns(line: str) -> list[str]:
     return [c.strip().strip('"').lower() for c in next(csv.reader([line.lstrip("\ufeff")]), [])]
 
 
+# Windows PowerShell's Export-Csv writes this line above the header unless -NoTypeInformation.
+_POWERSHELL_TYPE = "#TYPE "
+
+
 def looks_like(line: str) -> bool:
+    if line.lstrip("\ufeff").startswith(_POWERSHELL_TYPE):
+        return True
     columns = set(header_columns(line))
     return bool(columns & _SIGNATURE) or {"received", "senderaddress", "fromip"} <= columns
 
@@ -47,7 +55,7 @@ def initial_state() -> dict:
 
 def parse_line(state: dict, line: str, position: SourcePosition) -> tuple[dict, list]:
     text = line.lstrip("\ufeff").rstrip("\r\n")
-    if not text.strip():
+    if not text.strip() or text.startswith(_POWERSHELL_TYPE):
         return state, []
     if state["columns"] is None or looks_like(text):
         # The header row; a repeated one (exports concatenated) replaces the previous one.
@@ -104,7 +112,8 @@ def _trace(fields: dict, position: SourcePosition, text: str) -> MessageTrace | 
 def parse_time(stamp: str) -> datetime | None:
     """ISO-8601 (downloads) or the US culture format Export-Csv writes ("2/10/2026 8:14:03 AM"); UTC."""
     try:
-        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        # Downloads write 7 fractional digits (.NET ticks); Python reads at most 6.
+        moment = datetime.fromisoformat(_SEVEN_DIGITS.sub(r"\1", stamp.replace("Z", "+00:00")))
     except ValueError:
         moment = None
         for pattern in _US_TIME_FORMATS:
