@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     evaluate = commands.add_parser("evaluate", help="replay log files offline and print one JSON line per server")
     evaluate.add_argument("--at", help="ISO-8601 time to evaluate at (default: the newest event time)")
-    evaluate.add_argument("paths", nargs="+")
+    evaluate.add_argument("--config", default=argparse.SUPPRESS, help="TOML settings file with the [policy] table")
+    evaluate.add_argument("paths", nargs="+", help="files, folders (every file below) or - for standard input")
 
     args = parser.parse_args(argv)
     settings = load_settings(args.config)

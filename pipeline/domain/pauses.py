@@ -48,10 +48,13 @@ def paused_at(intervals: list[Interval], moment: datetime) -> Interval | None:
 
 def enforcement_moment(start: datetime, elapsed: timedelta, intervals: list[Interval]) -> datetime:
     """When `elapsed` of unpaused time will have passed since `start`."""
-    moment = start + elapsed
-    for _ in range(len(intervals) + 1):
-        later = start + elapsed + paused_between(intervals, start, moment)
-        if later == moment:
+    cursor, remaining = start, elapsed
+    for begin, end in sorted(intervals):
+        if end <= cursor:
+            continue
+        begin = max(begin, cursor)
+        if cursor + remaining <= begin:
             break
-        moment = later
-    return moment
+        remaining -= begin - cursor
+        cursor = end
+    return cursor + remaining

@@ -27,7 +27,7 @@ def unwrap(raw: bytes | str, fallback: SourcePosition) -> tuple[str, SourcePosit
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        return ParseError(fallback, f"broken JSON envelope: {exc.msg} at column {exc.colno}")
+        return ParseError(fallback, f"broken JSON envelope: {exc.msg} (column {exc.colno})")
     if not isinstance(document, dict):
         return ParseError(fallback, "JSON envelope is not an object")
     line = document.get("message", document.get("log"))
