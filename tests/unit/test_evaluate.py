@@ -53,3 +53,21 @@ def test_bad_lines_are_reported_with_file_and_line_and_missing_files_exit_2(tmp_
     assert bad_line.endswith("): 3 values for the 30 columns of #Fields")
     assert unreadable == f"{tmp_path / 'missing.LOG'}: cannot read: No such file or directory"
     assert [r["server"] for r in rows] == ["ex19mbx01.fabrikam.example"]
+
+
+def test_standard_input_is_read_for_dash(monkeypatch):
+    data = (SAMPLES / "MSGTRK_EXSE01_20260310.LOG").read_bytes()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+    code, rows, errors = run(["-"])
+    assert (code, errors) == (0, "")
+    assert [(r["server"], r["status"]) for r in rows] == [("exse01.northwind.example", "current")]
+
+
+def test_config_on_the_evaluate_command(tmp_path, capsys):
+    from pipeline.cli import main
+
+    config = tmp_path / "policy.toml"
+    config.write_text('[policy]\nexemptions = ["ex13mbx01.*"]\n')
+    assert main(["evaluate", "--config", str(config), str(SAMPLES / "MSGTRK_EX13MBX01_20260102.LOG")]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert (row["stage"], row["reason"]) == (0, "exempt: matches ex13mbx01.*")

@@ -35,7 +35,11 @@ _US_TIME_FORMATS = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %I:%M
 
 
 def header_columns(line: str) -> list[str]:
-    return [c.strip().strip('"').lower() for c in next(csv.reader([line.lstrip("\ufeff")]), [])]
+    try:
+        cells = next(csv.reader([line.lstrip("\ufeff")]), [])
+    except csv.Error:
+        return []
+    return [c.strip().strip('"').lower() for c in cells]
 
 
 # Windows PowerShell's Export-Csv writes this line above the header unless -NoTypeInformation.

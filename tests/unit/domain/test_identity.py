@@ -32,3 +32,64 @@ def test_traffic_without_a_build_still_counts():
 def test_exchange_online_servers_are_never_observed():
     assert observations(trace(logged_by="dm6pr12mb4123.namprd12.prod.outlook.com", logged_by_build="15.20.7202.31")) == []
     assert observations(trace()) == []
+
+
+CHAIN = (
+    "from ex16edge01.contoso.example (198.51.100.17) by BN8NAM12FT045.mail.protection.outlook.com (10.13.182.191) "
+    "with Microsoft SMTP Server (version=TLS1_2, cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) id 15.20.8466.25 "
+    "via Frontend Transport; Tue, 10 Feb 2026 08:14:08 +0000",
+    "from EX16MBX01.contoso.example (198.51.100.16) by ex16edge01.contoso.example (198.51.100.17) with Microsoft "
+    "SMTP Server (version=TLS1_2, cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) id 15.1.2507.39; Tue, 10 Feb 2026 08:14:06 +0000",
+    "from EX16MBX01.contoso.example ([fe80::1%3]) by EX16MBX01.contoso.example ([fe80::1%3]) with mapi id "
+    "15.01.2507.039; Tue, 10 Feb 2026 08:14:05 +0000",
+)
+
+
+def chain_trace(received, org="contoso.example"):
+    return MessageTrace(event_time=AT, source_format="rfc5322", position=SourcePosition("m", 1), org=org, received=received)
+
+
+def test_the_connecting_server_is_the_newest_untrusted_by_host_and_deeper_hops_are_behind_it():
+    seen = observations(chain_trace(CHAIN))
+    assert [(o.server, o.build, o.evidence, o.behind_relay) for o in seen] == [
+        ("ex16edge01.contoso.example", "15.1.2507.39", "received-id", None),
+        ("ex16mbx01.contoso.example", "15.1.2507.39", "mapi-id", "ex16edge01.contoso.example"),
+    ]
+    assert all(o.server_id.startswith("contoso.example/") and o.event_time == AT for o in seen)
+
+
+def test_cloud_builds_are_never_on_premises_even_on_unlisted_hosts():
+    hop = ("from a.outlook.office365.com by BN9PR03CA0512.outlook.office365.com with Microsoft SMTP Server "
+           "id 15.20.8466.25; Tue, 10 Feb 2026 08:14:08 +0000")
+    assert observations(chain_trace((hop,))) == []
+
+
+def test_operators_own_receivers_are_trusted_by_pattern():
+    ours = "from mail.fabrikam.example by mx1.example.net (Postfix) with ESMTPS id 4T; Wed, 11 Feb 2026 10:02:11 +0100"
+    theirs = "from x by mail.fabrikam.example with Microsoft SMTP Server (TLS) id 15.0.1497.2; Wed, 11 Feb 2026 10:02:10 +0100"
+    config = PolicyConfig.from_mapping({"trusted_receivers": ["mx*.example.net"]})
+    [seen] = observations_with(chain_trace((ours, theirs), org=None), config)
+    assert (seen.server_id, seen.build) == ("mail.fabrikam.example", "15.0.1497.2")
+    assert [o.server for o in observations(chain_trace((ours, theirs), org=None))] == ["mx1.example.net", "mail.fabrikam.example"]
+
+
+def test_non_exchange_software_is_named():
+    hop = ("from a (a [192.0.2.81]) by relay.northwind.example (8.17.1.9/8.17.1.9) with ESMTPS id 51C; "
+           "Thu, 12 Feb 2026 14:30:04 GMT")
+    [seen] = observations(chain_trace((hop,), org=None))
+    assert (seen.server, seen.build, seen.software) == ("relay.northwind.example", "8.17.1.9", "Sendmail")
+
+
+def test_connecting_hosts_of_traffic_only_formats():
+    exo_row = MessageTrace(event_time=AT, source_format="exo_trace", position=SourcePosition("t", 2), event_id="RECEIVE",
+                           client_ip="198.51.100.31", client_hostname="ex13hyb01.contoso.example", org="tenant-guid")
+    [seen] = observations(exo_row)
+    assert (seen.server_id, seen.build, seen.evidence) == ("tenant-guid/ex13hyb01.contoso.example", None, "exo_trace-traffic")
+    assert observations(MessageTrace(event_time=AT, source_format="exo_trace", position=SourcePosition("t", 3),
+                                     event_id="DELIVER", client_hostname="x.example")) == []
+    eop = MessageTrace(event_time=AT, source_format="exo_trace", position=SourcePosition("t", 4), event_id="RECEIVE",
+                       client_hostname="bn8nam12ft045.eop-nam12.prod.protection.outlook.com")
+    assert observations(eop) == []
+    exim_row = MessageTrace(event_time=AT, source_format="exim", position=SourcePosition("e", 1), event_id="ARRIVAL",
+                            client_ip="192.0.2.201")
+    assert [o.server for o in observations(exim_row)] == ["192.0.2.201"]
