@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _DOTTED = re.compile(r"^\d{1,5}(?:\.\d{1,5}){1,3}$")
 
@@ -15,6 +16,7 @@ class Build:
     parts: tuple[int, ...]
 
     @classmethod
+    @lru_cache(maxsize=4096)
     def parse(cls, text: str | None) -> Build | None:
         """Accept the short (15.1.2507.6) and the zero-padded long form (15.01.2507.006)."""
         if not text:
@@ -30,7 +32,7 @@ class Build:
         return major == CLOUD_LINE[0] and minor >= CLOUD_LINE[1]
 
     def __str__(self) -> str:
-        return ".".join(str(part) for part in self.parts)
+        return ".".join(map(str, self.parts))
 
 
 def normalise(text: str | None) -> str | None:

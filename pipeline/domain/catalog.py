@@ -49,6 +49,7 @@ def product_of(build: Build | None) -> str | None:
 class Catalog:
     def __init__(self, builds: list[CatalogBuild]):
         self.builds = sorted(builds, key=lambda b: b.build, reverse=True)
+        self._recommended: dict[tuple[str, Build], tuple[str, ...]] = {}
 
     @classmethod
     def from_csv(cls, builds_csv: str) -> Catalog:
@@ -71,9 +72,12 @@ class Catalog:
             return UNKNOWN
         return OUTDATED if build < baseline else CURRENT
 
-    def recommended_builds(self, product: str | None, config: PolicyConfig) -> list[str]:
+    def recommended_builds(self, product: str | None, config: PolicyConfig) -> tuple[str, ...]:
         """Catalog builds of the same product at or above its baseline, newest first."""
         baseline = config.baselines.get(product) if product else None
         if baseline is None or product in config.vulnerable_products:
-            return []
-        return [str(b.build) for b in self.builds if b.product == product and b.build >= baseline]
+            return ()
+        key = (product, baseline)
+        if key not in self._recommended:
+            self._recommended[key] = tuple(str(b.build) for b in self.builds if b.product == product and b.build >= baseline)
+        return self._recommended[key]

@@ -8,8 +8,8 @@ Time is always event time: nothing here reads a clock.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, replace
+from copy import copy
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import date, datetime, timedelta, timezone
 
 from pipeline.domain.builds import Build
@@ -18,9 +18,6 @@ from pipeline.domain.config import PolicyConfig, Stage
 from pipeline.domain.events import ServerObservation
 from pipeline.domain.pauses import enforcement_moment, pause_intervals, paused_at, paused_between
 from pipeline.domain.windows import block_reply, throttle_reply
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
 
 @dataclass(frozen=True)
 class Decision:
@@ -64,6 +61,10 @@ class ServerState:
     # Seen connecting directly at least once; else only behind `relay`, and reported at most.
     direct: bool = False
     relay: str | None = None
+    # What the last decision was computed from, and the event time until which the passage of
+    # time alone cannot change it (next stage, pause start or end): lets most events skip `assess`.
+    decided_from: str | None = None
+    stable_until_ms: int | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -74,8 +75,7 @@ class ServerState:
 
     @property
     def effective_build(self) -> Build | None:
-        builds = [Build.parse(b) for b in self.builds]
-        return max((b for b in builds if b is not None), default=None)
+        return max(filter(None, map(Build.parse, self.builds)), default=None)
 
 
 def step(
@@ -85,7 +85,8 @@ def step(
     if state is None:
         state = ServerState(observation.server_id, observation.server, observation.org)
     else:
-        state = ServerState.from_json(state.to_json())
+        state = copy(state)
+        state.builds = dict(state.builds)
     at_ms = _ms(observation.event_time)
     state.last_event_ms = max(state.last_event_ms or at_ms, at_ms)
     if observation.build is not None:
@@ -110,12 +111,18 @@ def step(
     elif status == CURRENT:
         state.first_detected_ms = None
 
-    decision = assess(state, _dt(state.last_event_ms), config, catalog)
-    previous = json.dumps(_comparable(decision), sort_keys=True, default=str)
-    if previous == state.last_decision:
+    inputs = repr((str(effective), state.first_detected_ms, state.direct, state.relay, state.software, state.org))
+    if inputs == state.decided_from and (state.stable_until_ms is None or state.last_event_ms < state.stable_until_ms):
+        return state, None
+    at = _dt(state.last_event_ms)
+    decision = assess(state, at, config, catalog)
+    state.decided_from = inputs
+    state.stable_until_ms = _next_change_ms(state, at, config)
+    fingerprint = _fingerprint(decision)
+    if fingerprint == state.last_decision:
         return state, None
     state.version += 1
-    state.last_decision = previous
+    state.last_decision = fingerprint
     return state, replace(decision, version=state.version)
 
 
@@ -173,6 +180,18 @@ def assess(state: ServerState, at: datetime, config: PolicyConfig, catalog: Cata
         reason=reason,
         smtp_reply=_reply(enforced),
     )
+
+
+def _next_change_ms(state: ServerState, at: datetime, config: PolicyConfig) -> int | None:
+    """The first event time after `at` at which the same inputs could give another decision."""
+    if state.first_detected_ms is None:
+        return None
+    first = _dt(state.first_detected_ms)
+    pauses = pause_intervals(config, state.org)
+    moments = [enforcement_moment(first, timedelta(days=s.start_day), pauses) for s in config.stages]
+    moments += [edge for interval in pauses for edge in interval]
+    later = [m for m in moments if m > at]
+    return _ms(min(later)) if later else None
 
 
 def _stage_at(stages: tuple[Stage, ...], elapsed: timedelta) -> tuple[Stage, Stage | None]:
@@ -237,11 +256,13 @@ def _forget_old_builds(state: ServerState, config: PolicyConfig) -> None:
     state.builds = {b: t for b, t in state.builds.items() if t >= horizon or b == newest}
 
 
-def _comparable(decision: Decision) -> dict:
-    body = asdict(replace(decision, decided_at=_EPOCH, version=0))
-    body.pop("decided_at")
-    body.pop("version")
-    return body
+# Every field but the version and the decision time: a decision is new when one of these changes.
+_COMPARED = tuple(f.name for f in fields(Decision) if f.name not in ("version", "decided_at"))
+
+
+def _fingerprint(decision: Decision) -> str:
+    """A stable text of the compared fields (stored in the state table, so no hash())."""
+    return repr(tuple(getattr(decision, name) for name in _COMPARED))
 
 
 def _ms(moment: datetime) -> int:

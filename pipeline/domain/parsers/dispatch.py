@@ -48,7 +48,11 @@ def parse_line(
 ) -> tuple[dict, list[MessageTrace | ParseError]]:
     """Feed one line of a source. `reference` dates syslog lines that carry no year."""
     state = state or new_state()
-    found = detect(line)
+    # Detect once per source, and again only where a message tracking log's header block starts
+    # (shippers concatenate files); detection on every line would double the cost of parsing.
+    found = None
+    if state["format"] is None or (state["format"] != msgtrk.FORMAT and line.startswith(("#", "\ufeff#"))):
+        found = detect(line)
     if state["format"] is None or (found == msgtrk.FORMAT and state["format"] != msgtrk.FORMAT):
         if found is None:
             if not line.strip():

@@ -64,8 +64,8 @@ def test_recommended_builds_are_at_or_above_the_baseline_newest_first():
         "Exchange2016,CU23 Dec25SU,15.01.2507.063,2025-12-09,KB5071873\n"
         "Exchange2019,CU15 Oct25SU,15.2.1748.39,2025-10-14,KB5066367\n"
     )
-    assert catalog.recommended_builds("Exchange2016", PolicyConfig()) == ["15.1.2507.63", "15.1.2507.61"]
-    assert catalog.recommended_builds("Exchange2013", PolicyConfig()) == []
+    assert catalog.recommended_builds("Exchange2016", PolicyConfig()) == ("15.1.2507.63", "15.1.2507.61")
+    assert catalog.recommended_builds("Exchange2013", PolicyConfig()) == ()
 
 
 def test_a_broken_catalog_row_names_its_line():
