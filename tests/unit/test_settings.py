@@ -22,3 +22,8 @@ def test_file_then_environment(tmp_path):
     assert settings.clickhouse_dsn == "http://default:@clickhouse:8123/default"
     assert settings.policy.build_window_days == 3
     assert settings.topic("mail.decisions") == "t1.mail.decisions"
+
+
+def test_the_example_file_holds_the_defaults():
+    example = Path(__file__).resolve().parents[2] / "deploy" / "patchgate.example.toml"
+    assert load_settings(example, environ={}) == Settings()
