@@ -9,4 +9,12 @@ from pipeline.domain.catalog import Catalog
 
 @cache
 def load_catalog() -> Catalog:
-    return Catalog.from_csv(files("pipeline.domain").joinpath("data/exchange_builds.csv").read_text(encoding="utf-8"))
+    data = files("pipeline.domain").joinpath("data")
+
+    def text(name: str) -> str:
+        return data.joinpath(name).read_text(encoding="utf-8")
+
+    return Catalog.from_csv(
+        text("exchange_builds.csv"), text("exchange_builds_supplemental.csv"),
+        lifecycle_csv=text("exchange_lifecycle.csv"),
+    )

@@ -47,20 +47,25 @@ def product_of(build: Build | None) -> str | None:
 
 
 class Catalog:
-    def __init__(self, builds: list[CatalogBuild]):
-        self.builds = sorted(builds, key=lambda b: b.build, reverse=True)
+    def __init__(self, builds: list[CatalogBuild], support_ends: dict[str, str] | None = None):
+        unique = {b.build: b for b in builds}
+        self.builds = sorted(unique.values(), key=lambda b: b.build, reverse=True)
+        # product -> end of extended support (YYYY-MM-DD), from exchange_lifecycle.csv
+        self.support_ends = support_ends or {}
         self._recommended: dict[tuple[str, Build], tuple[str, ...]] = {}
 
     @classmethod
-    def from_csv(cls, builds_csv: str) -> Catalog:
-        rows = csv.DictReader(io.StringIO(builds_csv))
+    def from_csv(cls, *builds_csv: str, lifecycle_csv: str = "") -> Catalog:
+        """From the text of one or more build lists (exchange_builds.csv and its supplement)."""
         builds = []
-        for number, row in enumerate(rows, start=2):
-            build = Build.parse(row["build"])
-            if build is None:
-                raise ValueError(f"exchange_builds.csv:{number}: field build: {row['build']!r} is not a build")
-            builds.append(CatalogBuild(row["product"], row["release"], build, row["release_date"]))
-        return cls(builds)
+        for text in builds_csv:
+            for number, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+                build = Build.parse(row["build"])
+                if build is None:
+                    raise ValueError(f"exchange_builds.csv:{number}: field build: {row['build']!r} is not a build")
+                builds.append(CatalogBuild(row["product"], row["release"], build, row["release_date"]))
+        ends = {row["product"]: row["extended_end"] for row in csv.DictReader(io.StringIO(lifecycle_csv)) if row["extended_end"]}
+        return cls(builds, ends)
 
     def status(self, product: str | None, build: Build | None, config: PolicyConfig) -> str:
         if build is None or product is None:

@@ -157,7 +157,7 @@ def assess(state: ServerState, at: datetime, config: PolicyConfig, catalog: Cata
     stages = config.stages[:1] if limits else config.stages
     pauses = pause_intervals(config, state.org)
     current, following = _stage_at(stages, at - first - paused_between(pauses, first, at))
-    reason = "; ".join([_vulnerable_reason(status, product, build, config)] + limits)
+    reason = "; ".join([_vulnerable_reason(status, product, build, config, catalog)] + limits)
     pause = paused_at(pauses, at)
     if pause:
         reason += f"; enforcement paused until {pause[1].date().isoformat()}"
@@ -236,9 +236,10 @@ def _healthy_reason(status: str, build: Build | None) -> str:
     return f"build {build} has no rule in the catalog"
 
 
-def _vulnerable_reason(status: str, product: str | None, build: Build | None, config: PolicyConfig) -> str:
+def _vulnerable_reason(status: str, product: str | None, build: Build | None, config: PolicyConfig, catalog: Catalog) -> str:
     if status == "unsupported":
-        return f"{product} is out of support (build {build})"
+        since = catalog.support_ends.get(product)
+        return f"{product} is out of support{f' since {since}' if since else ''} (build {build})"
     return f"build {build} is below the {product} baseline {config.baselines[product]}"
 
 

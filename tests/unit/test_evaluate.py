@@ -31,7 +31,7 @@ def test_samples_give_one_sorted_line_per_server():
         "status": "unsupported", "first_detected": "2026-01-02T23:53:27.000Z", "stage": 6,
         "throttle_minutes_per_hour": 30, "block_minutes_per_hour": 10, "throttle_enabled_date": "2026-02-01",
         "blocking_enabled_date": "2026-03-03", "next_stage_start_date": "2026-03-23", "recommended_builds": [],
-        "reason": "Exchange2013 is out of support (build 15.0.1497.2)",
+        "reason": "Exchange2013 is out of support since 2023-04-11 (build 15.0.1497.2)",
     }
 
 
