@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("decisions", help="print the decisions on mail.decisions, one JSON line each")
     report = commands.add_parser("report", help="print the out-of-date servers report from ClickHouse")
     report.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    sql = commands.add_parser("sql", help="run a read-only SQL query on the report tables")
+    sql.add_argument("query")
+    sql.add_argument("--json", action="store_true", help="one JSON object per row instead of a table")
     evaluate = commands.add_parser("evaluate", help="replay log files offline and print one JSON line per server")
     evaluate.add_argument("--at", help="ISO-8601 time to evaluate at (default: the newest event time)")
     evaluate.add_argument("--config", default=argparse.SUPPRESS, help="TOML settings file with the [policy] table")
@@ -54,9 +57,20 @@ def main(argv: list[str] | None = None) -> int:
         for decision in read_decisions(settings):
             print(json.dumps(evaluate_row(decision)))
     elif args.command == "report":
-        from pipeline.sinks.report import print_report
+        from pipeline.web import client, tables
 
-        print_report(settings, as_json=args.json)
+        rows = client.report(settings)
+        print(tables.json_lines(rows) if args.json else tables.text_table(tables.REPORT_SHOWN, rows))
+    elif args.command == "sql":
+        from pipeline.web import client, tables
+
+        try:
+            result = client.sql(settings, args.query)
+        except client.QueryError as exc:
+            print(f"patchgate sql: {exc}", file=sys.stderr)
+            return 1
+        rows = [dict(zip(result["columns"], row)) for row in result["rows"]]
+        print(tables.json_lines(rows) if args.json else tables.text_table(result["columns"], rows))
     elif args.command == "evaluate":
         from pipeline.evaluate import evaluate as run_evaluate
 

@@ -1,9 +1,9 @@
-"""The ClickHouse sink: report tables written in batches, idempotent under replay.
+"""ClickHouse tables of the pipeline: created idempotently, written in batches, idempotent under replay.
 
-One object owns the order "write the batch, then let the offsets go": `write_decisions` returns
-only after ClickHouse has the rows, and the caller acks the batch's Kafka events after that. A
-batch read again after a crash carries the same deduplication token (topic, partition, first and
-last offset), so ClickHouse drops it instead of storing it twice.
+An insert returns only once ClickHouse has stored the rows (async_insert=0); the caller lets the
+batch's Kafka offsets go only after that. A batch read again after a crash carries the same
+deduplication token (topic, partition, first and last offset) and is dropped; rows repeated in
+differently cut batches share their sorting key and are folded by ReplacingMergeTree.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from pipeline.domain.events import ServerObservation
 from pipeline.domain.policy import Decision
 
 DDL_DIR = Path(__file__).resolve().parents[2] / "schemas" / "clickhouse"
@@ -23,12 +24,13 @@ DECISION_COLUMNS = (
     "next_stage_throttle_rate", "next_stage_block_rate", "recommended_builds", "reason",
     "smtp_reply", "decided_at", "version",
 )
-SERVER_COLUMNS = (
+SERVER_STATE_COLUMNS = (
     "server_id", "server", "org", "product", "build", "status", "stage", "first_detected",
     "throttle_enabled_date", "blocking_enabled_date", "next_stage_start_date",
     "next_stage_throttle_rate", "next_stage_block_rate", "recommended_builds", "reason",
     "last_decided", "version",
 )
+SERVER_MESSAGE_COLUMNS = ("server_id", "day", "message_key", "event_time", "total_bytes", "build", "evidence")
 # Synchronous inserts: an insert that returned is stored, which is what lets offsets be committed.
 INSERT_SETTINGS = {"async_insert": 0}
 
@@ -48,25 +50,23 @@ def create_tables(client: Client) -> None:
                 client.command(body)
 
 
-class ClickHouseSink:
-    def __init__(self, client: Client):
-        self.client = client
+def insert_decisions(client: Client, rows: list[Decision], dedup_token: str) -> None:
+    """Every decision into `decisions`, and into `server_state` whose newest version per server wins."""
+    if not rows:
+        return
+    _insert(client, "decisions", [_decision_row(d) for d in rows], DECISION_COLUMNS, dedup_token)
+    _insert(client, "server_state", [_server_state_row(d) for d in rows], SERVER_STATE_COLUMNS, dedup_token)
 
-    def write_decisions(self, decisions: list[Decision], dedup_token: str) -> None:
-        if not decisions:
-            return
-        self.client.insert(
-            "decisions",
-            [_decision_row(d) for d in decisions],
-            column_names=DECISION_COLUMNS,
-            settings={**INSERT_SETTINGS, "insert_deduplication_token": f"decisions:{dedup_token}"},
-        )
-        self.client.insert(
-            "servers",
-            [_server_row(d) for d in decisions],
-            column_names=SERVER_COLUMNS,
-            settings={**INSERT_SETTINGS, "insert_deduplication_token": f"servers:{dedup_token}"},
-        )
+
+def insert_observations(client: Client, rows: list[ServerObservation], dedup_token: str) -> None:
+    """One row per message per observed server, for the traffic figures."""
+    if rows:
+        _insert(client, "server_messages", [_server_message_row(o) for o in rows], SERVER_MESSAGE_COLUMNS, dedup_token)
+
+
+def _insert(client: Client, table: str, rows: list[list], columns: tuple[str, ...], dedup_token: str) -> None:
+    settings = {**INSERT_SETTINGS, "insert_deduplication_token": f"{table}:{dedup_token}"}
+    client.insert(table, rows, column_names=columns, settings=settings)
 
 
 def _decision_row(d: Decision) -> list:
@@ -79,10 +79,16 @@ def _decision_row(d: Decision) -> list:
     ]
 
 
-def _server_row(d: Decision) -> list:
+def _server_state_row(d: Decision) -> list:
     return [
         d.server_id, d.hostname, d.org, d.product, d.build, d.status, d.stage, d.first_detected,
         d.throttle_enabled_date, d.blocking_enabled_date, d.next_stage_start_date,
         d.next_stage_throttle_rate, d.next_stage_block_rate, list(d.recommended_builds), d.reason,
         d.decided_at, d.version,
     ]
+
+
+def _server_message_row(o: ServerObservation) -> list:
+    # Without a Message-ID the time and size stand in for the message (rare: Exim "<=" without id=).
+    key = o.message_id or f"@{o.event_time.isoformat()}/{o.total_bytes}"
+    return [o.server_id, o.event_time.date(), key, o.event_time, o.total_bytes or 0, o.build, o.evidence]

@@ -61,8 +61,8 @@ def test_sample_logs_become_decisions_and_report_rows(pipeline_env, start_worker
 
     client = connect(settings.clickhouse_dsn)
     try:
-        stored = client.query("SELECT hostname, version, stage, decided_at FROM decisions ORDER BY hostname, version").result_rows
-        servers = client.query("SELECT server, status, stage, version, first_detected FROM servers FINAL ORDER BY server").result_rows
+        stored = client.query("SELECT hostname, version, stage, decided_at FROM decisions FINAL ORDER BY hostname, version").result_rows
+        servers = client.query("SELECT server, status, stage, version, first_detected FROM servers ORDER BY server").result_rows
     finally:
         client.close()
     assert [(h, v, s) for h, v, s, _ in stored] == [(d.hostname, d.version, d.stage) for d in decisions]

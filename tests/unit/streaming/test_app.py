@@ -12,9 +12,11 @@ def test_agents_topics_and_co_partitioned_tables():
         "observe": "t.mail.traces",
         "enforce": "t.mail.observations",
         "store_decisions": "t.mail.decisions",
+        "store_observations": "t.mail.observations",
     }
     tables = {name: table for name, table in app.tables.items()}
     assert set(tables) == {"parser-state", "server-state"}
     for table in tables.values():
         assert table.partitions == 6
         assert table.changelog_topic.get_topic_name() == f"pg-unit-{table.name}-changelog"
+

@@ -1,4 +1,4 @@
-"""Fixtures of the sink tests: decisions as the enforce agent emits them."""
+"""Shared fixtures of the unit tests: decisions as the enforce agent emits them."""
 from datetime import date, datetime, timezone
 
 import pytest

@@ -1,5 +1,5 @@
--- Latest state per server: the out-of-date servers report. Read it with FINAL.
-CREATE TABLE IF NOT EXISTS servers
+-- Latest decision per server (the newest version wins). The `servers` view reads it with FINAL.
+CREATE TABLE IF NOT EXISTS server_state
 (
     server_id                 String,
     server                    String,

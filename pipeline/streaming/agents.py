@@ -1,0 +1,71 @@
+"""The processing agents: parse, observe, enforce. Every rule they apply lives in pipeline.domain."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import faust
+
+from pipeline.domain import identity, policy
+from pipeline.domain.catalog import Catalog
+from pipeline.domain.events import ParseError, SourcePosition
+from pipeline.domain.parsers import dispatch, envelope
+from pipeline.settings import Settings
+from pipeline.streaming import records
+from pipeline.streaming.avro import ENFORCEMENT_DECISION, MESSAGE_TRACE, SERVER_OBSERVATION, AvroDecodeError
+from pipeline.streaming.dead_letters import dead_letter
+
+
+def register(app: faust.App, topics, parser_states: faust.Table, server_states: faust.Table,
+             settings: Settings, catalog: Catalog) -> None:
+
+    @app.agent(topics.raw)
+    async def parse(stream):
+        async for event in stream.events():
+            message = event.message
+            key = (message.key or b"").decode("utf-8", "replace") or f"{message.topic}/{message.partition}"
+            unwrapped = envelope.unwrap(message.value or b"", SourcePosition(key))
+            if isinstance(unwrapped, ParseError):
+                await dead_letter(topics.dead_letters, event, unwrapped.reason, unwrapped)
+                continue
+            line, position = unwrapped
+            source = position.source.encode("utf-8")
+            # Syslog lines carry no year: the time the shipper produced the record supplies it.
+            reference = datetime.fromtimestamp(message.timestamp, tz=timezone.utc) if message.timestamp else None
+            state, results = dispatch.parse_line(parser_states.get(source), line, position, reference)
+            parser_states[source] = state
+            for result in results:
+                if isinstance(result, ParseError):
+                    await dead_letter(topics.dead_letters, event, result.reason, result)
+                else:
+                    await topics.traces.send(key=source, value=MESSAGE_TRACE.encode(records.trace_record(result)))
+
+    @app.agent(topics.traces)
+    async def observe(stream):
+        async for event in stream.events():
+            try:
+                trace = records.trace_from_record(MESSAGE_TRACE.decode(event.message.value or b""))
+            except AvroDecodeError as exc:
+                await dead_letter(topics.dead_letters, event, str(exc))
+                continue
+            for observation in identity.observations(trace, settings.policy):
+                await topics.observations.send(
+                    key=observation.server_id.encode("utf-8"),
+                    value=SERVER_OBSERVATION.encode(records.observation_record(observation)),
+                )
+
+    @app.agent(topics.observations)
+    async def enforce(stream):
+        async for event in stream.events():
+            try:
+                observation = records.observation_from_record(SERVER_OBSERVATION.decode(event.message.value or b""))
+            except AvroDecodeError as exc:
+                await dead_letter(topics.dead_letters, event, str(exc))
+                continue
+            key = observation.server_id.encode("utf-8")
+            stored = server_states.get(key)
+            state = policy.ServerState.from_json(stored) if stored else None
+            new_state, decision = policy.step(state, observation, settings.policy, catalog)
+            # Assigned back on every change: a Faust table only logs what is set, not what is mutated.
+            server_states[key] = new_state.to_json()
+            if decision is not None:
+                await topics.decisions.send(key=key, value=ENFORCEMENT_DECISION.encode(records.decision_record(decision)))

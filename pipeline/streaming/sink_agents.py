@@ -1,0 +1,50 @@
+"""Agents that write the report tables: decisions and per-server message counts, in batches.
+
+`take_events` acks a batch's events only after the loop body returned, that is after ClickHouse
+stored the batch (ClickHouseHandle.write retries until it does).
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import faust
+
+from pipeline.sinks.clickhouse import insert_decisions, insert_observations
+from pipeline.streaming import records
+from pipeline.streaming.avro import ENFORCEMENT_DECISION, SERVER_OBSERVATION, AvroContract, AvroDecodeError
+from pipeline.streaming.dead_letters import dead_letter
+from pipeline.streaming.storage import ClickHouseHandle
+
+BATCH_SIZE = 50_000
+BATCH_SECONDS = 1.0
+
+
+def register(app: faust.App, topics, clickhouse: ClickHouseHandle) -> None:
+
+    async def store(batch, contract: AvroContract, from_record, insert) -> None:
+        for (topic, partition), events in _by_partition(batch).items():
+            rows = []
+            for event in events:
+                try:
+                    rows.append(from_record(contract.decode(event.message.value or b"")))
+                except AvroDecodeError as exc:
+                    await dead_letter(topics.dead_letters, event, str(exc))
+            token = f"{topic}:{partition}:{events[0].message.offset}-{events[-1].message.offset}"
+            await clickhouse.write(partial(insert, rows=rows, dedup_token=token), token)
+
+    @app.agent(topics.decisions)
+    async def store_decisions(stream):
+        async for batch in stream.take_events(BATCH_SIZE, within=BATCH_SECONDS):
+            await store(batch, ENFORCEMENT_DECISION, records.decision_from_record, insert_decisions)
+
+    @app.agent(topics.observations)
+    async def store_observations(stream):
+        async for batch in stream.take_events(BATCH_SIZE, within=BATCH_SECONDS):
+            await store(batch, SERVER_OBSERVATION, records.observation_from_record, insert_observations)
+
+
+def _by_partition(batch) -> dict[tuple[str, int], list]:
+    grouped: dict[tuple[str, int], list] = {}
+    for event in batch:
+        grouped.setdefault((event.message.topic, event.message.partition), []).append(event)
+    return grouped

@@ -1,0 +1,1 @@
+"""The worker's web port: the server owners' report page, its JSON API and read-only SQL."""

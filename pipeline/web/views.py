@@ -1,0 +1,62 @@
+"""Views on the worker's Faust web server.
+
+In embedded mode the worker's process owns the ClickHouse folder, so reads go through it:
+    GET  /report          the servers report as JSON
+    GET  /report.html     the same as a page for server owners
+    POST /sql             {"query": "SELECT ..."} -> {"columns": [...], "rows": [...]} (readonly)
+"""
+from __future__ import annotations
+
+import asyncio
+import html
+from typing import Awaitable, Callable
+
+import faust
+from faust.web import Request, Response, View
+
+from pipeline.sinks import queries
+from pipeline.web.tables import cell
+
+ClientCall = Callable[[Callable], Awaitable]
+
+
+def register(app: faust.App, with_client: ClientCall) -> None:
+    """`with_client(fn)` runs fn(client) next to the sink's writes, never at the same time."""
+
+    @app.page("/report")
+    class ReportJson(View):
+        async def get(self, request: Request) -> Response:
+            return self.json(await with_client(queries.report))
+
+    @app.page("/report.html")
+    class ReportPage(View):
+        async def get(self, request: Request) -> Response:
+            rows = await with_client(queries.report)
+            return self.html(render_report(rows))
+
+    @app.page("/sql")
+    class Sql(View):
+        async def post(self, request: Request) -> Response:
+            body = await request.json()
+            query = body.get("query") if isinstance(body, dict) else None
+            if not isinstance(query, str) or not query.strip():
+                return self.json({"error": 'send {"query": "SELECT ..."}'}, status=400)
+            try:
+                return self.json(await with_client(lambda client: queries.run_sql(client, query)))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # ClickHouse reports syntax, permission and type errors alike
+                return self.json({"error": str(exc).strip()}, status=400)
+
+
+def render_report(rows: list[dict]) -> str:
+    shown = queries.REPORT_COLUMNS
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in shown)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell(row[c]))}</td>" for c in shown) + "</tr>" for row in rows
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Out-of-date mail servers</title>"
+        "<style>body{font-family:sans-serif}td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left}</style>"
+        f"</head><body><h1>Out-of-date mail servers</h1><table><tr>{head}</tr>{body}</table></body></html>"
+    )
