@@ -44,9 +44,6 @@ fi
 echo "== decisions (mail.decisions) ==" >&2
 patchgate decisions
 
-# The embedded ClickHouse belongs to one process at a time: stop the worker, then read the report.
-kill -TERM "$worker_pid"
-wait "$worker_pid" || true
-worker_pid=""
-echo "== servers report (ClickHouse) ==" >&2
+# The worker owns the embedded ClickHouse: the report is read through its web port.
+echo "== servers report (ClickHouse, via the worker on 127.0.0.1:$PATCHGATE_WEB_PORT) ==" >&2
 patchgate report

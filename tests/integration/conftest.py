@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from kafka import KafkaConsumer, TopicPartition
+
 from pipeline.settings import load_settings
-from pipeline.streaming.admin import ensure_topics
+from pipeline.streaming.admin import ensure_topics, wait_until_drained
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,26 +25,35 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def pipeline_env(tmp_path):
-    """An isolated pipeline on the shared broker: own topic prefix, consumer group and data folder."""
+def isolated_env(data_dir: Path, config: Path | None = None) -> tuple:
+    """Settings and environment of a pipeline of its own on the shared broker: own topic prefix,
+    consumer group and data folder."""
     run = uuid.uuid4().hex[:8]
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
         "PATCHGATE_TOPIC_PREFIX": f"it-{run}.",
         "PATCHGATE_APP_ID": f"patchgate-it-{run}",
-        "PATCHGATE_DATA_DIR": str(tmp_path / "data"),
+        "PATCHGATE_DATA_DIR": str(data_dir),
         "PATCHGATE_WEB_PORT": str(_free_port()),
         "PATCHGATE_PARTITIONS": "4",
     }
     env.pop("CLICKHOUSE_URL", None)
+    if config is not None:
+        env["PATCHGATE_CONFIG"] = str(config)
     settings = load_settings(None, environ=env)
     ensure_topics(settings)
     return settings, env
 
 
+@pytest.fixture
+def pipeline_env(tmp_path):
+    return isolated_env(tmp_path / "data")
+
+
 class Worker:
+    """`patchgate worker` as a child process, as an operator runs it."""
+
     def __init__(self, env: dict, log: Path):
         self.log = log
         self.process = subprocess.Popen(
@@ -66,17 +77,90 @@ class Worker:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
 
 
+class Workers:
+    """Starts workers and makes sure none outlives the test."""
+
+    def __init__(self, env: dict, logs: Path):
+        self.env, self.logs, self.started = env, logs, []
+
+    def start(self) -> Worker:
+        worker = Worker(self.env, self.logs / f"worker-{len(self.started)}.log")
+        self.started.append(worker)
+        return worker
+
+    def close(self) -> None:
+        for worker in self.started:
+            if worker.alive():
+                worker.kill()
+
+
+def _drained(settings, worker: Worker, timeout: float = 180) -> None:
+    try:
+        wait_until_drained(settings, timeout=timeout, worker_alive=worker.alive)
+    except (TimeoutError, RuntimeError) as exc:
+        raise AssertionError(f"{exc}; worker log:\n{worker.tail()}") from exc
+
+
+def _read_topic(settings, name: str) -> list:
+    """Every record of a pipeline topic, from the beginning to its current end."""
+    topic = settings.topic(name)
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
+                             consumer_timeout_ms=5000)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        wanted = sum(ends.values())
+        records = []
+        for message in consumer:
+            records.append(message)
+            if len(records) >= wanted:
+                break
+        assert len(records) == wanted, f"{topic}: read {len(records)} of {wanted} records"
+        return records
+    finally:
+        consumer.close()
+
+
 @pytest.fixture
 def start_worker(pipeline_env, tmp_path):
     _, env = pipeline_env
-    workers: list[Worker] = []
+    workers = Workers(env, tmp_path)
+    yield workers.start
+    workers.close()
 
-    def start() -> Worker:
-        worker = Worker(env, tmp_path / f"worker-{len(workers)}.log")
-        workers.append(worker)
-        return worker
 
-    yield start
-    for worker in workers:
-        if worker.process.poll() is None:
-            worker.kill()
+@pytest.fixture
+def drained():
+    """drained(settings, worker): wait until the worker has processed everything, or fail with its log."""
+    return _drained
+
+
+@pytest.fixture
+def read_topic():
+    """read_topic(settings, name): every record of a pipeline topic."""
+    return _read_topic
+
+
+TESTS = ROOT / "tests"
+
+
+class MixedRun:
+    """A worker that has processed every sample file (tests/samples, settings tests/samples.toml)."""
+
+    def __init__(self, folder: Path):
+        from pipeline.edges.shipper import ship
+
+        self.settings, self.env = isolated_env(folder / "data", config=TESTS / "samples.toml")
+        self.workers = Workers(self.env, folder)
+        self.shipped = ship(self.settings, [str(TESTS / "samples")])
+        self.worker = self.workers.start()
+        _drained(self.settings, self.worker)
+
+
+@pytest.fixture(scope="module")
+def mixed_run(tmp_path_factory):
+    run = MixedRun(tmp_path_factory.mktemp("mixed"))
+    yield run
+    run.workers.close()

@@ -7,7 +7,6 @@ from pathlib import Path
 from pipeline.edges.decisions import read_decisions
 from pipeline.edges.shipper import ship
 from pipeline.sinks.clickhouse import connect
-from pipeline.streaming.admin import wait_until_drained
 
 SAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "samples"
 FILES = ["MSGTRK_EX13MBX01_20260102.LOG", "MSGTRK_EX16MBX01_20260210.LOG", "MSGTRK_EX19MBX01_20260301.LOG"]
@@ -20,15 +19,12 @@ EX13_FIRST = datetime(2026, 1, 2, 23, 53, 27, tzinfo=timezone.utc)
 EX16_FIRST = datetime(2026, 2, 10, 23, 53, 43, tzinfo=timezone.utc)
 
 
-def test_sample_logs_become_decisions_and_report_rows(pipeline_env, start_worker):
+def test_sample_logs_become_decisions_and_report_rows(pipeline_env, start_worker, drained):
     settings, _ = pipeline_env
     assert ship(settings, [str(SAMPLES / name) for name in FILES]) == 560 + 280 + 140
 
     worker = start_worker()
-    try:
-        wait_until_drained(settings, timeout=180, worker_alive=worker.alive)
-    except (TimeoutError, RuntimeError):
-        raise AssertionError(f"worker did not drain; its log:\n{worker.tail()}")
+    drained(settings, worker)
     decisions = sorted(read_decisions(settings), key=lambda d: (d.hostname, d.version))
     assert worker.stop() == 0, worker.tail()
 

@@ -60,6 +60,10 @@ def parse_line(
             return state, [ParseError(position, "unknown format: not a line of any supported log", raw=line.rstrip())]
         state = {**state, "format": found, "parser": _INITIAL[found]()}
     name = state["format"]
+    if name == msgtrk.FORMAT and line.lstrip("\ufeff").startswith("#Software:"):
+        # A new log file starts: host names learnt from the previous one do not carry over, so
+        # reading the same file again gives the same events.
+        state = {**state, "hosts": {}}
     if name == postfix.FORMAT:
         parser_state, results = postfix.parse_line(state["parser"], line, position, reference)
     else:
@@ -76,12 +80,15 @@ def finish(state: dict | None, position: SourcePosition) -> tuple[dict, list[Mes
 
 
 def _qualified(state: dict, results: list) -> tuple[dict, list]:
-    """Join short host names to the FQDN with the same first label seen earlier in the same source."""
+    """Join short host names to the FQDN with the same first label seen earlier in the same source,
+    and cut event times to milliseconds, the precision of the wire format and of ClickHouse."""
     hosts = dict(state["hosts"])
     out = []
     for result in results:
         if isinstance(result, MessageTrace):
             changes = {}
+            if result.event_time.microsecond % 1000:
+                changes["event_time"] = result.event_time.replace(microsecond=result.event_time.microsecond // 1000 * 1000)
             for field in ("logged_by", "client_hostname", "server_hostname"):
                 host = (getattr(result, field) or "").lower()
                 label = host.split(".")[0]

@@ -6,6 +6,9 @@ Accepted shapes, so operators can keep the shipper they run:
 - Fluent Bit tail:  {"log": line, "file": path, "offset": byte} (Path_Key file, Offset_Key offset)
 - Vector file:      {"message": line, "file": path}
 - a bare text line (not JSON): it keeps the position of the record (the Kafka key names the source).
+
+Envelopes nest when a file of shipper output is itself shipped (`patchgate ship filebeat.ndjson`):
+the line inside is unwrapped again, up to MAX_DEPTH levels.
 """
 from __future__ import annotations
 
@@ -14,7 +17,10 @@ import json
 from pipeline.domain.events import ParseError, SourcePosition
 
 
-def unwrap(raw: bytes | str, fallback: SourcePosition) -> tuple[str, SourcePosition] | ParseError:
+MAX_DEPTH = 3
+
+
+def unwrap(raw: bytes | str, fallback: SourcePosition, depth: int = 1) -> tuple[str, SourcePosition] | ParseError:
     """The log line and where it came from; `fallback` is the position of the record itself."""
     if isinstance(raw, bytes):
         try:
@@ -38,12 +44,15 @@ def unwrap(raw: bytes | str, fallback: SourcePosition) -> tuple[str, SourcePosit
         return ParseError(fallback, "no log line in the envelope", field="message")
     file_meta = log_meta.get("file") if isinstance(log_meta.get("file"), dict) else {}
     source = document.get("file") or file_meta.get("path")
-    if not source:
-        return line, fallback
     offset = document.get("offset", log_meta.get("offset"))
     number = document.get("line")
-    return line, SourcePosition(
-        str(source),
-        number if isinstance(number, int) else None,
-        offset if isinstance(offset, int) else None,
-    )
+    position = fallback
+    if source:
+        position = SourcePosition(
+            str(source),
+            number if isinstance(number, int) else None,
+            offset if isinstance(offset, int) else None,
+        )
+    if depth < MAX_DEPTH and line.lstrip().startswith("{"):
+        return unwrap(line, position, depth + 1)
+    return line, position

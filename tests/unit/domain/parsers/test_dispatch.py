@@ -37,3 +37,27 @@ def test_short_host_names_join_the_fqdn_seen_earlier_in_the_source():
     assert all(isinstance(t, MessageTrace) for t in traces)
     assert [t.logged_by for t in traces] == ["ex16mbx01.contoso.example", "ex16mbx01.contoso.example"]
     assert state["hosts"]["ex16mbx01"] == "ex16mbx01.contoso.example"
+
+
+def test_event_times_are_cut_to_milliseconds():
+    line = "2026-02-16T12:02:44.318211+00:00 mx1 postfix/smtpd[1]: ABCDEF1: client=a.example[192.0.2.1]"
+    state, _ = dispatch.parse_line(None, line, SourcePosition("s", 1))
+    _, [trace] = dispatch.finish(state, SourcePosition("s", 1))
+    assert trace.event_time.microsecond == 318000
+
+
+def test_reading_the_same_file_twice_gives_the_same_events():
+    lines = [
+        "#Software: Microsoft Exchange Server",
+        "#Fields: date-time,client-hostname,server-hostname,event-id",
+        "2026-01-20T07:12:45.301Z,EX13MBX02,EX13MBX02,RECEIVE",
+        "2026-01-20T07:12:46.055Z,EX13MBX02.tailspin.example,mx.partner.example,SEND",
+    ]
+    state, passes = None, []
+    for _ in range(2):
+        traces = []
+        for number, line in enumerate(lines, start=1):
+            state, results = dispatch.parse_line(state, line, SourcePosition("s", number))
+            traces += results
+        passes.append([t.logged_by for t in traces])
+    assert passes[0] == passes[1] == ["ex13mbx02", "ex13mbx02.tailspin.example"]

@@ -33,3 +33,12 @@ def test_broken_envelopes_are_errors():
     assert unwrap(b'{"file": "/a"}', where).field == "message"
     assert unwrap(b"\xff\xfe\x00x", where).reason == "not UTF-8 at byte 0"
     assert unwrap(b'{"message": {"text": "x"}}', where).field == "message"
+
+
+def test_nested_envelopes_are_unwrapped():
+    inner = json.dumps({"message": "x,y", "log": {"offset": 64, "file": {"path": "D:/MSGTRK.LOG"}}})
+    outer = json.dumps({"message": inner, "file": "/ship/filebeat.ndjson", "line": 3, "offset": 400})
+    assert unwrap(outer, SourcePosition("key")) == ("x,y", SourcePosition("D:/MSGTRK.LOG", None, 64))
+    broken = json.dumps({"message": '{"message": "cut', "file": "/ship/filebeat.ndjson", "line": 11})
+    error = unwrap(broken, SourcePosition("key"))
+    assert error.position == SourcePosition("/ship/filebeat.ndjson", 11) and "broken JSON" in error.reason
