@@ -1,16 +1,22 @@
 """Read enforcement decisions from mail.decisions with kafka-python, as an MTA-side consumer does."""
 from __future__ import annotations
 
+import logging
+
 from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.domain.policy import Decision
 from pipeline.settings import Settings
 from pipeline.streaming import records, topics
-from pipeline.streaming.avro import ENFORCEMENT_DECISION
+from pipeline.streaming.avro import ENFORCEMENT_DECISION, AvroDecodeError
+
+log = logging.getLogger(__name__)
 
 
 def read_decisions(settings: Settings, timeout_s: float = 30.0) -> list[Decision]:
-    """Every decision on the topic from the beginning up to its current end, in (partition, offset) order."""
+    """Every decision on the topic from the beginning up to its current end, in (partition, offset) order.
+
+    A record that is not a decision is logged and skipped: one bad record must not stop enforcement."""
     name = settings.topic(topics.DECISIONS)
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
                              consumer_timeout_ms=int(timeout_s * 1000))
@@ -22,7 +28,10 @@ def read_decisions(settings: Settings, timeout_s: float = 30.0) -> list[Decision
         remaining = {tp for tp in partitions if ends[tp] > 0}
         decisions: list[Decision] = []
         for message in consumer:
-            decisions.append(records.decision_from_record(ENFORCEMENT_DECISION.decode(message.value)))
+            try:
+                decisions.append(records.decision_from_record(ENFORCEMENT_DECISION.decode(message.value)))
+            except AvroDecodeError as exc:
+                log.warning("skipped %s/%s/%s: %s", message.topic, message.partition, message.offset, exc)
             tp = TopicPartition(message.topic, message.partition)
             if message.offset + 1 >= ends[tp]:
                 remaining.discard(tp)

@@ -40,14 +40,14 @@ def ensure_topics(settings: Settings) -> list[str]:
         admin.close()
 
 
-def lag(settings: Settings) -> int:
-    """Messages the worker's consumer group has not committed yet, over every consumed topic."""
+def lag(settings: Settings, names: tuple[str, ...] = CONSUMED) -> int:
+    """Messages the worker's consumer group has not committed yet, over the given consumed topics."""
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="patchgate-admin")
     try:
         partitions = [
             TopicPartition(settings.topic(name), p)
-            for name in CONSUMED
+            for name in names
             for p in consumer.partitions_for_topic(settings.topic(name)) or ()
         ]
         ends = consumer.end_offsets(partitions)

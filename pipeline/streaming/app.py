@@ -35,6 +35,10 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
         topic_partitions=settings.partitions,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        # A worker that died (kill -9, lost host) hands its partitions over after this long;
+        # Kafka's 45-60 s defaults would stall the replacement for a minute.
+        broker_session_timeout=15.0,
+        broker_heartbeat_interval=1.0,
         producer_acks=-1,
         web_bind=settings.web_host,
         web_port=settings.web_port,
@@ -47,12 +51,13 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
 
     wired = Topics(topic(topics.RAW), topic(topics.TRACES), topic(topics.DEAD_LETTERS),
                    topic(topics.OBSERVATIONS), topic(topics.DECISIONS))
-    table_schema = faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json")
+    # Keys are raw bytes (key_type=bytes also makes the changelog and recovery read them raw);
+    # values are JSON documents.
     # The parser state per source file (detected format, #Fields header, open messages): raw lines
     # are keyed by file, so the table is co-partitioned with mail.logs.raw.
-    parser_states = app.Table(topics.PARSER_STATE_TABLE, default=None, partitions=settings.partitions, schema=table_schema)
+    parser_states = app.Table(topics.PARSER_STATE_TABLE, default=None, partitions=settings.partitions, key_type=bytes)
     # The first-seen/policy state per server, co-partitioned with mail.observations (key server_id).
-    server_states = app.Table(topics.SERVER_STATE_TABLE, default=None, partitions=settings.partitions, schema=table_schema)
+    server_states = app.Table(topics.SERVER_STATE_TABLE, default=None, partitions=settings.partitions, key_type=bytes)
 
     clickhouse = ClickHouseHandle(settings.clickhouse_dsn)
     app.task(clickhouse.open)
