@@ -31,8 +31,11 @@ def register(app: faust.App, topics, parser_states: faust.Table, server_states: 
             source = position.source.encode("utf-8")
             # Syslog lines carry no year: the time the shipper produced the record supplies it.
             reference = datetime.fromtimestamp(message.timestamp, tz=timezone.utc) if message.timestamp else None
-            state, results = dispatch.parse_line(parser_states.get(source), line, position, reference)
-            parser_states[source] = state
+            previous = parser_states.get(source)
+            state, results = dispatch.parse_line(previous, line, position, reference)
+            if state != previous:
+                # Most data lines leave the state as it was: skip the store write and changelog record.
+                parser_states[source] = state
             for result in results:
                 if isinstance(result, ParseError):
                     await dead_letter(topics.dead_letters, event, result.reason, result)

@@ -40,6 +40,10 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
         broker_session_timeout=15.0,
         broker_heartbeat_interval=1.0,
         producer_acks=-1,
+        # Batch what the agents produce: without linger every message became its own produce
+        # request, and the worker spent its time in the Kafka protocol (300 lines/s).
+        producer_linger=0.01,
+        producer_max_batch_size=1_000_000,
         web_bind=settings.web_host,
         web_port=settings.web_port,
         web_host=settings.web_host,

@@ -36,3 +36,23 @@ def test_garbage_and_foreign_records_are_refused_with_a_reason():
 
 def test_each_contract_has_its_own_fingerprint():
     assert SERVER_OBSERVATION.fingerprint != ENFORCEMENT_DECISION.fingerprint
+
+
+def test_a_record_written_with_the_previous_schema_reads_with_the_current_one():
+    """ServerObservation v1 (schemas/avro/history) had no `software`; v2 readers get its default."""
+    import json
+    from pathlib import Path
+
+    from pipeline.streaming.avro import SCHEMA_DIR, AvroContract
+
+    v1_path = Path(SCHEMA_DIR) / "history" / "ServerObservation.v1.avsc"
+    assert "software" not in {f["name"] for f in json.loads(v1_path.read_text())["fields"]}
+    v1 = AvroContract("history/ServerObservation.v1")
+    assert v1.fingerprint != SERVER_OBSERVATION.fingerprint
+    written = v1.encode({
+        "server_id": "ex13.contoso.example", "server": "ex13.contoso.example", "org": None,
+        "event_time": datetime(2026, 1, 2, tzinfo=timezone.utc), "build": "15.0.1497.2",
+        "evidence": "received-id", "message_id": None, "total_bytes": 10, "behind_relay": None,
+    })
+    record = SERVER_OBSERVATION.decode(written)
+    assert record["software"] is None and record["build"] == "15.0.1497.2"
