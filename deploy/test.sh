@@ -12,6 +12,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# The MTA tests drive a real Postfix with swaks: Debian's packages, installed when missing.
+if ! command -v postfix >/dev/null || ! command -v swaks >/dev/null; then
+  if [[ $(id -u) != 0 ]]; then
+    echo "postfix and swaks are needed (apt-get install postfix swaks) and only root can install them" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix swaks >/dev/null
+fi
+
 if ! bash deploy/kafka/kafka.sh status >/dev/null 2>&1; then
   bash deploy/kafka/kafka.sh start
   started_broker=1

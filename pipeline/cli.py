@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import signal
 import sys
+from pathlib import Path
 
 from pipeline.settings import load_settings
 
@@ -16,7 +19,10 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("topics", help="create the pipeline's Kafka topics")
     commands.add_parser("worker", help="run the Faust worker (all agents and the ClickHouse sink)")
     ship = commands.add_parser("ship", help="send log files line by line to mail.logs.raw")
-    ship.add_argument("paths", nargs="+")
+    ship.add_argument("paths", nargs="+", help="files or folders (every file below them)")
+    ship.add_argument("--follow", action="store_true", help="keep tailing the files, like tail -F")
+    ship.add_argument("--checkpoint", help="where shipped positions are kept (default: <data dir>/ship-checkpoint.json)")
+    ship.add_argument("--no-checkpoint", action="store_true", help="send everything again, keep no positions")
     wait = commands.add_parser("wait", help="wait until the worker has processed everything on its topics")
     wait.add_argument("--timeout", type=float, default=120.0)
     commands.add_parser("decisions", help="print the decisions on mail.decisions, one JSON line each")
@@ -25,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     sql = commands.add_parser("sql", help="run a read-only SQL query on the report tables")
     sql.add_argument("query")
     sql.add_argument("--json", action="store_true", help="one JSON object per row instead of a table")
+    mta = commands.add_parser("mta", help="answer Postfix policy requests from the decisions on mail.decisions")
+    mta.add_argument("--host", default="127.0.0.1")
+    mta.add_argument("--port", type=int, default=10040)
+    mta.add_argument("--cache", help="decision cache file (default: <data dir>/decision-cache.json)")
     evaluate = commands.add_parser("evaluate", help="replay log files offline and print one JSON line per server")
     evaluate.add_argument("--at", help="ISO-8601 time to evaluate at (default: the newest event time)")
     evaluate.add_argument("--config", default=argparse.SUPPRESS, help="TOML settings file with the [policy] table")
@@ -43,9 +53,15 @@ def main(argv: list[str] | None = None) -> int:
 
         run_worker(settings)
     elif args.command == "ship":
-        from pipeline.edges.shipper import ship as ship_files
+        from pipeline.edges.shipper import progress_stream, ship as ship_files
 
-        print(f"shipped {ship_files(settings, args.paths)} lines", file=sys.stderr)
+        checkpoint = None if args.no_checkpoint else Path(args.checkpoint or settings.data_dir / "ship-checkpoint.json")
+        stopping = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stopping.append(True))
+        sent = ship_files(settings, args.paths, follow=args.follow, checkpoint=checkpoint,
+                          progress=progress_stream(), stop=lambda: bool(stopping))
+        print(f"shipped {sent} lines", file=sys.stderr)
     elif args.command == "wait":
         from pipeline.streaming.admin import wait_until_drained
 
@@ -71,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         rows = [dict(zip(result["columns"], row)) for row in result["rows"]]
         print(tables.json_lines(rows) if args.json else tables.text_table(result["columns"], rows))
+    elif args.command == "mta":
+        from pipeline.edges.mta import run_mta
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        run_mta(settings, args.host, args.port, Path(args.cache or settings.data_dir / "decision-cache.json"))
     elif args.command == "evaluate":
         from pipeline.evaluate import evaluate as run_evaluate
 

@@ -31,6 +31,8 @@ SERVER_STATE_COLUMNS = (
     "last_decided", "version",
 )
 SERVER_MESSAGE_COLUMNS = ("server_id", "day", "message_key", "event_time", "total_bytes", "build", "evidence")
+ENFORCEMENT_COLUMNS = ("server_id", "hostname", "org", "at", "action", "stage", "decision_version", "client_address",
+                       "helo_name", "topic_partition", "topic_offset")
 # Synchronous inserts: an insert that returned is stored, which is what lets offsets be committed.
 INSERT_SETTINGS = {"async_insert": 0}
 
@@ -62,6 +64,13 @@ def insert_observations(client: Client, rows: list[ServerObservation], dedup_tok
     """One row per message per observed server, for the traffic figures."""
     if rows:
         _insert(client, "server_messages", [_server_message_row(o) for o in rows], SERVER_MESSAGE_COLUMNS, dedup_token)
+
+
+def insert_enforcement(client: Client, rows: list[tuple[dict, int, int]], dedup_token: str) -> None:
+    """Enforcement records with their (partition, offset): two MTAs may report the same second."""
+    if rows:
+        table = [[record[c] for c in ENFORCEMENT_COLUMNS[:-2]] + [partition, offset] for record, partition, offset in rows]
+        _insert(client, "enforcement", table, ENFORCEMENT_COLUMNS, dedup_token)
 
 
 def _insert(client: Client, table: str, rows: list[list], columns: tuple[str, ...], dedup_token: str) -> None:

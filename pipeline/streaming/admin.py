@@ -13,7 +13,7 @@ from pipeline.streaming import topics
 
 # Topics whose committed offsets must reach the end before the pipeline has caught up: every
 # topic an agent consumes, in flow order.
-CONSUMED = (topics.RAW, topics.TRACES, topics.OBSERVATIONS, topics.DECISIONS)
+CONSUMED = (topics.RAW, topics.TRACES, topics.OBSERVATIONS, topics.DECISIONS, topics.ENFORCEMENT)
 
 
 def ensure_topics(settings: Settings) -> list[str]:

@@ -1,5 +1,6 @@
 """The Faust app: mail.logs.raw -> parse -> mail.traces -> observe -> mail.observations -> enforce
--> mail.decisions, with the ClickHouse sinks on mail.observations and mail.decisions.
+-> mail.decisions, with the ClickHouse sinks on mail.observations, mail.decisions and
+mail.enforcement (what the MTAs applied).
 
 Topics carry raw bytes and the agents encode and decode Avro themselves, so a record that does not
 decode goes to the dead-letter topic with its position instead of stopping the stream.
@@ -24,6 +25,7 @@ class Topics:
     dead_letters: faust.TopicT
     observations: faust.TopicT
     decisions: faust.TopicT
+    enforcement: faust.TopicT
 
 
 def build_app(settings: Settings, catalog: Catalog) -> faust.App:
@@ -54,7 +56,7 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
                          key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
 
     wired = Topics(topic(topics.RAW), topic(topics.TRACES), topic(topics.DEAD_LETTERS),
-                   topic(topics.OBSERVATIONS), topic(topics.DECISIONS))
+                   topic(topics.OBSERVATIONS), topic(topics.DECISIONS), topic(topics.ENFORCEMENT))
     # Keys are raw bytes (key_type=bytes also makes the changelog and recovery read them raw);
     # values are JSON documents.
     # The parser state per source file (detected format, #Fields header, open messages): raw lines

@@ -1,4 +1,4 @@
-"""Agents that write the report tables: decisions and per-server message counts, in batches.
+"""Agents that write the report tables: decisions, per-server messages and MTA enforcement, in batches.
 
 `take_events` acks a batch's events only after the loop body returned, that is after ClickHouse
 stored the batch (ClickHouseHandle.write retries until it does).
@@ -9,9 +9,9 @@ from functools import partial
 
 import faust
 
-from pipeline.sinks.clickhouse import insert_decisions, insert_observations
+from pipeline.sinks.clickhouse import insert_decisions, insert_enforcement, insert_observations
 from pipeline.streaming import records
-from pipeline.streaming.avro import ENFORCEMENT_DECISION, SERVER_OBSERVATION, AvroContract, AvroDecodeError
+from pipeline.streaming.avro import ENFORCEMENT, ENFORCEMENT_DECISION, SERVER_OBSERVATION, AvroContract, AvroDecodeError
 from pipeline.streaming.dead_letters import dead_letter
 from pipeline.streaming.storage import ClickHouseHandle
 
@@ -26,7 +26,7 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle) -> None:
             rows = []
             for event in events:
                 try:
-                    rows.append(from_record(contract.decode(event.message.value or b"")))
+                    rows.append(from_record(contract.decode(event.message.value or b""), event.message))
                 except AvroDecodeError as exc:
                     await dead_letter(topics.dead_letters, event, str(exc))
             token = f"{topic}:{partition}:{events[0].message.offset}-{events[-1].message.offset}"
@@ -35,12 +35,17 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle) -> None:
     @app.agent(topics.decisions)
     async def store_decisions(stream):
         async for batch in stream.take_events(BATCH_SIZE, within=BATCH_SECONDS):
-            await store(batch, ENFORCEMENT_DECISION, records.decision_from_record, insert_decisions)
+            await store(batch, ENFORCEMENT_DECISION, lambda record, _: records.decision_from_record(record), insert_decisions)
 
     @app.agent(topics.observations)
     async def store_observations(stream):
         async for batch in stream.take_events(BATCH_SIZE, within=BATCH_SECONDS):
-            await store(batch, SERVER_OBSERVATION, records.observation_from_record, insert_observations)
+            await store(batch, SERVER_OBSERVATION, lambda record, _: records.observation_from_record(record), insert_observations)
+
+    @app.agent(topics.enforcement)
+    async def store_enforcement(stream):
+        async for batch in stream.take_events(BATCH_SIZE, within=BATCH_SECONDS):
+            await store(batch, ENFORCEMENT, lambda record, message: (record, message.partition, message.offset), insert_enforcement)
 
 
 def _by_partition(batch) -> dict[tuple[str, int], list]:

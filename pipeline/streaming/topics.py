@@ -10,6 +10,7 @@ TRACES = "mail.traces"
 DEAD_LETTERS = "mail.traces.dlq"
 OBSERVATIONS = "mail.observations"
 DECISIONS = "mail.decisions"
+ENFORCEMENT = "mail.enforcement"
 
 # Faust names a table's changelog topic "<app id>-<table name>-changelog".
 PARSER_STATE_TABLE = "parser-state"
@@ -31,4 +32,5 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic(DEAD_LETTERS)),
         TopicSpec(settings.topic(OBSERVATIONS)),
         TopicSpec(settings.topic(DECISIONS), compacted=True),
+        TopicSpec(settings.topic(ENFORCEMENT)),
     ]

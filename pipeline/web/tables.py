@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 REPORT_SHOWN = ("server", "product", "build", "status", "stage", "first_detected", "next_stage_start_date",
-                "last_seen", "messages_last_24h")
+                "last_seen", "messages_last_24h", "deferred", "rejected")
 
 
 def text_table(columns, rows: list[dict]) -> str:

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -164,3 +167,73 @@ def mixed_run(tmp_path_factory):
     run = MixedRun(tmp_path_factory.mktemp("mixed"))
     yield run
     run.workers.close()
+
+
+class PostfixInstance:
+    """A private Postfix (Debian's package) on a loopback port, asking a policy service at RCPT time."""
+
+    def __init__(self, folder: Path, smtp_port: int, policy_port: int):
+        self.folder, self.smtp_port = folder, smtp_port
+        self.config = folder / "etc"
+        for sub in ("etc", "spool", "data"):
+            (folder / sub).mkdir(parents=True)
+        shutil.chown(folder / "data", user="postfix")
+        master = Path("/etc/postfix/master.cf").read_text()
+        smtp_service = re.compile(r"^smtp\s+inet\s.*$", re.M)
+        assert smtp_service.search(master), "no smtp service line in /etc/postfix/master.cf"
+        (self.config / "master.cf").write_text(smtp_service.sub(f"127.0.0.1:{smtp_port} inet n - n - - smtpd", master))
+        (self.config / "main.cf").write_text("\n".join([
+            "compatibility_level = 3.6",
+            f"queue_directory = {folder / 'spool'}",
+            f"data_directory = {folder / 'data'}",
+            "mail_owner = postfix",
+            "setgid_group = postdrop",
+            "inet_interfaces = 127.0.0.1",
+            "inet_protocols = ipv4",
+            "myhostname = mx-test.example.net",
+            "mydestination = example.net, localhost",
+            "local_recipient_maps =",
+            "alias_maps =",
+            "alias_database =",
+            "smtpd_helo_required = yes",
+            f"smtpd_recipient_restrictions = reject_unauth_destination, "
+            f"check_policy_service inet:127.0.0.1:{policy_port}, permit",
+            f"maillog_file_prefixes = {folder}",
+            f"maillog_file = {folder / 'postfix.log'}",
+            "",
+        ]))
+        subprocess.run(["postfix", "-c", str(self.config), "start"], check=True, capture_output=True)
+
+    def swaks(self, helo: str) -> str:
+        """The server's answer to RCPT TO for a client that says HELO `helo`."""
+        done = subprocess.run(
+            ["swaks", "--server", f"127.0.0.1:{self.smtp_port}", "--helo", helo, "--from", f"ann@{helo}",
+             "--to", "jo@example.net", "--quit-after", "RCPT", "--timeout", "20"],
+            capture_output=True, text=True, timeout=60,
+        )
+        replies = [line[4:] for line in done.stdout.splitlines() if line.startswith(("<-  ", "<** "))]
+        return replies[-2] if len(replies) >= 2 else done.stdout  # the line before QUIT's 221
+
+    def stop(self) -> None:
+        subprocess.run(["postfix", "-c", str(self.config), "stop"], capture_output=True)
+
+
+@pytest.fixture
+def postfix():
+    """start(policy_port) -> a running PostfixInstance; stopped after the test."""
+    for program in ("postfix", "swaks"):
+        assert shutil.which(program), f"{program} is not installed: deploy/test.sh installs Debian's postfix and swaks"
+    # Postfix's own user must reach its data folder: pytest's tmp_path is private to root.
+    folder = Path(tempfile.mkdtemp(prefix="patchgate-postfix-"))
+    folder.chmod(0o755)
+    started = []
+
+    def start(policy_port: int) -> PostfixInstance:
+        instance = PostfixInstance(folder / str(len(started)), _free_port(), policy_port)
+        started.append(instance)
+        return instance
+
+    yield start
+    for instance in started:
+        instance.stop()
+    shutil.rmtree(folder, ignore_errors=True)

@@ -13,6 +13,7 @@ def test_agents_topics_and_co_partitioned_tables():
         "enforce": "t.mail.observations",
         "store_decisions": "t.mail.decisions",
         "store_observations": "t.mail.observations",
+        "store_enforcement": "t.mail.enforcement",
     }
     tables = {name: table for name, table in app.tables.items()}
     assert set(tables) == {"parser-state", "server-state"}

@@ -1,7 +1,8 @@
 -- The out-of-date servers report: the latest decision per server with its traffic. "Last 24 h"
 -- is counted back from the newest event the pipeline has seen (event time, so replays agree).
--- A server whose messages are not written yet shows NULL traffic, not zeros.
-CREATE VIEW IF NOT EXISTS servers AS
+-- A server whose messages are not written yet shows NULL traffic, not zeros. `deferred` and
+-- `rejected` count the SMTP attempts MTAs answered 450 4.7.230 / 550 5.7.230 (mail.enforcement).
+CREATE OR REPLACE VIEW servers AS
 WITH (SELECT max(event_time) FROM server_messages) AS newest
 SELECT
     s.server_id AS server_id, s.server AS server, s.org AS org, s.product AS product, s.build AS build,
@@ -12,6 +13,7 @@ SELECT
     s.reason AS reason,
     if(empty(t.server_id), NULL, t.last_seen) AS last_seen,
     if(empty(t.server_id), NULL, t.messages_last_24h) AS messages_last_24h,
+    e.deferred AS deferred, e.rejected AS rejected,
     s.version AS version
 FROM server_state AS s FINAL
 LEFT JOIN
@@ -19,4 +21,10 @@ LEFT JOIN
     SELECT server_id, max(event_time) AS last_seen, countIf(event_time > newest - INTERVAL 24 HOUR) AS messages_last_24h
     FROM server_messages FINAL
     GROUP BY server_id
-) AS t ON t.server_id = s.server_id;
+) AS t ON t.server_id = s.server_id
+LEFT JOIN
+(
+    SELECT server_id, countIf(action = 'throttle') AS deferred, countIf(action = 'block') AS rejected
+    FROM enforcement FINAL
+    GROUP BY server_id
+) AS e ON e.server_id = s.server_id;

@@ -1,0 +1,198 @@
+"""`patchgate mta`: the MTA side. Follows mail.decisions into a local cache and answers Postfix's
+policy delegation protocol from it; every throttle or block it applies goes to mail.enforcement.
+
+The cache is loaded from disk first, so the server answers at once, also with the broker down;
+with no decision for a server it answers DUNNO (fail open) and says so in its log.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import signal
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from pipeline.domain.policy import Decision
+from pipeline.edges import policy
+from pipeline.edges.decision_cache import DecisionCache
+from pipeline.settings import Settings
+from pipeline.streaming import topics
+from pipeline.streaming.avro import ENFORCEMENT
+
+log = logging.getLogger(__name__)
+MAX_LINE = 8192
+MAX_ATTRIBUTES = 100
+SAVE_EVERY_S = 1.0
+
+
+class PolicyServer:
+    def __init__(self, cache: DecisionCache, on_enforced: Callable[[Decision, str, datetime, dict], None],
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.cache, self.on_enforced, self.clock = cache, on_enforced, clock
+
+    def answer(self, lines: list[str]) -> str:
+        try:
+            request = policy.parse_request(lines)
+        except policy.RequestError as exc:
+            log.warning("malformed policy request, answering DUNNO: %s", exc)
+            return policy.DUNNO
+        names = policy.server_names(request)
+        decision = self.cache.lookup(names)
+        if decision is None:
+            log.info("no decision for %s: DUNNO", ", ".join(names) or "an unnamed client")
+        now = self.clock()
+        action, kind = policy.action_for(decision, now)
+        if kind is not None:
+            self.on_enforced(decision, kind, now, request)
+        return action
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One client connection: requests one after another until the client closes it."""
+        lines: list[str] = []
+        try:
+            while True:
+                raw = await reader.readline()
+                if not raw:
+                    return
+                if len(raw) > MAX_LINE or len(lines) > MAX_ATTRIBUTES:
+                    log.warning("policy request too large, closing the connection")
+                    return
+                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                if line:
+                    lines.append(line)
+                    continue
+                writer.write(f"action={self.answer(lines)}\n\n".encode())
+                lines = []
+                await writer.drain()
+        except (ConnectionError, asyncio.LimitOverrunError, ValueError):
+            return
+        finally:
+            writer.close()
+
+
+class DecisionFollower(threading.Thread):
+    """Reads mail.decisions from the start and keeps following it into the cache."""
+
+    def __init__(self, settings: Settings, cache: DecisionCache):
+        super().__init__(name="decision-follower", daemon=True)
+        self.settings, self.cache = settings, cache
+        self.caught_up = threading.Event()
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        name = self.settings.topic(topics.DECISIONS)
+        while not self.stopping.is_set():
+            try:
+                self._follow(name)
+            except Exception as exc:  # the broker may be down: keep serving from the cache, retry
+                log.warning("cannot follow %s (%s); serving the cached decisions", name, exc)
+                self.stopping.wait(5)
+
+    def _follow(self, name: str) -> None:
+        consumer = KafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False)
+        try:
+            partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
+            consumer.assign(partitions)
+            consumer.seek_to_beginning(*partitions)
+            ends = consumer.end_offsets(partitions)
+            changed, last_save = False, time.monotonic()
+            while not self.stopping.is_set():
+                for tp, messages in consumer.poll(timeout_ms=500).items():
+                    for message in messages:
+                        changed |= self.cache.apply_record(message.value, f"{tp.topic}/{tp.partition}/{message.offset}")
+                if not self.caught_up.is_set() and all(consumer.position(tp) >= ends[tp] for tp in partitions):
+                    self.caught_up.set()
+                    log.info("decision cache caught up: %d servers", len(self.cache))
+                if changed and time.monotonic() - last_save >= SAVE_EVERY_S:
+                    self.cache.save()
+                    changed, last_save = False, time.monotonic()
+            if changed:
+                self.cache.save()
+        finally:
+            consumer.close()
+
+
+class EnforcementLog(threading.Thread):
+    """Sends what the policy server applied to mail.enforcement from a thread of its own, so an
+    answer never waits for the broker; with the broker away it keeps up to MAX_PENDING records."""
+
+    MAX_PENDING = 100_000
+
+    def __init__(self, settings: Settings):
+        super().__init__(name="enforcement-log", daemon=True)
+        self.settings = settings
+        self.topic = settings.topic(topics.ENFORCEMENT)
+        self.pending: queue.Queue = queue.Queue(self.MAX_PENDING)
+        self.stopping = threading.Event()
+        self.dropped = 0
+
+    def __call__(self, decision: Decision, kind: str, now: datetime, request: dict) -> None:
+        record = {
+            "server_id": decision.server_id, "hostname": decision.hostname, "org": decision.org, "at": now,
+            "action": kind, "stage": decision.stage, "decision_version": decision.version,
+            "client_address": request.get("client_address"), "helo_name": request.get("helo_name"),
+        }
+        try:
+            self.pending.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+    def run(self) -> None:
+        producer = None
+        while not (self.stopping.is_set() and self.pending.empty()):
+            if producer is None:
+                try:
+                    producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap_servers, linger_ms=50, acks=1)
+                except Exception as exc:  # no broker: enforcement goes on, the report catches up later
+                    log.warning("cannot reach the broker for %s (%s); %d records waiting", self.topic, exc, self.pending.qsize())
+                    self.stopping.wait(5)
+                    continue
+            try:
+                record = self.pending.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            producer.send(self.topic, key=record["server_id"].encode(), value=ENFORCEMENT.encode(record))
+        if producer is not None:
+            producer.close()
+
+    def close(self) -> None:
+        """Send what is pending if the broker answers within a few seconds, else give up on it."""
+        self.stopping.set()
+        self.join(10)
+        lost = self.dropped + self.pending.qsize()
+        if lost:
+            log.warning("%d enforcement records could not be sent to %s", lost, self.topic)
+
+
+def run_mta(settings: Settings, host: str, port: int, cache_path: Path) -> None:
+    cache = DecisionCache(cache_path)
+    log.info("loaded %d cached decisions from %s", len(cache), cache_path)
+    follower = DecisionFollower(settings, cache)
+    follower.start()
+    enforcement = EnforcementLog(settings)
+    enforcement.start()
+    server = PolicyServer(cache, enforcement)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        listener = await asyncio.start_server(server.handle, host, port, limit=MAX_LINE * 2)
+        log.info("policy service on %s:%d", host, port)
+        await stop.wait()
+        # Not wait_closed(): Postfix keeps policy connections open; asyncio.run cancels their handlers.
+        listener.close()
+
+    try:
+        asyncio.run(serve())
+    finally:
+        follower.stopping.set()
+        follower.join(10)
+        enforcement.close()
+        cache.save()

@@ -1,0 +1,50 @@
+"""The Postfix SMTP access policy delegation protocol, answered from the decision cache.
+
+A request is name=value lines ended by an empty line; the answer is one `action=...` line and an
+empty line. Wall-clock time enters here, at SMTP time: the minute of the hour picks the window.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from pipeline.domain.policy import Decision
+from pipeline.domain.windows import BLOCK, THROTTLE, action_at, block_reply, throttle_reply
+
+DUNNO = "DUNNO"
+# Attributes that name the connecting server, best first; "unknown" is Postfix's word for none.
+NAME_ATTRIBUTES = ("client_name", "reverse_client_name", "helo_name", "client_address")
+
+
+class RequestError(ValueError):
+    """A request line that is not name=value."""
+
+
+def parse_request(lines: list[str]) -> dict[str, str]:
+    request = {}
+    for line in lines:
+        name, equals, value = line.partition("=")
+        if not equals or not name:
+            raise RequestError(f"not a name=value line: {line[:80]!r}")
+        request[name.strip()] = value.strip()
+    return request
+
+
+def server_names(request: dict[str, str]) -> list[str]:
+    names = []
+    for attribute in NAME_ATTRIBUTES:
+        value = request.get(attribute, "").strip().strip("[]").lower()
+        if value and value != "unknown" and value not in names:
+            names.append(value)
+    return names
+
+
+def action_for(decision: Decision | None, now: datetime) -> tuple[str, str | None]:
+    """(Postfix action, enforcement kind or None) for the decision at wall-clock `now`."""
+    if decision is None:
+        return DUNNO, None
+    kind = action_at(decision.server_id, decision.throttle_minutes_per_hour, decision.block_minutes_per_hour, now.minute)
+    if kind == BLOCK:
+        return block_reply(decision.block_minutes_per_hour), BLOCK
+    if kind == THROTTLE:
+        return throttle_reply(decision.throttle_minutes_per_hour), THROTTLE
+    return DUNNO, None
