@@ -19,10 +19,10 @@ def container_ports(service):
 
 def test_services_and_images():
     services = compose()["services"]
-    assert {"kafka", "clickhouse", "topics", "worker"} <= set(services)
+    assert {"kafka", "clickhouse", "topics", "worker", "mta-policy"} <= set(services)
     assert services["kafka"]["image"].startswith("apache/kafka:4.")
     assert services["clickhouse"]["image"].startswith("clickhouse/clickhouse-server:")
-    for name in ("topics", "worker"):
+    for name in ("topics", "worker", "mta-policy"):
         build = services[name]["build"]
         assert (ROOT / build["context"] / build["dockerfile"]).is_file()
 
@@ -33,7 +33,7 @@ def test_kafka_is_a_single_kraft_node_that_advertises_what_the_workers_dial():
     assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller"
     advertised = urlparse(kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")[0].replace("PLAINTEXT://", "kafka://"))
     assert kafka["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{kafka['KAFKA_NODE_ID']}@kafka:9093"
-    for name in ("topics", "worker"):
+    for name in ("topics", "worker", "mta-policy"):
         settings = load_settings(None, environ=services[name]["environment"])
         host, port = settings.bootstrap_servers.split(":")
         assert (host, int(port)) == (advertised.hostname, advertised.port)
@@ -60,3 +60,13 @@ def test_worker_environment_holds_only_variables_the_app_reads():
     settings = load_settings(None, environ=worker["environment"])
     assert settings.web_port in container_ports(worker)
     assert worker["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+
+
+def test_the_policy_service_listens_where_postfix_is_told_to_ask():
+    service = compose()["services"]["mta-policy"]
+    command = service["command"]
+    assert command[0] == "mta"
+    port = int(command[command.index("--port") + 1])
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    assert port in container_ports(service)
+    assert service["depends_on"]["topics"]["condition"] == "service_completed_successfully"
