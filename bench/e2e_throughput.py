@@ -98,6 +98,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--servers", type=int, default=500)
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="lines per second to send at (default: all at once, a backlog; below the pipeline's "
+                             "throughput the latency shows processing rather than queueing)")
     args = parser.parse_args()
     run = f"bench-{uuid.uuid4().hex[:6]}"
     data_dir = ROOT / ".bench" / run
@@ -134,9 +137,13 @@ def main() -> None:
         raw = settings.topic(topics.RAW)
         started = time.time()
         # Interleave the servers as many shippers sending at once would.
+        count = 0
         for index in range(per_server):
             for source, lines in sources:
                 if index < len(lines):
+                    count += 1
+                    if args.rate and count % 50 == 0:
+                        time.sleep(max(0.0, started + count / args.rate - time.time()))
                     line, at = lines[index]
                     value = json.dumps({"message": line, "file": source, "line": index + 1}).encode()
                     producer.send(raw, key=source.encode(), value=value)
@@ -169,7 +176,8 @@ def main() -> None:
     def pct(p):
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
 
-    print(f"input: {total:,} lines ({messages:,} messages) from {args.servers} servers, produced in {produced:.1f} s")
+    pace = f" at {args.rate:,.0f} lines/s" if args.rate else " at once"
+    print(f"input: {total:,} lines ({messages:,} messages) from {args.servers} servers, sent{pace} in {produced:.1f} s")
     print(f"pipeline: last decision after {decisions_done:.1f} s = {total / decisions_done:,.0f} lines/s; "
           f"last ClickHouse row after {clickhouse_done:.1f} s = {total / clickhouse_done:,.0f} lines/s")
     print(f"bare aiokafka consumer of the same topic: {bare:.2f} s = {total / bare:,.0f} records/s")

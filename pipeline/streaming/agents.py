@@ -11,8 +11,8 @@ from pipeline.domain.events import ParseError, SourcePosition
 from pipeline.domain.parsers import dispatch, envelope
 from pipeline.settings import Settings
 from pipeline.streaming import records
-from pipeline.streaming.avro import ENFORCEMENT_DECISION, MESSAGE_TRACE, SERVER_OBSERVATION, AvroDecodeError
-from pipeline.streaming.dead_letters import dead_letter
+from pipeline.streaming.avro import ENFORCEMENT_DECISION, MESSAGE_TRACE, SERVER_OBSERVATION
+from pipeline.streaming.dead_letters import dead_letter, decoded
 
 
 def register(app: faust.App, topics, parser_states: faust.Table, server_states: faust.Table,
@@ -45,10 +45,8 @@ def register(app: faust.App, topics, parser_states: faust.Table, server_states: 
     @app.agent(topics.traces)
     async def observe(stream):
         async for event in stream.events():
-            try:
-                trace = records.trace_from_record(MESSAGE_TRACE.decode(event.message.value or b""))
-            except AvroDecodeError as exc:
-                await dead_letter(topics.dead_letters, event, str(exc))
+            trace = await decoded(topics.dead_letters, event, MESSAGE_TRACE, records.trace_from_record)
+            if trace is None:
                 continue
             for observation in identity.observations(trace, settings.policy):
                 await topics.observations.send(
@@ -59,10 +57,8 @@ def register(app: faust.App, topics, parser_states: faust.Table, server_states: 
     @app.agent(topics.observations)
     async def enforce(stream):
         async for event in stream.events():
-            try:
-                observation = records.observation_from_record(SERVER_OBSERVATION.decode(event.message.value or b""))
-            except AvroDecodeError as exc:
-                await dead_letter(topics.dead_letters, event, str(exc))
+            observation = await decoded(topics.dead_letters, event, SERVER_OBSERVATION, records.observation_from_record)
+            if observation is None:
                 continue
             key = observation.server_id.encode("utf-8")
             stored = server_states.get(key)

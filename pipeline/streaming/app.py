@@ -36,7 +36,9 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.partitions,
         consumer_auto_offset_reset="earliest",
-        broker_commit_interval=1.0,
+        # Messages an agent sends are published when the offsets of what it read are committed
+        # (at-least-once without loss); this interval is therefore also the latency of each hop.
+        broker_commit_interval=0.25,
         # A worker that died (kill -9, lost host) hands its partitions over after this long;
         # Kafka's 45-60 s defaults would stall the replacement for a minute.
         broker_session_timeout=15.0,

@@ -11,8 +11,8 @@ import faust
 
 from pipeline.sinks.clickhouse import insert_decisions, insert_enforcement, insert_observations
 from pipeline.streaming import records
-from pipeline.streaming.avro import ENFORCEMENT, ENFORCEMENT_DECISION, SERVER_OBSERVATION, AvroContract, AvroDecodeError
-from pipeline.streaming.dead_letters import dead_letter
+from pipeline.streaming.avro import ENFORCEMENT, ENFORCEMENT_DECISION, SERVER_OBSERVATION, AvroContract
+from pipeline.streaming.dead_letters import decoded
 from pipeline.streaming.storage import ClickHouseHandle
 
 BATCH_SIZE = 50_000
@@ -25,22 +25,21 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle) -> None:
         for (topic, partition), events in _by_partition(batch).items():
             rows = []
             for event in events:
-                try:
-                    rows.append(from_record(contract.decode(event.message.value or b""), event.message))
-                except AvroDecodeError as exc:
-                    await dead_letter(topics.dead_letters, event, str(exc))
+                row = await decoded(topics.dead_letters, event, contract, partial(from_record, message=event.message))
+                if row is not None:
+                    rows.append(row)
             token = f"{topic}:{partition}:{events[0].message.offset}-{events[-1].message.offset}"
             await clickhouse.write(partial(insert, rows=rows, dedup_token=token), token)
 
     @app.agent(topics.decisions)
     async def store_decisions(stream):
         async for batch in stream.take_events(BATCH_SIZE, within=BATCH_SECONDS):
-            await store(batch, ENFORCEMENT_DECISION, lambda record, _: records.decision_from_record(record), insert_decisions)
+            await store(batch, ENFORCEMENT_DECISION, lambda record, message: records.decision_from_record(record), insert_decisions)
 
     @app.agent(topics.observations)
     async def store_observations(stream):
         async for batch in stream.take_events(BATCH_SIZE, within=BATCH_SECONDS):
-            await store(batch, SERVER_OBSERVATION, lambda record, _: records.observation_from_record(record), insert_observations)
+            await store(batch, SERVER_OBSERVATION, lambda record, message: records.observation_from_record(record), insert_observations)
 
     @app.agent(topics.enforcement)
     async def store_enforcement(stream):
