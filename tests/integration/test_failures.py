@@ -21,7 +21,7 @@ from pipeline.evaluate import read_traces
 from pipeline.sinks.clickhouse import connect
 from pipeline.streaming import topics
 from pipeline.streaming.admin import lag
-from pipeline.streaming.avro import DEAD_LETTER, MESSAGE_TRACE, SERVER_OBSERVATION
+from pipeline.streaming.avro import DEAD_LETTER, SERVER_OBSERVATION
 
 ROOT = Path(__file__).resolve().parents[2]
 
