@@ -1,8 +1,21 @@
-"""Canonical events that flow between the stages of the pipeline."""
+"""Canonical events that flow between the stages of the pipeline.
+
+    MessageTrace        one event about one message, whatever format it came from
+    TraceGroup          many traces of one source that agree on everything identity reads
+                        (a columnar parser hands these over instead of one object per row)
+    Sighting            a server that a trace names, with the build it stamped: identity's answer
+    ServerObservation   sightings of one server with one build and evidence, folded: how many,
+                        first and last event time, and which messages (for the traffic tables)
+"""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MILLISECOND = timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True)
@@ -47,30 +60,82 @@ class MessageTrace:
 
 
 @dataclass(frozen=True)
-class ServerObservation:
-    """A mail server seen at event time, with the build it stamped (or none)."""
+class TraceGroup:
+    """`count` traces that share every field identity reads (`template`), with their messages.
+
+    The traces happened from `first_ms` to the template's event_time (the newest). The lists are
+    parallel, one entry per message (a message may have several traces, e.g. tracking-log rows):
+    its newest event time in epoch milliseconds, its key (see `message_key`), its size in bytes.
+    """
+
+    template: MessageTrace
+    first_ms: int
+    count: int
+    times_ms: list[int]
+    message_keys: list[str]
+    sizes: list[int]
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """A server a trace names, with the build (or none) and the evidence for it."""
 
     server_id: str
     server: str
     org: str | None
-    event_time: datetime
     build: str | None
     evidence: str
-    message_id: str | None = None
-    total_bytes: int | None = None
     behind_relay: str | None = None
     # Product name of a non-Exchange MTA whose version the build field holds (Exim, Sendmail, Postfix).
     software: str | None = None
 
 
 @dataclass(frozen=True)
+class ServerObservation:
+    """Sightings of one server with one build and evidence, folded over a batch of input.
+
+    `count` sightings between `first_seen` and `last_seen` (event time). The message lists are
+    parallel (key, epoch ms, bytes), one entry per message: ClickHouse counts distinct keys, so
+    the same message seen again (a replay, another log row of it) is not counted twice.
+    """
+
+    server_id: str
+    server: str
+    org: str | None
+    build: str | None
+    evidence: str
+    first_seen: datetime
+    last_seen: datetime
+    count: int = 1
+    behind_relay: str | None = None
+    software: str | None = None
+    message_keys: list[str] = dataclasses.field(default_factory=list, compare=False)
+    message_times_ms: list[int] = dataclasses.field(default_factory=list, compare=False)
+    message_sizes: list[int] = dataclasses.field(default_factory=list, compare=False)
+
+    @classmethod
+    def once(cls, server_id: str, server: str, org: str | None, at: datetime, build: str | None, evidence: str,
+             message_id: str | None = None, total_bytes: int | None = None, behind_relay: str | None = None,
+             software: str | None = None) -> ServerObservation:
+        """One sighting of one message (what a v1/v2 record on the wire is)."""
+        at_ms = epoch_ms(at)
+        return cls(server_id, server, org, build, evidence, at, at, 1, behind_relay, software,
+                   [message_key(message_id, at_ms, total_bytes)], [at_ms], [total_bytes or 0])
+
+
+@dataclass(frozen=True)
 class ParseError:
-    """A line that could not be read: where, which field and why."""
+    """A line that could not be read: where, which field and why.
+
+    `origin` is whatever the caller attached to the line (the stream: its Kafka record), so a
+    dead letter can name the record as well as the file position.
+    """
 
     position: SourcePosition
     reason: str
     field: str | None = None
     raw: str = ""
+    origin: Any = dataclasses.field(default=None, compare=False)
 
     def __str__(self) -> str:
         at_field = f" field {self.field}:" if self.field else ""
@@ -80,3 +145,21 @@ class ParseError:
 def server_id_of(server: str, org: str | None) -> str:
     return f"{org}/{server}" if org else server
 
+
+def message_key(message_id: str | None, time_ms: int, size: int | None) -> str:
+    """What identifies a message in the traffic tables: its Message-ID, else its time and size
+    (rare: an Exim arrival without id=, a Postfix message whose cleanup line was not logged)."""
+    if message_id:
+        return message_id
+    moment = from_epoch_ms(time_ms).isoformat(timespec="milliseconds")
+    return f"@{moment}/{size}"
+
+
+def epoch_ms(moment: datetime) -> int:
+    """Event times travel as epoch milliseconds, the precision of the wire format and of ClickHouse."""
+    # Integer arithmetic: timestamp() * 1000 is a float and can land one millisecond short.
+    return (moment - _EPOCH) // _MILLISECOND
+
+
+def from_epoch_ms(ms: int) -> datetime:
+    return _EPOCH + ms * _MILLISECOND

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from copy import copy
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 from pipeline.domain.builds import Build
 from pipeline.domain.catalog import CURRENT, UNKNOWN, VULNERABLE_STATUSES, Catalog, product_of
 from pipeline.domain.config import PolicyConfig, Stage
-from pipeline.domain.events import ServerObservation
+from pipeline.domain.events import ServerObservation, epoch_ms, from_epoch_ms
 from pipeline.domain.pauses import enforcement_moment, pause_intervals, paused_at, paused_between
 from pipeline.domain.windows import block_reply, throttle_reply
 
@@ -78,16 +78,54 @@ class ServerState:
         return max(filter(None, map(Build.parse, self.builds)), default=None)
 
 
-def step(
+def observe(
     state: ServerState | None, observation: ServerObservation, config: PolicyConfig, catalog: Catalog
-) -> tuple[ServerState, Decision | None]:
-    """Fold one observation into the server's state; return a decision only when it changed."""
+) -> ServerState:
+    """Fold an observation into the server's state (no decision yet: see `decide`).
+
+    An observation stands for `count` sightings between its first and last event time; folding
+    the first and the last is what folding each would leave behind, apart from stage changes
+    that are noticed at the last instead of at one in between.
+    """
     if state is None:
         state = ServerState(observation.server_id, observation.server, observation.org)
     else:
         state = copy(state)
         state.builds = dict(state.builds)
-    at_ms = _ms(observation.event_time)
+    first_ms, last_ms = epoch_ms(observation.first_seen), epoch_ms(observation.last_seen)
+    _fold(state, observation, first_ms, config, catalog)
+    if last_ms != first_ms:
+        _fold(state, observation, last_ms, config, catalog)
+    return state
+
+
+def decide(state: ServerState, config: PolicyConfig, catalog: Catalog) -> tuple[ServerState, Decision | None]:
+    """The decision as of the server's newest event, when it differs from the last one published."""
+    effective = state.effective_build
+    inputs = repr((str(effective), state.first_detected_ms, state.direct, state.relay, state.software, state.org))
+    if inputs == state.decided_from and (state.stable_until_ms is None or state.last_event_ms < state.stable_until_ms):
+        return state, None
+    state = copy(state)
+    at = from_epoch_ms(state.last_event_ms)
+    decision = assess(state, at, config, catalog)
+    state.decided_from = inputs
+    state.stable_until_ms = _next_change_ms(state, at, config)
+    fingerprint = _fingerprint(decision)
+    if fingerprint == state.last_decision:
+        return state, None
+    state.version += 1
+    state.last_decision = fingerprint
+    return state, replace(decision, version=state.version)
+
+
+def step(
+    state: ServerState | None, observation: ServerObservation, config: PolicyConfig, catalog: Catalog
+) -> tuple[ServerState, Decision | None]:
+    """Fold one observation and decide: `observe` then `decide`."""
+    return decide(observe(state, observation, config, catalog), config, catalog)
+
+
+def _fold(state: ServerState, observation: ServerObservation, at_ms: int, config: PolicyConfig, catalog: Catalog) -> None:
     state.last_event_ms = max(state.last_event_ms or at_ms, at_ms)
     if observation.build is not None:
         state.builds[observation.build] = max(state.builds.get(observation.build, at_ms), at_ms)
@@ -110,20 +148,6 @@ def step(
             state.first_detected_ms = at_ms
     elif status == CURRENT:
         state.first_detected_ms = None
-
-    inputs = repr((str(effective), state.first_detected_ms, state.direct, state.relay, state.software, state.org))
-    if inputs == state.decided_from and (state.stable_until_ms is None or state.last_event_ms < state.stable_until_ms):
-        return state, None
-    at = _dt(state.last_event_ms)
-    decision = assess(state, at, config, catalog)
-    state.decided_from = inputs
-    state.stable_until_ms = _next_change_ms(state, at, config)
-    fingerprint = _fingerprint(decision)
-    if fingerprint == state.last_decision:
-        return state, None
-    state.version += 1
-    state.last_decision = fingerprint
-    return state, replace(decision, version=state.version)
 
 
 def assess(state: ServerState, at: datetime, config: PolicyConfig, catalog: Catalog) -> Decision:
@@ -148,7 +172,7 @@ def assess(state: ServerState, at: datetime, config: PolicyConfig, catalog: Cata
     if status not in VULNERABLE_STATUSES or state.first_detected_ms is None:
         return _not_enforced(base, _healthy_reason(status, build))
 
-    first = _dt(state.first_detected_ms)
+    first = from_epoch_ms(state.first_detected_ms)
     limits = []
     if not config.in_enforcement_scope(product):
         limits.append(f"{product} is outside enforce_products, report only")
@@ -186,12 +210,12 @@ def _next_change_ms(state: ServerState, at: datetime, config: PolicyConfig) -> i
     """The first event time after `at` at which the same inputs could give another decision."""
     if state.first_detected_ms is None:
         return None
-    first = _dt(state.first_detected_ms)
+    first = from_epoch_ms(state.first_detected_ms)
     pauses = pause_intervals(config, state.org)
     moments = [enforcement_moment(first, timedelta(days=s.start_day), pauses) for s in config.stages]
     moments += [edge for interval in pauses for edge in interval]
     later = [m for m in moments if m > at]
-    return _ms(min(later)) if later else None
+    return epoch_ms(min(later)) if later else None
 
 
 def _stage_at(stages: tuple[Stage, ...], elapsed: timedelta) -> tuple[Stage, Stage | None]:
@@ -264,11 +288,3 @@ _COMPARED = tuple(f.name for f in fields(Decision) if f.name not in ("version", 
 def _fingerprint(decision: Decision) -> str:
     """A stable text of the compared fields (stored in the state table, so no hash())."""
     return repr(tuple(getattr(decision, name) for name in _COMPARED))
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)

@@ -30,7 +30,7 @@ _POSTFIX = re.compile(r"\(Postfix(?:, from userid \d+)?\)")
 
 @dataclass(frozen=True)
 class Hop:
-    """One Received header, read."""
+    """One Received header, read. Its date is read only when asked for (identity never needs it)."""
 
     by: str | None
     from_host: str | None
@@ -38,10 +38,16 @@ class Hop:
     build: str | None
     software: str | None
     evidence: str | None
-    received_at: datetime | None
+    text: str
+
+    @property
+    def received_at(self) -> datetime | None:
+        return _date(self.text)
 
 
 def unfold(value: str) -> str:
+    if "\n" not in value and "\t" not in value and "  " not in value:
+        return value.strip()
     return _SPACE.sub(" ", _FOLD.sub(" ", value)).strip()
 
 
@@ -61,7 +67,7 @@ def read_hop(value: str) -> Hop:
         build=build,
         software=software,
         evidence=evidence,
-        received_at=_date(text),
+        text=text,
     )
 
 

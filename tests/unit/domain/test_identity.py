@@ -2,11 +2,11 @@ from datetime import datetime, timezone
 
 from pipeline.domain.events import MessageTrace, SourcePosition
 from pipeline.domain.config import PolicyConfig
-from pipeline.domain.identity import observations as observations_with
+from pipeline.domain.identity import sightings
 
 
 def observations(trace):
-    return observations_with(trace, PolicyConfig())
+    return sightings(trace, PolicyConfig())
 
 AT = datetime(2026, 2, 10, 8, 14, 3, tzinfo=timezone.utc)
 
@@ -21,7 +21,6 @@ def test_the_log_writer_is_observed_with_its_build():
     assert (seen.server_id, seen.server, seen.org, seen.build, seen.evidence) == (
         "contoso.example/ex16mbx01.contoso.example", "ex16mbx01.contoso.example", "contoso.example",
         "15.1.2507.39", "msgtrk-version")
-    assert (seen.event_time, seen.message_id, seen.total_bytes) == (AT, "<a@b>", 100)
 
 
 def test_traffic_without_a_build_still_counts():
@@ -55,7 +54,7 @@ def test_the_connecting_server_is_the_newest_untrusted_by_host_and_deeper_hops_a
         ("ex16edge01.contoso.example", "15.1.2507.39", "received-id", None),
         ("ex16mbx01.contoso.example", "15.1.2507.39", "mapi-id", "ex16edge01.contoso.example"),
     ]
-    assert all(o.server_id.startswith("contoso.example/") and o.event_time == AT for o in seen)
+    assert all(o.server_id.startswith("contoso.example/") for o in seen)
 
 
 def test_cloud_builds_are_never_on_premises_even_on_unlisted_hosts():
@@ -68,7 +67,7 @@ def test_operators_own_receivers_are_trusted_by_pattern():
     ours = "from mail.fabrikam.example by mx1.example.net (Postfix) with ESMTPS id 4T; Wed, 11 Feb 2026 10:02:11 +0100"
     theirs = "from x by mail.fabrikam.example with Microsoft SMTP Server (TLS) id 15.0.1497.2; Wed, 11 Feb 2026 10:02:10 +0100"
     config = PolicyConfig.from_mapping({"trusted_receivers": ["mx*.example.net"]})
-    [seen] = observations_with(chain_trace((ours, theirs), org=None), config)
+    [seen] = sightings(chain_trace((ours, theirs), org=None), config)
     assert (seen.server_id, seen.build) == ("mail.fabrikam.example", "15.0.1497.2")
     assert [o.server for o in observations(chain_trace((ours, theirs), org=None))] == ["mx1.example.net", "mail.fabrikam.example"]
 

@@ -34,8 +34,8 @@ def test_paused_time_is_not_counted_and_moves_the_schedule():
 
 def test_while_paused_only_reporting_goes_on_and_the_clock_stands_still():
     config = PolicyConfig(pauses=(Pause("contoso.example", date(2026, 2, 10), 20),))
-    observation = ServerObservation("contoso.example/ex13.contoso.example", "ex13.contoso.example", "contoso.example",
-                                    T0, "15.0.1497.2", "received-id")
+    observation = ServerObservation.once("contoso.example/ex13.contoso.example", "ex13.contoso.example",
+                                         "contoso.example", T0, "15.0.1497.2", "received-id")
     state, _ = step(None, observation, config, load_catalog())
     during = assess(state, datetime(2026, 2, 20, tzinfo=UTC), config, load_catalog())
     assert (during.stage, during.throttle_minutes_per_hour, during.smtp_reply) == (1, 0, None)

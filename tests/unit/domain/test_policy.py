@@ -14,10 +14,8 @@ SERVER = "ex16mbx01.contoso.example"
 
 
 def seen(build, at, server=SERVER, org=None):
-    return ServerObservation(
-        server_id=f"{org}/{server}" if org else server, server=server, org=org, event_time=at,
-        build=build, evidence="msgtrk-version" if build else "msgtrk-traffic",
-    )
+    return ServerObservation.once(f"{org}/{server}" if org else server, server, org, at, build,
+                                  "msgtrk-version" if build else "msgtrk-traffic")
 
 
 def run(observations, config=CONFIG):
