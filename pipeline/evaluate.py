@@ -1,74 +1,112 @@
-"""`patchgate evaluate`: replay files offline through the parsers and rules the stream uses."""
+"""`patchgate evaluate`: replay files offline through the parsers and rules the stream uses.
+
+Files are read in chunks; each chunk's lines go through the same parsers, identity and folding
+as a batch in the stream, and the folded observations are replayed in event-time order.
+"""
 from __future__ import annotations
 
 import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, TextIO
+from typing import Iterator, TextIO
 
 from pipeline.catalog_files import load_catalog
-from pipeline.domain.events import MessageTrace, ParseError, SourcePosition
+from pipeline.domain.aggregate import ObservationBatch
+from pipeline.domain.config import PolicyConfig
+from pipeline.domain.events import MessageTrace, ParseError, ServerObservation, TraceGroup, epoch_ms
+from pipeline.domain.lines import LineRun
 from pipeline.domain.parsers import dispatch, envelope
+from pipeline.domain.parsers.msgtrk import TrackingRows
+from pipeline.domain.parsers.postfix import MemoryOpenMessages
 from pipeline.domain.replay import replay
 from pipeline.domain.report import evaluate_row
-from pipeline.edges.shipper import expand, lines_with_positions, lines_of_text
+from pipeline.files import Chunk, chunks, chunks_of_bytes, expand, modified
 from pipeline.settings import Settings
 
 EXIT_OK, EXIT_UNREADABLE = 0, 2
 STDIN = "-"
 
 
-def read_traces(paths: list[str], errors: TextIO, stdin_reference: datetime) -> tuple[list[MessageTrace], bool]:
-    """Every trace in the files (parse errors go to `errors`), and whether every file could be read."""
-    traces: list[MessageTrace] = []
+class _Collected:
+    """ParseOutput that folds into the current chunk's batch and prints bad lines."""
+
+    def __init__(self, batch: ObservationBatch, errors: TextIO):
+        self.batch, self.errors = batch, errors
+
+    def trace(self, trace: MessageTrace) -> None:
+        self.batch.add_trace(trace)
+
+    def group(self, group: TraceGroup) -> None:
+        self.batch.add_group(group)
+
+    def error(self, error: ParseError) -> None:
+        print(error, file=self.errors)
+
+
+def read_observations(
+    paths: list[str], config: PolicyConfig, errors: TextIO, stdin_reference: datetime,
+    until: datetime | None = None, keep_messages: bool = False,
+) -> tuple[list[ServerObservation], bool]:
+    """Every observation the files give (bad lines go to `errors`), and whether every file could be read."""
+    observations: list[ServerObservation] = []
     all_read = True
+
+    until_ms = epoch_ms(until) if until else None
+
+    def new_batch() -> ObservationBatch:
+        return ObservationBatch(config, until_ms, keep_messages)
+
     for name in paths:
         if name == STDIN:
-            data = sys.stdin.buffer.read()
-            sources = [("<stdin>", lines_of_text(data), stdin_reference)]
+            sources = [("<stdin>", chunks_of_bytes(sys.stdin.buffer.read()), stdin_reference)]
         else:
             sources = []
             for path in expand([name]):
                 try:
-                    sources.append((str(path), list(lines_with_positions(path)), _modified(path)))
+                    sources.append((str(path), _read(path), modified(path)))
                 except OSError as exc:
                     print(f"{path}: cannot read: {exc.strerror}", file=errors)
                     all_read = False
-        for source, lines, reference in sources:
-            _read_source(source, lines, reference, traces, errors)
-    return traces, all_read
+        for source, pieces, reference in sources:
+            observations += _read_source(source, pieces, reference, new_batch, until_ms, errors)
+    return observations, all_read
 
 
-def _read_source(source: str, lines: Iterable, reference: datetime, traces: list, errors: TextIO) -> None:
+def _read(path: Path) -> Iterator[Chunk]:
+    handle = path.open("rb")  # opened here, so that a file that cannot be read is reported at once
+
+    def read() -> Iterator[Chunk]:
+        with handle:
+            yield from chunks(handle)
+
+    return read()
+
+
+def _read_source(source: str, pieces: Iterator[Chunk], reference: datetime, new_batch, until_ms: int | None,
+                 errors: TextIO) -> list:
     # A file of JSON lines (a shipper's output) interleaves several original sources: keep one
-    # parser state for each, exactly as the stream does per Kafka key.
+    # parser state for each, exactly as the stream does per source.
     states: dict[str, dict] = {}
-    last: dict[str, SourcePosition] = {}
-    for number, offset, line in lines:
-        unwrapped = envelope.unwrap(line, SourcePosition(source, number, offset))
-        if isinstance(unwrapped, ParseError):
-            print(unwrapped, file=errors)
-            continue
-        text, position = unwrapped
-        states[position.source], results = dispatch.parse_line(states.get(position.source), text, position, reference)
-        last[position.source] = position
-        _collect(results, traces, errors)
+    open_messages: dict[str, MemoryOpenMessages] = {}
+    found = []
+    for chunk in pieces:
+        batch = new_batch()
+        out = _Collected(batch, errors)
+        run = LineRun.packed(source, chunk.data, chunk.first_line, chunk.first_offset, reference)
+        rows = TrackingRows(until_ms)
+        for part in envelope.unwrap_run(run):
+            if isinstance(part, ParseError):
+                out.error(part)
+                continue
+            store = open_messages.setdefault(part.source, MemoryOpenMessages())
+            states[part.source] = dispatch.parse_run(states.get(part.source), part, out, store, rows)
+        rows.flush(out)
+        found += batch.observations()
+    batch = new_batch()
     for inner, state in states.items():
-        _, results = dispatch.finish(state, last[inner])
-        _collect(results, traces, errors)
-
-
-def _collect(results: list, traces: list, errors: TextIO) -> None:
-    for result in results:
-        if isinstance(result, ParseError):
-            print(result, file=errors)
-        else:
-            traces.append(result)
-
-
-def _modified(path: Path) -> datetime:
-    return datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
+        dispatch.finish(state, inner, _Collected(batch, errors), open_messages[inner])
+    return found + batch.observations()
 
 
 def evaluate(settings: Settings, paths: list[str], at: str | None, out: TextIO | None = None, errors: TextIO | None = None) -> int:
@@ -78,7 +116,7 @@ def evaluate(settings: Settings, paths: list[str], at: str | None, out: TextIO |
         as_of = as_of.replace(tzinfo=timezone.utc)
     # Syslog lines on stdin have no file date to take their year from: use --at, else today.
     stdin_reference = as_of or datetime.now(timezone.utc)
-    traces, all_read = read_traces(paths, errors, stdin_reference)
-    for decision in replay(traces, settings.policy, load_catalog(), as_of):
+    observations, all_read = read_observations(paths, settings.policy, errors, stdin_reference, as_of)
+    for decision in replay(observations, settings.policy, load_catalog(), as_of):
         out.write(json.dumps(evaluate_row(decision)) + "\n")
     return EXIT_OK if all_read else EXIT_UNREADABLE

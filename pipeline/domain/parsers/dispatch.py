@@ -1,16 +1,23 @@
 """One entry point for every format: detect the format of a source from its first meaningful line,
-then feed each line to that format's parser with the source's state.
+then hand its lines, a run at a time, to that format's parser with the source's state.
 
-The state is a plain JSON-able dict, so the stream keeps it in a Faust table keyed by source and
-`patchgate evaluate` in a dict: both run exactly this code.
+The state is a plain JSON-able dict that the parsers change in place while they read a run. The
+stream keeps it in a Faust table keyed by source, read once and written once per batch, and
+`patchgate evaluate` in a dict: both run exactly this code. Postfix keeps its open messages apart
+from it, one entry per queue id (see postfix.OpenMessages). Message tracking log rows wait in a
+TrackingRows until the caller flushes it at the end of its batch, so that the rows of every
+source in the batch are read in one go.
 """
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from typing import Protocol
 
-from pipeline.domain.events import MessageTrace, ParseError, SourcePosition
+from pipeline.domain.events import MessageTrace, ParseError, TraceGroup
+from pipeline.domain.lines import LineRun
 from pipeline.domain.parsers import exim, exo, headers, msgtrk, postfix
+from pipeline.domain.parsers.msgtrk import TrackingRows
+from pipeline.domain.parsers.postfix import OpenMessages
 
 # Detection order matters: a message tracking log's "#" header and an export's CSV header are
 # unmistakable; syslog lines come last.
@@ -28,8 +35,16 @@ _INITIAL = {
     postfix.FORMAT: postfix.initial_state,
     exim.FORMAT: exim.initial_state,
 }
-# Short host names learnt per source (first label -> FQDN); bounded so a source cannot grow it forever.
-MAX_KNOWN_HOSTS = 4096
+
+
+class ParseOutput(Protocol):
+    """Where parsers put what they read: single traces, groups of traces, and bad lines."""
+
+    def trace(self, trace: MessageTrace) -> None: ...
+
+    def group(self, group: TraceGroup) -> None: ...
+
+    def error(self, error: ParseError) -> None: ...
 
 
 def detect(line: str) -> str | None:
@@ -43,71 +58,80 @@ def new_state() -> dict:
     return {"format": None, "parser": None, "hosts": {}}
 
 
-def parse_line(
-    state: dict | None, line: str, position: SourcePosition, reference: datetime | None = None
-) -> tuple[dict, list[MessageTrace | ParseError]]:
-    """Feed one line of a source. `reference` dates syslog lines that carry no year."""
+def parse_run(state: dict | None, run: LineRun, out: ParseOutput, open_messages: OpenMessages,
+              tracking_rows: TrackingRows) -> dict:
+    """Feed a run of lines of one source; returns its state after them (changed in place). Rows of
+    message tracking logs reach `out` when the caller flushes `tracking_rows`."""
     state = state or new_state()
-    # Detect once per source, and again only where a message tracking log's header block starts
-    # (shippers concatenate files); detection on every line would double the cost of parsing.
-    found = None
-    if state["format"] is None or (state["format"] != msgtrk.FORMAT and line.startswith(("#", "\ufeff#"))):
-        found = detect(line)
-    if state["format"] is None or (found == msgtrk.FORMAT and state["format"] != msgtrk.FORMAT):
-        if found is None:
-            if not line.strip():
-                return state, []
-            return state, [ParseError(position, "unknown format: not a line of any supported log", raw=line.rstrip())]
-        state = {**state, "format": found, "parser": _INITIAL[found]()}
-    name = state["format"]
-    if name == msgtrk.FORMAT and line.lstrip("\ufeff").startswith("#Software:"):
-        # A new log file starts: host names learnt from the previous one do not carry over, so
-        # reading the same file again gives the same events.
-        state = {**state, "hosts": {}}
-    if name == postfix.FORMAT:
-        parser_state, results = postfix.parse_line(state["parser"], line, position, reference)
-    else:
-        parser_state, results = _PARSERS[name](state["parser"], line, position)
-    return _qualified({**state, "parser": parser_state}, results)
+    lines, index, end = run.lines, 0, len(run.lines)
+    while index < end:
+        name = state["format"]
+        if name is None:
+            found = detect(lines[index])
+            if found is None:
+                if lines[index].strip():
+                    out.error(run.error(index, "unknown format: not a line of any supported log"))
+                index += 1
+            else:
+                state["format"], state["parser"] = found, _INITIAL[found]()
+            continue
+        if name == msgtrk.FORMAT:
+            msgtrk.parse(state, run, index, end, tracking_rows, out)
+            return state
+        # Shippers concatenate files: a message tracking log's header block can start anywhere.
+        stop = next((i for i in range(index, end) if msgtrk.is_header(lines[i]) and detect(lines[i]) == msgtrk.FORMAT), end)
+        qualifying = _Qualifying(state["hosts"], out)
+        if name == postfix.FORMAT:
+            postfix.parse(state["parser"], run, index, stop, qualifying, open_messages)
+        else:
+            _LINE_PARSERS[name](state["parser"], run, index, stop, qualifying)
+        if stop < end:
+            state["format"], state["parser"] = msgtrk.FORMAT, msgtrk.initial_state()
+        index = stop
+    return state
 
 
-def finish(state: dict | None, position: SourcePosition) -> tuple[dict, list[MessageTrace | ParseError]]:
+def finish(state: dict | None, source: str, out: ParseOutput, open_messages: OpenMessages) -> dict:
     """At the end of a source: emit what formats that span lines still hold."""
-    if not state or state["format"] not in _FINISHERS:
-        return state or new_state(), []
-    parser_state, results = _FINISHERS[state["format"]](state["parser"], position)
-    return _qualified({**state, "parser": parser_state}, results)
+    state = state or new_state()
+    qualifying = _Qualifying(state["hosts"], out)
+    if state["format"] == headers.FORMAT:
+        headers.finish(state["parser"], source, qualifying)
+    elif state["format"] == postfix.FORMAT:
+        postfix.finish(state["parser"], source, qualifying, open_messages)
+    return state
 
 
-def _qualified(state: dict, results: list) -> tuple[dict, list]:
-    """Join short host names to the FQDN with the same first label seen earlier in the same source,
-    and cut event times to milliseconds, the precision of the wire format and of ClickHouse."""
-    hosts = dict(state["hosts"])
-    out = []
-    for result in results:
-        if isinstance(result, MessageTrace):
-            changes = {}
-            if result.event_time.microsecond % 1000:
-                changes["event_time"] = result.event_time.replace(microsecond=result.event_time.microsecond // 1000 * 1000)
-            for field in ("logged_by", "client_hostname", "server_hostname"):
-                host = (getattr(result, field) or "").lower()
-                label = host.split(".")[0]
-                if not label or label.isdigit():
-                    continue
-                if "." in host:
-                    if len(hosts) < MAX_KNOWN_HOSTS or label in hosts:
-                        hosts[label] = host
-                elif label in hosts:
-                    changes[field] = hosts[label]
-            result = replace(result, **changes) if changes else result
-        out.append(result)
-    return {**state, "hosts": hosts}, out
+class _Qualifying:
+    """Passes traces on with short host names joined to the FQDN with the same first label seen
+    earlier in the same source, and event times cut to milliseconds (the precision of the wire
+    format and of ClickHouse). Message tracking logs do the same column-wise (msgtrk._qualified)."""
+
+    def __init__(self, hosts: dict[str, str], out: ParseOutput):
+        self.hosts, self.out = hosts, out
+
+    def trace(self, trace: MessageTrace) -> None:
+        hosts = self.hosts
+        changes = {}
+        if trace.event_time.microsecond % 1000:
+            changes["event_time"] = trace.event_time.replace(microsecond=trace.event_time.microsecond // 1000 * 1000)
+        for field in ("logged_by", "client_hostname", "server_hostname"):
+            host = (getattr(trace, field) or "").lower()
+            label = host.split(".")[0]
+            if not label or label.isdigit():
+                continue
+            if "." in host:
+                if len(hosts) < msgtrk.MAX_KNOWN_HOSTS or label in hosts:
+                    hosts[label] = host
+            elif label in hosts:
+                changes[field] = hosts[label]
+        self.out.trace(replace(trace, **changes) if changes else trace)
+
+    def group(self, group: TraceGroup) -> None:
+        self.out.group(group)
+
+    def error(self, error: ParseError) -> None:
+        self.out.error(error)
 
 
-_PARSERS = {
-    msgtrk.FORMAT: msgtrk.parse_line,
-    exo.FORMAT: exo.parse_line,
-    headers.FORMAT: headers.parse_line,
-    exim.FORMAT: exim.parse_line,
-}
-_FINISHERS = {headers.FORMAT: headers.finish, postfix.FORMAT: postfix.finish}
+_LINE_PARSERS = {exo.FORMAT: exo.parse, headers.FORMAT: headers.parse, exim.FORMAT: exim.parse}

@@ -1,11 +1,13 @@
-"""Unwrap what log shippers put on mail.logs.raw into (line, source position).
+"""Unwrap what log shippers put around a line into (line, source position).
 
 Accepted shapes, so operators can keep the shipper they run:
-- `patchgate ship`: {"message": line, "file": path, "line": n, "offset": byte}
+- `patchgate ship`: packed records (many lines per record, see pipeline.contracts.packing); a line
+  it ships from a file of shipper output is itself one of the shapes below
 - Filebeat:         {"message": line, "log": {"file": {"path": path}, "offset": byte}}
 - Fluent Bit tail:  {"log": line, "file": path, "offset": byte} (Path_Key file, Offset_Key offset)
 - Vector file:      {"message": line, "file": path}
-- a bare text line (not JSON): it keeps the position of the record (the Kafka key names the source).
+- one line per record: {"message": line, "file": path, "line": n, "offset": byte}
+- a bare text line (not JSON): it keeps the position it came with.
 
 Envelopes nest when a file of shipper output is itself shipped (`patchgate ship filebeat.ndjson`):
 the line inside is unwrapped again, up to MAX_DEPTH levels.
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 import json
 
-from pipeline.domain.events import ParseError, SourcePosition
+import orjson
 
+from pipeline.domain.events import ParseError, SourcePosition
+from pipeline.domain.lines import LineRun
 
 MAX_DEPTH = 3
 
@@ -31,9 +35,9 @@ def unwrap(raw: bytes | str, fallback: SourcePosition, depth: int = 1) -> tuple[
     if not text.lstrip().startswith("{"):
         return text, fallback
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return ParseError(fallback, f"broken JSON envelope: {exc.msg} (column {exc.colno})")
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return ParseError(fallback, f"broken JSON envelope: {_json_complaint(text)}")
     if not isinstance(document, dict):
         return ParseError(fallback, "JSON envelope is not an object")
     line = document.get("message", document.get("log"))
@@ -56,3 +60,54 @@ def unwrap(raw: bytes | str, fallback: SourcePosition, depth: int = 1) -> tuple[
     if depth < MAX_DEPTH and line.lstrip().startswith("{"):
         return unwrap(line, position, depth + 1)
     return line, position
+
+
+def unwrap_run(run: LineRun) -> list[LineRun | ParseError]:
+    """The run with every envelope line replaced by the line inside, split where the source changes
+    (a file of shipper output interleaves many). A run without envelopes comes back as it is."""
+    if not _has_envelopes(run):
+        return [run]
+    out: list[LineRun | ParseError] = []
+    lines: list[str] = []
+    positions: list[SourcePosition] = []
+    origins: list = []
+    source = None
+
+    def close() -> None:
+        nonlocal lines, positions, origins
+        if lines:
+            out.append(LineRun.of_lines(source, lines, positions, run.reference, origins))
+            lines, positions, origins = [], [], []
+
+    for index, line in enumerate(run.lines):
+        unwrapped = unwrap(line.rstrip("\r"), run.position(index))
+        if isinstance(unwrapped, ParseError):
+            close()
+            out.append(ParseError(unwrapped.position, unwrapped.reason, unwrapped.field, line.rstrip("\r"), run.origin(index)))
+            continue
+        text, position = unwrapped
+        if position.source != source:
+            close()
+            source = position.source
+        lines.append(text)
+        positions.append(position)
+        origins.append(run.origin(index))
+    close()
+    return out
+
+
+def _has_envelopes(run: LineRun) -> bool:
+    raw = run.raw_bytes()
+    if raw is not None and b"{" not in raw:
+        return False
+    return any(line.lstrip()[:1] == "{" for line in run.lines)
+
+
+def _json_complaint(text: str) -> str:
+    """The standard library's wording of what is wrong (orjson's is terser): e.g.
+    "Unterminated string starting at (column 13)"."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"{exc.msg} (column {exc.colno})"
+    return "not valid JSON"

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from pipeline.domain.events import MessageTrace, ParseError, SourcePosition
+from pipeline.domain.events import MessageTrace, SourcePosition
+from pipeline.domain.lines import LineRun
 
 FORMAT = "exim"
 _LINE = re.compile(
@@ -31,16 +32,22 @@ def initial_state() -> dict:
     return {}
 
 
-def parse_line(state: dict, line: str, position: SourcePosition) -> tuple[dict, list]:
-    text = line.rstrip("\r\n")
-    if not text.strip():
-        return state, []
-    found = _LINE.match(text)
-    if not found:
-        return state, [ParseError(position, "no Exim time stamp (YYYY-MM-DD HH:MM:SS) at the start", field="timestamp", raw=text)]
-    arrival = _ARRIVAL.match(found.group("rest"))
-    if not arrival:
-        return state, []
+def parse(state: dict, run: LineRun, start: int, end: int, out) -> None:
+    lines = run.lines
+    for index in range(start, end):
+        text = lines[index].rstrip("\r\n")
+        if not text.strip():
+            continue
+        found = _LINE.match(text)
+        if not found:
+            out.error(run.error(index, "no Exim time stamp (YYYY-MM-DD HH:MM:SS) at the start", field="timestamp"))
+            continue
+        arrival = _ARRIVAL.match(found.group("rest"))
+        if arrival:
+            out.trace(_trace(found, arrival, run.position(index)))
+
+
+def _trace(found: re.Match, arrival: re.Match, position: SourcePosition) -> MessageTrace:
     stamp = found.group("stamp") + (found.group("zone") or "+0000")
     pattern = "%Y-%m-%d %H:%M:%S.%f%z" if "." in found.group("stamp") else "%Y-%m-%d %H:%M:%S%z"
     event_time = datetime.strptime(stamp, pattern).astimezone(timezone.utc)
@@ -48,7 +55,7 @@ def parse_line(state: dict, line: str, position: SourcePosition) -> tuple[dict, 
     host = _HOST.search(fields)
     size = _SIZE.search(fields)
     message_id = _MESSAGE_ID.search(fields)
-    return state, [MessageTrace(
+    return MessageTrace(
         event_time=event_time,
         source_format=FORMAT,
         position=position,
@@ -58,4 +65,4 @@ def parse_line(state: dict, line: str, position: SourcePosition) -> tuple[dict, 
         total_bytes=int(size.group("size")) if size else None,
         client_ip=host.group("ip") if host else None,
         client_hostname=(host.group("name") or "").lower() or None if host else None,
-    )]
+    )

@@ -10,7 +10,8 @@ import csv
 import re
 from datetime import datetime, timezone
 
-from pipeline.domain.events import MessageTrace, ParseError, SourcePosition
+from pipeline.domain.events import MessageTrace, ParseError
+from pipeline.domain.lines import LineRun
 
 FORMAT = "exo_trace"
 
@@ -57,38 +58,47 @@ def initial_state() -> dict:
     return {"columns": None}
 
 
-def parse_line(state: dict, line: str, position: SourcePosition) -> tuple[dict, list]:
-    text = line.lstrip("\ufeff").rstrip("\r\n")
-    if not text.strip() or text.startswith(_POWERSHELL_TYPE):
-        return state, []
-    if state["columns"] is None or looks_like(text):
-        # The header row; a repeated one (exports concatenated) replaces the previous one.
-        return {"columns": header_columns(text)}, []
-    try:
-        values = next(csv.reader([text], strict=True))
-    except csv.Error as exc:
-        return state, [ParseError(position, f"broken CSV quoting: {exc}", raw=text)]
-    columns = state["columns"]
-    if len(values) != len(columns):
-        return state, [ParseError(position, f"{len(values)} values for the {len(columns)} columns of the header row", raw=text)]
-    row = dict(zip(columns, values))
-    return state, [_trace({name: _pick(row, options) for name, options in _COLUMNS.items()}, position, text)]
+def parse(state: dict, run: LineRun, start: int, end: int, out) -> None:
+    lines = run.lines
+    for index in range(start, end):
+        text = lines[index].lstrip("\ufeff").rstrip("\r\n")
+        if not text.strip() or text.startswith(_POWERSHELL_TYPE):
+            continue
+        if state["columns"] is None or looks_like(text):
+            # The header row; a repeated one (exports concatenated) replaces the previous one.
+            state["columns"] = header_columns(text)
+            continue
+        try:
+            values = next(csv.reader([text], strict=True))
+        except csv.Error as exc:
+            out.error(run.error(index, f"broken CSV quoting: {exc}"))
+            continue
+        columns = state["columns"]
+        if len(values) != len(columns):
+            out.error(run.error(index, f"{len(values)} values for the {len(columns)} columns of the header row"))
+            continue
+        row = dict(zip(columns, values))
+        result = _trace({name: _pick(row, options) for name, options in _COLUMNS.items()}, run, index)
+        if isinstance(result, ParseError):
+            out.error(result)
+        else:
+            out.trace(result)
 
 
 def _pick(row: dict[str, str], options: tuple[str, ...]) -> tuple[str, str] | None:
     return next(((name, row[name].strip()) for name in options if row.get(name, "").strip()), None)
 
 
-def _trace(fields: dict, position: SourcePosition, text: str) -> MessageTrace | ParseError:
+def _trace(fields: dict, run: LineRun, index: int) -> MessageTrace | ParseError:
     if fields["time"] is None:
-        return ParseError(position, "no time column has a value", field="date_time_utc", raw=text)
+        return run.error(index, "no time column has a value", field="date_time_utc")
     column, stamp = fields["time"]
     event_time = parse_time(stamp)
     if event_time is None:
-        return ParseError(position, f"{stamp!r} is not a time", field=column, raw=text)
+        return run.error(index, f"{stamp!r} is not a time", field=column)
     size = fields["total_bytes"][1] if fields["total_bytes"] else ""
     if size and not size.isdigit():
-        return ParseError(position, f"{size!r} is not a byte count", field=fields["total_bytes"][0], raw=text)
+        return run.error(index, f"{size!r} is not a byte count", field=fields["total_bytes"][0])
 
     def value(name):
         return fields[name][1] if fields[name] else None
@@ -97,7 +107,7 @@ def _trace(fields: dict, position: SourcePosition, text: str) -> MessageTrace | 
     return MessageTrace(
         event_time=event_time,
         source_format=FORMAT,
-        position=position,
+        position=run.position(index),
         event_id=(value("event_id") or "").upper() or None,
         message_id=value("message_id"),
         sender=value("sender"),

@@ -3,17 +3,21 @@
 A block ends at its first empty line; the Received chain (newest first, folded lines joined) is
 what identifies the connecting server. In an mbox file the body is skipped up to the next
 "From " separator; elsewhere a new block starts with a header that opens real header blocks.
+A block longer than MAX_BLOCK_CHARS is reported and dropped, so the open block (kept in the
+source's state between runs) stays small.
 """
 from __future__ import annotations
 
 import re
-from email.utils import parsedate_to_datetime
 from datetime import timezone
+from email.utils import parsedate_to_datetime
 
 from pipeline.domain.events import MessageTrace, ParseError, SourcePosition
+from pipeline.domain.lines import LineRun
 from pipeline.domain.received import read_hop
 
 FORMAT = "rfc5322"
+MAX_BLOCK_CHARS = 256 * 1024
 _FIELD = re.compile(r"^(?P<name>[!-9;-~]+):[ \t]?(?P<value>.*)$")
 _BLOCK_OPENERS = re.compile(r"^(Return-Path|Received|Delivered-To|X-[!-9;-~]+|ARC-[A-Za-z-]+|DKIM-Signature|Authentication-Results):", re.I)
 
@@ -23,39 +27,64 @@ def looks_like(line: str) -> bool:
 
 
 def initial_state() -> dict:
-    return {"mbox": False, "in_headers": False, "fields": [], "start": None}
+    return {"mbox": False, "in_headers": False, "fields": [], "start": None, "chars": 0}
 
 
-def parse_line(state: dict, line: str, position: SourcePosition) -> tuple[dict, list]:
-    text = line.lstrip("\ufeff").rstrip("\r\n")
-    state = dict(state)
-    if not state["in_headers"]:
-        if text.startswith("From "):
-            state.update(mbox=True, in_headers=True, fields=[], start=position.line)
-        elif not state["mbox"] and _BLOCK_OPENERS.match(text):
-            state.update(in_headers=True, fields=[[text]], start=position.line)
-        return state, []
-    if not text.strip():
-        return finish(state, position)
-    if text[0] in " \t":
-        if not state["fields"]:
-            return state, [ParseError(position, "continuation line before any header field", raw=text)]
-        state["fields"] = state["fields"][:-1] + [state["fields"][-1] + [text]]
-        return state, []
-    if not _FIELD.match(text):
-        return state, [ParseError(position, "not a header field (name: value)", raw=text)]
-    state["fields"] = state["fields"] + [[text]]
-    return state, []
+def parse(state: dict, run: LineRun, start: int, end: int, out) -> None:
+    lines = run.lines
+    for index in range(start, end):
+        text = lines[index].lstrip("\ufeff").rstrip("\r\n")
+        if not state["in_headers"]:
+            if text.startswith("From "):
+                _open(state, run, index, [], mbox=True)
+            elif not state["mbox"] and _BLOCK_OPENERS.match(text):
+                _open(state, run, index, [[text]], mbox=False)
+            continue
+        if not text.strip():
+            _close(state, run.source, out)
+            continue
+        state["chars"] += len(text)
+        if state["chars"] > MAX_BLOCK_CHARS:
+            out.error(run.error(index, f"header block longer than {MAX_BLOCK_CHARS} characters, dropped"))
+            _drop(state)
+        elif text[0] in " \t":
+            if state["fields"]:
+                state["fields"][-1].append(text)
+            else:
+                out.error(run.error(index, "continuation line before any header field"))
+        elif _FIELD.match(text):
+            state["fields"].append([text])
+        else:
+            out.error(run.error(index, "not a header field (name: value)"))
 
 
-def finish(state: dict, position: SourcePosition) -> tuple[dict, list]:
-    """End the open header block (at an empty line, or at the end of the file)."""
-    fields = state["fields"]
-    done = {**state, "in_headers": False, "fields": [], "start": None}
-    if not state["in_headers"] or not fields:
-        return done, []
-    block_position = SourcePosition(position.source, state["start"], None)
-    return done, [_trace([" ".join(part.strip() if i else part for i, part in enumerate(f)) for f in fields], block_position)]
+def finish(state: dict, source: str, out) -> None:
+    """End the open header block at the end of the source."""
+    _close(state, source, out)
+
+
+def _open(state: dict, run: LineRun, index: int, fields: list, mbox: bool) -> None:
+    state.update(in_headers=True, fields=fields, start=run.line_number(index), chars=0)
+    if mbox:
+        state["mbox"] = True
+
+
+def _drop(state: dict) -> None:
+    state.update(in_headers=False, fields=[], start=None, chars=0)
+
+
+def _close(state: dict, source: str, out) -> None:
+    fields, start = state["fields"], state["start"]
+    in_headers = state["in_headers"]
+    _drop(state)
+    if not in_headers or not fields:
+        return
+    unfolded = [" ".join(part.strip() if i else part for i, part in enumerate(f)) for f in fields]
+    result = _trace(unfolded, SourcePosition(source, start, None))
+    if isinstance(result, ParseError):
+        out.error(result)
+    else:
+        out.trace(result)
 
 
 def _trace(fields: list[str], position: SourcePosition) -> MessageTrace | ParseError:

@@ -6,19 +6,25 @@
              (a header_checks WARN rule, a common way to ship Received headers from an MTA)
     qmgr:    QID: from=<SENDER>, size=N, nrcpt=M (queue active)   the message is complete
 
-Messages still open are kept in the parser state, at most MAX_OPEN of them; past that the oldest
-is emitted with what is known, so nothing is dropped.
+Messages still open live in an OpenMessages store, one entry per queue id, so a line changes one
+small entry and never all of them. They are bounded: a message whose "queue active" line has not
+come MAX_OPEN_AGE_MS of event time after its first line (rejected in cleanup, lines not logged),
+or that is beyond the MAX_OPEN newest of its source, is emitted with what is known. Nothing is
+dropped.
 """
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from typing import Iterable, Protocol
 
-from pipeline.domain.events import MessageTrace, ParseError, SourcePosition
+from pipeline.domain.events import MessageTrace, SourcePosition, epoch_ms, from_epoch_ms
+from pipeline.domain.lines import LineRun
 from pipeline.domain.parsers.syslog import split_stamp
 
 FORMAT = "postfix"
-MAX_OPEN = 10_000
+MAX_OPEN = 100_000
+MAX_OPEN_AGE_MS = 3_600_000
+
 _PROGRAM = re.compile(r"^(?P<host>\S+) (?P<program>postfix[\w./-]*/\w+)\[\d+\]: (?P<message>.*)$")
 _QUEUED = re.compile(r"^(?P<qid>[0-9A-Za-z]{6,20}): (?P<what>.*)$")
 _CLIENT = re.compile(r"^client=(?P<host>[^\[\s]+)\[(?P<ip>[^\]]*)\]")
@@ -30,65 +36,127 @@ _MESSAGE_ID = re.compile(r"^message-id=(?P<id><[^>]*>|\S+)")
 _QUEUE_ACTIVE = re.compile(r"^from=<(?P<sender>[^>]*)>, size=(?P<size>\d+), nrcpt=\d+ \(queue active\)")
 
 
+class OpenMessages(Protocol):
+    """The open messages of one source by queue id (the stream: a table; evaluate: a dict)."""
+
+    def get(self, qid: str) -> dict | None: ...
+
+    def put(self, qid: str, message: dict) -> None: ...
+
+    def delete(self, qid: str) -> None: ...
+
+    def items(self) -> Iterable[tuple[str, dict]]: ...
+
+
+class MemoryOpenMessages(dict):
+    """OpenMessages in a dict: for `evaluate` and tests."""
+
+    def put(self, qid: str, message: dict) -> None:
+        self[qid] = message
+
+    def delete(self, qid: str) -> None:
+        self.pop(qid, None)
+
+
 def looks_like(line: str) -> bool:
     return " postfix" in line and bool(re.search(r" postfix[\w./-]*/\w+\[\d+\]: ", line))
 
 
 def initial_state() -> dict:
-    return {"open": {}}
+    return {"open": 0, "oldest_ms": None, "newest_ms": None}
 
 
-def parse_line(state: dict, line: str, position: SourcePosition, reference: datetime | None) -> tuple[dict, list]:
-    text = line.rstrip("\r\n")
-    if not text.strip():
-        return state, []
-    stamped = split_stamp(text, reference)
-    if isinstance(stamped, str):
-        return state, [ParseError(position, stamped, field="timestamp", raw=text)]
-    at, rest = stamped
-    program = _PROGRAM.match(rest)
-    if not program:
-        return state, [ParseError(position, "not a postfix/<daemon>[pid]: line", field="program", raw=text)]
-    queued = _QUEUED.match(program.group("message"))
-    if not queued:
-        return state, []
-    qid, what = queued.group("qid"), queued.group("what")
-    open_messages = dict(state["open"])
-    message = dict(open_messages.get(qid) or {"at": at.isoformat(), "line": position.line, "received": []})
-    emitted: list = []
-    if found := _CLIENT.match(what):
-        message.update(client_host=found.group("host").lower(), client_ip=found.group("ip"))
-    elif found := _HEADER_WARN.match(what):
-        message["received"] = message["received"] + [found.group("value")]
-        message.setdefault("client_host", found.group("host").lower())
-        message.setdefault("client_ip", found.group("ip"))
-        message.setdefault("recipient", found.group("to"))
-    elif found := _MESSAGE_ID.match(what):
-        message["message_id"] = found.group("id")
-    elif found := _QUEUE_ACTIVE.match(what):
-        message.update(sender=found.group("sender"), size=int(found.group("size")))
-        open_messages.pop(qid, None)
-        return {"open": open_messages}, [_trace(message, position)]
+def parse(state: dict, run: LineRun, start: int, end: int, out, store: OpenMessages) -> None:
+    lines = run.lines
+    for index in range(start, end):
+        text = lines[index].rstrip("\r\n")
+        if not text.strip():
+            continue
+        stamped = split_stamp(text, run.reference)
+        if isinstance(stamped, str):
+            out.error(run.error(index, stamped, field="timestamp"))
+            continue
+        at, rest = stamped
+        program = _PROGRAM.match(rest)
+        if not program:
+            out.error(run.error(index, "not a postfix/<daemon>[pid]: line", field="program"))
+            continue
+        queued = _QUEUED.match(program.group("message"))
+        if queued:
+            _queued_line(state, run, index, epoch_ms(at), queued.group("qid"), queued.group("what"), out, store)
+    _bound(state, run.source, out, store)
+
+
+def _queued_line(state: dict, run: LineRun, index: int, at_ms: int, qid: str, what: str, out, store: OpenMessages) -> None:
+    client = header = message_id = active = None
+    if not ((client := _CLIENT.match(what)) or (header := _HEADER_WARN.match(what))
+            or (message_id := _MESSAGE_ID.match(what)) or (active := _QUEUE_ACTIVE.match(what))):
+        return
+    state["newest_ms"] = max(state["newest_ms"] or at_ms, at_ms)
+    message = store.get(qid)
+    new = message is None
+    if new:
+        message = {"at": at_ms, "line": run.line_number(index), "received": []}
+    if client:
+        message.update(client_host=client.group("host").lower(), client_ip=client.group("ip"))
+    elif header:
+        message["received"].append(header.group("value"))
+        message.setdefault("client_host", header.group("host").lower())
+        message.setdefault("client_ip", header.group("ip"))
+        message.setdefault("recipient", header.group("to"))
+    elif message_id:
+        message["message_id"] = message_id.group("id")
     else:
-        return state, []
-    open_messages[qid] = message
-    while len(open_messages) > MAX_OPEN:
-        oldest = next(iter(open_messages))
-        emitted.append(_trace(open_messages.pop(oldest), position))
-    return {"open": open_messages}, emitted
+        message.update(sender=active.group("sender"), size=int(active.group("size")))
+        if not new:
+            store.delete(qid)
+            state["open"] -= 1
+            if not state["open"]:
+                state["oldest_ms"] = None
+        out.trace(_trace(message, run.source))
+        return
+    store.put(qid, message)
+    if new:
+        state["open"] += 1
+        state["oldest_ms"] = min(state["oldest_ms"] or at_ms, at_ms)
 
 
-def finish(state: dict, position: SourcePosition) -> tuple[dict, list]:
-    """At the end of a file, emit the messages whose queue-active line never came."""
-    return initial_state(), [_trace(m, position) for m in state["open"].values()]
+def _bound(state: dict, source: str, out, store: OpenMessages) -> None:
+    """Emit the messages that stayed open too long, or beyond the MAX_OPEN newest.
+
+    A pass also takes what would expire within the next tenth of the age, and leaves a tenth of
+    MAX_OPEN free, so passes over the open messages stay rare.
+    """
+    too_old = state["oldest_ms"] is not None and state["newest_ms"] - state["oldest_ms"] > MAX_OPEN_AGE_MS
+    if not too_old and state["open"] <= MAX_OPEN:
+        return
+    horizon = state["newest_ms"] - MAX_OPEN_AGE_MS + MAX_OPEN_AGE_MS // 10
+    waiting = sorted(store.items(), key=lambda item: (item[1]["at"], item[0]))
+    expired = sum(1 for _, message in waiting if message["at"] < horizon)
+    if len(waiting) - expired > MAX_OPEN:
+        expired = len(waiting) - (MAX_OPEN - MAX_OPEN // 10)
+    for qid, message in waiting[:expired]:
+        store.delete(qid)
+        out.trace(_trace(message, source))
+    rest = waiting[expired:]
+    state["open"] = len(rest)
+    state["oldest_ms"] = rest[0][1]["at"] if rest else None
 
 
-def _trace(message: dict, position: SourcePosition) -> MessageTrace:
+def finish(state: dict, source: str, out, store: OpenMessages) -> None:
+    """At the end of a source, emit the messages whose queue-active line never came."""
+    for qid, message in sorted(store.items(), key=lambda item: (item[1]["at"], item[0])):
+        store.delete(qid)
+        out.trace(_trace(message, source))
+    state.update(initial_state())
+
+
+def _trace(message: dict, source: str) -> MessageTrace:
     host = message.get("client_host")
     return MessageTrace(
-        event_time=datetime.fromisoformat(message["at"]),
+        event_time=from_epoch_ms(message["at"]),
         source_format=FORMAT,
-        position=SourcePosition(position.source, message.get("line"), None),
+        position=SourcePosition(source, message.get("line"), None),
         message_id=message.get("message_id"),
         sender=message.get("sender") or None,
         recipients=(message["recipient"],) if message.get("recipient") else (),

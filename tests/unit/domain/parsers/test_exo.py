@@ -1,12 +1,11 @@
 from datetime import datetime, timezone
 
-from pipeline.domain.parsers import exo
-from pipeline.edges.shipper import lines_with_positions
+from pipeline.files import transcoded
 
 
 def test_extended_report_in_utf16(samples, feed):
-    lines = [line for _, _, line in lines_with_positions(samples / "exo" / "extended_report.utf16le.csv")]
-    traces, errors, _ = feed(exo, lines)
+    lines = transcoded((samples / "exo" / "extended_report.utf16le.csv").read_bytes()).data.decode().splitlines()
+    traces, errors, _ = feed(lines)
     assert errors == []
     first = traces[0]
     assert first.event_time == datetime(2026, 2, 17, 9, 30, 12, 441000, tzinfo=timezone.utc)
@@ -18,7 +17,7 @@ def test_extended_report_in_utf16(samples, feed):
 
 def test_get_messagetrace_export_csv_with_type_line_and_us_times(samples, feed):
     lines = (samples / "exo" / "get-messagetrace.csv").read_text().splitlines()
-    traces, errors, _ = feed(exo, lines)
+    traces, errors, _ = feed(lines)
     assert [(t.event_time, t.client_ip, t.org, t.total_bytes) for t in traces] == [
         (datetime(2026, 2, 18, 15, 4, 5, tzinfo=timezone.utc), "203.0.113.60", "contoso.onmicrosoft.com", 15230),
         (datetime(2026, 2, 18, 15, 10, tzinfo=timezone.utc), None, "contoso.onmicrosoft.com", 2048),
@@ -28,12 +27,12 @@ def test_get_messagetrace_export_csv_with_type_line_and_us_times(samples, feed):
 
 def test_enhanced_summary_recipient_status(samples, feed):
     lines = (samples / "exo" / "enhanced_summary.csv").read_text(encoding="utf-8").splitlines()
-    [trace], errors, _ = feed(exo, lines)
+    [trace], errors, _ = feed(lines)
     assert errors == []
     assert trace.recipients == ("jo@example.net", "al@example.net")
     assert trace.client_ip == "192.0.2.140"
 
 
 def test_row_with_wrong_width_is_an_error(feed):
-    _, [error], _ = feed(exo, ['"date_time_utc","client_ip"', '"2026-02-17T09:30:12Z","1.2.3.4","extra"'])
+    _, [error], _ = feed(['"date_time_utc","client_ip"', '"2026-02-17T09:30:12Z","1.2.3.4","extra"'])
     assert error.reason == "3 values for the 2 columns of the header row"

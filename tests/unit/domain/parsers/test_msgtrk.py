@@ -1,7 +1,7 @@
 from datetime import datetime, timezone
 
-from pipeline.domain.events import ParseError, SourcePosition
-from pipeline.domain.parsers.msgtrk import initial_state, parse_line, writer_build
+from pipeline.domain.events import epoch_ms
+from pipeline.domain.parsers.msgtrk import writer_build
 
 F30 = (
     "date-time,client-ip,client-hostname,server-ip,server-hostname,source-context,connector-id,source,"
@@ -25,69 +25,113 @@ RECEIVE_2016 = (
     'Originating,,,,S:FirstForestHop=EX16MBX01.contoso.example;S:DeliveryPriority=Normal,Email,'
     '3c9d2e7f-1111-2222-3333-444455556666,15.01.2507.039'
 )
+SEND_2016 = RECEIVE_2016.replace("08:14:03.127Z", "08:14:04.500Z").replace(",SMTP,RECEIVE,", ",SMTP,SEND,").replace(
+    "app1.contoso.example,198.51.100.16,EX16MBX01.contoso.example", "EX16MBX01.contoso.example,198.51.100.16,mx.partner.example")
 SEND_2010 = (
     "2026-03-15T10:00:05.500Z,198.51.100.10,EX10HUB01.contoso.example,203.0.113.45,mx.partner.example,"
     "08DC3F1A2B3C4D60;250 2.6.0 <b2@contoso.example> Queued mail for delivery,Internet,SMTP,SEND,77,"
     "<b2@contoso.example>,jo@partner.example,250 2.6.0 Queued,2048,1,,,Lunch?,ann@contoso.example,"
     "ann@contoso.example,,Originating,,,,"
 )
+AT = datetime(2026, 2, 10, 8, 14, 3, 127000, tzinfo=timezone.utc)
 
 
-def header_for(version, fields):
-    header = initial_state()
-    for line in ("\ufeff#Software: Microsoft Exchange Server\r\n", f"#Version: {version}\r\n",
-                 "#Log-type: Message Tracking Log\r\n", "#Date: 2026-02-10T00:00:00.000Z\r\n", f"#Fields: {fields}\r\n"):
-        header, results = parse_line(header, line, SourcePosition("f.log", 1))
-        assert results == []
-    return header
+def header(version, fields):
+    return ["\ufeff#Software: Microsoft Exchange Server\r", f"#Version: {version}\r", "#Log-type: Message Tracking Log\r",
+            "#Date: 2026-02-10T00:00:00.000Z\r", f"#Fields: {fields}\r"]
 
 
-def test_a_2016_receive_row_names_its_writer_and_build():
-    header = header_for("15.01.2507.039", F30)
-    _, [trace] = parse_line(header, RECEIVE_2016 + "\r\n", SourcePosition("MSGTRK2026021001-1.LOG", 7, 2210))
-    assert trace.event_time == datetime(2026, 2, 10, 8, 14, 3, 127000, tzinfo=timezone.utc)
-    assert trace.event_id == "RECEIVE"
-    assert trace.logged_by == "ex16mbx01.contoso.example"
-    assert trace.logged_by_build == "15.1.2507.39"
-    assert trace.client_ip == "fe80::1c2a:7e4f:3b1d:9a10%3"
-    assert trace.recipients == ("jo@partner.example", "al@partner.example")
-    assert trace.total_bytes == 15230
-    assert trace.position == SourcePosition("MSGTRK2026021001-1.LOG", 7, 2210)
+def test_rows_of_a_2016_log_become_one_group_per_writer_build_and_org(make_source):
+    source = make_source().feed(header("15.01.2507.039", F30) + [RECEIVE_2016 + "\r", SEND_2016 + "\r"])
+    [group] = source.out.groups
+    assert (group.template.logged_by, group.template.logged_by_build, group.template.org) == (
+        "ex16mbx01.contoso.example", "15.1.2507.39", None)
+    # Two rows of one message: two sightings, one message with its newest time.
+    assert group.count == 2 and group.first_ms == epoch_ms(AT)
+    assert group.template.event_time == datetime(2026, 2, 10, 8, 14, 4, 500000, tzinfo=timezone.utc)
+    assert (group.message_keys, group.times_ms, group.sizes) == (["<a1@contoso.example>"], [epoch_ms(group.template.event_time)], [15230])
+    assert source.out.errors == []
 
 
-def test_a_2010_send_row_is_written_by_the_client_host_and_carries_no_build():
-    header = header_for("14.0.0.0", F26)
-    _, [trace] = parse_line(header, SEND_2010, SourcePosition("x", 9))
-    assert trace.logged_by == "ex10hub01.contoso.example"
-    assert trace.logged_by_build is None
+def test_a_2010_send_row_is_written_by_the_client_host_and_carries_no_build(make_source):
+    [group] = make_source().feed(header("14.0.0.0", F26) + [SEND_2010]).out.groups
+    assert (group.template.logged_by, group.template.logged_by_build) == ("ex10hub01.contoso.example", None)
 
 
-def test_a_new_header_block_replaces_the_old_columns():
-    state = header_for("14.0.0.0", F26)
-    for line in ("#Software: Microsoft Exchange Server", "#Version: 15.01.2507.039", f"#Fields: {F30}"):
-        state, _ = parse_line(state, line, SourcePosition("x", 1))
-    assert state == {"version": "15.01.2507.039", "fields": F30.split(",")}
-    _, [trace] = parse_line(state, RECEIVE_2016, SourcePosition("x", 2))
-    assert trace.logged_by_build == "15.1.2507.39"
-    state, _ = parse_line(state, "#Software: Microsoft Exchange Server", SourcePosition("x", 3))
-    assert state == initial_state()
+def test_a_new_header_block_replaces_the_old_columns(make_source):
+    source = make_source().feed(header("14.0.0.0", F26) + [SEND_2010] + header("15.01.2507.039", F30) + [RECEIVE_2016])
+    assert source.state["parser"] == {"version": "15.01.2507.039", "fields": F30.split(",")}
+    assert [(g.template.logged_by, g.template.logged_by_build) for g in source.out.groups] == [
+        ("ex10hub01.contoso.example", None), ("ex16mbx01.contoso.example", "15.1.2507.39")]
 
 
-def test_errors_say_where_and_why():
-    _, [error] = parse_line(initial_state(), RECEIVE_2016, SourcePosition("a.log", 3))
-    assert isinstance(error, ParseError)
-    assert str(error) == "a.log:3: data line before any #Fields: header line"
-    header = header_for("15.01.2507.039", F30)
-    _, [error] = parse_line(header, "2026-02-10T08:14:03Z,1.2.3.4", SourcePosition("a.log", 4))
-    assert error.reason == "2 values for the 30 columns of #Fields"
-    _, [error] = parse_line(header, "yesterday" + RECEIVE_2016[24:], SourcePosition("a.log", 5))
-    assert (error.field, str(error)) == ("date-time", "a.log:5: field date-time: 'yesterday' is not an ISO-8601 time")
-    _, [error] = parse_line(header, RECEIVE_2016.replace(",15230,", ",15k,"), SourcePosition("a.log", 6))
-    assert error.field == "total-bytes"
+def test_errors_say_where_and_why_and_the_other_rows_go_on(make_source):
+    lines = ["#Software: Microsoft Exchange Server", RECEIVE_2016, "#Version: 15.01.2507.039", f"#Fields: {F30}",
+        "2026-02-10T08:14:03Z,1.2.3.4",
+        "yesterday" + RECEIVE_2016[24:],
+        RECEIVE_2016.replace(",15230,", ",15k,"),
+        RECEIVE_2016.replace('"Re: ""Budget"", final version"', '"Re: unclosed'),
+        "",
+        RECEIVE_2016,
+    ]
+    source = make_source().feed(lines)
+    assert [(str(e), e.field) for e in source.out.errors] == [
+        ("sample:2: data line before any #Fields: header line", None),
+        ("sample:5: 2 values for the 30 columns of #Fields", None),
+        ("sample:6: field date-time: 'yesterday' is not an ISO-8601 time", "date-time"),
+        ("sample:7: field total-bytes: '15k' is not a byte count", "total-bytes"),
+        ("sample:8: broken CSV quoting: a quoted value is not closed", None),
+    ]
+    [group] = source.out.groups
+    assert group.count == 1 and group.message_keys == ["<a1@contoso.example>"]
 
 
-def test_blank_lines_are_skipped():
-    assert parse_line(initial_state(), "\r\n", SourcePosition("a", 1)) == (initial_state(), [])
+def test_rows_without_a_message_id_are_told_apart_by_time_and_size(make_source):
+    row = SEND_2010.replace("<b2@contoso.example>,jo@", ",jo@")
+    [group] = make_source().feed(header("14.0.0.0", F26) + [row, row.replace("10:00:05.500Z", "10:00:06.500Z")]).out.groups
+    assert group.message_keys == ["@2026-03-15T10:00:05.500+00:00/2048", "@2026-03-15T10:00:06.500+00:00/2048"]
+
+
+def test_sources_of_one_batch_are_read_together_and_grouped_apart(make_source):
+    from pipeline.domain.events import SourcePosition
+    from pipeline.domain.lines import LineRun
+    from pipeline.domain.parsers import dispatch
+    from pipeline.domain.parsers.msgtrk import TrackingRows
+    from pipeline.domain.parsers.postfix import MemoryOpenMessages
+
+    out, rows, states = make_source().out, TrackingRows(), {}
+    for name, lines in (("a.log", header("15.01.2507.039", F30) + [RECEIVE_2016]),
+                        ("b.log", header("14.0.0.0", F26) + [SEND_2010]),
+                        ("c.log", header("15.01.2507.039", F30) + [RECEIVE_2016.replace("EX16MBX01.contoso", "EX16MBX02.contoso")])):
+        run = LineRun.of_lines(name, lines, [SourcePosition(name, n) for n in range(1, len(lines) + 1)], None)
+        states[name] = dispatch.parse_run(None, run, out, MemoryOpenMessages(), rows)
+    assert out.groups == []
+    rows.flush(out)
+    assert sorted((g.template.position.source, g.template.logged_by) for g in out.groups) == [
+        ("a.log", "ex16mbx01.contoso.example"), ("b.log", "ex10hub01.contoso.example"), ("c.log", "ex16mbx02.contoso.example")]
+
+
+def test_short_writer_names_join_the_fqdn_seen_before_in_the_same_file_only(make_source):
+    fields = "date-time,client-hostname,server-hostname,event-id,message-id"
+    lines = [
+        "#Software: Microsoft Exchange Server", "#Version: 15.01.2507.039", f"#Fields: {fields}",
+        "2026-02-10T08:14:02.000Z,app1.contoso.example,EX16MBX01,RECEIVE,<m0@x>",
+        "2026-02-10T08:14:03.000Z,EX16MBX01.contoso.example,mx.partner.example,SEND,<m1@x>",
+        "2026-02-10T08:14:04.000Z,app1.contoso.example,EX16MBX01,RECEIVE,<m2@x>",
+        "#Software: Microsoft Exchange Server", "#Version: 15.01.2507.039", f"#Fields: {fields}",
+        "2026-02-11T08:14:04.000Z,app1.contoso.example,EX16MBX01,RECEIVE,<m3@x>",
+    ]
+    source = make_source().feed(lines)
+    found = sorted((g.template.logged_by, tuple(g.message_keys)) for g in source.out.groups)
+    assert found == [("ex16mbx01", ("<m0@x>",)), ("ex16mbx01", ("<m3@x>",)),
+                     ("ex16mbx01.contoso.example", ("<m1@x>", "<m2@x>"))]
+    # Only the second file's names are remembered: a new #Software line starts afresh.
+    assert source.state["hosts"] == {"app1": "app1.contoso.example"}
+
+
+def test_blank_lines_are_skipped(make_source):
+    source = make_source().feed(["\r", "   "])
+    assert (source.out.groups, source.out.errors) == ([], [])
 
 
 def test_constant_versions_are_not_builds():

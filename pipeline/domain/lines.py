@@ -1,0 +1,102 @@
+"""Runs of lines: what the parsers read, whether a shipper packed many lines into one Kafka record,
+sent them one by one, or `evaluate` read them from a file.
+
+Positions (file, line number, byte offset) are worked out only when something asks for one,
+which for most lines is never: a line's position matters when it is reported as bad.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pipeline.domain.events import ParseError, SourcePosition
+
+
+class LineRun:
+    """Consecutive lines of one source (file), in order, without their \\n (a \\r before it stays: every
+    parser strips it, and the CSV reader takes \\r\\n as a line end anyway).
+
+    Either contiguous (`packed`: the first line's number and byte offset, the rest follow from the
+    bytes) or a list of lines that each bring their own position and origin (`of_lines`).
+    `reference` dates syslog lines that carry no year; `origin` is the caller's handle on where the
+    line travelled (the stream: its Kafka record), passed through to errors.
+    """
+
+    __slots__ = ("source", "lines", "reference", "_first_line", "_first_offset", "_raw", "_offsets",
+                 "_positions", "_origins", "_origin")
+
+    def __init__(self, source: str, lines: list[str], reference: datetime | None, *, first_line: int | None = None,
+                 first_offset: int | None = None, raw: bytes | None = None, positions: list[SourcePosition] | None = None,
+                 origins: list[Any] | None = None, origin: Any = None):
+        self.source = source
+        self.lines = lines
+        self.reference = reference
+        self._first_line = first_line
+        self._first_offset = first_offset
+        self._raw = raw
+        self._offsets: list[int] | None = None
+        self._positions = positions
+        self._origins = origins
+        self._origin = origin
+
+    @classmethod
+    def packed(cls, source: str, data: bytes, first_line: int | None, first_offset: int | None,
+               reference: datetime | None, origin: Any = None) -> LineRun:
+        """Whole lines as they were in the file (each ending in \\n but perhaps the last); invalid UTF-8
+        becomes U+FFFD. `first_offset` is None when the bytes are not the file's own (a transcoded
+        UTF-16 export)."""
+        lines = data.decode("utf-8", "replace").split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        return cls(source, lines, reference, first_line=first_line, first_offset=first_offset, raw=data, origin=origin)
+
+    @classmethod
+    def of_lines(cls, source: str, lines: list[str], positions: list[SourcePosition], reference: datetime | None,
+                 origins: list[Any] | None = None) -> LineRun:
+        return cls(source, lines, reference, positions=positions, origins=origins)
+
+    @classmethod
+    def concatenated(cls, runs: list[LineRun]) -> LineRun:
+        """Consecutive runs of one source as one (the stream joins one-line records this way, so a
+        columnar parser sees many lines at once)."""
+        lines, positions, origins = [], [], []
+        for run in runs:
+            lines += run.lines
+            positions += [run.position(i) for i in range(len(run))]
+            origins += [run.origin(i) for i in range(len(run))]
+        return cls.of_lines(runs[0].source, lines, positions, max((r.reference for r in runs if r.reference), default=None),
+                            origins)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def position(self, index: int) -> SourcePosition:
+        if self._positions is not None:
+            return self._positions[index]
+        return SourcePosition(self.source, self.line_number(index), self._offset(index))
+
+    def raw_bytes(self) -> bytes | None:
+        """The bytes the lines were decoded from, when the run was packed."""
+        return self._raw
+
+    def line_number(self, index: int) -> int | None:
+        if self._positions is not None:
+            return self._positions[index].line
+        return None if self._first_line is None else self._first_line + index
+
+    def origin(self, index: int) -> Any:
+        return self._origins[index] if self._origins is not None else self._origin
+
+    def error(self, index: int, reason: str, field: str | None = None) -> ParseError:
+        return ParseError(self.position(index), reason, field=field, raw=self.lines[index].rstrip("\r\n"), origin=self.origin(index))
+
+    def _offset(self, index: int) -> int | None:
+        if self._first_offset is None or self._raw is None:
+            return None
+        if self._offsets is None:
+            offsets, at = [], self._first_offset
+            for chunk in self._raw.split(b"\n"):
+                offsets.append(at)
+                at += len(chunk) + 1
+            self._offsets = offsets
+        return self._offsets[index]
