@@ -32,12 +32,18 @@ def _writers_by_fingerprint() -> dict[bytes, dict]:
 
 
 class AvroContract:
-    """Encoder and decoder for one record type, named after its schema file (e.g. EnforcementDecision)."""
+    """Encoder and decoder for one record type, named after its schema file (e.g. EnforcementDecision).
 
-    def __init__(self, name: str):
+    `skip` names fields the decoder does not need: fastavro steps over them instead of building
+    Python objects (the policy reads an observation without its message lists).
+    """
+
+    def __init__(self, name: str, skip: tuple[str, ...] = ()):
         self.name = name
-        self.schema = parse_schema(json.loads((SCHEMA_DIR / f"{name}.avsc").read_text()))
+        document = json.loads((SCHEMA_DIR / f"{name}.avsc").read_text())
+        self.schema = parse_schema(document)
         self.fingerprint = bytes.fromhex(fingerprint(to_parsing_canonical_form(self.schema), "CRC-64-AVRO"))
+        self.reader = parse_schema({**document, "fields": [f for f in document["fields"] if f["name"] not in skip]})
 
     def encode(self, record: dict) -> bytes:
         out = io.BytesIO()
@@ -53,13 +59,14 @@ class AvroContract:
         if writer is None:
             raise AvroDecodeError(f"unknown writer schema fingerprint {data[2:_HEADER_SIZE].hex()}")
         try:
-            return schemaless_reader(io.BytesIO(data[_HEADER_SIZE:]), writer, self.schema)
+            return schemaless_reader(io.BytesIO(data[_HEADER_SIZE:]), writer, self.reader)
         except Exception as exc:  # fastavro raises several types for truncated or mismatched bodies
             raise AvroDecodeError(f"{self.name}: cannot read body: {exc}") from exc
 
 
 MESSAGE_TRACE = AvroContract("MessageTrace")
 SERVER_OBSERVATION = AvroContract("ServerObservation")
+SERVER_OBSERVATION_TIMES = AvroContract("ServerObservation", skip=("message_keys", "message_times", "message_sizes"))
 ENFORCEMENT_DECISION = AvroContract("EnforcementDecision")
 DEAD_LETTER = AvroContract("DeadLetter")
 ENFORCEMENT = AvroContract("Enforcement")

@@ -1,4 +1,5 @@
-"""Domain objects <-> Avro records. The field names are the same on both sides on purpose."""
+"""Domain objects <-> Avro records. Field names are the same on both sides where they can be; a
+ServerObservation's newest time is `event_time` on the wire, as it was when it was one sighting."""
 from __future__ import annotations
 
 from dataclasses import asdict, fields
@@ -9,7 +10,6 @@ from pipeline.domain.policy import Decision
 
 # Field by field rather than dataclasses.asdict, which deep-copies and shows up in profiles.
 _TRACE_FIELDS = tuple(f.name for f in fields(MessageTrace) if f.name not in ("position", "recipients", "received"))
-_OBSERVATION_FIELDS = tuple(f.name for f in fields(ServerObservation))
 
 
 def trace_record(trace: MessageTrace) -> dict:
@@ -30,11 +30,32 @@ def trace_from_record(record: dict) -> MessageTrace:
 
 
 def observation_record(observation: ServerObservation) -> dict:
-    return {name: getattr(observation, name) for name in _OBSERVATION_FIELDS}
+    return {
+        "server_id": observation.server_id, "server": observation.server, "org": observation.org,
+        "event_time": observation.last_seen, "first_event_time": observation.first_seen,
+        "build": observation.build, "evidence": observation.evidence, "message_id": None, "total_bytes": None,
+        "behind_relay": observation.behind_relay, "software": observation.software, "count": observation.count,
+        "message_keys": observation.message_keys, "message_times": observation.message_times_ms,
+        "message_sizes": observation.message_sizes,
+    }
 
 
 def observation_from_record(record: dict) -> ServerObservation:
-    return ServerObservation(**record)
+    """Any version: a v1/v2 record (no first_event_time) is one sighting of one message. A record
+    read without its message lists (SERVER_OBSERVATION_TIMES) gives none."""
+    last = record["event_time"]
+    if record["first_event_time"] is None:
+        return ServerObservation.once(record["server_id"], record["server"], record["org"], last, record["build"],
+                                      record["evidence"], record["message_id"], record["total_bytes"],
+                                      record["behind_relay"], record["software"])
+    keys, times, sizes = (record.get(name, []) for name in ("message_keys", "message_times", "message_sizes"))
+    first = record["first_event_time"]
+    return ServerObservation(
+        server_id=record["server_id"], server=record["server"], org=record["org"], build=record["build"],
+        evidence=record["evidence"], first_seen=first, last_seen=last, count=record["count"],
+        behind_relay=record["behind_relay"], software=record["software"],
+        message_keys=keys, message_times_ms=times, message_sizes=sizes,
+    )
 
 
 def decision_record(decision: Decision) -> dict:

@@ -38,21 +38,27 @@ def test_each_contract_has_its_own_fingerprint():
     assert SERVER_OBSERVATION.fingerprint != ENFORCEMENT_DECISION.fingerprint
 
 
-def test_a_record_written_with_the_previous_schema_reads_with_the_current_one():
-    """ServerObservation v1 (schemas/avro/history) had no `software`; v2 readers get its default."""
+def test_records_written_with_earlier_schemas_read_with_the_current_one():
+    """ServerObservation v1 had no `software`, v2 no folding (one sighting per record): v3 readers
+    get their defaults, and a v2 record becomes an observation of one message."""
     import json
     from pathlib import Path
 
+    from pipeline.streaming import records
     from pipeline.streaming.avro import SCHEMA_DIR, AvroContract
 
     v1_path = Path(SCHEMA_DIR) / "history" / "ServerObservation.v1.avsc"
     assert "software" not in {f["name"] for f in json.loads(v1_path.read_text())["fields"]}
-    v1 = AvroContract("history/ServerObservation.v1")
-    assert v1.fingerprint != SERVER_OBSERVATION.fingerprint
-    written = v1.encode({
+    one = {
         "server_id": "ex13.contoso.example", "server": "ex13.contoso.example", "org": None,
         "event_time": datetime(2026, 1, 2, tzinfo=timezone.utc), "build": "15.0.1497.2",
-        "evidence": "received-id", "message_id": None, "total_bytes": 10, "behind_relay": None,
-    })
-    record = SERVER_OBSERVATION.decode(written)
-    assert record["software"] is None and record["build"] == "15.0.1497.2"
+        "evidence": "received-id", "message_id": "<m@x>", "total_bytes": 10, "behind_relay": None,
+    }
+    for version, record in (("v1", one), ("v2", {**one, "software": None})):
+        old = AvroContract(f"history/ServerObservation.{version}")
+        assert old.fingerprint != SERVER_OBSERVATION.fingerprint
+        read = SERVER_OBSERVATION.decode(old.encode(record))
+        assert read["software"] is None and read["count"] == 1 and read["first_event_time"] is None
+        observation = records.observation_from_record(read)
+        assert (observation.first_seen, observation.last_seen, observation.count) == (one["event_time"],) * 2 + (1,)
+        assert (observation.message_keys, observation.message_sizes) == (["<m@x>"], [10])

@@ -1,11 +1,13 @@
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from pipeline.catalog_files import load_catalog
 from pipeline.domain.config import PolicyConfig
-from pipeline.domain.events import MessageTrace, ServerObservation, SourcePosition
+from pipeline.domain.events import MessageTrace, ServerObservation, SourcePosition, epoch_ms
 from pipeline.domain.policy import step
 from pipeline.streaming import records
-from pipeline.streaming.avro import DEAD_LETTER, ENFORCEMENT_DECISION, MESSAGE_TRACE, SERVER_OBSERVATION
+from pipeline.streaming.avro import (
+    DEAD_LETTER, ENFORCEMENT_DECISION, MESSAGE_TRACE, SERVER_OBSERVATION, SERVER_OBSERVATION_TIMES,
+)
 
 AT = datetime(2026, 2, 10, 8, 14, 3, 127000, tzinfo=timezone.utc)
 
@@ -20,10 +22,19 @@ def test_trace_survives_the_wire():
 
 
 def test_observation_and_decision_survive_the_wire():
-    observation = ServerObservation("ex16mbx01.contoso.example", "ex16mbx01.contoso.example", None, AT,
-                                    "15.1.2507.39", "msgtrk-version", "<a1@contoso.example>", 15230)
+    observation = ServerObservation(
+        "ex16mbx01.contoso.example", "ex16mbx01.contoso.example", None, "15.1.2507.39", "msgtrk-version",
+        AT, AT + timedelta(hours=2), count=3, message_keys=["<a1@contoso.example>", "<a2@contoso.example>"],
+        message_times_ms=[epoch_ms(AT), epoch_ms(AT + timedelta(hours=2))], message_sizes=[15230, 0],
+    )
     wire = SERVER_OBSERVATION.encode(records.observation_record(observation))
-    assert records.observation_from_record(SERVER_OBSERVATION.decode(wire)) == observation
+    back = records.observation_from_record(SERVER_OBSERVATION.decode(wire))
+    assert back == observation
+    assert (back.message_keys, back.message_times_ms, back.message_sizes) == (
+        observation.message_keys, observation.message_times_ms, observation.message_sizes)
+    # The policy reads the same record without its message lists.
+    light = records.observation_from_record(SERVER_OBSERVATION_TIMES.decode(wire))
+    assert light == observation and light.message_keys == []
     _, decision = step(None, observation, PolicyConfig(), load_catalog())
     wire = ENFORCEMENT_DECISION.encode(records.decision_record(decision))
     assert records.decision_from_record(ENFORCEMENT_DECISION.decode(wire)) == decision

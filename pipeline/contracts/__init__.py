@@ -1,0 +1,1 @@
+"""Wire contracts shared by the shipper, the worker and the MTA side."""
