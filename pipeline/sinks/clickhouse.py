@@ -4,12 +4,18 @@ An insert returns only once ClickHouse has stored the rows (async_insert=0); the
 batch's Kafka offsets go only after that. A batch read again after a crash carries the same
 deduplication token (topic, partition, first and last offset) and is dropped; rows repeated in
 differently cut batches share their sorting key and are folded by ReplacingMergeTree.
+
+Rows go as JSONEachRow, encoded by orjson: ClickHouse parses them in C++, where building the
+driver's native blocks in Python cost about 15 microseconds a row. Folded observations go to the
+`observations` table with their messages as arrays; a materialized view turns them into one
+server_messages row per message inside ClickHouse.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import clickhouse_connect
+import orjson
 from clickhouse_connect.driver.client import Client
 
 from pipeline.domain.events import ServerObservation
@@ -17,24 +23,11 @@ from pipeline.domain.policy import Decision
 
 DDL_DIR = Path(__file__).resolve().parents[2] / "schemas" / "clickhouse"
 
-DECISION_COLUMNS = (
-    "server_id", "org", "hostname", "product", "build", "status", "stage",
-    "throttle_minutes_per_hour", "block_minutes_per_hour", "first_detected",
-    "throttle_enabled_date", "blocking_enabled_date", "next_stage_start_date",
-    "next_stage_throttle_rate", "next_stage_block_rate", "recommended_builds", "reason",
-    "smtp_reply", "decided_at", "version",
-)
-SERVER_STATE_COLUMNS = (
-    "server_id", "server", "org", "product", "build", "status", "stage", "first_detected",
-    "throttle_enabled_date", "blocking_enabled_date", "next_stage_start_date",
-    "next_stage_throttle_rate", "next_stage_block_rate", "recommended_builds", "reason",
-    "last_decided", "version",
-)
-SERVER_MESSAGE_COLUMNS = ("server_id", "day", "message_key", "event_time", "total_bytes", "build", "evidence")
-ENFORCEMENT_COLUMNS = ("server_id", "hostname", "org", "at", "action", "stage", "decision_version", "client_address",
-                       "helo_name", "topic_partition", "topic_offset")
 # Synchronous inserts: an insert that returned is stored, which is what lets offsets be committed.
-INSERT_SETTINGS = {"async_insert": 0}
+# Times travel as ISO-8601 text, which best_effort reads with their zone.
+INSERT_SETTINGS = {"async_insert": 0, "date_time_input_format": "best_effort"}
+ENFORCEMENT_COLUMNS = ("server_id", "hostname", "org", "at", "action", "stage", "decision_version", "client_address",
+                       "helo_name")
 
 
 def connect(dsn: str) -> Client:
@@ -56,48 +49,49 @@ def insert_decisions(client: Client, rows: list[Decision], dedup_token: str) -> 
     """Every decision into `decisions`, and into `server_state` whose newest version per server wins."""
     if not rows:
         return
-    _insert(client, "decisions", [_decision_row(d) for d in rows], DECISION_COLUMNS, dedup_token)
-    _insert(client, "server_state", [_server_state_row(d) for d in rows], SERVER_STATE_COLUMNS, dedup_token)
+    _insert(client, "decisions", [_decision_row(d) for d in rows], dedup_token)
+    _insert(client, "server_state", [_server_state_row(d) for d in rows], dedup_token)
 
 
 def insert_observations(client: Client, rows: list[ServerObservation], dedup_token: str) -> None:
-    """One row per message per observed server, for the traffic figures."""
+    """Folded observations with their messages; ClickHouse writes one server_messages row per message."""
     if rows:
-        _insert(client, "server_messages", [_server_message_row(o) for o in rows], SERVER_MESSAGE_COLUMNS, dedup_token)
+        _insert(client, "observations", [_observation_row(o) for o in rows], dedup_token)
 
 
 def insert_enforcement(client: Client, rows: list[tuple[dict, int, int]], dedup_token: str) -> None:
     """Enforcement records with their (partition, offset): two MTAs may report the same second."""
     if rows:
-        table = [[record[c] for c in ENFORCEMENT_COLUMNS[:-2]] + [partition, offset] for record, partition, offset in rows]
-        _insert(client, "enforcement", table, ENFORCEMENT_COLUMNS, dedup_token)
+        table = [{**{c: record[c] for c in ENFORCEMENT_COLUMNS}, "topic_partition": partition, "topic_offset": offset}
+                 for record, partition, offset in rows]
+        _insert(client, "enforcement", table, dedup_token)
 
 
-def _insert(client: Client, table: str, rows: list[list], columns: tuple[str, ...], dedup_token: str) -> None:
+def _insert(client: Client, table: str, rows: list[dict], dedup_token: str) -> None:
     settings = {**INSERT_SETTINGS, "insert_deduplication_token": f"{table}:{dedup_token}"}
-    client.insert(table, rows, column_names=columns, settings=settings)
+    payload = b"\n".join(orjson.dumps(row, option=orjson.OPT_UTC_Z) for row in rows)
+    client.raw_insert(table, list(rows[0]), insert_block=payload, settings=settings, fmt="JSONEachRow")
 
 
-def _decision_row(d: Decision) -> list:
-    return [
-        d.server_id, d.org, d.hostname, d.product, d.build, d.status, d.stage,
-        d.throttle_minutes_per_hour, d.block_minutes_per_hour, d.first_detected,
-        d.throttle_enabled_date, d.blocking_enabled_date, d.next_stage_start_date,
-        d.next_stage_throttle_rate, d.next_stage_block_rate, list(d.recommended_builds), d.reason,
-        d.smtp_reply, d.decided_at, d.version,
-    ]
+def _decision_row(d: Decision) -> dict:
+    return {
+        "server_id": d.server_id, "org": d.org, "hostname": d.hostname, "product": d.product, "build": d.build,
+        "status": d.status, "stage": d.stage, "throttle_minutes_per_hour": d.throttle_minutes_per_hour,
+        "block_minutes_per_hour": d.block_minutes_per_hour, "first_detected": d.first_detected,
+        "throttle_enabled_date": d.throttle_enabled_date, "blocking_enabled_date": d.blocking_enabled_date,
+        "next_stage_start_date": d.next_stage_start_date, "next_stage_throttle_rate": d.next_stage_throttle_rate,
+        "next_stage_block_rate": d.next_stage_block_rate, "recommended_builds": list(d.recommended_builds),
+        "reason": d.reason, "smtp_reply": d.smtp_reply, "decided_at": d.decided_at, "version": d.version,
+    }
 
 
-def _server_state_row(d: Decision) -> list:
-    return [
-        d.server_id, d.hostname, d.org, d.product, d.build, d.status, d.stage, d.first_detected,
-        d.throttle_enabled_date, d.blocking_enabled_date, d.next_stage_start_date,
-        d.next_stage_throttle_rate, d.next_stage_block_rate, list(d.recommended_builds), d.reason,
-        d.decided_at, d.version,
-    ]
+def _server_state_row(d: Decision) -> dict:
+    row = _decision_row(d)
+    for gone in ("hostname", "throttle_minutes_per_hour", "block_minutes_per_hour", "smtp_reply", "decided_at"):
+        row.pop(gone)
+    return {**row, "server": d.hostname, "last_decided": d.decided_at}
 
 
-def _server_message_row(o: ServerObservation) -> list:
-    # Without a Message-ID the time and size stand in for the message (rare: Exim "<=" without id=).
-    key = o.message_id or f"@{o.event_time.isoformat()}/{o.total_bytes}"
-    return [o.server_id, o.event_time.date(), key, o.event_time, o.total_bytes or 0, o.build, o.evidence]
+def _observation_row(o: ServerObservation) -> dict:
+    return {"server_id": o.server_id, "build": o.build, "evidence": o.evidence, "message_keys": o.message_keys,
+            "message_times": o.message_times_ms, "message_sizes": o.message_sizes}

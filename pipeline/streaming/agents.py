@@ -1,70 +1,102 @@
-"""The processing agents: parse, observe, enforce. Every rule they apply lives in pipeline.domain."""
+"""The processing agents, each a batch at a time. Every rule they apply lives in pipeline.domain.
+
+    ingest   mail.logs.raw      -> mail.observations   parse, identify and fold (ingest.RawBatch)
+    observe  mail.traces        -> mail.observations   identify and fold traces other producers write
+    enforce  mail.observations  -> mail.decisions      fold into the first-seen table, decide once per server
+
+A line crosses two topics: mail.logs.raw, then (folded with the rest of its batch) mail.observations;
+a decision that changes goes to mail.decisions. Every agent sends what a batch produced and waits
+until the broker acknowledged it, and only then writes its tables; the batch's offsets are
+committed after that. A crash at any point repeats work (the downstream steps are idempotent)
+but never loses it.
+"""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import asyncio
 
 import faust
+import orjson
 
-from pipeline.domain import identity, policy
+from pipeline.domain import policy
+from pipeline.domain.aggregate import ObservationBatch
 from pipeline.domain.catalog import Catalog
-from pipeline.domain.events import ParseError, SourcePosition
-from pipeline.domain.parsers import dispatch, envelope
+from pipeline.domain.events import ServerObservation
 from pipeline.settings import Settings
 from pipeline.streaming import records
-from pipeline.streaming.avro import ENFORCEMENT_DECISION, MESSAGE_TRACE, SERVER_OBSERVATION
-from pipeline.streaming.dead_letters import dead_letter, decoded
+from pipeline.streaming.avro import ENFORCEMENT_DECISION, MESSAGE_TRACE, SERVER_OBSERVATION, SERVER_OBSERVATION_TIMES
+from pipeline.streaming.dead_letters import decoded, rejected_line
+from pipeline.streaming.ingest import RawBatch
+from pipeline.streaming.tables import TableBatch
+
+# Raw records per batch: packed records hold up to 256 KiB of lines each. A short wait keeps the
+# line-to-decision latency low when lines trickle in.
+RAW_BATCH, RAW_WITHIN = 64, 0.05
+# Observations per batch: folded already, so a batch is many servers' worth.
+OBSERVATION_BATCH, OBSERVATION_WITHIN = 5_000, 0.05
 
 
-def register(app: faust.App, topics, parser_states: faust.Table, server_states: faust.Table,
-             settings: Settings, catalog: Catalog) -> None:
+def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalog) -> None:
+    config = settings.policy
+
+    async def send_observations(observations: list[ServerObservation], pending: list) -> None:
+        for observation in observations:
+            pending.append(await topics.observations.send(
+                key=observation.server_id.encode("utf-8"),
+                value=SERVER_OBSERVATION.encode(records.observation_record(observation)),
+            ))
 
     @app.agent(topics.raw)
-    async def parse(stream):
-        async for event in stream.events():
-            message = event.message
-            key = (message.key or b"").decode("utf-8", "replace") or f"{message.topic}/{message.partition}"
-            unwrapped = envelope.unwrap(message.value or b"", SourcePosition(key))
-            if isinstance(unwrapped, ParseError):
-                await dead_letter(topics.dead_letters, event, unwrapped.reason, unwrapped)
-                continue
-            line, position = unwrapped
-            source = position.source.encode("utf-8")
-            # Syslog lines carry no year: the time the shipper produced the record supplies it.
-            reference = datetime.fromtimestamp(message.timestamp, tz=timezone.utc) if message.timestamp else None
-            previous = parser_states.get(source)
-            state, results = dispatch.parse_line(previous, line, position, reference)
-            if state != previous:
-                # Most data lines leave the state as it was: skip the store write and changelog record.
-                parser_states[source] = state
-            for result in results:
-                if isinstance(result, ParseError):
-                    await dead_letter(topics.dead_letters, event, result.reason, result)
-                else:
-                    await topics.traces.send(key=source, value=MESSAGE_TRACE.encode(records.trace_record(result)))
+    async def ingest(stream):
+        async for events in stream.take_events(RAW_BATCH, within=RAW_WITHIN):
+            batch = RawBatch(tables.parser_states, tables.open_messages, config)
+            for event in events:
+                batch.add(event)
+            batch.parse()
+            pending: list = [await rejected_line(topics.dead_letters, error) for error in batch.errors]
+            await send_observations(batch.observations.observations(), pending)
+            await asyncio.gather(*pending)
+            batch.states.flush()
+            batch.open_messages.flush()
 
     @app.agent(topics.traces)
     async def observe(stream):
-        async for event in stream.events():
-            trace = await decoded(topics.dead_letters, event, MESSAGE_TRACE, records.trace_from_record)
-            if trace is None:
-                continue
-            for observation in identity.observations(trace, settings.policy):
-                await topics.observations.send(
-                    key=observation.server_id.encode("utf-8"),
-                    value=SERVER_OBSERVATION.encode(records.observation_record(observation)),
-                )
+        async for events in stream.take_events(OBSERVATION_BATCH, within=OBSERVATION_WITHIN):
+            folded = ObservationBatch(config)
+            pending: list = []
+            for event in events:
+                trace = await decoded(topics.dead_letters, event, MESSAGE_TRACE, records.trace_from_record, pending)
+                if trace is not None:
+                    folded.add_trace(trace)
+            await send_observations(folded.observations(), pending)
+            await asyncio.gather(*pending)
 
     @app.agent(topics.observations)
     async def enforce(stream):
-        async for event in stream.events():
-            observation = await decoded(topics.dead_letters, event, SERVER_OBSERVATION, records.observation_from_record)
-            if observation is None:
-                continue
-            key = observation.server_id.encode("utf-8")
-            stored = server_states.get(key)
-            state = policy.ServerState.from_json(stored) if stored else None
-            new_state, decision = policy.step(state, observation, settings.policy, catalog)
-            # Assigned back on every change: a Faust table only logs what is set, not what is mutated.
-            server_states[key] = new_state.to_json()
-            if decision is not None:
-                await topics.decisions.send(key=key, value=ENFORCEMENT_DECISION.encode(records.decision_record(decision)))
+        async for events in stream.take_events(OBSERVATION_BATCH, within=OBSERVATION_WITHIN):
+            pending: list = []
+            by_server: dict[bytes, tuple[faust.EventT, list[ServerObservation]]] = {}
+            for event in events:
+                observation = await decoded(topics.dead_letters, event, SERVER_OBSERVATION_TIMES,
+                                            records.observation_from_record, pending)
+                if observation is not None:
+                    by_server.setdefault(observation.server_id.encode("utf-8"), (event, []))[1].append(observation)
+            states = TableBatch(tables.server_states, decode=_server_state, encode=_server_state_bytes)
+            for key, (event, observations) in by_server.items():
+                state = states.get(key, event)
+                for observation in observations:
+                    state = policy.observe(state, observation, config, catalog)
+                state, decision = policy.decide(state, config, catalog)
+                if decision is not None:
+                    pending.append(await topics.decisions.send(
+                        key=key, value=ENFORCEMENT_DECISION.encode(records.decision_record(decision))))
+                states.put(key, state, event)
+            await asyncio.gather(*pending)
+            states.flush()
+
+
+def _server_state(data: bytes) -> policy.ServerState:
+    return policy.ServerState.from_json(orjson.loads(data))
+
+
+def _server_state_bytes(state: policy.ServerState) -> bytes:
+    return orjson.dumps(state.to_json())

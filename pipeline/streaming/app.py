@@ -1,6 +1,6 @@
-"""The Faust app: mail.logs.raw -> parse -> mail.traces -> observe -> mail.observations -> enforce
--> mail.decisions, with the ClickHouse sinks on mail.observations, mail.decisions and
-mail.enforcement (what the MTAs applied).
+"""The Faust app: mail.logs.raw -> ingest -> mail.observations -> enforce -> mail.decisions (and
+mail.traces -> observe -> mail.observations for other producers of structured traces), with the
+ClickHouse sinks on mail.observations, mail.decisions and mail.enforcement (what the MTAs applied).
 
 Topics carry raw bytes and the agents encode and decode Avro themselves, so a record that does not
 decode goes to the dead-letter topic with its position instead of stopping the stream.
@@ -16,6 +16,17 @@ from pipeline.settings import Settings
 from pipeline.streaming import agents, sink_agents, topics
 from pipeline.streaming.storage import ClickHouseHandle
 from pipeline.web import views
+
+
+@dataclass(frozen=True)
+class Tables:
+    # The parser state per source (format, #Fields header, learnt host names, open header block)
+    # and Postfix's open messages (key source NUL queue id): both keyed by source, so co-partitioned
+    # with mail.logs.raw.
+    parser_states: faust.Table
+    open_messages: faust.Table
+    # The first-seen/policy state per server, co-partitioned with mail.observations (key server_id).
+    server_states: faust.Table
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,8 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
         # request, and the worker spent its time in the Kafka protocol (300 lines/s).
         producer_linger=0.01,
         producer_max_batch_size=1_000_000,
+        # Packed raw records are up to 256 KiB: fetch several per partition and request.
+        consumer_max_fetch_size=4 * 1024 * 1024,
         web_bind=settings.web_host,
         web_port=settings.web_port,
         web_host=settings.web_host,
@@ -59,17 +72,17 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
 
     wired = Topics(topic(topics.RAW), topic(topics.TRACES), topic(topics.DEAD_LETTERS),
                    topic(topics.OBSERVATIONS), topic(topics.DECISIONS), topic(topics.ENFORCEMENT))
-    # Keys are raw bytes (key_type=bytes also makes the changelog and recovery read them raw);
-    # values are JSON documents.
-    # The parser state per source file (detected format, #Fields header, open messages): raw lines
-    # are keyed by file, so the table is co-partitioned with mail.logs.raw.
-    parser_states = app.Table(topics.PARSER_STATE_TABLE, default=None, partitions=settings.partitions, key_type=bytes)
-    # The first-seen/policy state per server, co-partitioned with mail.observations (key server_id).
-    server_states = app.Table(topics.SERVER_STATE_TABLE, default=None, partitions=settings.partitions, key_type=bytes)
+
+    def table(name: str) -> faust.Table:
+        # Keys and values are raw bytes (the bytes type also makes the changelog and recovery read
+        # them raw); the agents encode values as JSON themselves, a batch at a time.
+        return app.Table(name, default=None, partitions=settings.partitions, key_type=bytes, value_type=bytes)
+
+    tables = Tables(table(topics.PARSER_STATE_TABLE), table(topics.OPEN_MESSAGES_TABLE), table(topics.SERVER_STATE_TABLE))
 
     clickhouse = ClickHouseHandle(settings.clickhouse_dsn)
     app.task(clickhouse.open)
-    agents.register(app, wired, parser_states, server_states, settings, catalog)
+    agents.register(app, wired, tables, settings, catalog)
     sink_agents.register(app, wired, clickhouse)
     views.register(app, clickhouse.read)
     return app

@@ -5,6 +5,7 @@ stored the batch (ClickHouseHandle.write retries until it does).
 """
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 
 import faust
@@ -22,14 +23,16 @@ BATCH_SECONDS = 1.0
 def register(app: faust.App, topics, clickhouse: ClickHouseHandle) -> None:
 
     async def store(batch, contract: AvroContract, from_record, insert) -> None:
+        pending: list = []
         for (topic, partition), events in _by_partition(batch).items():
             rows = []
             for event in events:
-                row = await decoded(topics.dead_letters, event, contract, partial(from_record, message=event.message))
+                row = await decoded(topics.dead_letters, event, contract, partial(from_record, message=event.message), pending)
                 if row is not None:
                     rows.append(row)
             token = f"{topic}:{partition}:{events[0].message.offset}-{events[-1].message.offset}"
             await clickhouse.write(partial(insert, rows=rows, dedup_token=token), token)
+        await asyncio.gather(*pending)
 
     @app.agent(topics.decisions)
     async def store_decisions(stream):

@@ -14,6 +14,7 @@ ENFORCEMENT = "mail.enforcement"
 
 # Faust names a table's changelog topic "<app id>-<table name>-changelog".
 PARSER_STATE_TABLE = "parser-state"
+OPEN_MESSAGES_TABLE = "open-messages"
 SERVER_STATE_TABLE = "server-state"
 
 

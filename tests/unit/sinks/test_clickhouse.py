@@ -32,12 +32,12 @@ def test_traffic_and_the_servers_view(tmp_path, make_decision):
     try:
         create_tables(client)
         seen = [
-            ServerObservation("ex13mbx01.contoso.example", "ex13mbx01.contoso.example", None, AT, "15.0.1497.2",
-                              "msgtrk-version", "<a@x>", 1000),
-            ServerObservation("ex13mbx01.contoso.example", "ex13mbx01.contoso.example", None, AT, "15.0.1497.2",
-                              "msgtrk-version", "<a@x>", 1000),  # the SEND row of the same message
-            ServerObservation("ex13mbx01.contoso.example", "ex13mbx01.contoso.example", None,
-                              datetime(2026, 1, 30, tzinfo=timezone.utc), None, "msgtrk-traffic", "<b@x>", 500),
+            ServerObservation.once("ex13mbx01.contoso.example", "ex13mbx01.contoso.example", None, AT, "15.0.1497.2",
+                                   "msgtrk-version", "<a@x>", 1000),
+            ServerObservation.once("ex13mbx01.contoso.example", "ex13mbx01.contoso.example", None, AT, "15.0.1497.2",
+                                   "msgtrk-version", "<a@x>", 1000),  # the SEND row of the same message
+            ServerObservation.once("ex13mbx01.contoso.example", "ex13mbx01.contoso.example", None,
+                                   datetime(2026, 1, 30, tzinfo=timezone.utc), None, "msgtrk-traffic", "<b@x>", 500),
         ]
         insert_observations(client, seen, "mail.observations:1:0-2")
         insert_decisions(client, [make_decision(1, 1)], "mail.decisions:0:0-0")

@@ -8,7 +8,7 @@ def test_agents_topics_and_co_partitioned_tables():
     app = build_app(Settings(topic_prefix="t.", partitions=6, app_id="pg-unit"), load_catalog())
     sources = {name.rsplit(".", 1)[-1]: agent.channel.get_topic_name() for name, agent in app.agents.items()}
     assert sources == {
-        "parse": "t.mail.logs.raw",
+        "ingest": "t.mail.logs.raw",
         "observe": "t.mail.traces",
         "enforce": "t.mail.observations",
         "store_decisions": "t.mail.decisions",
@@ -16,7 +16,7 @@ def test_agents_topics_and_co_partitioned_tables():
         "store_enforcement": "t.mail.enforcement",
     }
     tables = {name: table for name, table in app.tables.items()}
-    assert set(tables) == {"parser-state", "server-state"}
+    assert set(tables) == {"parser-state", "open-messages", "server-state"}
     for table in tables.values():
         assert table.partitions == 6
         assert table.changelog_topic.get_topic_name() == f"pg-unit-{table.name}-changelog"

@@ -1,0 +1,116 @@
+"""The hot path: a batch of mail.logs.raw records becomes server observations in one step, without
+a Kafka hop per line.
+
+A packed record is one run of lines; a one-line record (Filebeat, Fluent Bit, Vector) is unwrapped
+from its envelope, and consecutive ones of a source are joined into one run. Each source's parser
+state is read once per batch, its runs are parsed into one ObservationBatch, and the state is
+written once, after what the batch produced was acknowledged (see agents.py). Lines the parsers
+reject become dead letters naming their file position and their record.
+
+A source's state remembers the raw offset it has read up to. After a restart, a record at or
+below it was applied already (its output was acknowledged before the state was written) and is
+skipped, so a line never reaches a parser twice, even when offsets had not been committed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+
+import faust
+
+from pipeline.contracts import packing
+from pipeline.domain.aggregate import ObservationBatch
+from pipeline.domain.config import PolicyConfig
+from pipeline.domain.events import MessageTrace, ParseError, SourcePosition, TraceGroup
+from pipeline.domain.lines import LineRun
+from pipeline.domain.parsers import dispatch, envelope
+from pipeline.domain.parsers.msgtrk import TrackingRows
+from pipeline.streaming.tables import TableBatch, TableOpenMessages
+
+
+@dataclass(frozen=True)
+class Origin:
+    """The Kafka record a line travelled in; `raw` is the record's value when it held one line."""
+
+    topic: str
+    partition: int
+    offset: int
+    raw: bytes | None = None
+
+
+class RawBatch:
+    """One batch of mail.logs.raw records (add them, then `parse`). Also the parsers' ParseOutput."""
+
+    def __init__(self, parser_states: faust.Table, open_messages: faust.Table, config: PolicyConfig):
+        self.observations = ObservationBatch(config)
+        self.errors: list[ParseError] = []
+        self.states = TableBatch(parser_states)
+        self.open_messages = TableBatch(open_messages)
+        self.lines = 0
+        self._runs: dict[tuple[int, str], list[tuple[faust.EventT, LineRun]]] = {}
+
+    def add(self, event: faust.EventT) -> None:
+        message = event.message
+        key = (message.key or b"").decode("utf-8", "replace") or f"{message.topic}/{message.partition}"
+        reference = datetime.fromtimestamp(message.timestamp, tz=timezone.utc) if message.timestamp else None
+        packed = packing.packed_position(message.headers)
+        if packed is not None:
+            origin = Origin(message.topic, message.partition, message.offset)
+            parts = envelope.unwrap_run(LineRun.packed(key, message.value or b"", *packed, reference, origin))
+        else:
+            origin = Origin(message.topic, message.partition, message.offset, message.value or b"")
+            unwrapped = envelope.unwrap(message.value or b"", SourcePosition(key))
+            if isinstance(unwrapped, ParseError):
+                parts = [replace(unwrapped, origin=origin)]
+            else:
+                line, position = unwrapped
+                parts = [LineRun.of_lines(position.source, [line], [position], reference, [origin])]
+        for part in parts:
+            if isinstance(part, ParseError):
+                self.errors.append(part)
+            else:
+                self._runs.setdefault((message.partition, part.source), []).append((event, part))
+
+    def parse(self) -> None:
+        rows = TrackingRows()
+        for (partition, source), runs in self._runs.items():
+            event = runs[-1][0]
+            key = source.encode("utf-8")
+            state = self.states.get(key, event)
+            read = (state or {}).pop("read", None)
+            fresh = [(e, run) for e, run in runs if read is None or read[0] != partition or e.message.offset > read[1]]
+            store = TableOpenMessages(self.open_messages, source, event)
+            for run in _joined(fresh):
+                self.lines += len(run)
+                state = dispatch.parse_run(state, run, self, store, rows)
+            if state is not None:
+                state["read"] = [partition, event.message.offset]
+                self.states.put(key, state, event)
+        rows.flush(self)
+
+    # ParseOutput
+    def trace(self, trace: MessageTrace) -> None:
+        self.observations.add_trace(trace)
+
+    def group(self, group: TraceGroup) -> None:
+        self.observations.add_group(group)
+
+    def error(self, error: ParseError) -> None:
+        self.errors.append(error)
+
+
+def _joined(runs: list[tuple[faust.EventT, LineRun]]) -> list[LineRun]:
+    """Packed runs as they are; consecutive one-line runs joined into one."""
+    out: list[LineRun] = []
+    singles: list[LineRun] = []
+    for _, run in runs:
+        if run.raw_bytes() is None:
+            singles.append(run)
+            continue
+        if singles:
+            out.append(LineRun.concatenated(singles))
+            singles = []
+        out.append(run)
+    if singles:
+        out.append(singles[0] if len(singles) == 1 else LineRun.concatenated(singles))
+    return out
