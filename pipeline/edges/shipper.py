@@ -1,9 +1,9 @@
-"""`patchgate ship`: send log files line by line to mail.logs.raw with kafka-python, losing nothing.
+"""`patchgate ship`: send log files to mail.logs.raw with kafka-python, losing nothing.
 
-Each line travels in the JSON envelope Filebeat-style shippers use (`message` plus where it came
-from), keyed by the file's identity (its absolute path) so one file's lines stay in order on one
-partition. A checkpoint (path -> inode, byte offset, line number) is written only after the broker
-acknowledged every line before it, so a restart neither loses nor repeats lines.
+Lines travel packed, up to 256 KiB of whole lines per record (pipeline.contracts.packing), keyed by
+the file's identity (its absolute path) so one file's lines stay in order on one partition. A
+checkpoint (path -> inode, byte offset, line number) is written only after the broker acknowledged
+every line before it, so a restart neither loses nor repeats lines.
 
 With --follow the files are tailed like `tail -F`: a renamed (rotated) file is read to its end
 before the new file at the same path is opened, a truncated file is read again from the start,
@@ -21,38 +21,15 @@ from typing import Callable, Iterator, TextIO
 
 from kafka import KafkaProducer
 
+from pipeline.contracts import packing
+from pipeline.files import UTF16_BOMS, Chunk, LineReader, expand, transcoded
 from pipeline.settings import Settings
 from pipeline.streaming import topics
 
-_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
-BATCH_LINES = 5_000
-POLL_SECONDS = 0.5
-
-
-def lines_with_positions(path: Path) -> Iterator[tuple[int, int | None, str]]:
-    """(line number, byte offset, text) for every line of a file."""
-    return lines_of_text(path.read_bytes())
-
-
-def lines_of_text(data: bytes) -> Iterator[tuple[int, int | None, str]]:
-    """(line number, byte offset, text) for every line; UTF-16 exports are decoded whole (no offsets)."""
-    if data[:2] in _UTF16_BOMS:
-        text = data.decode("utf-16")
-        for number, line in enumerate(text.splitlines(), start=1):
-            yield number, None, line
-        return
-    offset = 0
-    for number, chunk in enumerate(data.splitlines(keepends=True), start=1):
-        yield number, offset, chunk.decode("utf-8", errors="replace").rstrip("\r\n")
-        offset += len(chunk)
-
-
-def expand(paths: list[str]) -> list[Path]:
-    files: list[Path] = []
-    for name in paths:
-        path = Path(name)
-        files.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
-    return files
+# A file being tailed is looked at this often: it bounds how long a written line waits.
+POLL_SECONDS = 0.1
+# Lines sent between two waits for the broker's acknowledgement (and checkpoint saves).
+FLUSH_LINES = 200_000
 
 
 @dataclass
@@ -86,47 +63,57 @@ class Checkpoint:
 
 
 class OpenFile:
-    """A file being read: the handle, and how far it was read (number, byte offset of the next line)."""
+    """A file being read: the handle, and how far it was read (line number, byte offset)."""
 
     def __init__(self, path: Path, start: Position | None):
         self.handle = path.open("rb")
         stat = os.fstat(self.handle.fileno())
         self.inode = stat.st_ino
         if start is not None and start.inode == self.inode and start.offset <= stat.st_size:
-            self.offset, self.line = start.offset, start.line
+            offset, line = start.offset, start.line
         else:
-            self.offset, self.line = 0, 0
-        self.handle.seek(self.offset)
-        self.utf16 = self.offset == 0 and self.handle.read(2) in _UTF16_BOMS
-        self.handle.seek(self.offset)
+            offset, line = 0, 0
+        self.utf16 = offset == 0 and self.handle.read(2) in UTF16_BOMS
+        self.reader = LineReader(self.handle, offset, line)
 
-    def read(self, limit: int, final: bool) -> list[tuple[int, int | None, str]]:
-        """Up to `limit` complete lines; a last line without its newline only when `final`."""
+    @property
+    def offset(self) -> int:
+        return self.reader.offset
+
+    @property
+    def line(self) -> int:
+        return self.reader.line
+
+    def read(self, final: bool) -> Iterator[Chunk]:
+        """Records' worth of complete lines; a last line without its line end only when `final`."""
         if self.utf16:
             # Exports in UTF-16 are written once, not appended to: decode the whole rest at once.
             data = self.handle.read()
-            self.offset += len(data)
-            lines = [(self.line + n, None, text) for n, _, text in lines_of_text(data)]
-            self.line += len(lines)
-            return lines
-        lines = []
-        while len(lines) < limit:
-            chunk = self.handle.readline()
-            if not chunk:
-                break
-            if not chunk.endswith(b"\n") and not final:
-                self.handle.seek(self.offset)  # the writer is still on this line
-                break
-            self.line += 1
-            lines.append((self.line, self.offset, chunk.decode("utf-8", errors="replace").rstrip("\r\n")))
-            self.offset += len(chunk)
-        return lines
+            self.reader.offset += len(data)
+            if data:
+                whole = transcoded(data)
+                self.reader.line += whole.lines
+                yield from _pieces(whole)
+            return
+        while chunk := self.reader.read(packing.MAX_RECORD_BYTES, final):
+            yield chunk
 
     def size(self) -> int:
         return os.fstat(self.handle.fileno()).st_size
 
     def close(self) -> None:
         self.handle.close()
+
+
+def _pieces(chunk: Chunk) -> Iterator[Chunk]:
+    """A transcoded file cut into records of whole lines (they carry no byte offsets)."""
+    data, line = chunk.data, chunk.first_line
+    while data:
+        end = data.rfind(b"\n", 0, packing.MAX_RECORD_BYTES) + 1 or data.find(b"\n") + 1 or len(data)
+        piece, data = data[:end], data[end:]
+        count = piece.count(b"\n")
+        yield Chunk(piece, line, None, count)
+        line += count
 
 
 class Shipper:
@@ -136,10 +123,14 @@ class Shipper:
         self.progress = progress
         self.producer = KafkaProducer(
             bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20,
-            compression_type="gzip", batch_size=256 * 1024, retries=10,
+            compression_type="lz4", batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024, retries=10,
         )
         self.open: dict[str, OpenFile] = {}
         self.sent = 0
+        # Sent but not yet acknowledged: how many lines, and how far each file got.
+        self._unacknowledged = 0
+        self._reached: dict[str, Position] = {}
+        self._failures: list[Exception] = []
         self._started = time.monotonic()
         self._last_report = 0.0
 
@@ -148,6 +139,7 @@ class Shipper:
             while True:
                 for path in expand(paths):
                     self._ship_path(path, final=not follow)
+                self._acknowledged()
                 self._report(force=not follow)
                 if not follow or stop():
                     return self.sent
@@ -200,23 +192,28 @@ class Shipper:
 
     def _drain(self, identity: str, current: OpenFile, final: bool) -> None:
         key = identity.encode("utf-8")
-        while True:
-            lines = current.read(BATCH_LINES, final)
-            if not lines:
-                return
-            failures: list[Exception] = []
-            for number, offset, text in lines:
-                envelope = {"message": text, "file": identity, "line": number, "offset": offset}
-                future = self.producer.send(self.topic, key=key, value=json.dumps(envelope).encode("utf-8"))
-                future.add_errback(failures.append)
-            self.producer.flush()
-            if failures:
-                raise RuntimeError(f"the broker did not take lines of {identity}: {failures[0]}")
-            # Only now, with every line acknowledged, does the checkpoint move.
-            self.checkpoint.positions[identity] = Position(current.inode, current.offset, current.line)
-            self.checkpoint.save()
-            self.sent += len(lines)
-            self._report()
+        for chunk in current.read(final):
+            future = self.producer.send(self.topic, key=key, value=chunk.data,
+                                        headers=packing.headers(chunk.first_line, chunk.first_offset))
+            future.add_errback(self._failures.append)
+            self._unacknowledged += chunk.lines
+            self._reached[identity] = Position(current.inode, current.offset, current.line)
+            if self._unacknowledged >= FLUSH_LINES:
+                self._acknowledged()
+
+    def _acknowledged(self) -> None:
+        """Wait until the broker has every line sent; only then does the checkpoint move."""
+        if not self._reached:
+            return
+        self.producer.flush()
+        if self._failures:
+            raise RuntimeError(f"the broker did not take every line: {self._failures[0]}")
+        self.checkpoint.positions.update(self._reached)
+        self.checkpoint.save()
+        self.sent += self._unacknowledged
+        self._unacknowledged = 0
+        self._reached.clear()
+        self._report()
 
     def _report(self, force: bool = False) -> None:
         if self.progress is None:
