@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.contracts import packing
 from pipeline.edges.shipper import ship
 from pipeline.streaming import topics
 
@@ -15,8 +16,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def shipped_lines(read_topic, settings) -> list[tuple[str, int, str]]:
-    records = sorted(read_topic(settings, topics.RAW), key=lambda r: (r.partition, r.offset))
-    return [(json.loads(r.value)["file"], json.loads(r.value)["line"], json.loads(r.value)["message"]) for r in records]
+    """(file, line number, text) of every line in the packed records, in the order they were sent."""
+    lines = []
+    for record in sorted(read_topic(settings, topics.RAW), key=lambda r: (r.partition, r.offset)):
+        first, _ = packing.packed_position(record.headers)
+        lines += [(record.key.decode(), first + i, text) for i, text in enumerate(record.value.decode().splitlines())]
+    return lines
 
 
 def append(path: Path, first: int, last: int) -> None:
