@@ -78,8 +78,8 @@ def interleaved(sources) -> list[tuple[int, int]]:
 class Sender:
     """Packs each source's pending lines into records (as `patchgate ship` does) and sends them."""
 
-    def __init__(self, producer: KafkaProducer, topic: str, sources):
-        self.producer, self.topic, self.sources = producer, topic, sources
+    def __init__(self, producer: KafkaProducer, topic: str, sources, record_lines: int):
+        self.producer, self.topic, self.sources, self.record_lines = producer, topic, sources, record_lines
         self.next_line = [0] * len(sources)
         self.sent_at: dict[tuple[str, int], float] = {}
 
@@ -90,7 +90,7 @@ class Sender:
             start = 0
             while start < len(indexes):
                 end, size = start, 0
-                while end < len(indexes) and size < packing.MAX_RECORD_BYTES:
+                while end < len(indexes) and size < packing.MAX_RECORD_BYTES and end - start < self.record_lines:
                     size += len(source.lines[indexes[end]])
                     end += 1
                 data = b"".join(source.lines[i] for i in indexes[start:end])
@@ -131,6 +131,8 @@ def main() -> None:
     parser.add_argument("--sources", type=int, default=100, help="log files (msgtrk: one per server)")
     parser.add_argument("--servers", type=int, default=500)
     parser.add_argument("--rate", type=float, default=0.0, help="lines/s to send at (default: all at once)")
+    parser.add_argument("--record-lines", type=int, default=1_000_000,
+                        help="at most this many lines per record (default: up to 256 KiB; few lines: many slow files followed)")
     args = parser.parse_args()
 
     sources = FORMATS[args.format](args.lines, args.sources, args.servers, random.Random(8))
@@ -166,7 +168,7 @@ def main() -> None:
 
         producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20,
                                  compression_type="lz4", batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024)
-        sender = Sender(producer, raw, sources)
+        sender = Sender(producer, raw, sources, args.record_lines)
         order = interleaved(sources)
         started = time.time()
         if args.rate:

@@ -57,15 +57,26 @@ class LineRun:
 
     @classmethod
     def concatenated(cls, runs: list[LineRun]) -> LineRun:
-        """Consecutive runs of one source as one (the stream joins one-line records this way, so a
-        columnar parser sees many lines at once)."""
+        """Consecutive runs of one source as one (the stream joins the records of a batch this way,
+        so a parser takes many lines at once). Packed runs that follow on from each other stay
+        packed; otherwise every line keeps its own position."""
+        if len(runs) == 1:
+            return runs[0]
+        reference = max((r.reference for r in runs if r.reference), default=None)
+        first = runs[0]
+        if all(r._raw is not None and r._origin is not None and r._first_line is not None for r in runs) and all(
+                b._first_line == a._first_line + len(a) and (a._first_offset is None) == (b._first_offset is None)
+                and (a._first_offset is None or b._first_offset == a._first_offset + len(a._raw))
+                and a._raw.endswith(b"\n") for a, b in zip(runs, runs[1:])):
+            return cls(first.source, [line for r in runs for line in r.lines], reference, first_line=first._first_line,
+                       first_offset=first._first_offset, raw=b"".join(r._raw for r in runs),
+                       origins=[r._origin for r in runs for _ in range(len(r))])
         lines, positions, origins = [], [], []
         for run in runs:
             lines += run.lines
             positions += [run.position(i) for i in range(len(run))]
             origins += [run.origin(i) for i in range(len(run))]
-        return cls.of_lines(runs[0].source, lines, positions, max((r.reference for r in runs if r.reference), default=None),
-                            origins)
+        return cls.of_lines(first.source, lines, positions, reference, origins)
 
     def __len__(self) -> int:
         return len(self.lines)

@@ -28,9 +28,10 @@ from pipeline.streaming.dead_letters import decoded, rejected_line
 from pipeline.streaming.ingest import RawBatch
 from pipeline.streaming.tables import TableBatch
 
-# Raw records per batch: packed records hold up to 256 KiB of lines each. A short wait keeps the
-# line-to-decision latency low when lines trickle in.
-RAW_BATCH, RAW_WITHIN = 64, 0.05
+# Raw records per batch: packed records hold up to 256 KiB of lines each (a batch of full ones is
+# 64 MiB), while records of a few lines each come by the thousand when many files are followed. A
+# short wait keeps the line-to-decision latency low when lines trickle in.
+RAW_BATCH, RAW_WITHIN = 256, 0.05
 # Observations per batch: folded already, so a batch is many servers' worth.
 OBSERVATION_BATCH, OBSERVATION_WITHIN = 5_000, 0.05
 

@@ -7,9 +7,10 @@ state is read once per batch, its runs are parsed into one ObservationBatch, and
 written once, after what the batch produced was acknowledged (see agents.py). Lines the parsers
 reject become dead letters naming their file position and their record.
 
-A source's state remembers the raw offset it has read up to. After a restart, a record at or
-below it was applied already (its output was acknowledged before the state was written) and is
-skipped, so a line never reaches a parser twice, even when offsets had not been committed.
+A source's state remembers the raw offset it has read up to when it changed. After a restart, a
+record at or below it was applied already (its output was acknowledged before the state was
+written) and is skipped, so a line never changes a state twice, even when offsets had not been
+committed. A batch that leaves a state as it was writes nothing: applying it again is harmless.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import faust
+import orjson
 
 from pipeline.contracts import packing
 from pipeline.domain.aggregate import ObservationBatch
@@ -78,14 +80,19 @@ class RawBatch:
             key = source.encode("utf-8")
             state = self.states.get(key, event)
             read = (state or {}).pop("read", None)
+            before = orjson.dumps(state)
             fresh = [(e, run) for e, run in runs if read is None or read[0] != partition or e.message.offset > read[1]]
             store = TableOpenMessages(self.open_messages, source, event)
             for run in _joined(fresh):
                 self.lines += len(run)
                 state = dispatch.parse_run(state, run, self, store, rows)
-            if state is not None:
+            if orjson.dumps(state) != before:
+                # Unchanged (data rows of a tracking log, say), the state needs no write: reading
+                # the same records again from the same state gives the same results.
                 state["read"] = [partition, event.message.offset]
                 self.states.put(key, state, event)
+            elif read is not None:
+                state["read"] = read
         rows.flush(self)
 
     # ParseOutput
@@ -100,17 +107,15 @@ class RawBatch:
 
 
 def _joined(runs: list[tuple[faust.EventT, LineRun]]) -> list[LineRun]:
-    """Packed runs as they are; consecutive one-line runs joined into one."""
+    """The batch's runs of one source joined where they can be: packed runs that follow on from
+    each other, and one-line runs."""
     out: list[LineRun] = []
-    singles: list[LineRun] = []
+    group: list[LineRun] = []
     for _, run in runs:
-        if run.raw_bytes() is None:
-            singles.append(run)
-            continue
-        if singles:
-            out.append(LineRun.concatenated(singles))
-            singles = []
-        out.append(run)
-    if singles:
-        out.append(singles[0] if len(singles) == 1 else LineRun.concatenated(singles))
+        if group and (run.raw_bytes() is None) != (group[-1].raw_bytes() is None):
+            out.append(LineRun.concatenated(group))
+            group = []
+        group.append(run)
+    if group:
+        out.append(LineRun.concatenated(group))
     return out

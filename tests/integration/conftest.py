@@ -104,9 +104,10 @@ def _drained(settings, worker: Worker, timeout: float = 180) -> None:
         raise AssertionError(f"{exc}; worker log:\n{worker.tail()}") from exc
 
 
-def _read_topic(settings, name: str) -> list:
-    """Every record of a pipeline topic, from the beginning to its current end."""
-    topic = settings.topic(name)
+def _read_topic(settings, name: str, prefixed: bool = True) -> list:
+    """Every record of a pipeline topic (or, not `prefixed`, of the topic of that very name, such as
+    a table's changelog), from the beginning to its current end."""
+    topic = settings.topic(name) if prefixed else name
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
                              consumer_timeout_ms=5000)
     try:
@@ -142,7 +143,7 @@ def drained():
 
 @pytest.fixture
 def read_topic():
-    """read_topic(settings, name): every record of a pipeline topic."""
+    """read_topic(settings, name, prefixed=True): every record of a pipeline topic."""
     return _read_topic
 
 

@@ -1,7 +1,7 @@
 import json
 
 from pipeline.domain.events import ParseError, SourcePosition
-from pipeline.domain.parsers.envelope import unwrap
+from pipeline.domain.parsers.envelope import unwrap, unwrap_run
 
 
 def test_patchgate_ship_envelope():
@@ -42,3 +42,29 @@ def test_nested_envelopes_are_unwrapped():
     broken = json.dumps({"message": '{"message": "cut', "file": "/ship/filebeat.ndjson", "line": 11})
     error = unwrap(broken, SourcePosition("key"))
     assert error.position == SourcePosition("/ship/filebeat.ndjson", 11) and "broken JSON" in error.reason
+
+
+def test_a_run_of_shipper_output_is_split_by_the_sources_it_names():
+    from pipeline.domain.lines import LineRun
+
+    lines = [
+        json.dumps({"message": "x1", "log": {"file": {"path": "/a"}, "offset": 0}}),
+        json.dumps({"message": "x2", "log": {"file": {"path": "/a"}, "offset": 3}}),
+        json.dumps({"log": "y1", "file": "/b", "offset": 0}),
+        '{"message": "cut',
+        "a bare line",
+    ]
+    data = ("\n".join(lines) + "\n").encode()
+    a, b, error, bare = unwrap_run(LineRun.packed("/ship/out.ndjson", data, 1, 0, None, origin="rec"))
+    assert (a.source, a.lines, [a.position(i) for i in range(2)]) == (
+        "/a", ["x1", "x2"], [SourcePosition("/a", None, 0), SourcePosition("/a", None, 3)])
+    assert (b.source, b.lines, b.origin(0)) == ("/b", ["y1"], "rec")
+    assert isinstance(error, ParseError) and error.position.line == 4 and error.origin == "rec"
+    assert (bare.source, bare.lines, bare.position(0).line) == ("/ship/out.ndjson", ["a bare line"], 5)
+
+
+def test_a_run_without_envelopes_comes_back_as_it_is():
+    from pipeline.domain.lines import LineRun
+
+    run = LineRun.packed("/f.log", b"#Software: x\n2026,1,{2}\n", 1, 0, None)
+    assert unwrap_run(run) == [run]

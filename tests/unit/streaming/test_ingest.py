@@ -1,0 +1,77 @@
+"""A batch of raw records through RawBatch, with stand-in tables: what the ingest agent does
+between reading a batch and sending what it produced."""
+import orjson
+
+from pipeline.contracts import packing
+from pipeline.domain.config import PolicyConfig
+from pipeline.streaming.ingest import Origin, RawBatch
+
+LOG = "/logs/MSGTRK_EX16.LOG"
+HEADER = (b"#Software: Microsoft Exchange Server\r\n#Version: 15.01.2507.039\r\n"
+          b"#Fields: date-time,client-hostname,server-hostname,event-id,message-id,total-bytes\r\n")
+
+
+def row(n: int) -> bytes:
+    return f"2026-02-10T08:{n // 60:02d}:{n % 60:02d}.000Z,app1.contoso.example,EX16.contoso.example,RECEIVE,<m{n}@x>,{100 + n}\r\n".encode()
+
+
+def packed(event, data: bytes, first_line: int, first_offset: int, offset: int, partition: int = 1):
+    return event(LOG.encode(), data, partition, offset, packing.headers(first_line, first_offset))
+
+
+def run_batch(tables, events):
+    batch = RawBatch(*tables, PolicyConfig())
+    for e in events:
+        batch.add(e)
+    batch.parse()
+    return batch
+
+
+def test_packed_records_fold_into_one_observation_and_the_state_is_written_once(table, event):
+    tables = (table(), table())
+    first = HEADER + row(0) + row(1)
+    second = row(2) + b"not,a,row\r\n" + row(3)
+    batch = run_batch(tables, [packed(event, first, 1, 0, offset=7), packed(event, second, 6, len(first), offset=8)])
+    [observation] = batch.observations.observations()
+    assert (observation.server, observation.build, observation.count) == ("ex16.contoso.example", "15.1.2507.39", 4)
+    assert observation.message_keys == ["<m0@x>", "<m1@x>", "<m2@x>", "<m3@x>"]
+    [error] = batch.errors
+    assert (error.position.source, error.position.line, error.position.offset) == (LOG, 7, len(first) + len(row(2)))
+    assert error.origin == Origin("mail.logs.raw", 1, 8) and error.raw == "not,a,row"
+    batch.states.flush()
+    assert tables[0].writes == [(1, LOG.encode())]
+    state = orjson.loads(tables[0].partitions[1][LOG.encode()])
+    assert state["read"] == [1, 8] and state["format"] == "msgtrk"
+
+
+def test_records_already_applied_before_a_restart_are_skipped(table, event):
+    tables = (table(), table())
+    records = [packed(event, HEADER + row(0), 1, 0, offset=7), packed(event, row(1), 5, len(HEADER + row(0)), offset=8)]
+    run_batch(tables, records).states.flush()
+    # The same records again (offsets not committed before a crash), and a new one.
+    again = run_batch(tables, records + [packed(event, row(2), 6, 0, offset=9)])
+    [observation] = again.observations.observations()
+    assert observation.message_keys == ["<m2@x>"]
+
+
+def test_a_batch_that_leaves_the_state_as_it_was_writes_nothing(table, event):
+    tables = (table(), table())
+    run_batch(tables, [packed(event, HEADER + row(0), 1, 0, offset=7)]).states.flush()
+    later = run_batch(tables, [packed(event, row(1), 5, len(HEADER + row(0)), offset=8)])
+    later.states.flush()
+    assert tables[0].writes == [(1, LOG.encode())]
+    assert later.observations.observations()[0].message_keys == ["<m1@x>"]
+
+
+def test_one_line_records_are_unwrapped_joined_and_keep_their_own_positions(table, event):
+    lines = [HEADER.decode().splitlines()[i] for i in range(3)] + [row(0).decode().strip(), "broken,row", row(1).decode().strip()]
+    records = [event(LOG.encode(), orjson.dumps({"message": line, "log": {"file": {"path": LOG}, "offset": 1000 + n}}),
+                     partition=2, offset=n) for n, line in enumerate(lines)]
+    records.append(event(LOG.encode(), b'{"message": "cut', partition=2, offset=6))
+    batch = run_batch((table(), table()), records)
+    [observation] = batch.observations.observations()
+    assert observation.message_keys == ["<m0@x>", "<m1@x>"]
+    cut, broken = batch.errors  # envelopes are read as records arrive, lines when the batch is parsed
+    assert (str(broken), broken.origin.offset, broken.origin.raw) == (
+        f"{LOG} (byte 1004): 2 values for the 6 columns of #Fields", 4, records[4].message.value)
+    assert cut.reason.startswith("broken JSON envelope") and cut.origin.offset == 6
