@@ -6,6 +6,7 @@ which for most lines is never: a line's position matters when it is reported as 
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from datetime import datetime
 from typing import Any
 
@@ -17,19 +18,22 @@ class LineRun:
     parser strips it, and the CSV reader takes \\r\\n as a line end anyway).
 
     Either contiguous (`packed`: the first line's number and byte offset, the rest follow from the
-    bytes) or a list of lines that each bring their own position and origin (`of_lines`).
+    bytes, which are decoded into lines only when someone reads `lines`: the tracking-log reader
+    takes the bytes as they are) or a list of lines that each bring their own position and origin
+    (`of_lines`).
     `reference` dates syslog lines that carry no year; `origin` is the caller's handle on where the
     line travelled (the stream: its Kafka record), passed through to errors.
     """
 
-    __slots__ = ("source", "lines", "reference", "_first_line", "_first_offset", "_raw", "_offsets",
-                 "_positions", "_origins", "_origin")
+    __slots__ = ("source", "_lines", "reference", "_first_line", "_first_offset", "_raw", "_offsets",
+                 "_positions", "_origins", "_origin", "_origin_starts", "_count")
 
-    def __init__(self, source: str, lines: list[str], reference: datetime | None, *, first_line: int | None = None,
+    def __init__(self, source: str, lines: list[str] | None, reference: datetime | None, *, first_line: int | None = None,
                  first_offset: int | None = None, raw: bytes | None = None, positions: list[SourcePosition] | None = None,
-                 origins: list[Any] | None = None, origin: Any = None):
+                 origins: list[Any] | None = None, origin: Any = None,
+                 origin_starts: list[tuple[int, Any]] | None = None):
         self.source = source
-        self.lines = lines
+        self._lines = lines
         self.reference = reference
         self._first_line = first_line
         self._first_offset = first_offset
@@ -38,6 +42,9 @@ class LineRun:
         self._positions = positions
         self._origins = origins
         self._origin = origin
+        # Joined packed runs: (index of the first line, origin) of each, in order.
+        self._origin_starts = origin_starts
+        self._count: int | None = None
 
     @classmethod
     def packed(cls, source: str, data: bytes, first_line: int | None, first_offset: int | None,
@@ -45,10 +52,7 @@ class LineRun:
         """Whole lines as they were in the file (each ending in \\n but perhaps the last); invalid UTF-8
         becomes U+FFFD. `first_offset` is None when the bytes are not the file's own (a transcoded
         UTF-16 export)."""
-        lines = data.decode("utf-8", "replace").split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        return cls(source, lines, reference, first_line=first_line, first_offset=first_offset, raw=data, origin=origin)
+        return cls(source, None, reference, first_line=first_line, first_offset=first_offset, raw=data, origin=origin)
 
     @classmethod
     def of_lines(cls, source: str, lines: list[str], positions: list[SourcePosition], reference: datetime | None,
@@ -64,13 +68,16 @@ class LineRun:
             return runs[0]
         reference = max((r.reference for r in runs if r.reference), default=None)
         first = runs[0]
-        if all(r._raw is not None and r._origin is not None and r._first_line is not None for r in runs) and all(
+        if all(r._raw is not None and r._origin_starts is None and r._first_line is not None for r in runs) and all(
                 b._first_line == a._first_line + len(a) and (a._first_offset is None) == (b._first_offset is None)
                 and (a._first_offset is None or b._first_offset == a._first_offset + len(a._raw))
                 and a._raw.endswith(b"\n") for a, b in zip(runs, runs[1:])):
-            return cls(first.source, [line for r in runs for line in r.lines], reference, first_line=first._first_line,
-                       first_offset=first._first_offset, raw=b"".join(r._raw for r in runs),
-                       origins=[r._origin for r in runs for _ in range(len(r))])
+            starts, at = [], 0
+            for run in runs:
+                starts.append((at, run._origin))
+                at += len(run)
+            return cls(first.source, None, reference, first_line=first._first_line,
+                       first_offset=first._first_offset, raw=b"".join(r._raw for r in runs), origin_starts=starts)
         lines, positions, origins = [], [], []
         for run in runs:
             lines += run.lines
@@ -78,8 +85,20 @@ class LineRun:
             origins += [run.origin(i) for i in range(len(run))]
         return cls.of_lines(first.source, lines, positions, reference, origins)
 
+    @property
+    def lines(self) -> list[str]:
+        if self._lines is None:
+            lines = self._raw.decode("utf-8", "replace").split("\n")
+            if lines and lines[-1] == "":
+                lines.pop()
+            self._lines = lines
+        return self._lines
+
     def __len__(self) -> int:
-        return len(self.lines)
+        if self._count is None:
+            raw = self._raw
+            self._count = len(self._lines) if self._lines is not None else raw.count(b"\n") + (bool(raw) and not raw.endswith(b"\n"))
+        return self._count
 
     def position(self, index: int) -> SourcePosition:
         if self._positions is not None:
@@ -96,7 +115,11 @@ class LineRun:
         return None if self._first_line is None else self._first_line + index
 
     def origin(self, index: int) -> Any:
-        return self._origins[index] if self._origins is not None else self._origin
+        if self._origins is not None:
+            return self._origins[index]
+        if self._origin_starts is not None:
+            return self._origin_starts[bisect_right(self._origin_starts, index, key=lambda start: start[0]) - 1][1]
+        return self._origin
 
     def error(self, index: int, reason: str, field: str | None = None) -> ParseError:
         return ParseError(self.position(index), reason, field=field, raw=self.lines[index].rstrip("\r\n"), origin=self.origin(index))

@@ -7,8 +7,9 @@ differently cut batches share their sorting key and are folded by ReplacingMerge
 
 Rows go as JSONEachRow, encoded by orjson: ClickHouse parses them in C++, where building the
 driver's native blocks in Python cost about 15 microseconds a row. Folded observations go to the
-`observations` table with their messages as arrays; a materialized view turns them into one
-server_messages row per message inside ClickHouse.
+`observations` table with their messages as arrays, which arrive as JSON already (the `messages`
+field of ServerObservation) and are passed through untouched; a materialized view turns them into
+one server_messages row per message inside ClickHouse.
 """
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ import clickhouse_connect
 import orjson
 from clickhouse_connect.driver.client import Client
 
-from pipeline.domain.events import ServerObservation
 from pipeline.domain.policy import Decision
 
 DDL_DIR = Path(__file__).resolve().parents[2] / "schemas" / "clickhouse"
@@ -26,6 +26,7 @@ DDL_DIR = Path(__file__).resolve().parents[2] / "schemas" / "clickhouse"
 # Synchronous inserts: an insert that returned is stored, which is what lets offsets be committed.
 # Times travel as ISO-8601 text, which best_effort reads with their zone.
 INSERT_SETTINGS = {"async_insert": 0, "date_time_input_format": "best_effort"}
+OBSERVATION_COLUMNS = ("server_id", "build", "evidence", "message_keys", "message_times", "message_sizes")
 ENFORCEMENT_COLUMNS = ("server_id", "hostname", "org", "at", "action", "stage", "decision_version", "client_address",
                        "helo_name")
 
@@ -53,10 +54,13 @@ def insert_decisions(client: Client, rows: list[Decision], dedup_token: str) -> 
     _insert(client, "server_state", [_server_state_row(d) for d in rows], dedup_token)
 
 
-def insert_observations(client: Client, rows: list[ServerObservation], dedup_token: str) -> None:
-    """Folded observations with their messages; ClickHouse writes one server_messages row per message."""
+def insert_observations(client: Client, rows: list[dict], dedup_token: str) -> None:
+    """Folded observations, as the current ServerObservation records them (records.observation_record);
+    ClickHouse writes one server_messages row per message."""
     if rows:
-        _insert(client, "observations", [_observation_row(o) for o in rows], dedup_token)
+        settings = {**INSERT_SETTINGS, "insert_deduplication_token": f"observations:{dedup_token}"}
+        payload = b"\n".join(_observation_row(record) for record in rows)
+        client.raw_insert("observations", list(OBSERVATION_COLUMNS), insert_block=payload, settings=settings, fmt="JSONEachRow")
 
 
 def insert_enforcement(client: Client, rows: list[tuple[dict, int, int]], dedup_token: str) -> None:
@@ -92,6 +96,7 @@ def _server_state_row(d: Decision) -> dict:
     return {**row, "server": d.hostname, "last_decided": d.decided_at}
 
 
-def _observation_row(o: ServerObservation) -> dict:
-    return {"server_id": o.server_id, "build": o.build, "evidence": o.evidence, "message_keys": o.message_keys,
-            "message_times": o.message_times_ms, "message_sizes": o.message_sizes}
+def _observation_row(record: dict) -> bytes:
+    # The messages' JSON object holds the three array columns: the row is spliced around it.
+    head = orjson.dumps({"server_id": record["server_id"], "build": record["build"], "evidence": record["evidence"]})
+    return head[:-1] + b"," + record["messages"][1:]

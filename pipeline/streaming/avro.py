@@ -66,7 +66,7 @@ class AvroContract:
 
 MESSAGE_TRACE = AvroContract("MessageTrace")
 SERVER_OBSERVATION = AvroContract("ServerObservation")
-SERVER_OBSERVATION_TIMES = AvroContract("ServerObservation", skip=("message_keys", "message_times", "message_sizes"))
+SERVER_OBSERVATION_TIMES = AvroContract("ServerObservation", skip=("messages",))
 ENFORCEMENT_DECISION = AvroContract("EnforcementDecision")
 DEAD_LETTER = AvroContract("DeadLetter")
 ENFORCEMENT = AvroContract("Enforcement")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, fields
 
+import orjson
+
 from pipeline.domain.events import MessageTrace, ParseError, ServerObservation, SourcePosition
 from pipeline.domain.policy import Decision
+from pipeline.streaming.avro import AvroDecodeError
 
 
 # Field by field rather than dataclasses.asdict, which deep-copies and shows up in profiles.
@@ -35,27 +38,41 @@ def observation_record(observation: ServerObservation) -> dict:
         "event_time": observation.last_seen, "first_event_time": observation.first_seen,
         "build": observation.build, "evidence": observation.evidence, "message_id": None, "total_bytes": None,
         "behind_relay": observation.behind_relay, "software": observation.software, "count": observation.count,
-        "message_keys": observation.message_keys, "message_times": observation.message_times_ms,
-        "message_sizes": observation.message_sizes,
+        # JSON, so that the sink passes the lists on to ClickHouse without taking them apart.
+        "messages": orjson.dumps({"message_keys": observation.message_keys, "message_times": observation.message_times_ms,
+                                  "message_sizes": observation.message_sizes}),
     }
 
 
 def observation_from_record(record: dict) -> ServerObservation:
     """Any version: a v1/v2 record (no first_event_time) is one sighting of one message. A record
-    read without its message lists (SERVER_OBSERVATION_TIMES) gives none."""
+    read without its messages (SERVER_OBSERVATION_TIMES) gives none."""
     last = record["event_time"]
     if record["first_event_time"] is None:
         return ServerObservation.once(record["server_id"], record["server"], record["org"], last, record["build"],
                                       record["evidence"], record["message_id"], record["total_bytes"],
                                       record["behind_relay"], record["software"])
-    keys, times, sizes = (record.get(name, []) for name in ("message_keys", "message_times", "message_sizes"))
-    first = record["first_event_time"]
+    messages = orjson.loads(record["messages"]) if record.get("messages") else {}
     return ServerObservation(
         server_id=record["server_id"], server=record["server"], org=record["org"], build=record["build"],
-        evidence=record["evidence"], first_seen=first, last_seen=last, count=record["count"],
+        evidence=record["evidence"], first_seen=record["first_event_time"], last_seen=last, count=record["count"],
         behind_relay=record["behind_relay"], software=record["software"],
-        message_keys=keys, message_times_ms=times, message_sizes=sizes,
+        message_keys=messages.get("message_keys", []), message_times_ms=messages.get("message_times", []),
+        message_sizes=messages.get("message_sizes", []),
     )
+
+
+def current_observation_record(record: dict) -> dict:
+    """A decoded record of any version as the current version writes it (v1/v2: one message).
+
+    The sink passes `messages` to ClickHouse as it is, so a record whose messages are not the
+    JSON object observation_record writes is refused here, not by ClickHouse with its batch."""
+    if record["first_event_time"] is None:
+        return observation_record(observation_from_record(record))
+    messages = record["messages"]
+    if not (messages.startswith(b'{"message_keys":[') and messages.endswith(b"]}") and b'"message_sizes":[' in messages):
+        raise AvroDecodeError(f"ServerObservation: messages is not the JSON object of message lists ({messages[:40]!r})")
+    return record
 
 
 def decision_record(decision: Decision) -> dict:

@@ -42,7 +42,7 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle) -> None:
     @app.agent(topics.observations)
     async def store_observations(stream):
         async for batch in stream.take_events(BATCH_SIZE, within=BATCH_SECONDS):
-            await store(batch, SERVER_OBSERVATION, lambda record, message: records.observation_from_record(record), insert_observations)
+            await store(batch, SERVER_OBSERVATION, lambda record, message: records.current_observation_record(record), insert_observations)
 
     @app.agent(topics.enforcement)
     async def store_enforcement(stream):

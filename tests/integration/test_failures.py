@@ -114,7 +114,7 @@ def test_poison_input_goes_to_the_dead_letter_topic_and_the_rest_flows(pipeline_
     producer.send(settings.topic(topics.OBSERVATIONS), key=b"y", value=b"not avro at all")
     producer.send(settings.topic(topics.DECISIONS), key=b"z", value=SERVER_OBSERVATION.encode({
         "server_id": "z", "server": "z", "org": None, "event_time": datetime(2026, 1, 1, tzinfo=timezone.utc),
-        "build": None, "evidence": "x"}))  # a valid record of the wrong type
+        "build": None, "evidence": "x", "messages": b""}))  # a valid record of the wrong type
     producer.flush()
     # A bad line in the middle of a packed record: only that line is dead-lettered.
     sample = (ROOT / "deploy" / "samples" / "MSGTRK_EX16MBX01_20260210.LOG").read_bytes().split(b"\n")

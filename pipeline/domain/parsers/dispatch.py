@@ -63,9 +63,13 @@ def parse_run(state: dict | None, run: LineRun, out: ParseOutput, open_messages:
     """Feed a run of lines of one source; returns its state after them (changed in place). Rows of
     message tracking logs reach `out` when the caller flushes `tracking_rows`."""
     state = state or new_state()
-    lines, index, end = run.lines, 0, len(run.lines)
+    index, end = 0, len(run)
     while index < end:
         name = state["format"]
+        if name == msgtrk.FORMAT:
+            msgtrk.parse(state, run, index, end, tracking_rows, out)
+            return state
+        lines = run.lines
         if name is None:
             found = detect(lines[index])
             if found is None:
@@ -75,9 +79,6 @@ def parse_run(state: dict | None, run: LineRun, out: ParseOutput, open_messages:
             else:
                 state["format"], state["parser"] = found, _INITIAL[found]()
             continue
-        if name == msgtrk.FORMAT:
-            msgtrk.parse(state, run, index, end, tracking_rows, out)
-            return state
         # Shippers concatenate files: a message tracking log's header block can start anywhere.
         stop = next((i for i in range(index, end) if msgtrk.is_header(lines[i]) and detect(lines[i]) == msgtrk.FORMAT), end)
         qualifying = _Qualifying(state["hosts"], out)

@@ -53,12 +53,14 @@ def initial_state() -> dict:
 
 @dataclass
 class _Segment:
-    """Data lines of one source read under one header block."""
+    """Data lines of one source read under one header block; `raw` when they are all of a packed
+    run's lines, to be read from its bytes as they are."""
 
     run: LineRun
-    kept: list[int]
+    kept: list[int] | range
     version: str | None
     hosts: dict[str, str]
+    raw: bytes | None = None
 
 
 class TrackingRows:
@@ -82,6 +84,11 @@ def parse(source_state: dict, run: LineRun, start: int, end: int, rows: Tracking
     """Read lines [start, end) of `run`. `source_state` is the dispatcher's state of the source:
     header lines update its "parser" part (a new file's #Software line also starts a new "hosts"
     map); data rows are queued in `rows`, and reach `out` when the batch flushes them."""
+    raw = run.raw_bytes()
+    state = source_state["parser"]
+    if raw is not None and start == 0 and end == len(run) and state["fields"] is not None and _only_rows(raw):
+        rows._add(state["fields"], _Segment(run, range(end), state["version"], source_state["hosts"], raw))
+        return
     lines = run.lines
     segment = start
     for index in [i for i in range(start, end) if is_header(lines[i])] + [end]:
@@ -96,6 +103,12 @@ def parse(source_state: dict, run: LineRun, start: int, end: int, rows: Tracking
         if index < end:
             _header_line(source_state, lines[index].lstrip("\ufeff").rstrip("\r\n"))
         segment = index + 1
+
+
+def _only_rows(raw: bytes) -> bool:
+    """No header line among these bytes: the rows can be read as they are. (Empty lines, which the
+    CSV reader skips, are found when it returns fewer rows than there are lines: _Read._rows.)"""
+    return not (raw.startswith((b"#", b"\xef\xbb\xbf#")) or b"\n#" in raw)
 
 
 def _header_line(source_state: dict, text: str) -> None:
@@ -130,30 +143,20 @@ class _Read:
     def _rows(self) -> pa.Table:
         """The wanted columns of every kept line, as strings; segments keep only the lines read."""
         rows, invalid = _csv(self.fields, self._texts())
-        if rows.num_rows + len(invalid) != sum(len(s.kept) for s in self.segments):
-            # A quote left open made the reader run on into the next line: set such lines aside
-            # (no value spans lines in these logs) and read the rest again.
+        found = rows.num_rows + len(invalid) == sum(len(s.kept) for s in self.segments)
+        if not (found and self._leave_out(invalid, rows.num_rows, settle=False)):
+            # The reader did not find a row per line: bytes read as they were held empty lines, a
+            # quote left open made it run on into the next line, or a carriage return inside a
+            # line ended it early. Leave out the first, set the others aside (no value spans lines
+            # in these logs), and read again, line by line.
             for segment in self.segments:
                 lines = segment.run.lines
-                unclosed = {i for i in segment.kept if lines[i].count('"') % 2}
-                self.errors += [segment.run.error(i, _UNCLOSED) for i in sorted(unclosed)]
-                segment.kept = [i for i in segment.kept if i not in unclosed]
+                segment.kept = [i for i in segment.kept if lines[i] and not lines[i].isspace()]
+                broken = {i: reason for i in segment.kept if (reason := _broken(lines[i]))}
+                self.errors += [segment.run.error(i, broken[i]) for i in sorted(broken)]
+                segment.kept = [i for i in segment.kept if i not in broken]
             rows, invalid = _csv(self.fields, self._texts())
-        if invalid:
-            # The reader names skipped rows by their text (numbers are unknown when it reads in parallel).
-            pending = Counter(text.rstrip("\r") for text, _ in invalid)
-            values = {text.rstrip("\r"): count for text, count in invalid}
-            for segment in self.segments:
-                kept = []
-                for index in segment.kept:
-                    line = segment.run.lines[index].rstrip("\r")
-                    if pending.get(line):
-                        pending[line] -= 1
-                        self.errors.append(segment.run.error(index, _UNCLOSED if line.count('"') % 2 else
-                                                             f"{values[line]} values for the {len(self.fields)} columns of #Fields"))
-                    else:
-                        kept.append(index)
-                segment.kept = kept
+            self._leave_out(invalid, rows.num_rows, settle=True)
         self.starts = []
         total = 0
         for segment in self.segments:
@@ -161,12 +164,43 @@ class _Read:
             total += len(segment.kept)
         return rows
 
-    def _texts(self) -> list[str]:
-        texts: list[str] = []
+    def _leave_out(self, invalid: list[tuple[str, int]], rows: int, settle: bool) -> bool:
+        """Take the rows the reader skipped out of the segments, as errors. The reader names them by
+        their text (numbers are unknown when it reads in parallel). False, changing nothing, when
+        the texts do not come out even with the rows (unless `settle`: after a line-by-line check)."""
+        pending = Counter(text.rstrip("\r") for text, _ in invalid)
+        values = {text.rstrip("\r"): count for text, count in invalid}
+        kept_by_segment, errors = [], []
         for segment in self.segments:
-            lines = segment.run.lines
-            texts += [lines[i] for i in segment.kept]
-        return texts
+            kept = []
+            for index in segment.kept:
+                line = segment.run.lines[index].rstrip("\r") if invalid else None
+                if invalid and pending.get(line):
+                    pending[line] -= 1
+                    if line.strip():  # a line of blanks is no row (read from bytes, it reached the reader)
+                        errors.append(segment.run.error(
+                            index, _UNCLOSED if line.count('"') % 2 else
+                            f"{values[line]} values for the {len(self.fields)} columns of #Fields"))
+                else:
+                    kept.append(index)
+            kept_by_segment.append(kept)
+        if not settle and sum(len(k) for k in kept_by_segment) != rows:
+            return False
+        for segment, kept in zip(self.segments, kept_by_segment):
+            segment.kept = kept
+        self.errors += errors
+        return True
+
+    def _texts(self) -> bytes:
+        pieces: list[bytes] = []
+        for segment in self.segments:
+            if segment.raw is not None and isinstance(segment.kept, range):
+                pieces.append(segment.raw)
+            else:
+                lines = segment.run.lines
+                pieces.append("\n".join([lines[i] for i in segment.kept]).encode("utf-8"))
+        # A piece may end with its line end: the empty line between is skipped by the reader.
+        return b"\n".join(pieces)
 
     def _error(self, row: int, reason: str, field: str) -> None:
         number = bisect_right(self.starts, row) - 1
@@ -298,7 +332,7 @@ class _Read:
         return pa.concat_arrays(pieces)
 
 
-def _csv(fields: list[str], lines: list[str]) -> tuple[pa.Table, list[tuple[str, int]]]:
+def _csv(fields: list[str], text: bytes) -> tuple[pa.Table, list[tuple[str, int]]]:
     """Arrow's CSV reader over the lines: the wanted columns as strings, and the rows it skipped
     (text, number of values) for having the wrong number of values."""
     invalid: list[tuple[str, int]] = []
@@ -308,14 +342,28 @@ def _csv(fields: list[str], lines: list[str]) -> tuple[pa.Table, list[tuple[str,
         return "skip"
 
     wanted = [f for f in _READ if f in fields]
-    rows = pacsv.read_csv(
-        pa.py_buffer("\n".join(lines).encode("utf-8")),
-        read_options=pacsv.ReadOptions(column_names=fields),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=skip),
-        convert_options=pacsv.ConvertOptions(include_columns=wanted, column_types={f: pa.string() for f in wanted},
-                                             strings_can_be_null=False),
-    )
+    types = {f: pa.string() for f in wanted}
+    try:
+        rows = pacsv.read_csv(
+            pa.py_buffer(text),
+            read_options=pacsv.ReadOptions(column_names=fields),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=skip),
+            convert_options=pacsv.ConvertOptions(include_columns=wanted, column_types=types, strings_can_be_null=False),
+        )
+    except pa.ArrowInvalid as exc:
+        if "Empty CSV file" not in str(exc):
+            raise
+        rows = pa.schema(types).empty_table()  # nothing but line ends
     return rows, invalid
+
+
+def _broken(line: str) -> str | None:
+    """Why a line cannot be one CSV row on its own, if it cannot."""
+    if line.count('"') % 2:
+        return _UNCLOSED
+    if "\r" in line.rstrip("\r"):
+        return "a carriage return inside the line"
+    return None
 
 
 def _time_ms(stamp: str) -> int | None:

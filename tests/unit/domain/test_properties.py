@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pipeline.catalog_files import load_catalog
 from pipeline.domain.config import PolicyConfig
 from pipeline.domain.aggregate import ObservationBatch
-from pipeline.domain.events import MessageTrace, ParseError, ServerObservation, SourcePosition
+from pipeline.domain.events import MessageTrace, ParseError, ServerObservation
 from pipeline.domain.lines import LineRun
 from pipeline.domain.parsers import dispatch, envelope
 from pipeline.domain.parsers.msgtrk import TrackingRows
@@ -38,8 +38,10 @@ def feed_in_runs(lines: list[str], cuts: list[int], batch_every: int, config: Po
     for first in range(0, len(runs), batch_every):
         rows = TrackingRows()
         for a, b in runs[first:first + batch_every]:
-            positions = [SourcePosition(source, n) for n in range(a + 1, b + 1)]
-            for part in envelope.unwrap_run(LineRun.of_lines(source, lines[a:b], positions, REFERENCE)):
+            # Packed, as `patchgate ship` sends lines (so the reader of tracking logs may take bytes as they are).
+            data = "".join(line + "\n" for line in lines[a:b]).encode("utf-8")
+            offset = sum(len(line.encode("utf-8")) + 1 for line in lines[:a])
+            for part in envelope.unwrap_run(LineRun.packed(source, data, a + 1, offset, REFERENCE)):
                 if isinstance(part, ParseError):
                     out.error(part)
                     continue

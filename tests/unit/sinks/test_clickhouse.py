@@ -2,6 +2,7 @@ from datetime import date, datetime, timezone
 
 from pipeline.domain.events import ServerObservation
 from pipeline.sinks.clickhouse import connect, create_tables, insert_decisions, insert_observations
+from pipeline.streaming import records
 
 AT = datetime(2026, 2, 1, 23, 53, 27, tzinfo=timezone.utc)
 
@@ -39,7 +40,7 @@ def test_traffic_and_the_servers_view(tmp_path, make_decision):
             ServerObservation.once("ex13mbx01.contoso.example", "ex13mbx01.contoso.example", None,
                                    datetime(2026, 1, 30, tzinfo=timezone.utc), None, "msgtrk-traffic", "<b@x>", 500),
         ]
-        insert_observations(client, seen, "mail.observations:1:0-2")
+        insert_observations(client, [records.observation_record(o) for o in seen], "mail.observations:1:0-2")
         insert_decisions(client, [make_decision(1, 1)], "mail.decisions:0:0-0")
         daily = client.query("SELECT day, messages, bytes FROM traffic_daily ORDER BY day").result_rows
         assert daily == [(date(2026, 1, 30), 1, 500), (date(2026, 2, 1), 1, 1000)]

@@ -35,9 +35,24 @@ def test_observation_and_decision_survive_the_wire():
     # The policy reads the same record without its message lists.
     light = records.observation_from_record(SERVER_OBSERVATION_TIMES.decode(wire))
     assert light == observation and light.message_keys == []
+
     _, decision = step(None, observation, PolicyConfig(), load_catalog())
     wire = ENFORCEMENT_DECISION.encode(records.decision_record(decision))
     assert records.decision_from_record(ENFORCEMENT_DECISION.decode(wire)) == decision
+
+
+def test_the_sink_takes_records_of_every_version_and_refuses_messages_it_cannot_pass_on():
+    import pytest
+
+    from pipeline.streaming.avro import AvroDecodeError
+
+    one = ServerObservation.once("s", "s", None, AT, "15.0.1497.2", "received-id", "<m@x>", 10)
+    v2 = {**records.observation_record(one), "first_event_time": None, "message_id": "<m@x>", "total_bytes": 10}
+    assert records.current_observation_record(v2) == records.observation_record(one)
+    current = records.observation_record(one)
+    assert records.current_observation_record(current) is current
+    with pytest.raises(AvroDecodeError, match="messages is not the JSON object"):
+        records.current_observation_record({**current, "messages": b'{"message_keys": 1}'})
 
 
 def test_dead_letter_without_a_source_position_names_topic_partition_offset():

@@ -139,3 +139,33 @@ def test_constant_versions_are_not_builds():
     assert writer_build("15.0.0.0") is None
     assert writer_build("15.02.1544.014") == "15.2.1544.14"
     assert writer_build("") is None
+
+
+def test_rows_read_from_packed_bytes_give_what_rows_read_from_lines_give(make_source):
+    """A packed run of rows only is read from its bytes as they are; anything else line by line."""
+    from pipeline.domain.lines import LineRun
+    from pipeline.domain.parsers import dispatch
+    from pipeline.domain.parsers.msgtrk import TrackingRows
+
+    head = header("15.01.2507.039", F30)
+    rows = [RECEIVE_2016 + "\r", "   \r", "2026-02-10T08:14:03Z,1.2.3.4\r", SEND_2016 + "\r",
+            RECEIVE_2016.replace("Budget", "Bud\"get") + "\r"]
+    results = []
+    for packed in (True, False):
+        source = make_source("f.log")
+        source.feed(head)
+        data = "".join(line + "\n" for line in rows).encode()
+        offset = sum(len(line.encode()) + 1 for line in head)
+        run = (LineRun.packed("f.log", data, len(head) + 1, offset, None) if packed else
+               LineRun.of_lines("f.log", rows, [LineRun.packed("f.log", data, len(head) + 1, offset, None).position(i)
+                                                for i in range(len(rows))], None))
+        tracking = TrackingRows()
+        dispatch.parse_run(source.state, run, source.out, source.open_messages, tracking)
+        tracking.flush(source.out)
+        results.append(([(g.template.logged_by, g.count, g.message_keys) for g in source.out.groups],
+                        [str(e) for e in source.out.errors]))
+    assert results[0] == results[1]
+    groups, errors = results[0]
+    assert groups == [("ex16mbx01.contoso.example", 2, ["<a1@contoso.example>"])]
+    assert [e.split(": ", 1)[1] for e in errors] == ["2 values for the 30 columns of #Fields",
+                                                      "broken CSV quoting: a quoted value is not closed"]
