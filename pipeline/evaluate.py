@@ -17,7 +17,7 @@ from pipeline.domain.config import PolicyConfig
 from pipeline.domain.events import MessageTrace, ParseError, ServerObservation, TraceGroup, epoch_ms
 from pipeline.domain.lines import LineRun
 from pipeline.domain.parsers import dispatch, envelope
-from pipeline.domain.parsers.msgtrk import TrackingRows
+from pipeline.domain.parsers.msgtrk_rows import TrackingRows
 from pipeline.domain.parsers.postfix import MemoryOpenMessages
 from pipeline.domain.replay import replay
 from pipeline.domain.report import evaluate_row

@@ -26,7 +26,7 @@ from pipeline.domain.config import PolicyConfig
 from pipeline.domain.events import MessageTrace, ParseError, SourcePosition, TraceGroup
 from pipeline.domain.lines import LineRun
 from pipeline.domain.parsers import dispatch, envelope
-from pipeline.domain.parsers.msgtrk import TrackingRows
+from pipeline.domain.parsers.msgtrk_rows import TrackingRows
 from pipeline.streaming.tables import TableBatch, TableOpenMessages
 
 
@@ -75,6 +75,7 @@ class RawBatch:
 
     def parse(self) -> None:
         rows = TrackingRows()
+        parsed = []
         for (partition, source), runs in self._runs.items():
             event = runs[-1][0]
             key = source.encode("utf-8")
@@ -86,14 +87,17 @@ class RawBatch:
             for run in _joined(fresh):
                 self.lines += len(run)
                 state = dispatch.parse_run(state, run, self, store, rows)
+            parsed.append((key, state, before, read, partition, event))
+        # Tracking-log rows are read now, and may teach the states host names.
+        rows.flush(self)
+        for key, state, before, read, partition, event in parsed:
             if orjson.dumps(state) != before:
-                # Unchanged (data rows of a tracking log, say), the state needs no write: reading
-                # the same records again from the same state gives the same results.
                 state["read"] = [partition, event.message.offset]
                 self.states.put(key, state, event)
             elif read is not None:
+                # Unchanged (data rows of a tracking log, say), the state needs no write: reading
+                # the same records again from the same state gives the same results.
                 state["read"] = read
-        rows.flush(self)
 
     # ParseOutput
     def trace(self, trace: MessageTrace) -> None:

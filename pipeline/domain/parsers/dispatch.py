@@ -16,7 +16,7 @@ from typing import Protocol
 from pipeline.domain.events import MessageTrace, ParseError, TraceGroup
 from pipeline.domain.lines import LineRun
 from pipeline.domain.parsers import exim, exo, headers, msgtrk, postfix
-from pipeline.domain.parsers.msgtrk import TrackingRows
+from pipeline.domain.parsers.msgtrk_rows import TrackingRows
 from pipeline.domain.parsers.postfix import OpenMessages
 
 # Detection order matters: a message tracking log's "#" header and an export's CSV header are

@@ -5,36 +5,23 @@ between versions (21 fields in 2007, 26 in 2010, 27 or 30 in 2013+), so the colu
 taken from the file itself. Shippers concatenate files, so a new header block can appear at any
 line and replaces the previous one.
 
-Data rows are read column-wise and a batch at a time: `parse` reads the header lines at once and
-queues the data rows in TrackingRows; `TrackingRows.flush` hands the rows of every source of the
-batch that share a column layout to Apache Arrow's CSV reader in one call, converts times and
-sizes per column, and turns rows that agree on what identity reads (source, writing server,
-build, org) into one TraceGroup. A row that does not convert is reported on its own and the
-rest goes on.
+`parse` reads the header lines at once and queues the data rows (a Segment per run of rows under
+one header block) in a TrackingRows, which reads the rows of every source of a batch column-wise
+when it is flushed (msgtrk_rows).
 """
 from __future__ import annotations
 
-from bisect import bisect_right
-from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
-
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
+from typing import TYPE_CHECKING
 
 from pipeline.domain.builds import Build
-from pipeline.domain.events import MessageTrace, ParseError, SourcePosition, TraceGroup, epoch_ms, from_epoch_ms, message_key
 from pipeline.domain.lines import LineRun
 
+if TYPE_CHECKING:
+    from pipeline.domain.parsers.msgtrk_rows import TrackingRows
+
 FORMAT = "msgtrk"
-_SEND_EVENTS = pa.array(["SEND", "SENDEXTERNAL"])
 _HEADER_NAMES = ("#software:", "#version:", "#log-type:", "#date:", "#fields:")
-# The columns identity and the traffic tables read; the others are never converted.
-_READ = ("date-time", "client-hostname", "server-hostname", "event-id", "message-id", "total-bytes",
-         "tenant-id", "schema-version")
-_TIME = pa.timestamp("ms", tz="UTC")
-_UNCLOSED = "broken CSV quoting: a quoted value is not closed"
 # Short host names learnt per source (first label -> FQDN); bounded so a source cannot grow it forever.
 MAX_KNOWN_HOSTS = 4096
 
@@ -52,7 +39,7 @@ def initial_state() -> dict:
 
 
 @dataclass
-class _Segment:
+class Segment:
     """Data lines of one source read under one header block; `raw` when they are all of a packed
     run's lines, to be read from its bytes as they are."""
 
@@ -63,23 +50,6 @@ class _Segment:
     raw: bytes | None = None
 
 
-class TrackingRows:
-    """The data rows of a batch, queued by column layout until `flush`. Rows after `until_ms`
-    (`evaluate --at`) are left out."""
-
-    def __init__(self, until_ms: int | None = None) -> None:
-        self._layouts: dict[tuple[str, ...], list[_Segment]] = {}
-        self._until_ms = until_ms
-
-    def flush(self, out) -> None:
-        for fields, segments in self._layouts.items():
-            _Read(list(fields), segments, out, self._until_ms).emit()
-        self._layouts.clear()
-
-    def _add(self, fields: list[str], segment: _Segment) -> None:
-        self._layouts.setdefault(tuple(fields), []).append(segment)
-
-
 def parse(source_state: dict, run: LineRun, start: int, end: int, rows: TrackingRows, out) -> None:
     """Read lines [start, end) of `run`. `source_state` is the dispatcher's state of the source:
     header lines update its "parser" part (a new file's #Software line also starts a new "hosts"
@@ -87,7 +57,7 @@ def parse(source_state: dict, run: LineRun, start: int, end: int, rows: Tracking
     raw = run.raw_bytes()
     state = source_state["parser"]
     if raw is not None and start == 0 and end == len(run) and state["fields"] is not None and _only_rows(raw):
-        rows._add(state["fields"], _Segment(run, range(end), state["version"], source_state["hosts"], raw))
+        rows.add(state["fields"], Segment(run, range(end), state["version"], source_state["hosts"], raw))
         return
     lines = run.lines
     segment = start
@@ -99,7 +69,7 @@ def parse(source_state: dict, run: LineRun, start: int, end: int, rows: Tracking
                 for i in kept:
                     out.error(run.error(i, "data line before any #Fields: header line"))
             elif kept:
-                rows._add(state["fields"], _Segment(run, kept, state["version"], source_state["hosts"]))
+                rows.add(state["fields"], Segment(run, kept, state["version"], source_state["hosts"]))
         if index < end:
             _header_line(source_state, lines[index].lstrip("\ufeff").rstrip("\r\n"))
         segment = index + 1
@@ -124,274 +94,6 @@ def _header_line(source_state: dict, text: str) -> None:
         state["version"] = value
     elif name == "fields":
         state["fields"] = [f.strip().lower() for f in value.split(",")]
-
-
-class _Read:
-    """One CSV read of every queued segment with the same columns, and what follows from it."""
-
-    def __init__(self, fields: list[str], segments: list[_Segment], out, until_ms: int | None):
-        self.fields, self.segments, self.out, self.until_ms = fields, segments, out, until_ms
-        self.errors: list[ParseError] = []
-
-    def emit(self) -> None:
-        rows = self._rows()
-        if rows.num_rows:
-            self._groups(rows)
-        for error in sorted(self.errors, key=lambda e: (e.position.source, e.position.line or 0)):
-            self.out.error(error)
-
-    def _rows(self) -> pa.Table:
-        """The wanted columns of every kept line, as strings; segments keep only the lines read."""
-        rows, invalid = _csv(self.fields, self._texts())
-        found = rows.num_rows + len(invalid) == sum(len(s.kept) for s in self.segments)
-        if not (found and self._leave_out(invalid, rows.num_rows, settle=False)):
-            # The reader did not find a row per line: bytes read as they were held empty lines, a
-            # quote left open made it run on into the next line, or a carriage return inside a
-            # line ended it early. Leave out the first, set the others aside (no value spans lines
-            # in these logs), and read again, line by line.
-            for segment in self.segments:
-                lines = segment.run.lines
-                segment.kept = [i for i in segment.kept if lines[i] and not lines[i].isspace()]
-                broken = {i: reason for i in segment.kept if (reason := _broken(lines[i]))}
-                self.errors += [segment.run.error(i, broken[i]) for i in sorted(broken)]
-                segment.kept = [i for i in segment.kept if i not in broken]
-            rows, invalid = _csv(self.fields, self._texts())
-            self._leave_out(invalid, rows.num_rows, settle=True)
-        self.starts = []
-        total = 0
-        for segment in self.segments:
-            self.starts.append(total)
-            total += len(segment.kept)
-        return rows
-
-    def _leave_out(self, invalid: list[tuple[str, int]], rows: int, settle: bool) -> bool:
-        """Take the rows the reader skipped out of the segments, as errors. The reader names them by
-        their text (numbers are unknown when it reads in parallel). False, changing nothing, when
-        the texts do not come out even with the rows (unless `settle`: after a line-by-line check)."""
-        pending = Counter(text.rstrip("\r") for text, _ in invalid)
-        values = {text.rstrip("\r"): count for text, count in invalid}
-        kept_by_segment, errors = [], []
-        for segment in self.segments:
-            kept = []
-            for index in segment.kept:
-                line = segment.run.lines[index].rstrip("\r") if invalid else None
-                if invalid and pending.get(line):
-                    pending[line] -= 1
-                    if line.strip():  # a line of blanks is no row (read from bytes, it reached the reader)
-                        errors.append(segment.run.error(
-                            index, _UNCLOSED if line.count('"') % 2 else
-                            f"{values[line]} values for the {len(self.fields)} columns of #Fields"))
-                else:
-                    kept.append(index)
-            kept_by_segment.append(kept)
-        if not settle and sum(len(k) for k in kept_by_segment) != rows:
-            return False
-        for segment, kept in zip(self.segments, kept_by_segment):
-            segment.kept = kept
-        self.errors += errors
-        return True
-
-    def _texts(self) -> bytes:
-        pieces: list[bytes] = []
-        for segment in self.segments:
-            if segment.raw is not None and isinstance(segment.kept, range):
-                pieces.append(segment.raw)
-            else:
-                lines = segment.run.lines
-                pieces.append("\n".join([lines[i] for i in segment.kept]).encode("utf-8"))
-        # A piece may end with its line end: the empty line between is skipped by the reader.
-        return b"\n".join(pieces)
-
-    def _error(self, row: int, reason: str, field: str) -> None:
-        number = bisect_right(self.starts, row) - 1
-        segment = self.segments[number]
-        self.errors.append(segment.run.error(segment.kept[row - self.starts[number]], reason, field=field))
-
-    def _groups(self, rows: pa.Table) -> None:
-        count = rows.num_rows
-
-        def column(name: str) -> pa.Array:
-            if name in rows.column_names:
-                return rows.column(name).combine_chunks()
-            return pa.array([""] * count, pa.string())
-
-        ids: list[int] = []
-        for number, segment in enumerate(self.segments):
-            ids += [number] * len(segment.kept)
-        segment_ids = pa.array(ids, pa.int32())
-        times, time_ok = self._times(column("date-time"))
-        sizes, size_ok = self._sizes(column("total-bytes"), time_ok)
-        send = pc.is_in(pc.utf8_upper(column("event-id")), value_set=_SEND_EVENTS)
-        client, server = pc.utf8_lower(column("client-hostname")), pc.utf8_lower(column("server-hostname"))
-        writer = self._qualified(segment_ids, pc.if_else(send, client, server), client, server)
-        versions = pc.take(pa.array([s.version for s in self.segments], pa.string()), segment_ids)
-        if "schema-version" in rows.column_names:
-            stated = column("schema-version")
-            build = pc.if_else(pc.equal(stated, ""), versions, stated)
-        else:
-            build = versions
-        message_ids = column("message-id")
-        table = pa.table({
-            "segment": segment_ids, "writer": writer, "build": build, "org": column("tenant-id"), "time": times,
-            "message_id": message_ids, "size": sizes,
-        })
-        good = pc.and_(time_ok, size_ok)
-        if self.until_ms is not None:
-            good = pc.fill_null(pc.and_(good, pc.less_equal(times, self.until_ms)), False)
-        if not pc.all(good).as_py():
-            table = table.filter(good)
-        if pc.any(pc.equal(table.column("message_id"), "")).as_py():
-            table = table.set_column(5, "message_id", pa.array([
-                key or message_key(None, t, s) for key, t, s in zip(*(table.column(c).to_pylist() for c in ("message_id", "time", "size")))
-            ], pa.string()))
-        # A message has several rows (RECEIVE, DELIVER, SEND, ...): one entry per message and group,
-        # with its latest time, and the number of rows beside it.
-        keys = ["segment", "writer", "build", "org"]
-        messages = table.group_by(keys + ["message_id"], use_threads=False).aggregate(
-            [("time", "min"), ("time", "max"), ("size", "max"), ("time", "count")])
-        grouped = messages.group_by(keys, use_threads=False).aggregate(
-            [("message_id", "list"), ("time_max", "list"), ("size_max", "list"), ("time_min", "min"),
-             ("time_max", "max"), ("time_count", "sum")])
-        for group in grouped.to_pylist():
-            template = MessageTrace(
-                event_time=from_epoch_ms(group["time_max_max"]), source_format=FORMAT,
-                position=SourcePosition(self.segments[group["segment"]].run.source),
-                logged_by=group["writer"] or None, logged_by_build=writer_build(group["build"]),
-                org=group["org"] or None,
-            )
-            self.out.group(TraceGroup(template, group["time_min_min"], group["time_count_sum"], group["time_max_list"],
-                                      group["message_id_list"], group["size_max_list"]))
-
-    def _times(self, stamps: pa.Array) -> tuple[pa.Array, pa.Array]:
-        """Epoch milliseconds per row, and which rows had a time that reads."""
-        try:
-            times = pc.cast(stamps, _TIME).cast(pa.int64())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            # Some value is not a time Arrow reads: convert row by row, and say which.
-            values = []
-            for row, stamp in enumerate(stamps.to_pylist()):
-                moment = _time_ms(stamp)
-                if moment is None:
-                    self._error(row, f"{stamp!r} is not an ISO-8601 time", "date-time")
-                values.append(moment)
-            times = pa.array(values, pa.int64())
-        return times, pc.is_valid(times)
-
-    def _sizes(self, values: pa.Array, time_ok: pa.Array) -> tuple[pa.Array, pa.Array]:
-        """Bytes per row (0 where the column is empty), and which rows had a size that reads."""
-        empty = pc.equal(values, "")
-        ok = pc.or_(empty, pc.utf8_is_digit(values))
-        if pc.all(ok).as_py():
-            try:
-                return pc.cast(pc.if_else(empty, "0", values), pa.int64()), ok
-            except pa.ArrowInvalid:  # more digits than a 64-bit count holds
-                pass
-        sizes, fine = [], []
-        for row, (text, readable, timed) in enumerate(zip(values.to_pylist(), ok.to_pylist(), time_ok.to_pylist())):
-            size = int(text) if text and readable else 0
-            valid = readable and size < 2**63
-            if not valid and timed:
-                self._error(row, f"{text!r} is not a byte count", "total-bytes")
-            sizes.append(size if valid else 0)
-            fine.append(valid)
-        return pa.array(sizes, pa.int64()), pa.array(fine)
-
-    def _qualified(self, segment_ids: pa.Array, writer: pa.Array, client: pa.Array, server: pa.Array) -> pa.Array:
-        """Join short writer names to the FQDN with the same first label seen earlier in the same
-        source, and learn the FQDNs of these rows (first label -> FQDN, the latest one wins)."""
-        names = pa.table({"segment": segment_ids, "writer": writer, "client": client, "server": server})
-        seen: list[list[set[str]]] = [[set(), set(), set()] for _ in self.segments]
-        for column_number, name in enumerate(("writer", "client", "server")):
-            for pair in names.group_by(["segment", name], use_threads=False).aggregate([]).to_pylist():
-                seen[pair["segment"]][column_number].add(pair[name])
-        replaced = []
-        for number, segment in enumerate(self.segments):
-            learnt: dict[str, set[str]] = {}
-            for values in seen[number]:
-                for host in values:
-                    if _label(host) and "." in host:
-                        learnt.setdefault(_label(host), set()).add(host)
-            hosts = segment.hosts
-            short_writer = any(_label(host) and "." not in host for host in seen[number][0])
-            crowded = len(hosts.keys() | learnt.keys()) > MAX_KNOWN_HOSTS
-            if short_writer or crowded or any(len(found) > 1 for found in learnt.values()):
-                # Order decides: go row by row, as a line-by-line reader would.
-                start, length = self.starts[number], len(segment.kept)
-                replaced.append((start, length, _qualified_row_by_row(
-                    hosts, *(a.slice(start, length).to_pylist() for a in (writer, client, server)))))
-            else:
-                for label, (host,) in learnt.items():
-                    hosts[label] = host
-        if not replaced:
-            return writer
-        pieces, at = [], 0
-        for start, length, qualified in replaced:
-            pieces += [writer.slice(at, start - at), qualified]
-            at = start + length
-        pieces.append(writer.slice(at))
-        return pa.concat_arrays(pieces)
-
-
-def _csv(fields: list[str], text: bytes) -> tuple[pa.Table, list[tuple[str, int]]]:
-    """Arrow's CSV reader over the lines: the wanted columns as strings, and the rows it skipped
-    (text, number of values) for having the wrong number of values."""
-    invalid: list[tuple[str, int]] = []
-
-    def skip(row) -> str:
-        invalid.append((row.text, row.actual_columns))
-        return "skip"
-
-    wanted = [f for f in _READ if f in fields]
-    types = {f: pa.string() for f in wanted}
-    try:
-        rows = pacsv.read_csv(
-            pa.py_buffer(text),
-            read_options=pacsv.ReadOptions(column_names=fields),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=skip),
-            convert_options=pacsv.ConvertOptions(include_columns=wanted, column_types=types, strings_can_be_null=False),
-        )
-    except pa.ArrowInvalid as exc:
-        if "Empty CSV file" not in str(exc):
-            raise
-        rows = pa.schema(types).empty_table()  # nothing but line ends
-    return rows, invalid
-
-
-def _broken(line: str) -> str | None:
-    """Why a line cannot be one CSV row on its own, if it cannot."""
-    if line.count('"') % 2:
-        return _UNCLOSED
-    if "\r" in line.rstrip("\r"):
-        return "a carriage return inside the line"
-    return None
-
-
-def _time_ms(stamp: str) -> int | None:
-    try:
-        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return epoch_ms(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
-
-
-def _qualified_row_by_row(hosts: dict[str, str], writers: list[str], clients: list[str], servers: list[str]) -> pa.Array:
-    for row, names in enumerate(zip(writers, clients, servers)):
-        for field, host in enumerate(names):
-            label = _label(host)
-            if not label:
-                continue
-            if "." in host:
-                if len(hosts) < MAX_KNOWN_HOSTS or label in hosts:
-                    hosts[label] = host
-            elif field == 0 and label in hosts:
-                writers[row] = hosts[label]
-    return pa.array(writers, pa.string())
-
-
-def _label(host: str | None) -> str | None:
-    """The first label of a host name, or None for what is no name (empty, an IP address)."""
-    label = (host or "").split(".")[0]
-    return None if not label or label.isdigit() else label
 
 
 def writer_build(text: str | None) -> str | None:

@@ -13,7 +13,7 @@ from pipeline.domain.aggregate import ObservationBatch
 from pipeline.domain.events import MessageTrace, ParseError, ServerObservation
 from pipeline.domain.lines import LineRun
 from pipeline.domain.parsers import dispatch, envelope
-from pipeline.domain.parsers.msgtrk import TrackingRows
+from pipeline.domain.parsers.msgtrk_rows import TrackingRows
 from pipeline.domain.parsers.postfix import MemoryOpenMessages
 from pipeline.domain.policy import step
 

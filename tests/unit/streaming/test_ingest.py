@@ -75,3 +75,12 @@ def test_one_line_records_are_unwrapped_joined_and_keep_their_own_positions(tabl
     assert (str(broken), broken.origin.offset, broken.origin.raw) == (
         f"{LOG} (byte 1004): 2 values for the 6 columns of #Fields", 4, records[4].message.value)
     assert cut.reason.startswith("broken JSON envelope") and cut.origin.offset == 6
+
+
+def test_host_names_learnt_from_tracking_log_rows_are_written(table, event):
+    tables = (table(), table())
+    run_batch(tables, [packed(event, HEADER + row(0), 1, 0, offset=7)]).states.flush()
+    later = row(1).replace(b"app1.contoso.example", b"app9.contoso.example")
+    run_batch(tables, [packed(event, later, 5, len(HEADER + row(0)), offset=8)]).states.flush()
+    state = orjson.loads(tables[0].partitions[1][LOG.encode()])
+    assert state["hosts"]["app9"] == "app9.contoso.example" and state["read"] == [1, 8]

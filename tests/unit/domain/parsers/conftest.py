@@ -6,7 +6,7 @@ import pytest
 from pipeline.domain.events import SourcePosition
 from pipeline.domain.lines import LineRun
 from pipeline.domain.parsers import dispatch
-from pipeline.domain.parsers.msgtrk import TrackingRows
+from pipeline.domain.parsers.msgtrk_rows import TrackingRows
 from pipeline.domain.parsers.postfix import MemoryOpenMessages
 
 SAMPLES = Path(__file__).resolve().parents[3] / "samples"

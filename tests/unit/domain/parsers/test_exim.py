@@ -1,6 +1,5 @@
 from datetime import datetime, timezone
 
-from pipeline.domain.parsers import exim
 
 
 def test_arrivals_with_host_name_helo_only_and_time_zone(samples, feed):

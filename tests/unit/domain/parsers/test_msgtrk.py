@@ -1,3 +1,4 @@
+"""Message tracking logs: header blocks (msgtrk) and their rows read column-wise (msgtrk_rows)."""
 from datetime import datetime, timezone
 
 from pipeline.domain.events import epoch_ms
@@ -65,6 +66,18 @@ def test_a_new_header_block_replaces_the_old_columns(make_source):
         ("ex10hub01.contoso.example", None), ("ex16mbx01.contoso.example", "15.1.2507.39")]
 
 
+def test_blank_lines_are_skipped(make_source):
+    source = make_source().feed(["\r", "   "])
+    assert (source.out.groups, source.out.errors) == ([], [])
+
+
+def test_constant_versions_are_not_builds():
+    assert writer_build("14.0.0.0") is None
+    assert writer_build("15.0.0.0") is None
+    assert writer_build("15.02.1544.014") == "15.2.1544.14"
+    assert writer_build("") is None
+
+
 def test_errors_say_where_and_why_and_the_other_rows_go_on(make_source):
     lines = ["#Software: Microsoft Exchange Server", RECEIVE_2016, "#Version: 15.01.2507.039", f"#Fields: {F30}",
         "2026-02-10T08:14:03Z,1.2.3.4",
@@ -96,7 +109,7 @@ def test_sources_of_one_batch_are_read_together_and_grouped_apart(make_source):
     from pipeline.domain.events import SourcePosition
     from pipeline.domain.lines import LineRun
     from pipeline.domain.parsers import dispatch
-    from pipeline.domain.parsers.msgtrk import TrackingRows
+    from pipeline.domain.parsers.msgtrk_rows import TrackingRows
     from pipeline.domain.parsers.postfix import MemoryOpenMessages
 
     out, rows, states = make_source().out, TrackingRows(), {}
@@ -129,23 +142,11 @@ def test_short_writer_names_join_the_fqdn_seen_before_in_the_same_file_only(make
     assert source.state["hosts"] == {"app1": "app1.contoso.example"}
 
 
-def test_blank_lines_are_skipped(make_source):
-    source = make_source().feed(["\r", "   "])
-    assert (source.out.groups, source.out.errors) == ([], [])
-
-
-def test_constant_versions_are_not_builds():
-    assert writer_build("14.0.0.0") is None
-    assert writer_build("15.0.0.0") is None
-    assert writer_build("15.02.1544.014") == "15.2.1544.14"
-    assert writer_build("") is None
-
-
 def test_rows_read_from_packed_bytes_give_what_rows_read_from_lines_give(make_source):
     """A packed run of rows only is read from its bytes as they are; anything else line by line."""
     from pipeline.domain.lines import LineRun
     from pipeline.domain.parsers import dispatch
-    from pipeline.domain.parsers.msgtrk import TrackingRows
+    from pipeline.domain.parsers.msgtrk_rows import TrackingRows
 
     head = header("15.01.2507.039", F30)
     rows = [RECEIVE_2016 + "\r", "   \r", "2026-02-10T08:14:03Z,1.2.3.4\r", SEND_2016 + "\r",
