@@ -98,7 +98,7 @@ def postfix(lines: int, sources: int, servers: int, rng: random.Random) -> list[
     for m in range(messages):
         source = out[m % sources]
         mx = f"mx{m % sources:05d}.bench.example"
-        n = rng.randrange(servers)
+        n = m % servers
         client, domain, version = _server(n)
         ip = f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"
         at = START + step * m + timedelta(milliseconds=n % 1000)
@@ -142,7 +142,7 @@ def headers(lines: int, sources: int, servers: int, rng: random.Random) -> list[
     for m in range(messages):
         source = out[m % sources]
         mx = f"mx{m % sources:05d}.bench.example"
-        n = rng.randrange(servers)
+        n = m % servers
         client, domain, version = _server(n)
         mailbox = f"mbx{n % 7}.{domain}"
         build = ".".join(str(int(part)) for part in version.split("."))

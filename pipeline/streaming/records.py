@@ -2,7 +2,7 @@
 ServerObservation's newest time is `event_time` on the wire, as it was when it was one sighting."""
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import fields
 
 import orjson
 
@@ -13,6 +13,7 @@ from pipeline.streaming.avro import AvroDecodeError
 
 # Field by field rather than dataclasses.asdict, which deep-copies and shows up in profiles.
 _TRACE_FIELDS = tuple(f.name for f in fields(MessageTrace) if f.name not in ("position", "recipients", "received"))
+_DECISION_FIELDS = tuple(f.name for f in fields(Decision))
 
 
 def trace_record(trace: MessageTrace) -> dict:
@@ -76,7 +77,7 @@ def current_observation_record(record: dict) -> dict:
 
 
 def decision_record(decision: Decision) -> dict:
-    record = asdict(decision)
+    record = {name: getattr(decision, name) for name in _DECISION_FIELDS}
     record["recommended_builds"] = list(decision.recommended_builds)
     return record
 
