@@ -49,6 +49,7 @@ class RawBatch:
         self.states = TableBatch(parser_states)
         self.open_messages = TableBatch(open_messages)
         self.lines = 0
+        self._origin: Origin | None = None
         self._runs: dict[tuple[int, str], list[tuple[faust.EventT, LineRun]]] = {}
 
     def add(self, event: faust.EventT) -> None:
@@ -86,6 +87,9 @@ class RawBatch:
             store = TableOpenMessages(self.open_messages, source, event)
             for run in _joined(fresh):
                 self.lines += len(run)
+                # What a parser rejects without naming a line (a header block ended with no date)
+                # is charged to the run's last record.
+                self._origin = run.origin(len(run) - 1)
                 state = dispatch.parse_run(state, run, self, store, rows)
             parsed.append((key, state, before, read, partition, event))
         # Tracking-log rows are read now, and may teach the states host names.
@@ -107,7 +111,7 @@ class RawBatch:
         self.observations.add_group(group)
 
     def error(self, error: ParseError) -> None:
-        self.errors.append(error)
+        self.errors.append(error if error.origin is not None else replace(error, origin=self._origin))
 
 
 def _joined(runs: list[tuple[faust.EventT, LineRun]]) -> list[LineRun]:

@@ -84,3 +84,11 @@ def test_host_names_learnt_from_tracking_log_rows_are_written(table, event):
     run_batch(tables, [packed(event, later, 5, len(HEADER + row(0)), offset=8)]).states.flush()
     state = orjson.loads(tables[0].partitions[1][LOG.encode()])
     assert state["hosts"]["app9"] == "app9.contoso.example" and state["read"] == [1, 8]
+
+
+def test_a_rejected_header_block_is_charged_to_the_record_that_ended_it(table, event):
+    block = b"From a@b Mon Feb 16 11:20:31 2026\nReceived: from a by b\nSubject: x\n\n"
+    record = event(b"/mail/in.mbox", block, 0, 41, packing.headers(1, 0))
+    [error] = run_batch((table(), table()), [record]).errors
+    assert (str(error), error.origin) == ("/mail/in.mbox:1: field Received: no dated Received header and no Date header",
+                                          Origin("mail.logs.raw", 0, 41))
