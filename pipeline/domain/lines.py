@@ -76,8 +76,10 @@ class LineRun:
             for run in runs:
                 starts.append((at, run._origin))
                 at += len(run)
-            return cls(first.source, None, reference, first_line=first._first_line,
-                       first_offset=first._first_offset, raw=b"".join(r._raw for r in runs), origin_starts=starts)
+            joined = cls(first.source, None, reference, first_line=first._first_line,
+                         first_offset=first._first_offset, raw=b"".join(r._raw for r in runs), origin_starts=starts)
+            joined._count = at
+            return joined
         lines, positions, origins = [], [], []
         for run in runs:
             lines += run.lines

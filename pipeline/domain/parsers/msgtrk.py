@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 FORMAT = "msgtrk"
 _HEADER_NAMES = ("#software:", "#version:", "#log-type:", "#date:", "#fields:")
+_BOM = "\ufeff".encode("utf-8")
 # Short host names learnt per source (first label -> FQDN); bounded so a source cannot grow it forever.
 MAX_KNOWN_HOSTS = 4096
 
@@ -55,30 +56,56 @@ def parse(source_state: dict, run: LineRun, start: int, end: int, rows: Tracking
     header lines update its "parser" part (a new file's #Software line also starts a new "hosts"
     map); data rows are queued in `rows`, and reach `out` when the batch flushes them."""
     raw = run.raw_bytes()
-    state = source_state["parser"]
-    if raw is not None and start == 0 and end == len(run) and state["fields"] is not None and _only_rows(raw):
-        rows.add(state["fields"], Segment(run, range(end), state["version"], source_state["hosts"], raw))
+    if raw is not None and start == 0 and end == len(run):
+        _parse_bytes(source_state, run, raw, rows, out)
         return
     lines = run.lines
     segment = start
     for index in [i for i in range(start, end) if is_header(lines[i])] + [end]:
         if index > segment:
-            kept = [i for i in range(segment, index) if lines[i] and not lines[i].isspace()]
-            state = source_state["parser"]
-            if kept and state["fields"] is None:
-                for i in kept:
-                    out.error(run.error(i, "data line before any #Fields: header line"))
-            elif kept:
-                rows.add(state["fields"], Segment(run, kept, state["version"], source_state["hosts"]))
+            _queue(source_state, run, [i for i in range(segment, index) if lines[i] and not lines[i].isspace()], None,
+                   rows, out)
         if index < end:
             _header_line(source_state, lines[index].lstrip("\ufeff").rstrip("\r\n"))
         segment = index + 1
 
 
-def _only_rows(raw: bytes) -> bool:
-    """No header line among these bytes: the rows can be read as they are. (Empty lines, which the
-    CSV reader skips, are found when it returns fewer rows than there are lines: _Read._rows.)"""
-    return not (raw.startswith((b"#", b"\xef\xbb\xbf#")) or b"\n#" in raw)
+def _parse_bytes(source_state: dict, run: LineRun, raw: bytes, rows: TrackingRows, out) -> None:
+    """A packed run read from its bytes: header lines are decoded one by one, and the rows between
+    them queued as the bytes they are (empty lines among them are found when the CSV reader
+    returns fewer rows than there are lines: msgtrk_rows._Read._rows)."""
+    headers = sorted(_starts_of(raw, b"#") + _starts_of(raw, _BOM + b"#"))
+    line = offset = 0
+    for header in headers + [len(raw)]:
+        if header > offset:
+            count = raw.count(b"\n", offset, header) + (header == len(raw) and not raw.endswith(b"\n"))
+            _queue(source_state, run, range(line, line + count), raw[offset:header], rows, out)
+            line += count
+        if header < len(raw):
+            stop = raw.find(b"\n", header) + 1 or len(raw)
+            _header_line(source_state, raw[header:stop].decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r\n"))
+            line, offset = line + 1, stop
+
+
+def _starts_of(raw: bytes, opening: bytes) -> list[int]:
+    """Where the lines that open with `opening` start."""
+    found = [0] if raw.startswith(opening) else []
+    at = raw.find(b"\n" + opening)
+    while at != -1:
+        found.append(at + 1)
+        at = raw.find(b"\n" + opening, at + 1)
+    return found
+
+
+def _queue(source_state: dict, run: LineRun, kept: list[int] | range, raw: bytes | None, rows: TrackingRows, out) -> None:
+    state = source_state["parser"]
+    if state["fields"] is None:
+        lines = run.lines
+        for i in kept:
+            if lines[i] and not lines[i].isspace():
+                out.error(run.error(i, "data line before any #Fields: header line"))
+    elif kept:
+        rows.add(state["fields"], Segment(run, kept, state["version"], source_state["hosts"], raw))
 
 
 def _header_line(source_state: dict, text: str) -> None:
