@@ -16,9 +16,8 @@ from pipeline.domain.aggregate import ObservationBatch
 from pipeline.domain.config import PolicyConfig
 from pipeline.domain.events import MessageTrace, ParseError, ServerObservation, TraceGroup, epoch_ms
 from pipeline.domain.lines import LineRun
-from pipeline.domain.parsers import dispatch, envelope
+from pipeline.domain.parsers import dispatch
 from pipeline.domain.parsers.msgtrk_rows import TrackingRows
-from pipeline.domain.parsers.postfix import MemoryOpenMessages
 from pipeline.domain.replay import replay
 from pipeline.domain.report import evaluate_row
 from pipeline.files import Chunk, chunks, chunks_of_bytes, expand, modified
@@ -85,27 +84,17 @@ def _read(path: Path) -> Iterator[Chunk]:
 
 def _read_source(source: str, pieces: Iterator[Chunk], reference: datetime, new_batch, until_ms: int | None,
                  errors: TextIO) -> list:
-    # A file of JSON lines (a shipper's output) interleaves several original sources: keep one
-    # parser state for each, exactly as the stream does per source.
-    states: dict[str, dict] = {}
-    open_messages: dict[str, MemoryOpenMessages] = {}
+    sources = dispatch.Sources()
     found = []
     for chunk in pieces:
         batch = new_batch()
         out = _Collected(batch, errors)
-        run = LineRun.packed(source, chunk.data, chunk.first_line, chunk.first_offset, reference)
         rows = TrackingRows(until_ms)
-        for part in envelope.unwrap_run(run):
-            if isinstance(part, ParseError):
-                out.error(part)
-                continue
-            store = open_messages.setdefault(part.source, MemoryOpenMessages())
-            states[part.source] = dispatch.parse_run(states.get(part.source), part, out, store, rows)
+        sources.parse(LineRun.packed(source, chunk.data, chunk.first_line, chunk.first_offset, reference), out, rows)
         rows.flush(out)
         found += batch.observations()
     batch = new_batch()
-    for inner, state in states.items():
-        dispatch.finish(state, inner, _Collected(batch, errors), open_messages[inner])
+    sources.finish(_Collected(batch, errors))
     return found + batch.observations()
 
 

@@ -15,9 +15,9 @@ from typing import Protocol
 
 from pipeline.domain.events import MessageTrace, ParseError, TraceGroup
 from pipeline.domain.lines import LineRun
-from pipeline.domain.parsers import exim, exo, headers, msgtrk, postfix
+from pipeline.domain.parsers import envelope, exim, exo, headers, msgtrk, postfix
 from pipeline.domain.parsers.msgtrk_rows import TrackingRows
-from pipeline.domain.parsers.postfix import OpenMessages
+from pipeline.domain.parsers.postfix import MemoryOpenMessages, OpenMessages
 
 # Detection order matters: a message tracking log's "#" header and an export's CSV header are
 # unmistakable; syslog lines come last.
@@ -101,6 +101,28 @@ def finish(state: dict | None, source: str, out: ParseOutput, open_messages: Ope
     elif state["format"] == postfix.FORMAT:
         postfix.finish(state["parser"], source, qualifying, open_messages)
     return state
+
+
+class Sources:
+    """The parser states and open messages of the sources a file holds, in memory (`evaluate`; the
+    stream keeps them in tables). A file of shipper output interleaves several original sources:
+    each line goes to the state of the source it names, as in the stream."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, dict] = {}
+        self.open_messages: dict[str, MemoryOpenMessages] = {}
+
+    def parse(self, run: LineRun, out: ParseOutput, tracking_rows: TrackingRows) -> None:
+        for part in envelope.unwrap_run(run):
+            if isinstance(part, ParseError):
+                out.error(part)
+                continue
+            store = self.open_messages.setdefault(part.source, MemoryOpenMessages())
+            self.states[part.source] = parse_run(self.states.get(part.source), part, out, store, tracking_rows)
+
+    def finish(self, out: ParseOutput) -> None:
+        for name, state in self.states.items():
+            finish(state, name, out, self.open_messages[name])
 
 
 class _Qualifying:

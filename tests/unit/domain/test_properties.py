@@ -12,9 +12,8 @@ from pipeline.domain.config import PolicyConfig
 from pipeline.domain.aggregate import ObservationBatch
 from pipeline.domain.events import MessageTrace, ParseError, ServerObservation
 from pipeline.domain.lines import LineRun
-from pipeline.domain.parsers import dispatch, envelope
+from pipeline.domain.parsers import dispatch
 from pipeline.domain.parsers.msgtrk_rows import TrackingRows
-from pipeline.domain.parsers.postfix import MemoryOpenMessages
 from pipeline.domain.policy import step
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -32,7 +31,7 @@ def feed_in_runs(lines: list[str], cuts: list[int], batch_every: int, config: Po
     TrackingRows flush, one ObservationBatch) every `batch_every` runs, the end of the source last.
     Returns the observations of every batch and the errors."""
     out = _Output(config)
-    states, stores = {}, {}
+    sources = dispatch.Sources()
     bounds = [0] + sorted(set(c for c in cuts if 0 < c < len(lines))) + [len(lines)]
     runs = [(a, b) for a, b in zip(bounds, bounds[1:])]
     for first in range(0, len(runs), batch_every):
@@ -41,16 +40,10 @@ def feed_in_runs(lines: list[str], cuts: list[int], batch_every: int, config: Po
             # Packed, as `patchgate ship` sends lines (so the reader of tracking logs may take bytes as they are).
             data = "".join(line + "\n" for line in lines[a:b]).encode("utf-8")
             offset = sum(len(line.encode("utf-8")) + 1 for line in lines[:a])
-            for part in envelope.unwrap_run(LineRun.packed(source, data, a + 1, offset, REFERENCE)):
-                if isinstance(part, ParseError):
-                    out.error(part)
-                    continue
-                store = stores.setdefault(part.source, MemoryOpenMessages())
-                states[part.source] = dispatch.parse_run(states.get(part.source), part, out, store, rows)
+            sources.parse(LineRun.packed(source, data, a + 1, offset, REFERENCE), out, rows)
         rows.flush(out)
         out.next_batch()
-    for name, state in states.items():
-        dispatch.finish(state, name, out, stores[name])
+    sources.finish(out)
     out.next_batch()
     return out.observations, out.errors
 
