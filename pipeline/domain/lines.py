@@ -96,6 +96,13 @@ class LineRun:
             self._lines = lines
         return self._lines
 
+    def line(self, index: int) -> str:
+        """One line; the first one of packed bytes without decoding the others."""
+        if self._lines is None and index == 0:
+            end = self._raw.find(b"\n")
+            return (self._raw if end < 0 else self._raw[:end]).decode("utf-8", "replace")
+        return self.lines[index]
+
     def __len__(self) -> int:
         if self._count is None:
             raw = self._raw

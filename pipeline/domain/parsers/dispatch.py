@@ -69,16 +69,17 @@ def parse_run(state: dict | None, run: LineRun, out: ParseOutput, open_messages:
         if name == msgtrk.FORMAT:
             msgtrk.parse(state, run, index, end, tracking_rows, out)
             return state
-        lines = run.lines
         if name is None:
-            found = detect(lines[index])
+            line = run.line(index)
+            found = detect(line)
             if found is None:
-                if lines[index].strip():
+                if line.strip():
                     out.error(run.error(index, "unknown format: not a line of any supported log"))
                 index += 1
             else:
                 state["format"], state["parser"] = found, _INITIAL[found]()
             continue
+        lines = run.lines
         # Shippers concatenate files: a message tracking log's header block can start anywhere.
         stop = next((i for i in range(index, end) if msgtrk.is_header(lines[i]) and detect(lines[i]) == msgtrk.FORMAT), end)
         qualifying = _Qualifying(state["hosts"], out)

@@ -74,7 +74,7 @@ def _parse_bytes(source_state: dict, run: LineRun, raw: bytes, rows: TrackingRow
     """A packed run read from its bytes: header lines are decoded one by one, and the rows between
     them queued as the bytes they are (empty lines among them are found when the CSV reader
     returns fewer rows than there are lines: msgtrk_rows._Read._rows)."""
-    headers = sorted(_starts_of(raw, b"#") + _starts_of(raw, _BOM + b"#"))
+    headers = _header_starts(raw)
     line = offset = 0
     for header in headers + [len(raw)]:
         if header > offset:
@@ -87,13 +87,16 @@ def _parse_bytes(source_state: dict, run: LineRun, raw: bytes, rows: TrackingRow
             line, offset = line + 1, stop
 
 
-def _starts_of(raw: bytes, opening: bytes) -> list[int]:
-    """Where the lines that open with `opening` start."""
-    found = [0] if raw.startswith(opening) else []
-    at = raw.find(b"\n" + opening)
+def _header_starts(raw: bytes) -> list[int]:
+    """Where the header lines ("#..." or, at a file's start, BOM "#...") start: a scan for "#",
+    which is rare in rows, rather than for every line start."""
+    found = []
+    at = raw.find(b"#")
     while at != -1:
-        found.append(at + 1)
-        at = raw.find(b"\n" + opening, at + 1)
+        line_start = at - len(_BOM) if raw[max(0, at - len(_BOM)):at] == _BOM else at
+        if line_start == 0 or raw[line_start - 1:line_start] == b"\n":
+            found.append(line_start)
+        at = raw.find(b"#", at + 1)
     return found
 
 

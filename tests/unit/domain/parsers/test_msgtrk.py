@@ -170,3 +170,19 @@ def test_rows_read_from_packed_bytes_give_what_rows_read_from_lines_give(make_so
     assert groups == [("ex16mbx01.contoso.example", 2, ["<a1@contoso.example>"])]
     assert [e.split(": ", 1)[1] for e in errors] == ["2 values for the 30 columns of #Fields",
                                                       "broken CSV quoting: a quoted value is not closed"]
+
+
+def test_a_hash_inside_a_row_is_no_header_line_and_a_bom_opens_a_new_file(make_source):
+    from pipeline.domain.lines import LineRun
+    from pipeline.domain.parsers import dispatch
+    from pipeline.domain.parsers.msgtrk_rows import TrackingRows
+
+    rows = [RECEIVE_2016.replace("Budget", "Invoice #5") + "\r"] + header("14.0.0.0", F26) + [SEND_2010 + "\r"]
+    source = make_source("f.log").feed(header("15.01.2507.039", F30))
+    tracking = TrackingRows()
+    data = "".join(line + "\n" for line in rows).encode()
+    dispatch.parse_run(source.state, LineRun.packed("f.log", data, 6, 0, None), source.out, source.open_messages, tracking)
+    tracking.flush(source.out)
+    assert source.out.errors == []
+    assert sorted((g.template.logged_by, g.template.logged_by_build) for g in source.out.groups) == [
+        ("ex10hub01.contoso.example", None), ("ex16mbx01.contoso.example", "15.1.2507.39")]
