@@ -5,7 +5,7 @@ from pipeline.domain.config import PolicyConfig
 from pipeline.domain.identity import sightings
 
 
-def observations(trace):
+def sightings_of(trace):
     return sightings(trace, PolicyConfig())
 
 AT = datetime(2026, 2, 10, 8, 14, 3, tzinfo=timezone.utc)
@@ -16,7 +16,7 @@ def trace(**fields):
 
 
 def test_the_log_writer_is_observed_with_its_build():
-    [seen] = observations(trace(logged_by="EX16MBX01.Contoso.Example", logged_by_build="15.1.2507.39",
+    [seen] = sightings_of(trace(logged_by="EX16MBX01.Contoso.Example", logged_by_build="15.1.2507.39",
                                 message_id="<a@b>", total_bytes=100, org="contoso.example"))
     assert (seen.server_id, seen.server, seen.org, seen.build, seen.evidence) == (
         "contoso.example/ex16mbx01.contoso.example", "ex16mbx01.contoso.example", "contoso.example",
@@ -24,13 +24,13 @@ def test_the_log_writer_is_observed_with_its_build():
 
 
 def test_traffic_without_a_build_still_counts():
-    [seen] = observations(trace(logged_by="ex10hub01.contoso.example"))
+    [seen] = sightings_of(trace(logged_by="ex10hub01.contoso.example"))
     assert (seen.build, seen.evidence) == (None, "msgtrk-traffic")
 
 
 def test_exchange_online_servers_are_never_observed():
-    assert observations(trace(logged_by="dm6pr12mb4123.namprd12.prod.outlook.com", logged_by_build="15.20.7202.31")) == []
-    assert observations(trace()) == []
+    assert sightings_of(trace(logged_by="dm6pr12mb4123.namprd12.prod.outlook.com", logged_by_build="15.20.7202.31")) == []
+    assert sightings_of(trace()) == []
 
 
 CHAIN = (
@@ -49,7 +49,7 @@ def chain_trace(received, org="contoso.example"):
 
 
 def test_the_connecting_server_is_the_newest_untrusted_by_host_and_deeper_hops_are_behind_it():
-    seen = observations(chain_trace(CHAIN))
+    seen = sightings_of(chain_trace(CHAIN))
     assert [(o.server, o.build, o.evidence, o.behind_relay) for o in seen] == [
         ("ex16edge01.contoso.example", "15.1.2507.39", "received-id", None),
         ("ex16mbx01.contoso.example", "15.1.2507.39", "mapi-id", "ex16edge01.contoso.example"),
@@ -60,7 +60,7 @@ def test_the_connecting_server_is_the_newest_untrusted_by_host_and_deeper_hops_a
 def test_cloud_builds_are_never_on_premises_even_on_unlisted_hosts():
     hop = ("from a.outlook.office365.com by BN9PR03CA0512.outlook.office365.com with Microsoft SMTP Server "
            "id 15.20.8466.25; Tue, 10 Feb 2026 08:14:08 +0000")
-    assert observations(chain_trace((hop,))) == []
+    assert sightings_of(chain_trace((hop,))) == []
 
 
 def test_operators_own_receivers_are_trusted_by_pattern():
@@ -69,26 +69,38 @@ def test_operators_own_receivers_are_trusted_by_pattern():
     config = PolicyConfig.from_mapping({"trusted_receivers": ["mx*.example.net"]})
     [seen] = sightings(chain_trace((ours, theirs), org=None), config)
     assert (seen.server_id, seen.build) == ("mail.fabrikam.example", "15.0.1497.2")
-    assert [o.server for o in observations(chain_trace((ours, theirs), org=None))] == ["mx1.example.net", "mail.fabrikam.example"]
+    assert [o.server for o in sightings_of(chain_trace((ours, theirs), org=None))] == ["mx1.example.net", "mail.fabrikam.example"]
 
 
 def test_non_exchange_software_is_named():
     hop = ("from a (a [192.0.2.81]) by relay.northwind.example (8.17.1.9/8.17.1.9) with ESMTPS id 51C; "
            "Thu, 12 Feb 2026 14:30:04 GMT")
-    [seen] = observations(chain_trace((hop,), org=None))
+    [seen] = sightings_of(chain_trace((hop,), org=None))
     assert (seen.server, seen.build, seen.software) == ("relay.northwind.example", "8.17.1.9", "Sendmail")
 
 
 def test_connecting_hosts_of_traffic_only_formats():
     exo_row = MessageTrace(event_time=AT, source_format="exo_trace", position=SourcePosition("t", 2), event_id="RECEIVE",
                            client_ip="198.51.100.31", client_hostname="ex13hyb01.contoso.example", org="tenant-guid")
-    [seen] = observations(exo_row)
+    [seen] = sightings_of(exo_row)
     assert (seen.server_id, seen.build, seen.evidence) == ("tenant-guid/ex13hyb01.contoso.example", None, "exo_trace-traffic")
-    assert observations(MessageTrace(event_time=AT, source_format="exo_trace", position=SourcePosition("t", 3),
+    assert sightings_of(MessageTrace(event_time=AT, source_format="exo_trace", position=SourcePosition("t", 3),
                                      event_id="DELIVER", client_hostname="x.example")) == []
     eop = MessageTrace(event_time=AT, source_format="exo_trace", position=SourcePosition("t", 4), event_id="RECEIVE",
                        client_hostname="bn8nam12ft045.eop-nam12.prod.protection.outlook.com")
-    assert observations(eop) == []
+    assert sightings_of(eop) == []
     exim_row = MessageTrace(event_time=AT, source_format="exim", position=SourcePosition("e", 1), event_id="ARRIVAL",
                             client_ip="192.0.2.201")
-    assert [o.server for o in observations(exim_row)] == ["192.0.2.201"]
+    assert [o.server for o in sightings_of(exim_row)] == ["192.0.2.201"]
+
+
+def test_traces_that_differ_only_in_their_message_share_an_identity_key():
+    from dataclasses import replace
+
+    from pipeline.domain.identity import identity_key
+
+    row = trace(logged_by="ex16mbx01.contoso.example", logged_by_build="15.1.2507.39", message_id="<a@b>")
+    other = replace(row, message_id="<c@d>", total_bytes=7, event_time=AT.replace(hour=9), position=SourcePosition("g", 9))
+    assert identity_key(row) == identity_key(other) and sightings_of(row) == sightings_of(other)
+    assert identity_key(replace(row, logged_by_build="15.1.2507.61")) != identity_key(row)
+    assert identity_key(chain_trace(CHAIN)) is None
