@@ -73,9 +73,6 @@ class ObservationBatch:
             self._fold(sighting).add(group.first_ms, last, group.count, group.message_keys, group.times_ms, group.sizes,
                                      self._keep_messages)
 
-    def __bool__(self) -> bool:
-        return bool(self._folds)
-
     def observations(self) -> list[ServerObservation]:
         """Sorted by server and first event time; at most MAX_MESSAGES_PER_OBSERVATION messages each."""
         out = []

@@ -48,7 +48,6 @@ class RawBatch:
         self.errors: list[ParseError] = []
         self.states = TableBatch(parser_states)
         self.open_messages = TableBatch(open_messages)
-        self.lines = 0
         self._origin: Origin | None = None
         self._runs: dict[tuple[int, str], list[tuple[faust.EventT, LineRun]]] = {}
 
@@ -86,7 +85,6 @@ class RawBatch:
             fresh = [(e, run) for e, run in runs if read is None or read[0] != partition or e.message.offset > read[1]]
             store = TableOpenMessages(self.open_messages, source, event)
             for run in _joined(fresh):
-                self.lines += len(run)
                 # What a parser rejects without naming a line (a header block ended with no date)
                 # is charged to the run's last record.
                 self._origin = run.origin(len(run) - 1)

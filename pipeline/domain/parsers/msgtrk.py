@@ -78,7 +78,8 @@ def _parse_bytes(source_state: dict, run: LineRun, raw: bytes, rows: TrackingRow
     line = offset = 0
     for header in headers + [len(raw)]:
         if header > offset:
-            count = raw.count(b"\n", offset, header) + (header == len(raw) and not raw.endswith(b"\n"))
+            # The run knows its own length: the last piece (often the only one) needs no count.
+            count = len(run) - line if header == len(raw) else raw.count(b"\n", offset, header)
             _queue(source_state, run, range(line, line + count), raw[offset:header], rows, out)
             line += count
         if header < len(raw):
