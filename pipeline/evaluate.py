@@ -13,7 +13,7 @@ from typing import Iterator, TextIO
 
 from pipeline.catalog_files import load_catalog
 from pipeline.domain.aggregate import ObservationBatch
-from pipeline.domain.config import PolicyConfig
+from pipeline.domain.config import FormatConfig, PolicyConfig
 from pipeline.domain.events import MessageTrace, ParseError, ServerObservation, TraceGroup, epoch_ms
 from pipeline.domain.lines import LineRun
 from pipeline.domain.parsers import dispatch
@@ -45,7 +45,7 @@ class _Collected:
 
 def read_observations(
     paths: list[str], config: PolicyConfig, errors: TextIO, stdin_reference: datetime,
-    until: datetime | None = None, keep_messages: bool = False,
+    until: datetime | None = None, keep_messages: bool = False, formats: FormatConfig = FormatConfig(),
 ) -> tuple[list[ServerObservation], bool]:
     """Every observation the files give (bad lines go to `errors`), and whether every file could be read."""
     observations: list[ServerObservation] = []
@@ -68,7 +68,7 @@ def read_observations(
                     print(f"{path}: cannot read: {exc.strerror}", file=errors)
                     all_read = False
         for source, pieces, reference in sources:
-            observations += _read_source(source, pieces, reference, new_batch, until_ms, errors)
+            observations += _read_source(source, pieces, reference, new_batch, until_ms, errors, formats)
     return observations, all_read
 
 
@@ -83,8 +83,8 @@ def _read(path: Path) -> Iterator[Chunk]:
 
 
 def _read_source(source: str, pieces: Iterator[Chunk], reference: datetime, new_batch, until_ms: int | None,
-                 errors: TextIO) -> list:
-    sources = dispatch.Sources()
+                 errors: TextIO, formats: FormatConfig) -> list:
+    sources = dispatch.Sources(formats)
     found = []
     for chunk in pieces:
         batch = new_batch()
@@ -105,7 +105,8 @@ def evaluate(settings: Settings, paths: list[str], at: str | None, out: TextIO |
         as_of = as_of.replace(tzinfo=timezone.utc)
     # Syslog lines on stdin have no file date to take their year from: use --at, else today.
     stdin_reference = as_of or datetime.now(timezone.utc)
-    observations, all_read = read_observations(paths, settings.policy, errors, stdin_reference, as_of)
+    observations, all_read = read_observations(paths, settings.policy, errors, stdin_reference, as_of,
+                                               formats=settings.formats)
     for decision in replay(observations, settings.policy, load_catalog(), as_of):
         out.write(json.dumps(evaluate_row(decision)) + "\n")
     return EXIT_OK if all_read else EXIT_UNREADABLE

@@ -4,6 +4,7 @@
     [clickhouse]  url            ("chdb:///dir" embedded, or http(s)://... for a server)
     [worker]      data_dir, web_host, web_port
     [policy]      see pipeline.domain.config.PolicyConfig
+    [formats]     see pipeline.domain.config.FormatConfig
 
 Environment: KAFKA_BOOTSTRAP_SERVERS, PATCHGATE_PARTITIONS, PATCHGATE_TOPIC_PREFIX, PATCHGATE_APP_ID,
 CLICKHOUSE_URL, PATCHGATE_DATA_DIR, PATCHGATE_WEB_HOST, PATCHGATE_WEB_PORT, PATCHGATE_CONFIG (the file).
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from pipeline.domain.config import PolicyConfig
+from pipeline.domain.config import FormatConfig, PolicyConfig
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    formats: FormatConfig = field(default_factory=FormatConfig)
 
     @property
     def clickhouse_dsn(self) -> str:
@@ -60,4 +62,5 @@ def load_settings(config_file: str | Path | None = None, environ: Mapping[str, s
         value = environ.get(env) or data.get(section, {}).get(key)
         if value is not None:
             values[name] = kind(value)
-    return Settings(**values, policy=PolicyConfig.from_mapping(data.get("policy", {})))
+    return Settings(**values, policy=PolicyConfig.from_mapping(data.get("policy", {})),
+                    formats=FormatConfig.from_mapping(data.get("formats", {})))

@@ -103,6 +103,30 @@ class PolicyConfig:
         return self.enforce_products is None or product in self.enforce_products
 
 
+DATE_ORDERS = ("auto", "month-first", "day-first")
+
+
+@dataclass(frozen=True)
+class FormatConfig:
+    """How to read what a log's text leaves open (the `[formats]` table).
+
+    exo_date_order: Exchange Online trace exports write dates in the exporting machine's culture;
+    "auto" infers month-first or day-first from the file's unambiguous dates.
+    """
+
+    exo_date_order: str = "auto"
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> FormatConfig:
+        unknown = set(data) - {"exo_date_order"}
+        if unknown:
+            raise ValueError(f"unknown formats settings: {', '.join(sorted(unknown))}")
+        order = str(data.get("exo_date_order", "auto"))
+        if order not in DATE_ORDERS:
+            raise ValueError(f"formats.exo_date_order: {order!r} is not one of {', '.join(DATE_ORDERS)}")
+        return cls(exo_date_order=order)
+
+
 def _build(text: str, where: str) -> Build:
     build = Build.parse(text)
     if build is None:

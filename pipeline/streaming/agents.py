@@ -49,7 +49,7 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
     @app.agent(topics.raw)
     async def ingest(stream):
         async for events in stream.take_events(RAW_BATCH, within=RAW_WITHIN):
-            batch = RawBatch(tables.parser_states, tables.open_messages, config)
+            batch = RawBatch(tables.parser_states, tables.open_messages, config, settings.formats)
             for event in events:
                 batch.add(event)
             batch.parse()

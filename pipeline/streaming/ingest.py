@@ -22,7 +22,7 @@ import orjson
 
 from pipeline.contracts import packing
 from pipeline.domain.aggregate import ObservationBatch
-from pipeline.domain.config import PolicyConfig
+from pipeline.domain.config import FormatConfig, PolicyConfig
 from pipeline.domain.events import MessageTrace, ParseError, SourcePosition, TraceGroup
 from pipeline.domain.lines import LineRun
 from pipeline.domain.parsers import dispatch, envelope
@@ -43,8 +43,10 @@ class Origin:
 class RawBatch:
     """One batch of mail.logs.raw records (add them, then `parse`). Also the parsers' ParseOutput."""
 
-    def __init__(self, parser_states: faust.Table, open_messages: faust.Table, config: PolicyConfig):
+    def __init__(self, parser_states: faust.Table, open_messages: faust.Table, config: PolicyConfig,
+                 formats: FormatConfig = FormatConfig()):
         self.observations = ObservationBatch(config)
+        self.formats = formats
         self.errors: list[ParseError] = []
         self.states = TableBatch(parser_states)
         self.open_messages = TableBatch(open_messages)
@@ -88,7 +90,7 @@ class RawBatch:
                 # What a parser rejects without naming a line (a header block ended with no date)
                 # is charged to the run's last record.
                 self._origin = run.origin(len(run) - 1)
-                state = dispatch.parse_run(state, run, self, store, rows)
+                state = dispatch.parse_run(state, run, self, store, rows, self.formats)
             parsed.append((key, state, before, read, partition, event))
         # Tracking-log rows are read now, and may teach the states host names.
         rows.flush(self)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Protocol
 
+from pipeline.domain.config import FormatConfig
 from pipeline.domain.events import MessageTrace, ParseError, TraceGroup
 from pipeline.domain.lines import LineRun
 from pipeline.domain.parsers import envelope, exim, exo, headers, msgtrk, postfix
@@ -59,7 +60,7 @@ def new_state() -> dict:
 
 
 def parse_run(state: dict | None, run: LineRun, out: ParseOutput, open_messages: OpenMessages,
-              tracking_rows: TrackingRows) -> dict:
+              tracking_rows: TrackingRows, formats: FormatConfig = FormatConfig()) -> dict:
     """Feed a run of lines of one source; returns its state after them (changed in place). Rows of
     message tracking logs reach `out` when the caller flushes `tracking_rows`."""
     state = state or new_state()
@@ -85,6 +86,8 @@ def parse_run(state: dict | None, run: LineRun, out: ParseOutput, open_messages:
         qualifying = _Qualifying(state["hosts"], out)
         if name == postfix.FORMAT:
             postfix.parse(state["parser"], run, index, stop, qualifying, open_messages)
+        elif name == exo.FORMAT:
+            exo.parse(state["parser"], run, index, stop, qualifying, formats)
         else:
             _LINE_PARSERS[name](state["parser"], run, index, stop, qualifying)
         if stop < end:
@@ -109,7 +112,8 @@ class Sources:
     stream keeps them in tables). A file of shipper output interleaves several original sources:
     each line goes to the state of the source it names, as in the stream."""
 
-    def __init__(self) -> None:
+    def __init__(self, formats: FormatConfig = FormatConfig()) -> None:
+        self.formats = formats
         self.states: dict[str, dict] = {}
         self.open_messages: dict[str, MemoryOpenMessages] = {}
 
@@ -119,7 +123,8 @@ class Sources:
                 out.error(part)
                 continue
             store = self.open_messages.setdefault(part.source, MemoryOpenMessages())
-            self.states[part.source] = parse_run(self.states.get(part.source), part, out, store, tracking_rows)
+            self.states[part.source] = parse_run(self.states.get(part.source), part, out, store, tracking_rows,
+                                                   self.formats)
 
     def finish(self, out: ParseOutput) -> None:
         for name, state in self.states.items():
@@ -158,4 +163,4 @@ class _Qualifying:
         self.out.error(error)
 
 
-_LINE_PARSERS = {exo.FORMAT: exo.parse, headers.FORMAT: headers.parse, exim.FORMAT: exim.parse}
+_LINE_PARSERS = {headers.FORMAT: headers.parse, exim.FORMAT: exim.parse}

@@ -10,6 +10,7 @@ import csv
 import re
 from datetime import datetime, timezone
 
+from pipeline.domain.config import FormatConfig
 from pipeline.domain.events import MessageTrace, ParseError
 from pipeline.domain.lines import LineRun
 
@@ -58,7 +59,7 @@ def initial_state() -> dict:
     return {"columns": None}
 
 
-def parse(state: dict, run: LineRun, start: int, end: int, out) -> None:
+def parse(state: dict, run: LineRun, start: int, end: int, out, formats: FormatConfig = FormatConfig()) -> None:
     lines = run.lines
     for index in range(start, end):
         text = lines[index].lstrip("\ufeff").rstrip("\r\n")
