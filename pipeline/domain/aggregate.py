@@ -1,7 +1,7 @@
 """Fold the traces of a batch into server observations, before anything crosses Kafka.
 
 Every trace names zero or more servers (identity.sightings). Sightings that agree on server,
-build, evidence, software and relay fold into one ServerObservation: how many, first and last
+build, evidence, software, relay and scope fold into one ServerObservation: how many, first and last
 event time, and the messages they belong to. The policy only needs the first and the last time;
 the traffic tables need the messages, which travel as compact parallel lists.
 """
@@ -116,5 +116,5 @@ def _observation(sighting: Sighting, first_ms: int, last_ms: int, count: int, ke
         server_id=sighting.server_id, server=sighting.server, org=sighting.org, build=sighting.build,
         evidence=sighting.evidence, first_seen=from_epoch_ms(first_ms), last_seen=from_epoch_ms(last_ms), count=count,
         behind_relay=sighting.behind_relay, software=sighting.software,
-        message_keys=keys, message_times_ms=times, message_sizes=sizes,
+        message_keys=keys, message_times_ms=times, message_sizes=sizes, in_scope=sighting.in_scope,
     )

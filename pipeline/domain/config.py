@@ -10,6 +10,7 @@ from datetime import date
 from typing import Any, Mapping
 
 from pipeline.domain.builds import Build
+from pipeline.domain.scope import Scope
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ class PolicyConfig:
     enforce_products: frozenset[str] | None = None
     exemptions: tuple[str, ...] = ()
     trusted_receivers: tuple[str, ...] = ("*.outlook.com", "*.protection.outlook.com")
+    # Our own hops that hand mail on inside (content filters, internal relays): host name patterns
+    # or CIDR ranges. Loopback clients always are.
+    internal_hops: tuple[str, ...] = ()
+    scope: Scope = Scope()
     build_window_days: int = 7
     pause_budget_days: int = 90
     pauses: tuple[Pause, ...] = ()
@@ -65,7 +70,7 @@ class PolicyConfig:
         """Read the `[policy]` table of the config file; unknown keys are an error, not silence."""
         known = {
             "stages", "vulnerable_products", "baselines", "enforce_products", "exemptions",
-            "trusted_receivers", "build_window_days", "pause_budget_days", "pauses",
+            "trusted_receivers", "build_window_days", "pause_budget_days", "pauses", "internal_hops", "scope",
         }
         unknown = set(data) - known
         if unknown:
@@ -82,12 +87,14 @@ class PolicyConfig:
             kwargs["baselines"] = {p: _build(b, f"baselines.{p}") for p, b in data["baselines"].items()}
         if "enforce_products" in data:
             kwargs["enforce_products"] = frozenset(data["enforce_products"])
-        for key in ("exemptions", "trusted_receivers"):
+        for key in ("exemptions", "trusted_receivers", "internal_hops"):
             if key in data:
                 kwargs[key] = tuple(data[key])
         for key in ("build_window_days", "pause_budget_days"):
             if key in data:
                 kwargs[key] = int(data[key])
+        if "scope" in data:
+            kwargs["scope"] = Scope.from_mapping(data["scope"])
         if "pauses" in data:
             kwargs["pauses"] = tuple(
                 Pause(str(p["org"]), date.fromisoformat(str(p["start"])), int(p["days"]))

@@ -52,6 +52,8 @@ class MessageTrace:
     server_ip: str | None = None
     server_hostname: str | None = None
     connector_id: str | None = None
+    # The connecting client's TLS certificate name, where the log carries it (enforcement scope).
+    tls_peer: str | None = None
     org: str | None = None
     # The server that wrote the log line and the build it wrote it with (message tracking logs).
     logged_by: str | None = None
@@ -86,8 +88,11 @@ class Sighting:
     build: str | None
     evidence: str
     behind_relay: str | None = None
-    # Product name of a non-Exchange MTA whose version the build field holds (Exim, Sendmail, Postfix).
+    # Product name of a non-Exchange MTA whose version the build field holds (Exim, Sendmail, Postfix),
+    # or an Exchange product known without its build (an Exchange 2010 tracking log's 14.0.0.0).
     software: str | None = None
+    # Whether the trace came through an inbound path of the enforcement scope (see domain.scope).
+    in_scope: bool = True
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,7 @@ class ServerObservation:
     message_keys: list[str] = dataclasses.field(default_factory=list, compare=False)
     message_times_ms: list[int] = dataclasses.field(default_factory=list, compare=False)
     message_sizes: list[int] = dataclasses.field(default_factory=list, compare=False)
+    in_scope: bool = True
 
     @classmethod
     def once(cls, server_id: str, server: str, org: str | None, at: datetime, build: str | None, evidence: str,

@@ -1,11 +1,17 @@
 """Which servers a trace event tells us about, and which build each of them runs.
 
 - Header chains: the connecting server is the `by` host of the newest Received header not written
-  by our own infrastructure (trusted_receivers) nor by Exchange Online (15.20+ builds). Servers
-  deeper in the chain are sighted too, marked as behind that relay.
+  by our own infrastructure (trusted_receivers, internal_hops) nor by Exchange Online (15.20+
+  builds). Servers deeper in the chain are sighted too, marked as behind that relay. When every
+  header is ours, the sender wrote none of its own: the `from` host (or IP) of our oldest header
+  connected to us, unless that is ours too or an authenticated submission (ESMTPA, ESMTPSA).
 - Message tracking logs: the build in #Version / schema-version is that of the server that wrote
-  the line, not of the remote sender.
+  the line, not of the remote sender. Exchange 2010 writes the constant 14.0.0.0: the product is
+  known, the build is not.
 - Exchange Online traces, Postfix and Exim logs: the connecting host, as traffic without a build.
+  Loopback clients and internal hops (a content filter handing mail back) are not servers.
+
+Every sighting says whether its trace came through an inbound path of the enforcement scope.
 
 The answer depends only on the fields `identity_key` lists, so callers may compute it once for
 many traces that share them.
@@ -13,8 +19,11 @@ many traces that share them.
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
+import re
 from functools import lru_cache
 
+from pipeline.domain import hostnames
 from pipeline.domain.builds import Build
 from pipeline.domain.config import PolicyConfig
 from pipeline.domain.events import MessageTrace, Sighting, server_id_of
@@ -23,15 +32,20 @@ from pipeline.domain.received import Hop, read_hop
 
 # Event ids of rows that describe a server handing a message in (None: the format has no event id).
 _INBOUND_EVENTS = frozenset({None, "RECEIVE", "ARRIVAL"})
+# The #Version an Exchange 2010 tracking log carries whatever its build.
+_EXCHANGE_2010_VERSION = "14.0.0.0"
+# RFC 3848 protocol names of authenticated submissions: a user's mail program, not a server.
+_AUTHENTICATED = re.compile(r"\bwith\s+(?:UTF8)?(?:E?SMTPS?A|LMTPS?A)\b", re.I)
 
 
 def sightings(trace: MessageTrace, config: PolicyConfig) -> list[Sighting]:
     """The servers one trace event names (zero or more)."""
     if trace.received:
         return _from_chain(trace, config)
+    in_scope = config.scope.admits(trace.connector_id, trace.client_ip, trace.tls_peer)
     if trace.source_format == msgtrk.FORMAT:
-        return _from_log_writer(trace)
-    return _from_connecting_host(trace, config)
+        return _from_log_writer(trace, in_scope)
+    return _from_connecting_host(trace, config, in_scope)
 
 
 def identity_key(trace: MessageTrace) -> tuple | None:
@@ -40,11 +54,16 @@ def identity_key(trace: MessageTrace) -> tuple | None:
     if trace.received:
         return None
     return (trace.source_format, trace.event_id, trace.logged_by, trace.logged_by_build,
-            trace.client_hostname, trace.client_ip, trace.org)
+            trace.client_hostname, trace.client_ip, trace.org, trace.connector_id, trace.tls_peer)
 
 
 def is_trusted(host: str, config: PolicyConfig) -> bool:
     return _matches_any(host, config.trusted_receivers)
+
+
+def is_internal(host: str | None, ip: str | None, config: PolicyConfig) -> bool:
+    """A hop inside our own set-up: loopback, or named in internal_hops (host patterns or CIDR ranges)."""
+    return _internal(host or "", ip or "", config.internal_hops)
 
 
 @lru_cache(maxsize=65536)
@@ -52,15 +71,44 @@ def _matches_any(host: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatch(host, pattern.lower()) for pattern in patterns)
 
 
+@lru_cache(maxsize=65536)
+def _internal(host: str, ip: str, patterns: tuple[str, ...]) -> bool:
+    host = host.lower()
+    address = _address(ip) or _address(host)
+    if host == "localhost" or (address is not None and address.is_loopback):
+        return True
+    for pattern in patterns:
+        if "/" in pattern:
+            if address is not None and address in ipaddress.ip_network(pattern, strict=False):
+                return True
+        elif host and fnmatch.fnmatch(host, pattern.lower()):
+            return True
+    return False
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return None
+
+
 def _from_chain(trace: MessageTrace, config: PolicyConfig) -> list[Sighting]:
     hops = [read_hop(value) for value in trace.received]
-    start = next((i for i, hop in enumerate(hops) if hop.by and not _ours(hop, config)), None)
+    ours = [not hop.by or _ours(hop, config) for hop in hops]
+    start = next((i for i, hop in enumerate(hops) if not ours[i] and _nameable(hop.by)), None)
+    # Our oldest header before the sender's: its `from` is who connected to us.
+    edge = next((hops[i] for i in range((len(hops) if start is None else start) - 1, -1, -1) if hops[i].by), None)
+    in_scope = config.scope.admits(trace.connector_id, trace.client_ip or (edge.from_ip if edge else None),
+                                   trace.tls_peer)
     if start is None:
-        return []
+        sender = _sender_of(edge, config) if edge else None
+        return [_sighting(trace, sender, build=None, software=None, evidence="received-from",
+                          in_scope=in_scope)] if sender else []
     connecting = hops[start].by
     by_server: dict[str, list[Hop]] = {}
-    for hop in hops[start:]:
-        if hop.by and not _ours(hop, config):
+    for hop, is_ours in zip(hops[start:], ours[start:]):
+        if not is_ours and _nameable(hop.by):
             by_server.setdefault(hop.by, []).append(hop)
     found = []
     for server, stamped in by_server.items():
@@ -72,36 +120,62 @@ def _from_chain(trace: MessageTrace, config: PolicyConfig) -> list[Sighting]:
             software=best.software if best else next((h.software for h in stamped if h.software), None),
             evidence=best.evidence if best else "received-traffic",
             behind_relay=None if server == connecting else connecting,
+            in_scope=in_scope,
         ))
     return found
 
 
+def _sender_of(edge: Hop, config: PolicyConfig) -> str | None:
+    """The host that handed the message to our oldest header's writer, when it is a server."""
+    if _AUTHENTICATED.search(edge.text) or is_internal(edge.from_host, edge.from_ip, config):
+        return None
+    for name in (edge.from_host, edge.from_ip):
+        name = (name or "").strip("[]").rstrip(".").lower()
+        if _nameable(name) and name != "unknown":
+            return None if is_trusted(name, config) or _cloud_neighbour(name, edge) else name
+    return None
+
+
+def _cloud_neighbour(host: str, edge: Hop) -> bool:
+    """Exchange Online handing mail between its own servers (one parent domain, a 15.20+ build)."""
+    build = Build.parse(edge.build) if edge.software is None else None
+    return bool(build and build.is_cloud) and host.partition(".")[2] == edge.by.partition(".")[2]
+
+
 def _ours(hop: Hop, config: PolicyConfig) -> bool:
     build = Build.parse(hop.build) if hop.software is None else None
-    return is_trusted(hop.by, config) or bool(build and build.is_cloud)
+    return is_trusted(hop.by, config) or is_internal(hop.by, None, config) or bool(build and build.is_cloud)
 
 
-def _from_log_writer(trace: MessageTrace) -> list[Sighting]:
+def _nameable(host: str | None) -> bool:
+    return bool(host) and hostnames.problem(host) is None
+
+
+def _from_log_writer(trace: MessageTrace, in_scope: bool) -> list[Sighting]:
     if trace.logged_by is None:
         return []
-    build = Build.parse(trace.logged_by_build)
+    if trace.logged_by_build == _EXCHANGE_2010_VERSION:
+        return [_sighting(trace, trace.logged_by, build=None, software="Exchange2010", evidence="msgtrk-version",
+                          in_scope=in_scope)]
+    build = Build.parse(msgtrk.writer_build(trace.logged_by_build))
     if build is not None and build.is_cloud:
         # Exchange Online's own servers write 15.20+ builds; they are never on-premises servers.
         return []
     return [_sighting(trace, trace.logged_by, build=str(build) if build else None, software=None,
-                      evidence="msgtrk-version" if build else "msgtrk-traffic")]
+                      evidence="msgtrk-version" if build else "msgtrk-traffic", in_scope=in_scope)]
 
 
-def _from_connecting_host(trace: MessageTrace, config: PolicyConfig) -> list[Sighting]:
+def _from_connecting_host(trace: MessageTrace, config: PolicyConfig, in_scope: bool) -> list[Sighting]:
     if trace.event_id not in _INBOUND_EVENTS:
         return []
     server = trace.client_hostname or trace.client_ip
-    if not server or is_trusted(server, config):
+    if not server or is_trusted(server, config) or is_internal(trace.client_hostname, trace.client_ip, config):
         return []
-    return [_sighting(trace, server, build=None, software=None, evidence=f"{trace.source_format}-traffic")]
+    return [_sighting(trace, server, build=None, software=None, evidence=f"{trace.source_format}-traffic",
+                      in_scope=in_scope)]
 
 
-def _sighting(trace, server, *, build, software, evidence, behind_relay=None) -> Sighting:
+def _sighting(trace, server, *, build, software, evidence, behind_relay=None, in_scope=True) -> Sighting:
     server = server.lower()
     return Sighting(
         server_id=server_id_of(server, trace.org),
@@ -111,4 +185,5 @@ def _sighting(trace, server, *, build, software, evidence, behind_relay=None) ->
         evidence=evidence,
         behind_relay=behind_relay,
         software=software,
+        in_scope=in_scope,
     )

@@ -39,6 +39,7 @@ def observation_record(observation: ServerObservation) -> dict:
         "event_time": observation.last_seen, "first_event_time": observation.first_seen,
         "build": observation.build, "evidence": observation.evidence, "message_id": None, "total_bytes": None,
         "behind_relay": observation.behind_relay, "software": observation.software, "count": observation.count,
+        "in_scope": observation.in_scope,
         # JSON, so that the sink passes the lists on to ClickHouse without taking them apart.
         "messages": orjson.dumps({"message_keys": observation.message_keys, "message_times": observation.message_times_ms,
                                   "message_sizes": observation.message_sizes}),
@@ -59,7 +60,7 @@ def observation_from_record(record: dict) -> ServerObservation:
         evidence=record["evidence"], first_seen=record["first_event_time"], last_seen=last, count=record["count"],
         behind_relay=record["behind_relay"], software=record["software"],
         message_keys=messages.get("message_keys", []), message_times_ms=messages.get("message_times", []),
-        message_sizes=messages.get("message_sizes", []),
+        message_sizes=messages.get("message_sizes", []), in_scope=record["in_scope"],
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Protocol
 
+from pipeline.domain import hostnames
 from pipeline.domain.config import FormatConfig
 from pipeline.domain.events import MessageTrace, ParseError, TraceGroup
 from pipeline.domain.lines import LineRun
@@ -132,9 +133,14 @@ class Sources:
 
 
 class _Qualifying:
-    """Passes traces on with short host names joined to the FQDN with the same first label seen
-    earlier in the same source, and event times cut to milliseconds (the precision of the wire
-    format and of ClickHouse). Message tracking logs do the same column-wise (msgtrk._qualified)."""
+    """Passes traces on with host names checked and qualified, and event times cut to milliseconds
+    (the precision of the wire format and of ClickHouse).
+
+    A name that no DNS could hold (control characters, bad length or characters) is reported with
+    the trace's position and dropped from it. A short name is joined to the FQDN with the same first
+    label seen in the same source: the FQDNs of a trace are learnt before its short names are
+    resolved, so one trace naming a server both ways names one server. Message tracking logs do
+    the same column-wise (msgtrk_rows)."""
 
     def __init__(self, hosts: dict[str, str], out: ParseOutput):
         self.hosts, self.out = hosts, out
@@ -144,17 +150,35 @@ class _Qualifying:
         changes = {}
         if trace.event_time.microsecond % 1000:
             changes["event_time"] = trace.event_time.replace(microsecond=trace.event_time.microsecond // 1000 * 1000)
-        for field in ("logged_by", "client_hostname", "server_hostname"):
-            host = (getattr(trace, field) or "").lower()
+        names = {}
+        for field in _HOST_FIELDS:
+            host = getattr(trace, field)
+            if host and (problem := hostnames.problem(host)):
+                self.out.error(ParseError(trace.position, problem, field=field.replace("_", "-")))
+                changes[field] = None
+            elif host:
+                names[field] = host.lower()
+        for host in names.values():
             label = host.split(".")[0]
-            if not label or label.isdigit():
-                continue
-            if "." in host:
-                if len(hosts) < msgtrk.MAX_KNOWN_HOSTS or label in hosts:
-                    hosts[label] = host
-            elif label in hosts:
-                changes[field] = hosts[label]
+            if "." in host and label and not label.isdigit() and (len(hosts) < msgtrk.MAX_KNOWN_HOSTS or label in hosts):
+                hosts[label] = host
+        for field, host in names.items():
+            if "." not in host and host in hosts:
+                changes[field] = hosts[host]
+        if trace.received and hostnames.has_control("".join(trace.received)):
+            changes["received"] = self._without_control(trace)
         self.out.trace(replace(trace, **changes) if changes else trace)
+
+    def _without_control(self, trace: MessageTrace) -> tuple[str, ...]:
+        """The chain without the headers that carry control characters (each one reported)."""
+        kept = []
+        for value in trace.received:
+            if hostnames.has_control(value):
+                self.out.error(ParseError(trace.position, f"Received header {value[:80]!r} holds control characters, "
+                                          "left out of the chain", field="Received"))
+            else:
+                kept.append(value)
+        return tuple(kept)
 
     def group(self, group: TraceGroup) -> None:
         self.out.group(group)
@@ -163,4 +187,5 @@ class _Qualifying:
         self.out.error(error)
 
 
+_HOST_FIELDS = ("logged_by", "client_hostname", "server_hostname")
 _LINE_PARSERS = {headers.FORMAT: headers.parse, exim.FORMAT: exim.parse}

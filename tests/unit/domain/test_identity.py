@@ -1,3 +1,4 @@
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from pipeline.domain.events import MessageTrace, SourcePosition
@@ -95,8 +96,6 @@ def test_connecting_hosts_of_traffic_only_formats():
 
 
 def test_traces_that_differ_only_in_their_message_share_an_identity_key():
-    from dataclasses import replace
-
     from pipeline.domain.identity import identity_key
 
     row = trace(logged_by="ex16mbx01.contoso.example", logged_by_build="15.1.2507.39", message_id="<a@b>")
@@ -104,3 +103,68 @@ def test_traces_that_differ_only_in_their_message_share_an_identity_key():
     assert identity_key(row) == identity_key(other) and sightings_of(row) == sightings_of(other)
     assert identity_key(replace(row, logged_by_build="15.1.2507.61")) != identity_key(row)
     assert identity_key(chain_trace(CHAIN)) is None
+
+
+# Exchange Online's own header is the only one: the on-premises sender wrote none (item 2 of issue 9).
+EXO_ONLY = ("from au-mta-51.example.lan (203.0.113.22) by XXXNAM10FT021.mail.protection.outlook.com (10.13.182.191) "
+            "with Microsoft SMTP Server (version=TLS1_2, cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) id 15.20.8466.25 "
+            "via Frontend Transport; Tue, 10 Feb 2026 08:14:08 +0000")
+EXO_INTERNAL = ("from XXXNAM10FT021.mail.protection.outlook.com (2603:10b6:806:2c::4) by SN7PR04CA0123.outlook.office365.com "
+                "(2603:10b6:806:2c::11) with Microsoft SMTP Server (version=TLS1_2, cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) "
+                "id 15.20.8466.30 via Frontend Transport; Tue, 10 Feb 2026 08:14:09 +0000")
+
+
+def test_when_only_our_receiver_wrote_a_header_its_from_host_is_the_connecting_server():
+    [seen] = sightings_of(chain_trace((EXO_INTERNAL, EXO_ONLY)))
+    assert (seen.server, seen.build, seen.evidence, seen.behind_relay) == ("au-mta-51.example.lan", None, "received-from", None)
+
+
+def test_the_from_ip_stands_in_for_a_from_host_that_is_no_name():
+    hop = EXO_ONLY.replace("from au-mta-51.example.lan (203.0.113.22)", "from [203.0.113.22] (203.0.113.22)")
+    assert [o.server for o in sightings_of(chain_trace((hop,)))] == ["203.0.113.22"]
+
+
+def test_no_sender_server_from_our_own_hops_or_an_authenticated_submission():
+    internal = EXO_ONLY.replace("au-mta-51.example.lan (203.0.113.22)", "mx2.example.net (192.0.2.2)")
+    config = PolicyConfig.from_mapping({"trusted_receivers": ["*.outlook.com", "mx*.example.net"]})
+    assert sightings(chain_trace((internal,)), config) == []
+    submission = ("from laptop17.corp.example (laptop17.corp.example [10.1.2.3]) by mx1.example.net (Postfix) with ESMTPSA "
+                  "id 4T9xYz; Tue, 10 Feb 2026 08:14:08 +0000")
+    assert sightings(chain_trace((submission,)), config) == []
+    filter_hop = ("from localhost (localhost [127.0.0.1]) by mx1.example.net (Postfix) with ESMTP id 4T9xZa; "
+                  "Tue, 10 Feb 2026 08:14:08 +0000")
+    assert sightings(chain_trace((filter_hop,)), config) == []
+
+
+def test_loopback_and_internal_hops_are_not_servers():
+    def row(host, ip):
+        return MessageTrace(event_time=AT, source_format="postfix", position=SourcePosition("m", 1),
+                            client_hostname=host, client_ip=ip)
+
+    assert sightings_of(row("localhost", "127.0.0.1")) == []
+    assert sightings_of(row(None, "::1")) == []
+    config = PolicyConfig.from_mapping({"internal_hops": ["scan*.corp.example", "10.20.0.0/16"]})
+    assert sightings(row("scan2.corp.example", "10.9.9.9"), config) == []
+    assert sightings(row("relay.corp.example", "10.20.4.5"), config) == []
+    assert [s.server for s in sightings(row("mail.partner.example", "198.51.100.9"), config)] == ["mail.partner.example"]
+
+
+def test_an_exchange_2010_tracking_log_names_its_product_without_a_build():
+    [seen] = sightings_of(trace(logged_by="ex10hub01.contoso.example", logged_by_build="14.0.0.0"))
+    assert (seen.build, seen.software, seen.evidence) == (None, "Exchange2010", "msgtrk-version")
+    [other] = sightings_of(trace(logged_by="ex13cas01.contoso.example", logged_by_build="15.0.0.0"))
+    assert (other.build, other.software, other.evidence) == (None, None, "msgtrk-traffic")
+
+
+def test_each_sighting_says_whether_its_path_is_in_the_enforcement_scope():
+    config = PolicyConfig.from_mapping({"scope": {"connectors": ["Inbound from * on-premises"],
+                                                  "client_networks": ["203.0.113.0/24"]}})
+    exo_row = MessageTrace(event_time=AT, source_format="exo_trace", position=SourcePosition("t", 2), event_id="RECEIVE",
+                           client_ip="198.51.100.31", client_hostname="ex13hyb01.contoso.example",
+                           connector_id="Inbound from Contoso on-premises")
+    assert [s.in_scope for s in sightings(exo_row, config)] == [True]
+    assert [s.in_scope for s in sightings(replace(exo_row, connector_id="Partner TLS"), config)] == [False]
+    # A header chain's path is our receiver's `from` IP.
+    assert [s.in_scope for s in sightings(chain_trace((EXO_ONLY,)), config)] == [True]
+    assert [s.in_scope for s in sightings(chain_trace(CHAIN), config)] == [False, False]
+    assert all(s.in_scope for s in sightings_of(chain_trace(CHAIN)))

@@ -1,3 +1,4 @@
+from dataclasses import replace
 from datetime import date, datetime, timezone
 
 import pytest
@@ -62,3 +63,22 @@ def test_records_written_with_earlier_schemas_read_with_the_current_one():
         observation = records.observation_from_record(read)
         assert (observation.first_seen, observation.last_seen, observation.count) == (one["event_time"],) * 2 + (1,)
         assert (observation.message_keys, observation.message_sizes) == (["<m@x>"], [10])
+
+
+def test_records_without_a_scope_flag_were_in_scope():
+    """ServerObservation v3 had no `in_scope` and MessageTrace v1 no `tls_peer`: readers get the defaults."""
+    from pipeline.domain.events import ServerObservation
+    from pipeline.streaming import records
+    from pipeline.streaming.avro import MESSAGE_TRACE, AvroContract
+
+    observation = ServerObservation.once("ex13.contoso.example", "ex13.contoso.example", None,
+                                         datetime(2026, 1, 2, tzinfo=timezone.utc), "15.0.1497.2", "received-id", "<m@x>", 10)
+    current = records.observation_record(observation)
+    v3 = {name: value for name, value in current.items() if name != "in_scope"}
+    read = SERVER_OBSERVATION.decode(AvroContract("history/ServerObservation.v3").encode(v3))
+    assert records.observation_from_record(read).in_scope is True
+    out_of_scope = records.observation_record(replace(observation, in_scope=False))
+    assert records.observation_from_record(SERVER_OBSERVATION.decode(SERVER_OBSERVATION.encode(out_of_scope))).in_scope is False
+    trace = {"event_time": datetime(2026, 1, 2, tzinfo=timezone.utc), "source_format": "postfix", "source": "f", "line": 1,
+             "offset": None, "recipients": [], "received": []}
+    assert MESSAGE_TRACE.decode(AvroContract("history/MessageTrace.v1").encode(trace))["tls_peer"] is None

@@ -1,3 +1,5 @@
+from datetime import datetime, timezone
+
 from pipeline.domain.parsers import dispatch
 
 
@@ -65,3 +67,36 @@ def test_reading_the_same_file_twice_gives_the_same_events(make_source):
         source.feed(lines)
         passes.append(sorted(g.template.logged_by for g in source.out.groups))
     assert passes[0] == passes[1] == ["ex13mbx02", "ex13mbx02.tailspin.example"]
+
+
+def test_a_trace_naming_a_server_both_ways_names_it_once_by_its_fqdn(make_source):
+    # The short name comes first in the trace, the FQDN later: learnt before resolving all the same.
+    line = ('"2026-02-10T08:14:03.000Z","EX01","198.51.100.31","EX01.CORP.TEST","RECEIVE"')
+    source = make_source().feed(['"date_time_utc","server_hostname","client_ip","client_hostname","event_id"', line])
+    [trace] = source.out.traces
+    assert (trace.client_hostname, trace.server_hostname) == ("ex01.corp.test", "ex01.corp.test")
+
+
+def test_host_names_no_dns_could_hold_are_errors_not_servers(make_source):
+    lines = [
+        "Mar  7 02:09:33 mx1 postfix/smtpd[4711]: 4T9xYz1: client=mail\x00evil.example[192.0.2.7]",
+        "Mar  7 02:09:33 mx1 postfix/cleanup[4712]: 4T9xYz1: message-id=<a@b>",
+        "Mar  7 02:09:34 mx1 postfix/qmgr[1001]: 4T9xYz1: from=<a@b>, size=100, nrcpt=1 (queue active)",
+    ]
+    source = make_source(reference=datetime(2026, 3, 8, tzinfo=timezone.utc)).feed(lines)
+    [error] = source.out.errors
+    assert str(error) == "sample:1: field client-hostname: host name 'mail\\x00evil.example' holds control characters"
+    [trace] = source.out.traces
+    assert (trace.client_hostname, trace.client_ip) == (None, "192.0.2.7")
+
+
+def test_received_headers_with_control_characters_leave_the_chain(make_source):
+    lines = ["Received: from a by ex16\x01edge.contoso.example with Microsoft SMTP Server id 15.1.2507.39; "
+             "Tue, 10 Feb 2026 08:14:06 +0000",
+             "Received: from b by ex16mbx01.contoso.example with mapi id 15.1.2507.39; Tue, 10 Feb 2026 08:14:05 +0000",
+             "Message-ID: <m@contoso.example>", ""]
+    source = make_source().feed(lines)
+    [error] = source.out.errors
+    assert error.field == "Received" and "control characters" in error.reason
+    [trace] = source.out.traces
+    assert [h.split(" by ")[1].split()[0] for h in trace.received] == ["ex16mbx01.contoso.example"]

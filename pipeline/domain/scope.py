@@ -1,0 +1,71 @@
+"""The enforcement scope: which inbound paths count towards throttling and blocking.
+
+Exchange Online enforces only on mail that reaches it through inbound connectors of type
+OnPremises. An operator names the paths that count here, by any of:
+
+    connectors       connector names or ids, matched without regard to case and with shell
+                     wildcards: a tracking log's connector-id ("EX01\\Default Frontend EX01"), an
+                     Exchange Online export's connector, a Postfix service ("postfix/hybrid/smtpd")
+    client_networks  the connecting client's address, as CIDR ranges
+    tls_peers        the TLS peer name, where a log carries one (shell wildcards)
+
+A path is in scope when it matches any of them. With no scope configured every path counts.
+Servers seen only outside the scope are still reported, never throttled or blocked.
+"""
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Mapping
+
+_KEYS = ("connectors", "client_networks", "tls_peers")
+
+
+@dataclass(frozen=True)
+class Scope:
+    connectors: tuple[str, ...] = ()
+    client_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    tls_peers: tuple[str, ...] = ()
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Scope:
+        unknown = set(data) - set(_KEYS)
+        if unknown:
+            raise ValueError(f"unknown scope settings: {', '.join(sorted(unknown))} (known: {', '.join(_KEYS)})")
+        networks = []
+        for text in data.get("client_networks", ()):
+            try:
+                networks.append(ipaddress.ip_network(str(text), strict=False))
+            except ValueError:
+                raise ValueError(f"scope.client_networks: {text!r} is not a CIDR range like 198.51.100.0/24") from None
+        return cls(
+            connectors=tuple(str(c).lower() for c in data.get("connectors", ())),
+            client_networks=tuple(networks),
+            tls_peers=tuple(str(p).lower() for p in data.get("tls_peers", ())),
+        )
+
+    @property
+    def everything(self) -> bool:
+        return not (self.connectors or self.client_networks or self.tls_peers)
+
+    def admits(self, connector: str | None, client_ip: str | None, tls_peer: str | None) -> bool:
+        if self.everything:
+            return True
+        return _admits(self, (connector or "").lower(), client_ip or "", (tls_peer or "").lower())
+
+
+@lru_cache(maxsize=65536)
+def _admits(scope: Scope, connector: str, client_ip: str, tls_peer: str) -> bool:
+    if connector and any(fnmatch.fnmatchcase(connector, pattern) for pattern in scope.connectors):
+        return True
+    if tls_peer and any(fnmatch.fnmatchcase(tls_peer, pattern) for pattern in scope.tls_peers):
+        return True
+    if client_ip and scope.client_networks:
+        try:
+            address = ipaddress.ip_address(client_ip.strip("[]"))
+        except ValueError:
+            return False
+        return any(address in network for network in scope.client_networks)
+    return False
