@@ -36,6 +36,8 @@ _INBOUND_EVENTS = frozenset({None, "RECEIVE", "ARRIVAL"})
 _EXCHANGE_2010_VERSION = "14.0.0.0"
 # RFC 3848 protocol names of authenticated submissions: a user's mail program, not a server.
 _AUTHENTICATED = re.compile(r"\bwith\s+(?:UTF8)?(?:E?SMTPS?A|LMTPS?A)\b", re.I)
+# Postfix's smtpd_tls_received_header: the client certificate's name in our receiver's header.
+_CLIENT_CN = re.compile(r'\(Client CN "(?P<name>[^"]+)"')
 
 
 def sightings(trace: MessageTrace, config: PolicyConfig) -> list[Sighting]:
@@ -99,8 +101,9 @@ def _from_chain(trace: MessageTrace, config: PolicyConfig) -> list[Sighting]:
     start = next((i for i, hop in enumerate(hops) if not ours[i] and _nameable(hop.by)), None)
     # Our oldest header before the sender's: its `from` is who connected to us.
     edge = next((hops[i] for i in range((len(hops) if start is None else start) - 1, -1, -1) if hops[i].by), None)
+    peer = _CLIENT_CN.search(edge.text) if edge else None
     in_scope = config.scope.admits(trace.connector_id, trace.client_ip or (edge.from_ip if edge else None),
-                                   trace.tls_peer)
+                                   trace.tls_peer or (peer.group("name") if peer else None))
     if start is None:
         sender = _sender_of(edge, config) if edge else None
         return [_sighting(trace, sender, build=None, software=None, evidence="received-from",

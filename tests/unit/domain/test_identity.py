@@ -168,3 +168,16 @@ def test_each_sighting_says_whether_its_path_is_in_the_enforcement_scope():
     assert [s.in_scope for s in sightings(chain_trace((EXO_ONLY,)), config)] == [True]
     assert [s.in_scope for s in sightings(chain_trace(CHAIN), config)] == [False, False]
     assert all(s.in_scope for s in sightings_of(chain_trace(CHAIN)))
+
+
+def test_the_tls_peer_of_our_receivers_header_puts_a_chain_in_scope():
+    ours = ('from ex16edge01.contoso.example (ex16edge01.contoso.example [198.51.100.17]) '
+            '(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)) '
+            '(Client CN "ex16edge01.contoso.example", Issuer "Contoso Issuing CA" (verified OK)) '
+            'by mx1.example.net (Postfix) with ESMTPS id 4T9xYz; Tue, 10 Feb 2026 08:14:08 +0000')
+    config = PolicyConfig.from_mapping({"trusted_receivers": ["mx*.example.net"],
+                                        "scope": {"tls_peers": ["*.contoso.example"]}})
+    [seen] = sightings(chain_trace((ours, CHAIN[1])), config)
+    assert (seen.server, seen.in_scope) == ("ex16edge01.contoso.example", True)
+    other = PolicyConfig.from_mapping({"trusted_receivers": ["mx*.example.net"], "scope": {"tls_peers": ["*.fabrikam.example"]}})
+    assert [s.in_scope for s in sightings(chain_trace((ours, CHAIN[1])), other)] == [False]
