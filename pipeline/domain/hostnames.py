@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import lru_cache
 
 MAX_NAME = 253
 MAX_LABEL = 63
@@ -15,8 +16,9 @@ _LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?$", re.I)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+@lru_cache(maxsize=65536)
 def problem(name: str) -> str | None:
-    """Why `name` cannot name a server, or None when it can."""
+    """Why `name` cannot name a server, or None when it can (names repeat: the answer is kept)."""
     if _CONTROL.search(name):
         return f"host name {name!r} holds control characters"
     if not name:
