@@ -23,7 +23,9 @@ _EXCHANGE_SMTP = re.compile(
     re.I,
 )
 _EXCHANGE_MAPI = re.compile(r"with mapi\s+id\s+(?P<build>\d{1,2}\.\d{1,2}\.\d{1,4}\.\d{1,3})", re.I)
-_EXIM = re.compile(r"\(Exim (?P<version>\d+\.\d+(?:\.\d+)?)(?:_\d+)?\)")
+# The version may carry a packager's suffix (4.90_1, 4.82_1-5b7a7c0-XX), a compile number (#2) and
+# a build note in parentheses ("4.97.1 #2 (Red Hat Linux)"); the version is its numeric part.
+_EXIM = re.compile(r"\(Exim (?P<version>\d+\.\d+(?:\.\d+)?)(?:[_ -][^()]*)?(?:\([^()]*\))?\)")
 _SENDMAIL = re.compile(r"\((?P<version>\d+\.\d+\.\d+(?:\.\d+)?)/[^)\s]+\)\s+with\s", re.I)
 _POSTFIX = re.compile(r"\(Postfix(?:, from userid \d+)?\)")
 

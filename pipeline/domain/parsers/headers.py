@@ -1,10 +1,23 @@
 """RFC 5322 header blocks: .eml files, mbox files and files of header blocks separated by blank lines.
 
 A block ends at its first empty line; the Received chain (newest first, folded lines joined) is
-what identifies the connecting server. In an mbox file the body is skipped up to the next
-"From " separator; elsewhere a new block starts with a header that opens real header blocks.
-A block longer than MAX_BLOCK_CHARS is reported and dropped, so the open block (kept in the
-source's state between runs) stays small.
+what identifies the connecting server. Only the top-level header block of a message is read: the
+headers of MIME parts, of an attached message/rfc822, of a bounce's returned original or of a
+DMARC failure report's original name servers that never connected to us.
+
+What a source holds is known from its first line. In an mbox ("From " first) every "From "
+separator opens a message and its body is skipped up to the next one. Any other source is an
+.eml or a file of pasted header blocks: after a block only blank lines may come before the next
+one, which starts with a header that opens real header blocks (Received:, Return-Path:, X-...).
+Any other line starts a body, which runs to the end of the source: a multipart body starts with
+its preamble or a boundary line, never with a header, so MIME part headers are never reached. A
+block whose Content-Type says its body is a message (message/rfc822, text/rfc822-headers) has its
+body skipped at once, as that body starts with headers. So a file of pasted blocks holds nothing
+but blocks and blank lines; several whole messages in one file need "From " separators.
+
+A block longer than MAX_BLOCK_CHARS is reported and dropped, up to its empty line. The state kept
+for a source between runs is its kind, where it is (headers, gap, body, dropped) and its open
+block; bodies are never kept.
 """
 from __future__ import annotations
 
@@ -20,6 +33,12 @@ FORMAT = "rfc5322"
 MAX_BLOCK_CHARS = 256 * 1024
 _FIELD = re.compile(r"^(?P<name>[!-9;-~]+):[ \t]?(?P<value>.*)$")
 _BLOCK_OPENERS = re.compile(r"^(Return-Path|Received|Delivered-To|X-[!-9;-~]+|ARC-[A-Za-z-]+|DKIM-Signature|Authentication-Results):", re.I)
+# Content types whose body starts with the header fields of another message.
+_MESSAGE_BODIES = ("message/", "text/rfc822-headers")
+
+# Where a source is: in a block; in the blank lines after one (or before the first); in a body
+# being skipped; in the rest of a block too long to keep.
+_HEADERS, _GAP, _BODY, _DROPPED = "headers", "gap", "body", "dropped"
 
 
 def looks_like(line: str) -> bool:
@@ -27,71 +46,89 @@ def looks_like(line: str) -> bool:
 
 
 def initial_state() -> dict:
-    return {"mbox": False, "in_headers": False, "fields": [], "start": None, "chars": 0}
+    # mbox: None until the first line says what the source is.
+    return {"mbox": None, "phase": _GAP, "fields": [], "start": None, "chars": 0}
 
 
 def parse(state: dict, run: LineRun, start: int, end: int, out) -> None:
+    _upgrade(state)
     lines = run.lines
     for index in range(start, end):
         text = lines[index].lstrip("\ufeff").rstrip("\r\n")
-        if not state["in_headers"]:
-            if text.startswith("From "):
-                _open(state, run, index, [], mbox=True)
-            elif not state["mbox"] and _BLOCK_OPENERS.match(text):
-                _open(state, run, index, [[text]], mbox=False)
-            continue
-        if not text.strip():
-            _close(state, run.source, out)
-            continue
-        state["chars"] += len(text)
-        if state["chars"] > MAX_BLOCK_CHARS:
-            out.error(run.error(index, f"header block longer than {MAX_BLOCK_CHARS} characters, dropped"))
-            _drop(state)
-        elif text[0] in " \t":
-            if state["fields"]:
-                state["fields"][-1].append(text)
+        phase = state["phase"]
+        if phase == _HEADERS:
+            if not text.strip():
+                _close(state, run.source, out)
+                continue
+            state["chars"] += len(text)
+            if state["chars"] > MAX_BLOCK_CHARS:
+                out.error(run.error(index, f"header block longer than {MAX_BLOCK_CHARS} characters, dropped"))
+                # An mbox skips the rest as a body; elsewhere blocks may follow its blank line.
+                state.update(phase=_BODY if state["mbox"] else _DROPPED, fields=[], start=None, chars=0)
+            elif text[0] in " \t":
+                if state["fields"]:
+                    state["fields"][-1].append(text)
+                else:
+                    out.error(run.error(index, "continuation line before any header field"))
+            elif _FIELD.match(text):
+                state["fields"].append([text])
             else:
-                out.error(run.error(index, "continuation line before any header field"))
-        elif _FIELD.match(text):
-            state["fields"].append([text])
-        else:
-            out.error(run.error(index, "not a header field (name: value)"))
+                out.error(run.error(index, "not a header field (name: value)"))
+        elif phase == _BODY:
+            if state["mbox"] and text.startswith("From "):
+                _open(state, run, index, [])
+        elif phase == _GAP:
+            if not text.strip():
+                continue
+            if state["mbox"] is None and text.startswith("From "):
+                state["mbox"] = True
+                _open(state, run, index, [])
+            elif _BLOCK_OPENERS.match(text):
+                state["mbox"] = False
+                _open(state, run, index, [[text]])
+            else:
+                state["phase"] = _BODY
+        elif not text.strip():  # the end of a dropped block
+            state["phase"] = _GAP
 
 
 def finish(state: dict, source: str, out) -> None:
     """End the open header block at the end of the source."""
-    _close(state, source, out)
+    _upgrade(state)
+    if state["phase"] == _HEADERS:
+        _close(state, source, out)
 
 
-def _open(state: dict, run: LineRun, index: int, fields: list, mbox: bool) -> None:
-    state.update(in_headers=True, fields=fields, start=run.line_number(index), chars=0)
-    if mbox:
-        state["mbox"] = True
+def _upgrade(state: dict) -> None:
+    """A state a stream stored before phases existed ({"in_headers": bool, "mbox": bool, ...})."""
+    if "in_headers" in state:
+        in_headers = state.pop("in_headers")
+        state["phase"] = _HEADERS if in_headers else _BODY if state["mbox"] else _GAP
 
 
-def _drop(state: dict) -> None:
-    state.update(in_headers=False, fields=[], start=None, chars=0)
+def _open(state: dict, run: LineRun, index: int, fields: list) -> None:
+    state.update(phase=_HEADERS, fields=fields, start=run.line_number(index), chars=0)
 
 
 def _close(state: dict, source: str, out) -> None:
     fields, start = state["fields"], state["start"]
-    in_headers = state["in_headers"]
-    _drop(state)
-    if not in_headers or not fields:
+    state.update(phase=_BODY if state["mbox"] else _GAP, fields=[], start=None, chars=0)
+    if not fields:
         return
-    unfolded = [" ".join(part.strip() if i else part for i, part in enumerate(f)) for f in fields]
-    result = _trace(unfolded, SourcePosition(source, start, None))
+    headers: dict[str, list[str]] = {}
+    for field in fields:
+        name, _, value = " ".join(part.strip() if i else part for i, part in enumerate(field)).partition(":")
+        headers.setdefault(name.strip().lower(), []).append(value.strip())
+    if (_first(headers, "content-type") or "").lower().startswith(_MESSAGE_BODIES):
+        state["phase"] = _BODY
+    result = _trace(headers, SourcePosition(source, start, None))
     if isinstance(result, ParseError):
         out.error(result)
     else:
         out.trace(result)
 
 
-def _trace(fields: list[str], position: SourcePosition) -> MessageTrace | ParseError:
-    headers: dict[str, list[str]] = {}
-    for field in fields:
-        name, _, value = field.partition(":")
-        headers.setdefault(name.strip().lower(), []).append(value.strip())
+def _trace(headers: dict[str, list[str]], position: SourcePosition) -> MessageTrace | ParseError:
     received = tuple(headers.get("received", []))
     event_time = next((hop.received_at for hop in map(read_hop, received[:1]) if hop.received_at), None)
     if event_time is None and headers.get("date"):

@@ -38,3 +38,18 @@ def test_headers_without_date_or_by():
 
 def test_unfold_joins_continuation_lines():
     assert unfold("a\r\n\tb\n  c") == "a b c"
+
+
+def test_exim_versions_with_packager_suffixes_and_compile_numbers_are_exim():
+    stamp = "from a (helo=a.example) by b.example with esmtpsa {} id 1vFx9C-0003Qm-Lh; Wed, 18 Feb 2026 05:05:31 -0500"
+    versions = {
+        "(Exim 4.82_1-5b7a7c0-XX)": "4.82",
+        "(Exim 4.90_1)": "4.90",
+        "(Exim 4.96 #2)": "4.96",
+        "(Exim 4.97.1)": "4.97.1",
+        "(Exim 4.92.3 #3 (Red Hat Linux))": "4.92.3",
+    }
+    for comment, version in versions.items():
+        hop = read_hop(stamp.format(comment))
+        assert (hop.by, hop.build, hop.software, hop.evidence) == ("b.example", version, "Exim", "exim-version"), comment
+    assert read_hop(stamp.format("(Exim 4.96x)")).software is None
