@@ -1,20 +1,46 @@
-"""Load the Exchange build catalog shipped inside the package (pipeline/domain/data/*.csv)."""
+"""Load the Exchange build catalog shipped inside the package (pipeline/domain/data/*.csv).
+
+An operator's newer build list (what `patchgate catalog update` writes) goes on top of it.
+"""
 from __future__ import annotations
 
 from functools import cache
 from importlib.resources import files
+from pathlib import Path
 
-from pipeline.domain.catalog import Catalog
+from pipeline.domain.catalog import Catalog, CatalogBuild, read_builds, read_support_ends
+
+
+def load_catalog(configured: Path | None = None) -> Catalog:
+    """The shipped catalog, and the builds of `configured` when that file exists.
+
+    The configured file's rows win over shipped rows of the same build; shipped builds it does
+    not list still count, so a package upgrade's new builds are not hidden by an older file.
+    A broken configured file raises ValueError naming its file, line and field.
+    """
+    if configured is None or not configured.is_file():
+        return _shipped_catalog()
+    builds, lifecycle = _shipped_rows()
+    try:
+        text = configured.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{configured}: cannot read the catalog: {exc}") from exc
+    return Catalog([*builds, *read_builds(text, str(configured))], read_support_ends(lifecycle))
 
 
 @cache
-def load_catalog() -> Catalog:
+def _shipped_catalog() -> Catalog:
+    builds, lifecycle = _shipped_rows()
+    return Catalog(list(builds), read_support_ends(lifecycle))
+
+
+@cache
+def _shipped_rows() -> tuple[tuple[CatalogBuild, ...], str]:
     data = files("pipeline.domain").joinpath("data")
 
     def text(name: str) -> str:
         return data.joinpath(name).read_text(encoding="utf-8")
 
-    return Catalog.from_csv(
-        text("exchange_builds.csv"), text("exchange_builds_supplemental.csv"),
-        lifecycle_csv=text("exchange_lifecycle.csv"),
-    )
+    builds = [*read_builds(text("exchange_builds.csv")),
+              *read_builds(text("exchange_builds_supplemental.csv"), "exchange_builds_supplemental.csv")]
+    return tuple(builds), text("exchange_lifecycle.csv")

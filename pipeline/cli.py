@@ -39,6 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--at", help="ISO-8601 time to evaluate at (default: the newest event time)")
     evaluate.add_argument("--config", default=argparse.SUPPRESS, help="TOML settings file with the [policy] table")
     evaluate.add_argument("paths", nargs="+", help="files, folders (every file below) or - for standard input")
+    catalog = commands.add_parser("catalog", help="keep the Exchange build catalog current")
+    catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True)
+    update = catalog_commands.add_parser(
+        "update", help="merge Microsoft's build-number page (saved as HTML, or its CSV form) into the catalog")
+    update.add_argument("file", help="the saved page or CSV")
+    update.add_argument("--output", help="where to write the catalog (default: the [catalog] path setting)")
+    update.add_argument("--config", default=argparse.SUPPRESS, help="TOML settings file")
 
     args = parser.parse_args(argv)
     settings = load_settings(args.config)
@@ -96,4 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.evaluate import evaluate as run_evaluate
 
         return run_evaluate(settings, args.paths, args.at)
+    elif args.command == "catalog":
+        from pipeline.catalog_update import update_catalog
+
+        return update_catalog(settings, Path(args.file), Path(args.output) if args.output else None)
     return 0

@@ -107,6 +107,6 @@ def evaluate(settings: Settings, paths: list[str], at: str | None, out: TextIO |
     stdin_reference = as_of or datetime.now(timezone.utc)
     observations, all_read = read_observations(paths, settings.policy, errors, stdin_reference, as_of,
                                                formats=settings.formats)
-    for decision in replay(observations, settings.policy, load_catalog(), as_of):
+    for decision in replay(observations, settings.policy, load_catalog(settings.catalog_file), as_of):
         out.write(json.dumps(evaluate_row(decision)) + "\n")
     return EXIT_OK if all_read else EXIT_UNREADABLE

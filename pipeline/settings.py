@@ -3,11 +3,13 @@
     [kafka]       bootstrap_servers, partitions, topic_prefix, app_id
     [clickhouse]  url            ("chdb:///dir" embedded, or http(s)://... for a server)
     [worker]      data_dir, web_host, web_port
+    [catalog]     path           (the newer build list `patchgate catalog update` writes)
     [policy]      see pipeline.domain.config.PolicyConfig
     [formats]     see pipeline.domain.config.FormatConfig
 
 Environment: KAFKA_BOOTSTRAP_SERVERS, PATCHGATE_PARTITIONS, PATCHGATE_TOPIC_PREFIX, PATCHGATE_APP_ID,
-CLICKHOUSE_URL, PATCHGATE_DATA_DIR, PATCHGATE_WEB_HOST, PATCHGATE_WEB_PORT, PATCHGATE_CONFIG (the file).
+CLICKHOUSE_URL, PATCHGATE_DATA_DIR, PATCHGATE_WEB_HOST, PATCHGATE_WEB_PORT, PATCHGATE_CATALOG,
+PATCHGATE_CONFIG (the file).
 """
 from __future__ import annotations
 
@@ -30,12 +32,18 @@ class Settings:
     data_dir: Path = Path(".patchgate")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    catalog_path: Path | None = None
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     formats: FormatConfig = field(default_factory=FormatConfig)
 
     @property
     def clickhouse_dsn(self) -> str:
         return self.clickhouse_url or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def catalog_file(self) -> Path:
+        """Where the newer build list is written and read (it need not exist)."""
+        return self.catalog_path or self.data_dir / "catalog" / "exchange_builds.csv"
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
@@ -51,6 +59,7 @@ SOURCES = (
     ("PATCHGATE_DATA_DIR", "worker", "data_dir", "data_dir", Path),
     ("PATCHGATE_WEB_HOST", "worker", "web_host", "web_host", str),
     ("PATCHGATE_WEB_PORT", "worker", "web_port", "web_port", int),
+    ("PATCHGATE_CATALOG", "catalog", "path", "catalog_path", Path),
 )
 
 

@@ -18,6 +18,8 @@ _SE_FIRST_BUILD = 2562
 UNSUPPORTED, OUTDATED, CURRENT, UNKNOWN = "unsupported", "outdated", "current", "unknown"
 VULNERABLE_STATUSES = frozenset({UNSUPPORTED, OUTDATED})
 
+BUILD_COLUMNS = ("product", "release", "build", "release_date", "kb")
+
 
 @dataclass(frozen=True)
 class CatalogBuild:
@@ -25,6 +27,7 @@ class CatalogBuild:
     release: str
     build: Build
     release_date: str
+    kb: str = ""
 
 
 def product_of(build: Build | None) -> str | None:
@@ -46,36 +49,92 @@ def product_of(build: Build | None) -> str | None:
     return None
 
 
+def line_of(build: Build) -> tuple[int, ...]:
+    """The CU line (major.minor.build): the security updates of one CU differ only in the last part."""
+    return build.parts[:3]
+
+
+def read_builds(text: str, source: str = "exchange_builds.csv") -> list[CatalogBuild]:
+    """The rows of a build list (exchange_builds.csv, its supplement, an operator's newer catalog)."""
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [name for name in BUILD_COLUMNS[:4] if name not in (reader.fieldnames or ())]
+    if missing:
+        raise ValueError(f"{source}:1: missing column {', '.join(missing)}")
+    builds = []
+    for number, row in enumerate(reader, start=2):
+        build = Build.parse(row["build"])
+        if build is None:
+            raise ValueError(f"{source}:{number}: field build: {row['build']!r} is not a build")
+        builds.append(CatalogBuild(row["product"], row["release"], build, row["release_date"], row.get("kb") or ""))
+    return builds
+
+
+def read_support_ends(text: str) -> dict[str, str]:
+    """product -> end of extended support (YYYY-MM-DD), from exchange_lifecycle.csv."""
+    return {row["product"]: row["extended_end"] for row in csv.DictReader(io.StringIO(text)) if row["extended_end"]}
+
+
+def builds_csv(builds: list[CatalogBuild]) -> str:
+    """A build list in the shipped file's shape, oldest build first (which also groups the products)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(BUILD_COLUMNS)
+    for entry in sorted(builds, key=lambda b: b.build):
+        writer.writerow((entry.product, entry.release, entry.build, entry.release_date, entry.kb))
+    return out.getvalue()
+
+
 class Catalog:
     def __init__(self, builds: list[CatalogBuild], support_ends: dict[str, str] | None = None):
+        # A later row of the same build wins: a newer catalog corrects the shipped one.
         unique = {b.build: b for b in builds}
         self.builds = sorted(unique.values(), key=lambda b: b.build, reverse=True)
-        # product -> end of extended support (YYYY-MM-DD), from exchange_lifecycle.csv
         self.support_ends = support_ends or {}
         self._recommended: dict[tuple[str, Build], tuple[str, ...]] = {}
+        # product -> CU line -> its newest build, and product -> its newest line: status() runs per
+        # observation, so these are looked up, not searched.
+        self._newest_in_line: dict[str, dict[tuple[int, ...], Build]] = {}
+        for entry in self.builds:
+            self._newest_in_line.setdefault(entry.product, {}).setdefault(line_of(entry.build), entry.build)
+        self._newest_line = {product: max(lines) for product, lines in self._newest_in_line.items()}
 
     @classmethod
     def from_csv(cls, *builds_csv: str, lifecycle_csv: str = "") -> Catalog:
         """From the text of one or more build lists (exchange_builds.csv and its supplement)."""
-        builds = []
-        for text in builds_csv:
-            for number, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
-                build = Build.parse(row["build"])
-                if build is None:
-                    raise ValueError(f"exchange_builds.csv:{number}: field build: {row['build']!r} is not a build")
-                builds.append(CatalogBuild(row["product"], row["release"], build, row["release_date"]))
-        ends = {row["product"]: row["extended_end"] for row in csv.DictReader(io.StringIO(lifecycle_csv)) if row["extended_end"]}
-        return cls(builds, ends)
+        return cls([b for text in builds_csv for b in read_builds(text)], read_support_ends(lifecycle_csv))
 
     def status(self, product: str | None, build: Build | None, config: PolicyConfig) -> str:
-        if build is None or product is None:
+        """A product out of support is `unsupported` whatever its build, even an unknown one.
+
+        A build newer than the catalog knows is `current`: a stale catalog must never enforce.
+        """
+        if product is None:
             return UNKNOWN
         if product in config.vulnerable_products:
             return UNSUPPORTED
         baseline = config.baselines.get(product)
-        if baseline is None:
+        if build is None or baseline is None:
             return UNKNOWN
-        return OUTDATED if build < baseline else CURRENT
+        if build < baseline and self.ahead_of_catalog(product, build) is None:
+            return OUTDATED
+        return CURRENT
+
+    def ahead_of_catalog(self, product: str | None, build: Build | None) -> Build | None:
+        """The newest catalog build that `build` passes, when the catalog knows nothing as new of its line.
+
+        That is the newest build of the build's CU line; or, for a line the catalog does not have
+        at all and newer than all the product's lines, the product's newest build. None when the
+        catalog knows the build or a newer one of its line, or knows no build of the product.
+        """
+        lines = self._newest_in_line.get(product) if build is not None else None
+        if not lines:
+            return None
+        line = line_of(build)
+        newest = lines.get(line)
+        if newest is None:
+            newest_line = self._newest_line[product]
+            return lines[newest_line] if line > newest_line else None
+        return newest if build > newest else None
 
     def recommended_builds(self, product: str | None, config: PolicyConfig) -> tuple[str, ...]:
         """Catalog builds of the same product at or above its baseline, newest first."""

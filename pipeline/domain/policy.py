@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime, timedelta
 
 from pipeline.domain.builds import Build
-from pipeline.domain.catalog import CURRENT, UNKNOWN, VULNERABLE_STATUSES, Catalog, product_of
+from pipeline.domain.catalog import CURRENT, UNKNOWN, UNSUPPORTED, VULNERABLE_STATUSES, Catalog, line_of, product_of
 from pipeline.domain.config import PolicyConfig, Stage
 from pipeline.domain.events import ServerObservation, epoch_ms, from_epoch_ms
 from pipeline.domain.pauses import enforcement_moment, pause_intervals, paused_at, paused_between
@@ -61,6 +61,9 @@ class ServerState:
     # Seen connecting directly at least once; else only behind `relay`, and reported at most.
     direct: bool = False
     relay: str | None = None
+    # Seen on an inbound path of the enforcement scope at least once; else reported only, and the
+    # clock does not start.
+    in_scope: bool = False
     # What the last decision was computed from, and the event time until which the passage of
     # time alone cannot change it (next stage, pause start or end): lets most events skip `assess`.
     decided_from: str | None = None
@@ -72,7 +75,8 @@ class ServerState:
 
     @classmethod
     def from_json(cls, data: dict) -> ServerState:
-        return cls(**data)
+        # States written before the scope existed came from traffic on every path, all in scope then.
+        return cls(**{"in_scope": True, **data})
 
     @property
     def effective_build(self) -> Build | None:
@@ -103,7 +107,8 @@ def observe(
 def decide(state: ServerState, config: PolicyConfig, catalog: Catalog) -> tuple[ServerState, Decision | None]:
     """The decision as of the server's newest event, when it differs from the last one published."""
     effective = state.effective_build
-    inputs = repr((str(effective), state.first_detected_ms, state.direct, state.relay, state.software, state.org))
+    inputs = repr((str(effective), state.first_detected_ms, state.direct, state.relay, state.software, state.org,
+                   state.in_scope))
     if inputs == state.decided_from and (state.stable_until_ms is None or state.last_event_ms < state.stable_until_ms):
         return state, None
     state = copy(state)
@@ -135,16 +140,18 @@ def _fold(state: ServerState, observation: ServerObservation, at_ms: int, config
         state.direct = True
     else:
         state.relay = observation.behind_relay
+    state.in_scope = state.in_scope or observation.in_scope
     _forget_old_builds(state, config)
 
     effective = state.effective_build
     status = catalog.status(_product(state, effective), effective, config)
-    if status in VULNERABLE_STATUSES:
+    if status in VULNERABLE_STATUSES and state.in_scope:
+        # The clock starts at the first vulnerable sighting once the server was seen on a path in scope.
         observed = Build.parse(observation.build)
         observed_vulnerable = catalog.status(observation.software or product_of(observed), observed, config) in VULNERABLE_STATUSES
         if state.first_detected_ms is None:
             state.first_detected_ms = at_ms
-        elif observed_vulnerable and at_ms < state.first_detected_ms:
+        elif observed_vulnerable and observation.in_scope and at_ms < state.first_detected_ms:
             # A late, older vulnerable event moves the start of the clock back.
             state.first_detected_ms = at_ms
     elif status == CURRENT:
@@ -170,8 +177,11 @@ def assess(state: ServerState, at: datetime, config: PolicyConfig, catalog: Cata
     exemption = config.is_exempt(state.server)
     if exemption:
         return _not_enforced(base, f"exempt: matches {exemption}")
+    if status in VULNERABLE_STATUSES and not state.in_scope:
+        vulnerable = _vulnerable_reason(status, product, build, at, config, catalog)
+        return _not_enforced(base, f"{vulnerable}; outside the enforcement scope, report only")
     if status not in VULNERABLE_STATUSES or state.first_detected_ms is None:
-        return _not_enforced(base, _healthy_reason(status, build))
+        return _not_enforced(base, _healthy_reason(status, product, build, at, catalog))
 
     first = from_epoch_ms(state.first_detected_ms)
     limits = []
@@ -182,7 +192,7 @@ def assess(state: ServerState, at: datetime, config: PolicyConfig, catalog: Cata
     stages = config.stages[:1] if limits else config.stages
     pauses = pause_intervals(config, state.org)
     current, following = _stage_at(stages, at - first - paused_between(pauses, first, at))
-    reason = "; ".join([_vulnerable_reason(status, product, build, config, catalog)] + limits)
+    reason = "; ".join([_vulnerable_reason(status, product, build, at, config, catalog)] + limits)
     pause = paused_at(pauses, at)
     if pause:
         reason += f"; enforcement paused until {pause[1].date().isoformat()}"
@@ -253,19 +263,35 @@ def _not_enforced(base: dict, reason: str) -> Decision:
     )
 
 
-def _healthy_reason(status: str, build: Build | None) -> str:
+def _healthy_reason(status: str, product: str | None, build: Build | None, at: datetime, catalog: Catalog) -> str:
     if status == CURRENT:
-        return f"build {build} is current"
+        passed = catalog.ahead_of_catalog(product, build)
+        if passed is None:
+            reason = f"build {build} is current"
+        else:
+            known = "its line" if line_of(passed) == line_of(build) else product
+            reason = (f"build {build} is newer than every build the catalog knows of {known} (newest {passed}): "
+                      "the catalog does not know it yet")
+        return reason + _support_ended(product, at, catalog)
     if status == UNKNOWN and build is None:
         return "no build seen"
     return f"build {build} has no rule in the catalog"
 
 
-def _vulnerable_reason(status: str, product: str | None, build: Build | None, config: PolicyConfig, catalog: Catalog) -> str:
-    if status == "unsupported":
+def _vulnerable_reason(
+    status: str, product: str | None, build: Build | None, at: datetime, config: PolicyConfig, catalog: Catalog
+) -> str:
+    if status == UNSUPPORTED:
         since = catalog.support_ends.get(product)
-        return f"{product} is out of support{f' since {since}' if since else ''} (build {build})"
-    return f"build {build} is below the {product} baseline {config.baselines[product]}"
+        return f"{product} is out of support{f' since {since}' if since else ''} (build {build or 'unknown'})"
+    return f"build {build} is below the {product} baseline {config.baselines[product]}" + _support_ended(product, at, catalog)
+
+
+def _support_ended(product: str | None, at: datetime, catalog: Catalog) -> str:
+    """A product past its end of support that the baseline still decides (2016 and 2019 under ESU) says so."""
+    since = catalog.support_ends.get(product)
+    # ISO dates (also a bare YYYY-MM) order as text.
+    return f"; {product} is out of support since {since}" if since and since <= at.date().isoformat() else ""
 
 
 def _product(state: ServerState, build: Build | None) -> str | None:

@@ -10,6 +10,6 @@ from pipeline.streaming.app import build_app
 
 def run_worker(settings: Settings) -> None:
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
-    app = build_app(settings, load_catalog())
+    app = build_app(settings, load_catalog(settings.catalog_file))
     # Faust's Worker installs the signal handlers: SIGTERM and SIGINT stop it cleanly, committing offsets.
     Worker(app, loglevel="INFO", quiet=True).execute_from_commandline()

@@ -19,3 +19,22 @@ def test_a_command_is_required(capsys):
         main([])
     assert exit_info.value.code == 2
     assert "required: command" in capsys.readouterr().err
+
+
+PAGE = Path(__file__).resolve().parent / "domain" / "data" / "build-numbers-and-release-dates.html"
+
+
+def test_catalog_update_writes_where_evaluate_reads(tmp_path, capsys, monkeypatch):
+    catalog = tmp_path / "exchange_builds.csv"
+    monkeypatch.setenv("PATCHGATE_CATALOG", str(catalog))
+    assert main(["catalog", "update", str(PAGE)]) == 0
+    assert "added 3 builds:" in capsys.readouterr().out
+    assert "CU15 Oct26SU,15.2.1748.56,2026-10-13" in catalog.read_text()
+    assert main(["evaluate", str(SAMPLE)]) == 0
+    assert json.loads(capsys.readouterr().out)["recommended_builds"][0] == "15.2.2562.57"
+
+
+def test_catalog_update_of_an_unreadable_file_exits_2(tmp_path, capsys):
+    assert main(["catalog", "update", str(tmp_path / "missing.html"), "--output", str(tmp_path / "out.csv")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    assert not (tmp_path / "out.csv").exists()

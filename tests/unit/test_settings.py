@@ -27,3 +27,12 @@ def test_file_then_environment(tmp_path):
 def test_the_example_file_holds_the_defaults():
     example = Path(__file__).resolve().parents[2] / "deploy" / "patchgate.example.toml"
     assert load_settings(example, environ={}) == Settings()
+
+
+def test_the_catalog_path_comes_from_the_file_or_the_environment(tmp_path):
+    assert Settings(data_dir=tmp_path).catalog_file == tmp_path / "catalog" / "exchange_builds.csv"
+    config = tmp_path / "patchgate.toml"
+    config.write_text('[catalog]\npath = "/srv/patchgate/exchange_builds.csv"\n')
+    assert load_settings(config, environ={}).catalog_file == Path("/srv/patchgate/exchange_builds.csv")
+    settings = load_settings(config, environ={"PATCHGATE_CATALOG": "/etc/patchgate/builds.csv"})
+    assert settings.catalog_file == Path("/etc/patchgate/builds.csv")

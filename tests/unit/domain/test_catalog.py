@@ -5,7 +5,7 @@ import pytest
 
 from pipeline.catalog_files import load_catalog
 from pipeline.domain.builds import Build
-from pipeline.domain.catalog import Catalog, product_of
+from pipeline.domain.catalog import Catalog, builds_csv, product_of, read_builds
 from pipeline.domain.config import PolicyConfig
 
 DATA = Path(__file__).resolve().parents[3] / "pipeline" / "domain" / "data"
@@ -71,3 +71,68 @@ def test_recommended_builds_are_at_or_above_the_baseline_newest_first():
 def test_a_broken_catalog_row_names_its_line():
     with pytest.raises(ValueError, match="exchange_builds.csv:3: field build"):
         Catalog.from_csv("product,release,build,release_date,kb\nExchange2016,CU23,15.1.2507.6,,\nExchange2016,X,CU24,,\n")
+
+
+def test_a_product_out_of_support_is_unsupported_even_without_a_build():
+    # A tracking log headed `#Version: 14.0.0.0` names Exchange 2010 but not its build.
+    catalog, config = load_catalog(), PolicyConfig()
+    assert catalog.status("Exchange2010", None, config) == "unsupported"
+    assert catalog.status("Exchange2019", None, config) == "unknown"
+
+
+SMALL = Catalog.from_csv(
+    "product,release,build,release_date,kb\n"
+    "Exchange2019,CU14 Aug26SU,15.2.1544.44,2026-08-11,KB5121575\n"
+    "Exchange2019,CU14 Sep26SUv2,15.2.1544.48,2026-09-22,\n"
+    "Exchange2019,CU15 Sep26SUv2,15.2.1748.53,2026-09-22,\n"
+    "ExchangeSE,RTM Sep26SUv2,15.2.2562.53,2026-09-22,\n"
+)
+
+
+@pytest.mark.parametrize(
+    "build, newest",
+    [
+        ("15.2.1544.50", "15.2.1544.48"),  # a CU14 update the catalog has not heard of
+        ("15.2.1748.55", "15.2.1748.53"),
+        ("15.2.1800.3", "15.2.1748.53"),  # a CU line newer than every 2019 line known
+        ("15.2.1544.48", None),  # known
+        ("15.2.1544.45", None),  # between known builds of its line
+        ("15.2.1300.1", None),  # an unknown line older than the newest
+    ],
+)
+def test_a_build_newer_than_everything_known_of_its_line(build, newest):
+    passed = SMALL.ahead_of_catalog("Exchange2019", Build.parse(build))
+    assert (str(passed) if passed else None) == newest
+
+
+def test_a_stale_catalog_never_makes_a_build_outdated():
+    config = PolicyConfig()
+    # Below 2019's baseline (CU15), yet newer than the newest CU14 build the catalog knows.
+    assert SMALL.status("Exchange2019", Build.parse("15.2.1544.50"), config) == "current"
+    assert SMALL.status("Exchange2019", Build.parse("15.2.1544.44"), config) == "outdated"
+    assert SMALL.status("ExchangeSE", Build.parse("15.2.2562.60"), config) == "current"
+
+
+def test_a_product_the_catalog_has_no_builds_of_keeps_its_baseline():
+    config = PolicyConfig.from_mapping({"baselines": {"Exim": "4.97"}})
+    assert SMALL.ahead_of_catalog("Exim", Build.parse("4.96")) is None
+    assert SMALL.status("Exim", Build.parse("4.96"), config) == "outdated"
+
+
+def test_the_new_september_2026_updates_are_known():
+    known = {str(b.build): b.release for b in load_catalog().builds}
+    assert known["15.1.2507.75"] == "CU23 Sep26SUv2"
+    assert known["15.2.1544.46"] == "CU14 Sep26SU"
+    assert known["15.2.1748.53"] == "CU15 Sep26SUv2"
+    assert known["15.2.2562.49"] == "RTM Sep26SU"
+
+
+def test_a_build_list_survives_writing_and_reading():
+    text = builds_csv(list(reversed(SMALL.builds)))
+    assert text.startswith("product,release,build,release_date,kb\r\n")
+    assert read_builds(text) == sorted(SMALL.builds, key=lambda b: b.build)
+
+
+def test_a_build_list_without_a_build_column_names_its_file():
+    with pytest.raises(ValueError, match=r"catalog.csv:1: missing column build"):
+        read_builds("product,release,version,release_date\nExchange2016,CU23,15.1.2507.6,\n", "catalog.csv")

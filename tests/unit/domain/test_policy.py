@@ -131,3 +131,50 @@ def test_products_outside_enforce_products_are_reported_only():
 def test_state_survives_a_json_round_trip():
     state, _ = run([seen("15.1.2507.39", T0)])
     assert ServerState.from_json(state.to_json()) == state
+
+
+def test_an_exchange_2010_server_without_a_build_is_unsupported_and_enforced():
+    # Its tracking log's `#Version: 14.0.0.0` names the product, not the build.
+    server = "ex10hub01.wingtip.example"
+
+    def exchange_2010(at):
+        return ServerObservation.once(server, server, None, at, None, "msgtrk-version", software="Exchange2010")
+
+    state, decisions = run([exchange_2010(T0), exchange_2010(T0 + timedelta(days=31))])
+    assert state.first_detected_ms == int(T0.timestamp() * 1000)
+    assert [(d.product, d.build, d.status, d.stage) for d in decisions] == [
+        ("Exchange2010", None, "unsupported", 1), ("Exchange2010", None, "unsupported", 2)]
+    assert decisions[-1].reason == "Exchange2010 is out of support since 2020-10-13 (build unknown)"
+    assert decisions[-1].smtp_reply.startswith("450 4.7.230")
+
+
+def test_a_build_newer_than_the_catalog_knows_is_never_enforced():
+    # A CU14 update released after the catalog was last updated: below 2019's baseline (CU15).
+    later = T0 + timedelta(days=300)
+    _, decisions = run([seen("15.2.1544.50", later), seen("15.2.1544.50", later + timedelta(days=95))])
+    assert [(d.status, d.stage) for d in decisions] == [("current", 0)]
+    assert decisions[0].reason == (
+        "build 15.2.1544.50 is newer than every build the catalog knows of its line (newest 15.2.1544.48): "
+        "the catalog does not know it yet; Exchange2019 is out of support since 2025-10-14")
+    # A CU the catalog has not heard of at all, newer than every 2019 CU it knows.
+    _, [new_cu] = run([seen("15.2.1800.3", later, server="ex19mbx02.contoso.example")])
+    assert (new_cu.status, new_cu.reason.split(";")[0]) == ("current", (
+        "build 15.2.1800.3 is newer than every build the catalog knows of Exchange2019 (newest 15.2.1748.53): "
+        "the catalog does not know it yet"))
+
+
+def test_exchange_2016_and_2019_reasons_say_they_are_out_of_support_and_the_baseline_still_decides():
+    _, [outdated] = run([seen("15.1.2507.39", T0)])
+    assert (outdated.status, outdated.stage) == ("outdated", 1)
+    assert outdated.reason == ("build 15.1.2507.39 is below the Exchange2016 baseline 15.1.2507.61; "
+                               "Exchange2016 is out of support since 2025-10-14")
+    _, [current] = run([seen("15.2.1748.39", T0, server="ex19mbx01.contoso.example")])
+    assert (current.status, current.stage) == ("current", 0)
+    assert current.reason == "build 15.2.1748.39 is current; Exchange2019 is out of support since 2025-10-14"
+    _, [supported] = run([seen("15.2.2562.46", T0, server="exse01.contoso.example")])
+    assert supported.reason == "build 15.2.2562.46 is current"
+
+
+def test_before_the_end_of_support_the_reason_does_not_claim_it():
+    _, [decision] = run([seen("15.1.2507.39", datetime(2025, 6, 2, tzinfo=timezone.utc))])
+    assert decision.reason == "build 15.1.2507.39 is below the Exchange2016 baseline 15.1.2507.61"
