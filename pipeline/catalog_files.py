@@ -16,16 +16,22 @@ def load_catalog(configured: Path | None = None) -> Catalog:
 
     The configured file's rows win over shipped rows of the same build; shipped builds it does
     not list still count, so a package upgrade's new builds are not hidden by an older file.
-    A broken configured file raises ValueError naming its file, line and field.
+    A broken configured file raises CatalogError naming its file, line and field.
     """
     if configured is None or not configured.is_file():
         return _shipped_catalog()
     builds, lifecycle = _shipped_rows()
     try:
-        text = configured.read_text(encoding="utf-8")
+        return Catalog([*builds, *read_builds(configured.read_text(encoding="utf-8"), str(configured))],
+                       read_support_ends(lifecycle))
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{configured}: cannot read the catalog: {exc}") from exc
-    return Catalog([*builds, *read_builds(text, str(configured))], read_support_ends(lifecycle))
+        raise CatalogError(f"{configured}: cannot read the catalog: {exc}") from exc
+    except ValueError as exc:
+        raise CatalogError(f"{exc} (fix the file, or run `patchgate catalog update` again)") from exc
+
+
+class CatalogError(ValueError):
+    """The configured catalog file cannot be used: commands stop with its file, line and field."""
 
 
 @cache

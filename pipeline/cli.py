@@ -8,7 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
-from pipeline.settings import load_settings
+from pipeline.catalog_files import CatalogError
+from pipeline.settings import Settings, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +50,14 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     settings = load_settings(args.config)
+    try:
+        return _run(args, settings)
+    except CatalogError as exc:
+        print(f"patchgate {args.command}: {exc}", file=sys.stderr)
+        return 2
 
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "topics":
         from pipeline.streaming.admin import ensure_topics
 

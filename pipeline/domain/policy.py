@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from copy import copy
 from dataclasses import dataclass, field, fields, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 from pipeline.domain.builds import Build
 from pipeline.domain.catalog import CURRENT, UNKNOWN, UNSUPPORTED, VULNERABLE_STATUSES, Catalog, line_of, product_of
@@ -115,7 +115,7 @@ def decide(state: ServerState, config: PolicyConfig, catalog: Catalog) -> tuple[
     at = from_epoch_ms(state.last_event_ms)
     decision = assess(state, at, config, catalog)
     state.decided_from = inputs
-    state.stable_until_ms = _next_change_ms(state, at, config)
+    state.stable_until_ms = _next_change_ms(state, at, config, catalog)
     fingerprint = _fingerprint(decision)
     if fingerprint == state.last_decision:
         return state, None
@@ -217,14 +217,19 @@ def assess(state: ServerState, at: datetime, config: PolicyConfig, catalog: Cata
     )
 
 
-def _next_change_ms(state: ServerState, at: datetime, config: PolicyConfig) -> int | None:
-    """The first event time after `at` at which the same inputs could give another decision."""
-    if state.first_detected_ms is None:
-        return None
-    first = from_epoch_ms(state.first_detected_ms)
-    pauses = pause_intervals(config, state.org)
-    moments = [enforcement_moment(first, timedelta(days=s.start_day), pauses) for s in config.stages]
-    moments += [edge for interval in pauses for edge in interval]
+def _next_change_ms(state: ServerState, at: datetime, config: PolicyConfig, catalog: Catalog) -> int | None:
+    """The first event time after `at` at which the same inputs could give another decision: a
+    stage or pause edge, or the product's end of support (its reasons say so from then on)."""
+    moments = []
+    support_end = catalog.support_ends.get(_product(state, state.effective_build))
+    if support_end:
+        day = date.fromisoformat(support_end if len(support_end) == 10 else f"{support_end}-01")
+        moments.append(datetime.combine(day, time(), at.tzinfo))
+    if state.first_detected_ms is not None:
+        first = from_epoch_ms(state.first_detected_ms)
+        pauses = pause_intervals(config, state.org)
+        moments += [enforcement_moment(first, timedelta(days=s.start_day), pauses) for s in config.stages]
+        moments += [edge for interval in pauses for edge in interval]
     later = [m for m in moments if m > at]
     return epoch_ms(min(later)) if later else None
 
@@ -295,8 +300,11 @@ def _support_ended(product: str | None, at: datetime, catalog: Catalog) -> str:
 
 
 def _product(state: ServerState, build: Build | None) -> str | None:
-    """A non-Exchange MTA names its product (Sendmail 8.17 is not Exchange 2007); else the build does."""
-    return state.software or product_of(build)
+    """A non-Exchange MTA names its product (Sendmail 8.17 is not Exchange 2007); else the build does.
+    An Exchange product known without a build (Exchange 2010's tracking log) holds until a build is seen."""
+    if state.software and not (build is not None and state.software.startswith("Exchange")):
+        return state.software
+    return product_of(build)
 
 
 def _forget_old_builds(state: ServerState, config: PolicyConfig) -> None:

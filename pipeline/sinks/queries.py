@@ -9,7 +9,7 @@ READ_ONLY = {"readonly": 1}
 REPORT_COLUMNS = (
     "server", "org", "product", "build", "status", "stage", "first_detected", "throttle_enabled_date",
     "blocking_enabled_date", "next_stage_start_date", "next_stage_throttle_rate", "next_stage_block_rate",
-    "recommended_builds", "last_seen", "messages_last_24h", "deferred", "rejected",
+    "recommended_builds", "reason", "last_seen", "messages_last_24h", "deferred", "rejected",
 )
 REPORT_QUERY = f"SELECT {', '.join(REPORT_COLUMNS)} FROM servers ORDER BY server, org"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 REPORT_SHOWN = ("server", "product", "build", "status", "stage", "first_detected", "next_stage_start_date",
-                "last_seen", "messages_last_24h", "deferred", "rejected")
+                "last_seen", "messages_last_24h", "deferred", "rejected", "reason")
 
 
 def text_table(columns, rows: list[dict]) -> str:

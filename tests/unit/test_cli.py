@@ -38,3 +38,15 @@ def test_catalog_update_of_an_unreadable_file_exits_2(tmp_path, capsys):
     assert main(["catalog", "update", str(tmp_path / "missing.html"), "--output", str(tmp_path / "out.csv")]) == 2
     assert "cannot read" in capsys.readouterr().err
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_broken_configured_catalog_stops_evaluate_with_its_file_and_line(tmp_path, capsys):
+    broken = tmp_path / "catalog.csv"
+    broken.write_text("product,release,build,release_date,kb\nExchange2019,CU15 Sep26SU,15.2.x,2026-09-08,\n")
+    config = tmp_path / "settings.toml"
+    config.write_text(f'[catalog]\npath = "{broken}"\n')
+    log = tmp_path / "mail.log"
+    log.write_text("2026-02-20 08:14:01 1vDm9G-0000000F3wb-1R0u <= a@b H=mail.fabrikam.example [192.0.2.1] S=10\n")
+    assert main(["--config", str(config), "evaluate", str(log)]) == 2
+    assert capsys.readouterr().err == (f"patchgate evaluate: {broken}:2: field build: '15.2.x' is not a build "
+                                       "(fix the file, or run `patchgate catalog update` again)\n")

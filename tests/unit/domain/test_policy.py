@@ -178,3 +178,20 @@ def test_exchange_2016_and_2019_reasons_say_they_are_out_of_support_and_the_base
 def test_before_the_end_of_support_the_reason_does_not_claim_it():
     _, [decision] = run([seen("15.1.2507.39", datetime(2025, 6, 2, tzinfo=timezone.utc))])
     assert decision.reason == "build 15.1.2507.39 is below the Exchange2016 baseline 15.1.2507.61"
+
+
+def test_a_decision_says_support_ended_once_the_day_passes_with_nothing_else_changed():
+    current = "15.1.2507.61"
+    before = datetime(2025, 10, 1, tzinfo=timezone.utc)
+    _, decisions = run([seen(current, before), seen(current, before + timedelta(days=5)),
+                        seen(current, datetime(2025, 10, 20, tzinfo=timezone.utc))])
+    assert [d.reason for d in decisions] == [
+        "build 15.1.2507.61 is current", "build 15.1.2507.61 is current; Exchange2016 is out of support since 2025-10-14"]
+
+
+def test_an_exchange_product_known_without_a_build_gives_way_to_a_build():
+    ex2010 = ServerObservation.once(SERVER, SERVER, None, T0, None, "msgtrk-version", software="Exchange2010")
+    state, [first] = run([ex2010])
+    assert (first.product, first.build, first.status) == ("Exchange2010", None, "unsupported")
+    state, decision = step(state, seen("15.1.2507.61", T0 + timedelta(days=1)), CONFIG, CATALOG)
+    assert (decision.product, decision.status) == ("Exchange2016", "current")
