@@ -21,7 +21,8 @@ from pipeline.domain.parsers import envelope, exim, exo, headers, msgtrk, postfi
 from pipeline.domain.parsers.msgtrk_rows import TrackingRows
 from pipeline.domain.parsers.postfix import MemoryOpenMessages, OpenMessages
 
-# Detection order matters: a message tracking log's "#" header and an export's CSV header are
+# Detection order matters: a message tracking log's "#" header (or a row of one without it: an
+# ISO-8601 time, then as many values as a version's columns) and an export's CSV header are
 # unmistakable; syslog lines come last.
 DETECTORS = (
     (msgtrk.FORMAT, msgtrk.looks_like),
@@ -75,7 +76,8 @@ def parse_run(state: dict | None, run: LineRun, out: ParseOutput, open_messages:
             line = run.line(index)
             found = detect(line)
             if found is None:
-                if line.strip():
+                # A mail log may open with another program's line (amavis, dovecot): skipped, as later on.
+                if line.strip() and not postfix.syslog_other_program(line.lstrip("\ufeff")):
                     out.error(run.error(index, "unknown format: not a line of any supported log"))
                 index += 1
             else:

@@ -2,6 +2,10 @@
 
     2026-03-05 08:14:01 1rhQ2x-0004Ab-7K <= billing@fabrikam.example H=mail.fabrikam.example (helo) [192.0.2.77]:51544 P=esmtps S=8342 id=...
 
+An arrival from a loopback host (a content filter handing mail back), from a local program (no H=)
+or from an authenticated user's mail program (A=, or P=esmtpa/esmtpsa) names no server. The other
+lines (deliveries, rejections, failed logins, connections, queue runs) are read past.
+
 Exim writes local time unless log_timezone adds the offset; without one the time is taken as UTC.
 """
 from __future__ import annotations
@@ -11,21 +15,33 @@ from datetime import datetime, timezone
 
 from pipeline.domain.events import MessageTrace, SourcePosition
 from pipeline.domain.lines import LineRun
+from pipeline.domain.parsers.syslog import is_loopback
 
 FORMAT = "exim"
 _LINE = re.compile(
     r"^(?P<stamp>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d{3})?)(?: (?P<zone>[+-]\d{4}))?(?: \[\d+\])? (?P<rest>.*)$"
 )
+# 1rhQ2x-0004Ab-7K, or since Exim 4.97 1vDm9G-0000000F3wb-1R0u.
 _EXIM_ID = r"[0-9A-Za-z]{6}-[0-9A-Za-z]{6,11}-[0-9A-Za-z]{2,4}"
+# How a main-log line goes on after its stamp: a message's id, or the start of one of the lines no
+# message owns (daemon start, rejections, failed logins, connections, queue runs, lookups).
+_MAIN_LOG_LINE = re.compile(
+    rf"^(?:{_EXIM_ID} |exim \d|[HU]=|(?:SMTP|TLS) |\S+ authenticator failed for |(?:Start|End) queue run: "
+    r"|no (?:host name|IP address) found for |unexpected disconnection while |Connection from \["
+    r"|rejected (?:EHLO|HELO) from |cwd=|pid \d+: |Warning: )"
+)
 _ARRIVAL = re.compile(rf"^(?P<id>{_EXIM_ID}) <= (?P<sender>\S+)(?P<fields>.*)$")
 _HOST = re.compile(r" H=(?:(?P<name>[^\s(\[]+)\s*)?(?:\((?P<helo>[^)]*)\)\s*)?\[(?P<ip>[^\]]+)\]")
 _SIZE = re.compile(r" S=(?P<size>\d+)")
+_AUTHENTICATED = re.compile(r" (?:A=|P=\S*a\b)")
 _MESSAGE_ID = re.compile(r" id=(?P<id>\S+)")
+# The client certificate's subject (log_selector +tls_peerdn): DN="/CN=mx.example.com" or DN="CN=mx.example.com,O=..."
+_PEER_CN = re.compile(r' DN="[^"]*?\bCN=(?P<name>[^,/"]+)')
 
 
 def looks_like(line: str) -> bool:
     found = _LINE.match(line)
-    return bool(found and re.match(rf"^(?:{_EXIM_ID} |exim \d)", found.group("rest")))
+    return bool(found and _MAIN_LOG_LINE.match(found.group("rest")))
 
 
 def initial_state() -> dict:
@@ -53,8 +69,11 @@ def _trace(found: re.Match, arrival: re.Match, position: SourcePosition) -> Mess
     event_time = datetime.strptime(stamp, pattern).astimezone(timezone.utc)
     fields = arrival.group("fields")
     host = _HOST.search(fields)
+    if host and (is_loopback(host.group("name"), host.group("ip")) or _AUTHENTICATED.search(fields)):
+        host = None
     size = _SIZE.search(fields)
     message_id = _MESSAGE_ID.search(fields)
+    peer = _PEER_CN.search(fields) if " DN=" in fields else None
     return MessageTrace(
         event_time=event_time,
         source_format=FORMAT,
@@ -65,4 +84,5 @@ def _trace(found: re.Match, arrival: re.Match, position: SourcePosition) -> Mess
         total_bytes=int(size.group("size")) if size else None,
         client_ip=host.group("ip") if host else None,
         client_hostname=(host.group("name") or "").lower() or None if host else None,
+        tls_peer=peer.group("name").lower() if peer else None,
     )

@@ -1,10 +1,17 @@
 """Postfix mail logs (syslog): one trace per message, assembled from the lines of its queue id.
 
     smtpd:   QID: client=HOST[IP]                     the server that connected to us
+             (not a server: a loopback client, such as a content filter handing back what it was
+             given, whose message was counted when it first came in; or a user's mail program:
+             sasl_method= on the line, or a submission/smtps service)
     cleanup: QID: message-id=<...>
     cleanup: QID: warning: header Received: VALUE from HOST[IP]; from=<..> to=<..> proto=.. helo=<..>
-             (a header_checks WARN rule, a common way to ship Received headers from an MTA)
+             (a header_checks WARN rule, a common way to ship Received headers from an MTA; cleanup
+             writes control characters, such as a folded header's line breaks, as "?", and at most
+             200 characters of the header)
     qmgr:    QID: from=<SENDER>, size=N, nrcpt=M (queue active)   the message is complete
+
+Lines of other programs in the same file (amavis, dovecot, opendkim, ...) are skipped.
 
 Messages still open live in an OpenMessages store, one entry per queue id, so a line changes one
 small entry and never all of them. They are bounded: a message whose "queue active" line has not
@@ -19,19 +26,25 @@ from typing import Iterable, Protocol
 
 from pipeline.domain.events import MessageTrace, SourcePosition, epoch_ms, from_epoch_ms
 from pipeline.domain.lines import LineRun
-from pipeline.domain.parsers.syslog import split_stamp
+from pipeline.domain.parsers.syslog import is_loopback, program, split_stamp, without_stamp
 
 FORMAT = "postfix"
 MAX_OPEN = 100_000
 MAX_OPEN_AGE_MS = 3_600_000
 
-_PROGRAM = re.compile(r"^(?P<host>\S+) (?P<program>postfix[\w./-]*/\w+)\[\d+\]: (?P<message>.*)$")
+_PROGRAM = re.compile(r"^(?P<host>\S+) (?P<program>postfix[\w./-]*/[\w-]+)\[\d+\]: (?P<message>.*)$")
+# Programs whose lines are read here (or reported when unreadable); other programs' lines are skipped.
+_MTAS = ("postfix", "exim")
+# master.cf services that take mail from users' mail programs (their syslog_name by convention).
+_USER_SERVICES = re.compile(r"/(?:submissions?|smtps)/")
 _QUEUED = re.compile(r"^(?P<qid>[0-9A-Za-z]{6,20}): (?P<what>.*)$")
 _CLIENT = re.compile(r"^client=(?P<host>[^\[\s]+)\[(?P<ip>[^\]]*)\]")
 _HEADER_WARN = re.compile(
     r"^warning: header Received: (?P<value>.*) from (?P<host>[^\s\[]+)\[(?P<ip>[^\]]*)\]; "
     r"from=<(?P<sender>[^>]*)> to=<(?P<to>[^>]*)>"
 )
+# cleanup logs a header's first 200 bytes ("%.200s"), its name included.
+_LOGGED_HEADER_BYTES = 200 - len("Received: ")
 _MESSAGE_ID = re.compile(r"^message-id=(?P<id><[^>]*>|\S+)")
 _QUEUE_ACTIVE = re.compile(r"^from=<(?P<sender>[^>]*)>, size=(?P<size>\d+), nrcpt=\d+ \(queue active\)")
 
@@ -59,7 +72,19 @@ class MemoryOpenMessages(dict):
 
 
 def looks_like(line: str) -> bool:
-    return " postfix" in line and bool(re.search(r" postfix[\w./-]*/\w+\[\d+\]: ", line))
+    return " postfix" in line and bool(re.search(r" postfix[\w./-]*/[\w-]+\[\d+\]: ", line))
+
+
+def syslog_other_program(line: str) -> bool:
+    """A syslog line of a program other than an MTA read here (amavis, dovecot, opendkim, ...): a
+    mail log interleaves them, and they are skipped without complaint."""
+    rest = without_stamp(line.rstrip("\r\n"))
+    return rest is not None and _other_program(rest)
+
+
+def _other_program(rest: str) -> bool:
+    name = program(rest)
+    return name is not None and not name.startswith(_MTAS)
 
 
 def initial_state() -> dict:
@@ -77,17 +102,20 @@ def parse(state: dict, run: LineRun, start: int, end: int, out, store: OpenMessa
             out.error(run.error(index, stamped, field="timestamp"))
             continue
         at, rest = stamped
-        program = _PROGRAM.match(rest)
-        if not program:
-            out.error(run.error(index, "not a postfix/<daemon>[pid]: line", field="program"))
+        by_postfix = _PROGRAM.match(rest)
+        if not by_postfix:
+            if not _other_program(rest):
+                out.error(run.error(index, "not a postfix/<daemon>[pid]: line", field="program"))
             continue
-        queued = _QUEUED.match(program.group("message"))
+        queued = _QUEUED.match(by_postfix.group("message"))
         if queued:
-            _queued_line(state, run, index, epoch_ms(at), queued.group("qid"), queued.group("what"), out, store)
+            _queued_line(state, run, index, epoch_ms(at), by_postfix.group("program"), queued.group("qid"),
+                         queued.group("what"), out, store)
     _bound(state, run.source, out, store)
 
 
-def _queued_line(state: dict, run: LineRun, index: int, at_ms: int, qid: str, what: str, out, store: OpenMessages) -> None:
+def _queued_line(state: dict, run: LineRun, index: int, at_ms: int, daemon: str, qid: str, what: str, out,
+                 store: OpenMessages) -> None:
     client = header = message_id = active = None
     if not ((client := _CLIENT.match(what)) or (header := _HEADER_WARN.match(what))
             or (message_id := _MESSAGE_ID.match(what)) or (active := _QUEUE_ACTIVE.match(what))):
@@ -98,11 +126,19 @@ def _queued_line(state: dict, run: LineRun, index: int, at_ms: int, qid: str, wh
     if new:
         message = {"at": at_ms, "line": run.line_number(index), "received": []}
     if client:
-        message.update(client_host=client.group("host").lower(), client_ip=client.group("ip"))
+        host, ip = client.group("host").lower(), client.group("ip")
+        if is_loopback(host, ip) or "sasl_method=" in what or _USER_SERVICES.search(daemon):
+            # No server handed it in, so its Received headers name none either: a content filter's
+            # copy repeats those of the message it was given, and would count that one twice.
+            message["no_server"] = True
+        else:
+            # The service (master.cf's syslog_name) is the inbound path the enforcement scope names.
+            message.update(client_host=host, client_ip=ip, service=daemon)
     elif header:
-        message["received"].append(header.group("value"))
-        message.setdefault("client_host", header.group("host").lower())
-        message.setdefault("client_ip", header.group("ip"))
+        if not message.get("no_server"):
+            message["received"].append(_logged_header(header.group("value")))
+            message.setdefault("client_host", header.group("host").lower())
+            message.setdefault("client_ip", header.group("ip"))
         message.setdefault("recipient", header.group("to"))
     elif message_id:
         message["message_id"] = message_id.group("id")
@@ -119,6 +155,16 @@ def _queued_line(state: dict, run: LineRun, index: int, at_ms: int, qid: str, wh
     if new:
         state["open"] += 1
         state["oldest_ms"] = min(state["oldest_ms"] or at_ms, at_ms)
+
+
+def _logged_header(value: str) -> str:
+    """A Received header as cleanup logged it, with spaces for the control characters it wrote as
+    "?". A header cut at the length limit loses its last word, which may be cut short: half a build
+    number would be a wrong build."""
+    value = value.replace("?", " ")
+    if len(value.encode("utf-8")) == _LOGGED_HEADER_BYTES:
+        value = value.rpartition(" ")[0]
+    return value
 
 
 def _bound(state: dict, source: str, out, store: OpenMessages) -> None:
@@ -163,6 +209,7 @@ def _trace(message: dict, source: str) -> MessageTrace:
         total_bytes=message.get("size"),
         client_ip=message.get("client_ip") or None,
         client_hostname=None if host in (None, "unknown") else host,
+        connector_id=message.get("service"),
         # header_checks logs headers top down: the newest Received header comes first.
         received=tuple(message["received"]),
     )

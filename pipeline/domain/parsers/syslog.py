@@ -1,15 +1,26 @@
-"""Syslog time stamps: RFC 3339 (rsyslog, journald exports) or BSD "Mar  5 10:26:02" without a year.
+"""What the MTA logs read here share: syslog lines and loopback clients.
 
-A BSD stamp takes its year from a reference time (when the shipper read the line, or the file's
-modification time): the year that does not put the line more than a day after the reference.
+A syslog line is a time stamp, the host and the program that wrote it, then its message:
+
+    Mar  5 10:26:02 mx1 postfix/smtpd[2012]: ...                  BSD, the day space-padded
+    Mar 5 10:26:02 mx1 dovecot: ...                                BSD, the day not padded
+    2026-03-05T10:26:02.318211+01:00 mx1 amavis[2210]: ...         RFC 3339 (rsyslog's RSYSLOG_FileFormat)
+
+A BSD stamp has no year: it takes the one of a reference time (when the shipper read the line, or
+the file's modification time) that does not put the line more than a day after the reference.
 """
 from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
-_BSD = re.compile(r"^(?P<stamp>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}) (?P<rest>.*)$")
+_BSD = re.compile(r"^(?P<stamp>[A-Z][a-z]{2} {1,2}\d{1,2} \d{2}:\d{2}:\d{2}) (?P<rest>.*)$")
 _RFC3339 = re.compile(r"^(?P<stamp>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?) (?P<rest>.*)$")
+_PROGRAM = re.compile(r"^\S+ (?P<program>[^\s\[:]+)(?:\[\d+\])?: ")
+_MONTHS = {name: number for number, name in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1)}
+_A_DAY = timedelta(days=1)
 
 
 def split_stamp(line: str, reference: datetime | None) -> tuple[datetime, str] | str:
@@ -21,12 +32,47 @@ def split_stamp(line: str, reference: datetime | None) -> tuple[datetime, str] |
     if found := _BSD.match(line):
         if reference is None:
             return "syslog time has no year and the line came with no reference time"
-        try:
-            moment = datetime.strptime(f"{reference.year} {found.group('stamp')}", "%Y %b %d %H:%M:%S")
-        except ValueError:
-            return f"{found.group('stamp')!r} is not a date"
-        moment = moment.replace(tzinfo=timezone.utc)
-        if moment > reference + timedelta(days=1):
-            moment = moment.replace(year=reference.year - 1)
-        return moment, found.group("rest")
+        stamp, rest = found.groups()
+        moment = _bsd_time(stamp, reference)
+        return (moment, rest) if moment else f"{stamp!r} is not a date"
     return "no syslog time stamp at the start of the line"
+
+
+@lru_cache(maxsize=4096)
+def _bsd_time(stamp: str, reference: datetime) -> datetime | None:
+    """The time in the reference's year, or the year before when that would be more than a day
+    after the reference (or is no date, as Feb 29 of a common year); None if neither is a date.
+    Lines come many to a second: the answer is kept (strptime would cost more than the rest of
+    the line's parsing)."""
+    month_name, day, clock = stamp.split()
+    month = _MONTHS.get(month_name)
+    if month is None:
+        return None
+    hour, minute, second = (int(part) for part in clock.split(":"))
+    for year in (reference.year, reference.year - 1):
+        try:
+            moment = datetime(year, month, int(day), hour, minute, second, tzinfo=timezone.utc)
+        except ValueError:
+            continue
+        if moment <= reference + _A_DAY:
+            return moment
+    return None
+
+
+def without_stamp(line: str) -> str | None:
+    """The line after its syslog time stamp; None if it has none."""
+    found = _RFC3339.match(line) or _BSD.match(line)
+    return found.group("rest") if found else None
+
+
+def program(rest: str) -> str | None:
+    """The program that wrote a syslog line ("postfix/smtpd", "dovecot"), from the line after its
+    stamp; None if that is not "HOST PROGRAM[PID]: MESSAGE" (the [PID] is optional)."""
+    found = _PROGRAM.match(rest)
+    return found.group("program") if found else None
+
+
+def is_loopback(host: str | None, ip: str | None) -> bool:
+    """A client on this machine: a content filter handing mail back, or a local program."""
+    ip = ip or ""
+    return ip.startswith(("127.", "::ffff:127.")) or ip == "::1" or host in ("localhost", "localhost.localdomain")
