@@ -20,7 +20,7 @@ from pipeline.domain.parsers import dispatch
 from pipeline.domain.parsers.msgtrk_rows import TrackingRows
 from pipeline.domain.replay import replay
 from pipeline.domain.report import evaluate_row
-from pipeline.files import Chunk, chunks, chunks_of_bytes, expand, modified
+from pipeline.files import Chunk, DamagedFile, chunks, chunks_of_bytes, expand, modified
 from pipeline.settings import Settings
 
 EXIT_OK, EXIT_UNREADABLE = 0, 2
@@ -68,7 +68,9 @@ def read_observations(
                     print(f"{path}: cannot read: {exc.strerror}", file=errors)
                     all_read = False
         for source, pieces, reference in sources:
-            observations += _read_source(source, pieces, reference, new_batch, until_ms, errors, formats)
+            found, whole = _read_source(source, pieces, reference, new_batch, until_ms, errors, formats)
+            observations += found
+            all_read = all_read and whole
     return observations, all_read
 
 
@@ -83,19 +85,26 @@ def _read(path: Path) -> Iterator[Chunk]:
 
 
 def _read_source(source: str, pieces: Iterator[Chunk], reference: datetime, new_batch, until_ms: int | None,
-                 errors: TextIO, formats: FormatConfig) -> list:
+                 errors: TextIO, formats: FormatConfig) -> tuple[list, bool]:
+    """The source's observations, and whether it was read to its end (a damaged compressed file
+    gives what came before the damage)."""
     sources = dispatch.Sources(formats)
     found = []
-    for chunk in pieces:
-        batch = new_batch()
-        out = _Collected(batch, errors)
-        rows = TrackingRows(until_ms)
-        sources.parse(LineRun.packed(source, chunk.data, chunk.first_line, chunk.first_offset, reference), out, rows)
-        rows.flush(out)
-        found += batch.observations()
+    whole = True
+    try:
+        for chunk in pieces:
+            batch = new_batch()
+            out = _Collected(batch, errors)
+            rows = TrackingRows(until_ms)
+            sources.parse(LineRun.packed(source, chunk.data, chunk.first_line, chunk.first_offset, reference), out, rows)
+            rows.flush(out)
+            found += batch.observations()
+    except DamagedFile as exc:
+        print(f"{source}: cannot read to its end: {exc}", file=errors)
+        whole = False
     batch = new_batch()
     sources.finish(_Collected(batch, errors))
-    return found + batch.observations()
+    return found + batch.observations(), whole
 
 
 def evaluate(settings: Settings, paths: list[str], at: str | None, out: TextIO | None = None, errors: TextIO | None = None) -> int:

@@ -2,11 +2,16 @@
 
 `evaluate` reads files with it and the shipper tails them with it. UTF-16 exports (Exchange
 Online's extended report) are decoded whole and handed on as UTF-8, without byte offsets, since
-those would not be the file's own.
+those would not be the file's own. Rotated logs compressed with gzip, bzip2 or xz (known by their
+first bytes, whatever their name) are decompressed as they are read, also without byte offsets.
 """
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
+import lzma
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,6 +19,13 @@ from typing import BinaryIO, Iterator
 
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 CHUNK_BYTES = 4 * 1024 * 1024
+
+# What a damaged or cut compressed file raises, depending on the format and where it breaks.
+_DECOMPRESSION_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError)
+
+
+class DamagedFile(OSError):
+    """Compressed data that cannot be read on (cut short, or corrupt); the lines before it were read."""
 
 
 @dataclass(frozen=True)
@@ -40,19 +52,91 @@ def modified(path: Path) -> datetime:
 
 
 def chunks(handle: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chunk]:
-    """Every line of an open file, from its start to its end."""
-    if handle.read(2) in UTF16_BOMS:
-        handle.seek(0)
-        yield transcoded(handle.read())
-        return
-    reader = LineReader(handle, 0, 0)
-    while chunk := reader.read(chunk_bytes, final=True):
-        yield chunk
+    """Every line of an open file, from its start to its end (decompressed, see `decompressing`).
+    Damaged compressed data raises DamagedFile once the lines before it were handed out."""
+    stream = decompressing(handle)
+    readable = stream or handle
+    try:
+        if readable.read(2) in UTF16_BOMS:
+            readable.seek(0)
+            yield transcoded(readable.read())
+            return
+        reader = LineReader(readable, 0, 0, file_offsets=stream is None)
+        while chunk := reader.read(chunk_bytes, final=True):
+            yield chunk
+    finally:
+        if stream is not None:
+            stream.close()
 
 
 def chunks_of_bytes(data: bytes) -> Iterator[Chunk]:
     """The same for data already in memory (standard input)."""
     return chunks(io.BytesIO(data))
+
+
+def decompressing(handle: BinaryIO) -> Decompressing | None:
+    """The decompressed bytes of an open file that starts as gzip, bzip2 or xz data do, else None;
+    either way the file is left at its start. The stream is read as it goes, never whole; closing it
+    leaves the file open."""
+    handle.seek(0)
+    start = handle.read(6)
+    handle.seek(0)
+    if start[:2] == b"\x1f\x8b":
+        return Decompressing(gzip.GzipFile(fileobj=handle, mode="rb"), "gzip")
+    if start[:3] == b"BZh" and start[3:4].isdigit():
+        return Decompressing(bz2.BZ2File(handle), "bzip2")
+    if start == b"\xfd7zXZ\x00":
+        return Decompressing(lzma.LZMAFile(handle), "xz")
+    return None
+
+
+class Decompressing:
+    """A decompressed stream (read, readline, seek: forward seeks decompress and skip) whose damage
+    is raised as DamagedFile, whatever the format's own exception. A read that meets the damage
+    returns what came before it, and the next read raises."""
+
+    PIECE_BYTES = 64 * 1024
+
+    def __init__(self, stream: BinaryIO, kind: str):
+        self.stream, self.kind = stream, kind
+        self.damage: DamagedFile | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        if self.damage is not None:
+            raise self.damage
+        pieces, wanted = [], size
+        try:
+            while wanted != 0:
+                piece = self.stream.read(self.PIECE_BYTES if wanted < 0 else min(wanted, self.PIECE_BYTES))
+                if not piece:
+                    break
+                pieces.append(piece)
+                wanted = wanted - len(piece) if wanted > 0 else wanted
+        except _DECOMPRESSION_ERRORS as exc:
+            self.damage = self._damaged(exc)
+            if not pieces:
+                raise self.damage from exc
+        return b"".join(pieces)
+
+    def readline(self) -> bytes:
+        if self.damage is not None:
+            raise self.damage
+        try:
+            return self.stream.readline()
+        except _DECOMPRESSION_ERRORS as exc:
+            raise self._damaged(exc) from exc
+
+    def seek(self, offset: int) -> int:
+        try:
+            return self.stream.seek(offset)
+        except _DECOMPRESSION_ERRORS as exc:
+            raise self._damaged(exc) from exc
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def _damaged(self, exc: Exception) -> DamagedFile:
+        return DamagedFile(f"the {self.kind} data is damaged or cut short: {exc}")
 
 
 def transcoded(data: bytes) -> Chunk:
@@ -62,10 +146,13 @@ def transcoded(data: bytes) -> Chunk:
 
 class LineReader:
     """Reads whole lines from a file that may still be growing: a line counts once its line end
-    is written, or, when `final` says the writer is done, at the end of the file."""
+    is written, or, when `final` says the writer is done, at the end of the file.
 
-    def __init__(self, handle: BinaryIO, offset: int, line: int):
-        self.handle, self.offset, self.line = handle, offset, line
+    `offset` counts the bytes read; the chunks carry it only when it is the file's own
+    (`file_offsets`: not for decompressed data)."""
+
+    def __init__(self, handle: BinaryIO, offset: int, line: int, file_offsets: bool = True):
+        self.handle, self.offset, self.line, self.file_offsets = handle, offset, line, file_offsets
         handle.seek(offset)
 
     def read(self, limit_bytes: int, final: bool) -> Chunk | None:
@@ -75,11 +162,11 @@ class LineReader:
             data += self.handle.readline()
         if not (final or data.endswith(b"\n")):
             data = data[:data.rfind(b"\n") + 1]  # the writer is still on the last line
-        self.handle.seek(self.offset + len(data))
+            self.handle.seek(self.offset + len(data))
         if not data:
             return None
         count = data.count(b"\n") + (not data.endswith(b"\n"))
-        chunk = Chunk(data, self.line + 1, self.offset, count)
+        chunk = Chunk(data, self.line + 1, self.offset if self.file_offsets else None, count)
         self.offset += len(data)
         self.line += count
         return chunk

@@ -20,11 +20,13 @@ _MILLISECOND = timedelta(milliseconds=1)
 
 @dataclass(frozen=True)
 class SourcePosition:
-    """Where a line came from: the file (or shipper's file identity), its line number and byte offset."""
+    """Where a line came from: the file (or shipper's file identity), its line number and byte offset;
+    `via`, for a line a shipper wrapped in a JSON envelope, is where that envelope was read."""
 
     source: str
     line: int | None = None
     offset: int | None = None
+    via: SourcePosition | None = None
 
     def __str__(self) -> str:
         where = self.source
@@ -32,7 +34,7 @@ class SourcePosition:
             where += f":{self.line}"
         if self.offset is not None:
             where += f" (byte {self.offset})"
-        return where
+        return where if self.via is None else f"{self.via} -> {where}"
 
 
 @dataclass(frozen=True)

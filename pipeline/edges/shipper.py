@@ -8,6 +8,12 @@ every line before it, so a restart neither loses nor repeats lines.
 With --follow the files are tailed like `tail -F`: a renamed (rotated) file is read to its end
 before the new file at the same path is opened, a truncated file is read again from the start,
 and a line is sent only once its newline has been written.
+
+A compressed file (gzip, bzip2, xz: a rotated log) is complete and never appended to: it is read
+once to its end and never tailed. Its checkpoint counts decompressed bytes and lines (a restart
+part way decompresses up to there again) and, once it was read to its end, marks it done, so a
+restart does not decompress it at all. Data cut short (logrotate still compressing it, say) is
+tried again from the last whole line on the next pass.
 """
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ from typing import Callable, Iterator, TextIO
 from kafka import KafkaProducer
 
 from pipeline.contracts import packing
-from pipeline.files import UTF16_BOMS, Chunk, LineReader, expand, transcoded
+from pipeline.files import UTF16_BOMS, Chunk, DamagedFile, LineReader, decompressing, expand, transcoded
 from pipeline.settings import Settings
 from pipeline.streaming import topics
 
@@ -34,11 +40,15 @@ FLUSH_LINES = 200_000
 
 @dataclass
 class Position:
-    """How far a file has been shipped and acknowledged."""
+    """How far a file has been shipped and acknowledged (`done`: a compressed file, to its end, and
+    `size` its size then: logrotate renames it on, mail.log.2.gz to mail.log.3.gz, and the same
+    inode and size under another name is the same file)."""
 
     inode: int
     offset: int = 0
     line: int = 0
+    done: bool = False
+    size: int = 0
 
 
 class Checkpoint:
@@ -49,6 +59,15 @@ class Checkpoint:
         self.positions: dict[str, Position] = {}
         if path and path.exists():
             self.positions = {k: Position(**v) for k, v in json.loads(path.read_text()).items()}
+
+    def finished(self, path: Path) -> Position | None:
+        """The position of a compressed file shipped to its end under another name, if `path` is it."""
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        return next((p for p in self.positions.values()
+                     if p.done and p.inode == stat.st_ino and p.size == stat.st_size), None)
 
     def save(self) -> None:
         if self.path is None:
@@ -63,32 +82,81 @@ class Checkpoint:
 
 
 class OpenFile:
-    """A file being read: the handle, and how far it was read (line number, byte offset)."""
+    """A file being read: the handle, and how far it was read (line number, byte offset; for a
+    compressed file, of its decompressed data). What the file is shows in its first bytes, which a
+    new file may not have yet: they are looked at until something was read. A compressed file read
+    to its end is closed: it has nothing more."""
 
     def __init__(self, path: Path, start: Position | None):
+        self.path = path
         self.handle = path.open("rb")
         stat = os.fstat(self.handle.fileno())
         self.inode = stat.st_ino
-        if start is not None and start.inode == self.inode and start.offset <= stat.st_size:
-            offset, line = start.offset, start.line
+        self.stream = decompressing(self.handle)
+        self.compressed = self.stream is not None
+        if start is not None and start.inode == self.inode and (self.compressed or start.offset <= stat.st_size):
+            self.start = start
         else:
-            offset, line = 0, 0
-        self.utf16 = offset == 0 and self.handle.read(2) in UTF16_BOMS
-        self.reader = LineReader(self.handle, offset, line)
+            self.start = Position(self.inode)
+        self.done = self.start.done
+        self.reader: LineReader | None = None
+        self.utf16 = False
+        # Damaged compressed data, and the file's size then: it is tried again once the size changes.
+        self.damage: DamagedFile | None = None
+        self.damaged_size = 0
+        if self.done:
+            self.close()
 
     @property
     def offset(self) -> int:
-        return self.reader.offset
+        return self.reader.offset if self.reader else self.start.offset
 
     @property
     def line(self) -> int:
-        return self.reader.line
+        return self.reader.line if self.reader else self.start.line
+
+    def position(self) -> Position:
+        if self.done:
+            return self.start  # closed by now: its size was taken when it was done
+        return Position(self.inode, self.offset, self.line)
 
     def read(self, final: bool) -> Iterator[Chunk]:
-        """Records' worth of complete lines; a last line without its line end only when `final`."""
+        """Records' worth of complete lines; a last line without its line end only when `final` (or
+        the file is compressed). Damaged compressed data ends the reading, kept in `damage`: a read
+        after the file changed starts again after the last whole line."""
+        if self.done or (self.damage is not None and self._size() == self.damaged_size):
+            return
+        if self.reader is None or (self.offset == 0 and not self.compressed):
+            self._open_reader()
+        if not self.compressed:
+            yield from self._read(final)
+            return
+        try:
+            yield from self._read(final=True)
+        except DamagedFile as exc:
+            self.damage, self.damaged_size = exc, self._size()
+            self.start, self.reader = self.position(), None
+            self.stream.close()
+            self.stream = decompressing(self.handle)
+            return
+        self.done = True
+        self.start = Position(self.inode, self.offset, self.line, True, self._size())
+        self.reader, self.damage = None, None
+        self.close()
+
+    def _open_reader(self) -> None:
+        """A reader from the start position (of a compressed file: decompressing up to it)."""
+        if self.stream is None:
+            self.stream = decompressing(self.handle)
+            self.compressed = self.stream is not None
+        readable = self.stream or self.handle
+        self.utf16 = self.start.offset == 0 and readable.read(2) in UTF16_BOMS
+        self.reader = LineReader(readable, self.start.offset, self.start.line, file_offsets=not self.compressed)
+
+    def _read(self, final: bool) -> Iterator[Chunk]:
         if self.utf16:
             # Exports in UTF-16 are written once, not appended to: decode the whole rest at once.
-            data = self.handle.read()
+            data = self.reader.handle.read()
             self.reader.offset += len(data)
             if data:
                 whole = transcoded(data)
@@ -98,10 +166,19 @@ class OpenFile:
         while chunk := self.reader.read(packing.MAX_RECORD_BYTES, final):
             yield chunk
 
-    def size(self) -> int:
+    def behind(self) -> int:
+        """Bytes of the file not read yet (of a compressed file: compressed bytes)."""
+        if self.done:
+            return 0
+        read = self.handle.tell() if self.compressed else self.offset
+        return max(0, self._size() - read)
+
+    def _size(self) -> int:
         return os.fstat(self.handle.fileno()).st_size
 
     def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
         self.handle.close()
 
 
@@ -156,6 +233,10 @@ class Shipper:
             saved = self.checkpoint.positions.get(identity)
             if saved is not None:
                 self._finish_rotated_away(path, identity, saved)
+            else:
+                saved = self.checkpoint.finished(path)
+                if saved is not None:
+                    self.checkpoint.positions[identity] = saved
             try:
                 current = self.open[identity] = OpenFile(path, self.checkpoint.positions.get(identity))
             except FileNotFoundError:
@@ -171,7 +252,7 @@ class Shipper:
             current.close()
             current = self.open[identity] = OpenFile(path, None)
             self._drain(identity, current, final)
-        elif now.st_size < current.offset:
+        elif not current.compressed and now.st_size < current.offset:
             current.close()
             current = self.open[identity] = OpenFile(path, None)
             self._drain(identity, current, final)
@@ -192,14 +273,21 @@ class Shipper:
 
     def _drain(self, identity: str, current: OpenFile, final: bool) -> None:
         key = identity.encode("utf-8")
+        was_done, was_damaged = current.done, current.damage is not None
         for chunk in current.read(final):
             future = self.producer.send(self.topic, key=key, value=chunk.data,
                                         headers=packing.headers(chunk.first_line, chunk.first_offset))
             future.add_errback(self._failures.append)
             self._unacknowledged += chunk.lines
-            self._reached[identity] = Position(current.inode, current.offset, current.line)
+            self._reached[identity] = current.position()
             if self._unacknowledged >= FLUSH_LINES:
                 self._acknowledged()
+        if current.done and not was_done:
+            self._reached[identity] = current.position()
+        if current.damage is not None and not was_damaged:
+            # Not lost: the checkpoint stays before the damage (compression still running, a copy cut short).
+            again = "a later run resumes there" if final else "read on from there once the file changes"
+            print(f"{current.path}: {current.damage} (after line {current.line}); {again}", file=sys.stderr)
 
     def _acknowledged(self) -> None:
         """Wait until the broker has every line sent; only then does the checkpoint move."""
@@ -222,7 +310,7 @@ class Shipper:
         if not force and now - self._last_report < 1.0:
             return
         self._last_report = now
-        behind = sum(max(0, f.size() - f.offset) for f in self.open.values())
+        behind = sum(f.behind() for f in self.open.values())
         rate = self.sent / max(now - self._started, 1e-6)
         end = "\n" if force else ""
         print(f"\rshipped {self.sent:,} lines, {rate:,.0f} lines/s, {behind:,} bytes behind", end=end,

@@ -19,7 +19,7 @@ def test_samples_give_one_sorted_line_per_server():
     code, rows, errors = run([SAMPLES])
     assert (code, errors) == (0, "")
     assert [(r["server"], r["status"], r["stage"]) for r in rows] == [
-        ("ex10hub01.contoso.example", "unknown", 0),
+        ("ex10hub01.contoso.example", "unsupported", 1),
         ("ex13mbx01.contoso.example", "unsupported", 6),
         ("ex16mbx01.contoso.example", "outdated", 3),
         ("ex19mbx01.fabrikam.example", "current", 0),
@@ -71,3 +71,16 @@ def test_config_on_the_evaluate_command(tmp_path, capsys):
     assert main(["evaluate", "--config", str(config), str(SAMPLES / "MSGTRK_EX13MBX01_20260102.LOG")]) == 0
     row = json.loads(capsys.readouterr().out)
     assert (row["stage"], row["reason"]) == (0, "exempt: matches ex13mbx01.*")
+
+
+def test_a_damaged_compressed_file_gives_its_lines_before_the_damage_and_exit_2(tmp_path):
+    import gzip
+
+    lines = "".join(f"2026-02-20 08:14:0{n} 1vDm9G-0000000F3w{n}-1R0u <= a@b H=mail{n}.fabrikam.example [192.0.2.{n}] S=10\n"
+                    for n in range(1, 4)).encode()
+    packed = gzip.compress(lines * 2000, mtime=0)
+    cut = tmp_path / "mainlog.1.gz"
+    cut.write_bytes(packed[: len(packed) // 2])
+    code, rows, errors = run([cut])
+    assert code == 2 and errors.startswith(f"{cut}: cannot read to its end: ")
+    assert [r["server"] for r in rows] == ["mail1.fabrikam.example", "mail2.fabrikam.example", "mail3.fabrikam.example"]

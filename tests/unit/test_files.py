@@ -1,6 +1,18 @@
+import bz2
+import gzip
 import io
+import json
+import lzma
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
 
-from pipeline.files import LineReader, chunks, expand, transcoded
+import pytest
+
+from pipeline.evaluate import evaluate
+from pipeline.files import DamagedFile, LineReader, chunks, expand, transcoded
+from pipeline.settings import load_settings
 
 
 def test_chunks_hold_whole_lines_with_their_first_number_and_byte_offset():
@@ -47,3 +59,67 @@ def test_folders_expand_to_their_files_sorted(tmp_path):
     (tmp_path / "b" / "2.log").write_text("x")
     (tmp_path / "1.log").write_text("x")
     assert expand([str(tmp_path)]) == [tmp_path / "1.log", tmp_path / "b" / "2.log"]
+
+
+ROTATED = Path(__file__).resolve().parents[1] / "samples" / "rotated"
+COMPRESSORS = {"gzip": lambda data: gzip.compress(data, mtime=0), "bzip2": bz2.compress, "xz": lzma.compress}
+
+
+@pytest.mark.parametrize("kind", COMPRESSORS)
+def test_compressed_files_are_read_decompressed_in_chunks_without_offsets(kind):
+    text = gzip.decompress((ROTATED / "mail.log.1.gz").read_bytes())
+    found = list(chunks(io.BytesIO(COMPRESSORS[kind](text)), chunk_bytes=1000))
+    assert b"".join(c.data for c in found) == text
+    assert len(found) > 1 and {c.first_offset for c in found} == {None}
+    assert [c.first_line for c in found] == [1 + sum(c.lines for c in found[:i]) for i in range(len(found))]
+    assert sum(c.lines for c in found) == text.count(b"\n")
+
+
+def test_a_utf16_export_inside_gzip_is_transcoded():
+    data = '"date_time_utc","client_ip"\r\n"2026-02-10T08:14:03Z","192.0.2.1"\r\n'.encode("utf-16")
+    [chunk] = list(chunks(io.BytesIO(gzip.compress(data))))
+    assert chunk == transcoded(data)
+
+
+def test_a_cut_compressed_file_gives_the_lines_before_the_cut_then_says_so():
+    # A longer log (the sample's lines again and again, each with another pid), cut half way.
+    lines = gzip.decompress((ROTATED / "mail.log.1.gz").read_bytes()).splitlines(keepends=True) * 30
+    text = b"".join(line.replace(b"[", b"[%d" % n, 1) for n, line in enumerate(lines))
+    whole = gzip.compress(text, mtime=0)
+    cut = whole[:len(whole) // 2]
+    read = []
+    with pytest.raises(DamagedFile, match="the gzip data is damaged or cut short"):
+        for chunk in chunks(io.BytesIO(cut), chunk_bytes=4096):
+            read.append(chunk.data)
+    assert len(read) > 3 and text.startswith(b"".join(read)) and b"".join(read).endswith(b"\n")
+
+
+def test_text_that_happens_to_start_like_bzip2_is_text():
+    [chunk] = list(chunks(io.BytesIO(b"BZh: not a magic number\n")))
+    assert (chunk.data, chunk.first_offset) == (b"BZh: not a magic number\n", 0)
+
+
+def test_evaluate_finds_the_same_servers_in_rotated_logs_as_in_their_text(tmp_path):
+    rotated, plain = tmp_path / "rotated", tmp_path / "plain"
+    shutil.copytree(ROTATED, rotated)
+    plain.mkdir()
+    (plain / "mail.log.1").write_bytes(gzip.decompress((ROTATED / "mail.log.1.gz").read_bytes()))
+    (plain / "mainlog.0").write_bytes(bz2.decompress((ROTATED / "mainlog.0.bz2").read_bytes()))
+    # BSD syslog lines take their year from the file's date.
+    dated = datetime(2026, 11, 27, tzinfo=timezone.utc).timestamp()
+    for path in [*plain.iterdir(), *rotated.iterdir()]:
+        os.utime(path, (dated, dated))
+    settings = load_settings(ROTATED.parents[1] / "samples.toml", environ={})
+
+    def run(folder):
+        out, errors = io.StringIO(), io.StringIO()
+        code = evaluate(settings, [str(folder)], None, out, errors)
+        return code, out.getvalue(), errors.getvalue()
+
+    code, out, errors = run(rotated)
+    assert (code, out) == run(plain)[:2]
+    servers = [json.loads(line)["server"] for line in out.splitlines()]
+    assert servers == ["mail.graphicdesigninstitute.example", "mail.lucernepublishing.example", "smtp.relecloud.example",
+                       "smtp2.woodgrove.example"]
+    # Lines of decompressed data have numbers but no byte offsets.
+    assert errors == f"{rotated / 'mainlog.0.bz2'}:9: field timestamp: no Exim time stamp (YYYY-MM-DD HH:MM:SS) at the start\n"

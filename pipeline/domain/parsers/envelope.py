@@ -11,6 +11,10 @@ Accepted shapes, so operators can keep the shipper they run:
 
 Envelopes nest when a file of shipper output is itself shipped (`patchgate ship filebeat.ndjson`):
 the line inside is unwrapped again, up to MAX_DEPTH levels.
+
+A line takes the position its envelope names, and keeps the envelope's own (a file of shipper
+output read by `evaluate` or `patchgate ship`, its line and byte) as the position's `via`, so an
+error names both: "filebeat.ndjson:7 (byte 1234) -> /var/log/mail.log (byte 5120): ...".
 """
 from __future__ import annotations
 
@@ -56,6 +60,8 @@ def unwrap(raw: bytes | str, fallback: SourcePosition, depth: int = 1) -> tuple[
             str(source),
             number if isinstance(number, int) else None,
             offset if isinstance(offset, int) else None,
+            # So that an error in the line names the envelope as well (a record has no place of its own).
+            fallback if (fallback.line, fallback.offset, fallback.via) != (None, None, None) else None,
         )
     if depth < MAX_DEPTH and line.lstrip().startswith("{"):
         return unwrap(line, position, depth + 1)

@@ -3,6 +3,17 @@ search / modern EAC downloads (summary, enhanced summary, extended report).
 
 They carry IPs, host names and connectors but never a build. The first line names the columns
 (quoted or not, any order), so every row is read by column name.
+
+The downloads write ISO-8601 times. Export-Csv writes them in the culture of the machine that ran
+it: month-first in en-US ("2/10/2026 8:14:03 AM"), day-first in en-GB and many others
+("10/02/2026 14:03:22"). The setting formats.exo_date_order says which; "auto" takes the order
+from the first date of the file that fits only one of them (a first number above 12 is a day, a
+second one above 12 is a day), including the query's StartDate and EndDate columns, which are in
+the same culture. A date that fits both before the order is known makes the parser look ahead over
+the rest of the run (usually the whole file); when nothing there tells either, the file is read
+month-first, as Export-Csv writes by default, and one error says so. The order found is kept in
+the source's state for the rest of the file; a row whose date fits only the other order is an
+error.
 """
 from __future__ import annotations
 
@@ -15,6 +26,7 @@ from pipeline.domain.events import MessageTrace, ParseError
 from pipeline.domain.lines import LineRun
 
 FORMAT = "exo_trace"
+MONTH_FIRST, DAY_FIRST = "month-first", "day-first"
 
 # canonical name -> the column names the different exports use for it (lower case)
 _COLUMNS = {
@@ -30,10 +42,18 @@ _COLUMNS = {
     "recipients": ("recipient_address", "recipientaddress", "recipient_status"),
     "total_bytes": ("total_bytes", "size"),
     "org": ("tenant_id", "organization"),
+    # Get-MessageTrace's query window: written in the same culture as the times.
+    "query_start": ("startdate",),
+    "query_end": ("enddate",),
 }
+_DATE_FIELDS = ("time", "query_start", "query_end")
 _SIGNATURE = {"date_time_utc", "origin_timestamp_utc", "origin_timestamp", "messagetraceid", "network_message_id"}
 _SEVEN_DIGITS = re.compile(r"(\.\d{6})\d+")
-_US_TIME_FORMATS = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %I:%M %p")
+# A culture's short date and long time: "2/10/2026 8:14:03 AM", "10/02/2026 14:03:22". .NET on ICU
+# writes a narrow no-break space before AM/PM.
+_SLASH_TIME = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4}) (\d{1,2}):(\d{2})(?::(\d{2}))?(?:[ \u202f\u00a0]?([AaPp])[Mm])?")
+_DOTTED_TIME = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4}) (\d{1,2}):(\d{2})(?::(\d{2}))?")
+_SETTING_HINT = 'set exo_date_order = "{order}" in the [formats] settings'
 
 
 def header_columns(line: str) -> list[str]:
@@ -55,46 +75,82 @@ def looks_like(line: str) -> bool:
     return bool(columns & _SIGNATURE) or {"received", "senderaddress", "fromip"} <= columns
 
 
+def _may_be_header(line: str) -> bool:
+    """Whether the line holds a column name that every header looks_like accepts has one of: a cheap
+    test that spares data rows the CSV parse of looks_like."""
+    lowered = line.lower()
+    return ("date_time_utc" in lowered or "origin_timestamp" in lowered or "messagetraceid" in lowered
+            or "network_message_id" in lowered or "senderaddress" in lowered)
+
+
 def initial_state() -> dict:
-    return {"columns": None}
+    # "dates": the order of the file's dates once known (see _DateOrder).
+    return {"columns": None, "dates": None}
 
 
 def parse(state: dict, run: LineRun, start: int, end: int, out, formats: FormatConfig = FormatConfig()) -> None:
-    lines = run.lines
-    for index in range(start, end):
-        text = lines[index].lstrip("\ufeff").rstrip("\r\n")
-        if not text.strip() or text.startswith(_POWERSHELL_TYPE):
-            continue
-        if state["columns"] is None or looks_like(text):
-            # The header row; a repeated one (exports concatenated) replaces the previous one.
-            state["columns"] = header_columns(text)
-            continue
-        try:
-            values = next(csv.reader([text], strict=True))
-        except csv.Error as exc:
-            out.error(run.error(index, f"broken CSV quoting: {exc}"))
-            continue
-        columns = state["columns"]
-        if len(values) != len(columns):
-            out.error(run.error(index, f"{len(values)} values for the {len(columns)} columns of the header row"))
-            continue
-        row = dict(zip(columns, values))
-        result = _trace({name: _pick(row, options) for name, options in _COLUMNS.items()}, run, index)
+    dates = _DateOrder(state, formats.exo_date_order, run, end, out)
+    for index, fields in _rows(state, run, start, end, out):
+        result = _trace(fields, run, index, dates)
         if isinstance(result, ParseError):
             out.error(result)
         else:
             out.trace(result)
 
 
-def _pick(row: dict[str, str], options: tuple[str, ...]) -> tuple[str, str] | None:
-    return next(((name, row[name].strip()) for name in options if row.get(name, "").strip()), None)
+def _rows(state: dict, run: LineRun, start: int, end: int, out):
+    """(index, canonical name -> (column, value) or None) of the data rows among lines start..end.
+    Header rows set state["columns"] (a repeated one, of concatenated exports, replaces the one
+    before); rows that cannot be read are reported to `out` unless it is None."""
+    lines = run.lines
+    picks = _picks(state["columns"])
+    for index in range(start, end):
+        text = lines[index].lstrip("\ufeff").rstrip("\r\n")
+        if not text.strip() or text.startswith(_POWERSHELL_TYPE):
+            continue
+        if state["columns"] is None or (_may_be_header(text) and looks_like(text)):
+            state["columns"] = header_columns(text)
+            picks = _picks(state["columns"])
+            continue
+        try:
+            values = next(csv.reader([text], strict=True))
+        except csv.Error as exc:
+            if out is not None:
+                out.error(run.error(index, f"broken CSV quoting: {exc}"))
+            continue
+        width = len(state["columns"])
+        if len(values) != width:
+            if out is not None:
+                out.error(run.error(index, f"{len(values)} values for the {width} columns of the header row"))
+            continue
+        yield index, {name: _pick(values, options) for name, options in picks.items()}
 
 
-def _trace(fields: dict, run: LineRun, index: int) -> MessageTrace | ParseError:
+def _picks(columns: list[str] | None) -> dict[str, tuple[tuple[str, int], ...]]:
+    """canonical name -> (column name, position) of the header's columns for it, in preference order."""
+    at = {name: i for i, name in reversed(list(enumerate(columns or ())))}
+    return {name: tuple((c, at[c]) for c in options if c in at) for name, options in _COLUMNS.items()}
+
+
+def _pick(values: list[str], options: tuple[tuple[str, int], ...]) -> tuple[str, str] | None:
+    for column, at in options:
+        value = values[at].strip()
+        if value:
+            return column, value
+    return None
+
+
+def _trace(fields: dict, run: LineRun, index: int, dates: _DateOrder) -> MessageTrace | ParseError:
     if fields["time"] is None:
         return run.error(index, "no time column has a value", field="date_time_utc")
     column, stamp = fields["time"]
-    event_time = parse_time(stamp)
+    found = _SLASH_TIME.fullmatch(stamp)
+    if found:
+        event_time = dates.time(found, fields, index, column)
+        if isinstance(event_time, ParseError):
+            return event_time
+    else:
+        event_time = _iso_time(stamp)
     if event_time is None:
         return run.error(index, f"{stamp!r} is not a time", field=column)
     size = fields["total_bytes"][1] if fields["total_bytes"] else ""
@@ -124,19 +180,115 @@ def _trace(fields: dict, run: LineRun, index: int) -> MessageTrace | ParseError:
     )
 
 
-def parse_time(stamp: str) -> datetime | None:
-    """ISO-8601 (downloads) or the US culture format Export-Csv writes ("2/10/2026 8:14:03 AM"); UTC."""
+class _DateOrder:
+    """Reads a run's culture-formatted dates in the order the setting names or the file shows.
+
+    What the file showed is kept in state["dates"]: {"order", "line", "stamp"} from a date that
+    fits only that order, or {"order": "month-first", "assumed": True} when no date told.
+    """
+
+    def __init__(self, state: dict, setting: str, run: LineRun, end: int, out):
+        self.state, self.setting, self.run, self.end, self.out = state, setting, run, end, out
+
+    def time(self, found: re.Match, fields: dict, index: int, column: str) -> datetime | ParseError | None:
+        stamp = found.group(0)
+        if self.setting != "auto":
+            moment = _slash_time(found, self.setting)
+            if moment is None and _slash_time(found, _other(self.setting)) is not None:
+                return self.run.error(index, f"{stamp!r} is not a {self.setting} date (formats.exo_date_order)",
+                                      field=column)
+            return moment
+        known = self.state.get("dates")
+        if known is None or known.get("assumed"):
+            self._learn(fields, index, column)
+            known = self.state["dates"]
+        moment = _slash_time(found, known["order"])
+        if moment is None and _slash_time(found, _other(known["order"])) is not None:
+            # learn() took this row's own date if it told: the order came from another line.
+            return self.run.error(index, f"{stamp!r} is {_other(known['order'])}, but the file's dates are "
+                                         f"{known['order']} ({_where(known)})", field=column)
+        return moment
+
+    def _learn(self, fields: dict, index: int, column: str) -> None:
+        """Take the order from this row's dates, else (when none is known yet) from the rest of
+        the run's, else assume month-first and say so."""
+        known = self.state.get("dates")
+        told = _told_order(fields)
+        if told is None and known is None:
+            index, told = self._ahead(index) or (index, None)
+        if told is None:
+            if known is None:
+                self.state["dates"] = {"order": MONTH_FIRST, "assumed": True}
+                self.out.error(self.run.error(
+                    index, f"the file's dates fit month-first and day-first alike (as {fields['time'][1]!r}) and "
+                           f"none tells which: read month-first, Export-Csv's default (en-US); if the export "
+                           f"came from a day-first culture (en-GB and others), "
+                           + _SETTING_HINT.format(order=DAY_FIRST), field=column))
+            return
+        order, stamp = told
+        self.state["dates"] = {"order": order, "line": self.run.line_number(index), "stamp": stamp}
+        if known is not None and known["order"] != order:
+            self.out.error(self.run.error(
+                index, f"{stamp!r} is {order}, but earlier rows of the file, whose dates fit either order, were "
+                       f"read {known['order']}: " + _SETTING_HINT.format(order=order) + " and read the file again",
+                field=column))
+
+    def _ahead(self, index: int) -> tuple[int, tuple[str, str]] | None:
+        """The first later row of the run whose dates tell the order: (its index, _told_order)."""
+        for later, fields in _rows({"columns": self.state["columns"]}, self.run, index + 1, self.end, None):
+            told = _told_order(fields)
+            if told is not None:
+                return later, told
+        return None
+
+
+def _told_order(fields: dict) -> tuple[str, str] | None:
+    """(order, date) of the first of a row's dates that is a date in one order only."""
+    for name in _DATE_FIELDS:
+        picked = fields[name]
+        found = picked and _SLASH_TIME.fullmatch(picked[1])
+        if found:
+            first, second = int(found.group(1)), int(found.group(2))
+            order = DAY_FIRST if first > 12 >= second else MONTH_FIRST if second > 12 >= first else None
+            if order is not None and _slash_time(found, order) is not None:
+                return order, picked[1]
+    return None
+
+
+def _other(order: str) -> str:
+    return DAY_FIRST if order == MONTH_FIRST else MONTH_FIRST
+
+
+def _where(known: dict) -> str:
+    return f"line {known['line']}: {known['stamp']!r}" if known.get("line") is not None else repr(known["stamp"])
+
+
+def _slash_time(found: re.Match, order: str) -> datetime | None:
+    first, second, year, hour, minute, seconds, half = found.groups()
+    month, day = (first, second) if order == MONTH_FIRST else (second, first)
+    hour = int(hour)
+    if half:
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if half in "Pp" else 0)
+    try:
+        return datetime(int(year), int(month), int(day), hour, int(minute), int(seconds or 0), tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def _iso_time(stamp: str) -> datetime | None:
+    """ISO-8601, or a dotted culture's date ("10.02.2026 14:03:22", de-DE and others: always day first)."""
     try:
         # Downloads write 7 fractional digits (.NET ticks); Python reads at most 6.
         moment = datetime.fromisoformat(_SEVEN_DIGITS.sub(r"\1", stamp.replace("Z", "+00:00")))
     except ValueError:
-        moment = None
-        for pattern in _US_TIME_FORMATS:
-            try:
-                moment = datetime.strptime(stamp, pattern)
-                break
-            except ValueError:
-                continue
-    if moment is None:
-        return None
+        dotted = _DOTTED_TIME.fullmatch(stamp)
+        if dotted is None:
+            return None
+        day, month, year, hour, minute, second = (int(part or 0) for part in dotted.groups())
+        try:
+            return datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
+        except ValueError:
+            return None
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)

@@ -1,5 +1,12 @@
+import bz2
+import gzip
+import shutil
+from pathlib import Path
+
 from pipeline.contracts import packing
-from pipeline.edges.shipper import Checkpoint, OpenFile, Position
+from pipeline.edges import shipper
+from pipeline.edges.shipper import Checkpoint, OpenFile, Position, ship
+from pipeline.settings import Settings
 
 
 def test_a_file_is_read_in_records_of_whole_lines(tmp_path, monkeypatch):
@@ -41,3 +48,108 @@ def test_checkpoint_round_trip(tmp_path):
     saved.save()
     assert Checkpoint(tmp_path / "cp.json").positions == {"/var/log/mail.log": Position(12, 3400, 41)}
     assert not (tmp_path / "cp.json.tmp").exists()
+
+
+ROTATED = Path(__file__).resolve().parents[2] / "samples" / "rotated"
+
+
+def _rotated(tmp_path, name):
+    path = tmp_path / name
+    shutil.copyfile(ROTATED / name, path)
+    return path
+
+
+def test_a_compressed_file_is_shipped_whole_once_never_tailed(tmp_path, monkeypatch):
+    monkeypatch.setattr(packing, "MAX_RECORD_BYTES", 300)
+    log = _rotated(tmp_path, "mainlog.0.bz2")
+    text = bz2.decompress(log.read_bytes())
+    opened = OpenFile(log, None)
+    # Not final (following), yet the last line, which has no line end, comes: the file is complete.
+    records = list(opened.read(final=False))
+    assert b"".join(r.data for r in records) == text and not text.endswith(b"\n")
+    assert [r.first_offset for r in records] == [None] * len(records) and len(records) > 1
+    assert opened.position() == Position(log.stat().st_ino, len(text), 9, done=True, size=log.stat().st_size)
+    assert list(opened.read(final=False)) == []
+    # After a restart, a done file is not even decompressed.
+    again = OpenFile(log, opened.position())
+    assert (again.reader, list(again.read(final=True))) == (None, [])
+
+
+def test_a_compressed_file_resumes_after_the_lines_acknowledged(tmp_path):
+    log = _rotated(tmp_path, "mail.log.1.gz")
+    lines = gzip.decompress(log.read_bytes()).splitlines(keepends=True)
+    start = Position(log.stat().st_ino, sum(map(len, lines[:5])), 5)
+    [rest] = list(OpenFile(log, start).read(final=True))
+    assert (rest.data, rest.first_line, rest.first_offset) == (b"".join(lines[5:]), 6, None)
+
+
+def test_a_compressed_file_still_being_written_is_read_on_once_it_changes(tmp_path, monkeypatch):
+    monkeypatch.setattr(packing, "MAX_RECORD_BYTES", 4096)
+    # A longer log than the sample (its lines again and again, each with another pid), as logrotate
+    # writes it compressed: an empty file first, then half of it, then all.
+    lines = gzip.decompress((ROTATED / "mail.log.1.gz").read_bytes()).splitlines(keepends=True) * 30
+    text = b"".join(line.replace(b"[", b"[%d" % n, 1) for n, line in enumerate(lines))
+    whole = gzip.compress(text, mtime=0)
+    log = tmp_path / "mail.log.2.gz"
+    log.write_bytes(b"")
+    opened = OpenFile(log, None)
+    assert list(opened.read(final=False)) == [] and not opened.compressed
+    with log.open("r+b") as writer:
+        writer.write(whole[:len(whole) // 2])
+    first = b"".join(r.data for r in opened.read(final=False))
+    assert first and text.startswith(first) and first.endswith(b"\n")
+    assert (opened.done, "cut short" in str(opened.damage)) == (False, True)
+    assert list(opened.read(final=False)) == []  # unchanged: not decompressed again
+    with log.open("r+b") as writer:
+        writer.write(whole)
+    rest = b"".join(r.data for r in opened.read(final=False))
+    assert first + rest == text and opened.done and opened.damage is None
+
+
+class _Producer:
+    """KafkaProducer's part the shipper uses, keeping what was sent."""
+
+    sent: list = []
+
+    def __init__(self, **settings):
+        pass
+
+    def send(self, topic, key, value, headers):
+        _Producer.sent.append((key, value))
+        return self
+
+    def add_errback(self, callback):
+        pass
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_ship_sends_a_rotated_compressed_log_once_across_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(shipper, "KafkaProducer", _Producer)
+    monkeypatch.setattr(_Producer, "sent", [])
+    log = _rotated(tmp_path, "mail.log.1.gz")
+    checkpoint = tmp_path / "checkpoint.json"
+    assert ship(Settings(), [str(tmp_path / "mail.log.1.gz")], checkpoint=checkpoint) == 21
+    assert b"".join(value for _, value in _Producer.sent) == gzip.decompress(log.read_bytes())
+    assert Checkpoint(checkpoint).positions[str(log.resolve())].done
+    assert ship(Settings(), [str(log)], checkpoint=checkpoint) == 0
+
+
+def test_a_compressed_log_renamed_on_by_logrotate_is_not_sent_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(shipper, "KafkaProducer", _Producer)
+    monkeypatch.setattr(_Producer, "sent", [])
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "mail.log.2.gz"
+    shutil.copyfile(ROTATED / "mail.log.1.gz", log)
+    checkpoint = tmp_path / "checkpoint.json"
+    assert ship(Settings(), [str(logs)], checkpoint=checkpoint) == 21
+    log.rename(logs / "mail.log.3.gz")
+    assert ship(Settings(), [str(logs)], checkpoint=checkpoint) == 0
+    # A new file at the old name is new.
+    shutil.copyfile(ROTATED / "mail.log.1.gz", logs / "mail.log.2.gz")
+    assert ship(Settings(), [str(logs)], checkpoint=checkpoint) == 21

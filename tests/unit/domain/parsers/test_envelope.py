@@ -1,4 +1,5 @@
 import json
+from datetime import datetime, timezone
 
 from pipeline.domain.events import ParseError, SourcePosition
 from pipeline.domain.parsers.envelope import unwrap, unwrap_run
@@ -38,7 +39,11 @@ def test_broken_envelopes_are_errors():
 def test_nested_envelopes_are_unwrapped():
     inner = json.dumps({"message": "x,y", "log": {"offset": 64, "file": {"path": "D:/MSGTRK.LOG"}}})
     outer = json.dumps({"message": inner, "file": "/ship/filebeat.ndjson", "line": 3, "offset": 400})
-    assert unwrap(outer, SourcePosition("key")) == ("x,y", SourcePosition("D:/MSGTRK.LOG", None, 64))
+    shipped = SourcePosition("/ship/filebeat.ndjson", 3, 400)
+    assert unwrap(outer, SourcePosition("key")) == ("x,y", SourcePosition("D:/MSGTRK.LOG", None, 64, via=shipped))
+    # Read from a file of its own, the outer envelope's place leads the chain.
+    _, position = unwrap(outer, SourcePosition("/backfill/ship.ndjson", 9, 880))
+    assert str(position) == "/backfill/ship.ndjson:9 (byte 880) -> /ship/filebeat.ndjson:3 (byte 400) -> D:/MSGTRK.LOG (byte 64)"
     broken = json.dumps({"message": '{"message": "cut', "file": "/ship/filebeat.ndjson", "line": 11})
     error = unwrap(broken, SourcePosition("key"))
     assert error.position == SourcePosition("/ship/filebeat.ndjson", 11) and "broken JSON" in error.reason
@@ -56,8 +61,9 @@ def test_a_run_of_shipper_output_is_split_by_the_sources_it_names():
     ]
     data = ("\n".join(lines) + "\n").encode()
     a, b, error, bare = unwrap_run(LineRun.packed("/ship/out.ndjson", data, 1, 0, None, origin="rec"))
+    shipped = SourcePosition("/ship/out.ndjson", 1, 0), SourcePosition("/ship/out.ndjson", 2, len(lines[0]) + 1)
     assert (a.source, a.lines, [a.position(i) for i in range(2)]) == (
-        "/a", ["x1", "x2"], [SourcePosition("/a", None, 0), SourcePosition("/a", None, 3)])
+        "/a", ["x1", "x2"], [SourcePosition("/a", None, 0, shipped[0]), SourcePosition("/a", None, 3, shipped[1])])
     assert (b.source, b.lines, b.origin(0)) == ("/b", ["y1"], "rec")
     assert isinstance(error, ParseError) and error.position.line == 4 and error.origin == "rec"
     assert (bare.source, bare.lines, bare.position(0).line) == ("/ship/out.ndjson", ["a bare line"], 5)
@@ -68,3 +74,44 @@ def test_a_run_without_envelopes_comes_back_as_it_is():
 
     run = LineRun.packed("/f.log", b"#Software: x\n2026,1,{2}\n", 1, 0, None)
     assert unwrap_run(run) == [run]
+
+
+def test_a_record_that_is_not_a_place_in_a_file_adds_nothing_to_the_position():
+    # The stream's one-line records (Filebeat, Fluent Bit, Vector) fall back on the record key alone.
+    assert unwrap(b'{"log": "x", "file": "/a", "offset": 7}', SourcePosition("mx2")) == ("x", SourcePosition("/a", None, 7))
+
+
+class _Collected:
+    def __init__(self):
+        self.traces, self.errors = [], []
+
+    def trace(self, trace):
+        self.traces.append(trace)
+
+    def group(self, group):
+        self.traces.append(group.template)
+
+    def error(self, error):
+        self.errors.append(error)
+
+
+def test_an_error_in_a_shipped_line_names_the_envelope_and_the_line_inside(samples):
+    from pipeline.domain.lines import LineRun
+    from pipeline.domain.parsers.dispatch import Sources
+    from pipeline.domain.parsers.msgtrk_rows import TrackingRows
+
+    path = samples / "jsonl" / "filebeat-mx2.ndjson"
+    data = path.read_bytes()
+    out = _Collected()
+    sources = Sources()
+    sources.parse(LineRun.packed("jsonl/filebeat-mx2.ndjson", data, 1, 0, datetime(2026, 2, 28, tzinfo=timezone.utc)),
+                  out, TrackingRows())
+    sources.finish(out)
+    cut = data.split(b"\n")[6]
+    [error] = out.errors
+    assert str(error) == (f"jsonl/filebeat-mx2.ndjson:7 (byte {data.index(cut)}) -> /var/log/mail.log (byte 0): "
+                          "field timestamp: no syslog time stamp at the start of the line")
+    assert error.raw.startswith("18 mx2 postfix/smtpd[4182]: disconnect from")
+    # The position's own fields are the inner line's, as dead letters and traces carry them.
+    assert (error.position.source, error.position.line, error.position.offset) == ("/var/log/mail.log", None, 0)
+    assert {t.client_hostname for t in out.traces} >= {"mail.adventure-works.example"}
