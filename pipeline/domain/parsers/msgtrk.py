@@ -1,9 +1,14 @@
 """Exchange message tracking logs (MSGTRK*.LOG), Exchange 2007 to Exchange Server SE.
 
 Each file starts with a header block; its `#Fields:` line names the columns, and the list differs
-between versions (21 fields in 2007, 26 in 2010, 27 or 30 in 2013+), so the columns are always
-taken from the file itself. Shippers concatenate files, so a new header block can appear at any
-line and replaces the previous one.
+between versions (21 fields in 2007, 26 in 2010, 27 or 30 in 2013+), so the columns are taken from
+the file itself. Shippers concatenate files, so a new header block can appear at any line and
+replaces the previous one. Shippers set to drop "#" lines (Filebeat's `exclude_lines: ['^#']`)
+send the rows alone: rows without a #Fields line take the columns of the version with as many
+fields as they have values, and their build is in the 2013+ `schema-version` column.
+
+Other Exchange logs share the header block (SMTP protocol logs, connectivity logs, agent logs):
+a block whose #Log-type or #Fields is not a tracking log's is reported once, and its rows skipped.
 
 `parse` reads the header lines at once and queues the data rows (a Segment per run of rows under
 one header block) in a TrackingRows, which reads the rows of every source of a batch column-wise
@@ -11,8 +16,10 @@ when it is flushed (msgtrk_rows).
 """
 from __future__ import annotations
 
+import csv
+import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from pipeline.domain.builds import Build
 from pipeline.domain.lines import LineRun
@@ -25,30 +32,66 @@ _HEADER_NAMES = ("#software:", "#version:", "#log-type:", "#date:", "#fields:")
 _BOM = "\ufeff".encode("utf-8")
 # Short host names learnt per source (first label -> FQDN); bounded so a source cannot grow it forever.
 MAX_KNOWN_HOSTS = 4096
+# The #Version an Exchange 2010 tracking log carries whatever its build: it still names the product.
+EXCHANGE_2010_VERSION = "14.0.0.0"
+
+# The columns of each version, in order: Exchange 2013 (later CUs) to Server SE write 30; 2013 CU9
+# stopped at custom-data; 2010 had no network-message-id; 2007 stopped at message-info.
+_FIELDS_2013_LATER = (
+    "date-time", "client-ip", "client-hostname", "server-ip", "server-hostname", "source-context", "connector-id",
+    "source", "event-id", "internal-message-id", "message-id", "network-message-id", "recipient-address",
+    "recipient-status", "total-bytes", "recipient-count", "related-recipient-address", "reference",
+    "message-subject", "sender-address", "return-path", "message-info", "directionality", "tenant-id",
+    "original-client-ip", "original-server-ip", "custom-data", "transport-traffic-type", "log-id", "schema-version",
+)
+_FIELDS_2013_CU9 = _FIELDS_2013_LATER[:27]
+_FIELDS_2010 = tuple(f for f in _FIELDS_2013_CU9 if f != "network-message-id")
+_FIELDS_2007 = _FIELDS_2010[:21]
+# The columns of a row without its header lines, by its number of values.
+LAYOUTS = {len(fields): fields for fields in (_FIELDS_2007, _FIELDS_2010, _FIELDS_2013_CU9, _FIELDS_2013_LATER)}
+# What a #Fields line must name to be read as a tracking log: the time and who wrote the row.
+_NEEDED = ("date-time", "client-hostname", "server-hostname", "event-id")
+_TRACKING_LOG_TYPE = "message tracking log"
+# A row starts with its ISO-8601 UTC time, as the first of its values.
+_ROW_START = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?,")
 
 
 def looks_like(line: str) -> bool:
-    return line.lstrip("\ufeff").lower().startswith(_HEADER_NAMES)
+    text = line.lstrip("\ufeff")
+    return text.lower().startswith(_HEADER_NAMES) or (_ROW_START.match(text) is not None and layout_of(text) is not None)
 
 
 def is_header(line: str) -> bool:
     return line[:1] == "#" or line[:2] == "\ufeff#"
 
 
+def layout_of(line: str) -> tuple[str, ...] | None:
+    """The columns of a row read without its header lines, from its number of values (None when
+    no version writes that many)."""
+    return LAYOUTS.get(_value_count(line))
+
+
+def no_layout(count: int) -> str:
+    return f"{count} values: no message tracking log has that many columns ({', '.join(map(str, LAYOUTS))})"
+
+
 def initial_state() -> dict:
-    return {"version": None, "fields": None}
+    # "refused": the current header block is of another log, whose rows are skipped.
+    return {"version": None, "fields": None, "refused": False}
 
 
 @dataclass
 class Segment:
     """Data lines of one source read under one header block; `raw` when they are all of a packed
-    run's lines, to be read from its bytes as they are."""
+    run's lines, to be read from its bytes as they are; `inferred` when no #Fields line gave the
+    columns, and they are those of the version with the first row's number of values."""
 
     run: LineRun
     kept: list[int] | range
     version: str | None
     hosts: dict[str, str]
     raw: bytes | None = None
+    inferred: bool = False
 
 
 def parse(source_state: dict, run: LineRun, start: int, end: int, rows: TrackingRows, out) -> None:
@@ -66,7 +109,7 @@ def parse(source_state: dict, run: LineRun, start: int, end: int, rows: Tracking
             _queue(source_state, run, [i for i in range(segment, index) if lines[i] and not lines[i].isspace()], None,
                    rows, out)
         if index < end:
-            _header_line(source_state, lines[index].lstrip("\ufeff").rstrip("\r\n"))
+            _header_line(source_state, run, index, lines[index].lstrip("\ufeff").rstrip("\r\n"), out)
         segment = index + 1
 
 
@@ -84,7 +127,8 @@ def _parse_bytes(source_state: dict, run: LineRun, raw: bytes, rows: TrackingRow
             line += count
         if header < len(raw):
             stop = raw.find(b"\n", header) + 1 or len(raw)
-            _header_line(source_state, raw[header:stop].decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r\n"))
+            _header_line(source_state, run, line,
+                         raw[header:stop].decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r\n"), out)
             line, offset = line + 1, stop
 
 
@@ -103,16 +147,57 @@ def _header_starts(raw: bytes) -> list[int]:
 
 def _queue(source_state: dict, run: LineRun, kept: list[int] | range, raw: bytes | None, rows: TrackingRows, out) -> None:
     state = source_state["parser"]
+    if state.get("refused"):
+        return
     if state["fields"] is None:
-        lines = run.lines
-        for i in kept:
-            if lines[i] and not lines[i].isspace():
-                out.error(run.error(i, "data line before any #Fields: header line"))
+        _queue_inferred(source_state, run, kept, raw, rows, out)
     elif kept:
         rows.add(state["fields"], Segment(run, kept, state["version"], source_state["hosts"], raw))
 
 
-def _header_line(source_state: dict, text: str) -> None:
+def _queue_inferred(source_state: dict, run: LineRun, kept: list[int] | range, raw: bytes | None, rows: TrackingRows,
+                    out) -> None:
+    """Rows without a #Fields line (a shipper dropped the header lines): the first one's number of
+    values gives the columns (rows of another version among them are moved to theirs when the
+    batch is read). Rows before the first of a known version are errors."""
+    for number, (index, text, offset) in enumerate(_row_texts(run, kept, raw)):
+        if not text or text.isspace():
+            continue
+        fields = layout_of(text)
+        if fields is not None:
+            break
+        out.error(run.error(index, no_layout(_value_count(text))))
+    else:
+        return
+    if number:
+        kept, raw = kept[number:], None if raw is None else raw[offset:]
+    rows.add(list(fields), Segment(run, kept, source_state["parser"]["version"], source_state["hosts"], raw, inferred=True))
+
+
+def _row_texts(run: LineRun, kept: list[int] | range, raw: bytes | None) -> Iterator[tuple[int, str, int]]:
+    """(line index, text, byte offset in `raw`) of the kept lines, decoding packed bytes only as
+    far as they are read."""
+    if raw is None:
+        lines = run.lines
+        for index in kept:
+            yield index, lines[index].rstrip("\r\n"), 0
+        return
+    offset = 0
+    for index in kept:
+        stop = raw.find(b"\n", offset)
+        stop = len(raw) if stop < 0 else stop
+        yield index, raw[offset:stop].decode("utf-8", "replace").rstrip("\r"), offset
+        offset = stop + 1
+
+
+def _value_count(line: str) -> int:
+    try:
+        return len(next(csv.reader([line.rstrip("\r\n")]), []))
+    except csv.Error:
+        return 0
+
+
+def _header_line(source_state: dict, run: LineRun, index: int, text: str, out) -> None:
     name, _, value = text[1:].partition(":")
     name, value = name.strip().lower(), value.strip()
     state = source_state["parser"]
@@ -121,10 +206,27 @@ def _header_line(source_state: dict, text: str) -> None:
         # file again gives the same events. (A new map: rows still queued keep the old one.)
         state.update(initial_state())
         source_state["hosts"] = {}
-    elif name == "version":
+    elif state.get("refused"):
+        return
+    if name == "version":
         state["version"] = value
+    elif name == "log-type" and value.lower() != _TRACKING_LOG_TYPE:
+        _refuse(state, run, index, f"log type {value!r}, not a message tracking log: its rows are skipped", out)
     elif name == "fields":
-        state["fields"] = [f.strip().lower() for f in value.split(",")]
+        fields = [f.strip().lower() for f in value.split(",")]
+        missing = [f for f in _NEEDED if f not in fields]
+        if missing:
+            _refuse(state, run, index, f"#Fields name no {', '.join(missing)}: not a message tracking log, its rows are "
+                                       "skipped", out)
+        else:
+            state["fields"] = fields
+
+
+def _refuse(state: dict, run: LineRun, index: int, reason: str, out) -> None:
+    """Another Exchange log (an SMTP protocol log, a connectivity log...): one error for its header
+    block, and its rows skipped up to the next #Software line."""
+    state.update(fields=None, refused=True)
+    out.error(run.error(index, reason))
 
 
 def writer_build(text: str | None) -> str | None:

@@ -2,8 +2,9 @@
 
 TrackingRows.flush hands the queued rows of every source of a batch that share a column layout to
 Apache Arrow's CSV reader in one call, converts times and sizes per column, and turns rows that
-agree on what identity reads (source, writing server, build, org) into one TraceGroup, with one
-entry per message. A row that does not convert is reported on its own and the rest goes on.
+agree on what identity reads (source, writing server, build, org, connector) into one TraceGroup,
+with one entry per message. A row that does not convert, or whose writing server's name is no
+host name, is reported on its own and the rest goes on.
 """
 from __future__ import annotations
 
@@ -15,13 +16,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from pipeline.domain import hostnames
 from pipeline.domain.events import MessageTrace, ParseError, SourcePosition, TraceGroup, epoch_ms, from_epoch_ms, message_key
-from pipeline.domain.parsers.msgtrk import FORMAT, MAX_KNOWN_HOSTS, Segment, writer_build
+from pipeline.domain.parsers.msgtrk import (EXCHANGE_2010_VERSION, FORMAT, LAYOUTS, MAX_KNOWN_HOSTS, Segment, no_layout,
+                                             writer_build)
 
 _SEND_EVENTS = pa.array(["SEND", "SENDEXTERNAL"])
 # The columns identity and the traffic tables read; the others are never converted.
 _READ = ("date-time", "client-hostname", "server-hostname", "event-id", "message-id", "total-bytes",
-         "tenant-id", "schema-version")
+         "tenant-id", "connector-id", "schema-version")
 _TIME = pa.timestamp("ms", tz="UTC")
 _UNCLOSED = "broken CSV quoting: a quoted value is not closed"
 
@@ -35,9 +38,11 @@ class TrackingRows:
         self._until_ms = until_ms
 
     def flush(self, out) -> None:
-        for fields, segments in self._layouts.items():
-            _Read(list(fields), segments, out, self._until_ms).emit()
-        self._layouts.clear()
+        # Rows without header lines that have another version's number of values come back under
+        # that version's columns, and are read after the others.
+        while self._layouts:
+            fields = next(iter(self._layouts))
+            _Read(list(fields), self._layouts.pop(fields), out, self._until_ms, self.add).emit()
 
     def add(self, fields: list[str], segment: Segment) -> None:
         self._layouts.setdefault(tuple(fields), []).append(segment)
@@ -46,8 +51,8 @@ class TrackingRows:
 class _Read:
     """One CSV read of every queued segment with the same columns, and what follows from it."""
 
-    def __init__(self, fields: list[str], segments: list[Segment], out, until_ms: int | None):
-        self.fields, self.segments, self.out, self.until_ms = fields, segments, out, until_ms
+    def __init__(self, fields: list[str], segments: list[Segment], out, until_ms: int | None, move):
+        self.fields, self.segments, self.out, self.until_ms, self.move = fields, segments, out, until_ms, move
         self.errors: list[ParseError] = []
 
     def emit(self) -> None:
@@ -84,28 +89,42 @@ class _Read:
     def _leave_out(self, invalid: list[tuple[str, int]], rows: int, settle: bool) -> bool:
         """Take the rows the reader skipped out of the segments, as errors. The reader names them by
         their text (numbers are unknown when it reads in parallel). False, changing nothing, when
-        the texts do not come out even with the rows (unless `settle`: after a line-by-line check)."""
+        the texts do not come out even with the rows (unless `settle`: after a line-by-line check).
+        Rows without header lines that have the values of another version are moved to its columns."""
+        if not invalid:
+            return settle or sum(len(segment.kept) for segment in self.segments) == rows
         pending = Counter(text.rstrip("\r") for text, _ in invalid)
         values = {text.rstrip("\r"): count for text, count in invalid}
-        kept_by_segment, errors = [], []
+        kept_by_segment, errors, moves = [], [], []
         for segment in self.segments:
-            kept = []
+            kept, moved = [], {}
             for index in segment.kept:
-                line = segment.run.lines[index].rstrip("\r") if invalid else None
-                if invalid and pending.get(line):
+                line = segment.run.lines[index].rstrip("\r")
+                if pending.get(line):
                     pending[line] -= 1
-                    if line.strip():  # a line of blanks is no row (read from bytes, it reached the reader)
-                        errors.append(segment.run.error(
-                            index, _UNCLOSED if line.count('"') % 2 else
-                            f"{values[line]} values for the {len(self.fields)} columns of #Fields"))
+                    count = values[line]
+                    if not line.strip():  # a line of blanks is no row (read from bytes, it reached the reader)
+                        continue
+                    if line.count('"') % 2:
+                        errors.append(segment.run.error(index, _UNCLOSED))
+                    elif not segment.inferred:
+                        errors.append(segment.run.error(index, f"{count} values for the {len(self.fields)} columns of #Fields"))
+                    elif count in LAYOUTS:
+                        moved.setdefault(count, []).append(index)
+                    else:
+                        errors.append(segment.run.error(index, no_layout(count)))
                 else:
                     kept.append(index)
             kept_by_segment.append(kept)
+            moves += [(LAYOUTS[count], Segment(segment.run, indexes, segment.version, segment.hosts, inferred=True))
+                      for count, indexes in moved.items()]
         if not settle and sum(len(k) for k in kept_by_segment) != rows:
             return False
         for segment, kept in zip(self.segments, kept_by_segment):
             segment.kept = kept
         self.errors += errors
+        for fields, segment in moves:
+            self.move(list(fields), segment)
         return True
 
     def _texts(self) -> bytes:
@@ -140,41 +159,49 @@ class _Read:
         sizes, size_ok = self._sizes(column("total-bytes"), time_ok)
         send = pc.is_in(pc.utf8_upper(column("event-id")), value_set=_SEND_EVENTS)
         client, server = pc.utf8_lower(column("client-hostname")), pc.utf8_lower(column("server-hostname"))
-        writer = self._qualified(segment_ids, pc.if_else(send, client, server), client, server)
+        writer, unnamed = self._qualified(segment_ids, pc.if_else(send, client, server), client, server)
         versions = pc.take(pa.array([s.version for s in self.segments], pa.string()), segment_ids)
         if "schema-version" in rows.column_names:
             stated = column("schema-version")
             build = pc.if_else(pc.equal(stated, ""), versions, stated)
         else:
             build = versions
-        message_ids = column("message-id")
+        # What a group shares, each field by its dictionary code: grouping hashes small integers
+        # rather than strings.
+        shared = {name: pc.dictionary_encode(values, null_encoding="encode") for name, values in (
+            ("writer", writer), ("build", build), ("org", column("tenant-id")),
+            ("connector", pc.utf8_lower(column("connector-id"))))}
         table = pa.table({
-            "segment": segment_ids, "writer": writer, "build": build, "org": column("tenant-id"), "time": times,
-            "message_id": message_ids, "size": sizes,
+            "segment": segment_ids, **{name: codes.indices for name, codes in shared.items()}, "time": times,
+            "message_id": column("message-id"), "size": sizes,
         })
         good = pc.and_(time_ok, size_ok)
+        if unnamed:
+            good = pc.and_(good, self._named(writer, unnamed, send, good))
         if self.until_ms is not None:
             good = pc.fill_null(pc.and_(good, pc.less_equal(times, self.until_ms)), False)
         if not pc.all(good).as_py():
             table = table.filter(good)
         if pc.any(pc.equal(table.column("message_id"), "")).as_py():
-            table = table.set_column(5, "message_id", pa.array([
+            table = table.set_column(table.schema.get_field_index("message_id"), "message_id", pa.array([
                 key or message_key(None, t, s) for key, t, s in zip(*(table.column(c).to_pylist() for c in ("message_id", "time", "size")))
             ], pa.string()))
         # A message has several rows (RECEIVE, DELIVER, SEND, ...): one entry per message and group,
         # with its latest time, and the number of rows beside it.
-        keys = ["segment", "writer", "build", "org"]
+        keys = ["segment", "writer", "build", "org", "connector"]
         messages = table.group_by(keys + ["message_id"], use_threads=False).aggregate(
             [("time", "min"), ("time", "max"), ("size", "max"), ("time", "count")])
         grouped = messages.group_by(keys, use_threads=False).aggregate(
             [("message_id", "list"), ("time_max", "list"), ("size_max", "list"), ("time_min", "min"),
              ("time_max", "max"), ("time_count", "sum")])
+        values = {name: codes.dictionary.to_pylist() for name, codes in shared.items()}
         for group in grouped.to_pylist():
+            writer_name, build_text, org, connector = (values[name][group[name]] for name in shared)
             template = MessageTrace(
                 event_time=from_epoch_ms(group["time_max_max"]), source_format=FORMAT,
                 position=SourcePosition(self.segments[group["segment"]].run.source),
-                logged_by=group["writer"] or None, logged_by_build=writer_build(group["build"]),
-                org=group["org"] or None,
+                logged_by=writer_name or None, logged_by_build=_stated_build(build_text),
+                org=org or None, connector_id=connector or None,
             )
             self.out.group(TraceGroup(template, group["time_min_min"], group["time_count_sum"], group["time_max_list"],
                                       group["message_id_list"], group["size_max_list"]))
@@ -213,20 +240,35 @@ class _Read:
             fine.append(valid)
         return pa.array(sizes, pa.int64()), pa.array(fine)
 
-    def _qualified(self, segment_ids: pa.Array, writer: pa.Array, client: pa.Array, server: pa.Array) -> pa.Array:
+    def _named(self, writer: pa.Array, unnamed: dict[str, str], send: pa.Array, readable: pa.Array) -> pa.Array:
+        """Which rows name their writing server with a host name; the others are errors (unless
+        they were already, for their time or size)."""
+        invalid = pc.is_in(writer, value_set=pa.array(list(unnamed), pa.string()))
+        for row in pc.indices_nonzero(pc.and_(invalid, readable)).to_pylist():
+            field = "client-hostname" if send[row].as_py() else "server-hostname"
+            self._error(row, unnamed[writer[row].as_py()], field)
+        return pc.invert(invalid)
+
+    def _qualified(self, segment_ids: pa.Array, writer: pa.Array, client: pa.Array,
+                   server: pa.Array) -> tuple[pa.Array, dict[str, str]]:
         """Join short writer names to the FQDN with the same first label seen earlier in the same
-        source, and learn the FQDNs of these rows (first label -> FQDN, the latest one wins)."""
+        source (or in the same row), and learn the FQDNs of these rows (first label -> FQDN, the
+        latest one wins). Also the writer names that are no host name, with why: the names are
+        checked once per segment and value, not per row, and are never learnt."""
         names = pa.table({"segment": segment_ids, "writer": writer, "client": client, "server": server})
         seen: list[list[set[str]]] = [[set(), set(), set()] for _ in self.segments]
         for column_number, name in enumerate(("writer", "client", "server")):
             for pair in names.group_by(["segment", name], use_threads=False).aggregate([]).to_pylist():
                 seen[pair["segment"]][column_number].add(pair[name])
+        problems = {host: reason for host in set().union(*(values for found in seen for values in found))
+                    if host and (reason := hostnames.problem(host))}
+        unnamed = {host: problems[host] for found in seen for host in found[0] if host in problems}
         replaced = []
         for number, segment in enumerate(self.segments):
             learnt: dict[str, set[str]] = {}
             for values in seen[number]:
                 for host in values:
-                    if _label(host) and "." in host:
+                    if _label(host) and "." in host and host not in problems:
                         learnt.setdefault(_label(host), set()).add(host)
             hosts = segment.hosts
             short_writer = any(_label(host) and "." not in host for host in seen[number][0])
@@ -235,18 +277,18 @@ class _Read:
                 # Order decides: go row by row, as a line-by-line reader would.
                 start, length = self.starts[number], len(segment.kept)
                 replaced.append((start, length, _qualified_row_by_row(
-                    hosts, *(a.slice(start, length).to_pylist() for a in (writer, client, server)))))
+                    hosts, problems, *(a.slice(start, length).to_pylist() for a in (writer, client, server)))))
             else:
                 for label, (host,) in learnt.items():
                     hosts[label] = host
         if not replaced:
-            return writer
+            return writer, unnamed
         pieces, at = [], 0
         for start, length, qualified in replaced:
             pieces += [writer.slice(at, start - at), qualified]
             at = start + length
         pieces.append(writer.slice(at))
-        return pa.concat_arrays(pieces)
+        return pa.concat_arrays(pieces), unnamed
 
 
 def _csv(fields: list[str], text: bytes) -> tuple[pa.Table, list[tuple[str, int]]]:
@@ -291,18 +333,26 @@ def _time_ms(stamp: str) -> int | None:
     return epoch_ms(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
 
 
-def _qualified_row_by_row(hosts: dict[str, str], writers: list[str], clients: list[str], servers: list[str]) -> pa.Array:
+def _qualified_row_by_row(hosts: dict[str, str], problems: dict[str, str], writers: list[str], clients: list[str],
+                          servers: list[str]) -> pa.Array:
     for row, names in enumerate(zip(writers, clients, servers)):
-        for field, host in enumerate(names):
+        # A row's own FQDNs first: client EX01.CORP.TEST and server EX01 are one server.
+        for host in names:
             label = _label(host)
-            if not label:
-                continue
-            if "." in host:
-                if len(hosts) < MAX_KNOWN_HOSTS or label in hosts:
-                    hosts[label] = host
-            elif field == 0 and label in hosts:
-                writers[row] = hosts[label]
+            if label and "." in host and host not in problems and (len(hosts) < MAX_KNOWN_HOSTS or label in hosts):
+                hosts[label] = host
+        label = _label(writers[row])
+        if label and "." not in writers[row] and label in hosts:
+            writers[row] = hosts[label]
     return pa.array(writers, pa.string())
+
+
+def _stated_build(text: str | None) -> str | None:
+    """The writer's build as the template carries it: short form, or Exchange 2010's constant
+    version, which names the product (identity reads it)."""
+    if text and text.strip() == EXCHANGE_2010_VERSION:
+        return EXCHANGE_2010_VERSION
+    return writer_build(text)
 
 
 def _label(host: str | None) -> str | None:

@@ -54,16 +54,17 @@ def test_rows_of_a_2016_log_become_one_group_per_writer_build_and_org(make_sourc
     assert source.out.errors == []
 
 
-def test_a_2010_send_row_is_written_by_the_client_host_and_carries_no_build(make_source):
+def test_a_2010_send_row_is_written_by_the_client_host_and_carries_the_2010_constant(make_source):
+    """14.0.0.0 is no build, but it names the product: identity reads it."""
     [group] = make_source().feed(header("14.0.0.0", F26) + [SEND_2010]).out.groups
-    assert (group.template.logged_by, group.template.logged_by_build) == ("ex10hub01.contoso.example", None)
+    assert (group.template.logged_by, group.template.logged_by_build) == ("ex10hub01.contoso.example", "14.0.0.0")
 
 
 def test_a_new_header_block_replaces_the_old_columns(make_source):
     source = make_source().feed(header("14.0.0.0", F26) + [SEND_2010] + header("15.01.2507.039", F30) + [RECEIVE_2016])
-    assert source.state["parser"] == {"version": "15.01.2507.039", "fields": F30.split(",")}
+    assert (source.state["parser"]["version"], source.state["parser"]["fields"]) == ("15.01.2507.039", F30.split(","))
     assert [(g.template.logged_by, g.template.logged_by_build) for g in source.out.groups] == [
-        ("ex10hub01.contoso.example", None), ("ex16mbx01.contoso.example", "15.1.2507.39")]
+        ("ex10hub01.contoso.example", "14.0.0.0"), ("ex16mbx01.contoso.example", "15.1.2507.39")]
 
 
 def test_blank_lines_are_skipped(make_source):
@@ -79,7 +80,8 @@ def test_constant_versions_are_not_builds():
 
 
 def test_errors_say_where_and_why_and_the_other_rows_go_on(make_source):
-    lines = ["#Software: Microsoft Exchange Server", RECEIVE_2016, "#Version: 15.01.2507.039", f"#Fields: {F30}",
+    lines = ["#Software: Microsoft Exchange Server", "2026-02-10T08:14:02Z,EX16MBX01", "#Version: 15.01.2507.039",
+             f"#Fields: {F30}",
         "2026-02-10T08:14:03Z,1.2.3.4",
         "yesterday" + RECEIVE_2016[24:],
         RECEIVE_2016.replace(",15230,", ",15k,"),
@@ -89,7 +91,7 @@ def test_errors_say_where_and_why_and_the_other_rows_go_on(make_source):
     ]
     source = make_source().feed(lines)
     assert [(str(e), e.field) for e in source.out.errors] == [
-        ("sample:2: data line before any #Fields: header line", None),
+        ("sample:2: 2 values: no message tracking log has that many columns (21, 26, 27, 30)", None),
         ("sample:5: 2 values for the 30 columns of #Fields", None),
         ("sample:6: field date-time: 'yesterday' is not an ISO-8601 time", "date-time"),
         ("sample:7: field total-bytes: '15k' is not a byte count", "total-bytes"),
@@ -185,4 +187,133 @@ def test_a_hash_inside_a_row_is_no_header_line_and_a_bom_opens_a_new_file(make_s
     tracking.flush(source.out)
     assert source.out.errors == []
     assert sorted((g.template.logged_by, g.template.logged_by_build) for g in source.out.groups) == [
+        ("ex10hub01.contoso.example", "14.0.0.0"), ("ex16mbx01.contoso.example", "15.1.2507.39")]
+
+
+def feed_packed(make_source, name, data: bytes):
+    """Bytes fed as `evaluate` and the shipper's packed records feed them: one packed run."""
+    from pipeline.domain.lines import LineRun
+    from pipeline.domain.parsers import dispatch
+    from pipeline.domain.parsers.msgtrk_rows import TrackingRows
+
+    source, tracking = make_source(name), TrackingRows()
+    source.state = dispatch.parse_run(None, LineRun.packed(name, data, 1, 0, None), source.out, source.open_messages,
+                                      tracking)
+    tracking.flush(source.out)
+    return source
+
+
+def test_a_row_naming_its_writer_short_and_in_full_is_one_server(make_source):
+    """SMTP RECEIVE from the Front End proxy on the same box: client EX01.CORP.TEST, server EX01."""
+    fields = "date-time,client-hostname,server-hostname,event-id,message-id"
+    lines = ["#Software: Microsoft Exchange Server", "#Version: 15.01.2507.039", f"#Fields: {fields}",
+             "2026-02-10T08:14:02.000Z,EX01.CORP.TEST,EX01,RECEIVE,<m0@x>",
+             "2026-02-10T08:14:03.000Z,EX01.CORP.TEST,mx.partner.example,SEND,<m1@x>"]
+    [group] = make_source().feed(lines).out.groups
+    assert (group.template.logged_by, group.message_keys) == ("ex01.corp.test", ["<m0@x>", "<m1@x>"])
+
+
+def test_rows_shipped_without_their_header_lines_take_the_columns_of_their_field_count(samples, make_source):
+    """Filebeat with exclude_lines: ['^#']: the 30 values give the 2013+ columns, schema-version the build."""
+    data = (samples / "msgtrk" / "MSGTRK2026021001-1.filebeat-no-header.LOG").read_bytes()
+    lines = data.decode().splitlines()
+    for source in (feed_packed(make_source, "f.log", data), make_source("f.log").feed(lines)):
+        assert source.out.errors == []
+        # One group per connector (a STOREDRIVER row has none), all of one server and build.
+        assert sorted((g.template.logged_by, g.template.logged_by_build, g.template.connector_id or "", g.count)
+                      for g in source.out.groups) == [
+            ("ex19mbx05.fourthcoffee.example", "15.2.1544.14", "", 1),
+            ("ex19mbx05.fourthcoffee.example", "15.2.1544.14", "ex19mbx05\\default ex19mbx05", 1),
+            ("ex19mbx05.fourthcoffee.example", "15.2.1544.14", "outbound to internet", 1)]
+        assert source.state["format"] == "msgtrk"
+
+
+def test_rows_without_header_lines_of_2007_and_2010_have_no_build_and_other_counts_are_errors(make_source):
+    row_2007 = ("2026-01-22T10:15:00.000Z,10.2.0.7,EX07HUB01.wingtip.example,203.0.113.60,smtp.wingtip.example,,"
+                "Outbound to Internet,SMTP,SEND,771,<0711@EX07HUB01.wingtip.example>,jo@example.net,250 2.0.0 OK,5000,1,,,"
+                "Catalogue,sales@wingtip.example,sales@wingtip.example,")
+    source = make_source().feed([SEND_2010, row_2007, RECEIVE_2016, "2026-03-15T10:00:06.000Z,1.2.3.4"])
+    # The first row sets the columns; rows of another version are read with theirs.
+    assert sorted((g.template.logged_by, g.template.logged_by_build) for g in source.out.groups) == [
+        ("ex07hub01.wingtip.example", None), ("ex10hub01.contoso.example", None),
+        ("ex16mbx01.contoso.example", "15.1.2507.39")]
+    # A later batch may start with a row of no version: the next one sets the columns.
+    source.out.groups.clear()
+    source.feed(["2026-03-15T10:00:07.000Z,198.51.100.10,EX10HUB01.contoso.example,SEND", SEND_2010])
+    assert [g.template.logged_by for g in source.out.groups] == ["ex10hub01.contoso.example"]
+    assert [str(e) for e in source.out.errors] == [
+        "sample:4: 2 values: no message tracking log has that many columns (21, 26, 27, 30)",
+        "sample:5: 4 values: no message tracking log has that many columns (21, 26, 27, 30)"]
+
+
+def test_rows_under_a_header_block_without_fields_take_the_columns_of_their_field_count(make_source):
+    """`grep -v '^#'` keeps a file's first line: its BOM hides the "#"."""
+    source = make_source().feed(["\ufeff#Software: Microsoft Exchange Server\r", SEND_2010 + "\r", RECEIVE_2016 + "\r"])
+    assert source.out.errors == []
+    assert sorted((g.template.logged_by, g.template.logged_by_build) for g in source.out.groups) == [
         ("ex10hub01.contoso.example", None), ("ex16mbx01.contoso.example", "15.1.2507.39")]
+
+
+def test_a_header_block_after_rows_without_one_gives_the_columns_again(make_source):
+    source = make_source().feed([SEND_2010] + header("15.01.2507.039", F30) + [RECEIVE_2016])
+    assert source.out.errors == []
+    assert [(g.template.logged_by, g.template.logged_by_build) for g in source.out.groups] == [
+        ("ex10hub01.contoso.example", None), ("ex16mbx01.contoso.example", "15.1.2507.39")]
+
+
+def test_a_row_without_its_header_is_detected_by_its_time_and_field_count():
+    from pipeline.domain.parsers import dispatch
+
+    assert dispatch.detect(RECEIVE_2016 + "\r\n") == "msgtrk"
+    assert dispatch.detect(SEND_2010) == "msgtrk"
+    # An SMTP protocol log row (9 fields), a Postfix line with an RFC 3339 time, a short CSV row.
+    assert dispatch.detect("2026-02-10T09:01:11.921Z,EX19MBX01\\Default EX19MBX01,08DC4A1B2C3D4E5F,3,"
+                           "10.0.4.21:25,203.0.113.77:51544,<,EHLO smtp.partner.example,") is None
+    assert dispatch.detect("2026-02-16T12:02:44.318211+00:00 mx1 postfix/smtpd[1]: ABCDEF1: client=a[192.0.2.1]") == "postfix"
+    assert dispatch.detect("2026-02-10T08:14:03Z,1.2.3.4") is None
+
+
+def test_an_smtp_protocol_log_is_refused_once_and_its_rows_skipped(samples, make_source):
+    recv = (samples / "msgtrk" / "RECV2026021009-1.LOG").read_bytes()
+    tracking = "".join(line + "\n" for line in header("15.01.2507.039", F30) + [RECEIVE_2016 + "\r"]).encode()
+    for source in (feed_packed(make_source, "f.log", recv + tracking),
+                   make_source("f.log").feed((recv + tracking).decode().splitlines())):
+        assert [(e.position.line, e.reason) for e in source.out.errors] == [
+            (3, "log type 'SMTP Receive Protocol Log', not a message tracking log: its rows are skipped")]
+        # The next file (its #Software line) is a tracking log again.
+        assert [g.template.logged_by for g in source.out.groups] == ["ex16mbx01.contoso.example"]
+
+
+def test_other_logs_with_a_header_block_are_refused_by_log_type_or_fields(make_source):
+    connectivity = ["#Software: Microsoft Exchange Server", "#Version: 15.0.0.0",
+                    "#Log-type: Transport Connectivity Log", "#Date: 2026-02-10T00:00:00.000Z",
+                    "#Fields: date-time,session,source,Destination,direction,description",
+                    "2026-02-10T09:14:40.102Z,08DC4A1B2C3D4E70,SMTP,partner.example,+,Outbound to Internet"]
+    iis = ["#Software: Microsoft Internet Information Services 10.0", "#Version: 1.0", "#Date: 2026-02-10 00:00:01",
+           "#Fields: date time s-ip cs-method cs-uri-stem", "2026-02-10 00:00:01 10.0.4.21 POST /owa/"]
+    source = make_source().feed(connectivity + iis)
+    assert [str(e) for e in source.out.errors] == [
+        "sample:3: log type 'Transport Connectivity Log', not a message tracking log: its rows are skipped",
+        "sample:10: #Fields name no date-time, client-hostname, server-hostname, event-id: not a message tracking log, "
+        "its rows are skipped"]
+    assert source.out.groups == []
+
+
+def test_a_writer_name_that_is_no_host_name_is_an_error_and_no_server(make_source):
+    fields = "date-time,client-hostname,server-hostname,event-id,message-id"
+    lines = ["#Software: Microsoft Exchange Server", "#Version: 15.01.2507.039", f"#Fields: {fields}",
+             "2026-02-10T08:14:02.000Z,app1.contoso.example,EX01\x00,RECEIVE,<m0@x>",
+             "2026-02-10T08:14:03.000Z,ex01.contoso.example\x07,mx.partner.example,SEND,<m1@x>",
+             f"2026-02-10T08:14:04.000Z,app1.contoso.example,{'a' * 64}.contoso.example,RECEIVE,<m2@x>",
+             "2026-02-10T08:14:05.000Z,app1.contoso.example,EX_01.contoso.example,RECEIVE,<m3@x>",
+             "yesterday,app1.contoso.example,EX01\x00,RECEIVE,<m4@x>"]
+    source = make_source().feed(lines)
+    assert [(e.position.line, e.field, e.reason) for e in source.out.errors] == [
+        (4, "server-hostname", "host name 'ex01\\x00' holds control characters"),
+        (5, "client-hostname", "host name 'ex01.contoso.example\\x07' holds control characters"),
+        (6, "server-hostname", f"host name '{'a' * 64}.contoso.example' has a label of 64 characters (at most 63)"),
+        (8, "date-time", "'yesterday' is not an ISO-8601 time")]
+    # Names with control characters are never learnt: the short name of line 4 stays unknown.
+    assert [(g.template.logged_by, g.message_keys) for g in source.out.groups] == [("ex_01.contoso.example", ["<m3@x>"])]
+    assert source.state["hosts"] == {"app1": "app1.contoso.example", "ex_01": "ex_01.contoso.example",
+                                     "mx": "mx.partner.example"}
