@@ -100,13 +100,18 @@ def parse_run(state: dict | None, run: LineRun, out: ParseOutput, open_messages:
 
 
 def finish(state: dict | None, source: str, out: ParseOutput, open_messages: OpenMessages) -> dict:
-    """At the end of a source: emit what formats that span lines still hold."""
+    """At the end of a source: emit what formats that span lines still hold (a tracking log, the
+    rows it holds back for a writer's FQDN: as they are)."""
     state = state or new_state()
     qualifying = _Qualifying(state["hosts"], out)
     if state["format"] == headers.FORMAT:
         headers.finish(state["parser"], source, qualifying)
     elif state["format"] == postfix.FORMAT:
         postfix.finish(state["parser"], source, qualifying, open_messages)
+    elif state["format"] == msgtrk.FORMAT:
+        rows = TrackingRows()
+        rows.end_file(state["parser"], source)
+        rows.flush(qualifying)
     return state
 
 

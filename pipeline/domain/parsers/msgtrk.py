@@ -13,6 +13,10 @@ a block whose #Log-type or #Fields is not a tracking log's is reported once, and
 `parse` reads the header lines at once and queues the data rows (a Segment per run of rows under
 one header block) in a TrackingRows, which reads the rows of every source of a batch column-wise
 when it is flushed (msgtrk_rows).
+
+Exchange names the writing server by its short name in mailbox rows (STOREDRIVER) and by its FQDN
+in SMTP rows. The rows before a file's first FQDN are held back in the file's parser state until
+it shows (msgtrk_rows.HeldRows): a new file (its #Software line) lets them go as they are.
 """
 from __future__ import annotations
 
@@ -84,7 +88,9 @@ def initial_state() -> dict:
 class Segment:
     """Data lines of one source read under one header block; `raw` when they are all of a packed
     run's lines, to be read from its bytes as they are; `inferred` when no #Fields line gave the
-    columns, and they are those of the version with the first row's number of values."""
+    columns, and they are those of the version with the first row's number of values. `file` is
+    the parser state of the file the lines belong to, where rows wait for their writer's FQDN;
+    None for rows that waited already (their names are settled, they wait no more)."""
 
     run: LineRun
     kept: list[int] | range
@@ -92,12 +98,13 @@ class Segment:
     hosts: dict[str, str]
     raw: bytes | None = None
     inferred: bool = False
+    file: dict | None = None
 
 
 def parse(source_state: dict, run: LineRun, start: int, end: int, rows: TrackingRows, out) -> None:
     """Read lines [start, end) of `run`. `source_state` is the dispatcher's state of the source:
-    header lines update its "parser" part (a new file's #Software line also starts a new "hosts"
-    map); data rows are queued in `rows`, and reach `out` when the batch flushes them."""
+    header lines update its "parser" part (a new file's #Software line starts a new one, and a new
+    "hosts" map); data rows are queued in `rows`, and reach `out` when the batch flushes them."""
     raw = run.raw_bytes()
     if raw is not None and start == 0 and end == len(run):
         _parse_bytes(source_state, run, raw, rows, out)
@@ -109,7 +116,7 @@ def parse(source_state: dict, run: LineRun, start: int, end: int, rows: Tracking
             _queue(source_state, run, [i for i in range(segment, index) if lines[i] and not lines[i].isspace()], None,
                    rows, out)
         if index < end:
-            _header_line(source_state, run, index, lines[index].lstrip("\ufeff").rstrip("\r\n"), out)
+            _header_line(source_state, run, index, lines[index].lstrip("\ufeff").rstrip("\r\n"), rows, out)
         segment = index + 1
 
 
@@ -128,7 +135,7 @@ def _parse_bytes(source_state: dict, run: LineRun, raw: bytes, rows: TrackingRow
         if header < len(raw):
             stop = raw.find(b"\n", header) + 1 or len(raw)
             _header_line(source_state, run, line,
-                         raw[header:stop].decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r\n"), out)
+                         raw[header:stop].decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r\n"), rows, out)
             line, offset = line + 1, stop
 
 
@@ -152,7 +159,7 @@ def _queue(source_state: dict, run: LineRun, kept: list[int] | range, raw: bytes
     if state["fields"] is None:
         _queue_inferred(source_state, run, kept, raw, rows, out)
     elif kept:
-        rows.add(state["fields"], Segment(run, kept, state["version"], source_state["hosts"], raw))
+        rows.add(state["fields"], Segment(run, kept, state["version"], source_state["hosts"], raw, file=state))
 
 
 def _queue_inferred(source_state: dict, run: LineRun, kept: list[int] | range, raw: bytes | None, rows: TrackingRows,
@@ -171,7 +178,8 @@ def _queue_inferred(source_state: dict, run: LineRun, kept: list[int] | range, r
         return
     if number:
         kept, raw = kept[number:], None if raw is None else raw[offset:]
-    rows.add(list(fields), Segment(run, kept, source_state["parser"]["version"], source_state["hosts"], raw, inferred=True))
+    state = source_state["parser"]
+    rows.add(list(fields), Segment(run, kept, state["version"], source_state["hosts"], raw, inferred=True, file=state))
 
 
 def _row_texts(run: LineRun, kept: list[int] | range, raw: bytes | None) -> Iterator[tuple[int, str, int]]:
@@ -197,14 +205,16 @@ def _value_count(line: str) -> int:
         return 0
 
 
-def _header_line(source_state: dict, run: LineRun, index: int, text: str, out) -> None:
+def _header_line(source_state: dict, run: LineRun, index: int, text: str, rows: TrackingRows, out) -> None:
     name, _, value = text[1:].partition(":")
     name, value = name.strip().lower(), value.strip()
     state = source_state["parser"]
     if name == "software":
         # A new log file starts: nothing of the previous one carries over, so reading the same
-        # file again gives the same events. (A new map: rows still queued keep the old one.)
-        state.update(initial_state())
+        # file again gives the same events. (New objects: rows still queued keep the old file's
+        # names and state; the rows it holds go as they are once those are read.)
+        rows.end_file(state, run.source)
+        state = source_state["parser"] = initial_state()
         source_state["hosts"] = {}
     elif state.get("refused"):
         return

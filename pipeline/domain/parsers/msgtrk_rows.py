@@ -5,6 +5,10 @@ Apache Arrow's CSV reader in one call, converts times and sizes per column, and 
 agree on what identity reads (source, writing server, build, org, connector) into one TraceGroup,
 with one entry per message. A row that does not convert, or whose writing server's name is no
 host name, is reported on its own and the rest goes on.
+
+A row whose writer is a short name that no FQDN of its file resolved yet is held back in the
+file's parser state (HeldRows) until the file names that server in full, and then goes under the
+FQDN, in the flush that found it.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import pyarrow.csv as pacsv
 
 from pipeline.domain import hostnames
 from pipeline.domain.events import MessageTrace, ParseError, SourcePosition, TraceGroup, epoch_ms, from_epoch_ms, message_key
+from pipeline.domain.lines import LineRun
 from pipeline.domain.parsers.msgtrk import (EXCHANGE_2010_VERSION, FORMAT, LAYOUTS, MAX_KNOWN_HOSTS, Segment, no_layout,
                                              writer_build)
 
@@ -27,6 +32,13 @@ _READ = ("date-time", "client-hostname", "server-hostname", "event-id", "message
          "tenant-id", "connector-id", "schema-version")
 _TIME = pa.timestamp("ms", tz="UTC")
 _UNCLOSED = "broken CSV quoting: a quoted value is not closed"
+# Held rows travel in their source's state, one Kafka record (1 MB at most by default, with the
+# learnt host names): past this many bytes of row text the oldest go, down to half of it.
+MAX_HELD_BYTES = 256 * 1024
+# A held row goes as it is when a row this much newer (event time) follows it in its file.
+MAX_HELD_MS = 3_600_000
+# A held row: [number of its layout, writer (a short name), time in ms, line number, text].
+_LAYOUT, _WRITER, _MS, _LINE, _TEXT = range(5)
 
 
 class TrackingRows:
@@ -36,23 +48,157 @@ class TrackingRows:
     def __init__(self, until_ms: int | None = None) -> None:
         self._layouts: dict[tuple[str, ...], list[Segment]] = {}
         self._until_ms = until_ms
+        # During a flush: the held rows of the files read, by the identity of their parser state.
+        self._held: dict[int, HeldRows] = {}
+        self._ended: list[tuple[dict, str]] = []
 
     def flush(self, out) -> None:
         # Rows without header lines that have another version's number of values come back under
-        # that version's columns, and are read after the others.
-        while self._layouts:
-            fields = next(iter(self._layouts))
-            _Read(list(fields), self._layouts.pop(fields), out, self._until_ms, self.add).emit()
+        # that version's columns, and are read after the others; so do held rows that go.
+        while self._layouts or self._ended:
+            if self._layouts:
+                fields = next(iter(self._layouts))
+                _Read(list(fields), self._layouts.pop(fields), out, self._until_ms, self).emit()
+            else:
+                # Every row of a file that ended is read: what it still holds goes as it is.
+                held = self.held(*self._ended.pop(0), create=False)
+                if held is not None:
+                    held.release_all(self.add)
+        self._held.clear()
 
     def add(self, fields: list[str], segment: Segment) -> None:
         self._layouts.setdefault(tuple(fields), []).append(segment)
+
+    def end_file(self, file: dict, source: str) -> None:
+        """The file whose parser state is `file` ended (a new #Software line, the end of the
+        source): the rows it holds go as they are, after the rows queued so far are read."""
+        self._ended.append((file, source))
+
+    def held(self, file: dict, source: str, create: bool) -> HeldRows | None:
+        """The rows the file holds; None when it holds none and none are to be held (`create`)."""
+        held = self._held.get(id(file))
+        if held is None and (create or "held" in file):
+            held = self._held[id(file)] = HeldRows(file, source)
+        return held
+
+
+class HeldRows:
+    """The rows a file holds back, kept in its parser state as plain JSON ("held": the layouts the
+    rows were read under, and the rows, see _LAYOUT): rows whose writer is a short name that no
+    FQDN of the file resolved yet. Exchange names itself short in mailbox rows and in full in SMTP
+    rows, so the rows before a file's first SMTP row would otherwise name a second server.
+
+    A held row goes under the FQDN when the file first names one with its writer as first label,
+    and as it is when a row more than MAX_HELD_MS newer follows it, when the held rows outgrow
+    MAX_HELD_BYTES (the oldest first), or when the file or the source ends. A row that goes while
+    the read that held it goes on stays in it (most rows wait only for the next few rows); one
+    held before is queued again, in a segment of its own with its name settled, and read like
+    any other."""
+
+    def __init__(self, file: dict, source: str) -> None:
+        self.file, self.source = file, source
+        stored = file.get("held") or {"layouts": [], "rows": []}
+        self.layouts: list[list] = stored["layouts"]
+        self.rows: list[list] = stored["rows"]
+        self.writers = Counter(row[_WRITER] for row in self.rows)
+        self.size = sum(len(row[_TEXT].encode("utf-8")) for row in self.rows)
+        self.oldest = min((row[_MS] for row in self.rows), default=None)
+        # Rows that went and wait to be queued: (layout, row), and the FQDNs of the resolved ones.
+        self._resolved: list[tuple[list, list]] = []
+        self._names: dict[str, str] = {}
+        self._released: list[tuple[list, list]] = []
+        # Rows held by the read going on, by identity: where it keeps their writer and whether held.
+        self._here: dict[int, tuple[list[str], list[bool], int]] = {}
+
+    def hold(self, fields: list[str], segment: Segment, index: int, text: str, writer: str, time_ms: int,
+             place: tuple[list[str], list[bool], int]) -> None:
+        """Hold line `index` of the segment's run (`text`), read under `fields`; `place`: the
+        read's writer names and held flags of the segment's rows, and the row's number in them."""
+        layout = [fields, segment.version, segment.inferred]
+        if layout not in self.layouts:
+            self.layouts.append(layout)
+        row = [self.layouts.index(layout), writer, time_ms, segment.run.line_number(index), text]
+        self.rows.append(row)
+        self._here[id(row)] = place
+        self.file["held"] = {"layouts": self.layouts, "rows": self.rows}
+        self.writers[writer] += 1
+        self.size += len(text.encode("utf-8"))
+        self.oldest = time_ms if self.oldest is None else min(self.oldest, time_ms)
+        if self.size > MAX_HELD_BYTES:
+            # Down to half the bound, so that a file that never names its writer in full does not
+            # release a row (and copy the list) for every row it holds.
+            count, size = 0, self.size
+            while size > MAX_HELD_BYTES // 2:
+                size -= len(self.rows[count][_TEXT].encode("utf-8"))
+                count += 1
+            self._go(self.rows[:count], self._released)
+
+    def resolve(self, label: str, host: str) -> None:
+        """The file names `host` (first label `label`) for the first time: the rows held for
+        `label` go under it."""
+        if self.writers.get(label):
+            self._names[label] = host
+            self._go([row for row in self.rows if row[_WRITER] == label], self._resolved, host)
+
+    def release_older(self, time_ms: int) -> None:
+        """A row of `time_ms` follows: rows more than MAX_HELD_MS older go as they are."""
+        if self.oldest is not None and time_ms - MAX_HELD_MS > self.oldest:
+            self._go([row for row in self.rows if row[_MS] < time_ms - MAX_HELD_MS], self._released)
+
+    def release_all(self, add) -> None:
+        """The file ended: every held row goes as it is, queued (`add`: TrackingRows.add)."""
+        self._go(list(self.rows), self._released)
+        self.queue(add)
+
+    def end_read(self, add) -> None:
+        """The read going on is over: its rows still held stay so, those held before that went
+        are queued (`add`: TrackingRows.add)."""
+        self._here.clear()
+        self.queue(add)
+
+    def queue(self, add) -> None:
+        """Queue the rows that went, a segment per layout: the resolved ones know their FQDNs, the
+        others keep their short names."""
+        if not (self._resolved or self._released):
+            return
+        for gone, names in ((self._resolved, self._names), (self._released, {})):
+            by_layout: dict[int, tuple[list, list[list]]] = {}
+            for layout, row in gone:
+                by_layout.setdefault(id(layout), (layout, []))[1].append(row)
+            for (fields, version, inferred), rows in by_layout.values():
+                run = LineRun.of_lines(self.source, [row[_TEXT] for row in rows],
+                                       [SourcePosition(self.source, row[_LINE]) for row in rows], None)
+                add(fields, Segment(run, range(len(rows)), version, dict(names), inferred=inferred))
+            gone.clear()
+        self._names = {}
+
+    def _go(self, rows: list[list], into: list[tuple[list, list]], host: str | None = None) -> None:
+        """`rows` go (under `host`, when given): back into the read going on when it held them."""
+        for row in rows:
+            place = self._here.pop(id(row), None)
+            if place is None:
+                into.append((self.layouts[row[_LAYOUT]], row))
+            else:
+                writers, held, number = place
+                held[number] = False
+                if host is not None:
+                    writers[number] = host
+        going = {id(row) for row in rows}
+        self.rows[:] = [row for row in self.rows if id(row) not in going]
+        for row in rows:
+            self.writers[row[_WRITER]] -= 1
+            self.size -= len(row[_TEXT].encode("utf-8"))
+        self.oldest = min((row[_MS] for row in self.rows), default=None)
+        if not self.rows:
+            self.layouts.clear()
+            self.file.pop("held", None)
 
 
 class _Read:
     """One CSV read of every queued segment with the same columns, and what follows from it."""
 
-    def __init__(self, fields: list[str], segments: list[Segment], out, until_ms: int | None, move):
-        self.fields, self.segments, self.out, self.until_ms, self.move = fields, segments, out, until_ms, move
+    def __init__(self, fields: list[str], segments: list[Segment], out, until_ms: int | None, rows: TrackingRows):
+        self.fields, self.segments, self.out, self.until_ms, self.rows = fields, segments, out, until_ms, rows
         self.errors: list[ParseError] = []
 
     def emit(self) -> None:
@@ -116,7 +262,8 @@ class _Read:
                 else:
                     kept.append(index)
             kept_by_segment.append(kept)
-            moves += [(LAYOUTS[count], Segment(segment.run, indexes, segment.version, segment.hosts, inferred=True))
+            moves += [(LAYOUTS[count], Segment(segment.run, indexes, segment.version, segment.hosts, inferred=True,
+                                               file=segment.file))
                       for count, indexes in moved.items()]
         if not settle and sum(len(k) for k in kept_by_segment) != rows:
             return False
@@ -124,7 +271,7 @@ class _Read:
             segment.kept = kept
         self.errors += errors
         for fields, segment in moves:
-            self.move(list(fields), segment)
+            self.rows.add(list(fields), segment)
         return True
 
     def _texts(self) -> bytes:
@@ -159,7 +306,13 @@ class _Read:
         sizes, size_ok = self._sizes(column("total-bytes"), time_ok)
         send = pc.is_in(pc.utf8_upper(column("event-id")), value_set=_SEND_EVENTS)
         client, server = pc.utf8_lower(column("client-hostname")), pc.utf8_lower(column("server-hostname"))
-        writer, unnamed = self._qualified(segment_ids, pc.if_else(send, client, server), client, server)
+        good = pc.and_(time_ok, size_ok)
+        if self.until_ms is not None:
+            in_time = pc.fill_null(pc.and_(good, pc.less_equal(times, self.until_ms)), False)
+        else:
+            in_time = good
+        writer, unnamed, held = self._qualified(segment_ids, pc.if_else(send, client, server), client, server, times,
+                                                in_time)
         versions = pc.take(pa.array([s.version for s in self.segments], pa.string()), segment_ids)
         if "schema-version" in rows.column_names:
             stated = column("schema-version")
@@ -175,11 +328,12 @@ class _Read:
             "segment": segment_ids, **{name: codes.indices for name, codes in shared.items()}, "time": times,
             "message_id": column("message-id"), "size": sizes,
         })
-        good = pc.and_(time_ok, size_ok)
         if unnamed:
             good = pc.and_(good, self._named(writer, unnamed, send, good))
         if self.until_ms is not None:
-            good = pc.fill_null(pc.and_(good, pc.less_equal(times, self.until_ms)), False)
+            good = pc.and_(good, in_time)
+        if held is not None:
+            good = pc.and_(good, pc.invert(held))
         if not pc.all(good).as_py():
             table = table.filter(good)
         if pc.any(pc.equal(table.column("message_id"), "")).as_py():
@@ -249,12 +403,14 @@ class _Read:
             self._error(row, unnamed[writer[row].as_py()], field)
         return pc.invert(invalid)
 
-    def _qualified(self, segment_ids: pa.Array, writer: pa.Array, client: pa.Array,
-                   server: pa.Array) -> tuple[pa.Array, dict[str, str]]:
+    def _qualified(self, segment_ids: pa.Array, writer: pa.Array, client: pa.Array, server: pa.Array, times: pa.Array,
+                   holdable: pa.Array) -> tuple[pa.Array, dict[str, str], pa.Array | None]:
         """Join short writer names to the FQDN with the same first label seen earlier in the same
-        source (or in the same row), and learn the FQDNs of these rows (first label -> FQDN, the
+        file (or in the same row), and learn the FQDNs of these rows (first label -> FQDN, the
         latest one wins). Also the writer names that are no host name, with why: the names are
-        checked once per segment and value, not per row, and are never learnt."""
+        checked once per segment and value, not per row, and are never learnt. And which rows
+        are held (see HeldRows), or None: of the `holdable` ones (those that read, in time), a
+        row whose short writer is still unknown."""
         names = pa.table({"segment": segment_ids, "writer": writer, "client": client, "server": server})
         seen: list[list[set[str]]] = [[set(), set(), set()] for _ in self.segments]
         for column_number, name in enumerate(("writer", "client", "server")):
@@ -264,31 +420,98 @@ class _Read:
                     if host and (reason := hostnames.problem(host))}
         unnamed = {host: problems[host] for found in seen for host in found[0] if host in problems}
         replaced = []
+        touched: dict[int, HeldRows] = {}
         for number, segment in enumerate(self.segments):
+            start, length = self.starts[number], len(segment.kept)
             learnt: dict[str, set[str]] = {}
             for values in seen[number]:
                 for host in values:
                     if _label(host) and "." in host and host not in problems:
                         learnt.setdefault(_label(host), set()).add(host)
             hosts = segment.hosts
-            short_writer = any(_label(host) and "." not in host for host in seen[number][0])
+            short_writer = any(_is_short(host) for host in seen[number][0])
+            held = None if segment.file is None else self.rows.held(segment.file, segment.run.source, short_writer)
+            if held is not None:
+                touched[id(held)] = held
             crowded = len(hosts.keys() | learnt.keys()) > MAX_KNOWN_HOSTS
-            if short_writer or crowded or any(len(found) > 1 for found in learnt.values()):
+            # A row more than MAX_HELD_MS newer than a held one lets it go, before the rows after it.
+            overdue = held is not None and held.oldest is not None and (
+                pc.max(times.slice(start, length)).as_py() or 0) - MAX_HELD_MS > held.oldest
+            if short_writer or crowded or overdue or any(len(found) > 1 for found in learnt.values()):
                 # Order decides: go row by row, as a line-by-line reader would.
-                start, length = self.starts[number], len(segment.kept)
-                replaced.append((start, length, _qualified_row_by_row(
-                    hosts, problems, *(a.slice(start, length).to_pylist() for a in (writer, client, server)))))
+                replaced.append((start, length, *self._row_by_row(
+                    segment, held, problems, *(a.slice(start, length).to_pylist() for a in (
+                        writer, client, server, times, holdable)))))
             else:
                 for label, (host,) in learnt.items():
+                    if held is not None and label not in hosts:
+                        held.resolve(label, host)
                     hosts[label] = host
+        for held in touched.values():
+            held.end_read(self.rows.add)
         if not replaced:
-            return writer, unnamed
-        pieces, at = [], 0
-        for start, length, qualified in replaced:
-            pieces += [writer.slice(at, start - at), qualified]
+            return writer, unnamed, None
+        pieces, flags, at = [], [], 0
+        for start, length, qualified, kept_back in replaced:
+            pieces += [writer.slice(at, start - at), pa.array(qualified, pa.string())]
+            flags += [pa.repeat(False, start - at), pa.array(kept_back, pa.bool_())]
             at = start + length
         pieces.append(writer.slice(at))
-        return pa.concat_arrays(pieces), unnamed
+        flags.append(pa.repeat(False, len(writer) - at))
+        held_rows = pa.concat_arrays(flags) if any(any(kept_back) for *_, kept_back in replaced) else None
+        return pa.concat_arrays(pieces), unnamed, held_rows
+
+    def _row_by_row(self, segment: Segment, held: HeldRows | None, problems: dict[str, str], writers: list[str],
+                    clients: list[str], servers: list[str], times: list[int | None],
+                    holdable: list[bool]) -> tuple[list[str], list[bool]]:
+        """The segment's writers qualified row by row, and which rows are held (both may change
+        until the read is over, as the rows after them let held ones go). Rows that were held
+        before (no file) have their names settled: they learn nothing."""
+        hosts = segment.hosts
+        learn = segment.file is not None
+        kept_back = [False] * len(writers)
+        texts = _RowTexts(segment)
+        for row, names in enumerate(zip(writers, clients, servers)):
+            if learn:
+                # A row's own FQDNs first: client EX01.CORP.TEST and server EX01 are one server.
+                for host in names:
+                    if "." in host and (label := _label(host)) and host not in problems and (
+                            len(hosts) < MAX_KNOWN_HOSTS or label in hosts):
+                        if held is not None and label not in hosts:
+                            held.resolve(label, host)
+                        hosts[label] = host
+            if held is not None and held.oldest is not None and times[row] is not None:
+                held.release_older(times[row])
+            name = writers[row]
+            if "." in name or not _is_short(name):  # the dot first: most writers are FQDNs
+                continue
+            if name in hosts:
+                writers[row] = hosts[name]
+            elif held is not None and holdable[row] and name not in problems:
+                kept_back[row] = True
+                held.hold(self.fields, segment, segment.kept[row], texts.text(row), name, times[row],
+                          (writers, kept_back, row))
+        return writers, kept_back
+
+
+class _RowTexts:
+    """The texts of a segment's rows, asked for in order: from its bytes when it was read from them
+    (a line each), without decoding the rest of its run."""
+
+    def __init__(self, segment: Segment) -> None:
+        self.segment, self.row, self.offset = segment, 0, 0
+
+    def text(self, row: int) -> str:
+        segment = self.segment
+        if segment.raw is None or not isinstance(segment.kept, range):
+            return segment.run.lines[segment.kept[row]]
+        raw = segment.raw
+        while True:
+            stop = raw.find(b"\n", self.offset)
+            stop = len(raw) if stop < 0 else stop
+            start, self.offset, self.row = self.offset, stop + 1, self.row + 1
+            if self.row > row:
+                return raw[start:stop].decode("utf-8", "replace")
 
 
 def _csv(fields: list[str], text: bytes) -> tuple[pa.Table, list[tuple[str, int]]]:
@@ -333,20 +556,6 @@ def _time_ms(stamp: str) -> int | None:
     return epoch_ms(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
 
 
-def _qualified_row_by_row(hosts: dict[str, str], problems: dict[str, str], writers: list[str], clients: list[str],
-                          servers: list[str]) -> pa.Array:
-    for row, names in enumerate(zip(writers, clients, servers)):
-        # A row's own FQDNs first: client EX01.CORP.TEST and server EX01 are one server.
-        for host in names:
-            label = _label(host)
-            if label and "." in host and host not in problems and (len(hosts) < MAX_KNOWN_HOSTS or label in hosts):
-                hosts[label] = host
-        label = _label(writers[row])
-        if label and "." not in writers[row] and label in hosts:
-            writers[row] = hosts[label]
-    return pa.array(writers, pa.string())
-
-
 def _stated_build(text: str | None) -> str | None:
     """The writer's build as the template carries it: short form, or Exchange 2010's constant
     version, which names the product (identity reads it)."""
@@ -359,3 +568,8 @@ def _label(host: str | None) -> str | None:
     """The first label of a host name, or None for what is no name (empty, an IP address)."""
     label = (host or "").split(".")[0]
     return None if not label or label.isdigit() else label
+
+
+def _is_short(host: str | None) -> bool:
+    """Whether `host` is a short host name: one label, not an IP address."""
+    return bool(host) and "." not in host and ":" not in host and not host.isdigit()
