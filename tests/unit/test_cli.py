@@ -4,6 +4,14 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
+from pipeline.settings import SOURCES
+
+
+@pytest.fixture(autouse=True)
+def no_settings_from_the_environment(monkeypatch):
+    """The entry point reads the environment: a developer's or CI's settings must not leak in."""
+    for name in [env for env, *_ in SOURCES] + ["PATCHGATE_CONFIG"]:
+        monkeypatch.delenv(name, raising=False)
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "samples" / "MSGTRK_EXSE01_20260310.LOG"
 

@@ -1,12 +1,15 @@
 """Golden test: `patchgate evaluate` on a folder mixing every supported format.
 
 Regenerate after a deliberate change with:  PATCHGATE_UPDATE_GOLDEN=1 pytest tests/unit/test_evaluate_golden.py
+(that run fails on purpose; review the diff, then run again without the variable).
 """
 import io
 import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
+
+import pytest
 
 from pipeline.evaluate import evaluate
 from pipeline.settings import load_settings
@@ -29,7 +32,10 @@ def run_on_samples(tmp_path, at=None):
 
 def check(name, text):
     if os.environ.get("PATCHGATE_UPDATE_GOLDEN"):
+        # Writing the file and then comparing against it could never fail: a rewrite is a failure
+        # to review (git diff), and the next run without the variable checks it.
         (GOLDEN / name).write_text(text)
+        pytest.fail(f"{name} rewritten: review the diff, then run again without PATCHGATE_UPDATE_GOLDEN")
     assert text == (GOLDEN / name).read_text()
 
 
