@@ -5,6 +5,7 @@ Built from a plain mapping (the parsed TOML file) so that this module stays free
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Mapping
@@ -90,6 +91,12 @@ class PolicyConfig:
         for key in ("exemptions", "trusted_receivers", "internal_hops"):
             if key in data:
                 kwargs[key] = tuple(data[key])
+        for hop in kwargs.get("internal_hops", ()):
+            if "/" in hop:
+                try:
+                    ipaddress.ip_network(hop, strict=False)
+                except ValueError:
+                    raise ValueError(f"internal_hops: {hop!r} is not a CIDR range like 10.20.0.0/16") from None
         for key in ("build_window_days", "pause_budget_days"):
             if key in data:
                 kwargs[key] = int(data[key])

@@ -23,7 +23,7 @@ def problem(name: str) -> str | None:
         return f"host name {name!r} holds control characters"
     if not name:
         return "empty host name"
-    if _is_address(name):
+    if address(name) is not None:
         return None
     if len(name) > MAX_NAME:
         return f"host name of {len(name)} characters (a DNS name has at most {MAX_NAME})"
@@ -39,9 +39,22 @@ def has_control(text: str) -> bool:
     return _CONTROL.search(text) is not None
 
 
-def _is_address(name: str) -> bool:
+def address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address `text` writes (bare or in brackets), or None."""
     try:
-        ipaddress.ip_address(name.strip("[]"))
+        return ipaddress.ip_address(text.strip("[]"))
     except ValueError:
+        return None
+
+
+@lru_cache(maxsize=65536)
+def is_loopback(host: str | None, ip: str | None) -> bool:
+    """A client on this machine: a content filter handing mail back, or a local program."""
+    if (host or "").lower() in ("localhost", "localhost.localdomain"):
+        return True
+    found = address(ip or "") or address(host or "")
+    if found is None:
         return False
-    return True
+    # ::ffff:127.0.0.1 is IPv4's loopback seen through an IPv6 socket.
+    mapped = getattr(found, "ipv4_mapped", None)
+    return (mapped or found).is_loopback

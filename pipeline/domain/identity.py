@@ -75,24 +75,19 @@ def _matches_any(host: str, patterns: tuple[str, ...]) -> bool:
 
 @lru_cache(maxsize=65536)
 def _internal(host: str, ip: str, patterns: tuple[str, ...]) -> bool:
-    host = host.lower()
-    address = _address(ip) or _address(host)
-    if host == "localhost" or (address is not None and address.is_loopback):
+    if hostnames.is_loopback(host, ip):
         return True
-    for pattern in patterns:
-        if "/" in pattern:
-            if address is not None and address in ipaddress.ip_network(pattern, strict=False):
-                return True
-        elif host and fnmatch.fnmatch(host, pattern.lower()):
-            return True
-    return False
+    host = host.lower()
+    found = hostnames.address(ip) or hostnames.address(host)
+    if found is not None and any(found in network for network in _networks(patterns)):
+        return True
+    return bool(host) and any(fnmatch.fnmatch(host, pattern.lower()) for pattern in patterns if "/" not in pattern)
 
 
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(text.strip("[]"))
-    except ValueError:
-        return None
+@lru_cache(maxsize=64)
+def _networks(patterns: tuple[str, ...]) -> tuple:
+    """The CIDR ranges among internal_hops (checked when the settings were read)."""
+    return tuple(ipaddress.ip_network(pattern, strict=False) for pattern in patterns if "/" in pattern)
 
 
 def _from_chain(trace: MessageTrace, config: PolicyConfig) -> list[Sighting]:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping
 
+from pipeline.domain import hostnames
+
 _KEYS = ("connectors", "client_networks", "tls_peers")
 
 
@@ -63,9 +65,6 @@ def _admits(scope: Scope, connector: str, client_ip: str, tls_peer: str) -> bool
     if tls_peer and any(fnmatch.fnmatchcase(tls_peer, pattern) for pattern in scope.tls_peers):
         return True
     if client_ip and scope.client_networks:
-        try:
-            address = ipaddress.ip_address(client_ip.strip("[]"))
-        except ValueError:
-            return False
-        return any(address in network for network in scope.client_networks)
+        found = hostnames.address(client_ip)
+        return found is not None and any(found in network for network in scope.client_networks)
     return False

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 from pipeline.domain.events import MessageTrace, SourcePosition
 from pipeline.domain.lines import LineRun
-from pipeline.domain.parsers.syslog import is_loopback
+from pipeline.domain.hostnames import is_loopback
 
 FORMAT = "exim"
 _LINE = re.compile(

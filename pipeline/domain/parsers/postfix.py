@@ -26,7 +26,8 @@ from typing import Iterable, Protocol
 
 from pipeline.domain.events import MessageTrace, SourcePosition, epoch_ms, from_epoch_ms
 from pipeline.domain.lines import LineRun
-from pipeline.domain.parsers.syslog import is_loopback, program, split_stamp, without_stamp
+from pipeline.domain.hostnames import is_loopback
+from pipeline.domain.parsers.syslog import program, split_stamp, without_stamp
 
 FORMAT = "postfix"
 MAX_OPEN = 100_000

@@ -1,4 +1,4 @@
-"""What the MTA logs read here share: syslog lines and loopback clients.
+"""Syslog lines, as the MTA logs read here share them.
 
 A syslog line is a time stamp, the host and the program that wrote it, then its message:
 
@@ -71,8 +71,3 @@ def program(rest: str) -> str | None:
     found = _PROGRAM.match(rest)
     return found.group("program") if found else None
 
-
-def is_loopback(host: str | None, ip: str | None) -> bool:
-    """A client on this machine: a content filter handing mail back, or a local program."""
-    ip = ip or ""
-    return ip.startswith(("127.", "::ffff:127.")) or ip == "::1" or host in ("localhost", "localhost.localdomain")

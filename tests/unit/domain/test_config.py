@@ -47,3 +47,10 @@ def test_unknown_keys_and_bad_builds_are_errors():
         PolicyConfig.from_mapping({"build_windw_days": 3})
     with pytest.raises(ValueError, match="baselines.Exchange2016"):
         PolicyConfig.from_mapping({"baselines": {"Exchange2016": "CU23"}})
+
+
+def test_internal_hops_take_host_patterns_and_cidr_ranges_that_read():
+    config = PolicyConfig.from_mapping({"internal_hops": ["scan*.corp.example", "10.20.0.0/16"]})
+    assert config.internal_hops == ("scan*.corp.example", "10.20.0.0/16")
+    with pytest.raises(ValueError, match="internal_hops: '10.20.0.0/16x' is not a CIDR range"):
+        PolicyConfig.from_mapping({"internal_hops": ["10.20.0.0/16x"]})

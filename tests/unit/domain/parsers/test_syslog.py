@@ -2,7 +2,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pipeline.domain.parsers.syslog import is_loopback, program, split_stamp, without_stamp
+from pipeline.domain.parsers.syslog import program, split_stamp, without_stamp
 
 REFERENCE = datetime(2026, 11, 27, tzinfo=timezone.utc)
 REST = "mx1 postfix/smtpd[2012]: connect from a.example[192.0.2.1]"
@@ -61,20 +61,6 @@ def test_a_bsd_stamp_without_a_reference_has_no_year():
 def test_the_program_of_a_line(rest, name):
     assert program(rest) == name
     assert without_stamp(f"Mar 7 02:09:33 {rest}") == rest
-
-
-@pytest.mark.parametrize("host, ip, loopback", [
-    ("localhost", "127.0.0.1", True),
-    ("mx2.example.net", "127.0.0.1", True),
-    ("localhost", "::1", True),
-    (None, "::ffff:127.0.0.1", True),
-    ("localhost", "", True),
-    ("unknown", "192.0.2.7", False),
-    ("mail.example", "2001:db8::1", False),
-    (None, None, False),
-])
-def test_loopback_clients(host, ip, loopback):
-    assert is_loopback(host, ip) is loopback
 
 
 def test_a_day_ahead_of_the_reference_is_the_limit():
