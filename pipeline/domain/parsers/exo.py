@@ -48,6 +48,8 @@ _COLUMNS = {
 }
 _DATE_FIELDS = ("time", "query_start", "query_end")
 _SIGNATURE = {"date_time_utc", "origin_timestamp_utc", "origin_timestamp", "messagetraceid", "network_message_id"}
+# Every header looks_like accepts names one of these.
+_HEADER_NAMES = (*_SIGNATURE, "senderaddress")
 _SEVEN_DIGITS = re.compile(r"(\.\d{6})\d+")
 # A culture's short date and long time: "2/10/2026 8:14:03 AM", "10/02/2026 14:03:22". .NET on ICU
 # writes a narrow no-break space before AM/PM.
@@ -79,8 +81,7 @@ def _may_be_header(line: str) -> bool:
     """Whether the line holds a column name that every header looks_like accepts has one of: a cheap
     test that spares data rows the CSV parse of looks_like."""
     lowered = line.lower()
-    return ("date_time_utc" in lowered or "origin_timestamp" in lowered or "messagetraceid" in lowered
-            or "network_message_id" in lowered or "senderaddress" in lowered)
+    return any(name in lowered for name in _HEADER_NAMES)
 
 
 def initial_state() -> dict:
