@@ -6,7 +6,7 @@ from typing import Callable
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import CoordinatorNotAvailableError, NotCoordinatorError
+from kafka.errors import KafkaError
 
 from pipeline.settings import Settings
 from pipeline.streaming import topics
@@ -51,11 +51,7 @@ def lag(settings: Settings, names: tuple[str, ...] = CONSUMED) -> int:
             for p in consumer.partitions_for_topic(settings.topic(name)) or ()
         ]
         ends = consumer.end_offsets(partitions)
-        try:
-            committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
-        except (CoordinatorNotAvailableError, NotCoordinatorError):
-            # The broker creates __consumer_offsets on the first group request: nothing committed yet.
-            committed = {}
+        committed = _committed_offsets(admin, settings.app_id)
         total = 0
         for tp in partitions:
             done = committed.get(tp)
@@ -64,6 +60,22 @@ def lag(settings: Settings, names: tuple[str, ...] = CONSUMED) -> int:
     finally:
         consumer.close()
         admin.close()
+
+
+def _committed_offsets(admin: KafkaAdminClient, group: str, patience: float = 30.0) -> dict:
+    """The group's committed offsets, asked again while the coordinator is not ready to answer.
+
+    The coordinator is briefly unavailable while the broker creates __consumer_offsets (first
+    group request) and while it reloads the group after a member died (CoordinatorLoadInProgress):
+    an empty answer then would read as "nothing committed" and a wrong lag."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return admin.list_group_offsets(group).get(group, {})
+        except KafkaError as error:
+            if not error.retriable or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
 
 
 def wait_until_drained(
