@@ -1,0 +1,87 @@
+import dataclasses
+import logging
+
+import pytest
+
+from pipeline.edges.decision_cache import DecisionCache
+from pipeline.streaming import records
+from pipeline.streaming.avro import ENFORCEMENT_DECISION
+
+SHARED_HOST = "smtp.shared-hosting.example"
+
+
+@pytest.fixture
+def decision_of(make_decision):
+    """A decision for `org`'s server at `hostname`: stage, and minutes blocked and throttled per hour."""
+    def decision_of(org, stage, block=0, throttle=0, version=1, hostname=SHARED_HOST):
+        return dataclasses.replace(
+            make_decision(version, stage), server_id=f"{org}/{hostname}", org=org, hostname=hostname,
+            block_minutes_per_hour=block, throttle_minutes_per_hour=throttle)
+    return decision_of
+
+
+def held(decisions):
+    """A cache that took `decisions` in this order."""
+    cache = DecisionCache()
+    for decision in decisions:
+        assert cache.apply(decision)
+    return cache
+
+
+@pytest.mark.parametrize("order", [1, -1], ids=["strictest last", "strictest first"])
+def test_the_strictest_decision_wins_when_orgs_share_a_host(decision_of, order):
+    candidates = [decision_of("contoso", stage=1), decision_of("adatum", stage=2, throttle=10),
+                  decision_of("litware", stage=3, block=5, throttle=10),
+                  decision_of("fabrikam", stage=3, block=10, throttle=5)]
+    assert held(candidates[::order]).lookup([SHARED_HOST]).org == "fabrikam"
+    # Within a stage: more minutes blocked, then more minutes throttled.
+    throttling = [decision_of("woodgrove", stage=2, throttle=5), decision_of("adatum", stage=2, throttle=10)]
+    assert held(throttling[::order]).lookup([SHARED_HOST]).org == "adatum"
+    assert held(candidates[2:][::order]).lookup([SHARED_HOST]).org == "fabrikam"
+
+
+def test_a_newer_decision_replaces_only_its_own_servers(decision_of):
+    cache = DecisionCache()
+    cache.apply(decision_of("contoso", stage=3, block=10, version=1))
+    cache.apply(decision_of("fabrikam", stage=2, throttle=5, version=1))
+    # contoso upgraded its server: its blocking decision is gone, fabrikam's throttling is left.
+    assert cache.apply(decision_of("contoso", stage=1, version=2))
+    assert cache.lookup([SHARED_HOST]).org == "fabrikam"
+    # A replayed older record does not bring it back.
+    assert not cache.apply(decision_of("contoso", stage=3, block=10, version=1))
+    assert cache.lookup([SHARED_HOST]).org == "fabrikam"
+    assert len(cache) == 2
+
+
+def test_lookup_takes_the_first_name_known_in_any_case(decision_of):
+    cache = DecisionCache()
+    helo = decision_of("contoso", stage=3, block=10, hostname="ex13mbx01.contoso.example")
+    client = decision_of("contoso", stage=1, hostname="mail.contoso.example")
+    cache.apply(helo)
+    cache.apply(client)
+    assert cache.lookup(["nobody.example", "EX13MBX01.Contoso.Example."]) == helo
+    # The first name known wins, not the strictest of all the names.
+    assert cache.lookup(["mail.contoso.example", "ex13mbx01.contoso.example"]) == client
+    assert cache.lookup(["nobody.example", "192.0.2.1"]) is None
+    assert cache.lookup([]) is None
+
+
+def test_saved_decisions_come_back_after_a_restart(decision_of, tmp_path):
+    path = tmp_path / "decisions" / "cache.json"
+    cache = DecisionCache(path)
+    cache.apply(decision_of("contoso", stage=2, throttle=5))
+    cache.apply(decision_of("fabrikam", stage=3, block=10))
+    cache.save()
+    reloaded = DecisionCache(path)
+    assert len(reloaded) == 2 and reloaded.lookup([SHARED_HOST]).org == "fabrikam"
+    assert not (tmp_path / "decisions" / "cache.json.tmp").exists()
+
+
+def test_a_record_that_is_not_a_decision_is_skipped(decision_of, caplog):
+    cache = DecisionCache()
+    with caplog.at_level(logging.WARNING):
+        assert not cache.apply_record(b"not avro", "mail.decisions/0/7")
+    assert "mail.decisions/0/7" in caplog.text and len(cache) == 0
+    decision = decision_of("contoso", stage=2, throttle=5)
+    assert cache.apply_record(ENFORCEMENT_DECISION.encode(records.decision_record(decision)), "mail.decisions/0/8")
+    assert cache.lookup([SHARED_HOST]) == decision

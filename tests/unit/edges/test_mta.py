@@ -1,0 +1,210 @@
+"""The policy server over a real TCP connection, speaking Postfix's policy delegation protocol."""
+import asyncio
+import contextlib
+import dataclasses
+from datetime import datetime, timezone
+
+import pytest
+
+from pipeline.domain.windows import window_offset
+from pipeline.edges import mta
+from pipeline.edges.decision_cache import DecisionCache
+from pipeline.edges.mta import PolicyServer
+
+BLOCKED = "ex13mbx01.contoso.example"
+THROTTLED = "ex10cas02.fabrikam.example"
+BLOCK_ANSWER = "action=550 5.7.230 Connecting server version is out-of-date; connection blocked for 10 mins/hr.\n\n"
+THROTTLE_ANSWER = "action=450 4.7.230 Connecting server version is out-of-date; connection throttled for 5 mins/hr.\n\n"
+DUNNO_ANSWER = "action=DUNNO\n\n"
+
+
+def request(client_name="unknown", helo_name="", client_address="192.0.2.25", **more) -> list[str]:
+    """The attributes Postfix sends at RCPT time, as name=value lines."""
+    attributes = {
+        "request": "smtpd_access_policy", "protocol_state": "RCPT", "protocol_name": "ESMTP",
+        "client_address": client_address, "client_name": client_name, "reverse_client_name": client_name,
+        "helo_name": helo_name, "sender": "ann@contoso.example", "recipient": "jo@example.net",
+        "queue_id": "", "instance": "123.456.7", "size": "0", **more,
+    }
+    return [f"{name}={value}" for name, value in attributes.items()]
+
+
+def wire(lines: list[str]) -> bytes:
+    """A request as sent: its lines, then the empty line that ends it."""
+    return "".join(f"{line}\n" for line in lines).encode() + b"\n"
+
+
+class Service:
+    """The policy server listening on 127.0.0.1 (a port of its own), as `patchgate mta` starts it.
+
+    `enforced` keeps (server, kind, client address) of what it applied; `ended` each connection's
+    handler once it returned, or the exception it raised."""
+
+    def __init__(self, make_decision, minute_of: str):
+        cache = DecisionCache()
+        cache.apply(dataclasses.replace(make_decision(1, 3), server_id=BLOCKED, hostname=BLOCKED,
+                                        block_minutes_per_hour=10, throttle_minutes_per_hour=0))
+        cache.apply(dataclasses.replace(make_decision(1, 2), server_id=THROTTLED, hostname=THROTTLED,
+                                        block_minutes_per_hour=0, throttle_minutes_per_hour=5))
+        # The first minute of that server's windows: blocking for BLOCKED, throttling for THROTTLED.
+        now = datetime(2026, 3, 1, 10, window_offset(minute_of), tzinfo=timezone.utc)
+        self.enforced: list[tuple[str, str, str]] = []
+        self.server = PolicyServer(cache, self._enforce, clock=lambda: now)
+        self.ended: asyncio.Queue = asyncio.Queue()
+
+    def _enforce(self, decision, kind, now, request):
+        self.enforced.append((decision.server_id, kind, request["client_address"]))
+
+    async def _handle(self, reader, writer):
+        try:
+            await self.server.handle(reader, writer)
+        except BaseException as exc:
+            self.ended.put_nowait(exc)
+            raise
+        self.ended.put_nowait("returned")
+
+    @contextlib.asynccontextmanager
+    async def listening(self):
+        listener = await asyncio.start_server(self._handle, "127.0.0.1", 0, limit=mta.MAX_LINE * 2)
+        self.port = listener.sockets[0].getsockname()[1]
+        try:
+            yield self
+        finally:
+            listener.close()
+            await listener.wait_closed()
+
+    async def connect(self) -> "Client":
+        return Client(*await asyncio.open_connection("127.0.0.1", self.port))
+
+    async def handler_end(self):
+        return await asyncio.wait_for(self.ended.get(), 5)
+
+
+class Client:
+    """Postfix's end of a policy connection."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader, self.writer = reader, writer
+
+    async def ask(self, lines: list[str]) -> str:
+        self.writer.write(wire(lines))
+        return (await asyncio.wait_for(self.reader.readuntil(b"\n\n"), 5)).decode()
+
+    async def last_request(self, data: bytes) -> bytes:
+        """Sends `data` and the end of input; what the server sends back before it closes (b"": nothing)."""
+        self.writer.write(data)
+        self.writer.write_eof()
+        try:
+            return await asyncio.wait_for(self.reader.read(), 5)
+        except ConnectionResetError:  # closed with our bytes unread
+            return b""
+        finally:
+            self.close()
+
+    def close(self):
+        self.writer.close()
+
+
+def served(make_decision, scenario, minute_of=BLOCKED) -> Service:
+    """The service after `scenario` ran against it, at the first minute of `minute_of`'s windows."""
+    service = Service(make_decision, minute_of)
+
+    async def run():
+        async with service.listening():
+            await scenario(service)
+    asyncio.run(run())
+    return service
+
+
+def test_a_decision_for_the_client_name_is_enforced(make_decision):
+    async def scenario(service):
+        client = await service.connect()
+        assert await client.ask(request(client_name=BLOCKED, helo_name="mail.example.org")) == BLOCK_ANSWER
+        # The next request on the same connection, for a server without a decision.
+        assert await client.ask(request(client_name="mx.example.org", client_address="203.0.113.9")) == DUNNO_ANSWER
+        client.close()
+        assert await service.handler_end() == "returned"
+
+    assert served(make_decision, scenario).enforced == [(BLOCKED, "block", "192.0.2.25")]
+
+
+def test_a_decision_for_the_helo_name_throttles_a_client_without_a_name(make_decision):
+    async def scenario(service):
+        client = await service.connect()
+        assert await client.ask(request(client_name="unknown", helo_name="EX10CAS02.Fabrikam.Example")) == THROTTLE_ANSWER
+        client.close()
+        assert await service.handler_end() == "returned"
+
+    assert served(make_decision, scenario, minute_of=THROTTLED).enforced == [(THROTTLED, "throttle", "192.0.2.25")]
+
+
+def test_no_decision_answers_dunno_and_enforces_nothing(make_decision):
+    async def scenario(service):
+        client = await service.connect()
+        assert await client.ask(request(client_name="mx.example.org", helo_name="mx.example.org")) == DUNNO_ANSWER
+        assert await client.ask(request(client_address="198.51.100.7")) == DUNNO_ANSWER
+        client.close()
+        assert await service.handler_end() == "returned"
+
+    assert served(make_decision, scenario).enforced == []
+
+
+def test_a_line_that_is_not_name_value_answers_dunno_and_the_connection_goes_on(make_decision):
+    async def scenario(service):
+        client = await service.connect()
+        assert await client.ask(request(client_name=BLOCKED) + ["this is not an attribute"]) == DUNNO_ANSWER
+        # Nothing of the bad request is left over to spoil the next one.
+        assert await client.ask(request(client_name=BLOCKED)) == BLOCK_ANSWER
+        client.close()
+        assert await service.handler_end() == "returned"
+
+    assert served(make_decision, scenario).enforced == [(BLOCKED, "block", "192.0.2.25")]
+
+
+@pytest.mark.parametrize("length, answered", [
+    (mta.MAX_LINE, True),
+    (mta.MAX_LINE + 1, False),  # refused by the server's own limit
+    (mta.MAX_LINE * 4, False),  # beyond what the stream reader buffers
+], ids=["at the limit", "past the limit", "past the stream limit"])
+def test_a_request_line_longer_than_the_limit_closes_the_connection(make_decision, length, answered):
+    # The line counts with its line end.
+    long_line = "x_long=" + "a" * (length - len("x_long=") - 1)
+
+    async def scenario(service):
+        client = await service.connect()
+        got = await client.last_request(wire(request(client_name=BLOCKED) + [long_line]))
+        assert got == (BLOCK_ANSWER.encode() if answered else b"")
+        assert await service.handler_end() == "returned"
+        # The server goes on serving other connections.
+        other = await service.connect()
+        assert await other.ask(request(client_name=BLOCKED)) == BLOCK_ANSWER
+        other.close()
+        assert await service.handler_end() == "returned"
+
+    assert len(served(make_decision, scenario).enforced) == 1 + answered
+
+
+@pytest.mark.parametrize("count, answered", [(mta.MAX_ATTRIBUTES, True), (mta.MAX_ATTRIBUTES + 1, False)])
+def test_a_request_of_too_many_attributes_closes_the_connection(make_decision, count, answered):
+    lines = request(client_name=BLOCKED)
+    lines += [f"x_extra_{n}=1" for n in range(count - len(lines))]
+
+    async def scenario(service):
+        client = await service.connect()
+        got = await client.last_request(wire(lines))
+        assert got == (BLOCK_ANSWER.encode() if answered else b"")
+        assert await service.handler_end() == "returned"
+
+    assert len(served(make_decision, scenario).enforced) == answered
+
+
+def test_a_client_gone_mid_request_ends_its_connection_quietly(make_decision):
+    async def scenario(service):
+        client = await service.connect()
+        # A whole request but for its empty line, and half a line.
+        client.writer.write(wire(request(client_name=BLOCKED))[:-1] + b"recipient=al")
+        await client.writer.drain()
+        client.close()
+        assert await service.handler_end() == "returned"
+
+    assert served(make_decision, scenario).enforced == []
