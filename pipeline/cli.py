@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from pipeline.catalog_files import CatalogError
+from pipeline.domain.config import ConfigError
 from pipeline.settings import Settings, load_settings
 
 
@@ -49,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     update.add_argument("--config", default=argparse.SUPPRESS, help="TOML settings file")
 
     args = parser.parse_args(argv)
-    settings = load_settings(args.config)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"patchgate: config: {exc}", file=sys.stderr)
+        return 2
     try:
         return _run(args, settings)
     except CatalogError as exc:

@@ -1,25 +1,59 @@
 """Runtime settings: a TOML file (optional) overridden by environment variables.
 
-    [kafka]       bootstrap_servers, partitions, topic_prefix, app_id
-    [clickhouse]  url            ("chdb:///dir" embedded, or http(s)://... for a server)
-    [worker]      data_dir, web_host, web_port
-    [catalog]     path           (the newer build list `patchgate catalog update` writes)
-    [policy]      see pipeline.domain.config.PolicyConfig
-    [formats]     see pipeline.domain.config.FormatConfig
+    [kafka]         bootstrap_servers    host:port, several separated by commas (or a list of them)
+                    partitions           1 to 10000
+                    topic_prefix         letters, digits, ".", "_" and "-" (Kafka's topic name characters)
+                    app_id               the same, not empty: the Faust app id and consumer group
+    [clickhouse]    url                  "chdb:///dir" embedded, or http(s)://... for a server
+    [worker]        data_dir, web_host, web_port (1 to 65535)
+    [catalog]       path                 the newer build list `patchgate catalog update` writes
+    [stream]        source_idle_seconds  how long in event time a source may stay silent before the
+                                         stream flushes what it still holds of it, as `evaluate`
+                                         does at the end of a file (>= 0, default 3600; 0: never)
+    [dead_letters]  max_ratio            the worker stops when more than this share of the records an
+                                         agent reads from the pipeline's own topics do not decode
+                                         (0 < x <= 1, default 0.1; bad log lines do not count)
+                    max_consecutive      ... or more than this many in a row (>= 1, default 1000)
+    [policy]        see pipeline.domain.config.PolicyConfig
+    [formats]       see pipeline.domain.config.FormatConfig
 
 Environment: KAFKA_BOOTSTRAP_SERVERS, PATCHGATE_PARTITIONS, PATCHGATE_TOPIC_PREFIX, PATCHGATE_APP_ID,
 CLICKHOUSE_URL, PATCHGATE_DATA_DIR, PATCHGATE_WEB_HOST, PATCHGATE_WEB_PORT, PATCHGATE_CATALOG,
-PATCHGATE_CONFIG (the file).
+PATCHGATE_SOURCE_IDLE_SECONDS, PATCHGATE_DLQ_MAX_RATIO, PATCHGATE_DLQ_MAX_CONSECUTIVE, and
+PATCHGATE_CONFIG (the file). An empty variable counts as unset.
+
+Every value is checked at start, the file's and the environment's: a wrong type, a value out of
+range, an unknown section or key raises ConfigError, one line naming the key as written
+(`kafka.partitions`, `PATCHGATE_PARTITIONS`) and the problem.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Mapping
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
-from pipeline.domain.config import FormatConfig, PolicyConfig
+from pipeline.domain.config import ConfigError, FormatConfig, PolicyConfig, integer, number, table, text
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    # Event-time seconds a source may stay silent before the stream flushes what it holds (0: never).
+    source_idle_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
+class DeadLetterSettings:
+    """Above either limit the worker stops instead of dead-lettering on."""
+
+    max_ratio: float = 0.1
+    max_consecutive: int = 1000
 
 
 @dataclass(frozen=True)
@@ -33,6 +67,8 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     catalog_path: Path | None = None
+    stream: StreamSettings = StreamSettings()
+    dead_letters: DeadLetterSettings = DeadLetterSettings()
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     formats: FormatConfig = field(default_factory=FormatConfig)
 
@@ -49,27 +85,134 @@ class Settings:
         return f"{self.topic_prefix}{name}"
 
 
-# (environment variable, TOML section, key, Settings field, type): the environment wins over the file.
+# Kafka topic names take these characters, up to 249 of them; the pipeline's own names (and Faust's
+# "<app id>-<table>-changelog") follow the prefix and the app id.
+_TOPIC_PREFIX = re.compile(r"[A-Za-z0-9._-]{0,200}")
+_APP_ID = re.compile(r"[A-Za-z0-9._-]{1,200}")
+_TOPIC_CHARACTERS = "letters, digits, '.', '_' or '-' (Kafka's topic name characters)"
+_HOST_NAME = re.compile(r"[A-Za-z0-9._-]+")
+_HOST_PORT = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(?P<port>\d{1,5})")
+_CLICKHOUSE_SHAPE = "chdb:///path (the embedded engine) or an http(s)://host... URL of a server"
+_PASSWORD = re.compile(r"(//[^/@:]*):[^/@]*@")
+
+
+def _bootstrap_servers(value: Any, key: str) -> str:
+    entries = [entry.strip() for entry in value.split(",")] if isinstance(value, str) else value
+    if isinstance(entries, list) and entries and all(isinstance(entry, str) for entry in entries):
+        found = [_HOST_PORT.fullmatch(entry) for entry in entries]
+        if all(match and 1 <= int(match["port"]) <= 65535 for match in found):
+            return ",".join(entries)
+    raise ConfigError(key, f"must be host:port, several separated by commas, got {value!r}")
+
+
+def _clickhouse_url(value: Any, key: str) -> str:
+    url = text(value, key, shape=_CLICKHOUSE_SHAPE)
+    if (url.startswith("chdb://") and url.removeprefix("chdb://")) or _is_server_url(url):
+        return url
+    # A password in the URL stays out of the message.
+    shown = _PASSWORD.sub(r"\1:***@", url)
+    raise ConfigError(key, f"must be {_CLICKHOUSE_SHAPE}, got {shown!r}")
+
+
+def _is_server_url(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # a port that is no number, or above 65535
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
+
+
+def _host(value: Any, key: str) -> str:
+    host = text(value, key, shape="a host name or an IP address")
+    if _HOST_NAME.fullmatch(host):
+        return host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(key, f"must be a host name or an IP address, got {value!r}") from None
+    return host
+
+
+def _path(value: Any, key: str) -> Path:
+    return Path(text(value, key, shape="a path"))
+
+
+class Source(NamedTuple):
+    env: str
+    section: str
+    key: str
+    # The Settings field, or "<group>.<field>" inside stream or dead_letters.
+    field: str
+    read: Callable[[Any, str], Any]
+    # The environment's text becomes this before `read` checks it; text that does not convert is
+    # handed on as it is, for `read` to name.
+    env_type: type = str
+
+
 SOURCES = (
-    ("KAFKA_BOOTSTRAP_SERVERS", "kafka", "bootstrap_servers", "bootstrap_servers", str),
-    ("PATCHGATE_PARTITIONS", "kafka", "partitions", "partitions", int),
-    ("PATCHGATE_TOPIC_PREFIX", "kafka", "topic_prefix", "topic_prefix", str),
-    ("PATCHGATE_APP_ID", "kafka", "app_id", "app_id", str),
-    ("CLICKHOUSE_URL", "clickhouse", "url", "clickhouse_url", str),
-    ("PATCHGATE_DATA_DIR", "worker", "data_dir", "data_dir", Path),
-    ("PATCHGATE_WEB_HOST", "worker", "web_host", "web_host", str),
-    ("PATCHGATE_WEB_PORT", "worker", "web_port", "web_port", int),
-    ("PATCHGATE_CATALOG", "catalog", "path", "catalog_path", Path),
+    Source("KAFKA_BOOTSTRAP_SERVERS", "kafka", "bootstrap_servers", "bootstrap_servers", _bootstrap_servers),
+    Source("PATCHGATE_PARTITIONS", "kafka", "partitions", "partitions", partial(integer, low=1, high=10_000), int),
+    Source("PATCHGATE_TOPIC_PREFIX", "kafka", "topic_prefix", "topic_prefix",
+           partial(text, pattern=_TOPIC_PREFIX, shape=f"at most 200 {_TOPIC_CHARACTERS}")),
+    Source("PATCHGATE_APP_ID", "kafka", "app_id", "app_id",
+           partial(text, pattern=_APP_ID, shape=f"1 to 200 {_TOPIC_CHARACTERS}")),
+    Source("CLICKHOUSE_URL", "clickhouse", "url", "clickhouse_url", _clickhouse_url),
+    Source("PATCHGATE_DATA_DIR", "worker", "data_dir", "data_dir", _path),
+    Source("PATCHGATE_WEB_HOST", "worker", "web_host", "web_host", _host),
+    Source("PATCHGATE_WEB_PORT", "worker", "web_port", "web_port", partial(integer, low=1, high=65535), int),
+    Source("PATCHGATE_CATALOG", "catalog", "path", "catalog_path", _path),
+    Source("PATCHGATE_SOURCE_IDLE_SECONDS", "stream", "source_idle_seconds", "stream.source_idle_seconds",
+           partial(number, low=0), float),
+    Source("PATCHGATE_DLQ_MAX_RATIO", "dead_letters", "max_ratio", "dead_letters.max_ratio",
+           partial(number, low=0, high=1, low_included=False), float),
+    Source("PATCHGATE_DLQ_MAX_CONSECUTIVE", "dead_letters", "max_consecutive", "dead_letters.max_consecutive",
+           partial(integer, low=1), int),
 )
+
+_SECTIONS = {section: tuple(s.key for s in SOURCES if s.section == section)
+             for section in dict.fromkeys(s.section for s in SOURCES)}
+_GROUPS = {"stream": StreamSettings, "dead_letters": DeadLetterSettings}
 
 
 def load_settings(config_file: str | Path | None = None, environ: Mapping[str, str] = os.environ) -> Settings:
+    """The settings of the file (`config_file`, else PATCHGATE_CONFIG) and the environment, checked;
+    raises ConfigError for the first one that does not read."""
     path = config_file or environ.get("PATCHGATE_CONFIG")
-    data = tomllib.loads(Path(path).read_text()) if path else {}
-    values = {}
-    for env, section, key, name, kind in SOURCES:
-        value = environ.get(env) or data.get(section, {}).get(key)
-        if value is not None:
-            values[name] = kind(value)
-    return Settings(**values, policy=PolicyConfig.from_mapping(data.get("policy", {})),
-                    formats=FormatConfig.from_mapping(data.get("formats", {})))
+    data = _read_file(Path(path)) if path else {}
+    table(data, "", [*_SECTIONS, "policy", "formats"], what="a settings section")
+    sections = {name: table(data.get(name, {}), name, keys) for name, keys in _SECTIONS.items()}
+    flat: dict[str, Any] = {}
+    groups: dict[str, dict[str, Any]] = {name: {} for name in _GROUPS}
+    for source in SOURCES:
+        # Both are checked; the environment, read last, wins.
+        given = []
+        if source.key in sections[source.section]:
+            given.append((sections[source.section][source.key], f"{source.section}.{source.key}"))
+        if environ.get(source.env):
+            given.append((_from_env(environ[source.env], source.env_type), source.env))
+        group, _, name = source.field.rpartition(".")
+        for value, key in given:
+            (groups[group] if group else flat)[name] = source.read(value, key)
+    return Settings(
+        **flat,
+        **{name: kind(**groups[name]) for name, kind in _GROUPS.items()},
+        policy=PolicyConfig.from_mapping(data.get("policy", {})),
+        formats=FormatConfig.from_mapping(data.get("formats", {})),
+    )
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot be read: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), f"is not a TOML file: {exc}") from None
+
+
+def _from_env(value: str, kind: type) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        return value

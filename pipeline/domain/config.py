@@ -1,17 +1,32 @@
 """Policy configuration: every number of the enforcement policy, with the defaults of DESIGN.md.
 
-Built from a plain mapping (the parsed TOML file) so that this module stays free of I/O.
+Built from a plain mapping (the parsed TOML file) so that this module stays free of I/O. Every value
+is checked as it is read: one that does not read raises ConfigError, whose text names the key as the
+operator wrote it (`policy.stages[2].block_minutes`) and what is wrong. The readers here (table,
+integer, number, text, strings) check pipeline.settings' values the same way.
 """
 from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
-from typing import Any, Mapping
+from datetime import date, datetime
+from typing import Any
 
 from pipeline.domain.builds import Build
 from pipeline.domain.scope import Scope
+
+
+class ConfigError(ValueError):
+    """A setting that does not read. Its text is one line: the key as written (a dotted path in the
+    file or an environment variable) and the problem."""
+
+    def __init__(self, key: str, problem: str):
+        super().__init__(f"{key} {problem}")
+        self.key, self.problem = key, problem
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,15 @@ DEFAULT_BASELINES = {
     "ExchangeSE": "15.2.2562.17",
 }
 
+# The product names a server can get: the Exchange products of catalog.product_of and the
+# non-Exchange MTAs whose Received headers received.read_hop recognises.
+PRODUCTS = ("Exchange2007", "Exchange2010", "Exchange2013", "Exchange2016", "Exchange2019", "ExchangeSE",
+            "Exim", "Sendmail", "Postfix")
+
+_STAGE_KEYS = ("start_day", "throttle_minutes", "block_minutes")
+_PAUSE_KEYS = ("org", "start", "days")
+_SCOPE_KEYS = ("connectors", "client_networks", "tls_peers")
+
 
 @dataclass(frozen=True)
 class Pause:
@@ -52,7 +76,7 @@ class PolicyConfig:
     stages: tuple[Stage, ...] = DEFAULT_STAGES
     vulnerable_products: frozenset[str] = frozenset({"Exchange2007", "Exchange2010", "Exchange2013"})
     baselines: Mapping[str, Build] = field(
-        default_factory=lambda: {p: Build.parse(b) for p, b in DEFAULT_BASELINES.items()}
+        default_factory=lambda: {p: _build(b, f"policy.baselines.{p}") for p, b in DEFAULT_BASELINES.items()}
     )
     # None means every product is in scope for throttling and blocking.
     enforce_products: frozenset[str] | None = None
@@ -61,53 +85,30 @@ class PolicyConfig:
     # Our own hops that hand mail on inside (content filters, internal relays): host name patterns
     # or CIDR ranges. Loopback clients always are.
     internal_hops: tuple[str, ...] = ()
-    scope: Scope = Scope()
+    scope: Scope = field(default_factory=Scope)
     build_window_days: int = 7
     pause_budget_days: int = 90
     pauses: tuple[Pause, ...] = ()
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> PolicyConfig:
-        """Read the `[policy]` table of the config file; unknown keys are an error, not silence."""
-        known = {
-            "stages", "vulnerable_products", "baselines", "enforce_products", "exemptions",
-            "trusted_receivers", "build_window_days", "pause_budget_days", "pauses", "internal_hops", "scope",
+    def from_mapping(cls, data: Any) -> PolicyConfig:
+        """Read the `[policy]` table of the config file; raises ConfigError for a key it does not
+        know or a value that does not read."""
+        readers: dict[str, Callable[[Any, str], Any]] = {
+            "stages": _stages,
+            "vulnerable_products": _products,
+            "baselines": _baselines,
+            "enforce_products": _products,
+            "exemptions": strings,
+            "trusted_receivers": strings,
+            "internal_hops": _internal_hops,
+            "scope": _scope,
+            "build_window_days": lambda value, key: integer(value, key, 0),
+            "pause_budget_days": lambda value, key: integer(value, key, 0, 366),
+            "pauses": _pauses,
         }
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown policy settings: {', '.join(sorted(unknown))}")
-        kwargs: dict[str, Any] = {}
-        if "stages" in data:
-            kwargs["stages"] = tuple(
-                Stage(i + 1, int(s["start_day"]), int(s["throttle_minutes"]), int(s["block_minutes"]))
-                for i, s in enumerate(data["stages"])
-            )
-        if "vulnerable_products" in data:
-            kwargs["vulnerable_products"] = frozenset(data["vulnerable_products"])
-        if "baselines" in data:
-            kwargs["baselines"] = {p: _build(b, f"baselines.{p}") for p, b in data["baselines"].items()}
-        if "enforce_products" in data:
-            kwargs["enforce_products"] = frozenset(data["enforce_products"])
-        for key in ("exemptions", "trusted_receivers", "internal_hops"):
-            if key in data:
-                kwargs[key] = tuple(data[key])
-        for hop in kwargs.get("internal_hops", ()):
-            if "/" in hop:
-                try:
-                    ipaddress.ip_network(hop, strict=False)
-                except ValueError:
-                    raise ValueError(f"internal_hops: {hop!r} is not a CIDR range like 10.20.0.0/16") from None
-        for key in ("build_window_days", "pause_budget_days"):
-            if key in data:
-                kwargs[key] = int(data[key])
-        if "scope" in data:
-            kwargs["scope"] = Scope.from_mapping(data["scope"])
-        if "pauses" in data:
-            kwargs["pauses"] = tuple(
-                Pause(str(p["org"]), date.fromisoformat(str(p["start"])), int(p["days"]))
-                for p in data["pauses"]
-            )
-        return cls(**kwargs)
+        policy = table(data, "policy", readers)
+        return cls(**{name: readers[name](value, f"policy.{name}") for name, value in policy.items()})
 
     def is_exempt(self, server: str) -> str | None:
         """The exemption pattern that matches `server`, if any."""
@@ -131,18 +132,162 @@ class FormatConfig:
     exo_date_order: str = "auto"
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> FormatConfig:
-        unknown = set(data) - {"exo_date_order"}
-        if unknown:
-            raise ValueError(f"unknown formats settings: {', '.join(sorted(unknown))}")
-        order = str(data.get("exo_date_order", "auto"))
-        if order not in DATE_ORDERS:
-            raise ValueError(f"formats.exo_date_order: {order!r} is not one of {', '.join(DATE_ORDERS)}")
-        return cls(exo_date_order=order)
+    def from_mapping(cls, data: Any) -> FormatConfig:
+        formats = table(data, "formats", ("exo_date_order",))
+        if "exo_date_order" not in formats:
+            return cls()
+        return cls(exo_date_order=_one_of(formats["exo_date_order"], "formats.exo_date_order", DATE_ORDERS))
 
 
-def _build(text: str, where: str) -> Build:
-    build = Build.parse(text)
+# Readers: each returns the value it was given, typed, or raises ConfigError naming `key`.
+
+def table(value: Any, key: str, known: Iterable[str], what: str = "a setting") -> Mapping[str, Any]:
+    """A table whose keys are all `known`; `key` is empty for the file's top level."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"must be a table, got {value!r}")
+    known = tuple(known)
+    for name in value:
+        if name not in known:
+            raise ConfigError(f"{key}.{name}" if key else name, f"is not {what} (known: {', '.join(known)})")
+    return value
+
+
+def integer(value: Any, key: str, low: int, high: int | None = None) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and low <= value and (high is None or value <= high):
+        return value
+    allowed = f"from {low} to {high}" if high is not None else f">= {low}"
+    raise ConfigError(key, f"must be an integer {allowed}, got {value!r}")
+
+
+def number(value: Any, key: str, low: float, high: float | None = None, low_included: bool = True) -> float:
+    """A finite number (an integer will do) from `low` (included or not) up to `high` (included)."""
+    if (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and (low <= value if low_included else low < value) and (high is None or value <= high)):
+        return float(value)
+    allowed = f"{'>=' if low_included else '>'} {low}" + (f" and <= {high}" if high is not None else "")
+    raise ConfigError(key, f"must be a number {allowed}, got {value!r}")
+
+
+def text(value: Any, key: str, pattern: re.Pattern[str] | None = None, shape: str = "a non-empty string") -> str:
+    """A string: one `pattern` matches whole, or any but the empty one."""
+    if isinstance(value, str) and (pattern.fullmatch(value) if pattern else value):
+        return value
+    raise ConfigError(key, f"must be {shape}, got {value!r}")
+
+
+def strings(value: Any, key: str) -> tuple[str, ...]:
+    """A list of non-empty strings."""
+    if not isinstance(value, list):
+        raise ConfigError(key, f"must be a list of strings, got {value!r}")
+    return tuple(text(item, f"{key}[{index}]") for index, item in enumerate(value))
+
+
+def _one_of(value: Any, key: str, options: Iterable[str]) -> str:
+    options = tuple(options)
+    if value in options:
+        return value
+    raise ConfigError(key, f"must be one of {', '.join(options)}, got {value!r}")
+
+
+def _required(entry: Mapping[str, Any], key: str, name: str) -> Any:
+    if name not in entry:
+        raise ConfigError(f"{key}.{name}", "is missing")
+    return entry[name]
+
+
+def _tables(value: Any, key: str, known: tuple[str, ...]) -> list[Mapping[str, Any]]:
+    """A list of tables, each with every `known` key and no other."""
+    if not isinstance(value, list):
+        raise ConfigError(key, f"must be a list of tables, got {value!r}")
+    entries = []
+    for index, entry in enumerate(value):
+        entries.append(table(entry, f"{key}[{index}]", known))
+        for name in known:
+            _required(entry, f"{key}[{index}]", name)
+    return entries
+
+
+def _stages(value: Any, key: str) -> tuple[Stage, ...]:
+    entries = _tables(value, key, _STAGE_KEYS)
+    if not entries:
+        raise ConfigError(key, "must hold at least one stage")
+    stages: list[Stage] = []
+    for index, entry in enumerate(entries):
+        where = f"{key}[{index}]"
+        start_day = integer(entry["start_day"], f"{where}.start_day", 0)
+        # Minutes per hour: both windows fit in one hour.
+        throttle = integer(entry["throttle_minutes"], f"{where}.throttle_minutes", 0, 60)
+        block = integer(entry["block_minutes"], f"{where}.block_minutes", 0, 60)
+        if not stages and start_day != 0:
+            raise ConfigError(f"{where}.start_day", f"must be 0 (the first stage starts at detection), got {start_day}")
+        if stages and start_day <= stages[-1].start_day:
+            raise ConfigError(f"{where}.start_day",
+                              f"must be greater than the previous stage's {stages[-1].start_day}, got {start_day}")
+        if throttle + block > 60:
+            raise ConfigError(where, "throttle_minutes + block_minutes must be at most 60 (per hour), "
+                                     f"got {throttle + block}")
+        stages.append(Stage(index + 1, start_day, throttle, block))
+    return tuple(stages)
+
+
+def _products(value: Any, key: str) -> frozenset[str]:
+    return frozenset(_one_of(name, f"{key}[{index}]", PRODUCTS) for index, name in enumerate(strings(value, key)))
+
+
+def _baselines(value: Any, key: str) -> dict[str, Build]:
+    baselines = table(value, key, PRODUCTS, what="a product")
+    return {product: _build(build, f"{key}.{product}") for product, build in baselines.items()}
+
+
+def _build(value: Any, key: str) -> Build:
+    build = Build.parse(value) if isinstance(value, str) else None
     if build is None:
-        raise ValueError(f"{where}: {text!r} is not a build number like 15.1.2507.61")
+        raise ConfigError(key, f"must be a build number like 15.1.2507.61, got {value!r}")
     return build
+
+
+def _internal_hops(value: Any, key: str) -> tuple[str, ...]:
+    hops = strings(value, key)
+    for index, hop in enumerate(hops):
+        if "/" in hop:
+            _network(hop, f"{key}[{index}]", "a host name pattern or a CIDR range like 10.20.0.0/16")
+    return hops
+
+
+def _network(value: str, key: str, shape: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ConfigError(key, f"must be {shape}, got {value!r}") from None
+
+
+def _scope(value: Any, key: str) -> Scope:
+    scope = table(value, key, _SCOPE_KEYS)
+    networks = strings(scope.get("client_networks", []), f"{key}.client_networks")
+    return Scope.named(
+        connectors=strings(scope.get("connectors", []), f"{key}.connectors"),
+        client_networks=tuple(_network(network, f"{key}.client_networks[{index}]", "a CIDR range like 198.51.100.0/24")
+                              for index, network in enumerate(networks)),
+        tls_peers=strings(scope.get("tls_peers", []), f"{key}.tls_peers"),
+    )
+
+
+def _pauses(value: Any, key: str) -> tuple[Pause, ...]:
+    pauses = []
+    for index, entry in enumerate(_tables(value, key, _PAUSE_KEYS)):
+        where = f"{key}[{index}]"
+        pauses.append(Pause(text(entry["org"], f"{where}.org"), _day(entry["start"], f"{where}.start"),
+                            integer(entry["days"], f"{where}.days", 1)))
+    return tuple(pauses)
+
+
+def _day(value: Any, key: str) -> date:
+    """A TOML date (2026-03-01) or the same as a string."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ConfigError(key, f"must be a date like 2026-03-01, got {value!r}")

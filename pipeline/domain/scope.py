@@ -10,43 +10,32 @@ OnPremises. An operator names the paths that count here, by any of:
     tls_peers        the TLS peer name, where a log carries one (shell wildcards)
 
 A path is in scope when it matches any of them. With no scope configured every path counts.
-Servers seen only outside the scope are still reported, never throttled or blocked.
+Servers seen only outside the scope are still reported, never throttled or blocked. The
+`[policy.scope]` table is read and checked with the rest of the policy (pipeline.domain.config).
 """
 from __future__ import annotations
 
 import fnmatch
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping
 
 from pipeline.domain import hostnames
 
-_KEYS = ("connectors", "client_networks", "tls_peers")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
 class Scope:
     connectors: tuple[str, ...] = ()
-    client_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    client_networks: tuple[IPNetwork, ...] = ()
     tls_peers: tuple[str, ...] = ()
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> Scope:
-        unknown = set(data) - set(_KEYS)
-        if unknown:
-            raise ValueError(f"unknown scope settings: {', '.join(sorted(unknown))} (known: {', '.join(_KEYS)})")
-        networks = []
-        for text in data.get("client_networks", ()):
-            try:
-                networks.append(ipaddress.ip_network(str(text), strict=False))
-            except ValueError:
-                raise ValueError(f"scope.client_networks: {text!r} is not a CIDR range like 198.51.100.0/24") from None
-        return cls(
-            connectors=tuple(str(c).lower() for c in data.get("connectors", ())),
-            client_networks=tuple(networks),
-            tls_peers=tuple(str(p).lower() for p in data.get("tls_peers", ())),
-        )
+    def named(cls, connectors: Iterable[str], client_networks: Iterable[IPNetwork], tls_peers: Iterable[str]) -> Scope:
+        """The scope the operator named; names match in any case."""
+        return cls(tuple(c.lower() for c in connectors), tuple(client_networks), tuple(p.lower() for p in tls_peers))
 
     @property
     def everything(self) -> bool:

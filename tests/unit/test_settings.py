@@ -1,12 +1,21 @@
+import re
 from pathlib import Path
 
-from pipeline.settings import Settings, load_settings
+import pytest
+
+from pipeline.domain.config import ConfigError
+from pipeline.settings import SOURCES, DeadLetterSettings, Settings, StreamSettings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "deploy" / "patchgate.example.toml"
 
 
 def test_defaults(tmp_path):
     settings = load_settings(None, environ={})
     assert settings == Settings()
     assert settings.clickhouse_dsn == f"chdb://{Path('.patchgate/clickhouse').resolve()}"
+    assert settings.stream == StreamSettings(source_idle_seconds=3600.0)
+    assert settings.dead_letters == DeadLetterSettings(max_ratio=0.1, max_consecutive=1000)
 
 
 def test_file_then_environment(tmp_path):
@@ -25,8 +34,15 @@ def test_file_then_environment(tmp_path):
 
 
 def test_the_example_file_holds_the_defaults():
-    example = Path(__file__).resolve().parents[2] / "deploy" / "patchgate.example.toml"
-    assert load_settings(example, environ={}) == Settings()
+    assert load_settings(EXAMPLE, environ={}) == Settings()
+
+
+def test_the_example_file_and_the_readme_name_every_setting():
+    example, readme = EXAMPLE.read_text(), (ROOT / "README.md").read_text()
+    for source in SOURCES:
+        assert re.search(rf"^\[{source.section}\]$", example, re.MULTILINE), source.section
+        assert re.search(rf"^#? ?{source.key} = ", example, re.MULTILINE), source.key
+        assert f"`{source.env}`" in readme, source.env
 
 
 def test_the_catalog_path_comes_from_the_file_or_the_environment(tmp_path):
@@ -36,3 +52,146 @@ def test_the_catalog_path_comes_from_the_file_or_the_environment(tmp_path):
     assert load_settings(config, environ={}).catalog_file == Path("/srv/patchgate/exchange_builds.csv")
     settings = load_settings(config, environ={"PATCHGATE_CATALOG": "/etc/patchgate/builds.csv"})
     assert settings.catalog_file == Path("/etc/patchgate/builds.csv")
+
+
+def test_stream_and_dead_letter_settings_come_from_the_file_or_the_environment(tmp_path):
+    config = tmp_path / "patchgate.toml"
+    config.write_text("[stream]\nsource_idle_seconds = 0\n[dead_letters]\nmax_ratio = 1\nmax_consecutive = 50\n")
+    settings = load_settings(config, environ={})
+    assert settings.stream.source_idle_seconds == 0.0
+    assert settings.dead_letters == DeadLetterSettings(max_ratio=1.0, max_consecutive=50)
+    environ = {"PATCHGATE_SOURCE_IDLE_SECONDS": "90.5", "PATCHGATE_DLQ_MAX_RATIO": "0.25",
+               "PATCHGATE_DLQ_MAX_CONSECUTIVE": "7"}
+    settings = load_settings(config, environ=environ)
+    assert settings.stream.source_idle_seconds == 90.5
+    assert settings.dead_letters == DeadLetterSettings(max_ratio=0.25, max_consecutive=7)
+
+
+def test_values_of_every_accepted_shape(tmp_path):
+    config = tmp_path / "patchgate.toml"
+    config.write_text('[kafka]\nbootstrap_servers = ["kafka-1:9092", "[::1]:9093"]\n'
+                      '[clickhouse]\nurl = "https://reader:secret@clickhouse.example:8443/patchgate"\n'
+                      '[worker]\nweb_host = "::"\n')
+    settings = load_settings(config, environ={"PATCHGATE_TOPIC_PREFIX": "", "PATCHGATE_PARTITIONS": ""})
+    assert settings.bootstrap_servers == "kafka-1:9092,[::1]:9093"
+    assert settings.clickhouse_url == "https://reader:secret@clickhouse.example:8443/patchgate"
+    assert settings.web_host == "::"
+    # An empty variable counts as unset.
+    assert (settings.topic_prefix, settings.partitions) == ("", 4)
+    settings = load_settings(None, environ={"KAFKA_BOOTSTRAP_SERVERS": "a.example:9092, b.example:9092",
+                                            "CLICKHOUSE_URL": "chdb:///var/lib/patchgate/clickhouse"})
+    assert settings.bootstrap_servers == "a.example:9092,b.example:9092"
+    assert settings.clickhouse_dsn == "chdb:///var/lib/patchgate/clickhouse"
+
+
+SECTIONS = "kafka, clickhouse, worker, catalog, stream, dead_letters, policy, formats"
+POLICY_KEYS = ("stages, vulnerable_products, baselines, enforce_products, exemptions, trusted_receivers, "
+               "internal_hops, scope, build_window_days, pause_budget_days, pauses")
+TOPIC_CHARACTERS = "letters, digits, '.', '_' or '-' (Kafka's topic name characters)"
+CLICKHOUSE_URL = "chdb:///path (the embedded engine) or an http(s)://host... URL of a server"
+
+
+@pytest.mark.parametrize(("toml", "message"), [
+    # unknown sections and keys
+    ("[kafk]\npartitions = 8\n", f"kafk is not a settings section (known: {SECTIONS})"),
+    ("partitions = 8\n", f"partitions is not a settings section (known: {SECTIONS})"),
+    ("[kafka]\npartitons = 8\n",
+     "kafka.partitons is not a setting (known: bootstrap_servers, partitions, topic_prefix, app_id)"),
+    ("[worker]\nport = 6066\n", "worker.port is not a setting (known: data_dir, web_host, web_port)"),
+    ("[dead_letters]\nmax_rate = 0.5\n", "dead_letters.max_rate is not a setting (known: max_ratio, max_consecutive)"),
+    ("[policy]\nbuild_windw_days = 3\n", f"policy.build_windw_days is not a setting (known: {POLICY_KEYS})"),
+    ("[policy.scope]\nconnector = []\n",
+     "policy.scope.connector is not a setting (known: connectors, client_networks, tls_peers)"),
+    ("[formats]\ndate_order = 'auto'\n", "formats.date_order is not a setting (known: exo_date_order)"),
+    # wrong types
+    ('kafka = "kafka:9092"\n', "kafka must be a table, got 'kafka:9092'"),
+    ('[kafka]\npartitions = "8"\n', "kafka.partitions must be an integer from 1 to 10000, got '8'"),
+    ("[kafka]\npartitions = 8.0\n", "kafka.partitions must be an integer from 1 to 10000, got 8.0"),
+    ("[kafka]\nbootstrap_servers = 9092\n",
+     "kafka.bootstrap_servers must be host:port, several separated by commas, got 9092"),
+    ("[worker]\nweb_port = true\n", "worker.web_port must be an integer from 1 to 65535, got True"),
+    ("[worker]\ndata_dir = 5\n", "worker.data_dir must be a path, got 5"),
+    ("[catalog]\npath = []\n", "catalog.path must be a path, got []"),
+    ('[stream]\nsource_idle_seconds = "1h"\n', "stream.source_idle_seconds must be a number >= 0, got '1h'"),
+    ("[dead_letters]\nmax_consecutive = 10.0\n", "dead_letters.max_consecutive must be an integer >= 1, got 10.0"),
+    ('[policy]\nstages = "none"\n', "policy.stages must be a list of tables, got 'none'"),
+    # out of range, or not of the shape the key needs
+    ("[kafka]\npartitions = 0\n", "kafka.partitions must be an integer from 1 to 10000, got 0"),
+    ('[kafka]\nbootstrap_servers = "kafka"\n',
+     "kafka.bootstrap_servers must be host:port, several separated by commas, got 'kafka'"),
+    ('[kafka]\nbootstrap_servers = ["kafka:9092", "kafka-2:70000"]\n',
+     "kafka.bootstrap_servers must be host:port, several separated by commas, got ['kafka:9092', 'kafka-2:70000']"),
+    ('[kafka]\ntopic_prefix = "team a/"\n',
+     f"kafka.topic_prefix must be at most 200 {TOPIC_CHARACTERS}, got 'team a/'"),
+    ('[kafka]\napp_id = ""\n',
+     f"kafka.app_id must be 1 to 200 {TOPIC_CHARACTERS}, got ''"),
+    ('[clickhouse]\nurl = "clickhouse:8123"\n', f"clickhouse.url must be {CLICKHOUSE_URL}, got 'clickhouse:8123'"),
+    ('[clickhouse]\nurl = "chdb://"\n', f"clickhouse.url must be {CLICKHOUSE_URL}, got 'chdb://'"),
+    ('[clickhouse]\nurl = "http://clickhouse:81234/db"\n',
+     f"clickhouse.url must be {CLICKHOUSE_URL}, got 'http://clickhouse:81234/db'"),
+    ("[worker]\nweb_port = 70000\n", "worker.web_port must be an integer from 1 to 65535, got 70000"),
+    ('[worker]\nweb_host = "my host"\n', "worker.web_host must be a host name or an IP address, got 'my host'"),
+    ('[worker]\ndata_dir = ""\n', "worker.data_dir must be a path, got ''"),
+    ("[stream]\nsource_idle_seconds = -1\n", "stream.source_idle_seconds must be a number >= 0, got -1"),
+    ("[stream]\nsource_idle_seconds = inf\n", "stream.source_idle_seconds must be a number >= 0, got inf"),
+    ("[dead_letters]\nmax_ratio = 0\n", "dead_letters.max_ratio must be a number > 0 and <= 1, got 0"),
+    ("[dead_letters]\nmax_ratio = 1.5\n", "dead_letters.max_ratio must be a number > 0 and <= 1, got 1.5"),
+    ("[dead_letters]\nmax_consecutive = 0\n", "dead_letters.max_consecutive must be an integer >= 1, got 0"),
+    ("[policy]\npauses = [{ org = 'contoso.example', start = 2026-03-01, days = -3 }]\n",
+     "policy.pauses[0].days must be an integer >= 1, got -3"),
+    ('[formats]\nexo_date_order = "dmy"\n',
+     "formats.exo_date_order must be one of auto, month-first, day-first, got 'dmy'"),
+])
+def test_a_file_setting_that_does_not_read_names_its_key_and_the_problem(tmp_path, toml, message):
+    config = tmp_path / "patchgate.toml"
+    config.write_text(toml)
+    with pytest.raises(ConfigError) as error:
+        load_settings(config, environ={})
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize(("environ", "message"), [
+    ({"PATCHGATE_PARTITIONS": "abc"}, "PATCHGATE_PARTITIONS must be an integer from 1 to 10000, got 'abc'"),
+    ({"PATCHGATE_PARTITIONS": "0"}, "PATCHGATE_PARTITIONS must be an integer from 1 to 10000, got 0"),
+    ({"PATCHGATE_WEB_PORT": "6066.5"}, "PATCHGATE_WEB_PORT must be an integer from 1 to 65535, got '6066.5'"),
+    ({"PATCHGATE_WEB_PORT": "65536"}, "PATCHGATE_WEB_PORT must be an integer from 1 to 65535, got 65536"),
+    ({"PATCHGATE_WEB_HOST": "host name"}, "PATCHGATE_WEB_HOST must be a host name or an IP address, got 'host name'"),
+    ({"KAFKA_BOOTSTRAP_SERVERS": "kafka:9092,"},
+     "KAFKA_BOOTSTRAP_SERVERS must be host:port, several separated by commas, got 'kafka:9092,'"),
+    ({"PATCHGATE_TOPIC_PREFIX": "a b."},
+     f"PATCHGATE_TOPIC_PREFIX must be at most 200 {TOPIC_CHARACTERS}, got 'a b.'"),
+    ({"PATCHGATE_APP_ID": "group/1"},
+     f"PATCHGATE_APP_ID must be 1 to 200 {TOPIC_CHARACTERS}, got 'group/1'"),
+    # The password stays out of the message.
+    ({"CLICKHOUSE_URL": "ftp://reader:secret@clickhouse/patchgate"},
+     f"CLICKHOUSE_URL must be {CLICKHOUSE_URL}, got 'ftp://reader:***@clickhouse/patchgate'"),
+    ({"PATCHGATE_SOURCE_IDLE_SECONDS": "soon"}, "PATCHGATE_SOURCE_IDLE_SECONDS must be a number >= 0, got 'soon'"),
+    ({"PATCHGATE_SOURCE_IDLE_SECONDS": "-1"}, "PATCHGATE_SOURCE_IDLE_SECONDS must be a number >= 0, got -1.0"),
+    ({"PATCHGATE_DLQ_MAX_RATIO": "2"}, "PATCHGATE_DLQ_MAX_RATIO must be a number > 0 and <= 1, got 2.0"),
+    ({"PATCHGATE_DLQ_MAX_RATIO": "nan"}, "PATCHGATE_DLQ_MAX_RATIO must be a number > 0 and <= 1, got nan"),
+    ({"PATCHGATE_DLQ_MAX_CONSECUTIVE": "0"}, "PATCHGATE_DLQ_MAX_CONSECUTIVE must be an integer >= 1, got 0"),
+    ({"PATCHGATE_DLQ_MAX_CONSECUTIVE": "many"}, "PATCHGATE_DLQ_MAX_CONSECUTIVE must be an integer >= 1, got 'many'"),
+])
+def test_an_environment_variable_that_does_not_read_names_itself_and_the_problem(environ, message):
+    with pytest.raises(ConfigError) as error:
+        load_settings(None, environ=environ)
+    assert str(error.value) == message
+
+
+def test_a_bad_file_value_is_an_error_also_where_the_environment_overrides_it(tmp_path):
+    config = tmp_path / "patchgate.toml"
+    config.write_text('[kafka]\npartitions = "8"\n')
+    with pytest.raises(ConfigError, match=r"^kafka\.partitions must be an integer"):
+        load_settings(config, environ={"PATCHGATE_PARTITIONS": "8"})
+
+
+def test_a_settings_file_that_cannot_be_read_or_is_not_toml(tmp_path):
+    missing = tmp_path / "missing.toml"
+    with pytest.raises(ConfigError) as error:
+        load_settings(None, environ={"PATCHGATE_CONFIG": str(missing)})
+    assert str(error.value) == f"{missing} cannot be read: No such file or directory"
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[kafka]\npartitions = \n")
+    with pytest.raises(ConfigError) as error:
+        load_settings(broken, environ={})
+    assert str(error.value) == f"{broken} is not a TOML file: Invalid value (at line 2, column 14)"
