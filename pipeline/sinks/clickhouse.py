@@ -13,6 +13,7 @@ one server_messages row per message inside ClickHouse.
 """
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 import clickhouse_connect
@@ -21,7 +22,8 @@ from clickhouse_connect.driver.client import Client
 
 from pipeline.domain.policy import Decision
 
-DDL_DIR = Path(__file__).resolve().parents[2] / "schemas" / "clickhouse"
+# Package data, read through importlib.resources so an installed wheel finds it too.
+DDL_DIR = files("pipeline").joinpath("schemas", "clickhouse")
 
 # Synchronous inserts: an insert that returned is stored, which is what lets offsets be committed.
 # Times travel as ISO-8601 text, which best_effort reads with their zone.
@@ -39,8 +41,9 @@ def connect(dsn: str) -> Client:
 
 
 def create_tables(client: Client) -> None:
-    for path in sorted(DDL_DIR.glob("*.sql")):
-        for statement in path.read_text().split(";"):
+    # In name order: the number in front of each name creates tables before the views that read them.
+    for path in sorted((f for f in DDL_DIR.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name):
+        for statement in path.read_text(encoding="utf-8").split(";"):
             body = "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--"))
             if body.strip():
                 client.command(body)

@@ -1,19 +1,23 @@
 """Avro single-object encoding (0xC3 0x01, CRC-64-AVRO fingerprint of the writer schema, body).
 
-Every schema file under schemas/avro (current and older versions) is registered by fingerprint,
-so a reader always finds the schema a record was written with and resolves it to the current one.
+Every schema file shipped in pipeline/schemas/avro (current and older versions, the latter in
+history/) is registered by fingerprint, so a reader always finds the schema a record was written
+with and resolves it to the current one.
 """
 from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from functools import cache
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "avro"
+# Package data, read through importlib.resources so an installed wheel finds it too.
+SCHEMA_DIR = files("pipeline").joinpath("schemas", "avro")
 MAGIC = b"\xc3\x01"
 _HEADER_SIZE = len(MAGIC) + 8
 
@@ -25,10 +29,19 @@ class AvroDecodeError(ValueError):
 @cache
 def _writers_by_fingerprint() -> dict[bytes, dict]:
     schemas = {}
-    for path in sorted(SCHEMA_DIR.rglob("*.avsc")):
-        schema = parse_schema(json.loads(path.read_text()))
+    for path in _schema_files(SCHEMA_DIR):
+        schema = parse_schema(json.loads(path.read_text(encoding="utf-8")))
         schemas[bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))] = schema
     return schemas
+
+
+def _schema_files(folder: Traversable) -> Iterator[Traversable]:
+    # Traversable has no rglob: walk the folders, in name order so registration is reproducible.
+    for entry in sorted(folder.iterdir(), key=lambda entry: entry.name):
+        if entry.is_dir():
+            yield from _schema_files(entry)
+        elif entry.name.endswith(".avsc"):
+            yield entry
 
 
 class AvroContract:
@@ -40,7 +53,7 @@ class AvroContract:
 
     def __init__(self, name: str, skip: tuple[str, ...] = ()):
         self.name = name
-        document = json.loads((SCHEMA_DIR / f"{name}.avsc").read_text())
+        document = json.loads(SCHEMA_DIR.joinpath(f"{name}.avsc").read_text(encoding="utf-8"))
         self.schema = parse_schema(document)
         self.fingerprint = bytes.fromhex(fingerprint(to_parsing_canonical_form(self.schema), "CRC-64-AVRO"))
         self.reader = parse_schema({**document, "fields": [f for f in document["fields"] if f["name"] not in skip]})

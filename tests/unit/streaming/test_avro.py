@@ -43,13 +43,12 @@ def test_records_written_with_earlier_schemas_read_with_the_current_one():
     """ServerObservation v1 had no `software`, v2 no folding (one sighting per record): v3 readers
     get their defaults, and a v2 record becomes an observation of one message."""
     import json
-    from pathlib import Path
 
     from pipeline.streaming import records
     from pipeline.streaming.avro import SCHEMA_DIR, AvroContract
 
-    v1_path = Path(SCHEMA_DIR) / "history" / "ServerObservation.v1.avsc"
-    assert "software" not in {f["name"] for f in json.loads(v1_path.read_text())["fields"]}
+    v1_schema = SCHEMA_DIR.joinpath("history", "ServerObservation.v1.avsc").read_text(encoding="utf-8")
+    assert "software" not in {f["name"] for f in json.loads(v1_schema)["fields"]}
     one = {
         "server_id": "ex13.contoso.example", "server": "ex13.contoso.example", "org": None,
         "event_time": datetime(2026, 1, 2, tzinfo=timezone.utc), "build": "15.0.1497.2",

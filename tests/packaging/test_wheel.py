@@ -1,0 +1,126 @@
+"""The built wheel carries its data files and works installed, away from the checkout.
+
+The editable install reads schemas, DDL and catalogs from the source tree, so it cannot show a file
+missing from the wheel: this test builds the wheel, installs it into a fresh virtual environment and
+runs it from a folder outside the repository.
+
+The fresh environment borrows the dependencies of the running one through a .pth file naming its
+site-packages: installing them from the registry takes a minute and a gigabyte (chdb, pyarrow).
+Python does not run .pth files found in a folder a .pth file adds, so the editable install's finder
+stays out and `pipeline` can only come from the wheel, which the test checks.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tomllib
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.packaging
+
+ROOT = Path(__file__).resolve().parents[2]
+TESTS = ROOT / "tests"
+DATA_SUFFIXES = (".avsc", ".sql", ".csv")
+
+# Run in both environments: where `pipeline` comes from and whether an editable finder is loaded,
+# one Avro round trip, the DDL statements create_tables finds.
+CHECK_INSTALLED = """
+import json, sys, pipeline, pipeline.edges.mta, pipeline.streaming.worker
+from pipeline.sinks.clickhouse import create_tables
+from pipeline.streaming.avro import DEAD_LETTER
+
+class RecordingClient:
+    def __init__(self):
+        self.statements = []
+    def command(self, body):
+        self.statements.append(body.strip().splitlines()[0])
+
+record = {"reason": "bad line", "field": None, "source": "mail.logs.raw/0/7", "line": None, "offset": None,
+          "topic": "mail.logs.raw", "partition": 0, "topic_offset": 7, "raw": b"\\xff"}
+decoded = DEAD_LETTER.decode(DEAD_LETTER.encode(record))
+client = RecordingClient()
+create_tables(client)
+print(json.dumps({"pipeline": pipeline.__file__, "round_trip": decoded == record, "ddl": client.statements,
+                  "editable_finders": [name for name in sys.modules if name.startswith("__editable__")]}))
+"""
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel built from a copy of the package sources (setuptools leaves build/ behind in the
+    tree it builds, and a stale build/lib would slip files into later wheels)."""
+    source = tmp_path_factory.mktemp("source")
+    readme = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["readme"]
+    for name in ("pyproject.toml", readme):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "pipeline", source / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    dist = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(dist), str(source)], check=True)
+    [built] = dist.glob("patchgate-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory) -> Path:
+    """A fresh virtual environment with the wheel installed: its bin folder."""
+    home = tmp_path_factory.mktemp("venv")
+    venv.create(home, with_pip=False)
+    python = home / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
+                    str(wheel)], check=True)
+    site_packages = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                   check=True, capture_output=True, text=True).stdout.strip()
+    borrowed = dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib"))
+    (Path(site_packages) / "dependencies_of_the_test_venv.pth").write_text("".join(f"{p}\n" for p in borrowed))
+    return home / "bin"
+
+
+def run(command: list, cwd: Path) -> subprocess.CompletedProcess:
+    # Settings from a developer's or CI's environment would change what evaluate prints.
+    environ = {name: value for name, value in os.environ.items()
+               if not name.startswith("PATCHGATE_") and name not in ("PYTHONPATH", "PYTHONHOME")}
+    return subprocess.run(command, cwd=cwd, env=environ, capture_output=True, text=True, timeout=120)
+
+
+def test_the_wheel_carries_every_data_file(wheel):
+    with zipfile.ZipFile(wheel) as archive:
+        in_wheel = {name for name in archive.namelist() if name.endswith(DATA_SUFFIXES)}
+    in_source = {path.relative_to(ROOT).as_posix() for path in (ROOT / "pipeline").rglob("*")
+                 if path.suffix in DATA_SUFFIXES}
+    assert {Path(name).suffix for name in in_source} == set(DATA_SUFFIXES)
+    assert "pipeline/schemas/avro/history/ServerObservation.v1.avsc" in in_source
+    assert in_wheel == in_source
+
+
+def test_evaluate_prints_what_the_editable_install_prints(installed, tmp_path):
+    arguments = ["evaluate", "--config", str(TESTS / "samples.toml"), str(TESTS / "samples")]
+    (tmp_path / "wheel").mkdir()
+    (tmp_path / "editable").mkdir()
+    from_wheel = run([installed / "patchgate", *arguments], tmp_path / "wheel")
+    from_checkout = run([Path(sys.executable).parent / "patchgate", *arguments], tmp_path / "editable")
+    assert from_wheel.returncode == 0, from_wheel.stderr
+    assert from_checkout.returncode == 0, from_checkout.stderr
+    assert len(from_checkout.stdout.splitlines()) > 1
+    assert (from_wheel.stdout, from_wheel.stderr) == (from_checkout.stdout, from_checkout.stderr)
+
+
+def test_worker_and_mta_import_and_read_their_schemas(installed, tmp_path):
+    (tmp_path / "wheel").mkdir()
+    (tmp_path / "editable").mkdir()
+    from_wheel = run([installed / "python", "-c", CHECK_INSTALLED], tmp_path / "wheel")
+    from_checkout = run([sys.executable, "-c", CHECK_INSTALLED], tmp_path / "editable")
+    assert from_wheel.returncode == 0, from_wheel.stderr
+    assert from_checkout.returncode == 0, from_checkout.stderr
+    facts, expected = json.loads(from_wheel.stdout), json.loads(from_checkout.stdout)
+    assert Path(facts["pipeline"]).is_relative_to(installed.parent)
+    assert expected["editable_finders"] and not facts["editable_finders"]
+    assert facts["round_trip"]
+    assert "CREATE TABLE IF NOT EXISTS decisions" in expected["ddl"]
+    assert facts["ddl"] == expected["ddl"]
