@@ -11,6 +11,9 @@ export PATCHGATE_DATA_DIR="$PWD/.demo/$run_id"
 export PATCHGATE_TOPIC_PREFIX="$run_id."
 export PATCHGATE_APP_ID="patchgate-$run_id"
 export PATCHGATE_WEB_PORT="${PATCHGATE_WEB_PORT:-6066}"
+# The sample files are all there is: their sources end after 3 s of quiet (a live stream waits an
+# hour of event time), so the decisions are what `patchgate evaluate` gives on the same files.
+export PATCHGATE_SOURCE_IDLE_SECONDS="${PATCHGATE_SOURCE_IDLE_SECONDS:-3}"
 mkdir -p "$PATCHGATE_DATA_DIR"
 
 started_broker=0

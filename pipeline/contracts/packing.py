@@ -8,6 +8,10 @@
              patchgate.first-offset  byte offset of the first line in the file; absent when the
                                      bytes are not the file's own (a UTF-16 export, sent as UTF-8)
 
+A record with the quiet-through header and no value is not a line: the worker writes it onto a
+partition that received nothing for a while, naming the last offset it had read there (see
+pipeline.domain.source_ends).
+
 A record without the first-line header is one line: a JSON envelope (Filebeat, Fluent Bit, Vector)
 or a bare line named by the record key (see pipeline.domain.parsers.envelope).
 """
@@ -17,6 +21,7 @@ from typing import Iterable
 
 FIRST_LINE = "patchgate.first-line"
 FIRST_OFFSET = "patchgate.first-offset"
+QUIET_THROUGH = "patchgate.quiet-through"
 # Lines per record are bounded by bytes: far below Kafka's 1 MB default message limit, and large
 # enough that the per-record cost of a consumer is paid per few hundred lines.
 MAX_RECORD_BYTES = 256 * 1024
@@ -36,3 +41,15 @@ def packed_position(record_headers: Iterable[tuple[str, bytes]] | None) -> tuple
         return None
     offset = found.get(FIRST_OFFSET)
     return int(found[FIRST_LINE]), int(offset) if offset is not None else None
+
+
+def quiet_headers(through_offset: int) -> list[tuple[str, bytes]]:
+    return [(QUIET_THROUGH, str(through_offset).encode("ascii"))]
+
+
+def quiet_through(record_headers: Iterable[tuple[str, bytes]] | None) -> int | None:
+    """The offset a quiet marker names, or None for a record of lines."""
+    for name, value in record_headers or ():
+        if name == QUIET_THROUGH:
+            return int(value)
+    return None

@@ -81,7 +81,13 @@ def _committed_offsets(admin: KafkaAdminClient, group: str, patience: float = 30
 def wait_until_drained(
     settings: Settings, timeout: float, settle: float = 2.0, worker_alive: Callable[[], bool] = lambda: True
 ) -> None:
-    """Return once the worker has consumed and committed everything, and stayed so for `settle` s."""
+    """Return once the worker has consumed and committed everything, and stayed so for `settle` s.
+
+    When sources end after a short idle time (stream.source_idle_seconds, a minute or less), the
+    wait lasts that long too, so that what they held is through as well."""
+    idle = settings.stream.source_idle_seconds
+    if 0 < idle <= 60:
+        settle = max(settle, idle + 2.0)
     deadline = time.monotonic() + timeout
     idle_since = None
     while time.monotonic() < deadline:

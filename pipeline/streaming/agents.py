@@ -9,10 +9,15 @@ a decision that changes goes to mail.decisions. Every agent sends what a batch p
 until the broker acknowledged it, and only then writes its tables; the batch's offsets are
 committed after that. A crash at any point repeats work (the downstream steps are idempotent)
 but never loses it.
+
+A timer marks the mail.logs.raw partitions that went quiet, so that their idle sources end (see
+pipeline.domain.source_ends).
 """
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import dataclass
 
 import faust
 import orjson
@@ -21,10 +26,12 @@ from pipeline.domain import policy
 from pipeline.domain.aggregate import ObservationBatch
 from pipeline.domain.catalog import Catalog
 from pipeline.domain.events import ServerObservation
+from pipeline.contracts import packing
 from pipeline.settings import Settings
 from pipeline.streaming import records
 from pipeline.streaming.avro import ENFORCEMENT_DECISION, MESSAGE_TRACE, SERVER_OBSERVATION, SERVER_OBSERVATION_TIMES
-from pipeline.streaming.dead_letters import decoded, rejected_line
+from pipeline.streaming.dead_letters import DeadLetterLimit, decoded, rejected_line
+from pipeline.streaming.failures import stops_worker_on_limit
 from pipeline.streaming.ingest import RawBatch
 from pipeline.streaming.tables import TableBatch
 
@@ -36,8 +43,23 @@ RAW_BATCH, RAW_WITHIN = 256, 0.05
 OBSERVATION_BATCH, OBSERVATION_WITHIN = 5_000, 0.05
 
 
+@dataclass
+class Arrival:
+    """The newest record of lines a mail.logs.raw partition brought (monotonic time, offset), and
+    whether a quiet marker went out for it."""
+
+    at: float
+    offset: int
+    marked: bool = False
+
+
 def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalog) -> None:
     config = settings.policy
+    idle_s = settings.stream.source_idle_seconds
+    arrivals: dict[int, Arrival] = {}
+
+    def limit(agent: str) -> DeadLetterLimit:
+        return DeadLetterLimit(agent, settings.dead_letters.max_ratio, settings.dead_letters.max_consecutive)
 
     async def send_observations(observations: list[ServerObservation], pending: list) -> None:
         for observation in observations:
@@ -49,9 +71,11 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
     @app.agent(topics.raw)
     async def ingest(stream):
         async for events in stream.take_events(RAW_BATCH, within=RAW_WITHIN):
-            batch = RawBatch(tables.parser_states, tables.open_messages, config, settings.formats)
+            batch = RawBatch(tables.parser_states, tables.open_messages, config, settings.formats, int(idle_s * 1000))
             for event in events:
                 batch.add(event)
+                if packing.quiet_through(event.message.headers) is None:
+                    arrivals[event.message.partition] = Arrival(time.monotonic(), event.message.offset)
             batch.parse()
             pending: list = [await rejected_line(topics.dead_letters, error) for error in batch.errors]
             await send_observations(batch.observations.observations(), pending)
@@ -59,40 +83,60 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
             batch.states.flush()
             batch.open_messages.flush()
 
+    if idle_s > 0:
+        @app.timer(interval=min(1.0, idle_s / 4))
+        async def mark_quiet_partitions() -> None:
+            """A marker onto each raw partition of this worker that brought nothing for `idle_s`."""
+            raw = topics.raw.get_topic_name()
+            assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == raw}
+            now = time.monotonic()
+            for partition, arrival in list(arrivals.items()):
+                if partition not in assigned:
+                    del arrivals[partition]
+                elif not arrival.marked and now - arrival.at >= idle_s:
+                    arrival.marked = True
+                    await topics.raw.send(key=b"", value=b"", partition=partition,
+                                          headers=packing.quiet_headers(arrival.offset))
+
     @app.agent(topics.traces)
     async def observe(stream):
-        async for events in stream.take_events(OBSERVATION_BATCH, within=OBSERVATION_WITHIN):
-            folded = ObservationBatch(config)
-            pending: list = []
-            for event in events:
-                trace = await decoded(topics.dead_letters, event, MESSAGE_TRACE, records.trace_from_record, pending)
-                if trace is not None:
-                    folded.add_trace(trace)
-            await send_observations(folded.observations(), pending)
-            await asyncio.gather(*pending)
+        dead_letters = limit("observe")
+        async with stops_worker_on_limit(app):
+            async for events in stream.take_events(OBSERVATION_BATCH, within=OBSERVATION_WITHIN):
+                folded = ObservationBatch(config)
+                pending: list = []
+                for event in events:
+                    trace = await decoded(topics.dead_letters, event, MESSAGE_TRACE, records.trace_from_record, pending,
+                                          dead_letters)
+                    if trace is not None:
+                        folded.add_trace(trace)
+                await send_observations(folded.observations(), pending)
+                await asyncio.gather(*pending)
 
     @app.agent(topics.observations)
     async def enforce(stream):
-        async for events in stream.take_events(OBSERVATION_BATCH, within=OBSERVATION_WITHIN):
-            pending: list = []
-            by_server: dict[bytes, tuple[faust.EventT, list[ServerObservation]]] = {}
-            for event in events:
-                observation = await decoded(topics.dead_letters, event, SERVER_OBSERVATION_TIMES,
-                                            records.observation_from_record, pending)
-                if observation is not None:
-                    by_server.setdefault(observation.server_id.encode("utf-8"), (event, []))[1].append(observation)
-            states = TableBatch(tables.server_states, decode=_server_state, encode=_server_state_bytes)
-            for key, (event, observations) in by_server.items():
-                state = states.get(key, event)
-                for observation in observations:
-                    state = policy.observe(state, observation, config, catalog)
-                state, decision = policy.decide(state, config, catalog)
-                if decision is not None:
-                    pending.append(await topics.decisions.send(
-                        key=key, value=ENFORCEMENT_DECISION.encode(records.decision_record(decision))))
-                states.put(key, state, event)
-            await asyncio.gather(*pending)
-            states.flush()
+        dead_letters = limit("enforce")
+        async with stops_worker_on_limit(app):
+            async for events in stream.take_events(OBSERVATION_BATCH, within=OBSERVATION_WITHIN):
+                pending: list = []
+                by_server: dict[bytes, tuple[faust.EventT, list[ServerObservation]]] = {}
+                for event in events:
+                    observation = await decoded(topics.dead_letters, event, SERVER_OBSERVATION_TIMES,
+                                                records.observation_from_record, pending, dead_letters)
+                    if observation is not None:
+                        by_server.setdefault(observation.server_id.encode("utf-8"), (event, []))[1].append(observation)
+                states = TableBatch(tables.server_states, decode=_server_state, encode=_server_state_bytes)
+                for key, (event, observations) in by_server.items():
+                    state = states.get(key, event)
+                    for observation in observations:
+                        state = policy.observe(state, observation, config, catalog)
+                    state, decision = policy.decide(state, config, catalog)
+                    if decision is not None:
+                        pending.append(await topics.decisions.send(
+                            key=key, value=ENFORCEMENT_DECISION.encode(records.decision_record(decision))))
+                    states.put(key, state, event)
+                await asyncio.gather(*pending)
+                states.flush()
 
 
 def _server_state(data: bytes) -> policy.ServerState:

@@ -39,11 +39,21 @@ class Topics:
     enforcement: faust.TopicT
 
 
-def build_app(settings: Settings, catalog: Catalog) -> faust.App:
+def health(app: faust.App, clickhouse: ClickHouseHandle) -> dict:
+    """What /health answers: ok, or degraded while ClickHouse writes fail (their partitions paused)."""
+    paused = sorted(f"{tp.topic}/{tp.partition}" for tp in app.consumer._paused_partitions)
+    writes = clickhouse.health.as_json()
+    return {"status": "degraded" if writes["failing_for_s"] is not None else "ok",
+            "clickhouse_writes": writes, "paused_partitions": paused}
+
+
+def build_app(settings: Settings, catalog: Catalog, store: str = "rocksdb://",
+              clickhouse: ClickHouseHandle | None = None) -> faust.App:
+    """The worker's app. Tests pass "memory://" tables and a ClickHouse handle they opened themselves."""
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
-        store="rocksdb://",
+        store=store,
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.partitions,
         consumer_auto_offset_reset="earliest",
@@ -82,9 +92,10 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
 
     tables = Tables(table(topics.PARSER_STATE_TABLE), table(topics.OPEN_MESSAGES_TABLE), table(topics.SERVER_STATE_TABLE))
 
-    clickhouse = ClickHouseHandle(settings.clickhouse_dsn)
-    app.task(clickhouse.open)
+    if clickhouse is None:
+        clickhouse = ClickHouseHandle(settings.clickhouse_dsn)
+        app.task(clickhouse.open)
     agents.register(app, wired, tables, settings, catalog)
-    sink_agents.register(app, wired, clickhouse)
-    views.register(app, clickhouse.read)
+    sink_agents.register(app, wired, clickhouse, settings)
+    views.register(app, clickhouse.read, lambda: health(app, clickhouse))
     return app

@@ -11,6 +11,10 @@ A source's state remembers the raw offset it has read up to when it changed. Aft
 record at or below it was applied already (its output was acknowledged before the state was
 written) and is skipped, so a line never changes a state twice, even when offsets had not been
 committed. A batch that leaves a state as it was writes nothing: applying it again is harmless.
+
+Sources that hold lines back are ended as `evaluate` ends a file once they have been idle (see
+pipeline.domain.source_ends): each partition keeps its OpenSources in the parser-state table under
+a key no source can have, written with the states.
 """
 from __future__ import annotations
 
@@ -23,10 +27,11 @@ import orjson
 from pipeline.contracts import packing
 from pipeline.domain.aggregate import ObservationBatch
 from pipeline.domain.config import FormatConfig, PolicyConfig
-from pipeline.domain.events import MessageTrace, ParseError, SourcePosition, TraceGroup
+from pipeline.domain.events import MessageTrace, ParseError, SourcePosition, TraceGroup, epoch_ms
 from pipeline.domain.lines import LineRun
 from pipeline.domain.parsers import dispatch, envelope
 from pipeline.domain.parsers.msgtrk_rows import TrackingRows
+from pipeline.domain.source_ends import OpenSources
 from pipeline.streaming.tables import TableBatch, TableOpenMessages
 
 
@@ -44,17 +49,28 @@ class RawBatch:
     """One batch of mail.logs.raw records (add them, then `parse`). Also the parsers' ParseOutput."""
 
     def __init__(self, parser_states: faust.Table, open_messages: faust.Table, config: PolicyConfig,
-                 formats: FormatConfig = FormatConfig()):
+                 formats: FormatConfig = FormatConfig(), source_idle_ms: int = 0):
         self.observations = ObservationBatch(config)
         self.formats = formats
+        self.source_idle_ms = source_idle_ms
         self.errors: list[ParseError] = []
         self.states = TableBatch(parser_states)
         self.open_messages = TableBatch(open_messages)
         self._origin: Origin | None = None
         self._runs: dict[tuple[int, str], list[tuple[faust.EventT, LineRun]]] = {}
+        # The batch's last event of each partition, the newest quiet marker's offset, and the
+        # newest event time each source's lines carried.
+        self._last_events: dict[int, faust.EventT] = {}
+        self._quiet: dict[int, int] = {}
+        self._newest_ms: dict[str, int] = {}
 
     def add(self, event: faust.EventT) -> None:
         message = event.message
+        self._last_events[message.partition] = event
+        through = packing.quiet_through(message.headers)
+        if through is not None:
+            self._quiet[message.partition] = max(through, self._quiet.get(message.partition, through))
+            return
         key = (message.key or b"").decode("utf-8", "replace") or f"{message.topic}/{message.partition}"
         reference = datetime.fromtimestamp(message.timestamp, tz=timezone.utc) if message.timestamp else None
         packed = packing.packed_position(message.headers)
@@ -102,16 +118,62 @@ class RawBatch:
                 # Unchanged (data rows of a tracking log, say), the state needs no write: reading
                 # the same records again from the same state gives the same results.
                 state["read"] = read
+        if self.source_idle_ms > 0:
+            self._end_idle_sources()
+
+    def _end_idle_sources(self) -> None:
+        touched: dict[int, dict[str, int]] = {}
+        for (partition, source), runs in self._runs.items():
+            touched.setdefault(partition, {})[source] = runs[-1][0].message.offset
+        for partition, event in self._last_events.items():
+            key = open_sources_key(partition)
+            stored = self.states.get(key, event)
+            open_sources = OpenSources.from_json(stored)
+            sources = touched.get(partition, {})
+            states = {source: self.states.get(source.encode("utf-8"), event) for source in sources}
+            times = [self._newest_ms.get(source) for source in sources]
+            times += [dispatch.held_newest_ms(state) for state in states.values()]
+            open_sources.advance(max((t for t in times if t is not None), default=None))
+            for source, offset in sources.items():
+                open_sources.touched(source, dispatch.holds(states[source]), offset)
+            for source in open_sources.ended(self.source_idle_ms, self._quiet.get(partition)):
+                self._end_source(source, partition, event)
+            if open_sources.to_json() != stored:
+                self.states.put(key, open_sources.to_json(), event)
+
+    def _end_source(self, source: str, partition: int, event: faust.EventT) -> None:
+        """What `evaluate` does at the end of a file, with the source's stored state."""
+        key = source.encode("utf-8")
+        state = self.states.get(key, event)
+        if state is None:
+            return
+        state.pop("read", None)
+        self._origin = Origin(event.message.topic, partition, event.message.offset)
+        dispatch.finish(state, source, self, TableOpenMessages(self.open_messages, source, event))
+        state["read"] = [partition, event.message.offset]
+        self.states.put(key, state, event)
 
     # ParseOutput
     def trace(self, trace: MessageTrace) -> None:
+        self._saw(trace.position.source, trace)
         self.observations.add_trace(trace)
 
     def group(self, group: TraceGroup) -> None:
+        self._saw(group.template.position.source, group.template)
         self.observations.add_group(group)
+
+    def _saw(self, source: str, trace: MessageTrace) -> None:
+        time_ms = epoch_ms(trace.event_time)
+        if time_ms > self._newest_ms.get(source, -1):
+            self._newest_ms[source] = time_ms
 
     def error(self, error: ParseError) -> None:
         self.errors.append(error if error.origin is not None else replace(error, origin=self._origin))
+
+
+def open_sources_key(partition: int) -> bytes:
+    """Where a partition's OpenSources are kept: sources are named by text, never starting with NUL."""
+    return b"\0open-sources/%d" % partition
 
 
 def _joined(runs: list[tuple[faust.EventT, LineRun]]) -> list[LineRun]:

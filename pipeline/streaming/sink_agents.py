@@ -1,53 +1,75 @@
 """Agents that write the report tables: decisions, per-server messages and MTA enforcement, in batches.
 
 `take_events` acks a batch's events only after the loop body returned, that is after ClickHouse
-stored the batch (ClickHouseHandle.write retries until it does).
+stored the batch (ClickHouseHandle.write tries until it does). While ClickHouse fails, the sink's
+topic is paused on this worker: the backlog waits in Kafka, not in the stream buffers, whose
+filling would stall every agent of the worker. Agents that read the same topic (enforce reads
+mail.observations) wait with it; the other agents, the web views and the MTAs' decisions go on.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 from functools import partial
 
 import faust
 
+from pipeline.settings import Settings
 from pipeline.sinks.clickhouse import insert_decisions, insert_enforcement, insert_observations
 from pipeline.streaming import records
 from pipeline.streaming.avro import ENFORCEMENT, ENFORCEMENT_DECISION, SERVER_OBSERVATION, AvroContract
-from pipeline.streaming.dead_letters import decoded
+from pipeline.streaming.dead_letters import DeadLetterLimit, decoded
+from pipeline.streaming.failures import stops_worker_on_limit
 from pipeline.streaming.storage import ClickHouseHandle
 
+log = logging.getLogger(__name__)
 BATCH_SIZE = 50_000
 BATCH_SECONDS = 1.0
 
 
-def register(app: faust.App, topics, clickhouse: ClickHouseHandle) -> None:
+def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Settings) -> None:
 
-    async def store(batch, contract: AvroContract, from_record, insert) -> None:
+    def limit(agent: str) -> DeadLetterLimit:
+        return DeadLetterLimit(agent, settings.dead_letters.max_ratio, settings.dead_letters.max_consecutive)
+
+    async def store(batch, contract: AvroContract, from_record, insert, dead_letters: DeadLetterLimit) -> None:
         pending: list = []
         for (topic, partition), events in _by_partition(batch).items():
             rows = []
             for event in events:
-                row = await decoded(topics.dead_letters, event, contract, partial(from_record, message=event.message), pending)
+                row = await decoded(topics.dead_letters, event, contract, partial(from_record, message=event.message),
+                                    pending, dead_letters)
                 if row is not None:
                     rows.append(row)
             token = f"{topic}:{partition}:{events[0].message.offset}-{events[-1].message.offset}"
-            await clickhouse.write(partial(insert, rows=rows, dedup_token=token), token)
+            await clickhouse.write(partial(insert, rows=rows, dedup_token=token), token,
+                                   hold=partial(_pause, app, topic), release=partial(_resume, app, topic))
         await asyncio.gather(*pending)
 
     @app.agent(topics.decisions)
     async def store_decisions(stream):
-        async for batch in stream.take_events(BATCH_SIZE, within=BATCH_SECONDS):
-            await store(batch, ENFORCEMENT_DECISION, lambda record, message: records.decision_from_record(record), insert_decisions)
+        dead_letters = limit("store_decisions")
+        async with stops_worker_on_limit(app):
+            async for batch in stream.take_events(BATCH_SIZE, within=BATCH_SECONDS):
+                await store(batch, ENFORCEMENT_DECISION, lambda record, message: records.decision_from_record(record),
+                            insert_decisions, dead_letters)
 
     @app.agent(topics.observations)
     async def store_observations(stream):
-        async for batch in stream.take_events(BATCH_SIZE, within=BATCH_SECONDS):
-            await store(batch, SERVER_OBSERVATION, lambda record, message: records.current_observation_record(record), insert_observations)
+        dead_letters = limit("store_observations")
+        async with stops_worker_on_limit(app):
+            async for batch in stream.take_events(BATCH_SIZE, within=BATCH_SECONDS):
+                await store(batch, SERVER_OBSERVATION,
+                            lambda record, message: records.current_observation_record(record), insert_observations,
+                            dead_letters)
 
     @app.agent(topics.enforcement)
     async def store_enforcement(stream):
-        async for batch in stream.take_events(BATCH_SIZE, within=BATCH_SECONDS):
-            await store(batch, ENFORCEMENT, lambda record, message: (record, message.partition, message.offset), insert_enforcement)
+        dead_letters = limit("store_enforcement")
+        async with stops_worker_on_limit(app):
+            async for batch in stream.take_events(BATCH_SIZE, within=BATCH_SECONDS):
+                await store(batch, ENFORCEMENT, lambda record, message: (record, message.partition, message.offset),
+                            insert_enforcement, dead_letters)
 
 
 def _by_partition(batch) -> dict[tuple[str, int], list]:
@@ -55,3 +77,17 @@ def _by_partition(batch) -> dict[tuple[str, int], list]:
     for event in batch:
         grouped.setdefault((event.message.topic, event.message.partition), []).append(event)
     return grouped
+
+
+def _pause(app: faust.App, topic: str) -> None:
+    """Stop fetching the topic's partitions that this worker reads, until _resume."""
+    paused = {tp for tp in app.consumer.assignment() if tp.topic == topic}
+    log.warning("pausing %s partitions %s until ClickHouse stores again", topic, sorted(tp.partition for tp in paused))
+    app.consumer.pause_partitions(paused)
+
+
+def _resume(app: faust.App, topic: str) -> None:
+    # Only what is still assigned: a rebalance while paused may have moved partitions away.
+    resumed = {tp for tp in app.consumer.assignment() if tp.topic == topic}
+    log.info("resuming %s partitions %s", topic, sorted(tp.partition for tp in resumed))
+    app.consumer.resume_partitions(resumed)

@@ -2,14 +2,21 @@
 
 The embedded engine is one folder per process, so writes and reads take turns, in a thread so the
 event loop keeps serving Kafka. Reads get a client of their own: a query refused in read-only mode
-leaves its session read-only (seen with chdb), which must never reach the writer's session. A failed write is retried with backoff and never
-skipped: the batch's events are acked only after it succeeded, so offsets never run ahead of
-ClickHouse.
+leaves its session read-only (seen with chdb), which must never reach the writer's session.
+
+A write that fails or takes longer than WRITE_TIMEOUT_S is never skipped: the sink's partitions
+are held (paused, so Kafka keeps the backlog rather than the worker's buffers) and the write is
+tried again with backoff until ClickHouse takes it; then they are released. A write that timed out
+is waited for, never run twice at once: it may yet succeed, and a retry of one that did store is
+dropped by its deduplication token. The batch's events are acked only after the write succeeded,
+so offsets never run ahead of ClickHouse.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 from clickhouse_connect.driver.client import Client
@@ -18,12 +25,28 @@ from pipeline.sinks.clickhouse import connect, create_tables
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-MAX_BACKOFF_S = 30.0
+FIRST_BACKOFF_S, MAX_BACKOFF_S = 0.5, 30.0
+WRITE_TIMEOUT_S = 30.0
+
+
+@dataclass
+class WriteHealth:
+    """What /health shows of the writes: failing since when (monotonic), how often, and why."""
+
+    failing_since: float | None = None
+    failures: int = 0
+    last_error: str | None = None
+
+    def as_json(self) -> dict:
+        return {"failing_for_s": None if self.failing_since is None else round(time.monotonic() - self.failing_since, 1),
+                "failures": self.failures, "last_error": self.last_error}
 
 
 class ClickHouseHandle:
-    def __init__(self, dsn: str):
+    def __init__(self, dsn: str, write_timeout: float = WRITE_TIMEOUT_S):
         self.dsn = dsn
+        self.write_timeout = write_timeout
+        self.health = WriteHealth()
         self._writer: Client | None = None
         self._reader: Client | None = None
         self._turn = asyncio.Lock()
@@ -39,24 +62,54 @@ class ClickHouseHandle:
         await self._ready.wait()
         return await self._run(fn, self._reader)
 
-    async def write(self, fn: Callable[[Client], None], what: str) -> None:
+    async def write(self, fn: Callable[[Client], None], what: str,
+                    hold: Callable[[], None] = lambda: None, release: Callable[[], None] = lambda: None) -> None:
+        """Store with `fn`, however many tries it takes; `hold` once when the first try failed or
+        is slow, `release` once after it was stored."""
         await self._ready.wait()
-        backoff = 0.5
+        backoff, held = FIRST_BACKOFF_S, False
         while True:
+            attempt = asyncio.ensure_future(self._run(fn, self._writer))
+            done, _ = await asyncio.wait({attempt}, timeout=self.write_timeout)
+            if not done:
+                log.error("ClickHouse write of %s takes over %g s: holding its partitions", what, self.write_timeout)
+                held = held or _hold(hold)
+                self._failed(f"no answer after {self.write_timeout:g} s")
+                done, _ = await asyncio.wait({attempt})
             try:
-                return await self._run(fn, self._writer)
+                attempt.result()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the driver raises many types; every one means "not stored"
                 log.error("ClickHouse write of %s failed, retrying in %.1f s: %s", what, backoff, exc)
+                held = held or _hold(hold)
+                self._failed(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            if self.health.failing_since is not None:
+                log.info("ClickHouse write of %s stored after %d failures", what, self.health.failures)
+                self.health.failing_since = None
+            if held:
+                release()
+            return
 
     async def close(self) -> None:
         for client in (self._reader, self._writer):
             if client is not None:
                 await asyncio.to_thread(client.close)
 
+    def _failed(self, error: str) -> None:
+        self.health.failures += 1
+        self.health.last_error = error
+        if self.health.failing_since is None:
+            self.health.failing_since = time.monotonic()
+
     async def _run(self, fn: Callable[[Client], T], client: Client) -> T:
         async with self._turn:
             return await asyncio.to_thread(fn, client)
+
+
+def _hold(hold: Callable[[], None]) -> bool:
+    hold()
+    return True

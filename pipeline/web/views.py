@@ -4,12 +4,14 @@ In embedded mode the worker's process owns the ClickHouse folder, so reads go th
     GET  /report          the servers report as JSON
     GET  /report.html     the same as a page for server owners
     POST /sql             {"query": "SELECT ..."} -> {"columns": [...], "rows": [...]} (readonly)
+    GET  /health          {"status": "ok" | "degraded", "clickhouse_writes": {...}, "paused_partitions": [...]};
+                          answered without ClickHouse, also while its writes fail
 """
 from __future__ import annotations
 
 import asyncio
 import html
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import faust
 from faust.web import Request, Response, View
@@ -20,8 +22,13 @@ from pipeline.web.tables import cell
 ClientCall = Callable[[Callable], Awaitable]
 
 
-def register(app: faust.App, with_client: ClientCall) -> None:
+def register(app: faust.App, with_client: ClientCall, health: Callable[[], dict]) -> None:
     """`with_client(fn)` runs fn(client) next to the sink's writes, never at the same time."""
+
+    @app.page("/health")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            return self.json(health())
 
     @app.page("/report")
     class ReportJson(View):

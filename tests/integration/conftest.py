@@ -40,6 +40,8 @@ def isolated_env(data_dir: Path, config: Path | None = None) -> tuple:
         "PATCHGATE_DATA_DIR": str(data_dir),
         "PATCHGATE_WEB_PORT": str(_free_port()),
         "PATCHGATE_PARTITIONS": "4",
+        # Sources end after 2 s of quiet, so that the stream lets go what they hold as evaluate does.
+        "PATCHGATE_SOURCE_IDLE_SECONDS": "2",
     }
     env.pop("CLICKHOUSE_URL", None)
     if config is not None:

@@ -18,7 +18,7 @@ from pipeline.domain.config import FormatConfig
 from pipeline.domain.events import MessageTrace, ParseError, TraceGroup
 from pipeline.domain.lines import LineRun
 from pipeline.domain.parsers import envelope, exim, exo, headers, msgtrk, postfix
-from pipeline.domain.parsers.msgtrk_rows import TrackingRows
+from pipeline.domain.parsers.msgtrk_rows import TrackingRows, held_rows_newest_ms
 from pipeline.domain.parsers.postfix import MemoryOpenMessages, OpenMessages
 
 # Detection order matters: a message tracking log's "#" header (or a row of one without it: an
@@ -113,6 +113,34 @@ def finish(state: dict | None, source: str, out: ParseOutput, open_messages: Ope
         rows.end_file(state["parser"], source)
         rows.flush(qualifying)
     return state
+
+
+def holds(state: dict | None) -> bool:
+    """Whether the source holds lines back that `finish` would let go (a stream ends it after it
+    was idle a while: see domain.source_ends)."""
+    if not state or state["parser"] is None:
+        return False
+    parser = state["parser"]
+    if state["format"] == headers.FORMAT:
+        return headers.holds(parser)
+    if state["format"] == postfix.FORMAT:
+        return parser["open"] > 0
+    if state["format"] == msgtrk.FORMAT:
+        return bool((parser.get("held") or {}).get("rows"))
+    return False
+
+
+def held_newest_ms(state: dict | None) -> int | None:
+    """The newest event time among the lines a source holds back, where its format knows it (a
+    header block's time is known only once it is closed)."""
+    if not state or state["parser"] is None:
+        return None
+    parser = state["parser"]
+    if state["format"] == postfix.FORMAT:
+        return parser["newest_ms"]
+    if state["format"] == msgtrk.FORMAT:
+        return held_rows_newest_ms(parser)
+    return None
 
 
 class Sources:

@@ -99,6 +99,12 @@ def finish(state: dict, source: str, out) -> None:
         _close(state, source, out)
 
 
+def holds(state: dict) -> bool:
+    """Whether a header block is open that `finish` would end."""
+    _upgrade(state)
+    return state["phase"] == _HEADERS and bool(state["fields"])
+
+
 def _upgrade(state: dict) -> None:
     """A state a stream stored before phases existed ({"in_headers": bool, "mbox": bool, ...})."""
     if "in_headers" in state:

@@ -82,6 +82,11 @@ class TrackingRows:
         return held
 
 
+def held_rows_newest_ms(file: dict) -> int | None:
+    """The newest event time of the rows the file's parser state holds back, if any."""
+    return max((row[_MS] for row in (file.get("held") or {}).get("rows", ())), default=None)
+
+
 class HeldRows:
     """The rows a file holds back, kept in its parser state as plain JSON ("held": the layouts the
     rows were read under, and the rows, see _LAYOUT): rows whose writer is a short name that no

@@ -92,3 +92,70 @@ def test_a_rejected_header_block_is_charged_to_the_record_that_ended_it(table, e
     [error] = run_batch((table(), table()), [record]).errors
     assert (str(error), error.origin) == ("/mail/in.mbox:1: field Received: no dated Received header and no Date header",
                                           Origin("mail.logs.raw", 0, 41))
+
+
+# A Postfix log cut while a message was being received: its queue-active line never came.
+OPEN_MESSAGE = (
+    b"Feb 16 11:20:32 mx1 postfix/smtpd[2012]: 4TqN1c2Vb8z1: client=mail19.fabrikam.example[198.51.100.29]\n"
+    b"Feb 16 11:20:33 mx1 postfix/cleanup[2015]: 4TqN1c2Vb8z1: warning: header Received: from EX19MBX03.fabrikam.example "
+    b"(198.51.100.23) by mail19.fabrikam.example (198.51.100.29) with Microsoft SMTP Server id 15.2.1544.14 via Frontend "
+    b"Transport; Mon, 16 Feb 2026 11:20:31 +0000 from mail19.fabrikam.example[198.51.100.29]; from=<kim@fabrikam.example> "
+    b"to=<jo@example.net> proto=ESMTP helo=<mail19.fabrikam.example>\n"
+)
+LATER_MESSAGE = (
+    b"Feb 16 %s mx2 postfix/smtpd[3012]: 5RqN1c2Vb8z2: client=relay.wingtip.example[203.0.113.9]\n"
+    b"Feb 16 %s mx2 postfix/qmgr[1480]: 5RqN1c2Vb8z2: from=<a@wingtip.example>, size=100, nrcpt=1 (queue active)\n"
+)
+
+
+def idle_batch(tables, events, idle_ms=3_600_000):
+    batch = RawBatch(*tables, PolicyConfig(trusted_receivers=("mx*.example.net",)), source_idle_ms=idle_ms)
+    for e in events:
+        batch.add(e)
+    batch.parse()
+    batch.states.flush()
+    batch.open_messages.flush()
+    return batch
+
+
+def servers(batch):
+    return sorted(o.server for o in batch.observations.observations())
+
+
+def test_a_source_holding_a_message_ends_when_its_partition_moves_on_by_the_idle_time(table, event):
+    tables = (table(), table())
+    first = idle_batch(tables, [event(b"/logs/mx1/mail.log", OPEN_MESSAGE, 3, 10, packing.headers(1, 0))])
+    assert servers(first) == []
+    # Another source on the same partition, 59 minutes on: not yet.
+    soon = LATER_MESSAGE % (b"12:19:33", b"12:19:33")
+    assert servers(idle_batch(tables, [event(b"/logs/mx2/mail.log", soon, 3, 11, packing.headers(1, 0))])) == ["relay.wingtip.example"]
+    # An hour after the held message's source was last stamped (its own newest time, 11:20:33).
+    later = LATER_MESSAGE % (b"12:20:33", b"12:20:33")
+    batch = idle_batch(tables, [event(b"/logs/mx2/mail.log", later, 3, 12, packing.headers(3, len(soon)))])
+    assert servers(batch) == ["mail19.fabrikam.example", "relay.wingtip.example"]
+    assert tables[1].partitions[3] == {}  # the open message is gone
+    state = orjson.loads(tables[0].partitions[3][b"/logs/mx1/mail.log"])
+    assert state["read"] == [3, 12] and state["parser"]["open"] == 0
+    assert orjson.loads(tables[0].partitions[3][b"\0open-sources/3"])["sources"] == {}
+
+
+def test_a_quiet_marker_ends_a_header_block_that_no_blank_line_closed(table, event):
+    tables = (table(), table())
+    block = (b"Received: from ex13cas01.tailspin.example (203.0.113.40) by mx1.example.net with ESMTPS; "
+             b"Tue, 3 Mar 2026 09:12:01 +0000\nReceived: from EX13MBX02.tailspin.example (10.4.0.12) by "
+             b"ex13cas01.tailspin.example (10.4.0.11) with Microsoft SMTP Server id 15.0.1497.2; Tue, 3 Mar 2026 09:12:00 +0000\n"
+             b"Message-ID: <q1@tailspin.example>\nDate: Tue, 3 Mar 2026 09:11:58 +0000")
+    assert servers(idle_batch(tables, [event(b"/mail/pasted.txt", block, 0, 4, packing.headers(1, 0))])) == []
+    # The marker names offset 3: the block's record came after it, so it has not ended.
+    assert servers(idle_batch(tables, [event(b"", b"", 0, 5, packing.quiet_headers(3))])) == []
+    batch = idle_batch(tables, [event(b"", b"", 0, 6, packing.quiet_headers(4))])
+    [observation] = batch.observations.observations()
+    assert (observation.server, observation.build) == ("ex13cas01.tailspin.example", "15.0.1497.2")
+    assert batch.errors == []
+
+
+def test_without_an_idle_time_a_source_holds_its_lines_until_more_come(table, event):
+    tables = (table(), table())
+    idle_batch(tables, [event(b"/logs/mx1/mail.log", OPEN_MESSAGE, 3, 10, packing.headers(1, 0))], idle_ms=0)
+    batch = idle_batch(tables, [event(b"", b"", 3, 11, packing.quiet_headers(10))], idle_ms=0)
+    assert servers(batch) == [] and len(tables[1].partitions[3]) == 1
