@@ -31,7 +31,7 @@ from pipeline.settings import Settings
 from pipeline.streaming import records
 from pipeline.streaming.avro import ENFORCEMENT_DECISION, MESSAGE_TRACE, SERVER_OBSERVATION, SERVER_OBSERVATION_TIMES
 from pipeline.streaming.dead_letters import DeadLetterLimit, decoded, rejected_line
-from pipeline.streaming.failures import stops_worker_on_limit
+from pipeline.streaming.failures import batches, stops_worker_on_limit
 from pipeline.streaming.ingest import RawBatch
 from pipeline.streaming.tables import TableBatch
 
@@ -70,7 +70,7 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
 
     @app.agent(topics.raw)
     async def ingest(stream):
-        async for events in stream.take_events(RAW_BATCH, within=RAW_WITHIN):
+        async for events in batches(stream, RAW_BATCH, RAW_WITHIN):
             batch = RawBatch(tables.parser_states, tables.open_messages, config, settings.formats, int(idle_s * 1000))
             for event in events:
                 batch.add(event)
@@ -102,7 +102,7 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
     async def observe(stream):
         dead_letters = limit("observe")
         async with stops_worker_on_limit(app):
-            async for events in stream.take_events(OBSERVATION_BATCH, within=OBSERVATION_WITHIN):
+            async for events in batches(stream, OBSERVATION_BATCH, OBSERVATION_WITHIN):
                 folded = ObservationBatch(config)
                 pending: list = []
                 for event in events:
@@ -117,7 +117,7 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
     async def enforce(stream):
         dead_letters = limit("enforce")
         async with stops_worker_on_limit(app):
-            async for events in stream.take_events(OBSERVATION_BATCH, within=OBSERVATION_WITHIN):
+            async for events in batches(stream, OBSERVATION_BATCH, OBSERVATION_WITHIN):
                 pending: list = []
                 by_server: dict[bytes, tuple[faust.EventT, list[ServerObservation]]] = {}
                 for event in events:

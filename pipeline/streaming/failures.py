@@ -1,4 +1,5 @@
-"""What stops the worker on purpose: a dead-letter limit exceeded (dead_letters.DeadLetterLimit).
+"""What stops the worker on purpose: a dead-letter limit exceeded (dead_letters.DeadLetterLimit);
+and how a batch that an agent did not finish stays unacked.
 
 The agent's batch is not acked, so the group's offsets stay before the records that tripped the
 limit, and the whole worker stops (exit status 1) rather than only the agent: Faust would restart
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import AsyncIterator, Sequence
 
 import faust
 
@@ -24,3 +25,20 @@ async def stops_worker_on_limit(app: faust.App) -> AsyncIterator[None]:
     except DeadLetterLimitExceeded as exc:
         log.critical("stopping the worker: dead-letter limit exceeded: %s", exc)
         await app.crash(exc)
+
+
+async def batches(stream: faust.StreamT, size: int, within: float) -> AsyncIterator[Sequence[faust.EventT]]:
+    """`stream.take_events`, except that a batch the agent did not finish is never acked.
+
+    take_events acks a batch however the agent's loop leaves it, by an exception or a cancellation
+    too (when the generator is closed), and the worker commits what was acked as it stops: after a
+    restart the batch would be skipped, its output or its rows lost. The agent leaving the loop
+    closes this generator first: one reference more on each message, never given back, keeps the
+    batch unacked."""
+    async for events in stream.take_events(size, within=within):
+        try:
+            yield events
+        except GeneratorExit:
+            for event in events:
+                event.message.incref()
+            raise

@@ -1,11 +1,19 @@
 """Stand-ins for Faust's tables and events: a table that remembers which partition each write
-went to (Faust takes it from the current event), and events of raw records."""
+went to (Faust takes it from the current event), and events of raw records. For the agents: the
+app as the worker builds it, with in-memory tables and a stand-in for the broker they send to."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import pytest
+from faust.agents.agent import AgentTestWrapper
 from faust.streams import current_event
+from faust.topics import Topic
+
+from pipeline.catalog_files import load_catalog
+from pipeline.settings import Settings
+from pipeline.streaming.app import build_app
 
 
 class PartitionedTable:
@@ -63,3 +71,79 @@ def event():
     def make(key=b"k", value=b"", partition=0, offset=0, headers=()):
         return Event(Message(key, value, partition, offset, headers=list(headers)))
     return make
+
+
+class Broker:
+    """Stands in for Kafka where the agents send: every record by topic, acknowledged at once, or
+    once `release`d while `holding`."""
+
+    def __init__(self):
+        self.sent: list[tuple[str, bytes | None, bytes | None]] = []
+        self.holding = False
+        self._held: list[asyncio.Future] = []
+
+    def values(self, topic: str) -> list[bytes]:
+        return [value for name, _, value in self.sent if name == topic]
+
+    def release(self) -> None:
+        for delivery in self._held:
+            delivery.set_result(None)
+        self._held.clear()
+
+    async def send(self, topic, *, key=None, value=None, **_) -> asyncio.Future:
+        self.sent.append((topic.get_topic_name(), key, value))
+        delivery = asyncio.get_running_loop().create_future()
+        if self.holding:
+            self._held.append(delivery)
+        else:
+            delivery.set_result(None)
+        return delivery
+
+
+@pytest.fixture
+def broker(monkeypatch):
+    sends_to = Broker()
+    monkeypatch.setattr(Topic, "send", lambda topic, **record: sends_to.send(topic, **record))
+    return sends_to
+
+
+@pytest.fixture
+def streaming_app(broker, monkeypatch, tmp_path):
+    """build_app with in-memory tables, sending to `broker`, each agent taking one record at a time
+    (or `batch` records, without a time limit); what would stop the worker goes to `app.crashes`.
+    Each record put to an agent holds one reference, as the worker's conductor gives it for each
+    stream it feeds: it is acked when that stream acks it (test_context alone gives none)."""
+    to_message = AgentTestWrapper.to_message
+
+    def referenced(agent, *args, **kwargs):
+        message = to_message(agent, *args, **kwargs)
+        message.incref()
+        return message
+    monkeypatch.setattr(AgentTestWrapper, "to_message", referenced)
+
+    def make(clickhouse=None, batch=1, **settings):
+        for module, size, within in (("agents", "RAW_BATCH", "RAW_WITHIN"),
+                                     ("agents", "OBSERVATION_BATCH", "OBSERVATION_WITHIN"),
+                                     ("sink_agents", "BATCH_SIZE", "BATCH_SECONDS")):
+            monkeypatch.setattr(f"pipeline.streaming.{module}.{size}", batch)
+            monkeypatch.setattr(f"pipeline.streaming.{module}.{within}", 60.0)
+        app = build_app(Settings(app_id="pg-unit", data_dir=tmp_path, **settings), load_catalog(), store="memory://",
+                        clickhouse=clickhouse)
+        app.crashes = []
+
+        async def crash(reason: BaseException) -> None:
+            app.crashes.append(reason)
+        app.crash = crash
+        return app
+    return make
+
+
+@pytest.fixture
+def until():
+    """Wait (5 s at most) for something the agents do; fails naming it."""
+    async def wait(done, what: str) -> None:
+        deadline = asyncio.get_running_loop().time() + 5.0
+        while not done():
+            assert asyncio.get_running_loop().time() < deadline, f"timed out waiting until {what}"
+            await asyncio.sleep(0.002)
+    return wait

@@ -1,0 +1,194 @@
+"""The processing agents as the worker wires them (build_app), each run by Faust's test_context on
+an in-memory channel, with in-memory tables and a stand-in broker: what a batch sends, what it
+leaves in the tables for the next batch, and when its records are acked."""
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from pipeline.contracts import packing
+from pipeline.domain.events import ServerObservation
+from pipeline.settings import DeadLetterSettings
+from pipeline.streaming import records
+from pipeline.streaming.avro import DEAD_LETTER, ENFORCEMENT_DECISION, SERVER_OBSERVATION
+from pipeline.streaming.dead_letters import DeadLetterLimitExceeded
+
+# 2026-02-17: the reference date of syslog lines, which carry no year.
+RECEIVED_AT = 1_771_300_000.0
+LOG = "/logs/MSGTRK_EX16.LOG"
+HEADER = (b"#Software: Microsoft Exchange Server\r\n#Version: 15.01.2507.039\r\n"
+          b"#Fields: date-time,client-hostname,server-hostname,event-id,message-id,total-bytes\r\n")
+ROW = b"2026-02-10T08:00:01.000Z,app1.contoso.example,EX16.contoso.example,RECEIVE,<m1@x>,100\r\n"
+MAIL_LOG = "/logs/mx1/mail.log"
+# A Postfix message cut across two batches: received in one, queued ("queue active") in the next.
+RECEIVED = (
+    b"Feb 16 11:20:32 mx1 postfix/smtpd[2012]: 4TqN1c2Vb8z1: client=mail19.fabrikam.example[198.51.100.29]\n"
+    b"Feb 16 11:20:33 mx1 postfix/cleanup[2015]: 4TqN1c2Vb8z1: warning: header Received: "
+    b"from EX19MBX03.fabrikam.example (198.51.100.23) by mail19.fabrikam.example (198.51.100.29) "
+    b"with Microsoft SMTP Server id 15.2.1544.14 via Frontend Transport; Mon, 16 Feb 2026 11:20:31 +0000 "
+    b"from mail19.fabrikam.example[198.51.100.29]; from=<kim@fabrikam.example> to=<jo@example.net> proto=ESMTP "
+    b"helo=<mail19.fabrikam.example>\n"
+)
+QUEUED = (b"Feb 16 11:20:34 mx1 postfix/qmgr[1480]: 4TqN1c2Vb8z1: from=<kim@fabrikam.example>, size=2100, nrcpt=1 "
+          b"(queue active)\n")
+
+
+def agent_named(app, name):
+    [agent] = [agent for full_name, agent in app.agents.items() if full_name.endswith(f".{name}")]
+    return agent
+
+
+def acked(*events):
+    return lambda: all(event.message.acked for event in events)
+
+
+def observations(broker):
+    return [records.observation_from_record(SERVER_OBSERVATION.decode(value))
+            for value in broker.values("mail.observations")]
+
+
+def decisions(broker):
+    return [records.decision_from_record(ENFORCEMENT_DECISION.decode(value))
+            for value in broker.values("mail.decisions")]
+
+
+def dead_letter_reasons(broker):
+    return [DEAD_LETTER.decode(value)["reason"] for value in broker.values("mail.traces.dlq")]
+
+
+def test_a_source_parser_state_is_kept_from_one_batch_to_the_next(streaming_app, broker, until):
+    """The #Fields header comes in one batch, its rows in the next: they parse only with the state
+    the first batch wrote."""
+    app = streaming_app()
+
+    async def scenario():
+        async with agent_named(app, "ingest").test_context() as ingest:
+            header = await ingest.put(HEADER, key=LOG.encode(), partition=1, timestamp=RECEIVED_AT,
+                                      headers=packing.headers(1, 0))
+            await until(acked(header), "the header's batch is acked")
+            rows = await ingest.put(ROW, key=LOG.encode(), partition=1, timestamp=RECEIVED_AT,
+                                    headers=packing.headers(4, len(HEADER)))
+            await until(acked(rows), "the rows' batch is acked")
+
+    asyncio.run(scenario())
+    assert dead_letter_reasons(broker) == []
+    [observation] = observations(broker)
+    assert (observation.server, observation.build, observation.message_keys) == (
+        "ex16.contoso.example", "15.1.2507.39", ["<m1@x>"])
+
+
+def test_a_postfix_message_left_open_by_one_batch_is_completed_by_the_next(streaming_app, broker, until):
+    app = streaming_app()
+
+    async def scenario():
+        async with agent_named(app, "ingest").test_context() as ingest:
+            received = await ingest.put(RECEIVED, key=MAIL_LOG.encode(), timestamp=RECEIVED_AT,
+                                        headers=packing.headers(1, 0))
+            await until(acked(received), "the received message's batch is acked")
+            assert observations(broker) == []  # held open until the queue manager takes it
+            queued = await ingest.put(QUEUED, key=MAIL_LOG.encode(), timestamp=RECEIVED_AT,
+                                      headers=packing.headers(3, len(RECEIVED)))
+            await until(acked(queued), "the queued message's batch is acked")
+
+    asyncio.run(scenario())
+    [observation] = observations(broker)
+    assert (observation.server, observation.build) == ("mail19.fabrikam.example", "15.2.1544.14")
+
+
+def test_ingest_writes_its_state_and_acks_only_after_the_broker_acknowledged_what_it_sent(streaming_app, broker, until):
+    app = streaming_app()
+    broker.holding = True
+    parser_states = app.tables["parser-state"]
+
+    async def scenario():
+        async with agent_named(app, "ingest").test_context() as ingest:
+            record = await ingest.put(HEADER + ROW, key=LOG.encode(), partition=2, timestamp=RECEIVED_AT,
+                                      headers=packing.headers(1, 0))
+            await until(lambda: broker.values("mail.observations"), "the observation is sent")
+            # The broker has not acknowledged it: the agent waits, with nothing written or acked.
+            assert (LOG.encode() not in parser_states.data, record.message.acked) == (True, False)
+            broker.release()
+            await until(acked(record), "the batch is acked")
+            assert LOG.encode() in parser_states.data
+
+    asyncio.run(scenario())
+
+
+def observation(build: str, at: datetime, server: str = "ex01.contoso.example") -> bytes:
+    seen = ServerObservation.once(server, server, None, at, build, "msgtrk-version", "<a@x>", 100)
+    return SERVER_OBSERVATION.encode(records.observation_record(seen))
+
+
+EX2013 = "15.0.1497.2"  # out of support
+EX2019 = "15.2.1748.10"  # supported, but not the newest build
+
+
+def test_enforce_decides_once_per_change_with_the_server_state_of_earlier_batches(streaming_app, broker, until):
+    app = streaming_app()
+    seen = [observation(EX2013, datetime(2026, 2, 10, 8, 0, tzinfo=UTC)),
+            observation(EX2013, datetime(2026, 2, 10, 8, 1, tzinfo=UTC)),
+            observation(EX2019, datetime(2026, 2, 10, 9, 0, tzinfo=UTC))]
+
+    async def scenario():
+        async with agent_named(app, "enforce").test_context() as enforce:
+            for value in seen:
+                event = await enforce.put(value, key=b"ex01.contoso.example", partition=3)
+                await until(acked(event), "the observation's batch is acked")
+
+    asyncio.run(scenario())
+    # The second observation changes nothing; the third is the server's second decision.
+    assert [(d.version, d.build, d.status, d.first_detected.hour) for d in decisions(broker)] == [
+        (1, EX2013, "unsupported", 8), (2, EX2019, "outdated", 8)]
+
+
+def test_enforce_folds_every_observation_of_a_server_in_a_batch_before_deciding(streaming_app, broker, until):
+    app = streaming_app(batch=3)
+    seen = [(observation(EX2013, datetime(2026, 2, 10, 8, 0, tzinfo=UTC)), b"ex01.contoso.example"),
+            (observation(EX2019, datetime(2026, 2, 10, 9, 0, tzinfo=UTC)), b"ex01.contoso.example"),
+            (observation(EX2013, datetime(2026, 2, 10, 8, 30, tzinfo=UTC), "ex02.contoso.example"),
+             b"ex02.contoso.example")]
+
+    async def scenario():
+        async with agent_named(app, "enforce").test_context() as enforce:
+            events = [await enforce.put(value, key=key, partition=3) for value, key in seen]
+            await until(acked(*events), "the batch is acked")
+
+    asyncio.run(scenario())
+    assert sorted((d.server_id, d.version, d.build, d.first_detected.hour) for d in decisions(broker)) == [
+        ("ex01.contoso.example", 1, EX2019, 8), ("ex02.contoso.example", 1, EX2013, 8)]
+
+
+@pytest.mark.parametrize("name", ["observe", "enforce", "store_decisions", "store_observations", "store_enforcement"])
+def test_records_that_do_not_decode_stop_the_worker_past_the_limit(name, streaming_app, broker, until):
+    """A bad deploy: one undecodable record is dead-lettered, the next one in a row is one too many."""
+    app = streaming_app(batch=2, dead_letters=DeadLetterSettings(max_ratio=1.0, max_consecutive=1))
+
+    async def scenario():
+        async with agent_named(app, name).test_context() as agent:
+            for _ in range(2):
+                await agent.put(b"\xc3\x01 written with a schema nobody knows", key=b"k", partition=0)
+            await until(lambda: app.crashes, "the worker is stopped")
+
+    asyncio.run(scenario())
+    [reason] = app.crashes
+    assert isinstance(reason, DeadLetterLimitExceeded)
+    assert str(reason).startswith(f"{name}: 2 records in a row could not be read")
+    assert len(broker.values("mail.traces.dlq")) == 1
+
+
+@pytest.mark.parametrize("name", ["observe", "enforce", "store_decisions", "store_observations", "store_enforcement"])
+def test_the_batch_that_exceeds_the_dead_letter_limit_is_never_acked(name, streaming_app, until):
+    """Its offsets must not be committed as the worker stops, or a restart would read on past it."""
+    app = streaming_app(batch=2, dead_letters=DeadLetterSettings(max_ratio=1.0, max_consecutive=1))
+
+    async def scenario():
+        async with agent_named(app, name).test_context() as agent:
+            events = [await agent.put(b"\xc3\x01 written with a schema nobody knows", key=b"k")
+                      for _ in range(2)]
+            await until(lambda: app.crashes, "the worker is stopped")
+        # Leaving the context stops the stream, which closes the agent's take_events if nothing did
+        # yet: whatever it acks as it closes is acked by now.
+        return events
+
+    events = asyncio.run(scenario())
+    assert [event.message.acked for event in events] == [False, False]

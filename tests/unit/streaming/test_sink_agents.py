@@ -1,0 +1,147 @@
+"""The ClickHouse sink agents as the worker wires them (build_app), each run by Faust's test_context
+on an in-memory channel, writing to the embedded engine (chdb) in tmp_path: what a batch stores,
+the deduplication token it carries, and when its records are acked."""
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+from faust.types import TP
+
+from pipeline.domain.events import ServerObservation
+from pipeline.sinks import clickhouse as tables
+from pipeline.sinks.queries import run_sql
+from pipeline.streaming import records
+from pipeline.streaming.app import health
+from pipeline.streaming.avro import ENFORCEMENT, ENFORCEMENT_DECISION, SERVER_OBSERVATION
+from pipeline.streaming.storage import ClickHouseHandle
+
+AT = datetime(2026, 2, 10, 8, 0, tzinfo=UTC)
+
+
+def agent_named(app, name):
+    [agent] = [agent for full_name, agent in app.agents.items() if full_name.endswith(f".{name}")]
+    return agent
+
+
+def acked(*events):
+    return lambda: all(event.message.acked for event in events)
+
+
+def decision_record(make_decision, version):
+    return ENFORCEMENT_DECISION.encode(records.decision_record(make_decision(version, 1)))
+
+
+def observation_record(version):
+    seen = ServerObservation.once("ex01.contoso.example", "ex01.contoso.example", None, AT, "15.0.1497.2",
+                                  "msgtrk-version", f"<m{version}@x>", 100)
+    return SERVER_OBSERVATION.encode(records.observation_record(seen))
+
+
+def enforcement_record(version):
+    return ENFORCEMENT.encode({"server_id": "ex01.contoso.example", "hostname": "ex01.contoso.example", "org": None,
+                               "at": AT, "action": "throttle", "stage": 2, "decision_version": version,
+                               "client_address": "192.0.2.7", "helo_name": None})
+
+
+# Per sink agent: its records, and the table its rows land in.
+SINKS = {
+    "store_decisions": (lambda make_decision, n: decision_record(make_decision, n), "decisions"),
+    "store_observations": (lambda make_decision, n: observation_record(n), "server_messages"),
+    "store_enforcement": (lambda make_decision, n: enforcement_record(n), "enforcement"),
+}
+
+
+def rows(handle, table):
+    return handle.read(lambda client: run_sql(client, f"SELECT count() FROM {table}")["rows"][0][0])
+
+
+@pytest.mark.parametrize("name", sorted(SINKS))
+def test_batches_are_stored_once_each_also_when_read_again_after_a_restart(name, streaming_app, until, tmp_path,
+                                                                            make_decision):
+    """Two batches, then the same two again (a worker that stopped before committing their offsets)."""
+    record, table = SINKS[name]
+    handle = ClickHouseHandle(f"chdb://{tmp_path}/ch")
+    app = streaming_app(clickhouse=handle)
+
+    async def scenario():
+        await handle.open()
+        stored = []
+        try:
+            for _ in range(2):
+                async with agent_named(app, name).test_context() as sink:  # offsets start at 0 each time
+                    for n in (1, 2):
+                        event = await sink.put(record(make_decision, n), key=b"ex01.contoso.example")
+                        await until(acked(event), f"batch {n} is stored and acked")
+                stored.append(await rows(handle, table))
+        finally:
+            await handle.close()
+        return stored
+
+    assert asyncio.run(scenario()) == [2, 2]
+
+
+def test_each_partition_of_a_batch_is_stored_with_a_token_naming_its_offsets(streaming_app, until, tmp_path,
+                                                                            make_decision, monkeypatch):
+    tokens = []
+
+    def insert_decisions(client, rows, dedup_token):
+        tokens.append((dedup_token, [decision.version for decision in rows]))
+        tables.insert_decisions(client, rows, dedup_token)
+    monkeypatch.setattr("pipeline.streaming.sink_agents.insert_decisions", insert_decisions)
+    handle = ClickHouseHandle(f"chdb://{tmp_path}/ch")
+    app = streaming_app(clickhouse=handle, batch=3)
+
+    async def scenario():
+        await handle.open()
+        try:
+            async with agent_named(app, "store_decisions").test_context() as sink:
+                events = [await sink.put(decision_record(make_decision, n), key=b"k", partition=partition)
+                          for n, partition in ((1, 0), (2, 1), (3, 0))]
+                await until(acked(*events), "the batch is stored and acked")
+            return await rows(handle, "decisions")
+        finally:
+            await handle.close()
+
+    assert asyncio.run(scenario()) == 3
+    assert sorted(tokens) == [("mail.decisions:0:0-2", [1, 3]), ("mail.decisions:1:1-1", [2])]
+
+
+def test_while_clickhouse_fails_the_topic_is_paused_and_the_batch_unacked_until_stored(
+        streaming_app, until, tmp_path, make_decision, monkeypatch):
+    monkeypatch.setattr("pipeline.streaming.storage.FIRST_BACKOFF_S", 0.001)
+    failing, tries = True, []
+
+    def insert_decisions(client, rows, dedup_token):
+        tries.append(dedup_token)
+        if failing:
+            raise ConnectionError("Code: 210. DB::NetException: Connection refused")
+        tables.insert_decisions(client, rows, dedup_token)
+    monkeypatch.setattr("pipeline.streaming.sink_agents.insert_decisions", insert_decisions)
+    handle = ClickHouseHandle(f"chdb://{tmp_path}/ch")
+    app = streaming_app(clickhouse=handle)
+    # This worker's partitions (Faust learns them from the broker).
+    monkeypatch.setattr(app.consumer, "assignment",
+                        lambda: {TP("mail.decisions", 0), TP("mail.decisions", 1), TP("mail.observations", 0)})
+
+    async def scenario():
+        nonlocal failing
+        await handle.open()
+        try:
+            async with agent_named(app, "store_decisions").test_context() as sink:
+                event = await sink.put(decision_record(make_decision, 1), key=b"k")
+                await until(lambda: len(tries) >= 3, "the write is tried again")
+                # ClickHouse refuses every try: nothing was stored, so the batch must not be acked.
+                during = health(app, handle), event.message.acked
+                failing = False
+                await until(acked(event), "the batch is stored and acked")
+                after = health(app, handle)
+            return during, after, await rows(handle, "decisions")
+        finally:
+            await handle.close()
+
+    (degraded, acked_while_failing), ok, stored = asyncio.run(scenario())
+    assert (degraded["status"], degraded["paused_partitions"], acked_while_failing) == (
+        "degraded", ["mail.decisions/0", "mail.decisions/1"], False)
+    assert (ok["status"], ok["paused_partitions"], stored) == ("ok", [], 1)
+    assert set(tries) == {"mail.decisions:0:0-0"}  # every try with the same token
+
