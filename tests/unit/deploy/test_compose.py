@@ -25,6 +25,20 @@ def test_services_and_images():
     for name in ("topics", "worker", "mta-policy"):
         build = services[name]["build"]
         assert (ROOT / build["context"] / build["dockerfile"]).is_file()
+        # docker build would fail on a COPY of something the context lacks (as `COPY schemas` did
+        # once the schemas moved into the package): only `docker build` would have said so.
+        for source in copied(ROOT / build["context"] / build["dockerfile"]):
+            assert (ROOT / build["context"] / source).exists(), f"{build['dockerfile']}: COPY {source}"
+
+
+def copied(dockerfile: Path) -> list[str]:
+    """The sources of the Dockerfile's COPY instructions (the last word is the destination)."""
+    sources = []
+    for line in dockerfile.read_text().splitlines():
+        words = line.split()
+        if words and words[0].upper() == "COPY":
+            sources += [word for word in words[1:-1] if not word.startswith("--")]
+    return sources
 
 
 def test_kafka_is_a_single_kraft_node_that_advertises_what_the_workers_dial():
