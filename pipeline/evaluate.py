@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import TextIO
 
 from pipeline.catalog_files import load_catalog
 from pipeline.domain.aggregate import ObservationBatch
@@ -96,7 +97,8 @@ def _read_source(source: str, pieces: Iterator[Chunk], reference: datetime, new_
             batch = new_batch()
             out = _Collected(batch, errors)
             rows = TrackingRows(until_ms)
-            sources.parse(LineRun.packed(source, chunk.data, chunk.first_line, chunk.first_offset, reference), out, rows)
+            run = LineRun.packed(source, chunk.data, chunk.first_line, chunk.first_offset, reference)
+            sources.parse(run, out, rows)
             rows.flush(out)
             found += batch.observations()
     except DamagedFile as exc:
@@ -107,13 +109,14 @@ def _read_source(source: str, pieces: Iterator[Chunk], reference: datetime, new_
     return found + batch.observations(), whole
 
 
-def evaluate(settings: Settings, paths: list[str], at: str | None, out: TextIO | None = None, errors: TextIO | None = None) -> int:
+def evaluate(settings: Settings, paths: list[str], at: str | None, out: TextIO | None = None,
+             errors: TextIO | None = None) -> int:
     out, errors = out or sys.stdout, errors or sys.stderr
     as_of = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else None
     if as_of is not None and as_of.tzinfo is None:
-        as_of = as_of.replace(tzinfo=timezone.utc)
+        as_of = as_of.replace(tzinfo=UTC)
     # Syslog lines on stdin have no file date to take their year from: use --at, else today.
-    stdin_reference = as_of or datetime.now(timezone.utc)
+    stdin_reference = as_of or datetime.now(UTC)
     observations, all_read = read_observations(paths, settings.policy, errors, stdin_reference, as_of,
                                                formats=settings.formats)
     for decision in replay(observations, settings.policy, load_catalog(settings.catalog_file), as_of):

@@ -12,10 +12,11 @@ import gzip
 import io
 import lzma
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Protocol
 
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 CHUNK_BYTES = 4 * 1024 * 1024
@@ -26,6 +27,16 @@ _DECOMPRESSION_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError)
 
 class DamagedFile(OSError):
     """Compressed data that cannot be read on (cut short, or corrupt); the lines before it were read."""
+
+
+class Readable(Protocol):
+    """What lines are read from: an open binary file, or the decompressed data of one (Decompressing)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def readline(self) -> bytes: ...
+
+    def seek(self, offset: int, /) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -48,14 +59,14 @@ def expand(paths: list[str]) -> list[Path]:
 
 
 def modified(path: Path) -> datetime:
-    return datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
+    return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
 
 
 def chunks(handle: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chunk]:
     """Every line of an open file, from its start to its end (decompressed, see `decompressing`).
     Damaged compressed data raises DamagedFile once the lines before it were handed out."""
     stream = decompressing(handle)
-    readable = stream or handle
+    readable: Readable = stream or handle
     try:
         if readable.read(2) in UTF16_BOMS:
             readable.seek(0)
@@ -97,7 +108,7 @@ class Decompressing:
 
     PIECE_BYTES = 64 * 1024
 
-    def __init__(self, stream: BinaryIO, kind: str):
+    def __init__(self, stream: io.BufferedIOBase, kind: str):
         self.stream, self.kind = stream, kind
         self.damage: DamagedFile | None = None
 
@@ -151,7 +162,7 @@ class LineReader:
     `offset` counts the bytes read; the chunks carry it only when it is the file's own
     (`file_offsets`: not for decompressed data)."""
 
-    def __init__(self, handle: BinaryIO, offset: int, line: int, file_offsets: bool = True):
+    def __init__(self, handle: Readable, offset: int, line: int, file_offsets: bool = True):
         self.handle, self.offset, self.line, self.file_offsets = handle, offset, line, file_offsets
         handle.seek(offset)
 

@@ -10,7 +10,13 @@ from __future__ import annotations
 from pipeline.domain import identity
 from pipeline.domain.config import PolicyConfig
 from pipeline.domain.events import (
-    MessageTrace, ServerObservation, Sighting, TraceGroup, epoch_ms, from_epoch_ms, message_key,
+    MessageTrace,
+    ServerObservation,
+    Sighting,
+    TraceGroup,
+    epoch_ms,
+    from_epoch_ms,
+    message_key,
 )
 
 # Messages per observation record: keeps a record far below Kafka's 1 MB message limit even with
@@ -21,9 +27,9 @@ MAX_MESSAGES_PER_OBSERVATION = 2_000
 class _Fold:
     __slots__ = ("first", "last", "count", "keys", "times", "sizes")
 
-    def __init__(self) -> None:
-        self.first: int | None = None
-        self.last: int | None = None
+    def __init__(self, first: int, last: int) -> None:
+        self.first = first
+        self.last = last
         self.count = 0
         self.keys: list[str] = []
         self.times: list[int] = []
@@ -31,8 +37,8 @@ class _Fold:
 
     def add(self, first: int, last: int, count: int, keys: list[str], times: list[int], sizes: list[int],
             keep_messages: bool) -> None:
-        self.first = first if self.first is None else min(self.first, first)
-        self.last = last if self.last is None else max(self.last, last)
+        self.first = min(self.first, first)
+        self.last = max(self.last, last)
         self.count += count
         if keep_messages:
             self.keys.extend(keys)
@@ -64,14 +70,13 @@ class ObservationBatch:
         times, keys = [time_ms], [message_key(trace.message_id, time_ms, trace.total_bytes)]
         sizes = [trace.total_bytes or 0]
         for sighting in found:
-            self._fold(sighting).add(time_ms, time_ms, 1, keys, times, sizes, self._keep_messages)
+            self._add(sighting, time_ms, time_ms, 1, keys, times, sizes)
 
     def add_group(self, group: TraceGroup) -> None:
         """A group must hold no trace after `until_ms` (TrackingRows leaves those out itself)."""
         last = epoch_ms(group.template.event_time)
         for sighting in self._sightings(group.template):
-            self._fold(sighting).add(group.first_ms, last, group.count, group.message_keys, group.times_ms, group.sizes,
-                                     self._keep_messages)
+            self._add(sighting, group.first_ms, last, group.count, group.message_keys, group.times_ms, group.sizes)
 
     def observations(self) -> list[ServerObservation]:
         """Sorted by server and first event time; at most MAX_MESSAGES_PER_OBSERVATION messages each."""
@@ -90,7 +95,8 @@ class ObservationBatch:
                     first, last, count = fold.first, fold.last, len(times) + fold.count - messages
                 else:
                     first, last, count = min(times), max(times), len(times)
-                out.append(_observation(sighting, first, last, count, fold.keys[start:end], times, fold.sizes[start:end]))
+                out.append(_observation(sighting, first, last, count, fold.keys[start:end], times,
+                                        fold.sizes[start:end]))
         out.sort(key=lambda o: (o.server_id, o.first_seen, o.last_seen))
         return out
 
@@ -103,11 +109,12 @@ class ObservationBatch:
             found = self._known[key] = identity.sightings(trace, self._config)
         return found
 
-    def _fold(self, sighting: Sighting) -> _Fold:
+    def _add(self, sighting: Sighting, first: int, last: int, count: int, keys: list[str], times: list[int],
+             sizes: list[int]) -> None:
         fold = self._folds.get(sighting)
         if fold is None:
-            fold = self._folds[sighting] = _Fold()
-        return fold
+            fold = self._folds[sighting] = _Fold(first, last)
+        fold.add(first, last, count, keys, times, sizes, self._keep_messages)
 
 
 def _observation(sighting: Sighting, first_ms: int, last_ms: int, count: int, keys: list[str], times: list[int],

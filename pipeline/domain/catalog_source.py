@@ -15,11 +15,11 @@ import csv
 import io
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date
 from html.parser import HTMLParser
 from operator import attrgetter
-from typing import Iterable, Iterator
 
 from pipeline.domain.builds import Build
 from pipeline.domain.catalog import CatalogBuild, product_of
@@ -83,7 +83,9 @@ def read_published(text: str, source: str) -> Published:
 def merge(known: Iterable[CatalogBuild], published: Iterable[CatalogBuild]) -> CatalogChange:
     """The known builds with the page's added and its labels and dates taken over (the KB stays ours)."""
     merged = {entry.build: entry for entry in known}
-    added, changed, covered = [], [], Counter()
+    added: list[CatalogBuild] = []
+    changed: list[tuple[CatalogBuild, CatalogBuild]] = []
+    covered: Counter[str] = Counter()
     for entry in published:
         covered[entry.product] += 1
         before = merged.get(entry.build)
@@ -163,7 +165,7 @@ def _columns(header: list[str]) -> list[int] | None:
 
     product, released, short = find("product"), find("date"), find("build", "short")
     build = short if short is not None else find("build")
-    if None in (product, released, build):
+    if product is None or released is None or build is None:
         return None
     return [product, released, build]
 

@@ -22,6 +22,7 @@ import fnmatch
 import ipaddress
 import re
 from functools import lru_cache
+from typing import TypeGuard
 
 from pipeline.domain import hostnames
 from pipeline.domain.builds import Build
@@ -92,7 +93,7 @@ def _networks(patterns: tuple[str, ...]) -> tuple:
 
 def _from_chain(trace: MessageTrace, config: PolicyConfig) -> list[Sighting]:
     hops = [read_hop(value) for value in trace.received]
-    ours = [not hop.by or _ours(hop, config) for hop in hops]
+    ours = [not hop.by or _ours(hop.by, hop, config) for hop in hops]
     start = next((i for i, hop in enumerate(hops) if not ours[i] and _nameable(hop.by)), None)
     # Our oldest header before the sender's: its `from` is who connected to us.
     edge = next((hops[i] for i in range((len(hops) if start is None else start) - 1, -1, -1) if hops[i].by), None)
@@ -105,7 +106,7 @@ def _from_chain(trace: MessageTrace, config: PolicyConfig) -> list[Sighting]:
                           in_scope=in_scope)] if sender else []
     connecting = hops[start].by
     by_server: dict[str, list[Hop]] = {}
-    for hop, is_ours in zip(hops[start:], ours[start:]):
+    for hop, is_ours in zip(hops[start:], ours[start:], strict=True):
         if not is_ours and _nameable(hop.by):
             by_server.setdefault(hop.by, []).append(hop)
     found = []
@@ -116,7 +117,7 @@ def _from_chain(trace: MessageTrace, config: PolicyConfig) -> list[Sighting]:
             trace, server,
             build=best.build if best else None,
             software=best.software if best else next((h.software for h in stamped if h.software), None),
-            evidence=best.evidence if best else "received-traffic",
+            evidence=best.evidence if best and best.evidence else "received-traffic",
             behind_relay=None if server == connecting else connecting,
             in_scope=in_scope,
         ))
@@ -136,16 +137,18 @@ def _sender_of(edge: Hop, config: PolicyConfig) -> str | None:
 
 def _cloud_neighbour(host: str, edge: Hop) -> bool:
     """Exchange Online handing mail between its own servers (one parent domain, a 15.20+ build)."""
+    assert edge.by is not None, "the edge is our oldest header that names its writer"
     build = Build.parse(edge.build) if edge.software is None else None
     return bool(build and build.is_cloud) and host.partition(".")[2] == edge.by.partition(".")[2]
 
 
-def _ours(hop: Hop, config: PolicyConfig) -> bool:
+def _ours(by: str, hop: Hop, config: PolicyConfig) -> bool:
+    """Whether `by`, the writer of the header `hop`, is our own infrastructure or Exchange Online."""
     build = Build.parse(hop.build) if hop.software is None else None
-    return is_trusted(hop.by, config) or is_internal(hop.by, None, config) or bool(build and build.is_cloud)
+    return is_trusted(by, config) or is_internal(by, None, config) or bool(build and build.is_cloud)
 
 
-def _nameable(host: str | None) -> bool:
+def _nameable(host: str | None) -> TypeGuard[str]:
     return bool(host) and hostnames.problem(host) is None
 
 
@@ -173,7 +176,8 @@ def _from_connecting_host(trace: MessageTrace, config: PolicyConfig, in_scope: b
                       in_scope=in_scope)]
 
 
-def _sighting(trace, server, *, build, software, evidence, behind_relay=None, in_scope=True) -> Sighting:
+def _sighting(trace: MessageTrace, server: str, *, build: str | None, software: str | None, evidence: str,
+              behind_relay: str | None = None, in_scope: bool = True) -> Sighting:
     server = server.lower()
     return Sighting(
         server_id=server_id_of(server, trace.org),

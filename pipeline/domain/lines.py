@@ -28,9 +28,9 @@ class LineRun:
     __slots__ = ("source", "_lines", "reference", "_first_line", "_first_offset", "_raw", "_offsets",
                  "_positions", "_origins", "_origin", "_origin_starts", "_count")
 
-    def __init__(self, source: str, lines: list[str] | None, reference: datetime | None, *, first_line: int | None = None,
-                 first_offset: int | None = None, raw: bytes | None = None, positions: list[SourcePosition] | None = None,
-                 origins: list[Any] | None = None, origin: Any = None,
+    def __init__(self, source: str, lines: list[str] | None, reference: datetime | None, *,
+                 first_line: int | None = None, first_offset: int | None = None, raw: bytes | None = None,
+                 positions: list[SourcePosition] | None = None, origins: list[Any] | None = None, origin: Any = None,
                  origin_starts: list[tuple[int, Any]] | None = None):
         self.source = source
         self._lines = lines
@@ -68,16 +68,14 @@ class LineRun:
             return runs[0]
         reference = max((r.reference for r in runs if r.reference), default=None)
         first = runs[0]
-        if all(r._raw is not None and r._origin_starts is None and r._first_line is not None for r in runs) and all(
-                b._first_line == a._first_line + len(a) and (a._first_offset is None) == (b._first_offset is None)
-                and (a._first_offset is None or b._first_offset == a._first_offset + len(a._raw))
-                and a._raw.endswith(b"\n") for a, b in zip(runs, runs[1:])):
+        contiguous = cls._contiguous_bytes(runs)
+        if contiguous is not None:
             starts, at = [], 0
             for run in runs:
                 starts.append((at, run._origin))
                 at += len(run)
             joined = cls(first.source, None, reference, first_line=first._first_line,
-                         first_offset=first._first_offset, raw=b"".join(r._raw for r in runs), origin_starts=starts)
+                         first_offset=first._first_offset, raw=b"".join(contiguous), origin_starts=starts)
             joined._count = at
             return joined
         lines, positions, origins = [], [], []
@@ -90,7 +88,7 @@ class LineRun:
     @property
     def lines(self) -> list[str]:
         if self._lines is None:
-            lines = self._raw.decode("utf-8", "replace").split("\n")
+            lines = self._packed_bytes().decode("utf-8", "replace").split("\n")
             if lines and lines[-1] == "":
                 lines.pop()
             self._lines = lines
@@ -99,14 +97,18 @@ class LineRun:
     def line(self, index: int) -> str:
         """One line; the first one of packed bytes without decoding the others."""
         if self._lines is None and index == 0:
-            end = self._raw.find(b"\n")
-            return (self._raw if end < 0 else self._raw[:end]).decode("utf-8", "replace")
+            raw = self._packed_bytes()
+            end = raw.find(b"\n")
+            return (raw if end < 0 else raw[:end]).decode("utf-8", "replace")
         return self.lines[index]
 
     def __len__(self) -> int:
         if self._count is None:
-            raw = self._raw
-            self._count = len(self._lines) if self._lines is not None else raw.count(b"\n") + (bool(raw) and not raw.endswith(b"\n"))
+            if self._lines is not None:
+                self._count = len(self._lines)
+            else:
+                raw = self._packed_bytes()
+                self._count = raw.count(b"\n") + (bool(raw) and not raw.endswith(b"\n"))
         return self._count
 
     def position(self, index: int) -> SourcePosition:
@@ -131,7 +133,13 @@ class LineRun:
         return self._origin
 
     def error(self, index: int, reason: str, field: str | None = None) -> ParseError:
-        return ParseError(self.position(index), reason, field=field, raw=self.lines[index].rstrip("\r\n"), origin=self.origin(index))
+        return ParseError(self.position(index), reason, field=field, raw=self.lines[index].rstrip("\r\n"),
+                          origin=self.origin(index))
+
+    def _packed_bytes(self) -> bytes:
+        """The bytes of a run whose lines are not decoded yet (a run is built from one or the other)."""
+        assert self._raw is not None, "a LineRun has its lines or its packed bytes"
+        return self._raw
 
     def _offset(self, index: int) -> int | None:
         if self._first_offset is None or self._raw is None:
@@ -143,3 +151,23 @@ class LineRun:
                 at += len(chunk) + 1
             self._offsets = offsets
         return self._offsets[index]
+
+    @staticmethod
+    def _contiguous_bytes(runs: list[LineRun]) -> list[bytes] | None:
+        """The bytes of packed runs that each begin, in whole lines, where the one before ends (then they join
+        as one packed run), or None."""
+        contiguous: list[bytes] = []
+        next_line: int | None = None
+        next_offset: int | None = None
+        for run in runs:
+            raw, first_line, first_offset = run._raw, run._first_line, run._first_offset
+            if raw is None or first_line is None or run._origin_starts is not None:
+                return None
+            if contiguous and not (first_line == next_line and (first_offset is None) == (next_offset is None)
+                                   and (next_offset is None or first_offset == next_offset)
+                                   and contiguous[-1].endswith(b"\n")):
+                return None
+            contiguous.append(raw)
+            next_line = first_line + len(run)
+            next_offset = None if first_offset is None else first_offset + len(raw)
+        return contiguous

@@ -5,7 +5,7 @@ stage. Pauses are whole UTC days, granted in start order until the year's budget
 """
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 
 from pipeline.domain.config import PolicyConfig
 
@@ -25,7 +25,7 @@ def pause_intervals(config: PolicyConfig, org: str | None) -> list[Interval]:
                 days.add(day)
     intervals: list[Interval] = []
     for day in sorted(days):
-        start = datetime.combine(day, time(), tzinfo=timezone.utc)
+        start = datetime.combine(day, time(), tzinfo=UTC)
         if intervals and intervals[-1][1] == start:
             intervals[-1] = (intervals[-1][0], start + timedelta(days=1))
         else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from copy import copy
 from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from pipeline.domain.builds import Build
 from pipeline.domain.catalog import CURRENT, UNKNOWN, UNSUPPORTED, VULNERABLE_STATUSES, Catalog, line_of, product_of
@@ -18,6 +19,7 @@ from pipeline.domain.config import PolicyConfig, Stage
 from pipeline.domain.events import ServerObservation, epoch_ms, from_epoch_ms
 from pipeline.domain.pauses import enforcement_moment, pause_intervals, paused_at, paused_between
 from pipeline.domain.windows import block_reply, throttle_reply
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -106,13 +108,15 @@ def observe(
 
 def decide(state: ServerState, config: PolicyConfig, catalog: Catalog) -> tuple[ServerState, Decision | None]:
     """The decision as of the server's newest event, when it differs from the last one published."""
+    last_event_ms = state.last_event_ms
+    assert last_event_ms is not None, "a state is decided once `observe` folded an event into it"
     effective = state.effective_build
     inputs = repr((str(effective), state.first_detected_ms, state.direct, state.relay, state.software, state.org,
                    state.in_scope))
-    if inputs == state.decided_from and (state.stable_until_ms is None or state.last_event_ms < state.stable_until_ms):
+    if inputs == state.decided_from and (state.stable_until_ms is None or last_event_ms < state.stable_until_ms):
         return state, None
     state = copy(state)
-    at = from_epoch_ms(state.last_event_ms)
+    at = from_epoch_ms(last_event_ms)
     decision = assess(state, at, config, catalog)
     state.decided_from = inputs
     state.stable_until_ms = _next_change_ms(state, at, config, catalog)
@@ -131,8 +135,9 @@ def step(
     return decide(observe(state, observation, config, catalog), config, catalog)
 
 
-def _fold(state: ServerState, observation: ServerObservation, at_ms: int, config: PolicyConfig, catalog: Catalog) -> None:
-    state.last_event_ms = max(state.last_event_ms or at_ms, at_ms)
+def _fold(state: ServerState, observation: ServerObservation, at_ms: int, config: PolicyConfig,
+          catalog: Catalog) -> None:
+    last_event_ms = state.last_event_ms = max(state.last_event_ms or at_ms, at_ms)
     if observation.build is not None:
         state.builds[observation.build] = max(state.builds.get(observation.build, at_ms), at_ms)
     state.software = observation.software or state.software
@@ -141,14 +146,15 @@ def _fold(state: ServerState, observation: ServerObservation, at_ms: int, config
     else:
         state.relay = observation.behind_relay
     state.in_scope = state.in_scope or observation.in_scope
-    _forget_old_builds(state, config)
+    _forget_old_builds(state, last_event_ms, config)
 
     effective = state.effective_build
     status = catalog.status(_product(state, effective), effective, config)
     if status in VULNERABLE_STATUSES and state.in_scope:
         # The clock starts at the first vulnerable sighting once the server was seen on a path in scope.
         observed = Build.parse(observation.build)
-        observed_vulnerable = catalog.status(observation.software or product_of(observed), observed, config) in VULNERABLE_STATUSES
+        observed_status = catalog.status(observation.software or product_of(observed), observed, config)
+        observed_vulnerable = observed_status in VULNERABLE_STATUSES
         if state.first_detected_ms is None:
             state.first_detected_ms = at_ms
         elif observed_vulnerable and observation.in_scope and at_ms < state.first_detected_ms:
@@ -163,17 +169,18 @@ def assess(state: ServerState, at: datetime, config: PolicyConfig, catalog: Cata
     build = state.effective_build
     product = _product(state, build)
     status = catalog.status(product, build, config)
-    base = dict(
-        server_id=state.server_id,
-        org=state.org,
-        hostname=state.server,
-        product=product,
-        build=str(build) if build else None,
-        status=status,
-        recommended_builds=tuple(catalog.recommended_builds(product, config)),
-        decided_at=at,
-        version=state.version,
-    )
+    # The fields every decision has, whatever its stage.
+    base: dict[str, Any] = {
+        "server_id": state.server_id,
+        "org": state.org,
+        "hostname": state.server,
+        "product": product,
+        "build": str(build) if build else None,
+        "status": status,
+        "recommended_builds": tuple(catalog.recommended_builds(product, config)),
+        "decided_at": at,
+        "version": state.version,
+    }
     exemption = config.is_exempt(state.server)
     if exemption:
         return _not_enforced(base, f"exempt: matches {exemption}")
@@ -221,7 +228,7 @@ def _next_change_ms(state: ServerState, at: datetime, config: PolicyConfig, cata
     """The first event time after `at` at which the same inputs could give another decision: a
     stage or pause edge, or the product's end of support (its reasons say so from then on)."""
     moments = []
-    support_end = catalog.support_ends.get(_product(state, state.effective_build))
+    support_end = _support_end(_product(state, state.effective_build), catalog)
     if support_end:
         day = date.fromisoformat(support_end if len(support_end) == 10 else f"{support_end}-01")
         moments.append(datetime.combine(day, time(), at.tzinfo))
@@ -251,7 +258,7 @@ def _reply(stage: Stage) -> str | None:
     return None
 
 
-def _not_enforced(base: dict, reason: str) -> Decision:
+def _not_enforced(base: dict[str, Any], reason: str) -> Decision:
     return Decision(
         **base,
         stage=0,
@@ -269,7 +276,7 @@ def _not_enforced(base: dict, reason: str) -> Decision:
 
 
 def _healthy_reason(status: str, product: str | None, build: Build | None, at: datetime, catalog: Catalog) -> str:
-    if status == CURRENT:
+    if status == CURRENT and build is not None:
         passed = catalog.ahead_of_catalog(product, build)
         if passed is None:
             reason = f"build {build} is current"
@@ -287,16 +294,23 @@ def _vulnerable_reason(
     status: str, product: str | None, build: Build | None, at: datetime, config: PolicyConfig, catalog: Catalog
 ) -> str:
     if status == UNSUPPORTED:
-        since = catalog.support_ends.get(product)
+        since = _support_end(product, catalog)
         return f"{product} is out of support{f' since {since}' if since else ''} (build {build or 'unknown'})"
-    return f"build {build} is below the {product} baseline {config.baselines[product]}" + _support_ended(product, at, catalog)
+    assert product is not None, "an outdated build belongs to a product with a baseline"
+    baseline = config.baselines[product]
+    return f"build {build} is below the {product} baseline {baseline}" + _support_ended(product, at, catalog)
 
 
 def _support_ended(product: str | None, at: datetime, catalog: Catalog) -> str:
     """A product past its end of support that the baseline still decides (2016 and 2019 under ESU) says so."""
-    since = catalog.support_ends.get(product)
+    since = _support_end(product, catalog)
     # ISO dates (also a bare YYYY-MM) order as text.
     return f"; {product} is out of support since {since}" if since and since <= at.date().isoformat() else ""
+
+
+def _support_end(product: str | None, catalog: Catalog) -> str | None:
+    """When the product's extended support ends (ISO, perhaps only YYYY-MM), if the catalog says."""
+    return None if product is None else catalog.support_ends.get(product)
 
 
 def _product(state: ServerState, build: Build | None) -> str | None:
@@ -307,11 +321,11 @@ def _product(state: ServerState, build: Build | None) -> str | None:
     return product_of(build)
 
 
-def _forget_old_builds(state: ServerState, config: PolicyConfig) -> None:
+def _forget_old_builds(state: ServerState, last_event_ms: int, config: PolicyConfig) -> None:
     """Keep the builds stamped within the window; the newest one always stays as the last known build."""
     if not state.builds:
         return
-    horizon = state.last_event_ms - config.build_window_days * 86_400_000
+    horizon = last_event_ms - config.build_window_days * 86_400_000
     newest = max(state.builds, key=lambda b: state.builds[b])
     state.builds = {b: t for b, t in state.builds.items() if t >= horizon or b == newest}
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from pipeline.domain.builds import Build
@@ -98,5 +98,5 @@ def _date(text: str) -> datetime | None:
         return None
     if moment.tzinfo is None:
         # RFC 5322 "-0000": the time is UTC with no statement about the local zone.
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

@@ -1,8 +1,8 @@
 """Replay observations in event-time order through the same rules the stream applies."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable
 
 from pipeline.domain import policy
 from pipeline.domain.catalog import Catalog

@@ -1,7 +1,7 @@
 """The per-server output contract of `patchgate evaluate` (and of the demo's decision lines)."""
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from pipeline.domain.policy import Decision
 
@@ -34,7 +34,7 @@ def evaluate_row(decision: Decision) -> dict:
 def iso_utc(moment: datetime | None) -> str | None:
     if moment is None:
         return None
-    text = moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    text = moment.astimezone(UTC).isoformat(timespec="milliseconds")
     return text.replace("+00:00", "Z")
 
 

@@ -10,8 +10,8 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from pipeline.domain.policy import Decision
 from pipeline.streaming import records

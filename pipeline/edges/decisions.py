@@ -38,7 +38,8 @@ def read_decisions(settings: Settings, timeout_s: float = 30.0) -> list[Decision
             if not remaining:
                 break
         if remaining:
-            raise TimeoutError(f"{name}: did not reach the end of {sorted(tp.partition for tp in remaining)} in {timeout_s} s")
+            unfinished = sorted(tp.partition for tp in remaining)
+            raise TimeoutError(f"{name}: did not reach the end of {unfinished} in {timeout_s} s")
         return decisions
     finally:
         consumer.close()

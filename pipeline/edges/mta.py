@@ -12,9 +12,9 @@ import queue
 import signal
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
@@ -33,7 +33,7 @@ SAVE_EVERY_S = 1.0
 
 class PolicyServer:
     def __init__(self, cache: DecisionCache, on_enforced: Callable[[Decision, str, datetime, dict], None],
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.cache, self.on_enforced, self.clock = cache, on_enforced, clock
 
     def answer(self, lines: list[str]) -> str:
@@ -46,6 +46,7 @@ class PolicyServer:
         decision = self.cache.lookup(names)
         if decision is None:
             log.info("no decision for %s: DUNNO", ", ".join(names) or "an unnamed client")
+            return policy.DUNNO
         now = self.clock()
         action, kind = policy.action_for(decision, now)
         if kind is not None:
@@ -150,7 +151,8 @@ class EnforcementLog(threading.Thread):
                 try:
                     producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap_servers, linger_ms=50, acks=1)
                 except Exception as exc:  # no broker: enforcement goes on, the report catches up later
-                    log.warning("cannot reach the broker for %s (%s); %d records waiting", self.topic, exc, self.pending.qsize())
+                    log.warning("cannot reach the broker for %s (%s); %d records waiting", self.topic, exc,
+                                self.pending.qsize())
                     self.stopping.wait(5)
                     continue
             try:

@@ -42,7 +42,8 @@ def action_for(decision: Decision | None, now: datetime) -> tuple[str, str | Non
     """(Postfix action, enforcement kind or None) for the decision at wall-clock `now`."""
     if decision is None:
         return DUNNO, None
-    kind = action_at(decision.server_id, decision.throttle_minutes_per_hour, decision.block_minutes_per_hour, now.minute)
+    kind = action_at(decision.server_id, decision.throttle_minutes_per_hour, decision.block_minutes_per_hour,
+                     now.minute)
     if kind == BLOCK:
         return block_reply(decision.block_minutes_per_hour), BLOCK
     if kind == THROTTLE:

@@ -21,9 +21,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, TextIO
+from typing import TextIO
 
 from kafka import KafkaProducer
 
@@ -126,16 +127,18 @@ class OpenFile:
         after the file changed starts again after the last whole line."""
         if self.done or (self.damage is not None and self._size() == self.damaged_size):
             return
-        if self.reader is None or (self.offset == 0 and not self.compressed):
-            self._open_reader()
+        reader = self.reader
+        if reader is None or (self.offset == 0 and not self.compressed):
+            reader = self._open_reader()
         if not self.compressed:
-            yield from self._read(final)
+            yield from self._read(reader, final)
             return
         try:
-            yield from self._read(final=True)
+            yield from self._read(reader, final=True)
         except DamagedFile as exc:
             self.damage, self.damaged_size = exc, self._size()
             self.start, self.reader = self.position(), None
+            assert self.stream is not None, "only the decompressing stream raises DamagedFile"
             self.stream.close()
             self.stream = decompressing(self.handle)
             return
@@ -144,7 +147,7 @@ class OpenFile:
         self.reader, self.damage = None, None
         self.close()
 
-    def _open_reader(self) -> None:
+    def _open_reader(self) -> LineReader:
         """A reader from the start position (of a compressed file: decompressing up to it)."""
         if self.stream is None:
             self.stream = decompressing(self.handle)
@@ -152,18 +155,19 @@ class OpenFile:
         readable = self.stream or self.handle
         self.utf16 = self.start.offset == 0 and readable.read(2) in UTF16_BOMS
         self.reader = LineReader(readable, self.start.offset, self.start.line, file_offsets=not self.compressed)
+        return self.reader
 
-    def _read(self, final: bool) -> Iterator[Chunk]:
+    def _read(self, reader: LineReader, final: bool) -> Iterator[Chunk]:
         if self.utf16:
             # Exports in UTF-16 are written once, not appended to: decode the whole rest at once.
-            data = self.reader.handle.read()
-            self.reader.offset += len(data)
+            data = reader.handle.read()
+            reader.offset += len(data)
             if data:
                 whole = transcoded(data)
-                self.reader.line += whole.lines
+                reader.line += whole.lines
                 yield from _pieces(whole)
             return
-        while chunk := self.reader.read(packing.MAX_RECORD_BYTES, final):
+        while chunk := reader.read(packing.MAX_RECORD_BYTES, final):
             yield chunk
 
     def behind(self) -> int:

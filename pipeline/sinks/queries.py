@@ -1,7 +1,7 @@
 """Read-only queries for analysts and the report, the same against the embedded engine or a server."""
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from clickhouse_connect.driver.client import Client
 
@@ -22,14 +22,14 @@ def run_sql(client: Client, sql: str) -> dict:
 
 def report(client: Client) -> list[dict]:
     result = run_sql(client, REPORT_QUERY)
-    return [dict(zip(result["columns"], row)) for row in result["rows"]]
+    return [dict(zip(result["columns"], row, strict=True)) for row in result["rows"]]
 
 
 def plain(value):
     """ClickHouse values as JSON: times in UTC with Z, dates as YYYY-MM-DD."""
     if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-        return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, (list, tuple)):

@@ -11,7 +11,7 @@ source in the batch are read in one go.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from pipeline.domain import hostnames
 from pipeline.domain.config import FormatConfig
@@ -85,7 +85,8 @@ def parse_run(state: dict | None, run: LineRun, out: ParseOutput, open_messages:
             continue
         lines = run.lines
         # Shippers concatenate files: a message tracking log's header block can start anywhere.
-        stop = next((i for i in range(index, end) if msgtrk.is_header(lines[i]) and detect(lines[i]) == msgtrk.FORMAT), end)
+        stop = next((i for i in range(index, end)
+                     if msgtrk.is_header(lines[i]) and detect(lines[i]) == msgtrk.FORMAT), end)
         qualifying = _Qualifying(state["hosts"], out)
         if name == postfix.FORMAT:
             postfix.parse(state["parser"], run, index, stop, qualifying, open_messages)
@@ -182,10 +183,11 @@ class _Qualifying:
 
     def trace(self, trace: MessageTrace) -> None:
         hosts = self.hosts
-        changes = {}
+        # MessageTrace fields to replace: the time, host names, the chain.
+        changes: dict[str, Any] = {}
         if trace.event_time.microsecond % 1000:
             changes["event_time"] = trace.event_time.replace(microsecond=trace.event_time.microsecond // 1000 * 1000)
-        names = {}
+        names: dict[str, str] = {}
         for field in _HOST_FIELDS:
             host = getattr(trace, field)
             if host and (problem := hostnames.problem(host)):
@@ -195,7 +197,8 @@ class _Qualifying:
                 names[field] = host.lower()
         for host in names.values():
             label = host.split(".")[0]
-            if "." in host and label and not label.isdigit() and (len(hosts) < msgtrk.MAX_KNOWN_HOSTS or label in hosts):
+            if "." in host and label and not label.isdigit() and (
+                    len(hosts) < msgtrk.MAX_KNOWN_HOSTS or label in hosts):
                 hosts[label] = host
         for field, host in names.items():
             if "." not in host and host in hosts:

@@ -44,13 +44,15 @@ def unwrap(raw: bytes | str, fallback: SourcePosition, depth: int = 1) -> tuple[
         return ParseError(fallback, f"broken JSON envelope: {_json_complaint(text)}")
     if not isinstance(document, dict):
         return ParseError(fallback, "JSON envelope is not an object")
-    line = document.get("message", document.get("log"))
-    log_meta = document.get("log") if isinstance(document.get("log"), dict) else {}
+    log = document.get("log")
+    line = document.get("message", log)
+    log_meta = log if isinstance(log, dict) else {}
     if isinstance(line, dict):
         line = None
     if not isinstance(line, str):
         return ParseError(fallback, "no log line in the envelope", field="message")
-    file_meta = log_meta.get("file") if isinstance(log_meta.get("file"), dict) else {}
+    file = log_meta.get("file")
+    file_meta = file if isinstance(file, dict) else {}
     source = document.get("file") or file_meta.get("path")
     offset = document.get("offset", log_meta.get("offset"))
     number = document.get("line")
@@ -77,7 +79,7 @@ def unwrap_run(run: LineRun) -> list[LineRun | ParseError]:
     lines: list[str] = []
     positions: list[SourcePosition] = []
     origins: list = []
-    source = None
+    source = ""
 
     def close() -> None:
         nonlocal lines, positions, origins
@@ -89,7 +91,8 @@ def unwrap_run(run: LineRun) -> list[LineRun | ParseError]:
         unwrapped = unwrap(line.rstrip("\r"), run.position(index))
         if isinstance(unwrapped, ParseError):
             close()
-            out.append(ParseError(unwrapped.position, unwrapped.reason, unwrapped.field, line.rstrip("\r"), run.origin(index)))
+            out.append(ParseError(unwrapped.position, unwrapped.reason, unwrapped.field, line.rstrip("\r"),
+                                  run.origin(index)))
             continue
         text, position = unwrapped
         if position.source != source:

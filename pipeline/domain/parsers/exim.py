@@ -1,6 +1,8 @@
-"""Exim main log: one trace per arrival ("<=") line; the sending host is in H=.
+"""Exim main log: one trace per arrival ("<=") line; the sending host is in H=. An arrival line,
+folded here:
 
-    2026-03-05 08:14:01 1rhQ2x-0004Ab-7K <= billing@fabrikam.example H=mail.fabrikam.example (helo) [192.0.2.77]:51544 P=esmtps S=8342 id=...
+    2026-03-05 08:14:01 1rhQ2x-0004Ab-7K <= billing@fabrikam.example
+        H=mail.fabrikam.example (helo) [192.0.2.77]:51544 P=esmtps S=8342 id=...
 
 An arrival from a loopback host (a content filter handing mail back), from a local program (no H=)
 or from an authenticated user's mail program (A=, or P=esmtpa/esmtpsa) names no server. The other
@@ -11,11 +13,11 @@ Exim writes local time unless log_timezone adds the offset; without one the time
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pipeline.domain.events import MessageTrace, SourcePosition
-from pipeline.domain.lines import LineRun
 from pipeline.domain.hostnames import is_loopback
+from pipeline.domain.lines import LineRun
 
 FORMAT = "exim"
 _LINE = re.compile(
@@ -66,7 +68,7 @@ def parse(state: dict, run: LineRun, start: int, end: int, out) -> None:
 def _trace(found: re.Match, arrival: re.Match, position: SourcePosition) -> MessageTrace:
     stamp = found.group("stamp") + (found.group("zone") or "+0000")
     pattern = "%Y-%m-%d %H:%M:%S.%f%z" if "." in found.group("stamp") else "%Y-%m-%d %H:%M:%S%z"
-    event_time = datetime.strptime(stamp, pattern).astimezone(timezone.utc)
+    event_time = datetime.strptime(stamp, pattern).astimezone(UTC)
     fields = arrival.group("fields")
     host = _HOST.search(fields)
     if host and (is_loopback(host.group("name"), host.group("ip")) or _AUTHENTICATED.search(fields)):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import csv
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pipeline.domain.config import FormatConfig
 from pipeline.domain.events import MessageTrace, ParseError
@@ -273,7 +273,7 @@ def _slash_time(found: re.Match, order: str) -> datetime | None:
             return None
         hour = hour % 12 + (12 if half in "Pp" else 0)
     try:
-        return datetime(int(year), int(month), int(day), hour, int(minute), int(seconds or 0), tzinfo=timezone.utc)
+        return datetime(int(year), int(month), int(day), hour, int(minute), int(seconds or 0), tzinfo=UTC)
     except ValueError:
         return None
 
@@ -289,7 +289,7 @@ def _iso_time(stamp: str) -> datetime | None:
             return None
         day, month, year, hour, minute, second = (int(part or 0) for part in dotted.groups())
         try:
-            return datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
+            return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
         except ValueError:
             return None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

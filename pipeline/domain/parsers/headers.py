@@ -22,7 +22,7 @@ block; bodies are never kept.
 from __future__ import annotations
 
 import re
-from datetime import timezone
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 from pipeline.domain.events import MessageTrace, ParseError, SourcePosition
@@ -32,7 +32,8 @@ from pipeline.domain.received import read_hop
 FORMAT = "rfc5322"
 MAX_BLOCK_CHARS = 256 * 1024
 _FIELD = re.compile(r"^(?P<name>[!-9;-~]+):[ \t]?(?P<value>.*)$")
-_BLOCK_OPENERS = re.compile(r"^(Return-Path|Received|Delivered-To|X-[!-9;-~]+|ARC-[A-Za-z-]+|DKIM-Signature|Authentication-Results):", re.I)
+_BLOCK_OPENERS = re.compile(
+    r"^(Return-Path|Received|Delivered-To|X-[!-9;-~]+|ARC-[A-Za-z-]+|DKIM-Signature|Authentication-Results):", re.I)
 # Content types whose body starts with the header fields of another message.
 _MESSAGE_BODIES = ("message/", "text/rfc822-headers")
 
@@ -139,7 +140,7 @@ def _trace(headers: dict[str, list[str]], position: SourcePosition) -> MessageTr
     event_time = next((hop.received_at for hop in map(read_hop, received[:1]) if hop.received_at), None)
     if event_time is None and headers.get("date"):
         try:
-            event_time = parsedate_to_datetime(headers["date"][0]).astimezone(timezone.utc)
+            event_time = parsedate_to_datetime(headers["date"][0]).astimezone(UTC)
         except (TypeError, ValueError):
             event_time = None
     if event_time is None:

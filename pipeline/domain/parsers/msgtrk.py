@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from pipeline.domain.builds import Build
 from pipeline.domain.lines import LineRun
@@ -62,7 +63,8 @@ _ROW_START = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?,")
 
 def looks_like(line: str) -> bool:
     text = line.lstrip("\ufeff")
-    return text.lower().startswith(_HEADER_NAMES) or (_ROW_START.match(text) is not None and layout_of(text) is not None)
+    return text.lower().startswith(_HEADER_NAMES) or (
+        _ROW_START.match(text) is not None and layout_of(text) is not None)
 
 
 def is_header(line: str) -> bool:
@@ -152,7 +154,8 @@ def _header_starts(raw: bytes) -> list[int]:
     return found
 
 
-def _queue(source_state: dict, run: LineRun, kept: list[int] | range, raw: bytes | None, rows: TrackingRows, out) -> None:
+def _queue(source_state: dict, run: LineRun, kept: list[int] | range, raw: bytes | None, rows: TrackingRows,
+           out) -> None:
     state = source_state["parser"]
     if state.get("refused"):
         return
@@ -167,19 +170,28 @@ def _queue_inferred(source_state: dict, run: LineRun, kept: list[int] | range, r
     """Rows without a #Fields line (a shipper dropped the header lines): the first one's number of
     values gives the columns (rows of another version among them are moved to theirs when the
     batch is read). Rows before the first of a known version are errors."""
+    first = _first_known_row(run, kept, raw, out)
+    if first is None:
+        return
+    number, offset, fields = first
+    if number:
+        kept, raw = kept[number:], None if raw is None else raw[offset:]
+    state = source_state["parser"]
+    rows.add(list(fields), Segment(run, kept, state["version"], source_state["hosts"], raw, inferred=True, file=state))
+
+
+def _first_known_row(run: LineRun, kept: list[int] | range, raw: bytes | None,
+                     out) -> tuple[int, int, tuple[str, ...]] | None:
+    """(place among the kept lines, byte offset in `raw`, columns) of the first row of a known
+    version, if any; the rows before it are errors."""
     for number, (index, text, offset) in enumerate(_row_texts(run, kept, raw)):
         if not text or text.isspace():
             continue
         fields = layout_of(text)
         if fields is not None:
-            break
+            return number, offset, fields
         out.error(run.error(index, no_layout(_value_count(text))))
-    else:
-        return
-    if number:
-        kept, raw = kept[number:], None if raw is None else raw[offset:]
-    state = source_state["parser"]
-    rows.add(list(fields), Segment(run, kept, state["version"], source_state["hosts"], raw, inferred=True, file=state))
+    return None
 
 
 def _row_texts(run: LineRun, kept: list[int] | range, raw: bytes | None) -> Iterator[tuple[int, str, int]]:
@@ -226,8 +238,8 @@ def _header_line(source_state: dict, run: LineRun, index: int, text: str, rows: 
         fields = [f.strip().lower() for f in value.split(",")]
         missing = [f for f in _NEEDED if f not in fields]
         if missing:
-            _refuse(state, run, index, f"#Fields name no {', '.join(missing)}: not a message tracking log, its rows are "
-                                       "skipped", out)
+            _refuse(state, run, index,
+                    f"#Fields name no {', '.join(missing)}: not a message tracking log, its rows are skipped", out)
         else:
             state["fields"] = fields
 

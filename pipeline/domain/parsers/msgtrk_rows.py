@@ -14,17 +14,32 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from pipeline.domain import hostnames
-from pipeline.domain.events import MessageTrace, ParseError, SourcePosition, TraceGroup, epoch_ms, from_epoch_ms, message_key
+from pipeline.domain.events import (
+    MessageTrace,
+    ParseError,
+    SourcePosition,
+    TraceGroup,
+    epoch_ms,
+    from_epoch_ms,
+    message_key,
+)
 from pipeline.domain.lines import LineRun
-from pipeline.domain.parsers.msgtrk import (EXCHANGE_2010_VERSION, FORMAT, LAYOUTS, MAX_KNOWN_HOSTS, Segment, no_layout,
-                                             writer_build)
+from pipeline.domain.parsers.msgtrk import (
+    EXCHANGE_2010_VERSION,
+    FORMAT,
+    LAYOUTS,
+    MAX_KNOWN_HOSTS,
+    Segment,
+    no_layout,
+    writer_build,
+)
 
 _SEND_EVENTS = pa.array(["SEND", "SENDEXTERNAL"])
 # The columns identity and the traffic tables read; the others are never converted.
@@ -248,7 +263,8 @@ class _Read:
         values = {text.rstrip("\r"): count for text, count in invalid}
         kept_by_segment, errors, moves = [], [], []
         for segment in self.segments:
-            kept, moved = [], {}
+            kept: list[int] = []
+            moved: dict[int, list[int]] = {}
             for index in segment.kept:
                 line = segment.run.lines[index].rstrip("\r")
                 if pending.get(line):
@@ -259,7 +275,8 @@ class _Read:
                     if line.count('"') % 2:
                         errors.append(segment.run.error(index, _UNCLOSED))
                     elif not segment.inferred:
-                        errors.append(segment.run.error(index, f"{count} values for the {len(self.fields)} columns of #Fields"))
+                        errors.append(segment.run.error(
+                            index, f"{count} values for the {len(self.fields)} columns of #Fields"))
                     elif count in LAYOUTS:
                         moved.setdefault(count, []).append(index)
                     else:
@@ -272,7 +289,7 @@ class _Read:
                       for count, indexes in moved.items()]
         if not settle and sum(len(k) for k in kept_by_segment) != rows:
             return False
-        for segment, kept in zip(self.segments, kept_by_segment):
+        for segment, kept in zip(self.segments, kept_by_segment, strict=True):
             segment.kept = kept
         self.errors += errors
         for fields, segment in moves:
@@ -342,8 +359,9 @@ class _Read:
         if not pc.all(good).as_py():
             table = table.filter(good)
         if pc.any(pc.equal(table.column("message_id"), "")).as_py():
+            columns = (table.column(name).to_pylist() for name in ("message_id", "time", "size"))
             table = table.set_column(table.schema.get_field_index("message_id"), "message_id", pa.array([
-                key or message_key(None, t, s) for key, t, s in zip(*(table.column(c).to_pylist() for c in ("message_id", "time", "size")))
+                key or message_key(None, t, s) for key, t, s in zip(*columns, strict=True)
             ], pa.string()))
         # A message has several rows (RECEIVE, DELIVER, SEND, ...): one entry per message and group,
         # with its latest time, and the number of rows beside it.
@@ -390,7 +408,8 @@ class _Read:
             except pa.ArrowInvalid:  # more digits than a 64-bit count holds
                 pass
         sizes, fine = [], []
-        for row, (text, readable, timed) in enumerate(zip(values.to_pylist(), ok.to_pylist(), time_ok.to_pylist())):
+        for row, (text, readable, timed) in enumerate(zip(values.to_pylist(), ok.to_pylist(), time_ok.to_pylist(),
+                                                           strict=True)):
             size = int(text) if text and readable else 0
             valid = readable and size < 2**63
             if not valid and timed:
@@ -431,8 +450,8 @@ class _Read:
             learnt: dict[str, set[str]] = {}
             for values in seen[number]:
                 for host in values:
-                    if _label(host) and "." in host and host not in problems:
-                        learnt.setdefault(_label(host), set()).add(host)
+                    if (label := _label(host)) and "." in host and host not in problems:
+                        learnt.setdefault(label, set()).add(host)
             hosts = segment.hosts
             short_writer = any(_is_short(host) for host in seen[number][0])
             held = None if segment.file is None else self.rows.held(segment.file, segment.run.source, short_writer)
@@ -476,7 +495,7 @@ class _Read:
         learn = segment.file is not None
         kept_back = [False] * len(writers)
         texts = _RowTexts(segment)
-        for row, names in enumerate(zip(writers, clients, servers)):
+        for row, names in enumerate(zip(writers, clients, servers, strict=True)):
             if learn:
                 # A row's own FQDNs first: client EX01.CORP.TEST and server EX01 are one server.
                 for host in names:
@@ -485,16 +504,18 @@ class _Read:
                         if held is not None and label not in hosts:
                             held.resolve(label, host)
                         hosts[label] = host
-            if held is not None and held.oldest is not None and times[row] is not None:
-                held.release_older(times[row])
+            time_ms = times[row]
+            if held is not None and held.oldest is not None and time_ms is not None:
+                held.release_older(time_ms)
             name = writers[row]
             if "." in name or not _is_short(name):  # the dot first: most writers are FQDNs
                 continue
             if name in hosts:
                 writers[row] = hosts[name]
             elif held is not None and holdable[row] and name not in problems:
+                assert time_ms is not None, "a holdable row is one whose time reads"
                 kept_back[row] = True
-                held.hold(self.fields, segment, segment.kept[row], texts.text(row), name, times[row],
+                held.hold(self.fields, segment, segment.kept[row], texts.text(row), name, time_ms,
                           (writers, kept_back, row))
         return writers, kept_back
 
@@ -558,7 +579,7 @@ def _time_ms(stamp: str) -> int | None:
         moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return epoch_ms(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
+    return epoch_ms(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
 def _stated_build(text: str | None) -> str | None:
@@ -577,4 +598,6 @@ def _label(host: str | None) -> str | None:
 
 def _is_short(host: str | None) -> bool:
     """Whether `host` is a short host name: one label, not an IP address."""
-    return bool(host) and "." not in host and ":" not in host and not host.isdigit()
+    if not host:
+        return False
+    return "." not in host and ":" not in host and not host.isdigit()

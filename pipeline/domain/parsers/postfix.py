@@ -22,11 +22,12 @@ dropped.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Protocol
+from collections.abc import Iterable
+from typing import Protocol
 
 from pipeline.domain.events import MessageTrace, SourcePosition, epoch_ms, from_epoch_ms
-from pipeline.domain.lines import LineRun
 from pipeline.domain.hostnames import is_loopback
+from pipeline.domain.lines import LineRun
 from pipeline.domain.parsers.syslog import program, split_stamp, without_stamp
 
 FORMAT = "postfix"
@@ -124,7 +125,7 @@ def _queued_line(state: dict, run: LineRun, index: int, at_ms: int, daemon: str,
     state["newest_ms"] = max(state["newest_ms"] or at_ms, at_ms)
     message = store.get(qid)
     new = message is None
-    if new:
+    if message is None:
         message = {"at": at_ms, "line": run.line_number(index), "received": []}
     if client:
         host, ip = client.group("host").lower(), client.group("ip")
@@ -143,7 +144,7 @@ def _queued_line(state: dict, run: LineRun, index: int, at_ms: int, daemon: str,
         message.setdefault("recipient", header.group("to"))
     elif message_id:
         message["message_id"] = message_id.group("id")
-    else:
+    elif active:
         message.update(sender=active.group("sender"), size=int(active.group("size")))
         if not new:
             store.delete(qid)

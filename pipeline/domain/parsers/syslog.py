@@ -12,7 +12,7 @@ the file's modification time) that does not put the line more than a day after t
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 _BSD = re.compile(r"^(?P<stamp>[A-Z][a-z]{2} {1,2}\d{1,2} \d{2}:\d{2}:\d{2}) (?P<rest>.*)$")
@@ -27,14 +27,14 @@ def split_stamp(line: str, reference: datetime | None) -> tuple[datetime, str] |
     """(UTC time, rest of the line), or why the line has no usable time stamp."""
     if found := _RFC3339.match(line):
         moment = datetime.fromisoformat(found.group("stamp").replace("Z", "+00:00"))
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-        return moment.astimezone(timezone.utc), found.group("rest")
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC), found.group("rest")
     if found := _BSD.match(line):
         if reference is None:
             return "syslog time has no year and the line came with no reference time"
         stamp, rest = found.groups()
-        moment = _bsd_time(stamp, reference)
-        return (moment, rest) if moment else f"{stamp!r} is not a date"
+        dated = _bsd_time(stamp, reference)
+        return (dated, rest) if dated else f"{stamp!r} is not a date"
     return "no syslog time stamp at the start of the line"
 
 
@@ -51,7 +51,7 @@ def _bsd_time(stamp: str, reference: datetime) -> datetime | None:
     hour, minute, second = (int(part) for part in clock.split(":"))
     for year in (reference.year, reference.year - 1):
         try:
-            moment = datetime(year, month, int(day), hour, minute, second, tzinfo=timezone.utc)
+            moment = datetime(year, month, int(day), hour, minute, second, tzinfo=UTC)
         except ValueError:
             continue
         if moment <= reference + _A_DAY:
