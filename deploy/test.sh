@@ -12,6 +12,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Lint and types first: they take seconds and need no broker (ruff.toml, mypy.ini).
+ruff check pipeline
+mypy
+
 # The MTA tests drive a real Postfix with swaks: Debian's packages, installed when missing.
 if ! command -v postfix >/dev/null || ! command -v swaks >/dev/null; then
   if [[ $(id -u) != 0 ]]; then

@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     ship = commands.add_parser("ship", help="send log files line by line to mail.logs.raw")
     ship.add_argument("paths", nargs="+", help="files or folders (every file below them)")
     ship.add_argument("--follow", action="store_true", help="keep tailing the files, like tail -F")
-    ship.add_argument("--checkpoint", help="where shipped positions are kept (default: <data dir>/ship-checkpoint.json)")
+    ship.add_argument("--checkpoint",
+                      help="where shipped positions are kept (default: <data dir>/ship-checkpoint.json)")
     ship.add_argument("--no-checkpoint", action="store_true", help="send everything again, keep no positions")
     wait = commands.add_parser("wait", help="wait until the worker has processed everything on its topics")
     wait.add_argument("--timeout", type=float, default=120.0)
@@ -105,7 +106,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         except client.QueryError as exc:
             print(f"patchgate sql: {exc}", file=sys.stderr)
             return 1
-        rows = [dict(zip(result["columns"], row)) for row in result["rows"]]
+        rows = [dict(zip(result["columns"], row, strict=True)) for row in result["rows"]]
         print(tables.json_lines(rows) if args.json else tables.text_table(result["columns"], rows))
     elif args.command == "mta":
         from pipeline.edges.mta import run_mta

@@ -17,7 +17,7 @@ or a bare line named by the record key (see pipeline.domain.parsers.envelope).
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable, Mapping
 
 FIRST_LINE = "patchgate.first-line"
 FIRST_OFFSET = "patchgate.first-offset"
@@ -34,7 +34,12 @@ def headers(first_line: int, first_offset: int | None) -> list[tuple[str, bytes]
     return out
 
 
-def packed_position(record_headers: Iterable[tuple[str, bytes]] | None) -> tuple[int, int | None] | None:
+# A record's headers as the consumers give them: kafka-python and aiokafka a list of pairs, Faust
+# possibly a mapping.
+RecordHeaders = Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None
+
+
+def packed_position(record_headers: RecordHeaders) -> tuple[int, int | None] | None:
     """(first line, first byte offset) of a packed record, or None for a record of one line."""
     found = dict(record_headers or ())
     if FIRST_LINE not in found:
@@ -47,9 +52,10 @@ def quiet_headers(through_offset: int) -> list[tuple[str, bytes]]:
     return [(QUIET_THROUGH, str(through_offset).encode("ascii"))]
 
 
-def quiet_through(record_headers: Iterable[tuple[str, bytes]] | None) -> int | None:
+def quiet_through(record_headers: RecordHeaders) -> int | None:
     """The offset a quiet marker names, or None for a record of lines."""
-    for name, value in record_headers or ():
+    pairs = record_headers.items() if isinstance(record_headers, Mapping) else record_headers or ()
+    for name, value in pairs:
         if name == QUIET_THROUGH:
             return int(value)
     return None

@@ -126,7 +126,9 @@ class Catalog:
         at all and newer than all the product's lines, the product's newest build. None when the
         catalog knows the build or a newer one of its line, or knows no build of the product.
         """
-        lines = self._newest_in_line.get(product) if build is not None else None
+        if build is None or product is None:
+            return None
+        lines = self._newest_in_line.get(product)
         if not lines:
             return None
         line = line_of(build)
@@ -138,10 +140,13 @@ class Catalog:
 
     def recommended_builds(self, product: str | None, config: PolicyConfig) -> tuple[str, ...]:
         """Catalog builds of the same product at or above its baseline, newest first."""
-        baseline = config.baselines.get(product) if product else None
+        if not product:
+            return ()
+        baseline = config.baselines.get(product)
         if baseline is None or product in config.vulnerable_products:
             return ()
         key = (product, baseline)
         if key not in self._recommended:
-            self._recommended[key] = tuple(str(b.build) for b in self.builds if b.product == product and b.build >= baseline)
+            self._recommended[key] = tuple(
+                str(b.build) for b in self.builds if b.product == product and b.build >= baseline)
         return self._recommended[key]

@@ -63,7 +63,8 @@ def insert_observations(client: Client, rows: list[dict], dedup_token: str) -> N
     if rows:
         settings = {**INSERT_SETTINGS, "insert_deduplication_token": f"observations:{dedup_token}"}
         payload = b"\n".join(_observation_row(record) for record in rows)
-        client.raw_insert("observations", list(OBSERVATION_COLUMNS), insert_block=payload, settings=settings, fmt="JSONEachRow")
+        client.raw_insert("observations", list(OBSERVATION_COLUMNS), insert_block=payload, settings=settings,
+                          fmt="JSONEachRow")
 
 
 def insert_enforcement(client: Client, rows: list[tuple[dict, int, int]], dedup_token: str) -> None:

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 import faust
 import orjson
 
+from pipeline.contracts import packing
 from pipeline.domain import policy
 from pipeline.domain.aggregate import ObservationBatch
 from pipeline.domain.catalog import Catalog
 from pipeline.domain.events import ServerObservation
-from pipeline.contracts import packing
 from pipeline.settings import Settings
 from pipeline.streaming import records
 from pipeline.streaming.avro import ENFORCEMENT_DECISION, MESSAGE_TRACE, SERVER_OBSERVATION, SERVER_OBSERVATION_TIMES
@@ -62,11 +62,11 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
         return DeadLetterLimit(agent, settings.dead_letters.max_ratio, settings.dead_letters.max_consecutive)
 
     async def send_observations(observations: list[ServerObservation], pending: list) -> None:
-        for observation in observations:
-            pending.append(await topics.observations.send(
-                key=observation.server_id.encode("utf-8"),
-                value=SERVER_OBSERVATION.encode(records.observation_record(observation)),
-            ))
+        pending.extend([
+            await topics.observations.send(key=observation.server_id.encode("utf-8"),
+                                           value=SERVER_OBSERVATION.encode(records.observation_record(observation)))
+            for observation in observations
+        ])
 
     @app.agent(topics.raw)
     async def ingest(stream):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import faust
+from faust.types import TableT
 
 from pipeline.domain.catalog import Catalog
 from pipeline.settings import Settings
@@ -23,10 +24,10 @@ class Tables:
     # The parser state per source (format, #Fields header, learnt host names, open header block)
     # and Postfix's open messages (key source NUL queue id): both keyed by source, so co-partitioned
     # with mail.logs.raw.
-    parser_states: faust.Table
-    open_messages: faust.Table
+    parser_states: TableT
+    open_messages: TableT
     # The first-seen/policy state per server, co-partitioned with mail.observations (key server_id).
-    server_states: faust.Table
+    server_states: TableT
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,11 @@ class Topics:
     enforcement: faust.TopicT
 
 
-def health(app: faust.App, clickhouse: ClickHouseHandle) -> dict:
+def health(clickhouse: ClickHouseHandle) -> dict:
     """What /health answers: ok, or degraded while ClickHouse writes fail (their partitions paused)."""
-    paused = sorted(f"{tp.topic}/{tp.partition}" for tp in app.consumer._paused_partitions)
     writes = clickhouse.health.as_json()
     return {"status": "degraded" if writes["failing_for_s"] is not None else "ok",
-            "clickhouse_writes": writes, "paused_partitions": paused}
+            "clickhouse_writes": writes, "paused_partitions": sorted(clickhouse.health.paused)}
 
 
 def build_app(settings: Settings, catalog: Catalog, store: str = "rocksdb://",
@@ -85,17 +85,18 @@ def build_app(settings: Settings, catalog: Catalog, store: str = "rocksdb://",
     wired = Topics(topic(topics.RAW), topic(topics.TRACES), topic(topics.DEAD_LETTERS),
                    topic(topics.OBSERVATIONS), topic(topics.DECISIONS), topic(topics.ENFORCEMENT))
 
-    def table(name: str) -> faust.Table:
+    def table(name: str) -> TableT:
         # Keys and values are raw bytes (the bytes type also makes the changelog and recovery read
         # them raw); the agents encode values as JSON themselves, a batch at a time.
         return app.Table(name, default=None, partitions=settings.partitions, key_type=bytes, value_type=bytes)
 
-    tables = Tables(table(topics.PARSER_STATE_TABLE), table(topics.OPEN_MESSAGES_TABLE), table(topics.SERVER_STATE_TABLE))
+    tables = Tables(table(topics.PARSER_STATE_TABLE), table(topics.OPEN_MESSAGES_TABLE),
+                    table(topics.SERVER_STATE_TABLE))
 
     if clickhouse is None:
         clickhouse = ClickHouseHandle(settings.clickhouse_dsn)
         app.task(clickhouse.open)
     agents.register(app, wired, tables, settings, catalog)
     sink_agents.register(app, wired, clickhouse, settings)
-    views.register(app, clickhouse.read, lambda: health(app, clickhouse))
+    views.register(app, clickhouse.read, lambda: health(clickhouse))
     return app

@@ -15,6 +15,7 @@ from importlib.resources.abc import Traversable
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
+from fastavro.types import Schema
 
 # Package data, read through importlib.resources so an installed wheel finds it too.
 SCHEMA_DIR = files("pipeline").joinpath("schemas", "avro")
@@ -27,7 +28,7 @@ class AvroDecodeError(ValueError):
 
 
 @cache
-def _writers_by_fingerprint() -> dict[bytes, dict]:
+def _writers_by_fingerprint() -> dict[bytes, Schema]:
     schemas = {}
     for path in _schema_files(SCHEMA_DIR):
         schema = parse_schema(json.loads(path.read_text(encoding="utf-8")))
@@ -72,9 +73,12 @@ class AvroContract:
         if writer is None:
             raise AvroDecodeError(f"unknown writer schema fingerprint {data[2:_HEADER_SIZE].hex()}")
         try:
-            return schemaless_reader(io.BytesIO(data[_HEADER_SIZE:]), writer, self.reader)
+            record = schemaless_reader(io.BytesIO(data[_HEADER_SIZE:]), writer, self.reader)
         except Exception as exc:  # fastavro raises several types for truncated or mismatched bodies
             raise AvroDecodeError(f"{self.name}: cannot read body: {exc}") from exc
+        if not isinstance(record, dict):  # a writer schema that is not a record, resolved to this one
+            raise AvroDecodeError(f"{self.name}: the writer schema is not a record")
+        return record
 
 
 MESSAGE_TRACE = AvroContract("MessageTrace")

@@ -11,17 +11,19 @@ outside input, where bad lines are expected; they are dead-lettered without limi
 """
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import faust
+from faust.types import RecordMetadata
 
 from pipeline.domain.events import ParseError
 from pipeline.streaming import records
 from pipeline.streaming.avro import DEAD_LETTER, AvroContract, AvroDecodeError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class DeadLetterLimitExceeded(RuntimeError):
@@ -67,7 +69,7 @@ class DeadLetterLimit:
         self.window_bad += bad
 
 
-async def dead_letter(topic: faust.TopicT, event: faust.EventT, reason: str) -> asyncio.Future:
+async def dead_letter(topic: faust.TopicT, event: faust.EventT, reason: str) -> Awaitable[RecordMetadata]:
     """A record that could not be read at all: it goes whole, named by topic, partition and offset."""
     message = event.message
     record = records.dead_letter_record(reason, message.value or b"", message.topic, message.partition, message.offset)
@@ -75,7 +77,7 @@ async def dead_letter(topic: faust.TopicT, event: faust.EventT, reason: str) -> 
     return await topic.send(key=message.key, value=DEAD_LETTER.encode(record))
 
 
-async def rejected_line(topic: faust.TopicT, error: ParseError) -> asyncio.Future:
+async def rejected_line(topic: faust.TopicT, error: ParseError) -> Awaitable[RecordMetadata]:
     """A line a parser rejected: named by its file position and by the record it came in
     (`error.origin`, an ingest.Origin); the record itself when it held that one line."""
     origin = error.origin
@@ -85,8 +87,8 @@ async def rejected_line(topic: faust.TopicT, error: ParseError) -> asyncio.Futur
     return await topic.send(key=error.position.source.encode("utf-8"), value=DEAD_LETTER.encode(record))
 
 
-async def decoded(topic: faust.TopicT, event: faust.EventT, contract: AvroContract, from_record: Callable,
-                  pending: list, limit: DeadLetterLimit) -> object | None:
+async def decoded(topic: faust.TopicT, event: faust.EventT, contract: AvroContract, from_record: Callable[[dict], T],
+                  pending: list, limit: DeadLetterLimit) -> T | None:
     """The event's record as a domain object, or None once a record that does not decode was
     dead-lettered (its delivery future is added to `pending`). Raises DeadLetterLimitExceeded
     instead when `limit` says it is one bad record too many."""

@@ -8,8 +8,8 @@ a crashed agent, which would read on past them.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Sequence
 
 import faust
 
@@ -27,7 +27,7 @@ async def stops_worker_on_limit(app: faust.App) -> AsyncIterator[None]:
         await app.crash(exc)
 
 
-async def batches(stream: faust.StreamT, size: int, within: float) -> AsyncIterator[Sequence[faust.EventT]]:
+async def batches(stream: faust.Stream, size: int, within: float) -> AsyncIterator[Sequence[faust.EventT]]:
     """`stream.take_events`, except that a batch the agent did not finish is never acked.
 
     take_events acks a batch however the agent's loop leaves it, by an exception or a cancellation

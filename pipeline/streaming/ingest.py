@@ -19,7 +19,7 @@ a key no source can have, written with the states.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import faust
 import orjson
@@ -72,7 +72,7 @@ class RawBatch:
             self._quiet[message.partition] = max(through, self._quiet.get(message.partition, through))
             return
         key = (message.key or b"").decode("utf-8", "replace") or f"{message.topic}/{message.partition}"
-        reference = datetime.fromtimestamp(message.timestamp, tz=timezone.utc) if message.timestamp else None
+        reference = datetime.fromtimestamp(message.timestamp, tz=UTC) if message.timestamp else None
         packed = packing.packed_position(message.headers)
         if packed is not None:
             origin = Origin(message.topic, message.partition, message.offset)

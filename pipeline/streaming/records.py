@@ -10,7 +10,6 @@ from pipeline.domain.events import MessageTrace, ParseError, ServerObservation, 
 from pipeline.domain.policy import Decision
 from pipeline.streaming.avro import AvroDecodeError
 
-
 # Field by field rather than dataclasses.asdict, which deep-copies and shows up in profiles.
 _TRACE_FIELDS = tuple(f.name for f in fields(MessageTrace) if f.name not in ("position", "recipients", "received"))
 _DECISION_FIELDS = tuple(f.name for f in fields(Decision))
@@ -41,7 +40,8 @@ def observation_record(observation: ServerObservation) -> dict:
         "behind_relay": observation.behind_relay, "software": observation.software, "count": observation.count,
         "in_scope": observation.in_scope,
         # JSON, so that the sink passes the lists on to ClickHouse without taking them apart.
-        "messages": orjson.dumps({"message_keys": observation.message_keys, "message_times": observation.message_times_ms,
+        "messages": orjson.dumps({"message_keys": observation.message_keys,
+                                  "message_times": observation.message_times_ms,
                                   "message_sizes": observation.message_sizes}),
     }
 
@@ -72,8 +72,10 @@ def current_observation_record(record: dict) -> dict:
     if record["first_event_time"] is None:
         return observation_record(observation_from_record(record))
     messages = record["messages"]
-    if not (messages.startswith(b'{"message_keys":[') and messages.endswith(b"]}") and b'"message_sizes":[' in messages):
-        raise AvroDecodeError(f"ServerObservation: messages is not the JSON object of message lists ({messages[:40]!r})")
+    if not (messages.startswith(b'{"message_keys":[') and messages.endswith(b"]}")
+            and b'"message_sizes":[' in messages):
+        raise AvroDecodeError(
+            f"ServerObservation: messages is not the JSON object of message lists ({messages[:40]!r})")
     return record
 
 

@@ -43,7 +43,8 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
                     rows.append(row)
             token = f"{topic}:{partition}:{events[0].message.offset}-{events[-1].message.offset}"
             await clickhouse.write(partial(insert, rows=rows, dedup_token=token), token,
-                                   hold=partial(_pause, app, topic), release=partial(_resume, app, topic))
+                                   hold=partial(_pause, app, topic, clickhouse.health.paused),
+                                   release=partial(_resume, app, topic, clickhouse.health.paused))
         await asyncio.gather(*pending)
 
     @app.agent(topics.decisions)
@@ -79,15 +80,18 @@ def _by_partition(batch) -> dict[tuple[str, int], list]:
     return grouped
 
 
-def _pause(app: faust.App, topic: str) -> None:
-    """Stop fetching the topic's partitions that this worker reads, until _resume."""
+def _pause(app: faust.App, topic: str, shown: set[str]) -> None:
+    """Stop fetching the topic's partitions that this worker reads, until _resume (`shown`: what
+    /health lists)."""
     paused = {tp for tp in app.consumer.assignment() if tp.topic == topic}
     log.warning("pausing %s partitions %s until ClickHouse stores again", topic, sorted(tp.partition for tp in paused))
     app.consumer.pause_partitions(paused)
+    shown.update(f"{tp.topic}/{tp.partition}" for tp in paused)
 
 
-def _resume(app: faust.App, topic: str) -> None:
+def _resume(app: faust.App, topic: str, shown: set[str]) -> None:
     # Only what is still assigned: a rebalance while paused may have moved partitions away.
     resumed = {tp for tp in app.consumer.assignment() if tp.topic == topic}
     log.info("resuming %s partitions %s", topic, sorted(tp.partition for tp in resumed))
     app.consumer.resume_partitions(resumed)
+    shown.difference_update({name for name in shown if name.startswith(f"{topic}/")})

@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 from clickhouse_connect.driver.client import Client
 
@@ -36,10 +37,12 @@ class WriteHealth:
     failing_since: float | None = None
     failures: int = 0
     last_error: str | None = None
+    # "topic/partition" of the partitions held until the failing write is stored.
+    paused: set[str] = field(default_factory=set)
 
     def as_json(self) -> dict:
-        return {"failing_for_s": None if self.failing_since is None else round(time.monotonic() - self.failing_since, 1),
-                "failures": self.failures, "last_error": self.last_error}
+        failing_for = None if self.failing_since is None else round(time.monotonic() - self.failing_since, 1)
+        return {"failing_for_s": failing_for, "failures": self.failures, "last_error": self.last_error}
 
 
 class ClickHouseHandle:
@@ -47,29 +50,29 @@ class ClickHouseHandle:
         self.dsn = dsn
         self.write_timeout = write_timeout
         self.health = WriteHealth()
-        self._writer: Client | None = None
-        self._reader: Client | None = None
+        # (writer, reader) once open.
+        self._clients: tuple[Client, Client] | None = None
         self._turn = asyncio.Lock()
         self._ready = asyncio.Event()
 
     async def open(self) -> None:
-        self._writer = await asyncio.to_thread(connect, self.dsn)
-        await asyncio.to_thread(create_tables, self._writer)
-        self._reader = await asyncio.to_thread(connect, self.dsn)
+        writer = await asyncio.to_thread(connect, self.dsn)
+        await asyncio.to_thread(create_tables, writer)
+        self._clients = (writer, await asyncio.to_thread(connect, self.dsn))
         self._ready.set()
 
     async def read(self, fn: Callable[[Client], T]) -> T:
-        await self._ready.wait()
-        return await self._run(fn, self._reader)
+        _, reader = await self._opened()
+        return await self._run(fn, reader)
 
     async def write(self, fn: Callable[[Client], None], what: str,
                     hold: Callable[[], None] = lambda: None, release: Callable[[], None] = lambda: None) -> None:
         """Store with `fn`, however many tries it takes; `hold` once when the first try failed or
         is slow, `release` once after it was stored."""
-        await self._ready.wait()
+        writer, _ = await self._opened()
         backoff, held = FIRST_BACKOFF_S, False
         while True:
-            attempt = asyncio.ensure_future(self._run(fn, self._writer))
+            attempt = asyncio.ensure_future(self._run(fn, writer))
             done, _ = await asyncio.wait({attempt}, timeout=self.write_timeout)
             if not done:
                 log.error("ClickHouse write of %s takes over %g s: holding its partitions", what, self.write_timeout)
@@ -95,9 +98,13 @@ class ClickHouseHandle:
             return
 
     async def close(self) -> None:
-        for client in (self._reader, self._writer):
-            if client is not None:
-                await asyncio.to_thread(client.close)
+        for client in self._clients or ():
+            await asyncio.to_thread(client.close)
+
+    async def _opened(self) -> tuple[Client, Client]:
+        while self._clients is None:
+            await self._ready.wait()
+        return self._clients
 
     def _failed(self, error: str) -> None:
         self.health.failures += 1

@@ -9,8 +9,9 @@ which the agents call only after what the batch produced was acknowledged by the
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import faust
 import orjson

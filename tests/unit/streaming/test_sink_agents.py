@@ -131,10 +131,10 @@ def test_while_clickhouse_fails_the_topic_is_paused_and_the_batch_unacked_until_
                 event = await sink.put(decision_record(make_decision, 1), key=b"k")
                 await until(lambda: len(tries) >= 3, "the write is tried again")
                 # ClickHouse refuses every try: nothing was stored, so the batch must not be acked.
-                during = health(app, handle), event.message.acked
+                during = health(handle), event.message.acked
                 failing = False
                 await until(acked(event), "the batch is stored and acked")
-                after = health(app, handle)
+                after = health(handle)
             return during, after, await rows(handle, "decisions")
         finally:
             await handle.close()
