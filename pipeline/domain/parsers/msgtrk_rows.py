@@ -230,21 +230,29 @@ class _Read:
 
     def _rows(self) -> pa.Table:
         """The wanted columns of every kept line, as strings; segments keep only the lines read."""
-        rows, invalid = _csv(self.fields, self._texts())
-        found = rows.num_rows + len(invalid) == sum(len(s.kept) for s in self.segments)
-        if not (found and self._leave_out(invalid, rows.num_rows, settle=False)):
+        read = _csv(self.fields, self._texts())
+        kept = sum(len(s.kept) for s in self.segments)
+        if not (read is not None and read[0].num_rows + len(read[1]) == kept
+                and self._leave_out(read[1], read[0].num_rows, settle=False)):
             # The reader did not find a row per line: bytes read as they were held empty lines, a
             # quote left open made it run on into the next line, or a carriage return inside a
-            # line ended it early. Leave out the first, set the others aside (no value spans lines
-            # in these logs), and read again, line by line.
+            # line ended it early; or it refused bytes that are not UTF-8. Leave out empty lines,
+            # set the broken ones aside (no value spans lines in these logs), and read again, line
+            # by line, the lines as decoded (bytes that are not UTF-8 replaced).
             for segment in self.segments:
                 lines = segment.run.lines
                 segment.kept = [i for i in segment.kept if lines[i] and not lines[i].isspace()]
                 broken = {i: reason for i in segment.kept if (reason := _broken(lines[i]))}
                 self.errors += [segment.run.error(i, broken[i]) for i in sorted(broken)]
                 segment.kept = [i for i in segment.kept if i not in broken]
-            rows, invalid = _csv(self.fields, self._texts())
-            self._leave_out(invalid, rows.num_rows, settle=True)
+            read = _csv(self.fields, self._texts())
+            if read is None:  # decoded text is UTF-8: nothing is known to get here; lose no line if it does
+                for segment in self.segments:
+                    self.errors += [segment.run.error(i, "the CSV reader refused the line") for i in segment.kept]
+                    segment.kept = []
+                read = pa.schema({f: pa.string() for f in _READ if f in self.fields}).empty_table(), []
+            self._leave_out(read[1], read[0].num_rows, settle=True)
+        rows = read[0]
         self.starts = []
         total = 0
         for segment in self.segments:
@@ -540,9 +548,16 @@ class _RowTexts:
                 return raw[start:stop].decode("utf-8", "replace")
 
 
-def _csv(fields: list[str], text: bytes) -> tuple[pa.Table, list[tuple[str, int]]]:
+def _csv(fields: list[str], text: bytes) -> tuple[pa.Table, list[tuple[str, int]]] | None:
     """Arrow's CSV reader over the lines: the wanted columns as strings, and the rows it skipped
-    (text, number of values) for having the wrong number of values."""
+    (text, number of values) for having the wrong number of values. None when it refuses the text
+    (bytes that are not UTF-8: a skipped row's text cannot even be handed to `skip`)."""
+    try:
+        # Checked first: Arrow would fail to hand a skipped row that is not UTF-8 to `skip` (and
+        # print its failure), then refuse the whole text anyway.
+        text.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
     invalid: list[tuple[str, int]] = []
 
     def skip(row) -> str:
@@ -560,7 +575,7 @@ def _csv(fields: list[str], text: bytes) -> tuple[pa.Table, list[tuple[str, int]
         )
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" not in str(exc):
-            raise
+            return None
         rows = pa.schema(types).empty_table()  # nothing but line ends
     return rows, invalid
 

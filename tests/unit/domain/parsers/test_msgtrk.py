@@ -459,3 +459,22 @@ def test_a_writer_name_that_is_no_host_name_is_an_error_and_no_server(make_sourc
     assert [(g.template.logged_by, g.message_keys) for g in source.out.groups] == [("ex_01.contoso.example", ["<m3@x>"])]
     assert source.state["hosts"] == {"app1": "app1.contoso.example", "ex_01": "ex_01.contoso.example",
                                      "mx": "mx.partner.example"}
+
+
+def test_bytes_that_are_not_utf8_cost_their_lines_only(samples, make_source):
+    """A packed run is read from its bytes; Arrow refuses bytes that are not UTF-8 (a disk error, a
+    file of another encoding): the run is then read from its lines as decoded, each bad line named."""
+    data = (samples.parent.parent / "deploy" / "samples" / "MSGTRK_EX16MBX01_20260210.LOG").read_bytes()
+    lines = data.split(b"\n")
+    first_row = next(i for i, line in enumerate(lines) if line and not line.lstrip(b"\xef\xbb\xbf").startswith(b"#"))
+    # A row cut short by garbage, and a whole row whose message id holds a byte no UTF-8 has.
+    lines[first_row + 1] = b"2026-01-20T07:12:4\xff\xfe,garbage"
+    lines[first_row + 2] = lines[first_row + 2].replace(b"@", b"\xb4@", 1)
+    clean = feed_packed(make_source, "f.log", data)
+    source = feed_packed(make_source, "f.log", b"\n".join(lines))
+    assert [(e.position.line, e.reason) for e in source.out.errors] == [
+        (first_row + 2, "2 values for the 30 columns of #Fields")]
+    clean_keys = sorted(k for g in clean.out.groups for k in g.message_keys)
+    keys = sorted(k for g in source.out.groups for k in g.message_keys)
+    # Only the cut row is lost: the row with the stray byte is read, the byte replaced.
+    assert len(keys) == len(clean_keys) - 1
