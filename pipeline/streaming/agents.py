@@ -31,7 +31,7 @@ from pipeline.settings import Settings
 from pipeline.streaming import records
 from pipeline.streaming.avro import ENFORCEMENT_DECISION, MESSAGE_TRACE, SERVER_OBSERVATION, SERVER_OBSERVATION_TIMES
 from pipeline.streaming.dead_letters import DeadLetterLimit, decoded, rejected_line
-from pipeline.streaming.failures import batches, stops_worker_on_limit
+from pipeline.streaming.failures import batches, stops_worker_on_failure
 from pipeline.streaming.ingest import RawBatch
 from pipeline.streaming.tables import TableBatch
 
@@ -56,6 +56,7 @@ class Arrival:
 def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalog) -> None:
     config = settings.policy
     idle_s = settings.stream.source_idle_seconds
+    idle_ms = int(idle_s * 1000)
     arrivals: dict[int, Arrival] = {}
 
     def limit(agent: str) -> DeadLetterLimit:
@@ -70,18 +71,19 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
 
     @app.agent(topics.raw)
     async def ingest(stream):
-        async for events in batches(stream, RAW_BATCH, RAW_WITHIN):
-            batch = RawBatch(tables.parser_states, tables.open_messages, config, settings.formats, int(idle_s * 1000))
-            for event in events:
-                batch.add(event)
-                if packing.quiet_through(event.message.headers) is None:
-                    arrivals[event.message.partition] = Arrival(time.monotonic(), event.message.offset)
-            batch.parse()
-            pending: list = [await rejected_line(topics.dead_letters, error) for error in batch.errors]
-            await send_observations(batch.observations.observations(), pending)
-            await asyncio.gather(*pending)
-            batch.states.flush()
-            batch.open_messages.flush()
+        async with stops_worker_on_failure(app, "ingest"):
+            async for events in batches(stream, RAW_BATCH, RAW_WITHIN):
+                batch = RawBatch(tables.parser_states, tables.open_messages, config, settings.formats, idle_ms)
+                for event in events:
+                    batch.add(event)
+                    if packing.quiet_through(event.message.headers) is None:
+                        arrivals[event.message.partition] = Arrival(time.monotonic(), event.message.offset)
+                batch.parse()
+                pending: list = [await rejected_line(topics.dead_letters, error) for error in batch.errors]
+                await send_observations(batch.observations.observations(), pending)
+                await asyncio.gather(*pending)
+                batch.states.flush()
+                batch.open_messages.flush()
 
     if idle_s > 0:
         @app.timer(interval=min(1.0, idle_s / 4))
@@ -101,7 +103,7 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
     @app.agent(topics.traces)
     async def observe(stream):
         dead_letters = limit("observe")
-        async with stops_worker_on_limit(app):
+        async with stops_worker_on_failure(app, "observe"):
             async for events in batches(stream, OBSERVATION_BATCH, OBSERVATION_WITHIN):
                 folded = ObservationBatch(config)
                 pending: list = []
@@ -116,7 +118,7 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
     @app.agent(topics.observations)
     async def enforce(stream):
         dead_letters = limit("enforce")
-        async with stops_worker_on_limit(app):
+        async with stops_worker_on_failure(app, "enforce"):
             async for events in batches(stream, OBSERVATION_BATCH, OBSERVATION_WITHIN):
                 pending: list = []
                 by_server: dict[bytes, tuple[faust.EventT, list[ServerObservation]]] = {}

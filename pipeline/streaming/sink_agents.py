@@ -19,7 +19,7 @@ from pipeline.sinks.clickhouse import insert_decisions, insert_enforcement, inse
 from pipeline.streaming import records
 from pipeline.streaming.avro import ENFORCEMENT, ENFORCEMENT_DECISION, SERVER_OBSERVATION, AvroContract
 from pipeline.streaming.dead_letters import DeadLetterLimit, decoded
-from pipeline.streaming.failures import batches, stops_worker_on_limit
+from pipeline.streaming.failures import batches, stops_worker_on_failure
 from pipeline.streaming.storage import ClickHouseHandle
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
     @app.agent(topics.decisions)
     async def store_decisions(stream):
         dead_letters = limit("store_decisions")
-        async with stops_worker_on_limit(app):
+        async with stops_worker_on_failure(app, "store_decisions"):
             async for batch in batches(stream, BATCH_SIZE, BATCH_SECONDS):
                 await store(batch, ENFORCEMENT_DECISION, lambda record, message: records.decision_from_record(record),
                             insert_decisions, dead_letters)
@@ -58,7 +58,7 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
     @app.agent(topics.observations)
     async def store_observations(stream):
         dead_letters = limit("store_observations")
-        async with stops_worker_on_limit(app):
+        async with stops_worker_on_failure(app, "store_observations"):
             async for batch in batches(stream, BATCH_SIZE, BATCH_SECONDS):
                 await store(batch, SERVER_OBSERVATION,
                             lambda record, message: records.current_observation_record(record), insert_observations,
@@ -67,7 +67,7 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
     @app.agent(topics.enforcement)
     async def store_enforcement(stream):
         dead_letters = limit("store_enforcement")
-        async with stops_worker_on_limit(app):
+        async with stops_worker_on_failure(app, "store_enforcement"):
             async for batch in batches(stream, BATCH_SIZE, BATCH_SECONDS):
                 await store(batch, ENFORCEMENT, lambda record, message: (record, message.partition, message.offset),
                             insert_enforcement, dead_letters)

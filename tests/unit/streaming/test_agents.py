@@ -192,3 +192,26 @@ def test_the_batch_that_exceeds_the_dead_letter_limit_is_never_acked(name, strea
 
     events = asyncio.run(scenario())
     assert [event.message.acked for event in events] == [False, False]
+
+
+def test_a_table_that_cannot_be_written_stops_the_worker_with_the_batch_unacked(streaming_app, until, monkeypatch):
+    """A full disk under RocksDB: the agent fails on its table write. Faust would restart the agent,
+    which would read on past the batch; the worker stops instead, and a restart reads it again."""
+    app = streaming_app()
+
+    def full_disk(self):
+        raise OSError("IO error: No space left on device: While appending to file: parser-state-1.db/000004.log")
+
+    monkeypatch.setattr("pipeline.streaming.tables.TableBatch.flush", full_disk)
+
+    async def scenario():
+        async with agent_named(app, "ingest").test_context() as ingest:
+            event = await ingest.put(HEADER + ROW, key=LOG.encode(), partition=1, timestamp=RECEIVED_AT,
+                                     headers=packing.headers(1, 0))
+            await until(lambda: app.crashes, "the worker is stopped")
+        return event
+
+    event = asyncio.run(scenario())
+    [reason] = app.crashes
+    assert isinstance(reason, OSError) and "No space left on device" in str(reason)
+    assert not event.message.acked
