@@ -10,7 +10,9 @@ reads it again.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -21,17 +23,34 @@ from pipeline.streaming.dead_letters import DeadLetterLimitExceeded
 log = logging.getLogger(__name__)
 
 
+# Faust's shutdown waits for the streams' events to be acked, and the batch the agent failed on
+# never is: after this long the process ends without it. Nothing past that batch was committed, so
+# this costs what a kill -9 costs (the integration tests and bench/faults.py kill workers so).
+STOP_GRACE_S = 20.0
+
+
 @asynccontextmanager
 async def stops_worker_on_failure(app: faust.App, agent: str) -> AsyncIterator[None]:
     try:
         yield
     except DeadLetterLimitExceeded as exc:
         log.critical("stopping the worker: dead-letter limit exceeded: %s", exc)
-        await app.crash(exc)
+        await _crash(app, exc)
     except Exception as exc:  # whatever it is, going on would skip the batch
         log.critical("stopping the worker: the %s agent failed: %s: %s", agent, type(exc).__name__, exc,
                      exc_info=exc)
-        await app.crash(exc)
+        await _crash(app, exc)
+
+
+async def _crash(app: faust.App, exc: BaseException) -> None:
+    asyncio.get_running_loop().call_later(STOP_GRACE_S, _exit_now)
+    await app.crash(exc)
+
+
+def _exit_now() -> None:
+    log.critical("the worker did not stop within %.0f s of the failure: exiting now", STOP_GRACE_S)
+    logging.shutdown()
+    os._exit(1)
 
 
 async def batches(stream: faust.Stream, size: int, within: float) -> AsyncIterator[Sequence[faust.EventT]]:
