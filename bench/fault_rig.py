@@ -1,0 +1,370 @@
+"""What the fault campaign (bench/faults.py) runs the real pipeline with: a broker of its own, a
+pipeline with its own topics, group and data folder (the integration tests' isolated_env), the
+processes an operator runs (`patchgate worker`, `ship --follow`, `mta`), log files that grow while
+they run, and what the scenarios measure with: the group's lag and committed offsets sampled or
+waited for, and the worker's web port asked while a fault lasts.
+
+Every process is a child with its log in the scenario's folder; Pipeline.close kills what is
+still running, so a failed scenario leaves nothing behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+for folder in (ROOT, BENCH):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+from pipeline.streaming.admin import (  # noqa: E402
+    CONSUMED,
+    _committed_offsets as committed_offsets,
+    lag,
+    wait_until_drained,
+)
+from tests.integration.conftest import Worker, isolated_env  # noqa: E402
+
+KAFKA_SH = ROOT / "deploy" / "kafka" / "kafka.sh"
+# What Faust logs when an agent raised. Its supervisor then restarts the agent, which reads on
+# after the batch it failed on.
+AGENT_CRASHED = "]: Crashed reason="
+
+
+@dataclass(frozen=True)
+class OwnBroker:
+    """A broker of the campaign's own (deploy/kafka/kafka.sh with its own home and ports), which it
+    may stop and start at will; never the shared one on 9092."""
+
+    home: Path = Path("/tmp/faults-kafka")
+    port: int = 19092
+    controller_port: int = 19093
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _run(self, command: str, check: bool = True) -> subprocess.CompletedProcess:
+        env = {**os.environ, "PATCHGATE_KAFKA_HOME": str(self.home), "KAFKA_PORT": str(self.port),
+               "KAFKA_CONTROLLER_PORT": str(self.controller_port)}
+        return subprocess.run(["bash", str(KAFKA_SH), command], env=env, capture_output=True, text=True, check=check)
+
+    def running(self) -> bool:
+        return self._run("status", check=False).returncode == 0
+
+    def start(self) -> None:
+        done = self._run("start", check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"own broker did not start: {done.stdout}{done.stderr}")
+
+    def stop(self) -> None:
+        self._run("stop")
+
+
+class Process(Worker):
+    """A child process with its output in a log file (the integration tests' Worker, any command)."""
+
+    def __init__(self, command: list[str], env: dict, log: Path):
+        self.log = log
+        self.process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit status, or None if it still runs after `timeout` seconds."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def agent_crashes(self) -> int:
+        """How often one of a worker's agents crashed (Faust restarts it, the process lives on)."""
+        return self.text().count(AGENT_CRASHED)
+
+
+class Pipeline:
+    """One pipeline of its own on the broker in KAFKA_BOOTSTRAP_SERVERS, and the processes it runs.
+
+    `config` is a TOML settings file; `data_dir` defaults to <folder>/data; `env` adds variables
+    (dead-letter limits, the fault flag) to every process."""
+
+    def __init__(self, folder: Path, config: Path | None = None, data_dir: Path | None = None, env: dict | None = None):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.settings, self.env = isolated_env(data_dir or folder / "data", config)
+        self.env.update(env or {})
+        self.processes: list[Process] = []
+
+    def _start(self, name: str, command: list[str]) -> Process:
+        count = sum(1 for p in self.processes if p.log.name.startswith(name))
+        process = Process(command, self.env, self.folder / f"{name}-{count}.log")
+        self.processes.append(process)
+        return process
+
+    def worker(self, faulty: bool = False) -> Process:
+        """`patchgate worker`, or with faulty=True the same worker with ClickHouse writes that fail
+        while the flag file in PATCHGATE_FAULT_FLAG exists (bench/fault_worker.py)."""
+        if faulty:
+            return self._start("worker", [sys.executable, str(BENCH / "fault_worker.py")])
+        return self._start("worker", [sys.executable, "-m", "pipeline", "worker"])
+
+    def shipper(self, paths: list[Path], follow: bool) -> Process:
+        command = [sys.executable, "-m", "pipeline", "ship", *map(str, paths),
+                   "--checkpoint", str(self.folder / "ship-checkpoint.json")]
+        return self._start("ship", command + (["--follow"] if follow else []))
+
+    def mta(self, port: int) -> Process:
+        return self._start("mta", [sys.executable, "-m", "pipeline", "mta", "--port", str(port),
+                                   "--cache", str(self.folder / "decision-cache.json")])
+
+    def web(self, path: str, body: dict | None = None, timeout: float = 60):
+        """A JSON answer of the worker's web port."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.settings.web_port}{path}", data=json.dumps(body).encode() if body else None,
+            headers={"Content-Type": "application/json"}, method="POST" if body else "GET")
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+
+    def sql(self, query: str) -> list[list]:
+        return self.web("/sql", {"query": query})["rows"]
+
+    def wait_for_web(self, worker: Process, timeout: float = 180) -> None:
+        """Until the worker's web port answers (it opened ClickHouse and joined its group)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.web("/report", timeout=5)
+                return
+            except (OSError, ValueError) as exc:
+                if not worker.alive():
+                    raise RuntimeError(f"the worker exited at start:\n{worker.tail()}") from exc
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the worker's web port did not answer in {timeout:.0f} s") from exc
+                time.sleep(0.5)
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.alive():
+                process.kill()
+
+
+def stop_gracefully(process: Process, timeout: float = 60) -> int | None:
+    """SIGTERM, then the exit status (None: still running after `timeout`, then killed)."""
+    if process.alive():
+        process.process.send_signal(signal.SIGTERM)
+    status = process.wait(timeout)
+    if status is None:
+        process.kill()
+    return status
+
+
+def _group_offsets(settings) -> dict:
+    """The group's committed offsets, asked again while its coordinator is loading or moving."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="faults")
+    try:
+        return committed_offsets(admin, settings.app_id)
+    finally:
+        admin.close()
+
+
+def committed_total(settings, names: tuple[str, ...] = CONSUMED) -> int:
+    """The sum of the group's committed offsets over the consumed topics: it grows as the worker works."""
+    wanted = {settings.topic(name) for name in names}
+    return sum(o.offset for tp, o in _group_offsets(settings).items() if tp.topic in wanted and o.offset >= 0)
+
+
+def committed_offset(settings, name: str, partition: int) -> int | None:
+    found = _group_offsets(settings).get(TopicPartition(settings.topic(name), partition))
+    return found.offset if found is not None and found.offset >= 0 else None
+
+
+def end_offsets(settings, name: str) -> dict[int, int]:
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        topic = settings.topic(name)
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        return {tp.partition: offset for tp, offset in consumer.end_offsets(partitions).items()}
+    finally:
+        consumer.close()
+
+
+class GrowingLogs:
+    """Log files that grow at `rate` lines/s in a thread, as mail servers write them: the lines of
+    each source (bench/corpus.py) are appended in turns of a few lines, every TICK_S."""
+
+    TICK_S = 0.1
+
+    def __init__(self, folder: Path, sources, rate: float):
+        from e2e_throughput import interleaved
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.sources, self.rate = folder, sources, rate
+        self.paths = [folder / Path(source.name).relative_to("/") for source in sources]
+        for path in self.paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        self.order = interleaved(sources)
+        self.written = 0
+        self.done = threading.Event()
+        self._thread = threading.Thread(target=self._write, name="growing-logs", daemon=True)
+
+    @property
+    def total(self) -> int:
+        return len(self.order)
+
+    def start(self) -> GrowingLogs:
+        self._thread.start()
+        return self
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.done.wait(timeout)
+
+    def _write(self) -> None:
+        started = time.monotonic()
+        handles = [path.open("ab") for path in self.paths]
+        try:
+            while self.written < self.total:
+                due = min(self.total, int((time.monotonic() - started) * self.rate) + 1)
+                pending: dict[int, list[bytes]] = {}
+                for s, i in self.order[self.written:due]:
+                    pending.setdefault(s, []).append(self.sources[s].lines[i])
+                for s, lines in pending.items():
+                    handles[s].write(b"".join(lines))
+                    handles[s].flush()
+                self.written = due
+                time.sleep(self.TICK_S)
+        finally:
+            for handle in handles:
+                handle.close()
+            self.done.set()
+
+
+@dataclass
+class LagSampler:
+    """Samples the group's lag on some topics in a thread: (seconds since start, lag) pairs; a
+    sample the broker could not answer is left out."""
+
+    settings: object
+    names: tuple[str, ...] = CONSUMED
+    every_s: float = 0.5
+    samples: list[tuple[float, int]] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._stop = threading.Event()
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="lag-sampler", daemon=True)
+
+    def start(self) -> LagSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def now(self) -> float:
+        return time.monotonic() - self._started
+
+    def peak(self, start: float = 0.0, end: float = float("inf")) -> int:
+        return max((value for at, value in self.samples if start <= at <= end), default=0)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.samples.append((self.now(), lag(self.settings, self.names)))
+            except Exception:  # the broker may be down on purpose: no sample then
+                pass
+            self._stop.wait(self.every_s)
+
+
+def drain(pipeline: Pipeline, worker: Process, timeout: float) -> float:
+    """Seconds until the worker has processed everything; it must neither exit nor crash an agent meanwhile."""
+    started = time.monotonic()
+    try:
+        wait_until_drained(pipeline.settings, timeout,
+                           worker_alive=lambda: worker.alive() and not worker.agent_crashes())
+    except RuntimeError as exc:
+        what = "an agent crashed" if worker.agent_crashes() else "the worker exited"
+        raise RuntimeError(f"{what} before it had processed everything:\n{worker.tail()}") from exc
+    return time.monotonic() - started
+
+
+def until_progress(pipeline: Pipeline, worker: Process, load: GrowingLogs, timeout: float = 180) -> float:
+    """Seconds from now until a (re)started worker commits something (or has nothing left to do)."""
+    started = time.monotonic()
+    before = committed_total(pipeline.settings)
+    while time.monotonic() - started < timeout:
+        if not worker.alive():
+            raise RuntimeError(f"the worker exited by itself:\n{worker.tail()}")
+        if committed_total(pipeline.settings) > before or (load.done.is_set() and lag(pipeline.settings) == 0):
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise TimeoutError(f"the worker committed nothing in {timeout:.0f} s:\n{worker.tail()}")
+
+
+def first_times(conditions, timeout: float, every: float = 0.5) -> list[float | None]:
+    """For each condition, the seconds from now until it first held (None: not within `timeout`);
+    a condition that raises has not held yet (the broker may still be coming back)."""
+    started = time.monotonic()
+    times: list[float | None] = [None] * len(conditions)
+    while None in times and time.monotonic() - started < timeout:
+        for n, condition in enumerate(conditions):
+            try:
+                if times[n] is None and condition():
+                    times[n] = time.monotonic() - started
+            except Exception:  # see the docstring
+                pass
+        time.sleep(every)
+    return times
+
+
+class WebProbe:
+    """Asks one route of the worker's web port every second in a thread, while started: how many
+    answers came within `timeout`, and the slowest."""
+
+    def __init__(self, pipeline: Pipeline, path: str, timeout: float = 5.0):
+        self.pipeline, self.path, self.timeout = pipeline, path, timeout
+        self.asked = self.answered = 0
+        self.slowest = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"probe {path}", daemon=True)
+
+    def start(self) -> WebProbe:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(self.timeout + 5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.asked += 1
+            started = time.monotonic()
+            try:
+                self.pipeline.web(self.path, timeout=self.timeout)
+                self.answered += 1
+            except (OSError, ValueError):
+                pass
+            self.slowest = max(self.slowest, time.monotonic() - started)
+            self._stop.wait(max(0.0, 1.0 - (time.monotonic() - started)))
+
+    def __str__(self) -> str:
+        return f"{self.answered}/{self.asked} (slowest {self.slowest:.1f} s)"

@@ -1,0 +1,115 @@
+"""The fault campaign: the real pipeline under the faults an operator meets, with figures.
+
+    python bench/faults.py [--only kill9,broker,clickhouse,poison,baddeploy,disk] [--quick]
+                           [--repeat N] [--json results.json] [--folder DIR]
+
+Runs on a broker of its own (deploy/kafka/kafka.sh with PATCHGATE_KAFKA_HOME=/tmp/faults-kafka on
+ports 19092/19093; started if it is not running, stopped at the end), never the shared one on
+9092, because one scenario stops it. Every scenario starts real processes (`patchgate worker`
+with embedded ClickHouse, `patchgate ship --follow`, `patchgate mta`) in a folder of its own
+under --folder (default .bench/faults-<time>), where their logs stay.
+
+    kill9       20 workers killed with SIGKILL at seeded random points of a paced 200k-line load:
+                no decision lost, duplicated or conflicting; every ClickHouse row once (read with
+                FINAL); the latest decisions equal an offline replay of the same files
+    broker      the broker stopped for 30 s mid-stream, then started: worker, shipper and mta live
+                through it and go on, no line is lost; then as kill9
+    clickhouse  ClickHouse writes refused and hanging for 30 s (bench/fault_worker.py): the backlog
+                waits in Kafka, /health answers, the sink catches up; then as kill9
+    poison      1M lines, the samples with mutated lines and files of random bytes: no crash,
+                every bad line evaluate reports in the DLQ with file, line and byte, decisions as
+                evaluate's
+    baddeploy   unknown-schema records on mail.observations: the worker stops at the dead-letter
+                limit with an error naming it and commits nothing past the first bad record
+    disk        the data folder's tmpfs fills up mid-stream: a clear error and a stop; after the
+                space is freed a restart resumes, CHECK TABLE finds no broken part; then as kill9
+
+"As kill9" except that a decision published again when a batch is read again (at least once) is a
+figure there, not a failure: only kill9's row asks for none.
+
+--quick runs every scenario smaller (about 10 minutes in all). Prints a Markdown table, one row per
+scenario run, with its figures and time; --json writes the same rows as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import fault_scenarios as scenarios
+from fault_rig import ROOT, OwnBroker
+
+# name -> (scenario, full-size arguments, --quick arguments)
+SCENARIOS = {
+    "kill9": (scenarios.worker_kill_9, {"lines": 200_000, "kills": 20}, {"lines": 40_000, "kills": 5}),
+    "broker": (scenarios.broker_down, {"lines": 60_000, "outage_s": 30.0}, {"lines": 30_000, "outage_s": 30.0}),
+    "clickhouse": (scenarios.clickhouse_failing, {"lines": 60_000, "outage_s": 30.0},
+                   {"lines": 30_000, "outage_s": 30.0}),
+    "poison": (scenarios.poison, {"lines": 1_000_000}, {"lines": 100_000}),
+    "baddeploy": (scenarios.bad_deploy, {}, {}),
+    "disk": (scenarios.disk_pressure, {"lines": 40_000}, {"lines": 20_000}),
+}
+
+
+def markdown(results: list[scenarios.Result]) -> str:
+    rows = ["| fault | holds | time | figures | what did not hold |", "|---|---|---|---|---|"]
+    for result in results:
+        figures = "; ".join(f"{name}: {value}" for name, value in result.figures.items())
+        failed = "<br>".join(_cell(failure.splitlines()[0], limit=300) for failure in result.failures) or "—"
+        rows.append(f"| {result.fault} | {'yes' if result.holds else '**no**'} | {result.seconds:.0f} s | "
+                    f"{_cell(figures)} | {failed} |")
+    return "\n".join(rows)
+
+
+def _cell(text: str, limit: int = 2000) -> str:
+    """Text fit for a table cell: printable, no pipes, not too long."""
+    printable = "".join(c if c.isprintable() else "?" for c in text)
+    return (printable[:limit] + " ..." if len(printable) > limit else printable).replace("|", "\\|")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios (default: all)")
+    parser.add_argument("--quick", action="store_true", help="smaller loads and fewer kills")
+    parser.add_argument("--repeat", type=int, default=1, help="run each scenario this many times")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--folder", type=Path, help="where scenarios keep their data and logs")
+    args = parser.parse_args()
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenarios {unknown}; choose from {', '.join(SCENARIOS)}")
+    if "disk" in chosen and os.geteuid() != 0:
+        parser.error("the disk scenario mounts a tmpfs: run as root, or leave it out with --only")
+    folder = args.folder or ROOT / ".bench" / f"faults-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    broker = OwnBroker()
+    if not broker.running():
+        broker.start()
+    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap  # every pipeline of the campaign uses it
+    results = []
+    try:
+        for round_ in range(args.repeat):
+            for name in chosen:
+                run, full, quick = SCENARIOS[name]
+                extra = {"broker": broker} if name == "broker" else {}
+                result = run(folder / f"{name}-{round_ + 1}", **extra, **(quick if args.quick else full))
+                print(result.describe(), file=sys.stderr, flush=True)
+                results.append(result)
+    finally:
+        broker.stop()
+    print(markdown(results))
+    if args.json:
+        args.json.write_text(json.dumps([
+            {"fault": r.fault, "holds": r.holds, "seconds": round(r.seconds, 1), "figures": r.figures,
+             "failures": r.failures}
+            for r in results], indent=2, default=str))
+    print(f"logs and data: {folder}", file=sys.stderr)
+    return 0 if all(r.holds for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
