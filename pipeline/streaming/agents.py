@@ -33,7 +33,7 @@ from pipeline.streaming.avro import ENFORCEMENT_DECISION, MESSAGE_TRACE, SERVER_
 from pipeline.streaming.dead_letters import DeadLetterLimit, decoded, rejected_line
 from pipeline.streaming.failures import batches, stops_worker_on_failure
 from pipeline.streaming.ingest import RawBatch
-from pipeline.streaming.tables import TableBatch
+from pipeline.streaming.tables import TableBatch, flushed
 
 # Raw records per batch: packed records hold up to 256 KiB of lines each (a batch of full ones is
 # 64 MiB), while records of a few lines each come by the thousand when many files are followed. A
@@ -82,8 +82,7 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
                 pending: list = [await rejected_line(topics.dead_letters, error) for error in batch.errors]
                 await send_observations(batch.observations.observations(), pending)
                 await asyncio.gather(*pending)
-                batch.states.flush()
-                batch.open_messages.flush()
+                await flushed(batch.states, batch.open_messages)
 
     if idle_s > 0:
         @app.timer(interval=min(1.0, idle_s / 4))
@@ -138,7 +137,7 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
                             key=key, value=ENFORCEMENT_DECISION.encode(records.decision_record(decision))))
                     states.put(key, state, event)
                 await asyncio.gather(*pending)
-                states.flush()
+                await flushed(states)
 
 
 def _server_state(data: bytes) -> policy.ServerState:

@@ -8,6 +8,8 @@ which the agents call only after what the batch produced was acknowledged by the
 """
 from __future__ import annotations
 
+import asyncio
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +17,7 @@ from typing import Any
 
 import faust
 import orjson
+from faust.exceptions import PartitionsMismatch
 from faust.streams import _current_event
 
 _DELETED = object()
@@ -78,6 +81,23 @@ class TableBatch:
         written = len(self._changed)
         self._changed.clear()
         return written
+
+
+async def flushed(*batches: TableBatch, patience: float = 60.0) -> None:
+    """Flush the batches. A table's changelog topic that Faust created as the worker started may not
+    be in the client's metadata yet at the first write (PartitionsMismatch: "0 partitions"): the
+    write is tried again until it is, rather than failing the agent. Writing a key again is
+    harmless; `flush` forgets the changed keys only once all are written."""
+    deadline = time.monotonic() + patience
+    for batch in batches:
+        while True:
+            try:
+                batch.flush()
+                break
+            except PartitionsMismatch:
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.5)
 
 
 def _stored(table: faust.Table, key: bytes, event: faust.EventT) -> bytes | None:

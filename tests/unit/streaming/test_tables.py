@@ -41,3 +41,32 @@ def test_open_messages_of_a_source_are_keyed_by_source_and_queue_id(table, event
     assert list(messages.items()) == [("4TqN1c2Vb8z1", {"at": 1})]
     batch.flush()
     assert list(stored.partitions[2]) == [b"/var/log/mail.log\x004TqN1c2Vb8z1"]
+
+
+def test_a_changelog_not_yet_in_the_metadata_is_waited_for_and_every_key_written(monkeypatch):
+    """Faust raises PartitionsMismatch at the first write while the changelog topic it just created
+    is not in the client's metadata yet: the flush is tried again, not the agent failed."""
+    import asyncio
+
+    from faust.exceptions import PartitionsMismatch
+
+    from pipeline.streaming.tables import TableBatch, flushed
+
+    attempts = []
+
+    class Batch(TableBatch):
+        def __init__(self):
+            pass
+
+        def flush(self):
+            attempts.append(1)
+            if len(attempts) < 3:
+                raise PartitionsMismatch("changelog topic 'x-parser-state-changelog' has 0 partitions")
+            return 1
+
+    async def no_wait(seconds):
+        return None
+
+    monkeypatch.setattr("pipeline.streaming.tables.asyncio.sleep", no_wait)
+    asyncio.run(flushed(Batch()))
+    assert len(attempts) == 3
