@@ -76,8 +76,9 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
                 batch = RawBatch(tables.parser_states, tables.open_messages, config, settings.formats, idle_ms)
                 for event in events:
                     batch.add(event)
-                    if packing.quiet_through(event.message.headers) is None:
-                        arrivals[event.message.partition] = Arrival(time.monotonic(), event.message.offset)
+                now = time.monotonic()
+                for partition, offset in batch.line_offsets.items():
+                    arrivals[partition] = Arrival(now, offset)
                 batch.parse()
                 pending: list = [await rejected_line(topics.dead_letters, error) for error in batch.errors]
                 await send_observations(batch.observations.observations(), pending)

@@ -58,11 +58,13 @@ class RawBatch:
         self.open_messages = TableBatch(open_messages)
         self._origin: Origin | None = None
         self._runs: dict[tuple[int, str], list[tuple[faust.EventT, LineRun]]] = {}
-        # The batch's last event of each partition, the newest quiet marker's offset, and the
+        # The offset of the batch's last record of lines per partition (what the quiet timer
+        # watches); the batch's last event per partition, the newest quiet marker's offset, and the
         # newest event time each source's lines carried.
+        self.line_offsets: dict[int, int] = {}
         self._last_events: dict[int, faust.EventT] = {}
         self._quiet: dict[int, int] = {}
-        self._newest_ms: dict[str, int] = {}
+        self._newest: dict[str, datetime] = {}
 
     def add(self, event: faust.EventT) -> None:
         message = event.message
@@ -71,6 +73,7 @@ class RawBatch:
         if through is not None:
             self._quiet[message.partition] = max(through, self._quiet.get(message.partition, through))
             return
+        self.line_offsets[message.partition] = message.offset
         key = (message.key or b"").decode("utf-8", "replace") or f"{message.topic}/{message.partition}"
         reference = datetime.fromtimestamp(message.timestamp, tz=UTC) if message.timestamp else None
         packed = packing.packed_position(message.headers)
@@ -131,15 +134,15 @@ class RawBatch:
             open_sources = OpenSources.from_json(stored)
             sources = touched.get(partition, {})
             states = {source: self.states.get(source.encode("utf-8"), event) for source in sources}
-            times = [self._newest_ms.get(source) for source in sources]
+            times: list[int | None] = [epoch_ms(self._newest[s]) for s in sources if s in self._newest]
             times += [dispatch.held_newest_ms(state) for state in states.values()]
             open_sources.advance(max((t for t in times if t is not None), default=None))
             for source, offset in sources.items():
                 open_sources.touched(source, dispatch.holds(states[source]), offset)
             for source in open_sources.ended(self.source_idle_ms, self._quiet.get(partition)):
                 self._end_source(source, partition, event)
-            if open_sources.to_json() != stored:
-                self.states.put(key, open_sources.to_json(), event)
+            if (after := open_sources.to_json()) != stored:
+                self.states.put(key, after, event)
 
     def _end_source(self, source: str, partition: int, event: faust.EventT) -> None:
         """What `evaluate` does at the end of a file, with the source's stored state."""
@@ -163,9 +166,10 @@ class RawBatch:
         self.observations.add_group(group)
 
     def _saw(self, source: str, trace: MessageTrace) -> None:
-        time_ms = epoch_ms(trace.event_time)
-        if time_ms > self._newest_ms.get(source, -1):
-            self._newest_ms[source] = time_ms
+        # Compared as datetimes (all in UTC): epoch_ms once per source, at the end of the batch.
+        newest = self._newest.get(source)
+        if newest is None or trace.event_time > newest:
+            self._newest[source] = trace.event_time
 
     def error(self, error: ParseError) -> None:
         self.errors.append(error if error.origin is not None else replace(error, origin=self._origin))
