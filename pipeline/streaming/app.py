@@ -16,6 +16,7 @@ from pipeline.domain.catalog import Catalog
 from pipeline.settings import Settings
 from pipeline.streaming import agents, sink_agents, topics
 from pipeline.streaming.storage import ClickHouseHandle
+from pipeline.streaming.transport import InOrderTransport
 from pipeline.web import views
 
 
@@ -47,10 +48,17 @@ def health(clickhouse: ClickHouseHandle) -> dict:
             "clickhouse_writes": writes, "paused_partitions": sorted(clickhouse.health.paused)}
 
 
+class PatchgateApp(faust.App):
+    """Faust's app, consuming through the transport that keeps each partition's records in order."""
+
+    def _new_transport(self) -> InOrderTransport:
+        return InOrderTransport(self.conf.broker_consumer, self)
+
+
 def build_app(settings: Settings, catalog: Catalog, store: str = "rocksdb://",
               clickhouse: ClickHouseHandle | None = None) -> faust.App:
     """The worker's app. Tests pass "memory://" tables and a ClickHouse handle they opened themselves."""
-    app = faust.App(
+    app = PatchgateApp(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         store=store,

@@ -1,0 +1,65 @@
+"""The consumer's guard against records fetched before a seek back (faust-streaming #216, #221):
+driven through Faust's own getmany with aiokafka's real subscription state in place of a broker."""
+import asyncio
+from types import SimpleNamespace
+
+from aiokafka.consumer.subscription_state import SubscriptionState
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from pipeline.catalog_files import load_catalog
+from pipeline.settings import Settings
+from pipeline.streaming.app import build_app
+from pipeline.streaming.transport import InOrderConsumer, fetched_before_seek
+
+RAW = TopicPartition("pg-unit.mail.logs.raw", 0)
+
+
+def record(offset: int) -> ConsumerRecord:
+    return ConsumerRecord(RAW.topic, RAW.partition, offset, 0, 0, b"k", b"v", None, 1, 1, [])
+
+
+def offsets_delivered(records, position) -> list[int]:
+    """What the worker's consumer delivers of `records` fetched at once, its aiokafka client being at
+    `position` on RAW."""
+    return asyncio.run(_deliver(records, position))
+
+
+async def _deliver(records, position) -> list[int]:
+    app = build_app(Settings(app_id="pg-unit", topic_prefix="pg-unit."), load_catalog())
+    consumer = app.consumer
+    assert isinstance(consumer, InOrderConsumer)
+    subscriptions = SubscriptionState()
+    subscriptions.subscribe(topics={RAW.topic})
+    subscriptions.assign_from_subscribed({RAW})
+    if position is not None:
+        subscriptions.seek(RAW, position)
+    consumer._thread._consumer = SimpleNamespace(_subscription=subscriptions, highwater=lambda tp: 100)
+
+    async def fetched(timeout):
+        return {RAW: records}, None
+    consumer._wait_next_records = fetched
+    consumer.flow_active = True
+    return [message.offset async for _, message in consumer.getmany(timeout=0.1)]
+
+
+def test_records_before_the_position_pass_in_order():
+    assert offsets_delivered([record(offset) for offset in (40, 41, 42)], position=43) == [40, 41, 42]
+
+
+def test_records_a_seek_went_back_past_are_held_back(caplog):
+    # Fetched up to 42, then the rebalance seeks back to the committed 38: 38..42 come again.
+    fetched = [record(offset) for offset in (36, 37, 38, 39, 40, 41, 42)]
+    with caplog.at_level("INFO", logger="pipeline.streaming.transport"):
+        assert offsets_delivered(fetched, position=38) == [36, 37]
+    assert "5 of pg-unit.mail.logs.raw/0" in caplog.text
+
+
+def test_nothing_passes_while_the_position_is_being_reset():
+    assert offsets_delivered([record(7)], position=None) == []
+
+
+def test_fetched_before_seek():
+    assert not fetched_before_seek(9, 10)
+    assert fetched_before_seek(10, 10)
+    assert fetched_before_seek(11, 10)
+    assert fetched_before_seek(0, None)
