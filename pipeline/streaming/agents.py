@@ -33,6 +33,7 @@ from pipeline.streaming.avro import ENFORCEMENT_DECISION, MESSAGE_TRACE, SERVER_
 from pipeline.streaming.dead_letters import DeadLetterLimit, decoded, rejected_line
 from pipeline.streaming.failures import batches, stops_worker_on_failure
 from pipeline.streaming.ingest import RawBatch
+from pipeline.streaming.outbox import DecisionOutbox, Record, not_yet_published, tails
 from pipeline.streaming.tables import TableBatch, flushed
 
 # Raw records per batch: packed records hold up to 256 KiB of lines each (a batch of full ones is
@@ -128,17 +129,35 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
                     if observation is not None:
                         by_server.setdefault(observation.server_id.encode("utf-8"), (event, []))[1].append(observation)
                 states = TableBatch(tables.server_states, decode=_server_state, encode=_server_state_bytes)
+                outbox = DecisionOutbox(tables.server_states)
+                left_over = [record for event, _ in by_server.values() for record in outbox.left_over(event)]
+                if left_over:
+                    await publish(not_yet_published(left_over, await tails(
+                        settings.bootstrap_servers, topics.decisions.get_topic_name(), left_over)))
+                    outbox.published()
+                new: dict[int, list[Record]] = {}
                 for key, (event, observations) in by_server.items():
                     state = states.get(key, event)
                     for observation in observations:
                         state = policy.observe(state, observation, config, catalog)
                     state, decision = policy.decide(state, config, catalog)
                     if decision is not None:
-                        pending.append(await topics.decisions.send(
-                            key=key, value=ENFORCEMENT_DECISION.encode(records.decision_record(decision))))
+                        new.setdefault(event.message.partition, []).append(
+                            (key, ENFORCEMENT_DECISION.encode(records.decision_record(decision))))
                     states.put(key, state, event)
+                for partition, decided in new.items():
+                    outbox.store(partition, decided)
                 await asyncio.gather(*pending)
-                await flushed(states)
+                await flushed(states, outbox.batch)
+                if new:
+                    # The changelog holds the states and the outbox before a decision goes out.
+                    await app.producer.flush()
+                    await publish([record for decided in new.values() for record in decided])
+                    outbox.published()
+                    await flushed(outbox.batch)
+
+    async def publish(decided: list[Record]) -> None:
+        await asyncio.gather(*[await topics.decisions.send(key=key, value=value) for key, value in decided])
 
 
 def _server_state(data: bytes) -> policy.ServerState:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import pytest
 from faust.agents.agent import AgentTestWrapper
@@ -75,12 +76,20 @@ def event():
 
 class Broker:
     """Stands in for Kafka where the agents send: every record by topic, acknowledged at once, or
-    once `release`d while `holding`."""
+    once `release`d while `holding`. Table changelog records (which Faust buffers) are in `sent`
+    too, and a producer flush as the record ("<flush>", None, None)."""
 
     def __init__(self):
         self.sent: list[tuple[str, bytes | None, bytes | None]] = []
         self.holding = False
         self._held: list[asyncio.Future] = []
+
+    def buffer(self, topic, *, key=None, value=None, partition=None, **_) -> SimpleNamespace:
+        self.sent.append((topic.get_topic_name(), key, value))
+        return SimpleNamespace(message=SimpleNamespace(partition=partition))
+
+    async def flush(self) -> None:
+        self.sent.append(("<flush>", None, None))
 
     def values(self, topic: str) -> list[bytes]:
         return [value for name, _, value in self.sent if name == topic]
@@ -104,6 +113,7 @@ class Broker:
 def broker(monkeypatch):
     sends_to = Broker()
     monkeypatch.setattr(Topic, "send", lambda topic, **record: sends_to.send(topic, **record))
+    monkeypatch.setattr(Topic, "send_soon", lambda topic, **record: sends_to.buffer(topic, **record))
     return sends_to
 
 
@@ -130,6 +140,7 @@ def streaming_app(broker, monkeypatch, tmp_path):
         app = build_app(Settings(app_id="pg-unit", data_dir=tmp_path, **settings), load_catalog(), store="memory://",
                         clickhouse=clickhouse)
         app.crashes = []
+        monkeypatch.setattr(app.producer, "flush", broker.flush)
 
         async def crash(reason: BaseException) -> None:
             app.crashes.append(reason)

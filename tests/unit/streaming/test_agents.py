@@ -2,8 +2,10 @@
 an in-memory channel, with in-memory tables and a stand-in broker: what a batch sends, what it
 leaves in the tables for the next batch, and when its records are acked."""
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 
 from pipeline.contracts import packing
@@ -12,6 +14,7 @@ from pipeline.settings import DeadLetterSettings
 from pipeline.streaming import records
 from pipeline.streaming.avro import DEAD_LETTER, ENFORCEMENT_DECISION, SERVER_OBSERVATION
 from pipeline.streaming.dead_letters import DeadLetterLimitExceeded
+from pipeline.streaming.outbox import outbox_key
 
 # 2026-02-17: the reference date of syslog lines, which carry no year.
 RECEIVED_AT = 1_771_300_000.0
@@ -156,6 +159,60 @@ def test_enforce_folds_every_observation_of_a_server_in_a_batch_before_deciding(
     asyncio.run(scenario())
     assert sorted((d.server_id, d.version, d.build, d.first_detected.hour) for d in decisions(broker)) == [
         ("ex01.contoso.example", 1, EX2019, 8), ("ex02.contoso.example", 1, EX2013, 8)]
+
+
+def test_enforce_stores_a_decision_before_it_publishes_it(streaming_app, broker, until):
+    """The state and the outbox reach the changelog, then the decision goes out, then the outbox is
+    emptied: a worker killed at any point neither loses the decision nor publishes it twice."""
+    app = streaming_app()
+
+    async def scenario():
+        async with agent_named(app, "enforce").test_context() as enforce:
+            event = await enforce.put(observation(EX2013, datetime(2026, 2, 10, 8, 0, tzinfo=UTC)),
+                                      key=b"ex01.contoso.example", partition=3)
+            await until(acked(event), "the observation's batch is acked")
+
+    asyncio.run(scenario())
+    changelog = "pg-unit-server-state-changelog"
+    steps = [(topic, key, value is not None) for topic, key, value in broker.sent if topic != "mail.observations"]
+    assert steps == [
+        (changelog, b"ex01.contoso.example", True),
+        (changelog, outbox_key(3), True),
+        ("<flush>", None, False),
+        ("mail.decisions", b"ex01.contoso.example", True),
+        (changelog, outbox_key(3), False),
+    ]
+
+
+def test_enforce_publishes_what_a_stopped_worker_left_unpublished_first(streaming_app, broker, until, monkeypatch,
+                                                                         make_decision):
+    """A worker stopped between storing decisions and emptying the outbox: those at the end of
+    mail.decisions went out already, the others go out before any new one."""
+    app = streaming_app()
+    published, unpublished = ((server.encode(), ENFORCEMENT_DECISION.encode(records.decision_record(
+        replace(make_decision(1, 2), server_id=server)))) for server in ("ex07.contoso.example", "ex08.contoso.example"))
+    asked = []
+
+    async def tail(bootstrap, topic, records):
+        asked.append((topic, records))
+        return [(b"ex05.contoso.example", b"other"), published]
+    monkeypatch.setattr("pipeline.streaming.agents.tails", tail)
+
+    async def scenario():
+        async with agent_named(app, "enforce").test_context() as enforce:
+            for batch in range(3):
+                if batch == 1:
+                    app.tables["server-state"].data[outbox_key(3)] = orjson.dumps(
+                        [[key.hex(), value.hex()] for key, value in (published, unpublished)])
+                event = await enforce.put(observation(EX2013, datetime(2026, 2, 10, 8, 0, tzinfo=UTC)),
+                                          key=b"ex01.contoso.example", partition=3)
+                await until(acked(event), "the observation's batch is acked")
+
+    asyncio.run(scenario())
+    # The second batch decides nothing new, yet empties the outbox: the third does not ask again.
+    assert asked == [("mail.decisions", [published, unpublished])]
+    assert [d.server_id for d in decisions(broker)] == ["ex01.contoso.example", "ex08.contoso.example"]
+    assert app.tables["server-state"].data.get(outbox_key(3)) is None
 
 
 @pytest.mark.parametrize("name", ["observe", "enforce", "store_decisions", "store_observations", "store_enforcement"])
