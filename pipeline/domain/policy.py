@@ -47,20 +47,27 @@ class Decision:
 
 @dataclass
 class ServerState:
-    """What the policy remembers per server: the value of the first-seen table."""
+    """What the policy remembers per server: the value of the first-seen table.
+
+    Every field is a function of the observations folded, whatever order they came in: the stream
+    folds them as partitions deliver them, `evaluate` in event-time order, and both must agree.
+    Where the newest sighting wins, the event time it was seen at is kept beside it.
+    """
 
     server_id: str
     server: str
     org: str | None
     # build -> newest event time (epoch ms) it was stamped, within the build window.
     builds: dict[str, int] = field(default_factory=dict)
+    # When the enforcement clock started (see `_clock_start`), derived from the fields below.
     first_detected_ms: int | None = None
     last_event_ms: int | None = None
     version: int = 0
     last_decision: str | None = None
-    # Product of a non-Exchange MTA (its builds are versions like 4.96).
+    # Product of a non-Exchange MTA (its builds are versions like 4.96): the newest one named.
     software: str | None = None
-    # Seen connecting directly at least once; else only behind `relay`, and reported at most.
+    # Seen connecting directly at least once; else only behind `relay` (the newest one), and
+    # reported at most.
     direct: bool = False
     relay: str | None = None
     # Seen on an inbound path of the enforcement scope at least once; else reported only, and the
@@ -70,6 +77,15 @@ class ServerState:
     # time alone cannot change it (next stage, pause start or end): lets most events skip `assess`.
     decided_from: str | None = None
     stable_until_ms: int | None = None
+    # The event times that set `software` and `relay` (None in states written before they were kept).
+    software_ms: int | None = None
+    relay_ms: int | None = None
+    # The first event time seen in scope (None with `in_scope` set: a state from before it was kept).
+    in_scope_since_ms: int | None = None
+    # The newest sighting of a current build, and the spans of vulnerable sightings after it: each
+    # (first, last) groups sightings at most the build window apart (see `_with_sighting`).
+    healthy_ms: int | None = None
+    vulnerable_spans: list[tuple[int, int]] = field(default_factory=list)
 
     def to_json(self) -> dict:
         # Field by field: asdict deep-copies, and a batch encodes thousands of states.
@@ -78,7 +94,13 @@ class ServerState:
     @classmethod
     def from_json(cls, data: dict) -> ServerState:
         # States written before the scope existed came from traffic on every path, all in scope then.
-        return cls(**{"in_scope": True, **data})
+        state = cls(**{"in_scope": True, **data})
+        if "vulnerable_spans" in data:
+            state.vulnerable_spans = [(first, last) for first, last in data["vulnerable_spans"]]
+        elif state.first_detected_ms is not None:
+            # Written before the spans were kept: vulnerable since the clock started.
+            state.vulnerable_spans = [(state.first_detected_ms, state.last_event_ms or state.first_detected_ms)]
+        return state
 
     @property
     def effective_build(self) -> Build | None:
@@ -92,7 +114,8 @@ def observe(
 
     An observation stands for `count` sightings between its first and last event time; folding
     the first and the last is what folding each would leave behind, apart from stage changes
-    that are noticed at the last instead of at one in between.
+    that are noticed at the last instead of at one in between. The order observations come in
+    changes nothing: each field keeps the newest, the oldest or all of what it needs.
     """
     if state is None:
         state = ServerState(observation.server_id, observation.server, observation.org)
@@ -100,9 +123,14 @@ def observe(
         state = copy(state)
         state.builds = dict(state.builds)
     first_ms, last_ms = epoch_ms(observation.first_seen), epoch_ms(observation.last_seen)
-    _fold(state, observation, first_ms, config, catalog)
+    build = Build.parse(observation.build)
+    status = catalog.status(_product(observation.software, build), build, config)
+    window_ms = config.build_window_days * 86_400_000
+    _fold(state, observation, status, first_ms, window_ms)
     if last_ms != first_ms:
-        _fold(state, observation, last_ms, config, catalog)
+        _fold(state, observation, status, last_ms, window_ms)
+    state.vulnerable_spans = _after_healthy(state.vulnerable_spans, state.healthy_ms, window_ms)
+    state.first_detected_ms = _clock_start(state, window_ms)
     return state
 
 
@@ -135,39 +163,88 @@ def step(
     return decide(observe(state, observation, config, catalog), config, catalog)
 
 
-def _fold(state: ServerState, observation: ServerObservation, at_ms: int, config: PolicyConfig,
-          catalog: Catalog) -> None:
+def _fold(state: ServerState, observation: ServerObservation, status: str, at_ms: int, window_ms: int) -> None:
+    """One sighting at `at_ms`; `status` is what the observation's own build and software say."""
     last_event_ms = state.last_event_ms = max(state.last_event_ms or at_ms, at_ms)
     if observation.build is not None:
         state.builds[observation.build] = max(state.builds.get(observation.build, at_ms), at_ms)
-    state.software = observation.software or state.software
+    if observation.software and _newer(at_ms, observation.software, state.software_ms, state.software):
+        state.software, state.software_ms = observation.software, at_ms
     if observation.behind_relay is None:
         state.direct = True
-    else:
-        state.relay = observation.behind_relay
-    state.in_scope = state.in_scope or observation.in_scope
-    _forget_old_builds(state, last_event_ms, config)
+    elif _newer(at_ms, observation.behind_relay, state.relay_ms, state.relay):
+        state.relay, state.relay_ms = observation.behind_relay, at_ms
+    if observation.in_scope:
+        if not state.in_scope:
+            state.in_scope_since_ms = at_ms
+        elif state.in_scope_since_ms is not None:
+            # (Without it, the state came from before the time was kept: in scope since ever.)
+            state.in_scope_since_ms = min(state.in_scope_since_ms, at_ms)
+        state.in_scope = True
+    _forget_old_builds(state, last_event_ms, window_ms)
+    if status == CURRENT:
+        state.healthy_ms = at_ms if state.healthy_ms is None else max(state.healthy_ms, at_ms)
+    elif status in VULNERABLE_STATUSES:
+        state.vulnerable_spans = _with_sighting(state.vulnerable_spans, at_ms, window_ms)
 
-    effective = state.effective_build
-    status = catalog.status(_product(state, effective), effective, config)
-    if status in VULNERABLE_STATUSES and state.in_scope:
-        # The clock starts at the first vulnerable sighting once the server was seen on a path in scope.
-        observed = Build.parse(observation.build)
-        observed_status = catalog.status(observation.software or product_of(observed), observed, config)
-        observed_vulnerable = observed_status in VULNERABLE_STATUSES
-        if state.first_detected_ms is None:
-            state.first_detected_ms = at_ms
-        elif observed_vulnerable and observation.in_scope and at_ms < state.first_detected_ms:
-            # A late, older vulnerable event moves the start of the clock back.
-            state.first_detected_ms = at_ms
-    elif status == CURRENT:
-        state.first_detected_ms = None
+
+def _newer(at_ms: int, value: str, kept_ms: int | None, kept: str | None) -> bool:
+    """Whether a value seen at `at_ms` replaces the kept one: the newer wins, the greater on a tie
+    (never the one that came last), and any beats one kept without its time (an older state)."""
+    return kept is None or kept_ms is None or (at_ms, value) > (kept_ms, kept)
+
+
+def _with_sighting(spans: list[tuple[int, int]], at_ms: int, window_ms: int) -> list[tuple[int, int]]:
+    """The spans with one more vulnerable sighting: sightings at most the build window apart
+    share a span, as the vulnerable build stays in the window from one to the next."""
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted([*spans, (at_ms, at_ms)]):
+        if merged and first - merged[-1][1] <= window_ms:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
+
+
+def _after_healthy(spans: list[tuple[int, int]], healthy_ms: int | None, window_ms: int) -> list[tuple[int, int]]:
+    """The spans of the vulnerable sightings after the newest current one.
+
+    Only whether one came within the build window after it, and the spans after that, decide
+    anything (see `_clock_start`), now or after a newer current sighting: so a span reaching into
+    that window starts just after the current sighting, whether it started before or inside it.
+    Kept that way, the spans are the same whatever order the sightings came in.
+    """
+    if healthy_ms is None:
+        return spans
+    after = [(first, last) for first, last in spans if last > healthy_ms]
+    if after and after[0][0] <= healthy_ms + window_ms:
+        after[0] = (healthy_ms + 1, after[0][1])
+    return after
+
+
+def _clock_start(state: ServerState, window_ms: int) -> int | None:
+    """When the server turned vulnerable after its newest current sighting, once seen in scope.
+
+    Before any current build, that is the first vulnerable sighting. After one, vulnerable builds
+    stamped within the build window do not count (a patched server's pickup folder stamps its
+    old CU): if there were some, the server turned vulnerable as the current build left the
+    window; else at the first vulnerable sighting after it. None until that moment has come.
+    """
+    if not state.in_scope or not state.vulnerable_spans:
+        return None
+    start = state.vulnerable_spans[0][0]
+    if state.healthy_ms is not None and start <= state.healthy_ms + window_ms:
+        start = state.healthy_ms + window_ms + 1
+    if state.in_scope_since_ms is not None:
+        start = max(start, state.in_scope_since_ms)
+    assert state.last_event_ms is not None, "a state with spans has folded an event"
+    return start if start <= state.last_event_ms else None
 
 
 def assess(state: ServerState, at: datetime, config: PolicyConfig, catalog: Catalog) -> Decision:
     """The decision for a server as of event time `at`."""
     build = state.effective_build
-    product = _product(state, build)
+    product = _product(state.software, build)
     status = catalog.status(product, build, config)
     # The fields every decision has, whatever its stage.
     base: dict[str, Any] = {
@@ -187,8 +264,14 @@ def assess(state: ServerState, at: datetime, config: PolicyConfig, catalog: Cata
     if status in VULNERABLE_STATUSES and not state.in_scope:
         vulnerable = _vulnerable_reason(status, product, build, at, config, catalog)
         return _not_enforced(base, f"{vulnerable}; outside the enforcement scope, report only")
-    if status not in VULNERABLE_STATUSES or state.first_detected_ms is None:
+    if status not in VULNERABLE_STATUSES:
         return _not_enforced(base, _healthy_reason(status, product, build, at, catalog))
+    if state.first_detected_ms is None:
+        # The build or product that makes it vulnerable came only with sightings whose own build and
+        # software were not (contradictory names), or the clock starts after `at`: nothing to count from.
+        vulnerable = _vulnerable_reason(status, product, build, at, config, catalog)
+        return _not_enforced(base, f"{vulnerable}; no vulnerable sighting of its own since its last current one "
+                                   "starts the clock, report only")
 
     first = from_epoch_ms(state.first_detected_ms)
     limits = []
@@ -228,7 +311,7 @@ def _next_change_ms(state: ServerState, at: datetime, config: PolicyConfig, cata
     """The first event time after `at` at which the same inputs could give another decision: a
     stage or pause edge, or the product's end of support (its reasons say so from then on)."""
     moments = []
-    support_end = _support_end(_product(state, state.effective_build), catalog)
+    support_end = _support_end(_product(state.software, state.effective_build), catalog)
     if support_end:
         day = date.fromisoformat(support_end if len(support_end) == 10 else f"{support_end}-01")
         moments.append(datetime.combine(day, time(), at.tzinfo))
@@ -313,21 +396,28 @@ def _support_end(product: str | None, catalog: Catalog) -> str | None:
     return None if product is None else catalog.support_ends.get(product)
 
 
-def _product(state: ServerState, build: Build | None) -> str | None:
+def _product(software: str | None, build: Build | None) -> str | None:
     """A non-Exchange MTA names its product (Sendmail 8.17 is not Exchange 2007); else the build does.
     An Exchange product known without a build (Exchange 2010's tracking log) holds until a build is seen."""
-    if state.software and not (build is not None and state.software.startswith("Exchange")):
-        return state.software
+    if software and not (build is not None and software.startswith("Exchange")):
+        return software
     return product_of(build)
 
 
-def _forget_old_builds(state: ServerState, last_event_ms: int, config: PolicyConfig) -> None:
-    """Keep the builds stamped within the window; the newest one always stays as the last known build."""
+def _forget_old_builds(state: ServerState, last_event_ms: int, window_ms: int) -> None:
+    """Keep the builds stamped within the window; the newest one always stays as the last known build
+    (of two stamped at the same moment, the higher: never the one folded last)."""
     if not state.builds:
         return
-    horizon = last_event_ms - config.build_window_days * 86_400_000
-    newest = max(state.builds, key=lambda b: state.builds[b])
+    horizon = last_event_ms - window_ms
+    newest = max(state.builds, key=lambda b: (state.builds[b], _build_order(b)))
     state.builds = {b: t for b, t in state.builds.items() if t >= horizon or b == newest}
+
+
+def _build_order(text: str) -> tuple[tuple[int, ...], str]:
+    """Orders build texts as builds, and those that are none by their text."""
+    build = Build.parse(text)
+    return (build.parts if build else (), text)
 
 
 _STATE_FIELDS = tuple(f.name for f in fields(ServerState))
