@@ -104,6 +104,15 @@ def build_app(settings: Settings, catalog: Catalog, store: str = "rocksdb://",
     if clickhouse is None:
         clickhouse = ClickHouseHandle(settings.clickhouse_dsn)
         app.task(clickhouse.open)
+    handle = clickhouse
+
+    @app.task
+    async def give_up_failing_writes_on_stop() -> None:
+        # Faust's stop first waits for every batch in hand to be acked: a sink retrying a failing
+        # write would hold that wait for as long as ClickHouse fails.
+        await app.wait_until_stopped()
+        handle.stop()
+
     agents.register(app, wired, tables, settings, catalog)
     sink_agents.register(app, wired, clickhouse, settings)
     views.register(app, clickhouse.read, lambda: health(clickhouse))

@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 import faust
 
 from pipeline.streaming.dead_letters import DeadLetterLimitExceeded
+from pipeline.streaming.storage import WriteAbandoned
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,10 @@ async def stops_worker_on_failure(app: faust.App, agent: str) -> AsyncIterator[N
         yield
     except DeadLetterLimitExceeded as exc:
         log.critical("stopping the worker: dead-letter limit exceeded: %s", exc)
+        await _crash(app, exc)
+    except WriteAbandoned as exc:
+        # The worker was stopping anyway: the batch is read again at the next start.
+        log.warning("stopping with a batch not stored in ClickHouse: %s", exc)
         await _crash(app, exc)
     except Exception as exc:  # whatever it is, going on would skip the batch
         log.critical("stopping the worker: the %s agent failed: %s: %s", agent, type(exc).__name__, exc,

@@ -17,13 +17,15 @@ import faust
 from faust.web import Request, Response, View
 
 from pipeline.sinks import queries
+from pipeline.streaming.storage import ClickHouseBusy
 from pipeline.web.tables import cell
 
 ClientCall = Callable[[Callable], Awaitable]
 
 
 def register(app: faust.App, with_client: ClientCall, health: Callable[[], dict]) -> None:
-    """`with_client(fn)` runs fn(client) next to the sink's writes, never at the same time."""
+    """`with_client(fn)` runs fn(client) on the reader, whatever the sink's writes are doing. A read
+    behind an earlier one that hangs fails fast (ClickHouseBusy): 503 with Retry-After."""
 
     @app.page("/health")
     class Health(View):
@@ -33,12 +35,18 @@ def register(app: faust.App, with_client: ClientCall, health: Callable[[], dict]
     @app.page("/report")
     class ReportJson(View):
         async def get(self, request: Request) -> Response:
-            return self.json(await with_client(queries.report))
+            try:
+                return self.json(await with_client(queries.report))
+            except ClickHouseBusy as exc:
+                return _busy(self, exc)
 
     @app.page("/report.html")
     class ReportPage(View):
         async def get(self, request: Request) -> Response:
-            rows = await with_client(queries.report)
+            try:
+                rows = await with_client(queries.report)
+            except ClickHouseBusy as exc:
+                return _busy(self, exc)
             return self.html(render_report(rows))
 
     @app.page("/sql")
@@ -52,8 +60,14 @@ def register(app: faust.App, with_client: ClientCall, health: Callable[[], dict]
                 return self.json(await with_client(lambda client: queries.run_sql(client, query)))
             except asyncio.CancelledError:
                 raise
+            except ClickHouseBusy as exc:
+                return _busy(self, exc)
             except Exception as exc:  # ClickHouse reports syntax, permission and type errors alike
                 return self.json({"error": str(exc).strip()}, status=400)
+
+
+def _busy(view: View, exc: ClickHouseBusy) -> Response:
+    return view.json({"error": str(exc)}, status=503, headers={"Retry-After": "2"})
 
 
 def render_report(rows: list[dict]) -> str:
