@@ -6,6 +6,7 @@ import logging
 from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.domain.policy import Decision
+from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
 from pipeline.settings import Settings
 from pipeline.streaming import records, topics
 from pipeline.streaming.avro import ENFORCEMENT_DECISION, AvroDecodeError
@@ -19,7 +20,8 @@ def read_decisions(settings: Settings, timeout_s: float = 30.0) -> list[Decision
     A record that is not a decision is logged and skipped: one bad record must not stop enforcement."""
     name = settings.topic(topics.DECISIONS)
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
-                             consumer_timeout_ms=int(timeout_s * 1000))
+                             consumer_timeout_ms=int(timeout_s * 1000),
+                             reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
     try:
         partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
         consumer.assign(partitions)

@@ -19,7 +19,7 @@ from pathlib import Path
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from pipeline.domain.policy import Decision
-from pipeline.edges import policy
+from pipeline.edges import RECONNECT_BACKOFF_MAX_MS, policy
 from pipeline.edges.decision_cache import DecisionCache
 from pipeline.settings import Settings
 from pipeline.streaming import topics
@@ -96,9 +96,13 @@ class DecisionFollower(threading.Thread):
                 self.stopping.wait(5)
 
     def _follow(self, name: str) -> None:
-        consumer = KafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False)
+        # A short reconnect backoff: back from an outage, the broker is followed again within seconds.
+        consumer = KafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False,
+                                 reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
         try:
             partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
+            if not partitions:  # following nothing would last forever: try again later
+                raise RuntimeError("no partitions known: the topic is not created yet, or the broker not ready")
             consumer.assign(partitions)
             consumer.seek_to_beginning(*partitions)
             ends = consumer.end_offsets(partitions)
@@ -149,7 +153,8 @@ class EnforcementLog(threading.Thread):
         while not (self.stopping.is_set() and self.pending.empty()):
             if producer is None:
                 try:
-                    producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap_servers, linger_ms=50, acks=1)
+                    producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap_servers, linger_ms=50, acks=1,
+                                             reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
                 except Exception as exc:  # no broker: enforcement goes on, the report catches up later
                     log.warning("cannot reach the broker for %s (%s); %d records waiting", self.topic, exc,
                                 self.pending.qsize())

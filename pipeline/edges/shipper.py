@@ -14,6 +14,11 @@ once to its end and never tailed. Its checkpoint counts decompressed bytes and l
 part way decompresses up to there again) and, once it was read to its end, marks it done, so a
 restart does not decompress it at all. Data cut short (logrotate still compressing it, say) is
 tried again from the last whole line on the next pass.
+
+When the broker does not take lines (it is down, or a restarted broker has not elected a partition's
+leader yet), the producer retries by itself for a while; what it gives up on, the shipper sends
+again from the last line the broker took, as a restart would, after a pause that grows to at most
+BACKOFF_MAX_S. Only an error Kafka marks as not retriable ends the shipping.
 """
 from __future__ import annotations
 
@@ -27,8 +32,10 @@ from pathlib import Path
 from typing import TextIO
 
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 
 from pipeline.contracts import packing
+from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
 from pipeline.files import UTF16_BOMS, Chunk, DamagedFile, LineReader, decompressing, expand, transcoded
 from pipeline.settings import Settings
 from pipeline.streaming import topics
@@ -37,6 +44,14 @@ from pipeline.streaming import topics
 POLL_SECONDS = 0.1
 # Lines sent between two waits for the broker's acknowledgement (and checkpoint saves).
 FLUSH_LINES = 200_000
+# How long the producer itself keeps resending a record before it reports it failed: long enough
+# for a partition leader election, short enough that an outage shows in the log. It must exceed
+# a request's timeout (and linger_ms): a request unanswered that long is sent again.
+DELIVERY_TIMEOUT_MS = 60_000
+REQUEST_TIMEOUT_MS = 20_000
+# Pauses between two attempts to send what the broker did not take: doubling, up to the maximum.
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 5.0
 
 
 @dataclass
@@ -159,13 +174,16 @@ class OpenFile:
 
     def _read(self, reader: LineReader, final: bool) -> Iterator[Chunk]:
         if self.utf16:
-            # Exports in UTF-16 are written once, not appended to: decode the whole rest at once.
+            # Exports in UTF-16 are written once, not appended to: decode the whole rest at once. Its
+            # start and its end are the only places to resume from, so the position moves to the end
+            # with the last record (a record not taken sends the file again from its start).
             data = reader.handle.read()
-            reader.offset += len(data)
-            if data:
-                whole = transcoded(data)
-                reader.line += whole.lines
-                yield from _pieces(whole)
+            pieces = list(_pieces(transcoded(data))) if data else []
+            for number, piece in enumerate(pieces, 1):
+                if number == len(pieces):
+                    reader.offset += len(data)
+                    reader.line += sum(p.lines for p in pieces)
+                yield piece
             return
         while chunk := reader.read(packing.MAX_RECORD_BYTES, final):
             yield chunk
@@ -197,6 +215,66 @@ def _pieces(chunk: Chunk) -> Iterator[Chunk]:
         line += count
 
 
+@dataclass
+class Sent:
+    """A record given to the producer: its source, how many lines it holds, where the source stood
+    before and after it, and, once the broker answered, the error if it did not take it. A record
+    of no lines marks a position change alone (a compressed file read to its end)."""
+
+    source: str
+    lines: int
+    before: Position
+    after: Position
+    failure: Exception | None = None
+
+    def failed(self, failure: Exception) -> None:
+        self.failure = failure
+
+
+@dataclass
+class Settled:
+    """What the broker took of records sent: per source, the position after the last line it took
+    with every line before it (`reached`), and where to send again from (`resend`, for a source
+    with a record not taken); how many lines it took; the errors of the records it did not take."""
+
+    reached: dict[str, Position]
+    resend: dict[str, Position]
+    lines: int
+    failures: list[Exception]
+
+
+def settle(records: list[Sent]) -> Settled:
+    """Sort answered `records`, in the order they were sent, into what the broker took and what is
+    to be sent again. A source's records after its first one not taken are sent again even if the
+    broker took them: that keeps every source's lines in order (it can repeat lines, when a record
+    outlives the producer's retries while a later one of the same source gets through)."""
+    settled = Settled({}, {}, 0, [])
+    for record in records:
+        if record.source in settled.resend:
+            continue
+        if record.failure is None:
+            settled.reached[record.source] = record.after
+            settled.lines += record.lines
+        else:
+            settled.resend[record.source] = record.before
+            settled.failures.append(record.failure)
+    return settled
+
+
+def retriable(failure: Exception) -> bool:
+    """Whether Kafka says the error may pass if the same is sent again (no leader yet, timed out)."""
+    return bool(getattr(failure, "retriable", False))
+
+
+def backoff_seconds(attempt: int) -> float:
+    """The pause before the `attempt`th try (from 1) to send again what the broker did not take."""
+    return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (attempt - 1))
+
+
+class BrokerUnavailable(Exception):
+    """The broker did not take some lines, for a reason that may pass: they are to be sent again."""
+
+
 class Shipper:
     def __init__(self, settings: Settings, checkpoint: Checkpoint, progress: TextIO | None = None):
         self.topic = settings.topic(topics.RAW)
@@ -204,23 +282,39 @@ class Shipper:
         self.progress = progress
         self.producer = KafkaProducer(
             bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20,
-            compression_type="lz4", batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024, retries=10,
+            compression_type="lz4", batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024,
+            # Retried by the producer until the delivery timeout, in order: a partition's next batch
+            # waits for the one before. Not idempotent: kafka-python 3.0 (against Kafka 4.1) never
+            # sends again once it dropped its producer id for a batch that expired after a retry; the
+            # price is a batch written twice when the broker wrote it but its answer was lost.
+            retries=2**31 - 1, delivery_timeout_ms=DELIVERY_TIMEOUT_MS, request_timeout_ms=REQUEST_TIMEOUT_MS,
+            enable_idempotence=False, max_in_flight_requests_per_connection=1,
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
         )
         self.open: dict[str, OpenFile] = {}
         self.sent = 0
-        # Sent but not yet acknowledged: how many lines, and how far each file got.
+        # Sent and not yet acknowledged: the records in the order sent, and how many lines they hold.
+        self._pending: list[Sent] = []
         self._unacknowledged = 0
-        self._reached: dict[str, Position] = {}
-        self._failures: list[Exception] = []
+        # While the broker does not take lines: when that began, and how many tries since.
+        self._outage_since: float | None = None
+        self._attempts = 0
         self._started = time.monotonic()
         self._last_report = 0.0
 
     def run(self, paths: list[str], follow: bool, stop: Callable[[], bool] = lambda: False) -> int:
         try:
             while True:
-                for path in expand(paths):
-                    self._ship_path(path, final=not follow)
-                self._acknowledged()
+                try:
+                    for path in expand(paths):
+                        self._ship_path(path, final=not follow)
+                    self._acknowledged()
+                except BrokerUnavailable as exc:
+                    self._wait_for_broker(exc)
+                    if stop():
+                        return self.sent
+                    continue
+                self._broker_back()
                 self._report(force=not follow)
                 if not follow or stop():
                     return self.sent
@@ -271,41 +365,80 @@ class Shipper:
         for sibling in path.parent.glob(path.name + "*"):
             if sibling.is_file() and sibling.stat().st_ino == saved.inode:
                 old = OpenFile(sibling, saved)
-                self._drain(identity, old, final=True)
-                old.close()
+                try:
+                    self._drain(identity, old, final=True)
+                finally:
+                    old.close()
                 return
 
     def _drain(self, identity: str, current: OpenFile, final: bool) -> None:
         key = identity.encode("utf-8")
         was_done, was_damaged = current.done, current.damage is not None
+        before = current.position()
         for chunk in current.read(final):
-            future = self.producer.send(self.topic, key=key, value=chunk.data,
-                                        headers=packing.headers(chunk.first_line, chunk.first_offset))
-            future.add_errback(self._failures.append)
+            record = Sent(identity, chunk.lines, before, current.position())
+            self._pending.append(record)
             self._unacknowledged += chunk.lines
-            self._reached[identity] = current.position()
+            try:
+                future = self.producer.send(self.topic, key=key, value=chunk.data,
+                                            headers=packing.headers(chunk.first_line, chunk.first_offset))
+            except KafkaError as exc:  # no leader known within max_block_ms, say
+                record.failed(exc)
+                self._acknowledged()  # raises: settles the records before this one, sends again from it
+            else:
+                future.add_errback(record.failed)
+            before = record.after
             if self._unacknowledged >= FLUSH_LINES:
                 self._acknowledged()
         if current.done and not was_done:
-            self._reached[identity] = current.position()
+            self._pending.append(Sent(identity, 0, before, current.position()))
         if current.damage is not None and not was_damaged:
             # Not lost: the checkpoint stays before the damage (compression still running, a copy cut short).
             again = "a later run resumes there" if final else "read on from there once the file changes"
             print(f"{current.path}: {current.damage} (after line {current.line}); {again}", file=sys.stderr)
 
     def _acknowledged(self) -> None:
-        """Wait until the broker has every line sent; only then does the checkpoint move."""
-        if not self._reached:
+        """Wait until the broker has answered for every line sent; the checkpoint moves up to the
+        lines it took. A source it did not take every line of is read again from the first line
+        not taken: BrokerUnavailable says so, or RuntimeError when the error is not one to retry."""
+        if not self._pending:
             return
         self.producer.flush()
-        if self._failures:
-            raise RuntimeError(f"the broker did not take every line: {self._failures[0]}")
-        self.checkpoint.positions.update(self._reached)
-        self.checkpoint.save()
-        self.sent += self._unacknowledged
+        settled = settle(self._pending)
+        self._pending.clear()
         self._unacknowledged = 0
-        self._reached.clear()
+        self.checkpoint.positions.update(settled.reached)
+        if settled.reached:
+            self.checkpoint.save()
+        self.sent += settled.lines
+        fatal = next((failure for failure in settled.failures if not retriable(failure)), None)
+        if fatal is not None:
+            raise RuntimeError(f"the broker did not take every line: {fatal!r}")
+        if settled.failures:
+            # Every file is opened again at its checkpoint, as after a restart: a read broken off
+            # here (a UTF-16 export half sent, say) is not left half done.
+            self.checkpoint.positions.update(settled.resend)
+            for reading in self.open.values():
+                reading.close()
+            self.open.clear()
+            raise BrokerUnavailable(settled.failures[0])
         self._report()
+
+    def _wait_for_broker(self, failure: BrokerUnavailable) -> None:
+        """Pause before sending again; the first pause of an outage is said on stderr, once."""
+        self._attempts += 1
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            print(f"the broker did not take every line ({failure.args[0]!r}); sending again from the last "
+                  f"line it took, every {BACKOFF_FIRST_S:g} to {BACKOFF_MAX_S:g} s", file=sys.stderr, flush=True)
+        time.sleep(backoff_seconds(self._attempts))
+
+    def _broker_back(self) -> None:
+        if self._outage_since is None:
+            return
+        print(f"the broker takes lines again, after {time.monotonic() - self._outage_since:.0f} s and "
+              f"{self._attempts} tries", file=sys.stderr, flush=True)
+        self._outage_since, self._attempts = None, 0
 
     def _report(self, force: bool = False) -> None:
         if self.progress is None:
