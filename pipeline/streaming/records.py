@@ -93,12 +93,16 @@ def dead_letter_record(
     reason: str, raw: bytes, topic: str, partition: int, topic_offset: int,
     position: SourcePosition | None = None, field: str | None = None,
 ) -> dict:
+    via = position.via if position else None
     return {
         "reason": reason,
         "field": field,
         "source": position.source if position else f"{topic}/{partition}/{topic_offset}",
         "line": position.line if position else None,
         "offset": position.offset if position else None,
+        "via_source": via.source if via else None,
+        "via_line": via.line if via else None,
+        "via_offset": via.offset if via else None,
         "topic": topic,
         "partition": partition,
         "topic_offset": topic_offset,

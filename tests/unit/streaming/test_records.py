@@ -58,3 +58,22 @@ def test_the_sink_takes_records_of_every_version_and_refuses_messages_it_cannot_
 def test_dead_letter_without_a_source_position_names_topic_partition_offset():
     record = records.dead_letter_record("bad", b"\x00", "mail.traces", 2, 41)
     assert DEAD_LETTER.decode(DEAD_LETTER.encode(record))["source"] == "mail.traces/2/41"
+
+
+def test_dead_letter_of_an_enveloped_line_names_the_envelope_too():
+    from pipeline.domain.events import ParseError, SourcePosition
+
+    envelope = SourcePosition("/var/spool/filebeat.ndjson", 7, 1234)
+    error = ParseError(SourcePosition("/var/log/mail.log", None, 5120, envelope), "no date", "date")
+    read = DEAD_LETTER.decode(DEAD_LETTER.encode(records.parse_error_record(error, b"x", "mail.logs.raw", 0, 9)))
+    assert (read["source"], read["line"], read["offset"]) == ("/var/log/mail.log", None, 5120)
+    assert (read["via_source"], read["via_line"], read["via_offset"]) == ("/var/spool/filebeat.ndjson", 7, 1234)
+
+
+def test_dead_letters_written_before_the_envelope_fields_read_without_them():
+    from pipeline.streaming.avro import AvroContract
+
+    old = {key: value for key, value in records.dead_letter_record("bad", b"\x00", "mail.traces", 2, 41).items()
+           if not key.startswith("via_")}
+    read = DEAD_LETTER.decode(AvroContract("history/DeadLetter.v1").encode(old))
+    assert read["source"] == "mail.traces/2/41" and read["via_source"] is None
