@@ -29,8 +29,10 @@ for folder in (ROOT, BENCH):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
+from pipeline.streaming import topics  # noqa: E402
 from pipeline.streaming.admin import (  # noqa: E402
     CONSUMED,
+    PROCESSED,
     _committed_offsets as committed_offsets,
     lag,
     wait_until_drained,
@@ -119,11 +121,12 @@ class Pipeline:
         return process
 
     def worker(self, faulty: bool = False) -> Process:
-        """`patchgate worker`, or with faulty=True the same worker with ClickHouse writes that fail
-        while the flag file in PATCHGATE_FAULT_FLAG exists (bench/fault_worker.py)."""
+        """`patchgate run` (a worker and the sink in one process), or with faulty=True the same with
+        ClickHouse writes that fail while the flag file in PATCHGATE_FAULT_FLAG exists
+        (bench/fault_worker.py)."""
         if faulty:
             return self._start("worker", [sys.executable, str(BENCH / "fault_worker.py")])
-        return self._start("worker", [sys.executable, "-m", "pipeline", "worker"])
+        return self._start("worker", [sys.executable, "-m", "pipeline", "run"])
 
     def shipper(self, paths: list[Path], follow: bool) -> Process:
         command = [sys.executable, "-m", "pipeline", "ship", *map(str, paths),
@@ -175,23 +178,27 @@ def stop_gracefully(process: Process, timeout: float = 60) -> int | None:
     return status
 
 
-def _group_offsets(settings) -> dict:
-    """The group's committed offsets, asked again while its coordinator is loading or moving."""
+def _group_offsets(settings, group: str) -> dict:
+    """A group's committed offsets, asked again while its coordinator is loading or moving."""
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="faults")
     try:
-        return committed_offsets(admin, settings.app_id)
+        return committed_offsets(admin, group)
     finally:
         admin.close()
 
 
 def committed_total(settings, names: tuple[str, ...] = CONSUMED) -> int:
-    """The sum of the group's committed offsets over the consumed topics: it grows as the worker works."""
+    """The sum of the committed offsets of the workers' and the sinks' groups over the consumed
+    topics: it grows as the process works."""
     wanted = {settings.topic(name) for name in names}
-    return sum(o.offset for tp, o in _group_offsets(settings).items() if tp.topic in wanted and o.offset >= 0)
+    return sum(o.offset for group in (settings.app_id, topics.sink_group(settings))
+               for tp, o in _group_offsets(settings, group).items() if tp.topic in wanted and o.offset >= 0)
 
 
 def committed_offset(settings, name: str, partition: int) -> int | None:
-    found = _group_offsets(settings).get(TopicPartition(settings.topic(name), partition))
+    """The committed offset of the group that processes `name` (the workers' for mail.observations)."""
+    group = settings.app_id if name in PROCESSED else topics.sink_group(settings)
+    found = _group_offsets(settings, group).get(TopicPartition(settings.topic(name), partition))
     return found.offset if found is not None and found.offset >= 0 else None
 
 

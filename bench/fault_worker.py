@@ -80,7 +80,7 @@ def main() -> int:
     install(InjectedFault(Path(os.environ["PATCHGATE_FAULT_FLAG"]), hang_s))
     from pipeline.cli import main as patchgate
 
-    return patchgate([*sys.argv[1:], "worker"])
+    return patchgate([*sys.argv[1:], "run"])
 
 
 if __name__ == "__main__":

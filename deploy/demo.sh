@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job end to end on local defaults: a local Kafka broker, the Faust worker with embedded
-# ClickHouse, the bundled sample logs -> decisions (one JSON line each) and the servers report.
+# The main job end to end on local defaults: a local Kafka broker, `patchgate run` (a worker and
+# the sink with embedded ClickHouse in one process), the bundled sample logs -> decisions (one JSON
+# line each) and the servers report.
 # Everything started here is stopped again on exit, Ctrl-C or failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +35,7 @@ if ! bash deploy/kafka/kafka.sh status >/dev/null 2>&1; then
 fi
 
 patchgate topics >&2
-patchgate worker >"$PATCHGATE_DATA_DIR/worker.log" 2>&1 &
+patchgate run >"$PATCHGATE_DATA_DIR/worker.log" 2>&1 &
 worker_pid=$!
 echo "worker running (log: $PATCHGATE_DATA_DIR/worker.log)" >&2
 
@@ -47,6 +48,6 @@ fi
 echo "== decisions (mail.decisions) ==" >&2
 patchgate decisions
 
-# The worker owns the embedded ClickHouse: the report is read through its web port.
-echo "== servers report (ClickHouse, via the worker on 127.0.0.1:$PATCHGATE_WEB_PORT) ==" >&2
+# The sink owns the embedded ClickHouse: the report is read through its web port.
+echo "== servers report (ClickHouse, via the sink on 127.0.0.1:$PATCHGATE_WEB_PORT) ==" >&2
 patchgate report

@@ -19,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("topics", help="create the pipeline's Kafka topics")
-    commands.add_parser("worker", help="run the Faust worker (all agents and the ClickHouse sink)")
+    commands.add_parser("worker", help="run the processing agents (start any number, on any machines)")
+    commands.add_parser("sink", help="run the ClickHouse writers and the web port (one with the embedded engine)")
+    commands.add_parser("run", help="run a worker and the sink in one process (small sites, the demo)")
     ship = commands.add_parser("ship", help="send log files line by line to mail.logs.raw")
     ship.add_argument("paths", nargs="+", help="files or folders (every file below them)")
     ship.add_argument("--follow", action="store_true", help="keep tailing the files, like tail -F")
@@ -42,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--at", help="ISO-8601 time to evaluate at (default: the newest event time)")
     evaluate.add_argument("--config", default=argparse.SUPPRESS, help="TOML settings file with the [policy] table")
     evaluate.add_argument("paths", nargs="+", help="files, folders (every file below) or - for standard input")
+    ddl = commands.add_parser("clickhouse-ddl", help="print the report tables' DDL for a ClickHouse cluster")
+    ddl.add_argument("--cluster", required=True, help="the cluster's name in the servers' <remote_servers>")
     catalog = commands.add_parser("catalog", help="keep the Exchange build catalog current")
     catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True)
     update = catalog_commands.add_parser(
@@ -69,10 +73,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         created = ensure_topics(settings)
         print(f"created {', '.join(created)}" if created else "all topics exist")
-    elif args.command == "worker":
+    elif args.command in ("worker", "sink", "run"):
+        from pipeline.streaming.app import Role
         from pipeline.streaming.worker import run_worker
 
-        run_worker(settings)
+        return run_worker(settings, Role(args.command))
     elif args.command == "ship":
         from pipeline.edges.shipper import progress_stream, ship as ship_files
 
@@ -96,7 +101,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     elif args.command == "report":
         from pipeline.web import client, tables
 
-        rows = client.report(settings)
+        try:
+            rows = client.report(settings)
+        except client.QueryError as exc:
+            print(f"patchgate report: {exc}", file=sys.stderr)
+            return 1
         print(tables.json_lines(rows) if args.json else tables.text_table(tables.REPORT_SHOWN, rows))
     elif args.command == "sql":
         from pipeline.web import client, tables
@@ -117,6 +126,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from pipeline.evaluate import evaluate as run_evaluate
 
         return run_evaluate(settings, args.paths, args.at)
+    elif args.command == "clickhouse-ddl":
+        from pipeline.sinks.cluster_ddl import cluster_ddl
+
+        try:
+            print(cluster_ddl(args.cluster), end="")
+        except ValueError as exc:
+            print(f"patchgate clickhouse-ddl: {exc}", file=sys.stderr)
+            return 2
     elif args.command == "catalog":
         from pipeline.catalog_update import update_catalog
 

@@ -13,8 +13,11 @@ one server_messages row per message inside ClickHouse.
 """
 from __future__ import annotations
 
+import fcntl
+import os
 from importlib.resources import files
 from pathlib import Path
+from typing import IO
 
 import clickhouse_connect
 import orjson
@@ -38,6 +41,42 @@ def connect(dsn: str) -> Client:
     if dsn.startswith("chdb://"):
         Path(dsn.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
     return clickhouse_connect.get_client(dsn=dsn)
+
+
+class FolderInUse(RuntimeError):
+    """The embedded engine's folder is owned by another process."""
+
+
+# The open lock files, kept for the life of the process (a lock ends when its file is closed).
+_owned_folders: dict[str, IO[str]] = {}
+
+
+def own_embedded_folder(dsn: str) -> None:
+    """For `chdb:///dir`, make this process the folder's only user (an exclusive lock on
+    dir/.patchgate.lock, held until it exits); nothing for a ClickHouse server, which any number of
+    processes may use. FolderInUse names the process that holds it."""
+    if not dsn.startswith("chdb://"):
+        return
+    folder = Path(dsn.removeprefix("chdb://"))
+    folder.mkdir(parents=True, exist_ok=True)
+    if str(folder.resolve()) in _owned_folders:
+        return
+    lock = open(folder / ".patchgate.lock", "a+", encoding="utf-8")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise FolderInUse(
+            f"the embedded ClickHouse folder {folder} is in use by {holder}: with the embedded engine "
+            "exactly one sink runs (`patchgate sink` or `patchgate run`); for several, use a ClickHouse "
+            "server (CLICKHOUSE_URL=http://...)") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()}")
+    lock.flush()
+    _owned_folders[str(folder.resolve())] = lock
 
 
 def create_tables(client: Client) -> None:

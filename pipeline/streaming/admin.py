@@ -12,8 +12,11 @@ from pipeline.settings import Settings
 from pipeline.streaming import topics
 
 # Topics whose committed offsets must reach the end before the pipeline has caught up: every
-# topic an agent consumes, in flow order.
+# topic an agent consumes, in flow order; the workers' group reads the first three, the sinks'
+# group the last three.
 CONSUMED = (topics.RAW, topics.TRACES, topics.OBSERVATIONS, topics.DECISIONS, topics.ENFORCEMENT)
+PROCESSED = CONSUMED[:3]
+STORED = CONSUMED[2:]
 
 
 def ensure_topics(settings: Settings) -> list[str]:
@@ -41,21 +44,25 @@ def ensure_topics(settings: Settings) -> list[str]:
 
 
 def lag(settings: Settings, names: tuple[str, ...] = CONSUMED) -> int:
-    """Messages the worker's consumer group has not committed yet, over the given consumed topics."""
+    """Messages the consumer groups reading the given topics have not committed yet (the workers'
+    and the sinks' both count on mail.observations, which both read)."""
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="patchgate-admin")
     try:
-        partitions = [
-            TopicPartition(settings.topic(name), p)
-            for name in names
-            for p in consumer.partitions_for_topic(settings.topic(name)) or ()
-        ]
-        ends = consumer.end_offsets(partitions)
-        committed = _committed_offsets(admin, settings.app_id)
         total = 0
-        for tp in partitions:
-            done = committed.get(tp)
-            total += ends[tp] - (done.offset if done is not None and done.offset >= 0 else 0)
+        for group, consumed in ((settings.app_id, PROCESSED), (topics.sink_group(settings), STORED)):
+            partitions = [
+                TopicPartition(settings.topic(name), p)
+                for name in names if name in consumed
+                for p in consumer.partitions_for_topic(settings.topic(name)) or ()
+            ]
+            if not partitions:
+                continue
+            ends = consumer.end_offsets(partitions)
+            committed = _committed_offsets(admin, group)
+            for tp in partitions:
+                done = committed.get(tp)
+                total += ends[tp] - (done.offset if done is not None and done.offset >= 0 else 0)
         return total
     finally:
         consumer.close()

@@ -11,12 +11,13 @@ committed after that. A crash at any point repeats work (the downstream steps ar
 but never loses it.
 
 A timer marks the mail.logs.raw partitions that went quiet, so that their idle sources end (see
-pipeline.domain.source_ends).
+pipeline.domain.source_ends). Each agent moves its metrics once per batch, after the batch is done.
 """
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import faust
@@ -33,6 +34,7 @@ from pipeline.streaming.avro import ENFORCEMENT_DECISION, MESSAGE_TRACE, SERVER_
 from pipeline.streaming.dead_letters import DeadLetterLimit, decoded, rejected_line
 from pipeline.streaming.failures import batches, stops_worker_on_failure
 from pipeline.streaming.ingest import RawBatch
+from pipeline.streaming.metrics import Metrics
 from pipeline.streaming.outbox import DecisionOutbox, Record, not_yet_published, tails
 from pipeline.streaming.tables import TableBatch, flushed
 
@@ -54,7 +56,7 @@ class Arrival:
     marked: bool = False
 
 
-def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalog) -> None:
+def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalog, metrics: Metrics) -> None:
     config = settings.policy
     idle_s = settings.stream.source_idle_seconds
     idle_ms = int(idle_s * 1000)
@@ -72,6 +74,7 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
 
     @app.agent(topics.raw)
     async def ingest(stream):
+        published, rejected = metrics.observations.labels("ingest"), metrics.dead_letters.labels("ingest")
         async with stops_worker_on_failure(app, "ingest"):
             async for events in batches(stream, RAW_BATCH, RAW_WITHIN):
                 batch = RawBatch(tables.parser_states, tables.open_messages, config, settings.formats, idle_ms)
@@ -82,9 +85,15 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
                     arrivals[partition] = Arrival(now, offset)
                 batch.parse()
                 pending: list = [await rejected_line(topics.dead_letters, error) for error in batch.errors]
-                await send_observations(batch.observations.observations(), pending)
+                observations = batch.observations.observations()
+                await send_observations(observations, pending)
                 await asyncio.gather(*pending)
                 await flushed(batch.states, batch.open_messages)
+                metrics.raw_records.inc(len(events))
+                for format_name, lines in batch.lines.items():
+                    metrics.lines.labels(format_name).inc(lines)
+                published.inc(len(observations))
+                rejected.inc(len(batch.errors))
 
     if idle_s > 0:
         @app.timer(interval=min(1.0, idle_s / 4))
@@ -104,30 +113,41 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
     @app.agent(topics.traces)
     async def observe(stream):
         dead_letters = limit("observe")
+        published, rejected = metrics.observations.labels("observe"), metrics.dead_letters.labels("observe")
         async with stops_worker_on_failure(app, "observe"):
             async for events in batches(stream, OBSERVATION_BATCH, OBSERVATION_WITHIN):
                 folded = ObservationBatch(config)
                 pending: list = []
+                bad = 0
                 for event in events:
                     trace = await decoded(topics.dead_letters, event, MESSAGE_TRACE, records.trace_from_record, pending,
                                           dead_letters)
                     if trace is not None:
                         folded.add_trace(trace)
-                await send_observations(folded.observations(), pending)
+                    else:
+                        bad += 1
+                observations = folded.observations()
+                await send_observations(observations, pending)
                 await asyncio.gather(*pending)
+                published.inc(len(observations))
+                rejected.inc(bad)
 
     @app.agent(topics.observations)
     async def enforce(stream):
         dead_letters = limit("enforce")
+        rejected = metrics.dead_letters.labels("enforce")
         async with stops_worker_on_failure(app, "enforce"):
             async for events in batches(stream, OBSERVATION_BATCH, OBSERVATION_WITHIN):
                 pending: list = []
+                bad = 0
                 by_server: dict[bytes, tuple[faust.EventT, list[ServerObservation]]] = {}
                 for event in events:
                     observation = await decoded(topics.dead_letters, event, SERVER_OBSERVATION_TIMES,
                                                 records.observation_from_record, pending, dead_letters)
                     if observation is not None:
                         by_server.setdefault(observation.server_id.encode("utf-8"), (event, []))[1].append(observation)
+                    else:
+                        bad += 1
                 states = TableBatch(tables.server_states, decode=_server_state, encode=_server_state_bytes)
                 outbox = DecisionOutbox(tables.server_states)
                 left_over = [record for event, _ in by_server.values() for record in outbox.left_over(event)]
@@ -136,6 +156,7 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
                         settings.bootstrap_servers, topics.decisions.get_topic_name(), left_over)))
                     outbox.published()
                 new: dict[int, list[Record]] = {}
+                stages: Counter[int] = Counter()
                 for key, (event, observations) in by_server.items():
                     state = states.get(key, event)
                     for observation in observations:
@@ -144,6 +165,7 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
                     if decision is not None:
                         new.setdefault(event.message.partition, []).append(
                             (key, ENFORCEMENT_DECISION.encode(records.decision_record(decision))))
+                        stages[decision.stage] += 1
                     states.put(key, state, event)
                 for partition, decided in new.items():
                     outbox.store(partition, decided)
@@ -155,6 +177,9 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
                     await publish([record for decided in new.values() for record in decided])
                     outbox.published()
                     await flushed(outbox.batch)
+                for stage, count in stages.items():
+                    metrics.decisions.labels(str(stage)).inc(count)
+                rejected.inc(bad)
 
     async def publish(decided: list[Record]) -> None:
         await asyncio.gather(*[await topics.decisions.send(key=key, value=value) for key, value in decided])

@@ -1,6 +1,17 @@
-"""The Faust app: mail.logs.raw -> ingest -> mail.observations -> enforce -> mail.decisions (and
-mail.traces -> observe -> mail.observations for other producers of structured traces), with the
-ClickHouse sinks on mail.observations, mail.decisions and mail.enforcement (what the MTAs applied).
+"""The Faust apps, one per role.
+
+The worker's app (consumer group `app_id`) holds the processing agents and their tables:
+mail.logs.raw -> ingest -> mail.observations -> enforce -> mail.decisions (and mail.traces ->
+observe -> mail.observations for other producers of structured traces). Any number of workers,
+on any machines, share its partitions.
+
+The sink's app (consumer group `<app_id>-sink`) holds the ClickHouse sinks on mail.observations,
+mail.decisions and mail.enforcement (what the MTAs applied) and serves the web port: with the
+embedded engine exactly one runs (it owns the folder), with a ClickHouse server any number.
+
+`patchgate run` runs both apps in one process. Each app being its own consumer group, a site can
+go from one process to several workers and sinks, and back, without either re-reading the other's
+topics.
 
 Topics carry raw bytes and the agents encode and decode Avro themselves, so a record that does not
 decode goes to the dead-letter topic with its position instead of stopping the stream.
@@ -8,6 +19,8 @@ decode goes to the dead-letter topic with its position instead of stopping the s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
 
 import faust
 from faust.types import TableT
@@ -15,6 +28,7 @@ from faust.types import TableT
 from pipeline.domain.catalog import Catalog
 from pipeline.settings import Settings
 from pipeline.streaming import agents, sink_agents, topics
+from pipeline.streaming.metrics import Metrics
 from pipeline.streaming.storage import ClickHouseHandle
 from pipeline.streaming.transport import InOrderTransport
 from pipeline.web import views
@@ -55,14 +69,87 @@ class PatchgateApp(faust.App):
         return InOrderTransport(self.conf.broker_consumer, self)
 
 
-def build_app(settings: Settings, catalog: Catalog, store: str = "rocksdb://",
-              clickhouse: ClickHouseHandle | None = None) -> faust.App:
-    """The worker's app. Tests pass "memory://" tables and a ClickHouse handle they opened themselves."""
-    app = PatchgateApp(
-        settings.app_id,
+class Role(StrEnum):
+    """What a process runs (see the module docstring)."""
+
+    WORKER = "worker"
+    SINK = "sink"
+    RUN = "run"
+
+
+def build_apps(settings: Settings, catalog: Catalog, role: Role) -> list[faust.App]:
+    """The Faust apps of one process: the worker's, the sink's, or both (the sink serving the web
+    port then, its views reading the ClickHouse handle both share)."""
+    metrics = Metrics()  # one registry for the process: in `run`, the sink's /metrics shows both apps
+    if role is Role.WORKER:
+        return [processing_app(settings, catalog, metrics=metrics)]
+    if role is Role.SINK:
+        return [sink_app(settings, metrics=metrics)]
+    return [processing_app(settings, catalog, metrics=metrics, web=False), sink_app(settings, metrics=metrics)]
+
+
+def processing_app(settings: Settings, catalog: Catalog, store: str = "rocksdb://", web: bool = True,
+                   metrics: Metrics | None = None) -> faust.App:
+    """The processing agents and their tables, in the consumer group `settings.app_id`. Tests pass
+    "memory://" tables."""
+    app = _faust_app(settings, settings.app_id, settings.data_dir / "faust", web, store=store)
+    wired = _topics(app, settings)
+
+    def table(name: str) -> TableT:
+        # Keys and values are raw bytes (the bytes type also makes the changelog and recovery read
+        # them raw); the agents encode values as JSON themselves, a batch at a time.
+        return app.Table(name, default=None, partitions=settings.partitions, key_type=bytes, value_type=bytes)
+
+    tables = Tables(table(topics.PARSER_STATE_TABLE), table(topics.OPEN_MESSAGES_TABLE),
+                    table(topics.SERVER_STATE_TABLE))
+    metrics = metrics or Metrics()
+    metrics.watch(app)
+    agents.register(app, wired, tables, settings, catalog, metrics)
+    if web:
+        views.register_ops(app, lambda: worker_health(app), metrics)
+    return app
+
+
+def worker_health(app: faust.App) -> dict:
+    """What a worker's /health answers: ok once it has joined the group, with the partitions it
+    holds (a worker that holds none is healthy too: more workers than partitions stand by)."""
+    if not app.consumer_generation_id:
+        return {"status": "starting"}
+    return {"status": "ok", "partitions": sorted(f"{tp.topic}/{tp.partition}" for tp in app.consumer.assignment())}
+
+
+def sink_app(settings: Settings, clickhouse: ClickHouseHandle | None = None, web: bool = True,
+             metrics: Metrics | None = None) -> faust.App:
+    """The ClickHouse sinks and the web views, in the consumer group `topics.sink_group(settings)`.
+    Tests pass a ClickHouse handle they opened themselves."""
+    app = _faust_app(settings, topics.sink_group(settings), settings.data_dir / "faust-sink", web)
+    wired = _topics(app, settings)
+    if clickhouse is None:
+        clickhouse = ClickHouseHandle(settings.clickhouse_dsn)
+        app.task(clickhouse.open)
+    handle = clickhouse
+
+    @app.task
+    async def give_up_failing_writes_on_stop() -> None:
+        # Faust's stop first waits for every batch in hand to be acked: a sink retrying a failing
+        # write would hold that wait for as long as ClickHouse fails.
+        await app.wait_until_stopped()
+        handle.stop()
+
+    metrics = metrics or Metrics()
+    metrics.watch(app)
+    sink_agents.register(app, wired, clickhouse, settings, metrics)
+    views.register_ops(app, lambda: health(handle), metrics)
+    views.register_reports(app, clickhouse.read)
+    return app
+
+
+def _faust_app(settings: Settings, app_id: str, datadir: Path, web: bool, store: str = "memory://") -> faust.App:
+    return PatchgateApp(
+        app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         store=store,
-        datadir=str(settings.data_dir / "faust"),
+        datadir=str(datadir),
         topic_partitions=settings.partitions,
         consumer_auto_offset_reset="earliest",
         # Messages an agent sends are published when the offsets of what it read are committed
@@ -81,39 +168,17 @@ def build_app(settings: Settings, catalog: Catalog, store: str = "rocksdb://",
         # stream hold no more than 1,024 unprocessed ones (Faust's 4,096 were 1 GiB of prefetch).
         consumer_max_fetch_size=4 * 1024 * 1024,
         stream_buffer_maxsize=1024,
+        web_enabled=web,
         web_bind=settings.web_host,
         web_port=settings.web_port,
         web_host=settings.web_host,
     )
 
+
+def _topics(app: faust.App, settings: Settings) -> Topics:
     def topic(name: str) -> faust.TopicT:
         return app.topic(settings.topic(name), key_type=bytes, value_type=bytes,
                          key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
 
-    wired = Topics(topic(topics.RAW), topic(topics.TRACES), topic(topics.DEAD_LETTERS),
-                   topic(topics.OBSERVATIONS), topic(topics.DECISIONS), topic(topics.ENFORCEMENT))
-
-    def table(name: str) -> TableT:
-        # Keys and values are raw bytes (the bytes type also makes the changelog and recovery read
-        # them raw); the agents encode values as JSON themselves, a batch at a time.
-        return app.Table(name, default=None, partitions=settings.partitions, key_type=bytes, value_type=bytes)
-
-    tables = Tables(table(topics.PARSER_STATE_TABLE), table(topics.OPEN_MESSAGES_TABLE),
-                    table(topics.SERVER_STATE_TABLE))
-
-    if clickhouse is None:
-        clickhouse = ClickHouseHandle(settings.clickhouse_dsn)
-        app.task(clickhouse.open)
-    handle = clickhouse
-
-    @app.task
-    async def give_up_failing_writes_on_stop() -> None:
-        # Faust's stop first waits for every batch in hand to be acked: a sink retrying a failing
-        # write would hold that wait for as long as ClickHouse fails.
-        await app.wait_until_stopped()
-        handle.stop()
-
-    agents.register(app, wired, tables, settings, catalog)
-    sink_agents.register(app, wired, clickhouse, settings)
-    views.register(app, clickhouse.read, lambda: health(clickhouse))
-    return app
+    return Topics(topic(topics.RAW), topic(topics.TRACES), topic(topics.DEAD_LETTERS),
+                  topic(topics.OBSERVATIONS), topic(topics.DECISIONS), topic(topics.ENFORCEMENT))

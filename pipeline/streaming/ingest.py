@@ -54,6 +54,8 @@ class RawBatch:
         self.formats = formats
         self.source_idle_ms = source_idle_ms
         self.errors: list[ParseError] = []
+        # Lines parsed per format (of their source; "unknown" until a line tells it), for the metrics.
+        self.lines: dict[str, int] = {}
         self.states = TableBatch(parser_states)
         self.open_messages = TableBatch(open_messages)
         self._origin: Origin | None = None
@@ -110,6 +112,8 @@ class RawBatch:
                 # is charged to the run's last record.
                 self._origin = run.origin(len(run) - 1)
                 state = dispatch.parse_run(state, run, self, store, rows, self.formats)
+                format_name = state["format"] or "unknown"
+                self.lines[format_name] = self.lines.get(format_name, 0) + len(run)
             parsed.append((key, state, before, read, partition, event))
         # Tracking-log rows are read now, and may teach the states host names.
         rows.flush(self)

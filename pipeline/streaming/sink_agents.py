@@ -5,11 +5,13 @@ stored the batch (ClickHouseHandle.write tries until it does). While ClickHouse 
 topic is paused on this worker: the backlog waits in Kafka, not in the stream buffers, whose
 filling would stall every agent of the worker. Agents that read the same topic (enforce reads
 mail.observations) wait with it; the other agents, the web views and the MTAs' decisions go on.
+Each insert's rows, and the time until ClickHouse stored it, go to the metrics.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from functools import partial
 
 import faust
@@ -20,6 +22,7 @@ from pipeline.streaming import records
 from pipeline.streaming.avro import ENFORCEMENT, ENFORCEMENT_DECISION, SERVER_OBSERVATION, AvroContract
 from pipeline.streaming.dead_letters import DeadLetterLimit, decoded
 from pipeline.streaming.failures import batches, stops_worker_on_failure
+from pipeline.streaming.metrics import Metrics
 from pipeline.streaming.storage import ClickHouseHandle
 
 log = logging.getLogger(__name__)
@@ -27,12 +30,14 @@ BATCH_SIZE = 50_000
 BATCH_SECONDS = 1.0
 
 
-def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Settings) -> None:
+def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Settings, metrics: Metrics) -> None:
+    metrics.watch_writes(clickhouse.health)
 
     def limit(agent: str) -> DeadLetterLimit:
         return DeadLetterLimit(agent, settings.dead_letters.max_ratio, settings.dead_letters.max_consecutive)
 
-    async def store(batch, contract: AvroContract, from_record, insert, dead_letters: DeadLetterLimit) -> None:
+    async def store(batch, contract: AvroContract, from_record, insert, table: str,
+                    dead_letters: DeadLetterLimit) -> None:
         pending: list = []
         for (topic, partition), events in _by_partition(batch).items():
             rows = []
@@ -42,9 +47,13 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
                 if row is not None:
                     rows.append(row)
             token = f"{topic}:{partition}:{events[0].message.offset}-{events[-1].message.offset}"
+            started = time.perf_counter()
             await clickhouse.write(partial(insert, rows=rows, dedup_token=token), token,
                                    hold=partial(_pause, app, topic, clickhouse.health.paused),
                                    release=partial(_resume, app, topic, clickhouse.health.paused))
+            metrics.sink_write_seconds.labels(table).observe(time.perf_counter() - started)
+            metrics.sink_batch_rows.labels(table).observe(len(rows))
+            metrics.dead_letters.labels(dead_letters.agent).inc(len(events) - len(rows))
         await asyncio.gather(*pending)
 
     @app.agent(topics.decisions)
@@ -53,7 +62,7 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
         async with stops_worker_on_failure(app, "store_decisions"):
             async for batch in batches(stream, BATCH_SIZE, BATCH_SECONDS):
                 await store(batch, ENFORCEMENT_DECISION, lambda record, message: records.decision_from_record(record),
-                            insert_decisions, dead_letters)
+                            insert_decisions, "decisions", dead_letters)
 
     @app.agent(topics.observations)
     async def store_observations(stream):
@@ -62,7 +71,7 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
             async for batch in batches(stream, BATCH_SIZE, BATCH_SECONDS):
                 await store(batch, SERVER_OBSERVATION,
                             lambda record, message: records.current_observation_record(record), insert_observations,
-                            dead_letters)
+                            "observations", dead_letters)
 
     @app.agent(topics.enforcement)
     async def store_enforcement(stream):
@@ -70,7 +79,7 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
         async with stops_worker_on_failure(app, "store_enforcement"):
             async for batch in batches(stream, BATCH_SIZE, BATCH_SECONDS):
                 await store(batch, ENFORCEMENT, lambda record, message: (record, message.partition, message.offset),
-                            insert_enforcement, dead_letters)
+                            insert_enforcement, "enforcement", dead_letters)
 
 
 def _by_partition(batch) -> dict[tuple[str, int], list]:

@@ -18,6 +18,11 @@ OPEN_MESSAGES_TABLE = "open-messages"
 SERVER_STATE_TABLE = "server-state"
 
 
+def sink_group(settings: Settings) -> str:
+    """The sinks' Faust app id and consumer group; the workers' is `settings.app_id`."""
+    return f"{settings.app_id}-sink"
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str

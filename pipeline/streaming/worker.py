@@ -1,15 +1,27 @@
-"""Run the Faust app as a worker process."""
+"""Run a role's Faust apps in one worker process."""
 from __future__ import annotations
+
+import sys
 
 from faust import Worker
 
 from pipeline.catalog_files import load_catalog
 from pipeline.settings import Settings
-from pipeline.streaming.app import build_app
+from pipeline.sinks.clickhouse import FolderInUse, own_embedded_folder
+from pipeline.streaming.app import Role, build_apps
 
 
-def run_worker(settings: Settings) -> None:
-    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
-    app = build_app(settings, load_catalog(settings.catalog_file))
+def run_worker(settings: Settings, role: Role) -> int:
+    if role is not Role.WORKER:
+        try:
+            # Held until the process ends: a second sink on the same folder fails here, not in chdb.
+            own_embedded_folder(settings.clickhouse_dsn)
+        except FolderInUse as exc:
+            print(f"patchgate: {exc}", file=sys.stderr)
+            return 1
+    for folder in ("faust", "faust-sink"):
+        (settings.data_dir / folder).mkdir(parents=True, exist_ok=True)
+    apps = build_apps(settings, load_catalog(settings.catalog_file), role)
     # Faust's Worker installs the signal handlers: SIGTERM and SIGINT stop it cleanly, committing offsets.
-    Worker(app, loglevel="INFO", quiet=True).execute_from_commandline()
+    Worker(*apps, loglevel="INFO", quiet=True).execute_from_commandline()
+    return 0

@@ -1,8 +1,8 @@
-"""`patchgate report` and `patchgate sql`: query ClickHouse directly, or through a running worker.
+"""`patchgate report` and `patchgate sql`: query ClickHouse directly, or through the running sink.
 
-With an http(s) CLICKHOUSE_URL the server is queried directly. In embedded mode a running worker
-owns the ClickHouse folder, so the query goes to its web port; with no worker running the folder
-is opened here.
+With an http(s) CLICKHOUSE_URL the server is queried directly. In embedded mode the running sink
+(`patchgate sink` or `patchgate run`) owns the ClickHouse folder, so the query goes to its web
+port; with no sink running the folder is opened here, and owned while it is.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import urllib.request
 
 from pipeline.settings import Settings
 from pipeline.sinks import queries
-from pipeline.sinks.clickhouse import connect
+from pipeline.sinks.clickhouse import FolderInUse, connect, own_embedded_folder
 
 
 class QueryError(RuntimeError):
@@ -37,6 +37,10 @@ def sql(settings: Settings, query: str) -> dict:
 
 
 def _direct(settings: Settings, fn):
+    try:
+        own_embedded_folder(settings.clickhouse_dsn)
+    except FolderInUse as exc:
+        raise QueryError(f"{exc}; and it did not answer on {settings.web_host}:{settings.web_port}") from None
     client = connect(settings.clickhouse_dsn)
     try:
         return fn(client)
@@ -45,7 +49,7 @@ def _direct(settings: Settings, fn):
 
 
 def _ask_worker(settings: Settings, method: str, path: str, body: dict | None = None):
-    """The worker's answer, or None when there is no worker to ask (or no need to)."""
+    """The sink's answer, or None when there is no sink to ask (or no need to)."""
     if not settings.clickhouse_dsn.startswith("chdb://"):
         return None
     request = urllib.request.Request(

@@ -1,11 +1,16 @@
-"""Views on the worker's Faust web server.
+"""Views on a process's Faust web server.
 
-In embedded mode the worker's process owns the ClickHouse folder, so reads go through it:
+Every role answers (register_ops):
+    GET  /health          {"status": "ok" | "degraded", "clickhouse_writes": {...}, "paused_partitions": [...]};
+                          answered without ClickHouse, also while its writes fail
+    GET  /healthz         the same, with status 200 when ok and 503 otherwise (for probes and load balancers)
+    GET  /metrics         the app's Prometheus metrics (pipeline.streaming.metrics), text format 0.0.4
+
+The sink role answers the reads (register_reports); in embedded mode its process owns the
+ClickHouse folder, so reads go through it:
     GET  /report          the servers report as JSON
     GET  /report.html     the same as a page for server owners
     POST /sql             {"query": "SELECT ..."} -> {"columns": [...], "rows": [...]} (readonly)
-    GET  /health          {"status": "ok" | "degraded", "clickhouse_writes": {...}, "paused_partitions": [...]};
-                          answered without ClickHouse, also while its writes fail
 """
 from __future__ import annotations
 
@@ -15,22 +20,40 @@ from collections.abc import Awaitable, Callable
 
 import faust
 from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 from pipeline.sinks import queries
+from pipeline.streaming.metrics import Metrics
 from pipeline.streaming.storage import ClickHouseBusy
 from pipeline.web.tables import cell
 
 ClientCall = Callable[[Callable], Awaitable]
 
 
-def register(app: faust.App, with_client: ClientCall, health: Callable[[], dict]) -> None:
-    """`with_client(fn)` runs fn(client) on the reader, whatever the sink's writes are doing. A read
-    behind an earlier one that hangs fails fast (ClickHouseBusy): 503 with Retry-After."""
+def register_ops(app: faust.App, health: Callable[[], dict], metrics: Metrics) -> None:
+    """`health()` is what /health answers; /metrics reads `metrics` as it is scraped."""
 
     @app.page("/health")
     class Health(View):
         async def get(self, request: Request) -> Response:
             return self.json(health())
+
+    @app.page("/healthz")
+    class Healthz(View):
+        async def get(self, request: Request) -> Response:
+            answer = health()
+            return self.json(answer, status=200 if answer["status"] == "ok" else 503)
+
+    @app.page("/metrics")
+    class Prometheus(View):
+        async def get(self, request: Request) -> Response:
+            # aiohttp refuses a content type with a charset unless it comes as a header.
+            return self.bytes(generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
+
+
+def register_reports(app: faust.App, with_client: ClientCall) -> None:
+    """`with_client(fn)` runs fn(client) on the reader, whatever the sink's writes are doing. A read
+    behind an earlier one that hangs fails fast (ClickHouseBusy): 503 with Retry-After."""
 
     @app.page("/report")
     class ReportJson(View):

@@ -57,12 +57,12 @@ def pipeline_env(tmp_path):
 
 
 class Worker:
-    """`patchgate worker` as a child process, as an operator runs it."""
+    """`patchgate run` (or another `role`: worker, sink) as a child process, as an operator runs it."""
 
-    def __init__(self, env: dict, log: Path):
+    def __init__(self, env: dict, log: Path, role: str = "run"):
         self.log = log
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "worker"], env=env, cwd=ROOT,
+            [sys.executable, "-m", "pipeline", role], env=env, cwd=ROOT,
             stdout=log.open("wb"), stderr=subprocess.STDOUT,
         )
 

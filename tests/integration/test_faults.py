@@ -57,9 +57,6 @@ def test_a_bad_deploy_stops_the_worker_at_the_dead_letter_limit(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs: needs root")
-@pytest.mark.xfail(strict=False, reason="known defect, open in issue 10: one clean-clone CI run found 2 of 2,991 "
-                                        "message rows missing in ClickHouse after the restart (decisions all there); "
-                                        "the stop, the error line and the restart hold")
 def test_a_full_disk_stops_the_worker_cleanly_and_a_restart_resumes(tmp_path):
     result = fault_scenarios.disk_pressure(tmp_path, lines=6_000, load_s=20.0, stop_within_s=20.0)
     assert result.holds, result.describe()

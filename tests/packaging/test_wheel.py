@@ -42,6 +42,7 @@ class RecordingClient:
         self.statements.append(body.strip().splitlines()[0])
 
 record = {"reason": "bad line", "field": None, "source": "mail.logs.raw/0/7", "line": None, "offset": None,
+          "via_source": "filebeat.ndjson", "via_line": 3, "via_offset": 250,
           "topic": "mail.logs.raw", "partition": 0, "topic_offset": 7, "raw": b"\\xff"}
 decoded = DEAD_LETTER.decode(DEAD_LETTER.encode(record))
 client = RecordingClient()

@@ -14,7 +14,7 @@ from faust.topics import Topic
 
 from pipeline.catalog_files import load_catalog
 from pipeline.settings import Settings
-from pipeline.streaming.app import build_app
+from pipeline.streaming.app import processing_app, sink_app
 
 
 class PartitionedTable:
@@ -119,7 +119,8 @@ def broker(monkeypatch):
 
 @pytest.fixture
 def streaming_app(broker, monkeypatch, tmp_path):
-    """build_app with in-memory tables, sending to `broker`, each agent taking one record at a time
+    """The worker's app with in-memory tables (or, with a ClickHouse handle or role="sink", the
+    sink's app), sending to `broker`, each agent taking one record at a time
     (or `batch` records, without a time limit); what would stop the worker goes to `app.crashes`.
     Each record put to an agent holds one reference, as the worker's conductor gives it for each
     stream it feeds: it is acked when that stream acks it (test_context alone gives none)."""
@@ -131,14 +132,17 @@ def streaming_app(broker, monkeypatch, tmp_path):
         return message
     monkeypatch.setattr(AgentTestWrapper, "to_message", referenced)
 
-    def make(clickhouse=None, batch=1, **settings):
+    def make(clickhouse=None, batch=1, role=None, **settings):
         for module, size, within in (("agents", "RAW_BATCH", "RAW_WITHIN"),
                                      ("agents", "OBSERVATION_BATCH", "OBSERVATION_WITHIN"),
                                      ("sink_agents", "BATCH_SIZE", "BATCH_SECONDS")):
             monkeypatch.setattr(f"pipeline.streaming.{module}.{size}", batch)
             monkeypatch.setattr(f"pipeline.streaming.{module}.{within}", 60.0)
-        app = build_app(Settings(app_id="pg-unit", data_dir=tmp_path, **settings), load_catalog(), store="memory://",
-                        clickhouse=clickhouse)
+        configured = Settings(app_id="pg-unit", data_dir=tmp_path, **settings)
+        if (role or ("sink" if clickhouse is not None else "worker")) == "sink":
+            app = sink_app(configured, clickhouse=clickhouse)
+        else:
+            app = processing_app(configured, load_catalog(), store="memory://")
         app.crashes = []
         monkeypatch.setattr(app.producer, "flush", broker.flush)
 

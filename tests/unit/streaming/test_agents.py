@@ -36,6 +36,10 @@ QUEUED = (b"Feb 16 11:20:34 mx1 postfix/qmgr[1480]: 4TqN1c2Vb8z1: from=<kim@fabr
           b"(queue active)\n")
 
 
+def role_of(agent: str) -> str:
+    return "sink" if agent.startswith("store_") else "worker"
+
+
 def agent_named(app, name):
     [agent] = [agent for full_name, agent in app.agents.items() if full_name.endswith(f".{name}")]
     return agent
@@ -218,7 +222,7 @@ def test_enforce_publishes_what_a_stopped_worker_left_unpublished_first(streamin
 @pytest.mark.parametrize("name", ["observe", "enforce", "store_decisions", "store_observations", "store_enforcement"])
 def test_records_that_do_not_decode_stop_the_worker_past_the_limit(name, streaming_app, broker, until):
     """A bad deploy: one undecodable record is dead-lettered, the next one in a row is one too many."""
-    app = streaming_app(batch=2, dead_letters=DeadLetterSettings(max_ratio=1.0, max_consecutive=1))
+    app = streaming_app(batch=2, role=role_of(name), dead_letters=DeadLetterSettings(max_ratio=1.0, max_consecutive=1))
 
     async def scenario():
         async with agent_named(app, name).test_context() as agent:
@@ -236,7 +240,7 @@ def test_records_that_do_not_decode_stop_the_worker_past_the_limit(name, streami
 @pytest.mark.parametrize("name", ["observe", "enforce", "store_decisions", "store_observations", "store_enforcement"])
 def test_the_batch_that_exceeds_the_dead_letter_limit_is_never_acked(name, streaming_app, until):
     """Its offsets must not be committed as the worker stops, or a restart would read on past it."""
-    app = streaming_app(batch=2, dead_letters=DeadLetterSettings(max_ratio=1.0, max_consecutive=1))
+    app = streaming_app(batch=2, role=role_of(name), dead_letters=DeadLetterSettings(max_ratio=1.0, max_consecutive=1))
 
     async def scenario():
         async with agent_named(app, name).test_context() as agent:

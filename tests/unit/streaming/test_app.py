@@ -1,23 +1,39 @@
-"""The wiring of the Faust app (the agents run for real in tests/integration)."""
+"""The wiring of the Faust apps of each role (the agents run for real in tests/integration)."""
+import pytest
+
 from pipeline.catalog_files import load_catalog
 from pipeline.settings import Settings
-from pipeline.streaming.app import build_app
+from pipeline.streaming.app import Role, build_apps
+
+SETTINGS = Settings(topic_prefix="t.", partitions=6, app_id="pg-unit")
 
 
-def test_agents_topics_and_co_partitioned_tables():
-    app = build_app(Settings(topic_prefix="t.", partitions=6, app_id="pg-unit"), load_catalog())
-    sources = {name.rsplit(".", 1)[-1]: agent.channel.get_topic_name() for name, agent in app.agents.items()}
-    assert sources == {
-        "ingest": "t.mail.logs.raw",
-        "observe": "t.mail.traces",
-        "enforce": "t.mail.observations",
-        "store_decisions": "t.mail.decisions",
-        "store_observations": "t.mail.observations",
-        "store_enforcement": "t.mail.enforcement",
-    }
-    tables = {name: table for name, table in app.tables.items()}
-    assert set(tables) == {"parser-state", "open-messages", "server-state"}
-    for table in tables.values():
+def sources(app) -> dict[str, str]:
+    return {name.rsplit(".", 1)[-1]: agent.channel.get_topic_name() for name, agent in app.agents.items()}
+
+
+def test_the_worker_processes_in_the_app_group_with_co_partitioned_tables():
+    [worker] = build_apps(SETTINGS, load_catalog(), Role.WORKER)
+    assert worker.conf.id == "pg-unit"
+    assert sources(worker) == {"ingest": "t.mail.logs.raw", "observe": "t.mail.traces", "enforce": "t.mail.observations"}
+    assert set(worker.tables) == {"parser-state", "open-messages", "server-state"}
+    for table in worker.tables.values():
         assert table.partitions == 6
         assert table.changelog_topic.get_topic_name() == f"pg-unit-{table.name}-changelog"
 
+
+def test_the_sink_stores_in_a_group_of_its_own_without_tables():
+    [sink] = build_apps(SETTINGS, load_catalog(), Role.SINK)
+    assert sink.conf.id == "pg-unit-sink"
+    assert sources(sink) == {"store_decisions": "t.mail.decisions", "store_observations": "t.mail.observations",
+                             "store_enforcement": "t.mail.enforcement"}
+    assert not sink.tables
+    assert sink.conf.web_enabled
+
+
+@pytest.mark.parametrize("role", [Role.RUN])
+def test_one_process_runs_both_apps_with_one_web_port(role):
+    worker, sink = build_apps(SETTINGS, load_catalog(), role)
+    assert (worker.conf.id, sink.conf.id) == ("pg-unit", "pg-unit-sink")
+    assert not worker.conf.web_enabled and sink.conf.web_enabled
+    assert worker.conf.datadir != sink.conf.datadir

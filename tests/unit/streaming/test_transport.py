@@ -8,7 +8,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from pipeline.catalog_files import load_catalog
 from pipeline.settings import Settings
-from pipeline.streaming.app import build_app
+from pipeline.streaming.app import processing_app
 from pipeline.streaming.transport import InOrderConsumer, fetched_before_seek
 
 RAW = TopicPartition("pg-unit.mail.logs.raw", 0)
@@ -25,7 +25,7 @@ def offsets_delivered(records, position) -> list[int]:
 
 
 async def _deliver(records, position) -> list[int]:
-    app = build_app(Settings(app_id="pg-unit", topic_prefix="pg-unit."), load_catalog())
+    app = processing_app(Settings(app_id="pg-unit", topic_prefix="pg-unit."), load_catalog())
     consumer = app.consumer
     assert isinstance(consumer, InOrderConsumer)
     subscriptions = SubscriptionState()
