@@ -37,7 +37,7 @@ from pipeline.streaming.admin import (  # noqa: E402
     lag,
     wait_until_drained,
 )
-from tests.integration.conftest import Worker, isolated_env  # noqa: E402
+from tests.integration.conftest import Worker, free_port, isolated_env  # noqa: E402
 
 KAFKA_SH = ROOT / "deploy" / "kafka" / "kafka.sh"
 # What Faust logs when an agent raised. Its supervisor then restarts the agent, which reads on
@@ -107,18 +107,36 @@ class Pipeline:
     `config` is a TOML settings file; `data_dir` defaults to <folder>/data; `env` adds variables
     (dead-letter limits, the fault flag) to every process."""
 
-    def __init__(self, folder: Path, config: Path | None = None, data_dir: Path | None = None, env: dict | None = None):
+    def __init__(self, folder: Path, config: Path | None = None, data_dir: Path | None = None, env: dict | None = None,
+                 partitions: int = 4):
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-        self.settings, self.env = isolated_env(data_dir or folder / "data", config)
+        self.settings, self.env = isolated_env(data_dir or folder / "data", config, partitions)
         self.env.update(env or {})
         self.processes: list[Process] = []
+        self.worker_ports: dict[int, int] = {}
 
-    def _start(self, name: str, command: list[str]) -> Process:
-        count = sum(1 for p in self.processes if p.log.name.startswith(name))
-        process = Process(command, self.env, self.folder / f"{name}-{count}.log")
+    def _start(self, name: str, command: list[str], env: dict | None = None) -> Process:
+        count = sum(1 for p in self.processes if p.log.name.startswith(f"{name}-"))
+        process = Process(command, env or self.env, self.folder / f"{name}-{count}.log")
         self.processes.append(process)
         return process
+
+    def scaled_worker(self, number: int) -> Process:
+        """`patchgate worker` number `number` of several: its own data folder (its tables) and web
+        port, kept across restarts of the same number."""
+        port = self.worker_ports.setdefault(number, free_port())
+        env = {**self.env, "PATCHGATE_DATA_DIR": str(self.folder / f"worker{number}-data"),
+               "PATCHGATE_WEB_PORT": str(port)}
+        return self._start(f"worker{number}", [sys.executable, "-m", "pipeline", "worker"], env)
+
+    def sink(self) -> Process:
+        """`patchgate sink` on the pipeline's data folder and web port (what `sql` and `web` ask)."""
+        return self._start("sink", [sys.executable, "-m", "pipeline", "sink"])
+
+    def worker_web(self, number: int, path: str, timeout: float = 5) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.worker_ports[number]}{path}", timeout=timeout) as answer:
+            return answer.read().decode()
 
     def worker(self, faulty: bool = False) -> Process:
         """`patchgate run` (a worker and the sink in one process), or with faulty=True the same with

@@ -15,6 +15,7 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 from collections import Counter
@@ -53,9 +54,9 @@ from kafka import KafkaProducer
 from pipeline.domain.events import ServerObservation
 from pipeline.edges.decisions import read_decisions
 from pipeline.streaming import records, topics
-from pipeline.streaming.admin import lag
+from pipeline.streaming.admin import lag, wait_until_drained
 from pipeline.streaming.avro import ENFORCEMENT_DECISION, MAGIC, SERVER_OBSERVATION
-from tests.integration.conftest import _free_port as free_port
+from tests.integration.conftest import free_port
 
 # A worker's log line that says the disk is full, in the words of Python, RocksDB or ClickHouse.
 NO_SPACE = re.compile(r"no space left|ENOSPC|not enough (free )?space|cannot reserve .*space|disk is full", re.I)
@@ -546,3 +547,121 @@ def disk_pressure(result: Result, folder: Path, size_mb: int = 64, lines: int = 
     finally:
         pipeline.close()
         subprocess.run(["umount", "-l", str(data)], check=False)
+
+
+def _held_partitions(pipeline: Pipeline, number: int) -> list[str]:
+    """The topic/partition names worker `number` holds, from its /health."""
+    return json.loads(pipeline.worker_web(number, "/health")).get("partitions", [])
+
+
+def _until_workers_hold(pipeline: Pipeline, workers: dict[int, Process], timeout: float = 180) -> None:
+    """Until every worker answers ok on /healthz (it joined the group) holding mail.logs.raw
+    partitions, and together they hold all of them."""
+    raw = pipeline.settings.topic(topics.RAW)
+    deadline = time.monotonic() + timeout
+    while True:
+        held: set[str] = set()
+        try:
+            for number, worker in workers.items():
+                if not worker.alive():
+                    raise RuntimeError(f"worker {number} exited at start:\n{worker.tail()}")
+                own = {p for p in _held_partitions(pipeline, number) if p.startswith(f"{raw}/")}
+                pipeline.worker_web(number, "/healthz")  # 503 (an OSError) until it joined the group
+                if not own:
+                    raise ValueError(f"worker {number} holds no raw partition yet")
+                held.update(own)
+        except (OSError, ValueError):
+            held = set()
+        if len(held) == pipeline.settings.partitions:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the workers held {len(held)} of {pipeline.settings.partitions} raw partitions "
+                               f"after {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def _committed_on(pipeline: Pipeline, held: list[str]) -> dict[str, int | None]:
+    prefix = pipeline.settings.topic_prefix
+    found = {}
+    for name in held:
+        topic, partition = name.rsplit("/", 1)
+        found[name] = committed_offset(pipeline.settings, topic.removeprefix(prefix), int(partition))
+    return found
+
+
+def _kill_and_take_over(pipeline: Pipeline, workers: dict[int, Process], number: int, restart_after_s: float,
+                        timeout: float = 180) -> tuple[threading.Thread, list[float]]:
+    """Kill worker `number` with SIGKILL and start it again after `restart_after_s`; in the
+    background, the seconds from the kill until a commit on a mail.logs.raw or mail.observations
+    partition it held (another worker, or itself restarted, took over its work)."""
+    held = [p for p in _held_partitions(pipeline, number)
+            if p.removeprefix(pipeline.settings.topic_prefix).rsplit("/", 1)[0] in (topics.RAW, topics.OBSERVATIONS)]
+    workers[number].kill()
+    killed_at = time.monotonic()
+    before = _committed_on(pipeline, held)
+    took: list[float] = []
+
+    def watch() -> None:
+        while time.monotonic() - killed_at < timeout:
+            now = _committed_on(pipeline, held)
+            if any((now[p] or 0) > (before[p] or 0) for p in held):
+                took.append(time.monotonic() - killed_at)
+                return
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    time.sleep(restart_after_s)
+    workers[number] = pipeline.scaled_worker(number)
+    return watcher, took
+
+
+@scenario("scale out")
+def scale_out(result: Result, folder: Path, lines: int = 120_000, seed: int = 11, workers: int = 3,
+              load_s: float = 60.0, sink_stop_s: float = 20.0, standby_replicas: int = 1) -> None:
+    """`workers` processes of `patchgate worker` and one `patchgate sink` on 12 partitions under a
+    paced load: worker 1 killed with SIGKILL and started again, worker 2 killed while worker 1 is
+    restarting; then the sink stopped for `sink_stop_s` while the workers go on. Takeover: from a
+    kill to the next commit on a partition the killed worker held. The outcome must equal the
+    offline replay, each row once."""
+    pipeline = Pipeline(folder, partitions=12, env={"PATCHGATE_STANDBY_REPLICAS": str(standby_replicas)})
+    load = GrowingLogs(folder / "logs", fault_inputs.tracking_logs(lines, seed), rate=lines / load_s)
+    try:
+        sink = pipeline.sink()
+        pipeline.wait_for_web(sink)
+        running = {number: pipeline.scaled_worker(number) for number in range(1, workers + 1)}
+        _until_workers_hold(pipeline, running)
+        shipper = pipeline.shipper([load.folder], follow=True)
+        load.start()
+        time.sleep(load_s * 0.2)
+        first, first_took = _kill_and_take_over(pipeline, running, 1, restart_after_s=1.0)
+        second, second_took = _kill_and_take_over(pipeline, running, 2, restart_after_s=1.0)
+        first.join()
+        second.join()
+        result.expect(bool(first_took and second_took), "a killed worker's partitions were not taken over in 180 s")
+        time.sleep(load_s * 0.1)
+        result.expect(stop_gracefully(sink) == 0, f"the sink did not stop cleanly:\n{sink.tail()}")
+        processed_before = committed_total(pipeline.settings, (topics.RAW, topics.OBSERVATIONS))
+        time.sleep(sink_stop_s)
+        processed_while_stopped = committed_total(pipeline.settings, (topics.RAW, topics.OBSERVATIONS)) - processed_before
+        result.expect(processed_while_stopped > 0, "the workers committed nothing while the sink was stopped")
+        sink = pipeline.sink()
+        pipeline.wait_for_web(sink)
+        load.wait()
+        check_shipper(result, shipper, load.total)
+        started = time.monotonic()
+        everyone = [sink, *running.values()]
+        wait_until_drained(pipeline.settings, 600, worker_alive=lambda: all(p.alive() for p in everyone))
+        result.figures.update({
+            "lines": f"{load.total:,}", "processes": f"{workers} workers, 1 sink, 12 partitions",
+            "standby replicas": standby_replicas,
+            "takeover after kill -9 (first, second)": f"{first_took[0] if first_took else float('nan'):.1f} s, "
+                                                      f"{second_took[0] if second_took else float('nan'):.1f} s",
+            "worker commits while the sink was stopped": f"{processed_while_stopped:,} records in {sink_stop_s:.0f} s",
+            "last drain": f"{time.monotonic() - started:.1f} s",
+        })
+        audit_outcome(result, pipeline, load.paths)
+        for process in everyone:
+            result.expect(stop_gracefully(process) == 0, f"{process.log.name} did not stop cleanly")
+    finally:
+        pipeline.close()

@@ -51,6 +51,7 @@ SCENARIOS = {
     "poison": (scenarios.poison, {"lines": 1_000_000}, {"lines": 100_000}),
     "baddeploy": (scenarios.bad_deploy, {}, {}),
     "disk": (scenarios.disk_pressure, {"lines": 40_000}, {"lines": 20_000}),
+    "scaleout": (scenarios.scale_out, {"lines": 120_000}, {"lines": 30_000, "load_s": 40.0, "sink_stop_s": 10.0}),
 }
 
 

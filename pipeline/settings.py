@@ -6,6 +6,8 @@
                     app_id               the same, not empty: the Faust app id and consumer group
     [clickhouse]    url                  "chdb:///dir" embedded, or http(s)://... for a server
     [worker]        data_dir, web_host, web_port (1 to 65535)
+                    standby_replicas     copies of each table partition other workers keep up to date
+                                         so one can take over at once (0 to 10, default 1)
     [catalog]       path                 the newer build list `patchgate catalog update` writes
     [stream]        source_idle_seconds  how long in event time a source may stay silent before the
                                          stream flushes what it still holds of it, as `evaluate`
@@ -18,7 +20,8 @@
     [formats]       see pipeline.domain.config.FormatConfig
 
 Environment: KAFKA_BOOTSTRAP_SERVERS, PATCHGATE_PARTITIONS, PATCHGATE_TOPIC_PREFIX, PATCHGATE_APP_ID,
-CLICKHOUSE_URL, PATCHGATE_DATA_DIR, PATCHGATE_WEB_HOST, PATCHGATE_WEB_PORT, PATCHGATE_CATALOG,
+CLICKHOUSE_URL, PATCHGATE_DATA_DIR, PATCHGATE_WEB_HOST, PATCHGATE_WEB_PORT,
+PATCHGATE_STANDBY_REPLICAS, PATCHGATE_CATALOG,
 PATCHGATE_SOURCE_IDLE_SECONDS, PATCHGATE_DLQ_MAX_RATIO, PATCHGATE_DLQ_MAX_CONSECUTIVE, and
 PATCHGATE_CONFIG (the file). An empty variable counts as unset.
 
@@ -59,13 +62,15 @@ class DeadLetterSettings:
 @dataclass(frozen=True)
 class Settings:
     bootstrap_servers: str = "127.0.0.1:9092"
-    partitions: int = 4
+    # Room for several workers: a partition is the unit Faust hands to one of them.
+    partitions: int = 12
     topic_prefix: str = ""
     app_id: str = "patchgate"
     clickhouse_url: str = ""
     data_dir: Path = Path(".patchgate")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    standby_replicas: int = 1
     catalog_path: Path | None = None
     stream: StreamSettings = StreamSettings()
     dead_letters: DeadLetterSettings = DeadLetterSettings()
@@ -161,6 +166,8 @@ SOURCES = (
     Source("PATCHGATE_DATA_DIR", "worker", "data_dir", "data_dir", _path),
     Source("PATCHGATE_WEB_HOST", "worker", "web_host", "web_host", _host),
     Source("PATCHGATE_WEB_PORT", "worker", "web_port", "web_port", partial(integer, low=1, high=65535), int),
+    Source("PATCHGATE_STANDBY_REPLICAS", "worker", "standby_replicas", "standby_replicas",
+           partial(integer, low=0, high=10), int),
     Source("PATCHGATE_CATALOG", "catalog", "path", "catalog_path", _path),
     Source("PATCHGATE_SOURCE_IDLE_SECONDS", "stream", "source_idle_seconds", "stream.source_idle_seconds",
            partial(number, low=0), float),

@@ -168,6 +168,10 @@ def _faust_app(settings: Settings, app_id: str, datadir: Path, web: bool, store:
         # stream hold no more than 1,024 unprocessed ones (Faust's 4,096 were 1 GiB of prefetch).
         consumer_max_fetch_size=4 * 1024 * 1024,
         stream_buffer_maxsize=1024,
+        # Another worker keeps a copy of each table partition (read from its changelog as it is
+        # written): when a worker dies, the one taking over has the state at hand instead of
+        # replaying the changelog from its start.
+        table_standby_replicas=settings.standby_replicas,
         web_enabled=web,
         web_bind=settings.web_host,
         web_port=settings.web_port,

@@ -22,15 +22,15 @@ from pipeline.streaming.admin import ensure_topics, wait_until_drained
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
-def isolated_env(data_dir: Path, config: Path | None = None) -> tuple:
+def isolated_env(data_dir: Path, config: Path | None = None, partitions: int = 4) -> tuple:
     """Settings and environment of a pipeline of its own on the shared broker: own topic prefix,
-    consumer group and data folder."""
+    consumer groups and data folder."""
     run = uuid.uuid4().hex[:8]
     env = {
         **os.environ,
@@ -38,8 +38,8 @@ def isolated_env(data_dir: Path, config: Path | None = None) -> tuple:
         "PATCHGATE_TOPIC_PREFIX": f"it-{run}.",
         "PATCHGATE_APP_ID": f"patchgate-it-{run}",
         "PATCHGATE_DATA_DIR": str(data_dir),
-        "PATCHGATE_WEB_PORT": str(_free_port()),
-        "PATCHGATE_PARTITIONS": "4",
+        "PATCHGATE_WEB_PORT": str(free_port()),
+        "PATCHGATE_PARTITIONS": str(partitions),
         # Sources end after 2 s of quiet, so that the stream lets go what they hold as evaluate does.
         "PATCHGATE_SOURCE_IDLE_SECONDS": "2",
     }
@@ -232,7 +232,7 @@ def postfix():
     started = []
 
     def start(policy_port: int) -> PostfixInstance:
-        instance = PostfixInstance(folder / str(len(started)), _free_port(), policy_port)
+        instance = PostfixInstance(folder / str(len(started)), free_port(), policy_port)
         started.append(instance)
         return instance
 

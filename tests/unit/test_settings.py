@@ -77,7 +77,7 @@ def test_values_of_every_accepted_shape(tmp_path):
     assert settings.clickhouse_url == "https://reader:secret@clickhouse.example:8443/patchgate"
     assert settings.web_host == "::"
     # An empty variable counts as unset.
-    assert (settings.topic_prefix, settings.partitions) == ("", 4)
+    assert (settings.topic_prefix, settings.partitions) == ("", 12)
     settings = load_settings(None, environ={"KAFKA_BOOTSTRAP_SERVERS": "a.example:9092, b.example:9092",
                                             "CLICKHOUSE_URL": "chdb:///var/lib/patchgate/clickhouse"})
     assert settings.bootstrap_servers == "a.example:9092,b.example:9092"
@@ -97,7 +97,7 @@ CLICKHOUSE_URL = "chdb:///path (the embedded engine) or an http(s)://host... URL
     ("partitions = 8\n", f"partitions is not a settings section (known: {SECTIONS})"),
     ("[kafka]\npartitons = 8\n",
      "kafka.partitons is not a setting (known: bootstrap_servers, partitions, topic_prefix, app_id)"),
-    ("[worker]\nport = 6066\n", "worker.port is not a setting (known: data_dir, web_host, web_port)"),
+    ("[worker]\nport = 6066\n", "worker.port is not a setting (known: data_dir, web_host, web_port, standby_replicas)"),
     ("[dead_letters]\nmax_rate = 0.5\n", "dead_letters.max_rate is not a setting (known: max_ratio, max_consecutive)"),
     ("[policy]\nbuild_windw_days = 3\n", f"policy.build_windw_days is not a setting (known: {POLICY_KEYS})"),
     ("[policy.scope]\nconnector = []\n",

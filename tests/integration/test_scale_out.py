@@ -1,0 +1,69 @@
+"""Several workers and one sink (issue 11): three `patchgate worker` processes, each with its own
+tables and web port, and one `patchgate sink`, on 12 partitions."""
+from __future__ import annotations
+
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from pipeline.edges.decisions import read_decisions
+from pipeline.edges.shipper import ship
+from pipeline.streaming.admin import wait_until_drained
+from pipeline.web import client
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+import fault_scenarios  # noqa: E402
+from fault_rig import Pipeline  # noqa: E402
+
+from tests.integration.test_pipeline import CONFIG, EXPECTED, SAMPLES, latest_by_server  # noqa: E402
+
+
+def metric(text: str, name: str) -> float:
+    """The sum of a metric's samples in a /metrics answer."""
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == name)
+
+
+def test_three_workers_and_a_sink_decide_what_one_process_decides(tmp_path):
+    pipeline = Pipeline(tmp_path, config=CONFIG, partitions=12)
+    try:
+        sink = pipeline.sink()
+        pipeline.wait_for_web(sink)
+        workers = {number: pipeline.scaled_worker(number) for number in (1, 2, 3)}
+        fault_scenarios._until_workers_hold(pipeline, workers)
+        for number in workers:
+            assert pipeline.worker_web(number, "/healthz").startswith('{"status":"ok"')
+        lines_before = sum(metric(pipeline.worker_web(n, "/metrics"), "patchgate_lines_total") for n in workers)
+
+        shipped = ship(pipeline.settings, [str(SAMPLES)])
+        everyone = [sink, *workers.values()]
+        wait_until_drained(pipeline.settings, 240, worker_alive=lambda: all(p.alive() for p in everyone))
+
+        decisions = read_decisions(pipeline.settings)
+        latest = latest_by_server(decisions)
+        assert {key: (d.status, d.stage) for key, d in latest.items()} == EXPECTED
+        for key, decision in latest.items():
+            versions = sorted(d.version for d in decisions if (d.hostname, d.org) == key)
+            assert versions == list(range(1, decision.version + 1)), key
+        # Every decision stored once: as many rows as versions, before any merge.
+        stored = client.sql(pipeline.settings, "SELECT count(), uniqExact(server_id, version) FROM decisions")["rows"]
+        assert stored == [[len(decisions), len(decisions)]]
+
+        # The workers' metrics moved: together they parsed the lines shipped, none twice (the
+        # counter leaves out a line that reached no parser, such as one rejected before).
+        lines_after = [metric(pipeline.worker_web(n, "/metrics"), "patchgate_lines_total") for n in workers]
+        assert lines_before == 0 and 0.99 * shipped <= sum(lines_after) <= shipped
+        assert sum(1 for count in lines_after if count > 0) >= 2
+        sink_metrics = urllib.request.urlopen(f"http://127.0.0.1:{pipeline.settings.web_port}/metrics", timeout=10)
+        assert metric(sink_metrics.read().decode(), "patchgate_sink_batch_rows_count") > 0
+    finally:
+        pipeline.close()
+
+
+def test_two_workers_killed_one_while_the_other_restarts_and_a_stopped_sink_lose_nothing(tmp_path):
+    result = fault_scenarios.scale_out(tmp_path, lines=20_000, load_s=30.0, sink_stop_s=8.0)
+    assert result.holds, result.describe()
