@@ -1,11 +1,14 @@
-"""End-to-end throughput of one worker on the local broker, beside the ceiling of a bare consumer.
+"""End-to-end throughput of the pipeline on the local broker, beside the ceiling of a bare consumer.
 
     bash deploy/kafka/kafka.sh start
     python bench/e2e_throughput.py [--format msgtrk|postfix|headers] [--lines 1000000]
                                    [--sources N] [--servers N] [--rate LINES_PER_S]
+                                   [--workers N --partitions P]
 
 In one run:
-1. a `patchgate worker` is started (embedded ClickHouse) and given time to join its group;
+1. `patchgate run` (a worker and the sink, embedded ClickHouse) is started, or with --workers N a
+   `patchgate sink` and N `patchgate worker` processes (each its own tables and web port), and
+   given time to join their groups;
 2. generated logs (bench/corpus.py) are produced to mail.logs.raw as `patchgate ship` sends them:
    packed records of whole lines, the sources interleaved; all at once, or at --rate lines/s in
    ticks of 50 ms (a shipper following growing files);
@@ -14,7 +17,7 @@ In one run:
 4. a bare aiokafka consumer reads the same raw topic from the start: the ceiling for any Python
    consumer on this broker, in lines/s of the same records;
 5. latency of each decision: its Kafka timestamp minus the time the line that caused it was sent;
-6. the worker's peak resident memory (VmHWM).
+6. the processes' peak resident memory (VmHWM), summed.
 
 Prints one Markdown table row: format | lines | lines/s | bare consumer | ratio | p50 | p99 | peak RSS.
 """
@@ -131,6 +134,9 @@ def main() -> None:
     parser.add_argument("--sources", type=int, default=100, help="log files (msgtrk: one per server)")
     parser.add_argument("--servers", type=int, default=500)
     parser.add_argument("--rate", type=float, default=0.0, help="lines/s to send at (default: all at once)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="run a sink and this many `patchgate worker` processes (default: one `patchgate run`)")
+    parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--record-lines", type=int, default=1_000_000,
                         help="at most this many lines per record (default: up to 256 KiB; few lines: many slow files followed)")
     args = parser.parse_args()
@@ -145,14 +151,15 @@ def main() -> None:
     config = data_dir / "patchgate.toml"
     config.write_text(f"[policy]\ntrusted_receivers = {json.dumps(list(TRUSTED))}\n")
     env = {**os.environ, "PATCHGATE_TOPIC_PREFIX": f"{run}.", "PATCHGATE_APP_ID": run, "PATCHGATE_CONFIG": str(config),
-           "PATCHGATE_DATA_DIR": str(data_dir), "PATCHGATE_WEB_PORT": os.environ.get("PATCHGATE_WEB_PORT", "6067")}
+           "PATCHGATE_DATA_DIR": str(data_dir), "PATCHGATE_WEB_PORT": os.environ.get("PATCHGATE_WEB_PORT", "6067"),
+           "PATCHGATE_PARTITIONS": str(args.partitions)}
     env.pop("CLICKHOUSE_URL", None)
     settings = load_settings(None, environ=env)
     ensure_topics(settings)
     raw = settings.topic(topics.RAW)
 
-    log = (data_dir / "worker.log").open("wb")
-    worker = subprocess.Popen([sys.executable, "-m", "pipeline", "worker"], env=env, cwd=ROOT, stdout=log, stderr=log)
+    processes = start_processes(env, data_dir, args.workers)
+    worker = processes[0]
     try:
         web = f"http://127.0.0.1:{settings.web_port}"
         deadline = time.monotonic() + 120
@@ -162,9 +169,10 @@ def main() -> None:
                 break
             except OSError:
                 if time.monotonic() > deadline or worker.poll() is not None:
-                    raise SystemExit(f"worker did not come up; see {data_dir / 'worker.log'}")
+                    raise SystemExit(f"the sink did not come up; see {data_dir / 'worker.log'}")
                 time.sleep(0.5)
-        time.sleep(5)  # let the consumer group settle before the clock starts
+        until_workers_hold(data_dir, args.workers, args.partitions, settings.topic(topics.RAW))
+        time.sleep(5)  # let the consumer groups settle before the clock starts
 
         producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20,
                                  compression_type="lz4", batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024)
@@ -191,18 +199,20 @@ def main() -> None:
         produced = time.time() - started
 
         while lag(settings) > 0:
-            if worker.poll() is not None:
-                raise SystemExit(f"worker died; see {data_dir / 'worker.log'}")
+            if any(process.poll() is not None for process in processes):
+                raise SystemExit(f"a process died; see the logs in {data_dir}")
             time.sleep(0.2)
         decisions_done = time.time() - started
         count_sql = {"query": "SELECT count() FROM server_messages FINAL"}
         while http_json(f"{web}/sql", count_sql)["rows"][0][0] < messages:
             time.sleep(0.2)
         clickhouse_done = time.time() - started
-        rss = peak_rss_mb(worker.pid)
+        rss = sum(peak_rss_mb(process.pid) for process in processes)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(60)
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(60)
 
     records = _record_count(settings, raw)
     decisions = read_decisions(settings)
@@ -222,9 +232,46 @@ def main() -> None:
           f"{records:,} records, sent {pace} in {produced:.1f} s")
     print(f"pipeline: last decision after {decisions_done:.1f} s, last ClickHouse row after {clickhouse_done:.1f} s")
     print(f"decisions: {len(decisions):,} (latency measured for {len(latencies):,})")
+    layout = f"{args.workers} workers and a sink" if args.workers else "one process"
+    print(f"processes: {layout}, {args.partitions} partitions")
     print("| format | lines | sent | lines/s | bare consumer, lines/s | ratio | p50 | p99 | peak RSS |")
     print(f"| {args.format} | {total:,} | {pace} | {rate:,.0f} | {total / bare:,.0f} | 1 : {(total / bare) / rate:.1f} | "
           f"{pct(0.50):,.0f} ms | {pct(0.99):,.0f} ms | {rss:,.0f} MB |")
+
+
+def start_processes(env: dict, data_dir: Path, workers: int) -> list[subprocess.Popen]:
+    """`patchgate run`, or `patchgate sink` and `workers` times `patchgate worker`; the first one
+    serves the report on the web port in `env`. Worker n keeps its tables in <data_dir>/worker<n>
+    and answers on the next ports."""
+    def start(role: str, name: str, **extra: str) -> subprocess.Popen:
+        log = (data_dir / f"{name}.log").open("wb")
+        return subprocess.Popen([sys.executable, "-m", "pipeline", role], env={**env, **extra}, cwd=ROOT,
+                                stdout=log, stderr=log)
+
+    if not workers:
+        return [start("run", "worker")]
+    port = int(env["PATCHGATE_WEB_PORT"])
+    return [start("sink", "worker")] + [
+        start("worker", f"worker{n}", PATCHGATE_DATA_DIR=str(data_dir / f"worker{n}"), PATCHGATE_WEB_PORT=str(port + n))
+        for n in range(1, workers + 1)]
+
+
+def until_workers_hold(data_dir: Path, workers: int, partitions: int, raw: str, timeout: float = 180) -> None:
+    """With separate workers: until each holds raw partitions and together all of them."""
+    if not workers:
+        return
+    port = int(os.environ.get("PATCHGATE_WEB_PORT", "6067"))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            held = [{p for p in http_json(f"http://127.0.0.1:{port + n}/health").get("partitions", [])
+                     if p.startswith(f"{raw}/")} for n in range(1, workers + 1)]
+            if all(held) and len(set().union(*held)) == partitions:
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"the workers did not share the partitions; see the logs in {data_dir}")
 
 
 def _record_count(settings, name: str) -> int:

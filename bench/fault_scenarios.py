@@ -641,9 +641,10 @@ def scale_out(result: Result, folder: Path, lines: int = 120_000, seed: int = 11
         result.expect(bool(first_took and second_took), "a killed worker's partitions were not taken over in 180 s")
         time.sleep(load_s * 0.1)
         result.expect(stop_gracefully(sink) == 0, f"the sink did not stop cleanly:\n{sink.tail()}")
-        processed_before = committed_total(pipeline.settings, (topics.RAW, topics.OBSERVATIONS))
+        processed = (topics.RAW, topics.OBSERVATIONS)
+        processed_before = committed_total(pipeline.settings, processed)
         time.sleep(sink_stop_s)
-        processed_while_stopped = committed_total(pipeline.settings, (topics.RAW, topics.OBSERVATIONS)) - processed_before
+        processed_while_stopped = committed_total(pipeline.settings, processed) - processed_before
         result.expect(processed_while_stopped > 0, "the workers committed nothing while the sink was stopped")
         sink = pipeline.sink()
         pipeline.wait_for_web(sink)

@@ -1,12 +1,12 @@
 """The fault campaign: the real pipeline under the faults an operator meets, with figures.
 
-    python bench/faults.py [--only kill9,broker,clickhouse,poison,baddeploy,disk] [--quick]
+    python bench/faults.py [--only kill9,broker,clickhouse,poison,baddeploy,disk,scaleout,...] [--quick]
                            [--repeat N] [--json results.json] [--folder DIR]
 
 Runs on a broker of its own (deploy/kafka/kafka.sh with PATCHGATE_KAFKA_HOME=/tmp/faults-kafka on
 ports 19092/19093; started if it is not running, stopped at the end), never the shared one on
-9092, because one scenario stops it. Every scenario starts real processes (`patchgate worker`
-with embedded ClickHouse, `patchgate ship --follow`, `patchgate mta`) in a folder of its own
+9092, because one scenario stops it. Every scenario starts real processes (`patchgate run` with
+embedded ClickHouse, `patchgate ship --follow`, `patchgate mta`) in a folder of its own
 under --folder (default .bench/faults-<time>), where their logs stay.
 
     kill9       20 workers killed with SIGKILL at seeded random points of a paced 200k-line load:
@@ -23,6 +23,11 @@ under --folder (default .bench/faults-<time>), where their logs stay.
                 limit with an error naming it and commits nothing past the first bad record
     disk        the data folder's tmpfs fills up mid-stream: a clear error and a stop; after the
                 space is freed a restart resumes, CHECK TABLE finds no broken part; then as kill9
+    scaleout    3 `patchgate worker` processes and a `patchgate sink` on 12 partitions under a paced
+                120k-line load: one worker killed with SIGKILL, a second while the first restarts,
+                then the sink stopped for 20 s; takeover timed (kill to the next commit on a
+                partition the killed worker held); then as kill9
+    scaleout-nostandby  the same without standby replicas (PATCHGATE_STANDBY_REPLICAS=0)
 
 "As kill9" except that a decision published again when a batch is read again (at least once) is a
 figure there, not a failure: only kill9's row asks for none.
@@ -52,6 +57,8 @@ SCENARIOS = {
     "baddeploy": (scenarios.bad_deploy, {}, {}),
     "disk": (scenarios.disk_pressure, {"lines": 40_000}, {"lines": 20_000}),
     "scaleout": (scenarios.scale_out, {"lines": 120_000}, {"lines": 30_000, "load_s": 40.0, "sink_stop_s": 10.0}),
+    "scaleout-nostandby": (scenarios.scale_out, {"lines": 120_000, "standby_replicas": 0},
+                           {"lines": 30_000, "load_s": 40.0, "sink_stop_s": 10.0, "standby_replicas": 0}),
 }
 
 

@@ -2,15 +2,19 @@
 tables and web port, and one `patchgate sink`, on 12 partitions."""
 from __future__ import annotations
 
+import io
+import json
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from pipeline.domain.report import evaluate_row
 from pipeline.edges.decisions import read_decisions
 from pipeline.edges.shipper import ship
+from pipeline.evaluate import evaluate
+from pipeline.settings import load_settings
 from pipeline.streaming.admin import wait_until_drained
 from pipeline.web import client
 
@@ -49,6 +53,15 @@ def test_three_workers_and_a_sink_decide_what_one_process_decides(tmp_path):
         for key, decision in latest.items():
             versions = sorted(d.version for d in decisions if (d.hostname, d.org) == key)
             assert versions == list(range(1, decision.version + 1)), key
+        # Each server's latest decision is what `patchgate evaluate --at <its last event>` gives.
+        last_seen = {(server, org): at for server, org, at in
+                     client.sql(pipeline.settings, "SELECT server, org, last_seen FROM servers")["rows"]}
+        policy_settings = load_settings(CONFIG, environ={})
+        for key, decision in latest.items():
+            out = io.StringIO()
+            evaluate(policy_settings, [str(SAMPLES)], last_seen[key], out, io.StringIO())
+            rows = {(r["server"], r["org"]): r for r in map(json.loads, out.getvalue().splitlines())}
+            assert rows[key] == evaluate_row(decision), key
         # Every decision stored once: as many rows as versions, before any merge.
         stored = client.sql(pipeline.settings, "SELECT count(), uniqExact(server_id, version) FROM decisions")["rows"]
         assert stored == [[len(decisions), len(decisions)]]
