@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     ship.add_argument("--no-checkpoint", action="store_true", help="send everything again, keep no positions")
     wait = commands.add_parser("wait", help="wait until the worker has processed everything on its topics")
     wait.add_argument("--timeout", type=float, default=120.0)
+    repartition = commands.add_parser(
+        "repartition", help="grow every topic to more partitions, moving table keys (workers and sinks stopped)")
+    repartition.add_argument("--to", type=int, required=True, help="the new partition count")
+    repartition.add_argument("--leave-unplaced", action="store_true",
+                             help="grow even if some table keys' records were placed by another partitioner")
     commands.add_parser("decisions", help="print the decisions on mail.decisions, one JSON line each")
     report = commands.add_parser("report", help="print the out-of-date servers report from ClickHouse")
     report.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
@@ -92,6 +97,15 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from pipeline.streaming.admin import wait_until_drained
 
         wait_until_drained(settings, args.timeout)
+    elif args.command == "repartition":
+        from pipeline.streaming.repartition import Refused, repartition as grow
+
+        try:
+            done = grow(settings, args.to, args.leave_unplaced)
+        except Refused as exc:
+            print(f"patchgate repartition: {exc}", file=sys.stderr)
+            return 2
+        print("\n".join(done))
     elif args.command == "decisions":
         from pipeline.domain.report import evaluate_row
         from pipeline.edges.decisions import read_decisions
