@@ -114,12 +114,13 @@ def _upgrade(state: dict) -> None:
 
 
 def _open(state: dict, run: LineRun, index: int, fields: list) -> None:
-    state.update(phase=_HEADERS, fields=fields, start=run.line_number(index), chars=0)
+    state.update(phase=_HEADERS, fields=fields, start=run.line_number(index), start_offset=run.position(index).offset,
+                 chars=0)
 
 
 def _close(state: dict, source: str, out) -> None:
-    fields, start = state["fields"], state["start"]
-    state.update(phase=_BODY if state["mbox"] else _GAP, fields=[], start=None, chars=0)
+    fields, start, start_offset = state["fields"], state["start"], state.get("start_offset")
+    state.update(phase=_BODY if state["mbox"] else _GAP, fields=[], start=None, start_offset=None, chars=0)
     if not fields:
         return
     headers: dict[str, list[str]] = {}
@@ -128,7 +129,7 @@ def _close(state: dict, source: str, out) -> None:
         headers.setdefault(name.strip().lower(), []).append(value.strip())
     if (_first(headers, "content-type") or "").lower().startswith(_MESSAGE_BODIES):
         state["phase"] = _BODY
-    result = _trace(headers, SourcePosition(source, start, None))
+    result = _trace(headers, SourcePosition(source, start, start_offset))
     if isinstance(result, ParseError):
         out.error(result)
     else:

@@ -90,7 +90,7 @@ def test_a_rejected_header_block_is_charged_to_the_record_that_ended_it(table, e
     block = b"From a@b Mon Feb 16 11:20:31 2026\nReceived: from a by b\nSubject: x\n\n"
     record = event(b"/mail/in.mbox", block, 0, 41, packing.headers(1, 0))
     [error] = run_batch((table(), table()), [record]).errors
-    assert (str(error), error.origin) == ("/mail/in.mbox:1: field Received: no dated Received header and no Date header",
+    assert (str(error), error.origin) == ("/mail/in.mbox:1 (byte 0): field Received: no dated Received header and no Date header",
                                           Origin("mail.logs.raw", 0, 41))
 
 
@@ -159,3 +159,11 @@ def test_without_an_idle_time_a_source_holds_its_lines_until_more_come(table, ev
     idle_batch(tables, [event(b"/logs/mx1/mail.log", OPEN_MESSAGE, 3, 10, packing.headers(1, 0))], idle_ms=0)
     batch = idle_batch(tables, [event(b"", b"", 3, 11, packing.quiet_headers(10))], idle_ms=0)
     assert servers(batch) == [] and len(tables[1].partitions[3]) == 1
+
+
+def test_a_rejected_header_block_is_named_by_the_line_and_byte_it_starts_at(table, event):
+    good = b"From a@b Mon Feb 16 11:20:31 2026\nReceived: from a by b; Mon, 16 Feb 2026 11:20:31 +0000\n\nbody\n"
+    bad = b"From c@d Mon Feb 16 11:21:00 2026\nSubject: no trace\n\n"
+    record = event(b"/mail/in.mbox", good + bad, 0, 42, packing.headers(1, 0))
+    [error] = run_batch((table(), table()), [record]).errors
+    assert (error.position.line, error.position.offset) == (5, len(good))

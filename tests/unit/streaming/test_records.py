@@ -77,3 +77,13 @@ def test_dead_letters_written_before_the_envelope_fields_read_without_them():
            if not key.startswith("via_")}
     read = DEAD_LETTER.decode(AvroContract("history/DeadLetter.v1").encode(old))
     assert read["source"] == "mail.traces/2/41" and read["via_source"] is None
+
+
+def test_dead_letter_of_a_line_in_nested_envelopes_names_the_file_that_was_read():
+    from pipeline.domain.events import ParseError, SourcePosition
+
+    read_file = SourcePosition("/var/spool/shipped.jsonl", 12, 2048)
+    outer = SourcePosition("/var/spool/vector.ndjson", None, None, read_file)  # Vector gives no position
+    error = ParseError(SourcePosition("/var/log/mail.log", None, None, outer), "no date", "date")
+    record = records.parse_error_record(error, b"x", "mail.logs.raw", 0, 9)
+    assert (record["via_source"], record["via_line"], record["via_offset"]) == ("/var/spool/shipped.jsonl", 12, 2048)
