@@ -213,9 +213,10 @@ def committed_total(settings, names: tuple[str, ...] = CONSUMED) -> int:
                for tp, o in _group_offsets(settings, group).items() if tp.topic in wanted and o.offset >= 0)
 
 
-def committed_offset(settings, name: str, partition: int) -> int | None:
-    """The committed offset of the group that processes `name` (the workers' for mail.observations)."""
-    group = settings.app_id if name in PROCESSED else topics.sink_group(settings)
+def committed_offset(settings, name: str, partition: int, group: str | None = None) -> int | None:
+    """The committed offset of `group`, by default the group that processes `name` (the workers'
+    for mail.observations, which the sinks' group reads too)."""
+    group = group or (settings.app_id if name in PROCESSED else topics.sink_group(settings))
     found = _group_offsets(settings, group).get(TopicPartition(settings.topic(name), partition))
     return found.offset if found is not None and found.offset >= 0 else None
 

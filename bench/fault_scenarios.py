@@ -419,14 +419,19 @@ def bad_deploy(result: Result, folder: Path, max_consecutive: int | None = None,
                 worker.kill()
             error = next((line.strip() for line in worker.text().splitlines() if limit in line), None)
             tripped = TRIPPED_AT.search(error or "")
-            committed = committed_offset(pipeline.settings, topics.OBSERVATIONS, first_bad.partition)
+            # Both groups read mail.observations (enforce, and the observations sink): neither may
+            # commit past the record that tripped the limit.
+            by_group = [committed_offset(pipeline.settings, topics.OBSERVATIONS, first_bad.partition, group)
+                        for group in (pipeline.settings.app_id, topics.sink_group(pipeline.settings))]
+            committed = max((offset for offset in by_group if offset is not None), default=None)
             source = pipeline.settings.topic(topics.OBSERVATIONS)
             letters = sum(1 for letter in dead_letters(pipeline.settings) if letter["topic"] == source)
             bad = sum(1 for value in values if value[2:10] == UNKNOWN_FINGERPRINT)
             result.figures[limit] = (
                 f"{bad:,} bad of {len(values):,}: " + (f"exit {status} after {stopped:.0f} s" if status is not None
                                                        else f"still running after {timeout_s:.0f} s")
-                + f", committed {committed} (first bad at {first_bad.offset}, limit tripped at "
+                + f", committed (workers/sinks) {'/'.join(str(o) for o in by_group)} (first bad at {first_bad.offset}, "
+                f"limit tripped at "
                 f"{tripped['offset'] if tripped else '?'}), {letters:,} dead letters")
             result.figures[f"{limit} error"] = (error or "none")[:160]
             result.expect(status not in (None, 0), f"{limit}: the worker " + (
