@@ -28,6 +28,20 @@ class SourcePosition:
     offset: int | None = None
     via: SourcePosition | None = None
 
+    def stored(self) -> list:
+        """This position without its source, as JSON for a parser's state: line, byte, and the
+        file an envelope was read from (the last `via`) as [source, line, byte] or None."""
+        via = self.via
+        while via is not None and via.via is not None:
+            via = via.via
+        return [self.line, self.offset, None if via is None else [via.source, via.line, via.offset]]
+
+    @classmethod
+    def restored(cls, source: str, stored: list) -> SourcePosition:
+        """The position `stored` kept, in `source`."""
+        line, offset, via = stored
+        return cls(source, line, offset, None if via is None else cls(*via))
+
     def __str__(self) -> str:
         where = self.source
         if self.line is not None:

@@ -21,7 +21,6 @@ from collections import Counter
 from dataclasses import dataclass
 
 import faust
-import orjson
 
 from pipeline.contracts import packing
 from pipeline.domain import policy
@@ -35,7 +34,7 @@ from pipeline.streaming.dead_letters import DeadLetterLimit, decoded, rejected_l
 from pipeline.streaming.failures import batches, stops_worker_on_failure
 from pipeline.streaming.ingest import RawBatch
 from pipeline.streaming.metrics import Metrics
-from pipeline.streaming.outbox import DecisionOutbox, Record, not_yet_published, tails
+from pipeline.streaming.outbox import Record, StoredServer, not_yet_published, tails
 from pipeline.streaming.tables import TableBatch, flushed
 
 # Raw records per batch: packed records hold up to 256 KiB of lines each (a batch of full ones is
@@ -148,35 +147,33 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
                         by_server.setdefault(observation.server_id.encode("utf-8"), (event, []))[1].append(observation)
                     else:
                         bad += 1
-                states = TableBatch(tables.server_states, decode=_server_state, encode=_server_state_bytes)
-                outbox = DecisionOutbox(tables.server_states)
-                left_over = [record for event, _ in by_server.values() for record in outbox.left_over(event)]
+                states = TableBatch(tables.server_states, decode=StoredServer.decode, encode=StoredServer.encode)
+                stored = {key: states.get(key, event) for key, (event, _) in by_server.items()}
+                left_over = [record for server in stored.values() if server for record in server.unpublished]
                 if left_over:
                     await publish(not_yet_published(left_over, await tails(
                         settings.bootstrap_servers, topics.decisions.get_topic_name(), left_over)))
-                    outbox.published()
-                new: dict[int, list[Record]] = {}
+                decided: dict[bytes, Record] = {}
                 stages: Counter[int] = Counter()
                 for key, (event, observations) in by_server.items():
-                    state = states.get(key, event)
+                    state = stored[key].state if stored[key] else None
                     for observation in observations:
                         state = policy.observe(state, observation, config, catalog)
+                    assert state is not None  # a server in the batch has an observation
                     state, decision = policy.decide(state, config, catalog)
                     if decision is not None:
-                        new.setdefault(event.message.partition, []).append(
-                            (key, ENFORCEMENT_DECISION.encode(records.decision_record(decision))))
+                        decided[key] = (key, ENFORCEMENT_DECISION.encode(records.decision_record(decision)))
                         stages[decision.stage] += 1
-                    states.put(key, state, event)
-                for partition, decided in new.items():
-                    outbox.store(partition, decided)
+                    # The left-over decisions went out above; a new one waits in the value until it has.
+                    states.put(key, StoredServer(state, [decided[key]] if key in decided else []), event)
                 await asyncio.gather(*pending)
-                await flushed(states, outbox.batch)
-                if new:
-                    # The changelog holds the states and the outbox before a decision goes out.
-                    await app.producer.flush()
-                    await publish([record for decided in new.values() for record in decided])
-                    outbox.published()
-                    await flushed(outbox.batch)
+                # The broker holds each state, with its new decision, before that decision goes out.
+                await asyncio.gather(*await flushed(states))
+                if decided:
+                    await publish(list(decided.values()))
+                    for key in decided:
+                        states.put(key, StoredServer(states.get(key, by_server[key][0]).state), by_server[key][0])
+                    await flushed(states)
                 for stage, count in stages.items():
                     metrics.decisions.labels(str(stage)).inc(count)
                 rejected.inc(bad)
@@ -184,10 +181,3 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
     async def publish(decided: list[Record]) -> None:
         await asyncio.gather(*[await topics.decisions.send(key=key, value=value) for key, value in decided])
 
-
-def _server_state(data: bytes) -> policy.ServerState:
-    return policy.ServerState.from_json(orjson.loads(data))
-
-
-def _server_state_bytes(state: policy.ServerState) -> bytes:
-    return orjson.dumps(state.to_json())

@@ -55,11 +55,17 @@ class Topics:
     enforcement: faust.TopicT
 
 
-def health(clickhouse: ClickHouseHandle) -> dict:
-    """What /health answers: ok, or degraded while ClickHouse writes fail (their partitions paused)."""
+def health(clickhouse: ClickHouseHandle, worker: faust.App | None = None) -> dict:
+    """What the sink's /health answers: ok, or degraded while ClickHouse writes fail (their
+    partitions paused); with the worker of the same process (`patchgate run`), its state too."""
     writes = clickhouse.health.as_json()
-    return {"status": "degraded" if writes["failing_for_s"] is not None else "ok",
-            "clickhouse_writes": writes, "paused_partitions": sorted(clickhouse.health.paused)}
+    answer: dict = {"status": "degraded" if writes["failing_for_s"] is not None else "ok",
+                    "clickhouse_writes": writes, "paused_partitions": sorted(clickhouse.health.paused)}
+    if worker is not None:
+        joined = answer["worker"] = worker_health(worker)
+        if joined["status"] != "ok":
+            answer["status"] = joined["status"]
+    return answer
 
 
 class PatchgateApp(faust.App):
@@ -85,7 +91,8 @@ def build_apps(settings: Settings, catalog: Catalog, role: Role) -> list[faust.A
         return [processing_app(settings, catalog, metrics=metrics)]
     if role is Role.SINK:
         return [sink_app(settings, metrics=metrics)]
-    return [processing_app(settings, catalog, metrics=metrics, web=False), sink_app(settings, metrics=metrics)]
+    worker = processing_app(settings, catalog, metrics=metrics, web=False)
+    return [worker, sink_app(settings, metrics=metrics, worker=worker)]
 
 
 def processing_app(settings: Settings, catalog: Catalog, store: str = "rocksdb://", web: bool = True,
@@ -119,7 +126,7 @@ def worker_health(app: faust.App) -> dict:
 
 
 def sink_app(settings: Settings, clickhouse: ClickHouseHandle | None = None, web: bool = True,
-             metrics: Metrics | None = None) -> faust.App:
+             metrics: Metrics | None = None, worker: faust.App | None = None) -> faust.App:
     """The ClickHouse sinks and the web views, in the consumer group `topics.sink_group(settings)`.
     Tests pass a ClickHouse handle they opened themselves."""
     app = _faust_app(settings, topics.sink_group(settings), settings.data_dir / "faust-sink", web)
@@ -139,7 +146,7 @@ def sink_app(settings: Settings, clickhouse: ClickHouseHandle | None = None, web
     metrics = metrics or Metrics()
     metrics.watch(app)
     sink_agents.register(app, wired, clickhouse, settings, metrics)
-    views.register_ops(app, lambda: health(handle), metrics)
+    views.register_ops(app, lambda: health(handle, worker), metrics)
     views.register_reports(app, clickhouse.read)
     return app
 

@@ -12,8 +12,8 @@ Which record places a key: a server-state key is the server id, the key of mail.
 parser-state key is a source, placed by the key of the mail.logs.raw records that carry it (the
 file path, the source itself, except for lines unwrapped from an envelope file: the key of the
 record named by the state's "read" offset tells); an open-messages key (source NUL queue id)
-follows its source. Keys starting with NUL belong to their partition (its open sources, its
-outbox) and stay; a source that moves is carried from its old partition's open sources to its new
+follows its source. Keys starting with NUL belong to their partition (its open sources) and
+stay; a source that moves is carried from its old partition's open sources to its new
 one's, so that it still ends when idle.
 
 Run it with every worker and sink stopped and the pipeline drained: records still unread in the
@@ -273,18 +273,22 @@ def read_changelog(settings: Settings, topic: str) -> Changelog:
 
 def _write(settings: Settings, moves: Mapping[str, list[Move]], parser_state_topic: str,
            open_sources: list[Move]) -> None:
-    """Each moved key's value in its new partition, then its tombstone in its old one."""
+    """Each moved key's value in its new partition, then its tombstone in its old one: only once the
+    broker acknowledged every copy (flush does not fail when a send did: its future tells), so a
+    failure leaves both copies rather than none."""
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5)
     try:
-        for topic, table_moves in moves.items():
-            for move in table_moves:
-                producer.send(topic, key=move.key, value=move.value, partition=move.new)
+        copies = [producer.send(topic, key=move.key, value=move.value, partition=move.new)
+                  for topic, table_moves in moves.items() for move in table_moves]
         producer.flush()
-        for topic, table_moves in moves.items():
-            for move in table_moves:
-                producer.send(topic, key=move.key, value=None, partition=move.old)
-        for move in open_sources:
-            producer.send(parser_state_topic, key=move.key, value=move.value, partition=move.new)
+        for copy in copies:
+            copy.get(timeout=60)
+        tombstones = [producer.send(topic, key=move.key, value=None, partition=move.old)
+                      for topic, table_moves in moves.items() for move in table_moves]
+        tombstones += [producer.send(parser_state_topic, key=move.key, value=move.value, partition=move.new)
+                       for move in open_sources]
         producer.flush()
+        for tombstone in tombstones:
+            tombstone.get(timeout=60)
     finally:
         producer.close()

@@ -69,35 +69,51 @@ class TableBatch:
             if key.startswith(prefix) and key not in seen and value is not None and value is not _DELETED:
                 yield key, value
 
-    def flush(self) -> int:
-        """Write every changed key; returns how many."""
-        for key, event in self._changed.items():
-            value = self._values[key]
-            with acting_in(event):
-                if value is _DELETED:
-                    self.table.pop(key, None)
-                else:
-                    self.table[key] = self.encode(value)
-        written = len(self._changed)
+    def flush(self) -> list[asyncio.Future]:
+        """Write every changed key; returns its changelog records' futures, done once the broker
+        has them (Faust sends them in the background)."""
+        sent: list[asyncio.Future] = []
+        send_changelog = self.table.send_changelog
+
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            future = send_changelog(*args, **kwargs)
+            sent.append(future)
+            return future
+        # The table's writes send their changelog records through this method: on the instance for
+        # the flush only, it hands over the futures Faust otherwise drops.
+        self.table.send_changelog = recorded  # type: ignore[method-assign]
+        try:
+            for key, event in self._changed.items():
+                value = self._values[key]
+                with acting_in(event):
+                    if value is _DELETED:
+                        self.table.pop(key, None)
+                    else:
+                        self.table[key] = self.encode(value)
+        finally:
+            del self.table.send_changelog
         self._changed.clear()
-        return written
+        return sent
 
 
-async def flushed(*batches: TableBatch, patience: float = 60.0) -> None:
-    """Flush the batches. A table's changelog topic that Faust created as the worker started may not
-    be in the client's metadata yet at the first write (PartitionsMismatch: "0 partitions"): the
-    write is tried again until it is, rather than failing the agent. Writing a key again is
-    harmless; `flush` forgets the changed keys only once all are written."""
+async def flushed(*batches: TableBatch, patience: float = 60.0) -> list[asyncio.Future]:
+    """Flush the batches; returns the changelog records' futures. A table's changelog topic that
+    Faust created as the worker started may not be in the client's metadata yet at the first write
+    (PartitionsMismatch: "0 partitions"): the write is tried again until it is, rather than failing
+    the agent. Writing a key again is harmless; `flush` forgets the changed keys only once all are
+    written."""
     deadline = time.monotonic() + patience
+    sent: list[asyncio.Future] = []
     for batch in batches:
         while True:
             try:
-                batch.flush()
+                sent.extend(batch.flush())
                 break
             except PartitionsMismatch:
                 if time.monotonic() >= deadline:
                     raise
                 await asyncio.sleep(0.5)
+    return sent
 
 
 def _stored(table: faust.Table, key: bytes, event: faust.EventT) -> bytes | None:

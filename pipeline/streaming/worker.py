@@ -12,6 +12,8 @@ from pipeline.streaming.app import Role, build_apps
 
 
 def run_worker(settings: Settings, role: Role) -> int:
+    """Runs until stopped; returns only an exit status for a sink that may not start (the Faust
+    worker ends the process itself, with its status)."""
     if role is not Role.WORKER:
         try:
             # Held until the process ends: a second sink on the same folder fails here, not in chdb.
@@ -22,6 +24,6 @@ def run_worker(settings: Settings, role: Role) -> int:
     for folder in ("faust", "faust-sink"):
         (settings.data_dir / folder).mkdir(parents=True, exist_ok=True)
     apps = build_apps(settings, load_catalog(settings.catalog_file), role)
-    # Faust's Worker installs the signal handlers: SIGTERM and SIGINT stop it cleanly, committing offsets.
+    # Faust's Worker installs the signal handlers: SIGTERM and SIGINT stop it cleanly, committing
+    # offsets.
     Worker(*apps, loglevel="INFO", quiet=True).execute_from_commandline()
-    return 0

@@ -114,13 +114,13 @@ def _upgrade(state: dict) -> None:
 
 
 def _open(state: dict, run: LineRun, index: int, fields: list) -> None:
-    state.update(phase=_HEADERS, fields=fields, start=run.line_number(index), start_offset=run.position(index).offset,
+    state.update(phase=_HEADERS, fields=fields, start=run.line_number(index), place=run.position(index).stored(),
                  chars=0)
 
 
 def _close(state: dict, source: str, out) -> None:
-    fields, start, start_offset = state["fields"], state["start"], state.get("start_offset")
-    state.update(phase=_BODY if state["mbox"] else _GAP, fields=[], start=None, start_offset=None, chars=0)
+    fields, start, place = state["fields"], state["start"], state.get("place")
+    state.update(phase=_BODY if state["mbox"] else _GAP, fields=[], start=None, place=None, chars=0)
     if not fields:
         return
     headers: dict[str, list[str]] = {}
@@ -129,7 +129,8 @@ def _close(state: dict, source: str, out) -> None:
         headers.setdefault(name.strip().lower(), []).append(value.strip())
     if (_first(headers, "content-type") or "").lower().startswith(_MESSAGE_BODIES):
         state["phase"] = _BODY
-    result = _trace(headers, SourcePosition(source, start, start_offset))
+    # (A block opened before the place was kept has its first line only.)
+    result = _trace(headers, SourcePosition.restored(source, place) if place else SourcePosition(source, start, None))
     if isinstance(result, ParseError):
         out.error(result)
     else:

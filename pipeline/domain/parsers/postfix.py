@@ -126,7 +126,7 @@ def _queued_line(state: dict, run: LineRun, index: int, at_ms: int, daemon: str,
     message = store.get(qid)
     new = message is None
     if message is None:
-        message = {"at": at_ms, "line": run.line_number(index), "received": []}
+        message = {"at": at_ms, "place": run.position(index).stored(), "received": []}
     if client:
         host, ip = client.group("host").lower(), client.group("ip")
         if is_loopback(host, ip) or "sasl_method=" in what or _USER_SERVICES.search(daemon):
@@ -204,7 +204,9 @@ def _trace(message: dict, source: str) -> MessageTrace:
     return MessageTrace(
         event_time=from_epoch_ms(message["at"]),
         source_format=FORMAT,
-        position=SourcePosition(source, message.get("line"), None),
+        # (Messages stored before the place was kept have their line only.)
+        position=SourcePosition.restored(source, message["place"]) if "place" in message
+        else SourcePosition(source, message.get("line"), None),
         message_id=message.get("message_id"),
         sender=message.get("sender") or None,
         recipients=(message["recipient"],) if message.get("recipient") else (),

@@ -37,10 +37,17 @@ class PartitionedTable:
     def __setitem__(self, key, value):
         self.writes.append((current_event().message.partition, key))
         self._here()[key] = value
+        self.send_changelog(current_event().message.partition, key, value)
 
     def pop(self, key, default=None):
         self.writes.append((current_event().message.partition, key))
+        self.send_changelog(current_event().message.partition, key, None)
         return self._here().pop(key, default)
+
+    def send_changelog(self, partition, key, value):
+        """As a Faust table sends each write to its changelog; what it returns stands for the
+        record's future (the tests that use this table flush without awaiting it)."""
+        return ("changelog", partition, key)
 
     def items(self):
         return list(self._here().items())
@@ -74,19 +81,29 @@ def event():
     return make
 
 
+class SentRecord(asyncio.Future):
+    """What Faust's send_soon returns: a future with the message it sends."""
+
+
 class Broker:
     """Stands in for Kafka where the agents send: every record by topic, acknowledged at once, or
     once `release`d while `holding`. Table changelog records (which Faust buffers) are in `sent`
-    too, and a producer flush as the record ("<flush>", None, None)."""
+    too, held alike, and a producer flush as the record ("<flush>", None, None)."""
 
     def __init__(self):
         self.sent: list[tuple[str, bytes | None, bytes | None]] = []
         self.holding = False
         self._held: list[asyncio.Future] = []
 
-    def buffer(self, topic, *, key=None, value=None, partition=None, **_) -> SimpleNamespace:
+    def buffer(self, topic, *, key=None, value=None, partition=None, **_) -> asyncio.Future:
         self.sent.append((topic.get_topic_name(), key, value))
-        return SimpleNamespace(message=SimpleNamespace(partition=partition))
+        delivery = SentRecord(loop=asyncio.get_running_loop())
+        delivery.message = SimpleNamespace(partition=partition)
+        if self.holding:
+            self._held.append(delivery)
+        else:
+            delivery.set_result(None)
+        return delivery
 
     async def flush(self) -> None:
         self.sent.append(("<flush>", None, None))

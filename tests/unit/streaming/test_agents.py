@@ -1,11 +1,10 @@
-"""The processing agents as the worker wires them (build_app), each run by Faust's test_context on
+"""The processing agents as the worker wires them (processing_app), each run by Faust's test_context on
 an in-memory channel, with in-memory tables and a stand-in broker: what a batch sends, what it
 leaves in the tables for the next batch, and when its records are acked."""
 import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime
 
-import orjson
 import pytest
 
 from pipeline.contracts import packing
@@ -14,7 +13,7 @@ from pipeline.settings import DeadLetterSettings
 from pipeline.streaming import records
 from pipeline.streaming.avro import DEAD_LETTER, ENFORCEMENT_DECISION, SERVER_OBSERVATION
 from pipeline.streaming.dead_letters import DeadLetterLimitExceeded
-from pipeline.streaming.outbox import outbox_key
+from pipeline.streaming.outbox import StoredServer
 
 # 2026-02-17: the reference date of syslog lines, which carry no year.
 RECEIVED_AT = 1_771_300_000.0
@@ -165,37 +164,46 @@ def test_enforce_folds_every_observation_of_a_server_in_a_batch_before_deciding(
         ("ex01.contoso.example", 1, EX2019, 8), ("ex02.contoso.example", 1, EX2013, 8)]
 
 
-def test_enforce_stores_a_decision_before_it_publishes_it(streaming_app, broker, until):
-    """The state and the outbox reach the changelog, then the decision goes out, then the outbox is
-    emptied: a worker killed at any point neither loses the decision nor publishes it twice."""
+def test_enforce_stores_a_decision_with_its_state_before_it_publishes_it(streaming_app, broker, until):
+    """The state reaches the broker with the decision in it, then the decision goes out, then the
+    state is stored without it: a worker killed at any point neither loses the decision nor
+    publishes another content for its version."""
     app = streaming_app()
+    changelog = "pg-unit-server-state-changelog"
+
+    def steps():
+        return [(topic, key, StoredServer.decode(value).unpublished != [] if topic == changelog else None)
+                for topic, key, value in broker.sent if topic != "mail.observations"]
 
     async def scenario():
         async with agent_named(app, "enforce").test_context() as enforce:
+            broker.holding = True
             event = await enforce.put(observation(EX2013, datetime(2026, 2, 10, 8, 0, tzinfo=UTC)),
                                       key=b"ex01.contoso.example", partition=3)
+            await until(lambda: broker.sent, "the state is sent")
+            await asyncio.sleep(0.2)
+            assert steps() == [(changelog, b"ex01.contoso.example", True)]  # not published before stored
+            broker.holding = False
+            broker.release()
             await until(acked(event), "the observation's batch is acked")
 
     asyncio.run(scenario())
-    changelog = "pg-unit-server-state-changelog"
-    steps = [(topic, key, value is not None) for topic, key, value in broker.sent if topic != "mail.observations"]
-    assert steps == [
+    assert steps() == [
         (changelog, b"ex01.contoso.example", True),
-        (changelog, outbox_key(3), True),
-        ("<flush>", None, False),
-        ("mail.decisions", b"ex01.contoso.example", True),
-        (changelog, outbox_key(3), False),
+        ("mail.decisions", b"ex01.contoso.example", None),
+        (changelog, b"ex01.contoso.example", False),
     ]
 
 
 def test_enforce_publishes_what_a_stopped_worker_left_unpublished_first(streaming_app, broker, until, monkeypatch,
                                                                          make_decision):
-    """A worker stopped between storing decisions and emptying the outbox: those at the end of
-    mail.decisions went out already, the others go out before any new one."""
+    """A worker stopped between storing a state with decisions and storing it without: those at the
+    end of mail.decisions went out already, the others go out before any new one."""
     app = streaming_app()
     published, unpublished = ((server.encode(), ENFORCEMENT_DECISION.encode(records.decision_record(
         replace(make_decision(1, 2), server_id=server)))) for server in ("ex07.contoso.example", "ex08.contoso.example"))
     asked = []
+    key = b"ex01.contoso.example"
 
     async def tail(bootstrap, topic, records):
         asked.append((topic, records))
@@ -206,17 +214,18 @@ def test_enforce_publishes_what_a_stopped_worker_left_unpublished_first(streamin
         async with agent_named(app, "enforce").test_context() as enforce:
             for batch in range(3):
                 if batch == 1:
-                    app.tables["server-state"].data[outbox_key(3)] = orjson.dumps(
-                        [[key.hex(), value.hex()] for key, value in (published, unpublished)])
+                    store = app.tables["server-state"].data
+                    left = StoredServer.decode(store[key])
+                    store[key] = StoredServer(left.state, [published, unpublished]).encode()
                 event = await enforce.put(observation(EX2013, datetime(2026, 2, 10, 8, 0, tzinfo=UTC)),
-                                          key=b"ex01.contoso.example", partition=3)
+                                          key=key, partition=3)
                 await until(acked(event), "the observation's batch is acked")
 
     asyncio.run(scenario())
-    # The second batch decides nothing new, yet empties the outbox: the third does not ask again.
+    # The second batch decides nothing new, yet stores the state without them: the third does not ask.
     assert asked == [("mail.decisions", [published, unpublished])]
     assert [d.server_id for d in decisions(broker)] == ["ex01.contoso.example", "ex08.contoso.example"]
-    assert app.tables["server-state"].data.get(outbox_key(3)) is None
+    assert StoredServer.decode(app.tables["server-state"].data[key]).unpublished == []
 
 
 @pytest.mark.parametrize("name", ["observe", "enforce", "store_decisions", "store_observations", "store_enforcement"])

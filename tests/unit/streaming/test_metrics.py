@@ -1,4 +1,4 @@
-"""The metrics as the worker wires them (build_app), read the way Prometheus reads them (GET /metrics
+"""The metrics as the worker wires them (processing_app), read the way Prometheus reads them (GET /metrics
 on the app's web server, parsed as exposition text) while the agents run in Faust's test_context:
 what a batch moves, and what is read at the scrape (consumer lag, table keys, write failures)."""
 import asyncio

@@ -7,7 +7,6 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from pipeline.domain.source_ends import OpenSources
 from pipeline.streaming.ingest import open_sources_key
-from pipeline.streaming.outbox import outbox_key
 from pipeline.streaming.repartition import (
     Move,
     by_key,
@@ -58,7 +57,6 @@ def test_a_count_that_is_not_a_multiple_moves_keys_into_old_partitions_too():
 def test_per_partition_keys_stay():
     changelog = placed(names(20), 4)
     for p in changelog:
-        changelog[p][outbox_key(p)] = b"[]"
         changelog[p][open_sources_key(p)] = b"{}"
     moved = {move.key for move in plan(changelog, 4, 8, by_key).moves}
     assert moved and not [key for key in moved if key.startswith(b"\0")]

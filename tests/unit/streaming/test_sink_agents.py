@@ -1,4 +1,4 @@
-"""The ClickHouse sink agents as the worker wires them (build_app), each run by Faust's test_context
+"""The ClickHouse sink agents as the sink wires them (sink_app), each run by Faust's test_context
 on an in-memory channel, writing to the embedded engine (chdb) in tmp_path: what a batch stores,
 the deduplication token it carries, and when its records are acked."""
 import asyncio

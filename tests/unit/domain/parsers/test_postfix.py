@@ -200,3 +200,23 @@ def test_a_mail_log_may_open_with_another_programs_line(make_source):
     ]).finish()
     assert source.out.errors == [] and source.state["format"] == "postfix"
     assert [t.client_hostname for t in source.out.traces] == ["mail.partner.example"]
+
+
+def test_a_message_is_placed_at_the_line_and_byte_it_started_at():
+    from pipeline.domain.events import SourcePosition
+    from pipeline.domain.lines import LineRun
+    from pipeline.domain.parsers import dispatch
+    from pipeline.domain.parsers.msgtrk_rows import TrackingRows
+    from pipeline.domain.parsers.postfix import MemoryOpenMessages
+
+    from tests.unit.domain.parsers.conftest import Collected
+
+    lines = ["Feb 16 11:20:30 mx1 postfix/smtpd[2012]: connect from unknown[192.0.2.1]",
+             "Feb 16 11:20:32 mx1 postfix/smtpd[2012]: 4TqN1c2Vb8z1: client=mail19.fabrikam.example[198.51.100.29]",
+             "Feb 16 11:20:34 mx1 postfix/qmgr[1480]: 4TqN1c2Vb8z1: from=<kim@fabrikam.example>, size=2100, nrcpt=1 "
+             "(queue active)"]
+    run = LineRun.packed("/var/log/mail.log", "".join(line + "\n" for line in lines).encode(), 101, 9000, REFERENCE)
+    out = Collected()
+    dispatch.parse_run(None, run, out, MemoryOpenMessages(), TrackingRows())
+    [trace] = out.traces
+    assert trace.position == SourcePosition("/var/log/mail.log", 102, 9000 + len(lines[0]) + 1)
