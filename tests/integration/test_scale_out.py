@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import fault_scenarios  # noqa: E402
 from fault_rig import Pipeline  # noqa: E402
 
-from tests.integration.test_pipeline import CONFIG, EXPECTED, SAMPLES, latest_by_server  # noqa: E402
+from tests.integration.test_pipeline import CONFIG, SAMPLES, assert_expected_without_gaps  # noqa: E402
 
 
 def metric(text: str, name: str) -> float:
@@ -48,11 +48,7 @@ def test_three_workers_and_a_sink_decide_what_one_process_decides(tmp_path):
         wait_until_drained(pipeline.settings, 240, worker_alive=lambda: all(p.alive() for p in everyone))
 
         decisions = read_decisions(pipeline.settings)
-        latest = latest_by_server(decisions)
-        assert {key: (d.status, d.stage) for key, d in latest.items()} == EXPECTED
-        for key, decision in latest.items():
-            versions = sorted(d.version for d in decisions if (d.hostname, d.org) == key)
-            assert versions == list(range(1, decision.version + 1)), key
+        latest = assert_expected_without_gaps(decisions)
         # Each server's latest decision is what `patchgate evaluate --at <its last event>` gives.
         last_seen = {(server, org): at for server, org, at in
                      client.sql(pipeline.settings, "SELECT server, org, last_seen FROM servers")["rows"]}

@@ -14,6 +14,7 @@ from faust.topics import Topic
 
 from pipeline.catalog_files import load_catalog
 from pipeline.settings import Settings
+from pipeline.sinks.clickhouse import insert_decisions
 from pipeline.streaming.app import processing_app, sink_app
 
 
@@ -179,3 +180,25 @@ def until():
             assert asyncio.get_running_loop().time() < deadline, f"timed out waiting until {what}"
             await asyncio.sleep(0.002)
     return wait
+
+
+class FailingInserts:
+    """The sink's decision inserts, refused by "ClickHouse" while `failing`; `tries` has the
+    deduplication token of every attempt."""
+
+    def __init__(self):
+        self.failing, self.tries = True, []
+
+    def __call__(self, client, rows, dedup_token):
+        self.tries.append(dedup_token)
+        if self.failing:
+            raise ConnectionError("Code: 210. DB::NetException: Connection refused")
+        insert_decisions(client, rows, dedup_token)
+
+
+@pytest.fixture
+def failing_inserts(monkeypatch):
+    monkeypatch.setattr("pipeline.streaming.storage.FIRST_BACKOFF_S", 0.001)
+    inserts = FailingInserts()
+    monkeypatch.setattr("pipeline.streaming.sink_agents.insert_decisions", inserts)
+    return inserts

@@ -14,7 +14,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.contracts import packing
 from pipeline.domain.events import ServerObservation
-from pipeline.sinks import clickhouse as tables
 from pipeline.streaming import records
 from pipeline.streaming.avro import ENFORCEMENT_DECISION, SERVER_OBSERVATION
 from pipeline.streaming.metrics import Metrics, stored_keys
@@ -118,22 +117,13 @@ def test_enforce_counts_decisions_by_stage_and_its_dead_letters(streaming_app, b
 
 
 def test_a_sink_insert_is_measured_once_stored_and_healthz_says_503_while_writes_fail(
-        streaming_app, until, tmp_path, make_decision, monkeypatch):
-    monkeypatch.setattr("pipeline.streaming.storage.FIRST_BACKOFF_S", 0.001)
-    failing, tries = True, []
-
-    def insert_decisions(client, rows, dedup_token):
-        tries.append(dedup_token)
-        if failing:
-            raise ConnectionError("Code: 210. DB::NetException: Connection refused")
-        tables.insert_decisions(client, rows, dedup_token)
-    monkeypatch.setattr("pipeline.streaming.sink_agents.insert_decisions", insert_decisions)
+        streaming_app, until, tmp_path, make_decision, failing_inserts, monkeypatch):
+    tries = failing_inserts.tries
     handle = ClickHouseHandle(f"chdb://{tmp_path}/ch")
     app = streaming_app(clickhouse=handle, batch=2)
     monkeypatch.setattr(app.consumer, "assignment", lambda: {TP("mail.decisions", 0)})
 
     async def scenario():
-        nonlocal failing
         await handle.open()
         try:
             async with Scraper(app) as scraper, agent_named(app, "store_decisions").test_context() as sink:
@@ -141,7 +131,7 @@ def test_a_sink_insert_is_measured_once_stored_and_healthz_says_503_while_writes
                                          key=b"k") for n in (1, 2)]
                 await until(lambda: len(tries) >= 2, "the write is tried again")
                 during = await scraper.healthz(), await scraper.samples()
-                failing = False
+                failing_inserts.failing = False
                 await until(acked(*events), "the batch is stored and acked")
                 return during, await scraper.healthz(), await scraper.samples()
         finally:

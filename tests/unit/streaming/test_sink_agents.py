@@ -107,16 +107,8 @@ def test_each_partition_of_a_batch_is_stored_with_a_token_naming_its_offsets(str
 
 
 def test_while_clickhouse_fails_the_topic_is_paused_and_the_batch_unacked_until_stored(
-        streaming_app, until, tmp_path, make_decision, monkeypatch):
-    monkeypatch.setattr("pipeline.streaming.storage.FIRST_BACKOFF_S", 0.001)
-    failing, tries = True, []
-
-    def insert_decisions(client, rows, dedup_token):
-        tries.append(dedup_token)
-        if failing:
-            raise ConnectionError("Code: 210. DB::NetException: Connection refused")
-        tables.insert_decisions(client, rows, dedup_token)
-    monkeypatch.setattr("pipeline.streaming.sink_agents.insert_decisions", insert_decisions)
+        streaming_app, until, tmp_path, make_decision, failing_inserts, monkeypatch):
+    tries = failing_inserts.tries
     handle = ClickHouseHandle(f"chdb://{tmp_path}/ch")
     app = streaming_app(clickhouse=handle)
     # This worker's partitions (Faust learns them from the broker).
@@ -124,7 +116,6 @@ def test_while_clickhouse_fails_the_topic_is_paused_and_the_batch_unacked_until_
                         lambda: {TP("mail.decisions", 0), TP("mail.decisions", 1), TP("mail.observations", 0)})
 
     async def scenario():
-        nonlocal failing
         await handle.open()
         try:
             async with agent_named(app, "store_decisions").test_context() as sink:
@@ -132,7 +123,7 @@ def test_while_clickhouse_fails_the_topic_is_paused_and_the_batch_unacked_until_
                 await until(lambda: len(tries) >= 3, "the write is tried again")
                 # ClickHouse refuses every try: nothing was stored, so the batch must not be acked.
                 during = health(handle), event.message.acked
-                failing = False
+                failing_inserts.failing = False
                 await until(acked(event), "the batch is stored and acked")
                 after = health(handle)
             return during, after, await rows(handle, "decisions")
