@@ -95,6 +95,15 @@ class TableBatch:
         self._changed.clear()
         return sent
 
+    async def refresh_metadata(self) -> None:
+        """Have the consumer ask the broker for topic metadata now. Faust checks a changelog's
+        partitions in its consumer's metadata, which otherwise refreshes every few minutes: a
+        changelog topic Faust created as the worker started stays at "0 partitions" until then."""
+        consumer: Any = self.table.app.consumer  # Faust's aiokafka consumer, on its own thread
+        thread = consumer._thread
+        client = thread._ensure_consumer()._client
+        await thread.call_thread(client.force_metadata_update)
+
 
 async def flushed(*batches: TableBatch, patience: float = 60.0) -> list[asyncio.Future]:
     """Flush the batches; returns the changelog records' futures. A table's changelog topic that
@@ -113,6 +122,7 @@ async def flushed(*batches: TableBatch, patience: float = 60.0) -> list[asyncio.
                 if time.monotonic() >= deadline:
                     raise
                 await asyncio.sleep(0.5)
+                await batch.refresh_metadata()
     return sent
 
 

@@ -52,11 +52,14 @@ def test_a_changelog_not_yet_in_the_metadata_is_waited_for_and_every_key_written
 
     from pipeline.streaming.tables import TableBatch, flushed
 
-    attempts = []
+    attempts, refreshed = [], []
 
     class Batch(TableBatch):
         def __init__(self):
             pass
+
+        async def refresh_metadata(self):
+            refreshed.append(1)
 
         def flush(self):
             attempts.append(1)
@@ -69,4 +72,4 @@ def test_a_changelog_not_yet_in_the_metadata_is_waited_for_and_every_key_written
 
     monkeypatch.setattr("pipeline.streaming.tables.asyncio.sleep", no_wait)
     asyncio.run(flushed(Batch()))
-    assert len(attempts) == 3
+    assert (len(attempts), len(refreshed)) == (3, 2)
