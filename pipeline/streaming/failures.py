@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import faust
 
@@ -30,8 +32,13 @@ log = logging.getLogger(__name__)
 STOP_GRACE_S = 20.0
 
 
+# The apps of this process (`patchgate run` has two): a failure in one stops them all.
+_apps: weakref.WeakSet[faust.App] = weakref.WeakSet()
+
+
 @asynccontextmanager
 async def stops_worker_on_failure(app: faust.App, agent: str) -> AsyncIterator[None]:
+    _apps.add(app)
     try:
         yield
     except DeadLetterLimitExceeded as exc:
@@ -48,8 +55,21 @@ async def stops_worker_on_failure(app: faust.App, agent: str) -> AsyncIterator[N
 
 
 async def _crash(app: faust.App, exc: BaseException) -> None:
+    for each in _apps:
+        _commit_nothing_more(each)
     asyncio.get_running_loop().call_later(STOP_GRACE_S, _exit_now)
     await app.crash(exc)
+
+
+def _commit_nothing_more(app: faust.App) -> None:
+    """From a failure on, the process commits no offset. A stream that an agent left keeps being
+    read in the background (Faust's take_events consumes passively), and with the agent gone each
+    record it reads is acked unprocessed: committed as the worker stops, those records would be
+    skipped after the restart. Offsets of batches done since the last commit are read again."""
+    async def refused(offsets: object) -> bool:
+        return False
+    consumer: Any = app.consumer  # Faust's consumer class, whose _commit sends the offsets
+    consumer._commit = refused
 
 
 def _exit_now() -> None:

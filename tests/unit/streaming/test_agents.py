@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+from faust.types import TP
 
 from pipeline.contracts import packing
 from pipeline.domain.events import ServerObservation
@@ -258,10 +259,14 @@ def test_the_batch_that_exceeds_the_dead_letter_limit_is_never_acked(name, strea
             await until(lambda: app.crashes, "the worker is stopped")
         # Leaving the context stops the stream, which closes the agent's take_events if nothing did
         # yet: whatever it acks as it closes is acked by now.
-        return events
+        # Records the stream reads on in the background are acked unprocessed: the process must
+        # commit nothing from here on, whatever was acked.
+        committed = await app.consumer._commit({TP("mail.observations", 0): 99})
+        return events, committed
 
-    events = asyncio.run(scenario())
+    events, committed = asyncio.run(scenario())
     assert [event.message.acked for event in events] == [False, False]
+    assert committed is False
 
 
 def test_a_table_that_cannot_be_written_stops_the_worker_with_the_batch_unacked(streaming_app, until, monkeypatch):
