@@ -28,12 +28,19 @@ class SourcePosition:
     offset: int | None = None
     via: SourcePosition | None = None
 
-    def stored(self) -> list:
-        """This position without its source, as JSON for a parser's state: line, byte, and the
-        file an envelope was read from (the last `via`) as [source, line, byte] or None."""
+    @property
+    def read_from(self) -> SourcePosition | None:
+        """For a line that came in envelopes (they nest), where the file that was read holds it:
+        the last `via`."""
         via = self.via
         while via is not None and via.via is not None:
             via = via.via
+        return via
+
+    def stored(self) -> list:
+        """This position without its source, as JSON for a parser's state: line, byte, and the
+        file an envelope was read from (`read_from`) as [source, line, byte] or None."""
+        via = self.read_from
         return [self.line, self.offset, None if via is None else [via.source, via.line, via.offset]]
 
     @classmethod

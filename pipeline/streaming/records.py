@@ -93,10 +93,7 @@ def dead_letter_record(
     reason: str, raw: bytes, topic: str, partition: int, topic_offset: int,
     position: SourcePosition | None = None, field: str | None = None,
 ) -> dict:
-    # Envelopes nest (a file of shipper output shipped again): the last `via` is the file read.
-    via = position.via if position else None
-    while via is not None and via.via is not None:
-        via = via.via
+    via = position.read_from if position else None
     return {
         "reason": reason,
         "field": field,
