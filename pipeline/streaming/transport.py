@@ -10,6 +10,11 @@ full-disk runs).
 The consumer's own position tells such records apart: each record handed out moves it past the
 record, and only a seek moves it back. A record at or beyond the position was fetched before a seek,
 and Kafka hands it out again once the fetch reaches it, in order.
+
+A seek can also land while a record is with the agent: Faust's drain loop then records that record
+as the last one read, over the offset the seek set, and drops every re-fetched record below it as
+already read. Those were never acked, so the commit stalled there for good (three workers left 31
+records uncommitted after a rebalance). The guard puts the seek's offset back before the loop reads on.
 """
 from __future__ import annotations
 
@@ -39,6 +44,9 @@ class InOrderConsumer(faust_aiokafka.Consumer):
                 held_back[tp] = held_back.get(tp, 0) + 1
                 continue
             yield tp, message
+            if fetched_before_seek(message.offset, position := self._fetch_position(tp)):
+                # Sought back while the agent had the record: the drain loop's read offset is stale.
+                self._read_offset[tp] = position
         if held_back:
             log.info("held back %s records fetched before a seek; they are fetched again in order",
                      ", ".join(f"{count} of {tp.topic}/{tp.partition}" for tp, count in sorted(held_back.items())))

@@ -33,14 +33,6 @@ def metric(text: str, name: str) -> float:
                if sample.name == name)
 
 
-# Open defect of issue 11: in one of three clean-clone runs the three workers left 31 records
-# uncommitted for 240 s (no agent failed): a commit stall after a rebalance, probably Faust's read
-# offset set past a seek (the consumer guard narrows faust-streaming #216 but does not close it).
-STALL = pytest.mark.xfail(strict=False, reason="open in issue 11: commits can stall after a rebalance with several "
-                                               "workers (31 records left in one clean-clone run)")
-
-
-@STALL
 def test_three_workers_and_a_sink_decide_what_one_process_decides(tmp_path):
     pipeline = Pipeline(tmp_path, config=CONFIG, partitions=12)
     try:
@@ -82,7 +74,6 @@ def test_three_workers_and_a_sink_decide_what_one_process_decides(tmp_path):
         pipeline.close()
 
 
-@STALL
 def test_two_workers_killed_one_while_the_other_restarts_and_a_stopped_sink_lose_nothing(tmp_path):
     result = fault_scenarios.scale_out(tmp_path, lines=20_000, load_s=30.0, sink_stop_s=8.0)
     assert result.holds, result.describe()

@@ -21,10 +21,13 @@ def record(offset: int) -> ConsumerRecord:
 def offsets_delivered(records, position) -> list[int]:
     """What the worker's consumer delivers of `records` fetched at once, its aiokafka client being at
     `position` on RAW."""
-    return asyncio.run(_deliver(records, position))
+    return asyncio.run(_deliver(records, position))[0]
 
 
-async def _deliver(records, position) -> list[int]:
+async def _deliver(records, position, with_agent=None) -> tuple[list[int], object]:
+    """The offsets delivered and RAW's read offset after the fetch; `with_agent(consumer,
+    subscriptions, offset)` runs while the agent has each record, then the read offset is set as
+    Faust's drain loop sets it."""
     app = processing_app(Settings(app_id="pg-unit", topic_prefix="pg-unit."), load_catalog())
     consumer = app.consumer
     assert isinstance(consumer, InOrderConsumer)
@@ -39,7 +42,13 @@ async def _deliver(records, position) -> list[int]:
         return {RAW: records}, None
     consumer._wait_next_records = fetched
     consumer.flow_active = True
-    return [message.offset async for _, message in consumer.getmany(timeout=0.1)]
+    delivered = []
+    async for tp, message in consumer.getmany(timeout=0.1):
+        delivered.append(message.offset)
+        if with_agent is not None:
+            with_agent(consumer, subscriptions, message.offset)
+        consumer._read_offset[tp] = message.offset
+    return delivered, consumer._read_offset[RAW]
 
 
 def test_records_before_the_position_pass_in_order():
@@ -52,6 +61,18 @@ def test_records_a_seek_went_back_past_are_held_back(caplog):
     with caplog.at_level("INFO", logger="pipeline.streaming.transport"):
         assert offsets_delivered(fetched, position=38) == [36, 37]
     assert "5 of pg-unit.mail.logs.raw/0" in caplog.text
+
+
+def test_a_seek_while_the_agent_has_a_record_keeps_its_read_offset():
+    # The rebalance seeks back to the committed 38 while the agent holds 40: Faust's drain loop then
+    # records 40 as read, and would drop 38 and 39 when they come again, never to be acked.
+    def rebalance_at_40(consumer, subscriptions, offset):
+        if offset == 40:
+            subscriptions.seek(RAW, 38)
+            consumer._read_offset[RAW] = 38  # what Faust's perform_seek sets
+    fetched = [record(offset) for offset in (39, 40, 41, 42)]
+    delivered, read_offset = asyncio.run(_deliver(fetched, 43, with_agent=rebalance_at_40))
+    assert delivered == [39, 40] and read_offset == 38
 
 
 def test_nothing_passes_while_the_position_is_being_reset():
