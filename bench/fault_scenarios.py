@@ -648,6 +648,9 @@ def scale_out(result: Result, folder: Path, lines: int = 120_000, seed: int = 11
         result.expect(stop_gracefully(sink) == 0, f"the sink did not stop cleanly:\n{sink.tail()}")
         processed = (topics.RAW, topics.OBSERVATIONS)
         processed_before = committed_total(pipeline.settings, processed)
+        # Whether the workers go on says nothing once the load has ended: the scenario needs lines
+        # arriving while the sink is stopped (load_s long enough for both takeovers and the stop).
+        result.expect(not load.done.is_set(), "the load ended before the sink stopped: lengthen load_s")
         time.sleep(sink_stop_s)
         processed_while_stopped = committed_total(pipeline.settings, processed) - processed_before
         result.expect(processed_while_stopped > 0, "the workers committed nothing while the sink was stopped")
