@@ -147,8 +147,8 @@ def audit_rows(pipeline: Pipeline, decisions: list[Decision], messages: set[tupl
         " (SELECT count() FROM decisions FINAL), (SELECT count() FROM server_messages),"
         " (SELECT count() FROM (SELECT DISTINCT server_id, day, message_key FROM server_messages)),"
         " (SELECT count() FROM server_messages FINAL)")
-    stored_decisions = {(s, v) for s, v in pipeline.sql("SELECT server_id, version FROM decisions FINAL")}
-    stored_messages = {(s, k) for s, k in pipeline.sql("SELECT server_id, message_key FROM server_messages FINAL")}
+    stored_decisions = {(s, v) for s, v in pipeline.every_row("SELECT server_id, version FROM decisions FINAL")}
+    stored_messages = {(s, k) for s, k in pipeline.every_row("SELECT server_id, message_key FROM server_messages FINAL")}
     published = {(d.server_id, d.version) for d in decisions}
     audit = RowAudit(tuple(counts[:3]), tuple(counts[3:]),
                      decisions_missing=len(published - stored_decisions),
