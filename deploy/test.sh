@@ -16,14 +16,15 @@ trap 'exit 130' INT TERM
 ruff check pipeline
 mypy
 
-# The MTA tests drive a real Postfix with swaks: Debian's packages, installed when missing.
-if ! command -v postfix >/dev/null || ! command -v swaks >/dev/null; then
+# The MTA and notice tests drive a real Postfix with swaks, the report page test a headless
+# Chromium: Debian's packages, installed when missing.
+if ! command -v postfix >/dev/null || ! command -v swaks >/dev/null || ! command -v chromium >/dev/null; then
   if [[ $(id -u) != 0 ]]; then
-    echo "postfix and swaks are needed (apt-get install postfix swaks) and only root can install them" >&2
+    echo "postfix, swaks and chromium are needed (apt-get install postfix swaks chromium) and only root can install them" >&2
     exit 1
   fi
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix swaks >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix swaks chromium >/dev/null
 fi
 
 if ! bash deploy/kafka/kafka.sh status >/dev/null 2>&1; then

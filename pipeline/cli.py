@@ -45,12 +45,18 @@ def main(argv: list[str] | None = None) -> int:
     mta.add_argument("--host", default="127.0.0.1")
     mta.add_argument("--port", type=int, default=10040)
     mta.add_argument("--cache", help="decision cache file (default: <data dir>/decision-cache.json)")
+    notify = commands.add_parser(
+        "notify", help="mail each org's contacts when a server enters a new stage, and before throttling or blocking")
+    notify.add_argument("--follow", action="store_true",
+                        help="keep reading new decisions; look for due warnings every minute")
+    notify.add_argument("--at", help="ISO-8601 time to take as now for the warnings (default: the clock)")
     evaluate = commands.add_parser("evaluate", help="replay log files offline and print one JSON line per server")
     evaluate.add_argument("--at", help="ISO-8601 time to evaluate at (default: the newest event time)")
     evaluate.add_argument("--config", default=argparse.SUPPRESS, help="TOML settings file with the [policy] table")
     evaluate.add_argument("paths", nargs="+", help="files, folders (every file below) or - for standard input")
     ddl = commands.add_parser("clickhouse-ddl", help="print the report tables' DDL for a ClickHouse cluster")
     ddl.add_argument("--cluster", required=True, help="the cluster's name in the servers' <remote_servers>")
+    _control_commands(commands)
     catalog = commands.add_parser("catalog", help="keep the Exchange build catalog current")
     catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True)
     update = catalog_commands.add_parser(
@@ -136,6 +142,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         run_mta(settings, args.host, args.port, Path(args.cache or settings.data_dir / "decision-cache.json"))
+    elif args.command == "notify":
+        return _notify(args, settings)
     elif args.command == "evaluate":
         from pipeline.evaluate import evaluate as run_evaluate
 
@@ -148,8 +156,81 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         except ValueError as exc:
             print(f"patchgate clickhouse-ddl: {exc}", file=sys.stderr)
             return 2
+    elif args.command in CONTROL_ACTIONS:
+        return _control(args, settings)
     elif args.command == "catalog":
         from pipeline.catalog_update import update_catalog
 
         return update_catalog(settings, Path(args.file), Path(args.output) if args.output else None)
     return 0
+
+
+CONTROL_ACTIONS = ("pause", "resume", "exempt", "unexempt")
+
+
+def _notify(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import datetime
+
+    from pipeline.edges.notify import NoticesFailed, run as notify
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        at = datetime.fromisoformat(args.at) if args.at else None
+    except ValueError:
+        print(f"patchgate notify: --at {args.at!r} is not an ISO-8601 time", file=sys.stderr)
+        return 2
+    stopping = []
+    if args.follow:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stopping.append(True))
+    try:
+        sent = notify(settings, at=at, follow=args.follow, stop=lambda: bool(stopping))
+    except NoticesFailed as exc:
+        print(f"patchgate notify: {exc}", file=sys.stderr)
+        return 1
+    print(f"sent {sent} notices", file=sys.stderr)
+    return 0
+
+
+def _control_commands(commands) -> None:
+    pause = commands.add_parser("pause", help="pause an org's throttling and blocking (no restart needed)")
+    pause.add_argument("target", metavar="ORG")
+    pause.add_argument("--days", type=int, required=True, help="how many days (the yearly budget caps them)")
+    pause.add_argument("--reason", required=True)
+    pause.add_argument("--from", dest="start", help="the first paused day, YYYY-MM-DD (default: today, UTC)")
+    resume = commands.add_parser("resume", help="end an org's pause: enforced again from today")
+    resume.add_argument("target", metavar="ORG")
+    exempt = commands.add_parser("exempt", help="exempt a server (name or pattern) from throttling and blocking")
+    exempt.add_argument("target", metavar="SERVER")
+    exempt.add_argument("--until", required=True, help="the first day it is enforced again, YYYY-MM-DD")
+    exempt.add_argument("--reason", required=True)
+    unexempt = commands.add_parser("unexempt", help="lift an exemption a command granted")
+    unexempt.add_argument("target", metavar="SERVER")
+    for command in (pause, resume, exempt, unexempt):
+        command.add_argument("--timeout", type=float, default=30.0, help="how long to wait for the outcome")
+
+
+def _control(args: argparse.Namespace, settings: Settings) -> int:
+    """Send the command and print its outcome: exit 0 applied, 1 refused, 3 no worker answered."""
+    from datetime import UTC, datetime
+
+    from pipeline.edges.control import command_from_request, operator, send_and_wait
+    from pipeline.streaming.admin import ensure_topics
+
+    request = {"action": args.command, "target": args.target}
+    request.update({name: getattr(args, name) for name in ("days", "reason", "start", "until")
+                    if getattr(args, name, None) is not None})
+    try:
+        command = command_from_request(request, datetime.now(UTC), operator())
+    except ValueError as exc:
+        print(f"patchgate {args.command}: {exc}", file=sys.stderr)
+        return 2
+    ensure_topics(settings)
+    outcome = send_and_wait(settings, command, args.timeout)
+    if outcome is None:
+        print(f"sent {command.command_id}; no worker applied it within {args.timeout:g} s: the first worker "
+              "to run will", file=sys.stderr)
+        return 3
+    print(f"{'applied' if outcome['applied'] else 'refused'}: {outcome['detail']}")
+    return 0 if outcome["applied"] else 1
+

@@ -6,6 +6,8 @@
                     app_id               the same, not empty: the Faust app id and consumer group
     [clickhouse]    url                  "chdb:///dir" embedded, or http(s)://... for a server
     [worker]        data_dir, web_host, web_port (1 to 65535)
+                    web_token            the bearer token that control commands over HTTP, and SQL on
+                                         a web port bound beyond loopback, must bring
                     standby_replicas     copies of each table partition other workers keep up to date
                                          so one can take over at once (0 to 10, default 1)
     [catalog]       path                 the newer build list `patchgate catalog update` writes
@@ -18,9 +20,10 @@
                     max_consecutive      ... or more than this many in a row (>= 1, default 1000)
     [policy]        see pipeline.domain.config.PolicyConfig
     [formats]       see pipeline.domain.config.FormatConfig
+    [notify]        see pipeline.domain.notify_config.NotifyConfig
 
 Environment: KAFKA_BOOTSTRAP_SERVERS, PATCHGATE_PARTITIONS, PATCHGATE_TOPIC_PREFIX, PATCHGATE_APP_ID,
-CLICKHOUSE_URL, PATCHGATE_DATA_DIR, PATCHGATE_WEB_HOST, PATCHGATE_WEB_PORT,
+CLICKHOUSE_URL, PATCHGATE_DATA_DIR, PATCHGATE_WEB_HOST, PATCHGATE_WEB_PORT, PATCHGATE_WEB_TOKEN,
 PATCHGATE_STANDBY_REPLICAS, PATCHGATE_CATALOG,
 PATCHGATE_SOURCE_IDLE_SECONDS, PATCHGATE_DLQ_MAX_RATIO, PATCHGATE_DLQ_MAX_CONSECUTIVE, and
 PATCHGATE_CONFIG (the file). An empty variable counts as unset.
@@ -43,6 +46,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from pipeline.domain.config import ConfigError, FormatConfig, PolicyConfig, integer, number, table, text
+from pipeline.domain.notify_config import NotifyConfig
 
 
 @dataclass(frozen=True)
@@ -70,12 +74,14 @@ class Settings:
     data_dir: Path = Path(".patchgate")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    web_token: str | None = None
     standby_replicas: int = 1
     catalog_path: Path | None = None
     stream: StreamSettings = StreamSettings()
     dead_letters: DeadLetterSettings = DeadLetterSettings()
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     formats: FormatConfig = field(default_factory=FormatConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
 
     @property
     def clickhouse_dsn(self) -> str:
@@ -98,6 +104,7 @@ _TOPIC_CHARACTERS = "letters, digits, '.', '_' or '-' (Kafka's topic name charac
 _HOST_NAME = re.compile(r"[A-Za-z0-9._-]+")
 _HOST_PORT = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(?P<port>\d{1,5})")
 _CLICKHOUSE_SHAPE = "chdb:///path (the embedded engine) or an http(s)://host... URL of a server"
+_TOKEN = re.compile(r"\S{16,}")
 _PASSWORD = re.compile(r"(//[^/@:]*):[^/@]*@")
 
 
@@ -166,6 +173,8 @@ SOURCES = (
     Source("PATCHGATE_DATA_DIR", "worker", "data_dir", "data_dir", _path),
     Source("PATCHGATE_WEB_HOST", "worker", "web_host", "web_host", _host),
     Source("PATCHGATE_WEB_PORT", "worker", "web_port", "web_port", partial(integer, low=1, high=65535), int),
+    Source("PATCHGATE_WEB_TOKEN", "worker", "web_token", "web_token",
+           partial(text, pattern=_TOKEN, shape="at least 16 characters without spaces")),
     Source("PATCHGATE_STANDBY_REPLICAS", "worker", "standby_replicas", "standby_replicas",
            partial(integer, low=0, high=10), int),
     Source("PATCHGATE_CATALOG", "catalog", "path", "catalog_path", _path),
@@ -187,7 +196,7 @@ def load_settings(config_file: str | Path | None = None, environ: Mapping[str, s
     raises ConfigError for the first one that does not read."""
     path = config_file or environ.get("PATCHGATE_CONFIG")
     data = _read_file(Path(path)) if path else {}
-    table(data, "", [*_SECTIONS, "policy", "formats"], what="a settings section")
+    table(data, "", [*_SECTIONS, "policy", "formats", "notify"], what="a settings section")
     sections = {name: table(data.get(name, {}), name, keys) for name, keys in _SECTIONS.items()}
     flat: dict[str, Any] = {}
     groups: dict[str, dict[str, Any]] = {name: {} for name in _GROUPS}
@@ -206,6 +215,7 @@ def load_settings(config_file: str | Path | None = None, environ: Mapping[str, s
         **{name: kind(**groups[name]) for name, kind in _GROUPS.items()},
         policy=PolicyConfig.from_mapping(data.get("policy", {})),
         formats=FormatConfig.from_mapping(data.get("formats", {})),
+        notify=NotifyConfig.from_mapping(data.get("notify", {})),
     )
 
 

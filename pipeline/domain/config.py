@@ -72,6 +72,19 @@ class Pause:
 
 
 @dataclass(frozen=True)
+class Exemption:
+    """A server name or fnmatch pattern exempt from throttling and blocking until a day (the first
+    one it is enforced again), granted by a control command."""
+
+    pattern: str
+    until: date
+    reason: str
+
+    def covers(self, server: str, at: datetime) -> bool:
+        return at.date() < self.until and fnmatch.fnmatch(server, self.pattern.lower())
+
+
+@dataclass(frozen=True)
 class PolicyConfig:
     stages: tuple[Stage, ...] = DEFAULT_STAGES
     vulnerable_products: frozenset[str] = frozenset({"Exchange2007", "Exchange2010", "Exchange2013"})
@@ -89,6 +102,8 @@ class PolicyConfig:
     build_window_days: int = 7
     pause_budget_days: int = 90
     pauses: tuple[Pause, ...] = ()
+    # What control commands granted (pipeline.domain.control): their pauses are in `pauses` too.
+    granted_exemptions: tuple[Exemption, ...] = ()
 
     @classmethod
     def from_mapping(cls, data: Any) -> PolicyConfig:
@@ -110,9 +125,25 @@ class PolicyConfig:
         policy = table(data, "policy", readers)
         return cls(**{name: readers[name](value, f"policy.{name}") for name, value in policy.items()})
 
-    def is_exempt(self, server: str) -> str | None:
-        """The exemption pattern that matches `server`, if any."""
-        return next((p for p in self.exemptions if fnmatch.fnmatch(server, p.lower())), None)
+    def is_exempt(self, server: str, at: datetime | None = None) -> str | None:
+        """What exempts `server` at `at`, if anything: the config file's pattern that matches, or
+        a granted exemption (pattern, end and reason)."""
+        pattern = next((p for p in self.exemptions if fnmatch.fnmatch(server, p.lower())), None)
+        if pattern or at is None:
+            return pattern
+        granted = next((e for e in self.granted_exemptions if e.covers(server, at)), None)
+        return f"{granted.pattern} until {granted.until.isoformat()} ({granted.reason})" if granted else None
+
+    def exemption_ends(self, server: str) -> list[date]:
+        """The days on which a granted exemption of `server` ends."""
+        return [e.until for e in self.granted_exemptions if fnmatch.fnmatch(server, e.pattern.lower())]
+
+    def controls_of(self, org: str | None, server: str) -> str:
+        """The pauses and granted exemptions that can bear on the server, as text: a decision is
+        taken again when it changes."""
+        pauses = [p for p in self.pauses if org and p.org.lower() == org.lower()]
+        exemptions = [e for e in self.granted_exemptions if fnmatch.fnmatch(server, e.pattern.lower())]
+        return repr((pauses, exemptions))
 
     def in_enforcement_scope(self, product: str | None) -> bool:
         return self.enforce_products is None or product in self.enforce_products

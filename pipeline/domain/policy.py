@@ -140,7 +140,7 @@ def decide(state: ServerState, config: PolicyConfig, catalog: Catalog) -> tuple[
     assert last_event_ms is not None, "a state is decided once `observe` folded an event into it"
     effective = state.effective_build
     inputs = repr((str(effective), state.first_detected_ms, state.direct, state.relay, state.software, state.org,
-                   state.in_scope))
+                   state.in_scope, config.controls_of(state.org, state.server)))
     if inputs == state.decided_from and (state.stable_until_ms is None or last_event_ms < state.stable_until_ms):
         return state, None
     state = copy(state)
@@ -258,7 +258,7 @@ def assess(state: ServerState, at: datetime, config: PolicyConfig, catalog: Cata
         "decided_at": at,
         "version": state.version,
     }
-    exemption = config.is_exempt(state.server)
+    exemption = config.is_exempt(state.server, at)
     if exemption:
         return _not_enforced(base, f"exempt: matches {exemption}")
     if status in VULNERABLE_STATUSES and not state.in_scope:
@@ -315,6 +315,7 @@ def _next_change_ms(state: ServerState, at: datetime, config: PolicyConfig, cata
     if support_end:
         day = date.fromisoformat(support_end if len(support_end) == 10 else f"{support_end}-01")
         moments.append(datetime.combine(day, time(), at.tzinfo))
+    moments += [datetime.combine(day, time(), at.tzinfo) for day in config.exemption_ends(state.server)]
     if state.first_detected_ms is not None:
         first = from_epoch_ms(state.first_detected_ms)
         pauses = pause_intervals(config, state.org)

@@ -92,8 +92,8 @@ def insert_decisions(client: Client, rows: list[Decision], dedup_token: str) -> 
     """Every decision into `decisions`, and into `server_state` whose newest version per server wins."""
     if not rows:
         return
-    _insert(client, "decisions", [_decision_row(d) for d in rows], dedup_token)
-    _insert(client, "server_state", [_server_state_row(d) for d in rows], dedup_token)
+    insert_rows(client, "decisions", [_decision_row(d) for d in rows], dedup_token)
+    insert_rows(client, "server_state", [_server_state_row(d) for d in rows], dedup_token)
 
 
 def insert_observations(client: Client, rows: list[dict], dedup_token: str) -> None:
@@ -111,10 +111,10 @@ def insert_enforcement(client: Client, rows: list[tuple[dict, int, int]], dedup_
     if rows:
         table = [{**{c: record[c] for c in ENFORCEMENT_COLUMNS}, "topic_partition": partition, "topic_offset": offset}
                  for record, partition, offset in rows]
-        _insert(client, "enforcement", table, dedup_token)
+        insert_rows(client, "enforcement", table, dedup_token)
 
 
-def _insert(client: Client, table: str, rows: list[dict], dedup_token: str) -> None:
+def insert_rows(client: Client, table: str, rows: list[dict], dedup_token: str) -> None:
     settings = {**INSERT_SETTINGS, "insert_deduplication_token": f"{table}:{dedup_token}"}
     payload = b"\n".join(orjson.dumps(row, option=orjson.OPT_UTC_Z) for row in rows)
     client.raw_insert(table, list(rows[0]), insert_block=payload, settings=settings, fmt="JSONEachRow")

@@ -12,11 +12,11 @@ from pipeline.settings import Settings
 from pipeline.streaming import topics
 
 # Topics whose committed offsets must reach the end before the pipeline has caught up: every
-# topic an agent consumes, in flow order; the workers' group reads the first three, the sinks'
-# group the last three.
-CONSUMED = (topics.RAW, topics.TRACES, topics.OBSERVATIONS, topics.DECISIONS, topics.ENFORCEMENT)
-PROCESSED = CONSUMED[:3]
-STORED = CONSUMED[2:]
+# topic an agent consumes, in flow order; the workers' group reads PROCESSED, the sinks' STORED.
+CONSUMED = (topics.RAW, topics.TRACES, topics.CONTROL, topics.OBSERVATIONS, topics.CONTROL_APPLIED,
+            topics.DECISIONS, topics.ENFORCEMENT)
+PROCESSED = (topics.RAW, topics.TRACES, topics.CONTROL, topics.OBSERVATIONS, topics.CONTROL_APPLIED)
+STORED = (topics.OBSERVATIONS, topics.CONTROL_APPLIED, topics.DECISIONS, topics.ENFORCEMENT)
 
 
 def ensure_topics(settings: Settings) -> list[str]:
@@ -26,13 +26,13 @@ def ensure_topics(settings: Settings) -> list[str]:
         existing = {t["name"]: len(t["partitions"]) for t in admin.describe_topics()}
         wanted = topics.pipeline_topics(settings)
         for spec in wanted:
-            if spec.name in existing and existing[spec.name] != settings.partitions:
+            if spec.name in existing and not spec.single and existing[spec.name] != settings.partitions:
                 raise SystemExit(
                     f"topic {spec.name} has {existing[spec.name]} partitions, the pipeline needs "
                     f"{settings.partitions} (PATCHGATE_PARTITIONS): its tables are co-partitioned with it"
                 )
         missing = [
-            NewTopic(spec.name, settings.partitions, 1,
+            NewTopic(spec.name, 1 if spec.single else settings.partitions, 1,
                      topic_configs={"cleanup.policy": "compact"} if spec.compacted else {})
             for spec in wanted if spec.name not in existing
         ]

@@ -3,6 +3,7 @@
     ingest   mail.logs.raw      -> mail.observations   parse, identify and fold (ingest.RawBatch)
     observe  mail.traces        -> mail.observations   identify and fold traces other producers write
     enforce  mail.observations  -> mail.decisions      fold into the first-seen table, decide once per server
+             mail.control.applied                  under the pauses and exemptions in force (streaming.controls)
 
 A line crosses two topics: mail.logs.raw, then (folded with the rest of its batch) mail.observations;
 a decision that changes goes to mail.decisions. Every agent sends what a batch produced and waits
@@ -26,10 +27,19 @@ from pipeline.contracts import packing
 from pipeline.domain import policy
 from pipeline.domain.aggregate import ObservationBatch
 from pipeline.domain.catalog import Catalog
+from pipeline.domain.config import PolicyConfig
+from pipeline.domain.control import Controls
 from pipeline.domain.events import ServerObservation
 from pipeline.settings import Settings
 from pipeline.streaming import records
 from pipeline.streaming.avro import ENFORCEMENT_DECISION, MESSAGE_TRACE, SERVER_OBSERVATION, SERVER_OBSERVATION_TIMES
+from pipeline.streaming.controls import (
+    CONTROL_APPLIED,
+    CONTROLS_KEY,
+    controls_from_applied,
+    decode_controls,
+    encode_controls,
+)
 from pipeline.streaming.dead_letters import DeadLetterLimit, decoded, rejected_line
 from pipeline.streaming.failures import batches, stops_worker_on_failure
 from pipeline.streaming.ingest import RawBatch
@@ -131,23 +141,43 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
                 published.inc(len(observations))
                 rejected.inc(bad)
 
-    @app.agent(topics.observations)
+    @app.agent(topics.enforce_input)
     async def enforce(stream):
         dead_letters = limit("enforce")
         rejected = metrics.dead_letters.labels("enforce")
+        applied_topic = topics.control_applied.get_topic_name()
         async with stops_worker_on_failure(app, "enforce"):
             async for events in batches(stream, OBSERVATION_BATCH, OBSERVATION_WITHIN):
                 pending: list = []
                 bad = 0
+                states = TableBatch(tables.server_states, decode=StoredServer.decode, encode=StoredServer.encode)
+                # Per partition: each holds the same key (TableBatch keeps one value per key).
+                in_force: dict[int, TableBatch] = {}
+                newest_controls: dict[int, tuple[faust.EventT, dict]] = {}
                 by_server: dict[bytes, tuple[faust.EventT, list[ServerObservation]]] = {}
                 for event in events:
+                    if event.message.topic == applied_topic:
+                        applied = await decoded(topics.dead_letters, event, CONTROL_APPLIED, dict, pending,
+                                                dead_letters)
+                        if applied is not None:
+                            newest_controls[event.message.partition] = (event, applied)
+                        continue
                     observation = await decoded(topics.dead_letters, event, SERVER_OBSERVATION_TIMES,
                                                 records.observation_from_record, pending, dead_letters)
                     if observation is not None:
                         by_server.setdefault(observation.server_id.encode("utf-8"), (event, []))[1].append(observation)
                     else:
                         bad += 1
-                states = TableBatch(tables.server_states, decode=StoredServer.decode, encode=StoredServer.encode)
+                for partition, (event, applied) in newest_controls.items():
+                    controls = controls_from_applied(applied)
+                    here = in_force[partition] = TableBatch(tables.controls_in_force, decode=decode_controls,
+                                                            encode=encode_controls)
+                    if controls != here.get(CONTROLS_KEY, event):
+                        here.put(CONTROLS_KEY, controls, event)
+                        # The partition's servers are decided again under what is now in force.
+                        for key, _ in states.scan(b"", event):
+                            by_server.setdefault(key, (event, []))
+                configs: dict[int, PolicyConfig] = {}
                 stored = {key: states.get(key, event) for key, (event, _) in by_server.items()}
                 left_over = [record for server in stored.values() if server for record in server.unpublished]
                 if left_over:
@@ -157,10 +187,16 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
                 stages: Counter[int] = Counter()
                 for key, (event, observations) in by_server.items():
                     state = stored[key].state if stored[key] else None
+                    partition = event.message.partition
+                    if partition not in configs:
+                        here = in_force.setdefault(partition, TableBatch(tables.controls_in_force,
+                                                                         decode=decode_controls))
+                        configs[partition] = (here.get(CONTROLS_KEY, event) or Controls()).in_force(config)
+                    in_force_here = configs[partition]
                     for observation in observations:
-                        state = policy.observe(state, observation, config, catalog)
-                    assert state is not None  # a server in the batch has an observation
-                    state, decision = policy.decide(state, config, catalog)
+                        state = policy.observe(state, observation, in_force_here, catalog)
+                    assert state is not None  # a server in the batch has an observation or a stored state
+                    state, decision = policy.decide(state, in_force_here, catalog)
                     if decision is not None:
                         decided[key] = (key, ENFORCEMENT_DECISION.encode(records.decision_record(decision)))
                         stages[decision.stage] += 1
@@ -168,7 +204,7 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
                     states.put(key, StoredServer(state, [decided[key]] if key in decided else []), event)
                 await asyncio.gather(*pending)
                 # The broker holds each state, with its new decision, before that decision goes out.
-                await asyncio.gather(*await flushed(states))
+                await asyncio.gather(*await flushed(states, *in_force.values()))
                 if decided:
                     await publish(list(decided.values()))
                     for key in decided:

@@ -27,7 +27,7 @@ from faust.types import TableT
 
 from pipeline.domain.catalog import Catalog
 from pipeline.settings import Settings
-from pipeline.streaming import agents, sink_agents, topics
+from pipeline.streaming import agents, controls, sink_agents, topics
 from pipeline.streaming.metrics import Metrics
 from pipeline.streaming.storage import ClickHouseHandle
 from pipeline.streaming.transport import InOrderTransport
@@ -43,6 +43,10 @@ class Tables:
     open_messages: TableT
     # The first-seen/policy state per server, co-partitioned with mail.observations (key server_id).
     server_states: TableT
+    # The pauses and exemptions in force, one key per partition of mail.control.applied (read by
+    # enforce beside mail.observations), and the control agent's Controls (mail.control's one partition).
+    controls_in_force: TableT
+    control_state: TableT
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,10 @@ class Topics:
     observations: faust.TopicT
     decisions: faust.TopicT
     enforcement: faust.TopicT
+    control: faust.TopicT
+    control_applied: faust.TopicT
+    # What enforce reads: mail.observations and mail.control.applied, co-partitioned.
+    enforce_input: faust.TopicT
 
 
 def health(clickhouse: ClickHouseHandle, worker: faust.App | None = None) -> dict:
@@ -90,9 +98,9 @@ def build_apps(settings: Settings, catalog: Catalog, role: Role) -> list[faust.A
     if role is Role.WORKER:
         return [processing_app(settings, catalog, metrics=metrics)]
     if role is Role.SINK:
-        return [sink_app(settings, metrics=metrics)]
+        return [sink_app(settings, catalog, metrics=metrics)]
     worker = processing_app(settings, catalog, metrics=metrics, web=False)
-    return [worker, sink_app(settings, metrics=metrics, worker=worker)]
+    return [worker, sink_app(settings, catalog, metrics=metrics, worker=worker)]
 
 
 def processing_app(settings: Settings, catalog: Catalog, store: str = "rocksdb://", web: bool = True,
@@ -102,16 +110,18 @@ def processing_app(settings: Settings, catalog: Catalog, store: str = "rocksdb:/
     app = _faust_app(settings, settings.app_id, settings.data_dir / "faust", web, store=store)
     wired = _topics(app, settings)
 
-    def table(name: str) -> TableT:
+    def table(name: str, partitions: int = settings.partitions) -> TableT:
         # Keys and values are raw bytes (the bytes type also makes the changelog and recovery read
         # them raw); the agents encode values as JSON themselves, a batch at a time.
-        return app.Table(name, default=None, partitions=settings.partitions, key_type=bytes, value_type=bytes)
+        return app.Table(name, default=None, partitions=partitions, key_type=bytes, value_type=bytes)
 
     tables = Tables(table(topics.PARSER_STATE_TABLE), table(topics.OPEN_MESSAGES_TABLE),
-                    table(topics.SERVER_STATE_TABLE))
+                    table(topics.SERVER_STATE_TABLE), table(topics.CONTROLS_IN_FORCE_TABLE),
+                    table(topics.CONTROL_STATE_TABLE, partitions=1))
     metrics = metrics or Metrics()
     metrics.watch(app)
     agents.register(app, wired, tables, settings, catalog, metrics)
+    controls.register(app, wired.control, wired.control_applied, wired.dead_letters, tables.control_state, settings)
     if web:
         views.register_ops(app, lambda: worker_health(app), metrics)
     return app
@@ -125,7 +135,7 @@ def worker_health(app: faust.App) -> dict:
     return {"status": "ok", "partitions": sorted(f"{tp.topic}/{tp.partition}" for tp in app.consumer.assignment())}
 
 
-def sink_app(settings: Settings, clickhouse: ClickHouseHandle | None = None, web: bool = True,
+def sink_app(settings: Settings, catalog: Catalog, clickhouse: ClickHouseHandle | None = None, web: bool = True,
              metrics: Metrics | None = None, worker: faust.App | None = None) -> faust.App:
     """The ClickHouse sinks and the web views, in the consumer group `topics.sink_group(settings)`.
     Tests pass a ClickHouse handle they opened themselves."""
@@ -147,7 +157,7 @@ def sink_app(settings: Settings, clickhouse: ClickHouseHandle | None = None, web
     metrics.watch(app)
     sink_agents.register(app, wired, clickhouse, settings, metrics)
     views.register_ops(app, lambda: health(handle, worker), metrics)
-    views.register_reports(app, clickhouse.read)
+    views.register_reports(app, clickhouse.read, settings, catalog)
     return app
 
 
@@ -191,9 +201,11 @@ def _faust_app(settings: Settings, app_id: str, datadir: Path, web: bool, store:
 
 
 def _topics(app: faust.App, settings: Settings) -> Topics:
-    def topic(name: str) -> faust.TopicT:
-        return app.topic(settings.topic(name), key_type=bytes, value_type=bytes,
-                         key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
+    def topic(*names: str, partitions: int = settings.partitions) -> faust.TopicT:
+        return app.topic(*map(settings.topic, names), key_type=bytes, value_type=bytes,
+                         key_serializer="raw", value_serializer="raw", partitions=partitions)
 
     return Topics(topic(topics.RAW), topic(topics.TRACES), topic(topics.DEAD_LETTERS),
-                  topic(topics.OBSERVATIONS), topic(topics.DECISIONS), topic(topics.ENFORCEMENT))
+                  topic(topics.OBSERVATIONS), topic(topics.DECISIONS), topic(topics.ENFORCEMENT),
+                  topic(topics.CONTROL, partitions=1), topic(topics.CONTROL_APPLIED),
+                  topic(topics.OBSERVATIONS, topics.CONTROL_APPLIED))

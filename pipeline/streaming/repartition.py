@@ -14,7 +14,9 @@ file path, the source itself, except for lines unwrapped from an envelope file: 
 record named by the state's "read" offset tells); an open-messages key (source NUL queue id)
 follows its source. Keys starting with NUL belong to their partition (its open sources) and
 stay; a source that moves is carried from its old partition's open sources to its new
-one's, so that it still ends when idle.
+one's, so that it still ends when idle. The pauses and exemptions in force are in every partition
+of controls-in-force: each new partition gets a copy. mail.control and its control-state table
+keep their one partition.
 
 Run it with every worker and sink stopped and the pipeline drained: records still unread in the
 old partitions would be read after newer ones of the same key in the new partitions.
@@ -34,7 +36,8 @@ from pipeline.settings import Settings
 from pipeline.streaming import admin as housekeeping, topics
 from pipeline.streaming.ingest import open_sources_key
 
-TABLES = (topics.PARSER_STATE_TABLE, topics.OPEN_MESSAGES_TABLE, topics.SERVER_STATE_TABLE)
+TABLES = (topics.PARSER_STATE_TABLE, topics.OPEN_MESSAGES_TABLE, topics.SERVER_STATE_TABLE,
+          topics.CONTROLS_IN_FORCE_TABLE)
 
 # A table's changelog read to its end: partition -> key -> latest value (deleted keys left out).
 Changelog = dict[int, dict[bytes, bytes]]
@@ -107,6 +110,20 @@ def open_messages_route(source_route: Route) -> Route:
     return route
 
 
+def stays(partition: int, key: bytes) -> bytes | None:
+    """Route of controls-in-force: its one key belongs to every partition."""
+    return None
+
+
+def spread_controls(controls: Mapping[int, Mapping[bytes, bytes]], new_count: int) -> list[Move]:
+    """The controls in force, copied into each partition that does not have them yet."""
+    held = next((values for _, values in sorted(controls.items()) if values), None)
+    if held is None:
+        return []
+    return [Move(key, partition, partition, value) for partition in range(new_count)
+            if not controls.get(partition) for key, value in held.items()]
+
+
 def carried_open_sources(parser_states: Mapping[int, Mapping[bytes, bytes]], moves: Iterable[Move]) -> list[Move]:
     """The per-partition open-sources values that change when these parser-state moves happen, as
     Moves within their partition. A moved source that held something keeps its stamp in the
@@ -160,7 +177,7 @@ def changelog_topic(settings: Settings, table: str) -> str:
 def repartition(settings: Settings, new_count: int, leave_unplaced: bool = False) -> list[str]:
     """Grow every pipeline topic and table changelog to `new_count` partitions and move the table
     keys; returns what was done, one line each. Raises Refused before changing anything."""
-    names = [spec.name for spec in topics.pipeline_topics(settings)]
+    names = [spec.name for spec in topics.pipeline_topics(settings) if not spec.single]
     changelogs = {table: changelog_topic(settings, table) for table in TABLES}
     client = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="patchgate-repartition")
     try:
@@ -176,6 +193,7 @@ def repartition(settings: Settings, new_count: int, leave_unplaced: bool = False
         old_count = next(iter(counts.values()))
         tables = {table: read_changelog(settings, topic) for table, topic in changelogs.items() if topic in existing}
         plans, open_sources = _plans(settings, tables, old_count, new_count)
+        spread = spread_controls(tables.get(topics.CONTROLS_IN_FORCE_TABLE, {}), new_count)
         unplaced = [(table, p, key) for table, table_plan in plans.items() for p, key in table_plan.unplaced]
         if unplaced and not leave_unplaced:
             table, p, key = unplaced[0]
@@ -187,13 +205,16 @@ def repartition(settings: Settings, new_count: int, leave_unplaced: bool = False
     finally:
         client.close()
     _write(settings, {changelogs[table]: table_plan.moves for table, table_plan in plans.items()},
-           changelogs[topics.PARSER_STATE_TABLE], open_sources)
+           [(changelogs[topics.PARSER_STATE_TABLE], move) for move in open_sources]
+           + [(changelogs[topics.CONTROLS_IN_FORCE_TABLE], move) for move in spread])
     done = [f"grew {len(counts)} topics from {old_count} to {new_count} partitions: {', '.join(sorted(counts))}"]
     done += [f"{table}: moved {len(table_plan.moves)} of {sum(map(len, tables[table].values()))} keys"
              + (f", left {len(table_plan.unplaced)} unplaced" if table_plan.unplaced else "")
              for table, table_plan in plans.items()]
     if open_sources:
         done.append(f"parser-state: carried moved sources in the open sources of {len(open_sources)} partitions")
+    if spread:
+        done.append(f"controls-in-force: copied the pauses and exemptions in force into {len(spread)} partitions")
     done.append(f"start the workers and sinks with PATCHGATE_PARTITIONS={new_count}, and restart `patchgate mta` "
                 "and any shipper still running so that they see the new partitions")
     return done
@@ -206,7 +227,8 @@ def _plans(settings: Settings, tables: dict[str, Changelog], old_count: int,
     source_route = parser_state_route(placed_by)
     routes = {topics.PARSER_STATE_TABLE: source_route,
               topics.OPEN_MESSAGES_TABLE: open_messages_route(source_route),
-              topics.SERVER_STATE_TABLE: by_key}
+              topics.SERVER_STATE_TABLE: by_key,
+              topics.CONTROLS_IN_FORCE_TABLE: stays}
     plans = {table: plan(changelog, old_count, new_count, routes[table]) for table, changelog in tables.items()}
     moved_sources = plans[topics.PARSER_STATE_TABLE].moves if parser_states else []
     return plans, carried_open_sources(parser_states, moved_sources)
@@ -271,11 +293,11 @@ def read_changelog(settings: Settings, topic: str) -> Changelog:
         consumer.close()
 
 
-def _write(settings: Settings, moves: Mapping[str, list[Move]], parser_state_topic: str,
-           open_sources: list[Move]) -> None:
+def _write(settings: Settings, moves: Mapping[str, list[Move]], rewrites: list[tuple[str, Move]]) -> None:
     """Each moved key's value in its new partition, then its tombstone in its old one: only once the
     broker acknowledged every copy (flush does not fail when a send did: its future tells), so a
-    failure leaves both copies rather than none."""
+    failure leaves both copies rather than none. `rewrites` (topic, move) are written in place
+    after, without tombstones."""
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5)
     try:
         copies = [producer.send(topic, key=move.key, value=move.value, partition=move.new)
@@ -285,8 +307,8 @@ def _write(settings: Settings, moves: Mapping[str, list[Move]], parser_state_top
             copy.get(timeout=60)
         tombstones = [producer.send(topic, key=move.key, value=None, partition=move.old)
                       for topic, table_moves in moves.items() for move in table_moves]
-        tombstones += [producer.send(parser_state_topic, key=move.key, value=move.value, partition=move.new)
-                       for move in open_sources]
+        tombstones += [producer.send(topic, key=move.key, value=move.value, partition=move.new)
+                       for topic, move in rewrites]
         producer.flush()
         for tombstone in tombstones:
             tombstone.get(timeout=60)

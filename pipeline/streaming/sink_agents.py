@@ -1,4 +1,5 @@
-"""Agents that write the report tables: decisions, per-server messages and MTA enforcement, in batches.
+"""Agents that write the report tables: decisions, per-server messages, MTA enforcement and control
+commands' outcomes, in batches.
 
 `take_events` acks a batch's events only after the loop body returned, that is after ClickHouse
 stored the batch (ClickHouseHandle.write tries until it does). While ClickHouse fails, the sink's
@@ -18,8 +19,10 @@ import faust
 
 from pipeline.settings import Settings
 from pipeline.sinks.clickhouse import insert_decisions, insert_enforcement, insert_observations
+from pipeline.sinks.control_log import command_row, config_rows, insert_control_log
 from pipeline.streaming import records
 from pipeline.streaming.avro import ENFORCEMENT, ENFORCEMENT_DECISION, SERVER_OBSERVATION, AvroContract
+from pipeline.streaming.controls import CONTROL_APPLIED
 from pipeline.streaming.dead_letters import DeadLetterLimit, decoded
 from pipeline.streaming.failures import batches, stops_worker_on_failure
 from pipeline.streaming.metrics import Metrics
@@ -72,6 +75,21 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
                 await store(batch, SERVER_OBSERVATION,
                             lambda record, message: records.current_observation_record(record), insert_observations,
                             "observations", dead_letters)
+
+    @app.agent(topics.control_applied)
+    async def store_control_log(stream):
+        dead_letters = limit("store_control_log")
+        async with stops_worker_on_failure(app, "store_control_log"):
+            async for batch in batches(stream, BATCH_SIZE, BATCH_SECONDS):
+                await store(batch, CONTROL_APPLIED, lambda record, message: command_row(record), insert_control_log,
+                            "control_log", dead_letters)
+
+    @app.task
+    async def store_config_controls() -> None:
+        # The config file's pauses and exemptions show beside the commands' (their ids fold repeats).
+        rows = config_rows(settings.policy)
+        await clickhouse.write(partial(insert_control_log, rows=rows, dedup_token=f"config:{len(rows)}"),
+                               "the config file's pauses and exemptions")
 
     @app.agent(topics.enforcement)
     async def store_enforcement(stream):

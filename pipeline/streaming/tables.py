@@ -18,6 +18,7 @@ from typing import Any
 import faust
 import orjson
 from faust.exceptions import PartitionsMismatch
+from faust.stores.rocksdb import Store as RocksDBStore
 from faust.streams import _current_event
 
 _DELETED = object()
@@ -143,7 +144,9 @@ def _stored_with_prefix(table: faust.Table, prefix: bytes, event: faust.EventT) 
         for key, value in store._db_for_partition(event.message.partition).items(from_key=prefix):
             if not key.startswith(prefix):
                 return
-            yield key, value
+            # Faust keeps the changelog offset it has read up to in the same database.
+            if key != RocksDBStore.offset_key:
+                yield key, value
     else:
         with acting_in(event):
             yield from [(k, v) for k, v in table.items() if k.startswith(prefix)]

@@ -55,7 +55,8 @@ def _ask_worker(settings: Settings, method: str, path: str, body: dict | None = 
     request = urllib.request.Request(
         f"http://{settings.web_host}:{settings.web_port}{path}", method=method,
         data=json.dumps(body).encode() if body is not None else None,
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json",
+                 **({"Authorization": f"Bearer {settings.web_token}"} if settings.web_token else {})},
     )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:

@@ -7,25 +7,42 @@ Every role answers (register_ops):
     GET  /metrics         the app's Prometheus metrics (pipeline.streaming.metrics), text format 0.0.4
 
 The sink role answers the reads (register_reports); in embedded mode its process owns the
-ClickHouse folder, so reads go through it:
-    GET  /report          the servers report as JSON
-    GET  /report.html     the same as a page for server owners
-    POST /sql             {"query": "SELECT ..."} -> {"columns": [...], "rows": [...]} (readonly)
+ClickHouse folder, so reads go through it. Lists take ?org=&status=&stage=&sort= (pipeline.web.summary):
+    GET  /report                  every server's report row as JSON
+    GET  /report.html             the summary and the servers table, for server owners and operators
+    GET  /report.csv              the servers table as CSV
+    GET  /servers/<server_id>     one server: what is wrong, what happens next and when, what to install
+    GET  /api/summary             the summary as JSON
+    GET  /api/servers             the servers table as JSON
+    GET  /api/servers/<server_id> one server's page as JSON
+    POST /sql             {"query": "SELECT ..."} -> {"columns": [...], "rows": [...]}: read-only, with
+                          time and result limits; on a web port bound beyond loopback, only with the token
+    POST /control         a pause, resume, exempt or unexempt command (pipeline.edges.control.submit);
+                          always only with the token
+
+The token is settings.web_token, sent as `Authorization: Bearer <token>`: 401 without it (or with
+another), 403 when none is configured where one is needed.
 """
 from __future__ import annotations
 
 import asyncio
-import html
+import hmac
+import ipaddress
 from collections.abc import Awaitable, Callable
 
 import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from pipeline.sinks import queries
+from pipeline.domain.catalog import Catalog
+from pipeline.edges import control
+from pipeline.settings import Settings
+from pipeline.sinks import queries, report_queries
 from pipeline.streaming.metrics import Metrics
 from pipeline.streaming.storage import ClickHouseBusy
-from pipeline.web.tables import cell
+from pipeline.web import pages
+from pipeline.web.server_detail import server_detail
+from pipeline.web.summary import ServerFilter, summarize
 
 ClientCall = Callable[[Callable], Awaitable]
 
@@ -51,30 +68,109 @@ def register_ops(app: faust.App, health: Callable[[], dict], metrics: Metrics) -
             return self.bytes(generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
 
-def register_reports(app: faust.App, with_client: ClientCall) -> None:
+def register_reports(app: faust.App, with_client: ClientCall, settings: Settings, catalog: Catalog) -> None:
     """`with_client(fn)` runs fn(client) on the reader, whatever the sink's writes are doing. A read
-    behind an earlier one that hangs fails fast (ClickHouseBusy): 503 with Retry-After."""
+    behind an earlier one that hangs fails fast (ClickHouseBusy): 503 with Retry-After. `settings`
+    give the policy's stages, the bind and the token; `catalog` the release names of builds."""
+
+    async def read(view: View, fn: Callable) -> tuple[object, Response | None]:
+        """(what fn read, None), or (None, the 503 to answer)."""
+        try:
+            return await with_client(fn), None
+        except ClickHouseBusy as exc:
+            return None, _busy(view, exc)
+
+    async def servers_list(view: View, request: Request) -> tuple[tuple[dict, list[dict], ServerFilter] | None,
+                                                                   Response | None]:
+        """((overview, the rows the query string chooses, its filter), None), or (None, the 400 or
+        503 to answer)."""
+        try:
+            chosen = ServerFilter.from_query(request.query)
+        except ValueError as exc:
+            return None, view.json({"error": str(exc)}, status=400)
+        overview, busy = await read(view, report_queries.overview)
+        if busy is not None:
+            return None, busy
+        assert isinstance(overview, dict)
+        return (overview, chosen.apply(overview["servers"]), chosen), None
+
+    async def one_server(view: View, server_id: str) -> tuple[dict | None, Response | None]:
+        """(the server's detail or None for a server the report does not know, None), or (None, the 503)."""
+        page, busy = await read(view, lambda client: report_queries.server_page(client, server_id))
+        if busy is not None or page is None:
+            return None, busy
+        assert isinstance(page, dict)
+        return server_detail(page, settings.policy, catalog), None
 
     @app.page("/report")
     class ReportJson(View):
         async def get(self, request: Request) -> Response:
-            try:
-                return self.json(await with_client(queries.report))
-            except ClickHouseBusy as exc:
-                return _busy(self, exc)
+            rows, busy = await read(self, queries.report)
+            return busy or self.json(rows)
 
     @app.page("/report.html")
     class ReportPage(View):
         async def get(self, request: Request) -> Response:
-            try:
-                rows = await with_client(queries.report)
-            except ClickHouseBusy as exc:
-                return _busy(self, exc)
-            return self.html(render_report(rows))
+            listed, refused = await servers_list(self, request)
+            if refused is not None:
+                return refused
+            assert listed is not None
+            overview, shown, chosen = listed
+            summary = summarize(overview["servers"], overview["newest_event"], settings.policy.stages)
+            return self.html(pages.overview_page(summary, shown, overview["servers"], chosen))
+
+    @app.page("/report.csv")
+    class ReportCsv(View):
+        async def get(self, request: Request) -> Response:
+            listed, refused = await servers_list(self, request)
+            if refused is not None:
+                return refused
+            assert listed is not None
+            return self.text(pages.servers_csv(listed[1], report_queries.SERVER_COLUMNS), content_type="text/csv",
+                             headers={"Content-Disposition": "attachment; filename=servers.csv"})
+
+    @app.page("/api/summary")
+    class SummaryJson(View):
+        async def get(self, request: Request) -> Response:
+            overview, busy = await read(self, report_queries.overview)
+            if busy is not None:
+                return busy
+            assert isinstance(overview, dict)
+            return self.json(summarize(overview["servers"], overview["newest_event"], settings.policy.stages))
+
+    @app.page("/api/servers")
+    class ServersJson(View):
+        async def get(self, request: Request) -> Response:
+            listed, refused = await servers_list(self, request)
+            if refused is not None:
+                return refused
+            assert listed is not None
+            return self.json(listed[1])
+
+    # A server_id holds a slash when the server has an org (org/server).
+    @app.page("/api/servers/{server_id:.+}")
+    class ServerJson(View):
+        async def get(self, request: Request, server_id: str) -> Response:
+            detail, busy = await one_server(self, server_id)
+            if detail is None:
+                return busy or self.json({"error": f"no server {server_id!r} in the report"}, status=404)
+            return self.json(detail)
+
+    @app.page("/servers/{server_id:.+}")
+    class ServerPage(View):
+        async def get(self, request: Request, server_id: str) -> Response:
+            detail, busy = await one_server(self, server_id)
+            if detail is None:
+                return busy or self.html(
+                    pages.message_page("Unknown server", f"The report has no server {server_id!r}."), status=404)
+            return self.html(pages.server_page(detail))
 
     @app.page("/sql")
     class Sql(View):
         async def post(self, request: Request) -> Response:
+            refused = _refusal(self, request, settings, write=False)
+            if refused is not None:
+                return refused
             body = await request.json()
             query = body.get("query") if isinstance(body, dict) else None
             if not isinstance(query, str) or not query.strip():
@@ -85,22 +181,45 @@ def register_reports(app: faust.App, with_client: ClientCall) -> None:
                 raise
             except ClickHouseBusy as exc:
                 return _busy(self, exc)
-            except Exception as exc:  # ClickHouse reports syntax, permission and type errors alike
+            except Exception as exc:  # ClickHouse reports syntax, permission, limit and type errors alike
                 return self.json({"error": str(exc).strip()}, status=400)
+
+    @app.page("/control")
+    class Control(View):
+        async def post(self, request: Request) -> Response:
+            refused = _refusal(self, request, settings, write=True)
+            if refused is not None:
+                return refused
+            try:
+                # Sending waits for the broker's acknowledgement: in a thread, not on the event loop.
+                return self.json(await asyncio.to_thread(control.submit, settings, await request.json()))
+            except ValueError as exc:  # also a body that is not JSON
+                return self.json({"error": str(exc)}, status=400)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _refusal(view: View, request: Request, settings: Settings, write: bool) -> Response | None:
+    """The 401 or 403 answer to a request that needs the token and does not bring it; None when it
+    may go on. Writes always need it; reads (SQL) only on a web port bound beyond loopback."""
+    if not write and is_loopback(settings.web_host):
+        return None
+    if settings.web_token is None:
+        what = "writes over HTTP" if write else f"SQL on a web port bound to {settings.web_host}"
+        return view.json({"error": f"{what} need a token: set web_token (PATCHGATE_WEB_TOKEN)"}, status=403)
+    scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(), settings.web_token.encode()):
+        return view.json({"error": "send Authorization: Bearer <web_token>"}, status=401,
+                         headers={"WWW-Authenticate": "Bearer"})
+    return None
 
 
 def _busy(view: View, exc: ClickHouseBusy) -> Response:
     return view.json({"error": str(exc)}, status=503, headers={"Retry-After": "2"})
-
-
-def render_report(rows: list[dict]) -> str:
-    shown = queries.REPORT_COLUMNS
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in shown)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell(row[c]))}</td>" for c in shown) + "</tr>" for row in rows
-    )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>Out-of-date mail servers</title>"
-        "<style>body{font-family:sans-serif}td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left}</style>"
-        f"</head><body><h1>Out-of-date mail servers</h1><table><tr>{head}</tr>{body}</table></body></html>"
-    )

@@ -1,6 +1,9 @@
 """Fixtures for tests on the real Kafka broker that deploy/test.sh starts (deploy/kafka/kafka.sh)."""
 from __future__ import annotations
 
+import email
+import email.message
+import email.policy
 import os
 import re
 import shutil
@@ -9,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -173,9 +177,9 @@ def mixed_run(tmp_path_factory):
 
 
 class PostfixInstance:
-    """A private Postfix (Debian's package) on a loopback port, asking a policy service at RCPT time."""
+    """A private Postfix (Debian's package) on a loopback port, configured by `settings` (main.cf lines)."""
 
-    def __init__(self, folder: Path, smtp_port: int, policy_port: int):
+    def __init__(self, folder: Path, smtp_port: int, settings: list[str]):
         self.folder, self.smtp_port = folder, smtp_port
         self.config = folder / "etc"
         for sub in ("etc", "spool", "data"):
@@ -184,7 +188,11 @@ class PostfixInstance:
         master = Path("/etc/postfix/master.cf").read_text()
         smtp_service = re.compile(r"^smtp\s+inet\s.*$", re.M)
         assert smtp_service.search(master), "no smtp service line in /etc/postfix/master.cf"
-        (self.config / "master.cf").write_text(smtp_service.sub(f"127.0.0.1:{smtp_port} inet n - n - - smtpd", master))
+        master = smtp_service.sub(f"127.0.0.1:{smtp_port} inet n - n - - smtpd", master)
+        # No service chroots: Debian fills the chroot (the default queue folder) with the files its
+        # services need, and this queue folder has none of them.
+        master = re.sub(r"^((?:\S+\s+){4})y(?=\s)", r"\1n", master, flags=re.M)
+        (self.config / "master.cf").write_text(master)
         (self.config / "main.cf").write_text("\n".join([
             "compatibility_level = 3.6",
             f"queue_directory = {folder / 'spool'}",
@@ -194,15 +202,9 @@ class PostfixInstance:
             "inet_interfaces = 127.0.0.1",
             "inet_protocols = ipv4",
             "myhostname = mx-test.example.net",
-            "mydestination = example.net, localhost",
-            "local_recipient_maps =",
-            "alias_maps =",
-            "alias_database =",
-            "smtpd_helo_required = yes",
-            f"smtpd_recipient_restrictions = reject_unauth_destination, "
-            f"check_policy_service inet:127.0.0.1:{policy_port}, permit",
             f"maillog_file_prefixes = {folder}",
             f"maillog_file = {folder / 'postfix.log'}",
+            *settings,
             "",
         ]))
         subprocess.run(["postfix", "-c", str(self.config), "start"], check=True, capture_output=True)
@@ -217,26 +219,115 @@ class PostfixInstance:
         replies = [line[4:] for line in done.stdout.splitlines() if line.startswith(("<-  ", "<** "))]
         return replies[-2] if len(replies) >= 2 else done.stdout  # the line before QUIT's 221
 
+    def log(self) -> str:
+        path = self.folder / "postfix.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def stop(self) -> None:
         subprocess.run(["postfix", "-c", str(self.config), "stop"], capture_output=True)
+
+
+def _policy_settings(policy_port: int) -> list[str]:
+    """Mail for example.net, each RCPT TO checked by the policy service on `policy_port`."""
+    return [
+        "mydestination = example.net, localhost",
+        "local_recipient_maps =",
+        "alias_maps =",
+        "alias_database =",
+        "smtpd_helo_required = yes",
+        f"smtpd_recipient_restrictions = reject_unauth_destination, "
+        f"check_policy_service inet:127.0.0.1:{policy_port}, permit",
+    ]
+
+
+class Mailboxes:
+    """A PostfixInstance that delivers mail for `addresses` (one domain) to a Maildir each (virtual(8))."""
+
+    def __init__(self, folder: Path, addresses: list[str]):
+        domains = {address.partition("@")[2] for address in addresses}
+        assert len(domains) == 1, f"addresses of one domain please, not {sorted(domains)}"
+        self.domain = domains.pop()
+        self.base = folder / "mail"
+        self.base.mkdir(parents=True)
+        # virtual(8) writes as the mailbox owner, here nobody, never root.
+        shutil.chown(self.base, user="nobody", group="nogroup")
+        # texthash: a lookup table read as it is (no postmap); a trailing slash makes a Maildir.
+        mailboxes = folder / "mailboxes"
+        mailboxes.write_text("".join(f"{address} {self._folder(address)}/\n" for address in addresses))
+        self.postfix = PostfixInstance(folder / "postfix", free_port(), [
+            "mydestination = localhost",
+            f"virtual_mailbox_domains = {self.domain}",
+            f"virtual_mailbox_base = {self.base}",
+            f"virtual_mailbox_maps = texthash:{mailboxes}",
+            "virtual_uid_maps = static:65534",
+            "virtual_gid_maps = static:65534",
+            "alias_maps =",
+            "alias_database =",
+        ])
+        self.smtp_port = self.postfix.smtp_port
+
+    @staticmethod
+    def _folder(address: str) -> str:
+        local, _, domain = address.partition("@")
+        return f"{domain}/{local}"
+
+    def messages(self, address: str) -> list[email.message.EmailMessage]:
+        """The mail delivered to `address` so far, oldest first."""
+        new = self.base / self._folder(address) / "new"
+        files = sorted(new.iterdir(), key=lambda f: (f.stat().st_mtime_ns, f.name)) if new.is_dir() else []
+        return [email.message_from_bytes(f.read_bytes(), policy=email.policy.default) for f in files]
+
+    def wait_for(self, address: str, count: int, timeout: float = 60) -> list[email.message.EmailMessage]:
+        """The mail delivered to `address` once there are at least `count` (fails after `timeout` s)."""
+        deadline = time.monotonic() + timeout
+        while len(messages := self.messages(address)) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(messages)} of {count} mails reached {address} in {timeout} s; "
+                                     f"Postfix log:\n{self.postfix.log()[-4000:]}")
+            time.sleep(0.2)
+        return messages
+
+
+def _postfix_folder(*programs: str) -> Path:
+    for program in programs:
+        assert shutil.which(program), f"{program} is not installed: deploy/test.sh installs Debian's postfix and swaks"
+    # Postfix's own users must reach their folders: pytest's tmp_path is private to root.
+    folder = Path(tempfile.mkdtemp(prefix="patchgate-postfix-"))
+    folder.chmod(0o755)
+    return folder
 
 
 @pytest.fixture
 def postfix():
     """start(policy_port) -> a running PostfixInstance; stopped after the test."""
-    for program in ("postfix", "swaks"):
-        assert shutil.which(program), f"{program} is not installed: deploy/test.sh installs Debian's postfix and swaks"
-    # Postfix's own user must reach its data folder: pytest's tmp_path is private to root.
-    folder = Path(tempfile.mkdtemp(prefix="patchgate-postfix-"))
-    folder.chmod(0o755)
+    folder = _postfix_folder("postfix", "swaks")
     started = []
 
     def start(policy_port: int) -> PostfixInstance:
-        instance = PostfixInstance(folder / str(len(started)), free_port(), policy_port)
+        instance = PostfixInstance(folder / str(len(started)), free_port(), _policy_settings(policy_port))
         started.append(instance)
         return instance
 
     yield start
     for instance in started:
         instance.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def mailboxes():
+    """start(addresses) -> a running Postfix on a loopback port (`.smtp_port`) that delivers mail for
+    these addresses to a Maildir each (`.messages(address)`, `.wait_for(address, count)`); stopped
+    after the test. Mail for other addresses of their domain bounces."""
+    folder = _postfix_folder("postfix")
+    started = []
+
+    def start(addresses: list[str]) -> Mailboxes:
+        boxes = Mailboxes(folder / str(len(started)), addresses)
+        started.append(boxes)
+        return boxes
+
+    yield start
+    for boxes in started:
+        boxes.postfix.stop()
     shutil.rmtree(folder, ignore_errors=True)

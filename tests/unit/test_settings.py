@@ -84,7 +84,7 @@ def test_values_of_every_accepted_shape(tmp_path):
     assert settings.clickhouse_dsn == "chdb:///var/lib/patchgate/clickhouse"
 
 
-SECTIONS = "kafka, clickhouse, worker, catalog, stream, dead_letters, policy, formats"
+SECTIONS = "kafka, clickhouse, worker, catalog, stream, dead_letters, policy, formats, notify"
 POLICY_KEYS = ("stages, vulnerable_products, baselines, enforce_products, exemptions, trusted_receivers, "
                "internal_hops, scope, build_window_days, pause_budget_days, pauses")
 TOPIC_CHARACTERS = "letters, digits, '.', '_' or '-' (Kafka's topic name characters)"
@@ -97,7 +97,8 @@ CLICKHOUSE_URL = "chdb:///path (the embedded engine) or an http(s)://host... URL
     ("partitions = 8\n", f"partitions is not a settings section (known: {SECTIONS})"),
     ("[kafka]\npartitons = 8\n",
      "kafka.partitons is not a setting (known: bootstrap_servers, partitions, topic_prefix, app_id)"),
-    ("[worker]\nport = 6066\n", "worker.port is not a setting (known: data_dir, web_host, web_port, standby_replicas)"),
+    ("[worker]\nport = 6066\n",
+     "worker.port is not a setting (known: data_dir, web_host, web_port, web_token, standby_replicas)"),
     ("[dead_letters]\nmax_rate = 0.5\n", "dead_letters.max_rate is not a setting (known: max_ratio, max_consecutive)"),
     ("[policy]\nbuild_windw_days = 3\n", f"policy.build_windw_days is not a setting (known: {POLICY_KEYS})"),
     ("[policy.scope]\nconnector = []\n",

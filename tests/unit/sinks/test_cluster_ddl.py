@@ -13,6 +13,7 @@ SHIPPED_ENGINES = {
     "server_messages": f"ReplicatedReplacingMergeTree({KEEPER}, event_time)",
     "observations": "Null",
     "enforcement": f"ReplicatedReplacingMergeTree({KEEPER})",
+    "control_log": f"ReplicatedReplacingMergeTree({KEEPER})",
 }
 CREATED = re.compile(r"CREATE (?:OR REPLACE )?(?:TABLE|MATERIALIZED VIEW|VIEW) (?:IF NOT EXISTS )?(\w+)")
 
@@ -33,7 +34,7 @@ def test_the_schema_statements_are_the_ones_the_sink_runs():
     client = RecordingClient()
     create_tables(client)
     assert client.commands == schema_statements()
-    assert len(client.commands) == 8
+    assert len(client.commands) == 9
 
 
 def test_every_statement_is_created_on_the_cluster_right_after_its_name_in_file_order():

@@ -27,3 +27,12 @@ def test_sql_is_read_only(client):
         run_sql(client, "DROP TABLE decisions")
     with pytest.raises(Exception, match="readonly"):
         run_sql(client, "INSERT INTO decisions (server_id) VALUES ('x')")
+
+
+def test_sql_has_time_and_result_limits_that_a_query_cannot_raise(client):
+    assert run_sql(client, "SELECT getSetting('max_execution_time') AS t")["rows"] == [[10]]
+    with pytest.raises(Exception, match="TOO_MANY_ROWS"):
+        run_sql(client, "SELECT number FROM system.numbers LIMIT 20000")
+    with pytest.raises(Exception, match="readonly"):
+        run_sql(client, "SELECT number FROM system.numbers LIMIT 20000 SETTINGS max_result_rows = 0")
+    assert len(report(client)) == 1  # the report's own reads are not an analyst's

@@ -158,7 +158,7 @@ def streaming_app(broker, monkeypatch, tmp_path):
             monkeypatch.setattr(f"pipeline.streaming.{module}.{within}", 60.0)
         configured = Settings(app_id="pg-unit", data_dir=tmp_path, **settings)
         if (role or ("sink" if clickhouse is not None else "worker")) == "sink":
-            app = sink_app(configured, clickhouse=clickhouse)
+            app = sink_app(configured, load_catalog(), clickhouse=clickhouse)
         else:
             app = processing_app(configured, load_catalog(), store="memory://")
         app.crashes = []

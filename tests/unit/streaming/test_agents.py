@@ -3,16 +3,20 @@ an in-memory channel, with in-memory tables and a stand-in broker: what a batch 
 leaves in the tables for the next batch, and when its records are acked."""
 import asyncio
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
+from faust.agents.agent import AgentTestWrapper
 from faust.types import TP
 
 from pipeline.contracts import packing
+from pipeline.domain.config import Exemption
+from pipeline.domain.control import ControlCommand, Controls, Outcome
 from pipeline.domain.events import ServerObservation
 from pipeline.settings import DeadLetterSettings
 from pipeline.streaming import records
 from pipeline.streaming.avro import DEAD_LETTER, ENFORCEMENT_DECISION, SERVER_OBSERVATION
+from pipeline.streaming.controls import CONTROL_APPLIED, applied_record
 from pipeline.streaming.dead_letters import DeadLetterLimitExceeded
 from pipeline.streaming.outbox import StoredServer
 
@@ -290,3 +294,35 @@ def test_a_table_that_cannot_be_written_stops_the_worker_with_the_batch_unacked(
     [reason] = app.crashes
     assert isinstance(reason, OSError) and "No space left on device" in str(reason)
     assert not event.message.acked
+
+
+def test_enforce_decides_a_partitions_servers_again_when_the_controls_in_force_change(streaming_app, broker, until,
+                                                                                      monkeypatch):
+    """An outcome on mail.control.applied reaches enforce in its partition: the servers stored there
+    are decided again under the exemption it grants, with no observation of their own."""
+    app = streaming_app()
+    applied = CONTROL_APPLIED.encode(applied_record(
+        ControlCommand("c1", "exempt", "ex01.contoso.example", datetime(2026, 4, 1, tzinfo=UTC),
+                       until=date(2026, 9, 1), reason="vendor appliance"),
+        Outcome(True, "exempt"),
+        Controls(exemptions=(Exemption("ex01.contoso.example", date(2026, 9, 1), "vendor appliance"),))))
+    to_message = AgentTestWrapper.to_message
+
+    def on_its_topic(agent, key, value, **kwargs):
+        message = to_message(agent, key, value, **kwargs)
+        if value == applied:
+            message.topic = "mail.control.applied"
+        return message
+    monkeypatch.setattr(AgentTestWrapper, "to_message", on_its_topic)
+
+    async def scenario():
+        async with agent_named(app, "enforce").test_context() as enforce:
+            seen = await enforce.put(observation(EX2013, datetime(2026, 4, 20, 8, 0, tzinfo=UTC)),
+                                     key=b"ex01.contoso.example", partition=3)
+            await until(acked(seen), "the observation's batch is acked")
+            control = await enforce.put(applied, key=b"c1", partition=3)
+            await until(acked(control), "the outcome's batch is acked")
+
+    asyncio.run(scenario())
+    assert [(d.version, d.stage, d.reason) for d in decisions(broker)][1:] == [
+        (2, 0, "exempt: matches ex01.contoso.example until 2026-09-01 (vendor appliance)")]

@@ -9,16 +9,20 @@ SETTINGS = Settings(topic_prefix="t.", partitions=6, app_id="pg-unit")
 
 
 def sources(app) -> dict[str, str]:
-    return {name.rsplit(".", 1)[-1]: agent.channel.get_topic_name() for name, agent in app.agents.items()}
+    return {name.rsplit(".", 1)[-1]: ",".join(agent.channel.topics) for name, agent in app.agents.items()}
 
 
 def test_the_worker_processes_in_the_app_group_with_co_partitioned_tables():
     [worker] = build_apps(SETTINGS, load_catalog(), Role.WORKER)
     assert worker.conf.id == "pg-unit"
-    assert sources(worker) == {"ingest": "t.mail.logs.raw", "observe": "t.mail.traces", "enforce": "t.mail.observations"}
-    assert set(worker.tables) == {"parser-state", "open-messages", "server-state"}
+    assert sources(worker) == {"ingest": "t.mail.logs.raw", "observe": "t.mail.traces",
+                               "enforce": "t.mail.observations,t.mail.control.applied",
+                               "fold_commands": "t.mail.control"}
+    assert set(worker.tables) == {"parser-state", "open-messages", "server-state", "controls-in-force",
+                                  "control-state"}
     for table in worker.tables.values():
-        assert table.partitions == 6
+        # The control agent's table goes with mail.control, the topic read in one order.
+        assert table.partitions == (1 if table.name == "control-state" else 6)
         assert table.changelog_topic.get_topic_name() == f"pg-unit-{table.name}-changelog"
 
 
@@ -26,7 +30,7 @@ def test_the_sink_stores_in_a_group_of_its_own_without_tables():
     [sink] = build_apps(SETTINGS, load_catalog(), Role.SINK)
     assert sink.conf.id == "pg-unit-sink"
     assert sources(sink) == {"store_decisions": "t.mail.decisions", "store_observations": "t.mail.observations",
-                             "store_enforcement": "t.mail.enforcement"}
+                             "store_control_log": "t.mail.control.applied", "store_enforcement": "t.mail.enforcement"}
     assert not sink.tables
     assert sink.conf.web_enabled
 

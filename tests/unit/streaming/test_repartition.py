@@ -16,6 +16,8 @@ from pipeline.streaming.repartition import (
     partition_for,
     plan,
     refusal,
+    spread_controls,
+    stays,
 )
 
 
@@ -60,6 +62,14 @@ def test_per_partition_keys_stay():
         changelog[p][open_sources_key(p)] = b"{}"
     moved = {move.key for move in plan(changelog, 4, 8, by_key).moves}
     assert moved and not [key for key in moved if key.startswith(b"\0")]
+
+
+def test_the_controls_in_force_stay_and_are_copied_into_each_new_partition():
+    controls = {p: {b"controls": b'{"pauses": []}'} for p in range(4)}
+    assert plan(controls, 4, 6, stays).moves == []
+    assert spread_controls(controls, 6) == [Move(b"controls", 4, 4, b'{"pauses": []}'),
+                                            Move(b"controls", 5, 5, b'{"pauses": []}')]
+    assert spread_controls({p: {} for p in range(4)}, 6) == []
 
 
 def test_a_key_not_where_its_name_puts_it_is_unplaced_and_left():

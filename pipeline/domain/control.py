@@ -1,0 +1,147 @@
+"""Control commands: an operator pauses an org's enforcement or exempts a server, without a restart.
+
+Commands are read in one order (mail.control has one partition). `apply` folds each into the
+Controls in force and says whether it was applied or refused, and why; the policy then sees the
+config file's pauses and exemptions together with the granted ones (`in_force`).
+
+    pause ORG      from a day (default: the day it was issued) for N days. The org's pauses, the
+                   config file's and the granted ones, may cover at most `pause_budget_days` days
+                   per calendar year; a pause that would go over is refused whole.
+    resume ORG     ends the org's granted pauses on the day it was issued: that day and the
+                   following ones are enforced again (and count no more against the budget).
+    exempt SERVER  a server name or fnmatch pattern, until a day (the first one enforced again).
+    unexempt       lifts a granted exemption of the same name or pattern.
+
+The config file's pauses and exemptions cannot be ended by a command: they last as long as the
+file says. A command read again (its id already folded) changes nothing and gets its outcome again.
+"""
+from __future__ import annotations
+
+import fnmatch
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+
+from pipeline.domain.config import Exemption, Pause, PolicyConfig
+from pipeline.domain.pauses import pause_intervals
+
+ACTIONS = ("pause", "resume", "exempt", "unexempt")
+# Outcomes kept to answer a command read again; older ones are dropped (commands are rare).
+KEPT_OUTCOMES = 1000
+
+
+@dataclass(frozen=True)
+class ControlCommand:
+    command_id: str
+    action: str
+    # An org (pause, resume) or a server name or pattern (exempt, unexempt), in lower case.
+    target: str
+    issued_at: datetime
+    start: date | None = None
+    days: int | None = None
+    until: date | None = None
+    reason: str = ""
+    issued_by: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    applied: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What commands granted, and the outcomes of the latest commands by id."""
+
+    pauses: tuple[Pause, ...] = ()
+    exemptions: tuple[Exemption, ...] = ()
+    outcomes: tuple[tuple[str, Outcome], ...] = ()
+
+    def in_force(self, config: PolicyConfig) -> PolicyConfig:
+        """The policy with the config file's pauses and exemptions and the granted ones."""
+        if not self.pauses and not self.exemptions:
+            return config
+        return replace(config, pauses=config.pauses + self.pauses, granted_exemptions=self.exemptions)
+
+
+def apply(controls: Controls, command: ControlCommand, config: PolicyConfig) -> tuple[Controls, Outcome]:
+    """Fold one command into `controls` (applied, or refused with its reason)."""
+    seen = dict(controls.outcomes)
+    if command.command_id in seen:
+        return controls, seen[command.command_id]
+    granted, outcome = _apply(controls, command, config)
+    kept = (*controls.outcomes, (command.command_id, outcome))[-KEPT_OUTCOMES:]
+    return replace(granted if outcome.applied else controls, outcomes=kept), outcome
+
+
+def _apply(controls: Controls, command: ControlCommand, config: PolicyConfig) -> tuple[Controls, Outcome]:
+    target, today = command.target.lower(), command.issued_at.date()
+    if command.action not in ACTIONS:
+        return controls, Outcome(False, f"unknown action {command.action!r} (known: {', '.join(ACTIONS)})")
+    if not target:
+        return controls, Outcome(False, "no org or server named")
+    if command.action == "pause":
+        return _pause(controls, command, target, today, config)
+    if command.action == "resume":
+        return _resume(controls, target, today)
+    if command.action == "exempt":
+        if command.until is None or command.until <= today:
+            return controls, Outcome(False, f"an exemption needs an end after {today.isoformat()}")
+        if not command.reason:
+            return controls, Outcome(False, "an exemption needs a reason")
+        kept = tuple(e for e in controls.exemptions if e.pattern != target)
+        exemption = Exemption(target, command.until, command.reason)
+        return (replace(controls, exemptions=(*kept, exemption)),
+                Outcome(True, f"{target} exempt until {command.until.isoformat()}"))
+    if any(fnmatch.fnmatch(target, pattern.lower()) for pattern in config.exemptions):
+        return controls, Outcome(False, f"{target} is exempt by the config file (policy.exemptions)")
+    kept = tuple(e for e in controls.exemptions if e.pattern != target)
+    if len(kept) == len(controls.exemptions):
+        return controls, Outcome(False, f"{target} has no exemption to lift")
+    return replace(controls, exemptions=kept), Outcome(True, f"exemption of {target} lifted")
+
+
+def _pause(controls: Controls, command: ControlCommand, org: str, today: date,
+           config: PolicyConfig) -> tuple[Controls, Outcome]:
+    if command.days is None or command.days < 1:
+        return controls, Outcome(False, "a pause needs a number of days (1 or more)")
+    if not command.reason:
+        return controls, Outcome(False, "a pause needs a reason")
+    start = command.start or today
+    already = _paused_days(controls.in_force(config), org)
+    asked = {start + timedelta(days=offset) for offset in range(command.days)}
+    used = Counter(day.year for day in already)
+    added = Counter(day.year for day in asked - already)
+    for year in sorted(added):
+        if used[year] + added[year] > config.pause_budget_days:
+            left = max(config.pause_budget_days - used[year], 0)
+            return controls, Outcome(False, f"over budget: {org} has {left} of {config.pause_budget_days} pause "
+                                            f"days left in {year}, the pause needs {added[year]} more")
+    end = start + timedelta(days=command.days)
+    return (replace(controls, pauses=(*controls.pauses, Pause(org, start, command.days))),
+            Outcome(True, f"{org} paused from {start.isoformat()} until {end.isoformat()}"))
+
+
+def _resume(controls: Controls, org: str, today: date) -> tuple[Controls, Outcome]:
+    kept, cut = [], False
+    for pause in controls.pauses:
+        if pause.org.lower() != org or pause.start + timedelta(days=pause.days) <= today:
+            kept.append(pause)
+            continue
+        cut = True
+        if pause.start < today:
+            kept.append(replace(pause, days=(today - pause.start).days))
+    if not cut:
+        return controls, Outcome(False, f"{org} has no granted pause to end on or after {today.isoformat()}")
+    return replace(controls, pauses=tuple(kept)), Outcome(True, f"{org} enforced again from {today.isoformat()}")
+
+
+def _paused_days(config: PolicyConfig, org: str) -> set[date]:
+    days = set()
+    for begin, end in pause_intervals(config, org):
+        day = begin.date()
+        while day < end.date():
+            days.add(day)
+            day += timedelta(days=1)
+    return days

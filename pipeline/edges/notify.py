@@ -1,0 +1,259 @@
+"""`patchgate notify`: mail each org's contacts about its servers, through an SMTP relay.
+
+Reads mail.decisions from the start (the newest decision per server counts), sends the notices
+pipeline.domain.notices finds due, and keeps what it sent in the compacted mail.notices topic,
+keyed "<server_id>|<event>", read back at start: a restart sends nothing twice. A notice's record
+is written after the relay accepted the mail, so delivery is at least once: a crash between the
+two sends that notice again on the next run. (Delete a key with a tombstone to send it again.)
+
+The stage notices follow the decisions, which move with event time. The lead-days warnings are
+timed by the wall clock (or `--at`): a warning is due because time passed, and no decision may
+arrive to say so (a server that went quiet keeps its last one, and its throttling date with it).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import smtplib
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from pipeline.domain.notices import Ledger, Notice, SentNotice, due_notices, keep_newest
+from pipeline.domain.notify_config import NotifyConfig
+from pipeline.domain.policy import Decision
+from pipeline.domain.report import iso_utc
+from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
+from pipeline.settings import Settings
+from pipeline.streaming import records, topics
+from pipeline.streaming.avro import ENFORCEMENT_DECISION, AvroDecodeError
+
+log = logging.getLogger(__name__)
+# How often `--follow` looks for warnings that came due with time alone.
+RECHECK_EVERY_S = 60.0
+SMTP_TIMEOUT_S = 30.0
+
+
+class NoticesFailed(RuntimeError):
+    """Some notices could not be sent (they are due again on the next run)."""
+
+    def __init__(self, sent: int, failed: int):
+        super().__init__(f"{failed} notices could not be sent ({sent} were): the next run tries them again")
+        self.sent, self.failed = sent, failed
+
+
+class Notifier:
+    """Sends the due notices and remembers them: what `run` does once it has the decisions."""
+
+    def __init__(self, config: NotifyConfig, ledger: Ledger, record: Callable[[Notice], None],
+                 connect: Callable[[], smtplib.SMTP]):
+        self.config, self.ledger, self.record, self.connect = config, ledger, record, connect
+        self.uncontacted_logged: set[str | None] = set()
+
+    def send_due(self, decisions: Iterable[Decision], now: datetime) -> tuple[int, int]:
+        """(sent, failed) of the notices due at `now`; a failed one stays due."""
+        due = due_notices(decisions, self.ledger, now, self.config)
+        for org in due.uncontacted - self.uncontacted_logged:
+            log.warning("notices for %s skipped: no address in [notify.contacts]",
+                        f"org {org}" if org else "servers without an org")
+        self.uncontacted_logged |= due.uncontacted
+        sent = failed = 0
+        smtp: smtplib.SMTP | None = None
+        try:
+            for position, notice in enumerate(due.notices):
+                if smtp is None:
+                    try:
+                        smtp = self.connect()
+                    except (smtplib.SMTPException, OSError) as exc:
+                        log.error("cannot reach the SMTP relay %s:%d (%s); %d notices wait for the next run",
+                                  self.config.smtp_host, self.config.smtp_port, exc, len(due.notices) - position)
+                        return sent, failed + len(due.notices) - position
+                try:
+                    refused = smtp.send_message(message(notice, self.config.sender))
+                except (smtplib.SMTPException, OSError) as exc:
+                    log.error("notice %r to %s not sent: %s", notice.subject, ", ".join(notice.recipients), exc)
+                    failed += 1
+                    _close(smtp)
+                    smtp = None
+                    continue
+                if refused:
+                    log.warning("notice %r: the relay refused %s", notice.subject, ", ".join(sorted(refused)))
+                self.record(notice)
+                for event in notice.sent():
+                    self.ledger.add(event)
+                sent += 1
+                log.info("sent %r to %s", notice.subject, ", ".join(notice.recipients))
+        finally:
+            if smtp is not None:
+                _close(smtp)
+        return sent, failed
+
+
+def message(notice: Notice, sender: str) -> EmailMessage:
+    mail = EmailMessage()
+    mail["From"] = sender
+    mail["To"] = ", ".join(notice.recipients)
+    mail["Subject"] = notice.subject
+    mail["Date"] = formatdate(usegmt=True)
+    mail["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2])
+    mail["X-Patchgate-Server"] = notice.decision.server_id
+    mail.set_content(notice.body)
+    return mail
+
+
+class LedgerWriter:
+    """Writes a sent notice's events to mail.notices and waits for the broker to have them."""
+
+    def __init__(self, settings: Settings, topic: str):
+        self.topic = topic
+        self.producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
+                                      reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
+
+    def __call__(self, notice: Notice) -> None:
+        sent_at = iso_utc(datetime.now(UTC))
+        futures = [
+            self.producer.send(self.topic, key=event.key.encode(), value=json.dumps(
+                {**event.to_json(), "sent_at": sent_at, "recipients": list(notice.recipients),
+                 "subject": notice.subject}).encode())
+            for event in notice.sent()
+        ]
+        for future in futures:
+            future.get(timeout=30)
+
+    def close(self) -> None:
+        self.producer.close()
+
+
+def run(settings: Settings, at: datetime | None = None, follow: bool = False,
+        stop: Callable[[], bool] = lambda: False) -> int:
+    """Send the notices due, as of `at` (default: the wall clock); the number sent.
+
+    One pass over mail.decisions up to its end, or with `follow` also every decision after it, and
+    a look for due warnings every minute, until `stop()`. Raises NoticesFailed when a single pass
+    could not send some notice."""
+    if at is not None and at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+
+    def now() -> datetime:
+        return at or datetime.now(UTC)
+
+    ledger_topic = ensure_ledger_topic(settings)
+    writer = LedgerWriter(settings, ledger_topic)
+    notifier = Notifier(settings.notify, read_ledger(settings, ledger_topic), writer,
+                        lambda: smtplib.SMTP(settings.notify.smtp_host, settings.notify.smtp_port,
+                                             timeout=SMTP_TIMEOUT_S))
+    newest: dict[str, Decision] = {}
+    consumer = _consumer(settings)
+    try:
+        partitions = _assign_from_start(consumer, settings.topic(topics.DECISIONS))
+        for decision in _decisions(_read_to_end(consumer, partitions)):
+            keep_newest(newest, decision)
+        sent, failed = notifier.send_due(newest.values(), now())
+        if not follow:
+            if failed:
+                raise NoticesFailed(sent, failed)
+            return sent
+        checked = time.monotonic()
+        while not stop():
+            changed: dict[str, Decision] = {}
+            for messages in consumer.poll(timeout_ms=1000).values():
+                for decision in _decisions(messages):
+                    keep_newest(newest, decision)
+                    changed[decision.server_id] = newest[decision.server_id]
+            # Every minute all servers (warnings due with time, notices that failed), else the changed ones.
+            if time.monotonic() - checked >= RECHECK_EVERY_S:
+                sent += notifier.send_due(newest.values(), now())[0]
+                checked = time.monotonic()
+            elif changed:
+                sent += notifier.send_due(changed.values(), now())[0]
+        return sent
+    finally:
+        consumer.close()
+        writer.close()
+
+
+def ensure_ledger_topic(settings: Settings) -> str:
+    """Create mail.notices (compacted, as many partitions as the pipeline's topics) if missing."""
+    name = settings.topic(topics.NOTICES)
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="patchgate-notify")
+    try:
+        if name not in admin.list_topics():
+            admin.create_topics([NewTopic(name, settings.partitions, 1, topic_configs={"cleanup.policy": "compact"})])
+    except TopicAlreadyExistsError:  # another notifier created it meanwhile
+        pass
+    finally:
+        admin.close()
+    return name
+
+
+def read_ledger(settings: Settings, topic: str) -> Ledger:
+    """The notices sent so far, from mail.notices up to its end."""
+    latest: dict[bytes, bytes | None] = {}
+    consumer = _consumer(settings)
+    try:
+        for record in _read_to_end(consumer, _assign_from_start(consumer, topic)):
+            latest[record.key] = record.value  # compaction may not have run yet: the last value counts
+    finally:
+        consumer.close()
+    ledger = Ledger()
+    for key, value in latest.items():
+        if value is None:
+            continue
+        try:
+            ledger.add(SentNotice.from_json(json.loads(value)))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("skipped the unreadable notice record %r in %s: %s", key, topic, exc)
+    log.info("%d notices sent before, for %d servers", len(ledger.events), len(ledger.told))
+    return ledger
+
+
+def _consumer(settings: Settings) -> KafkaConsumer:
+    return KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
+                         reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
+
+
+def _assign_from_start(consumer: KafkaConsumer, topic: str, patience_s: float = 30.0) -> list[TopicPartition]:
+    deadline = time.monotonic() + patience_s
+    # A topic created a moment ago may not be in the broker's metadata yet.
+    while not (numbers := consumer.partitions_for_topic(topic)):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{topic}: no partitions known (is the topic created? `patchgate topics`)")
+        time.sleep(0.5)
+    partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    return partitions
+
+
+def _read_to_end(consumer: KafkaConsumer, partitions: list[TopicPartition], timeout_s: float = 60.0) -> Iterator:
+    """The records of the assigned partitions up to the ends they have now."""
+    ends = consumer.end_offsets(partitions)
+    deadline = time.monotonic() + timeout_s
+    while any(consumer.position(tp) < ends[tp] for tp in partitions):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"did not reach the end of {partitions[0].topic} in {timeout_s} s")
+        for messages in consumer.poll(timeout_ms=500).values():
+            yield from messages
+
+
+def _decisions(messages: Iterable) -> Iterator[Decision]:
+    for message in messages:
+        if message.value is None:  # a tombstone: nothing to decide on
+            continue
+        try:
+            yield records.decision_from_record(ENFORCEMENT_DECISION.decode(message.value))
+        except AvroDecodeError as exc:
+            log.warning("skipped %s/%s/%s: %s", message.topic, message.partition, message.offset, exc)
+
+
+def _close(smtp: smtplib.SMTP) -> None:
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        smtp.close()

@@ -1,0 +1,46 @@
+"""Rows of control_log: every control command's outcome (mail.control.applied), and the pauses and
+exemptions of the config file, which the sink writes as it starts (no issue time: NULL)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from clickhouse_connect.driver.client import Client
+
+from pipeline.domain.config import PolicyConfig
+from pipeline.sinks.clickhouse import insert_rows
+
+
+def command_row(applied: dict) -> dict:
+    """A ControlApplied record as a row."""
+    command = applied["command"]
+    return {
+        "command_id": command["command_id"], "issued_at": command["issued_at"], "action": command["action"],
+        "target": command["target"], "start_date": command["start"], "until_date": _until(command),
+        "reason": command["reason"], "issued_by": command["issued_by"], "source": "command",
+        "outcome": "applied" if applied["applied"] else "refused", "detail": applied["detail"],
+    }
+
+
+def config_rows(config: PolicyConfig) -> list[dict]:
+    rows = [{"command_id": f"config:pause:{p.org.lower()}:{p.start.isoformat()}:{p.days}", "issued_at": None,
+             "action": "pause", "target": p.org.lower(), "start_date": p.start,
+             "until_date": p.start + timedelta(days=p.days), "reason": "", "issued_by": "config file",
+             "source": "config", "outcome": "applied", "detail": "policy.pauses (within the yearly budget)"}
+            for p in config.pauses]
+    rows += [{"command_id": f"config:exempt:{pattern.lower()}", "issued_at": None, "action": "exempt",
+              "target": pattern.lower(), "start_date": None, "until_date": None, "reason": "",
+              "issued_by": "config file", "source": "config", "outcome": "applied",
+              "detail": "policy.exemptions (no end)"} for pattern in config.exemptions]
+    return rows
+
+
+def insert_control_log(client: Client, rows: list[dict], dedup_token: str) -> None:
+    if rows:
+        insert_rows(client, "control_log", rows, dedup_token)
+
+
+def _until(command: dict):
+    if command["action"] == "pause" and command["days"]:
+        start = command["start"] or command["issued_at"].date()
+        return start + timedelta(days=command["days"])
+    return command["until"]

@@ -1,0 +1,112 @@
+"""The notifier with a stand-in relay: what it sends, what it remembers, what it tries again."""
+import logging
+import smtplib
+from dataclasses import replace
+from datetime import UTC, date, datetime
+
+import pytest
+
+from pipeline.domain.notices import Ledger
+from pipeline.domain.notify_config import NotifyConfig
+from pipeline.domain.policy import Decision
+from pipeline.edges.notify import Notifier
+
+NOW = datetime(2026, 1, 20, tzinfo=UTC)
+CONFIG = NotifyConfig(sender="patchgate@ops.example", report_url="http://report.example:6066",
+                      contacts={"contoso": ("admins@contoso.example",), "tailspin": ("it@tailspin.example",)})
+
+
+def decision(server, org, stage=1):
+    return Decision(
+        server_id=f"{org}/{server}" if org else server, org=org, hostname=server, product="Exchange2013",
+        build="15.0.1497.2", status="unsupported", stage=stage, throttle_minutes_per_hour=0, block_minutes_per_hour=0,
+        first_detected=datetime(2026, 1, 2, tzinfo=UTC), throttle_enabled_date=date(2026, 2, 1),
+        blocking_enabled_date=date(2026, 3, 3), next_stage_start_date=date(2026, 2, 1), next_stage_throttle_rate=5,
+        next_stage_block_rate=0, recommended_builds=(), reason="Exchange2013 is out of support", smtp_reply=None,
+        decided_at=datetime(2026, 1, 10, tzinfo=UTC), version=1,
+    )
+
+
+class Relay:
+    """Stands in for smtplib.SMTP: keeps what it accepted, refuses mail to `refusing`."""
+
+    def __init__(self, journal: list, refusing=()):
+        self.journal, self.refusing = journal, set(refusing)
+
+    def send_message(self, mail):
+        if mail["To"] in self.refusing:
+            raise smtplib.SMTPRecipientsRefused({mail["To"]: (550, b"no such user")})
+        self.journal.append(("sent", mail))
+        return {}
+
+    def quit(self):
+        pass
+
+
+def notifier(journal, refusing=(), reachable=True):
+    def connect():
+        if not reachable:
+            raise ConnectionRefusedError("connection refused")
+        return Relay(journal, refusing)
+
+    return Notifier(CONFIG, Ledger(), lambda notice: journal.append(("recorded", notice.subject)), connect)
+
+
+SERVERS = [decision("ex1.contoso.example", "contoso"), decision("ex2.tailspin.example", "tailspin")]
+
+
+def test_each_due_notice_is_sent_then_recorded_and_not_sent_again():
+    journal: list = []
+    sender = notifier(journal)
+    assert sender.send_due(SERVERS, NOW) == (2, 0)
+    assert [entry[0] for entry in journal] == ["sent", "recorded", "sent", "recorded"], "recorded once accepted"
+    mail = journal[0][1]
+    assert (mail["From"], mail["To"]) == ("patchgate@ops.example", "admins@contoso.example")
+    assert mail["Subject"] == "[patchgate] ex1.contoso.example: Exchange2013 15.0.1497.2 is unsupported, report only"
+    assert "http://report.example:6066/servers/contoso/ex1.contoso.example" in mail.get_content()
+    assert sender.send_due(SERVERS, NOW) == (0, 0)
+    assert len(journal) == 4
+
+
+def test_a_refused_notice_is_not_recorded_and_is_due_again():
+    journal: list = []
+    sender = notifier(journal, refusing={"admins@contoso.example"})
+    assert sender.send_due(SERVERS, NOW) == (1, 1)
+    assert [(kind, subject) for kind, subject in journal if kind == "recorded"] == [
+        ("recorded", "[patchgate] ex2.tailspin.example: Exchange2013 15.0.1497.2 is unsupported, report only")]
+    sender.connect = lambda: Relay(journal)
+    assert sender.send_due(SERVERS, NOW) == (1, 0)
+    assert journal[-1] == ("recorded", "[patchgate] ex1.contoso.example: Exchange2013 15.0.1497.2 is unsupported, "
+                                       "report only")
+
+
+def test_an_unreachable_relay_leaves_every_notice_due():
+    journal: list = []
+    sender = notifier(journal, reachable=False)
+    assert sender.send_due(SERVERS, NOW) == (0, 2)
+    assert journal == []
+    assert sender.ledger.events == set()
+
+
+def test_a_notice_whose_record_fails_is_not_taken_as_sent():
+    sender = notifier([])
+
+    def broker_down(notice):
+        raise TimeoutError("broker away")
+
+    sender.record = broker_down
+    with pytest.raises(TimeoutError):
+        sender.send_due(SERVERS[:1], NOW)
+    assert sender.ledger.events == set(), "sent again after a restart: at least once"
+
+
+def test_orgs_without_contacts_are_logged_once(caplog):
+    sender = notifier([])
+    quiet = [decision("mx.fabrikam.example", "fabrikam"), decision("10.1.2.3", None)]
+    with caplog.at_level(logging.WARNING, logger="pipeline.edges.notify"):
+        assert sender.send_due(quiet, NOW) == (0, 0)
+        assert sender.send_due(quiet + [replace(quiet[0], stage=2, version=2)], NOW) == (0, 0)
+    assert sorted(r.getMessage() for r in caplog.records) == [
+        "notices for org fabrikam skipped: no address in [notify.contacts]",
+        "notices for servers without an org skipped: no address in [notify.contacts]",
+    ]

@@ -1,0 +1,23 @@
+from datetime import UTC, date, datetime
+
+from pipeline.domain.config import Pause, PolicyConfig
+from pipeline.sinks.control_log import command_row, config_rows
+
+
+def test_an_outcome_becomes_a_row_with_the_pauses_end():
+    applied = {"command": {"command_id": "c1", "action": "pause", "target": "contoso.example",
+                           "issued_at": datetime(2026, 11, 28, 9, tzinfo=UTC), "start": None, "days": 30,
+                           "until": None, "reason": "migration", "issued_by": "ops@host"},
+               "applied": False, "detail": "over budget", "pauses": [], "exemptions": []}
+    row = command_row(applied)
+    assert (row["start_date"], row["until_date"], row["outcome"], row["source"]) == (
+        None, date(2026, 12, 28), "refused", "command")
+
+
+def test_the_config_files_pauses_and_exemptions_are_rows_too():
+    rows = config_rows(PolicyConfig(pauses=(Pause("Contoso.Example", date(2026, 3, 1), 14),),
+                                    exemptions=("*.lab.contoso.example",)))
+    assert [(r["command_id"], r["action"], r["target"], r["until_date"], r["source"]) for r in rows] == [
+        ("config:pause:contoso.example:2026-03-01:14", "pause", "contoso.example", date(2026, 3, 15), "config"),
+        ("config:exempt:*.lab.contoso.example", "exempt", "*.lab.contoso.example", None, "config"),
+    ]

@@ -1,0 +1,53 @@
+from pipeline.catalog_files import load_catalog
+from pipeline.domain.config import PolicyConfig
+from pipeline.web.server_detail import catalog_entry, enforcement_text, minutes_text, server_detail
+
+OUTDATED_ID = "contoso.example/ex16mbx01.contoso.example"  # window offset 44
+
+
+def test_minutes_of_the_hour_wrap_past_the_hour():
+    assert minutes_text(17, 5) == "minutes 17 to 21"
+    assert minutes_text(58, 5) == "minutes 58 to 59 and 0 to 2"
+    assert (minutes_text(3, 1), minutes_text(9, 60)) == ("minute 3", "every minute")
+
+
+def test_enforcement_names_the_window_block_minutes_first():
+    assert enforcement_text(OUTDATED_ID, 5, 0) == (
+        "5 minutes of every hour are deferred (450 4.7.230): minutes 44 to 48 UTC")
+    assert enforcement_text(OUTDATED_ID, 30, 5) == (
+        "5 minutes of every hour are rejected (550 5.7.230): minutes 44 to 48 UTC; "
+        "30 minutes of every hour are deferred (450 4.7.230): minutes 49 to 59 and 0 to 18 UTC")
+    assert enforcement_text(OUTDATED_ID, 0, 60) == "all its mail is rejected (550 5.7.230)"
+    assert enforcement_text(OUTDATED_ID, 0, 0) == "no mail is deferred or rejected (reported only)"
+
+
+def test_the_detail_says_what_is_now_what_comes_next_and_when(outdated_page):
+    detail = server_detail(outdated_page, PolicyConfig(), load_catalog())
+    assert detail["now"] == ("Stage 2 since 2026-02-01: 5 minutes of every hour are deferred (450 4.7.230): "
+                             "minutes 44 to 48 UTC.")
+    assert detail["next"] == ("From 2026-02-11, stage 3: 10 minutes of every hour are deferred (450 4.7.230): "
+                              "minutes 44 to 53 UTC.")
+    assert [(e["stage"], e["starts"], e["state"], e["applied_since"]) for e in detail["timeline"][:4]] == [
+        (1, "2026-01-02", "passed", "2026-01-03T00:00:00.000Z"), (2, "2026-02-01", "current", "2026-02-02T09:00:00.000Z"),
+        (3, "2026-02-11", "next", None), (4, "2026-02-21", "later", None)]
+    assert (detail["timeline"][-1]["stage"], detail["timeline"][-1]["starts"]) == (8, "2026-04-02")
+    assert [c["command_id"] for c in detail["controls"]] == ["c1", "c3"]  # its org's pause, matching exemption
+    assert detail["upgrade"] is None
+
+
+def test_a_paused_cycle_moves_the_projected_stages_with_the_next_one(outdated_page):
+    outdated_page["row"] = outdated_page["row"] | {"next_stage_start_date": "2026-02-16"}  # five days of pause
+    detail = server_detail(outdated_page, PolicyConfig(), load_catalog())
+    assert [(e["stage"], e["starts"]) for e in detail["timeline"][2:4]] == [(3, "2026-02-16"), (4, "2026-02-26")]
+
+
+def test_builds_come_with_release_names_and_kb_links_and_unsupported_products_with_an_upgrade(servers, outdated_page):
+    catalog = load_catalog()
+    assert catalog_entry("15.1.2507.72", catalog) == {
+        "build": "15.1.2507.72", "product": "Exchange2016", "release": "CU23 Aug26SU", "release_date": "2026-08-11",
+        "kb": "KB5121576", "kb_url": "https://support.microsoft.com/help/5121576"}
+    assert catalog_entry("1.2.3", catalog)["release"] is None
+    unsupported = server_detail({**outdated_page, "row": servers[0], "history": []}, PolicyConfig(), catalog)
+    assert unsupported["upgrade"]["product"] == "ExchangeSE"
+    assert unsupported["timeline"][0]["state"] == "current"
+    assert unsupported["now"].startswith("Stage 1 since 2026-02-01: no mail is deferred or rejected")
