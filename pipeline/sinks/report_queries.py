@@ -40,8 +40,10 @@ _CONTROL = f"SELECT {', '.join(CONTROL_COLUMNS)} FROM control_log FINAL ORDER BY
 
 
 def overview(client: Client) -> dict:
-    """{"newest_event": ISO time or None, "servers": every server's row with its server_id}."""
-    return {"newest_event": newest_event(client), "servers": rows(client, f"{_SERVERS} ORDER BY server, org")}
+    """{"newest_event": ISO time or None, "servers": every server's row with its server_id,
+    "control": every pause and exemption, commanded or from the config file, with its outcome}."""
+    return {"newest_event": newest_event(client), "servers": rows(client, f"{_SERVERS} ORDER BY server, org"),
+            "control": rows(client, _CONTROL)}
 
 
 def server_page(client: Client, server_id: str) -> dict | None:

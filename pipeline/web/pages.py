@@ -44,8 +44,10 @@ def layout(title: str, body: str) -> str:
             f"<style>{STYLE}</style></head><body>{body}</body></html>")
 
 
-def overview_page(summary: dict, shown: list[dict], everyone: list[dict], chosen: ServerFilter) -> str:
-    """The summary, then the servers table of `shown` (`everyone` gives the filter's choices)."""
+def overview_page(summary: dict, shown: list[dict], everyone: list[dict], chosen: ServerFilter,
+                  controls: list[dict]) -> str:
+    """The summary, the servers table of `shown` (`everyone` gives the filter's choices), then every
+    pause and exemption with its outcome."""
     return layout("Out-of-date mail servers", (
         "<h1>Out-of-date mail servers</h1>"
         + _as_of(summary)
@@ -56,6 +58,8 @@ def overview_page(summary: dict, shown: list[dict], everyone: list[dict], chosen
         + f"<p><a href='/report.csv?{escape(urlencode(chosen.query()))}'>Download these rows as CSV</a> · "
           f"<a href='/api/servers?{escape(urlencode(chosen.query()))}'>as JSON</a></p>"
         + _servers_table(shown, chosen)
+        + "<h2 id='controls'>Pauses and exemptions</h2>"
+        + _controls(controls, "No pause and no exemption, from a command or the config file.")
     ))
 
 
@@ -89,7 +93,8 @@ def server_page(detail: dict) -> str:
         + "<h2>What to install</h2>" + _install(detail)
         + "<h2>Messages per day</h2><p class='note'>Messages seen from this server, and the attempts the MTAs "
           "deferred or rejected.</p>" + daily_bars(detail["daily"]) + _daily_table(detail["daily"])
-        + "<h2>Pauses and exemptions</h2>" + _controls(detail["controls"])
+        + "<h2>Pauses and exemptions</h2>"
+        + _controls(detail["controls"], "No pause of its org and no exemption that matches it.")
         + _history(detail["history"])
         + f"<p class='note'><a href='/api{escape(server_href(row['server_id']))}'>This page as JSON</a></p>"
     ))
@@ -237,9 +242,9 @@ def _daily_table(days: list[dict]) -> str:
             f"<th>rejected</th></tr>{rows}</table></details>")
 
 
-def _controls(entries: list[dict]) -> str:
+def _controls(entries: list[dict], none: str) -> str:
     if not entries:
-        return "<p>No pause of its org and no exemption that matches it.</p>"
+        return f"<p>{escape(none)}</p>"
     columns = ("issued_at", "action", "target", "start_date", "until_date", "reason", "source", "outcome", "detail")
     rows = "".join("<tr>" + "".join(f"<td>{text(e[c])}</td>" for c in columns) + "</tr>" for e in entries)
     return f"<table><tr>{''.join(f'<th>{c}</th>' for c in columns)}</tr>{rows}</table>"

@@ -117,7 +117,7 @@ def register_reports(app: faust.App, with_client: ClientCall, settings: Settings
             assert listed is not None
             overview, shown, chosen = listed
             summary = summarize(overview["servers"], overview["newest_event"], settings.policy.stages)
-            return self.html(pages.overview_page(summary, shown, overview["servers"], chosen))
+            return self.html(pages.overview_page(summary, shown, overview["servers"], chosen, overview["control"]))
 
     @app.page("/report.csv")
     class ReportCsv(View):

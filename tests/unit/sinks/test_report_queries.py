@@ -42,6 +42,7 @@ def test_overview_has_every_server_with_its_id_and_the_newest_event(client):
     [row] = seen["servers"]
     assert tuple(row) == SERVER_COLUMNS
     assert (row["server_id"], row["stage"], row["deferred"], row["rejected"]) == (SERVER_ID, 2, 2, 1)
+    assert [(c["action"], c["target"]) for c in seen["control"]] == [("exempt", "*.contoso.example")]
 
 
 def test_server_page_reads_history_traffic_with_attempts_per_day_and_controls(client):

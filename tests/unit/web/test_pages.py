@@ -11,10 +11,23 @@ from pipeline.web.server_detail import server_detail
 from pipeline.web.summary import ServerFilter, summarize
 
 
-def overview(servers, query):
+CONTROLS = [{"command_id": "c1", "issued_at": "2026-02-01T09:00:00.000Z", "action": "pause",
+             "target": "contoso.example", "start_date": "2026-02-01", "until_date": "2026-03-03",
+             "reason": "<migration>", "issued_by": "ops@host", "source": "command", "outcome": "refused",
+             "detail": "over budget"}]
+
+
+def overview(servers, query, controls=()):
     chosen = ServerFilter.from_query(query)
     return overview_page(summarize(servers, "2026-02-08T10:00:00.000Z", DEFAULT_STAGES), chosen.apply(servers),
-                         servers, chosen)
+                         servers, chosen, list(controls))
+
+
+def test_overview_lists_every_pause_and_exemption_with_its_outcome(servers):
+    assert "No pause and no exemption" in overview(servers, {})
+    page = overview(servers, {}, CONTROLS)
+    assert "<td>pause</td><td>contoso.example</td>" in page and "<td>refused</td><td>over budget</td>" in page
+    assert "&lt;migration&gt;" in page and "<migration>" not in page
 
 
 def test_overview_escapes_links_each_server_and_keeps_the_filter_in_sort_links_and_csv(servers):

@@ -111,7 +111,7 @@ def test_report_and_sql_answer_what_clickhouse_returns(monkeypatch):
 
 def test_report_pages_and_api_serve_the_same_rows(monkeypatch, servers, outdated_page):
     monkeypatch.setattr(views.report_queries, "overview",
-                        lambda client: {"newest_event": "2026-02-08T10:00:00.000Z", "servers": servers})
+                        lambda client: {"newest_event": "2026-02-08T10:00:00.000Z", "servers": servers, "control": []})
     pages = {outdated_page["row"]["server_id"]: outdated_page}
     monkeypatch.setattr(views.report_queries, "server_page", lambda client, server_id: pages.get(server_id))
     html_page, listed, csv_rows, summary, page, api, unknown, unknown_api, bad = answers(
