@@ -1,5 +1,5 @@
 """`patchgate ship --follow` through a broker outage: the broker is stopped while lines are being
-shipped and started again 10 s later; the shipper goes on by itself, and every line arrives once,
+shipped and started again 6 s later; the shipper goes on by itself, and every line arrives once,
 in order. Runs on a broker of its own (deploy/kafka/kafka.sh, own home and ports), never the
 shared one, because it stops it."""
 from __future__ import annotations
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KAFKA_SH = ROOT / "deploy" / "kafka" / "kafka.sh"
 BROKER_ENV = {"PATCHGATE_KAFKA_HOME": "/tmp/patchgate-shipper-outage-kafka", "KAFKA_PORT": "19192",
               "KAFKA_CONTROLLER_PORT": "19193"}
-OUTAGE_S = 10.0
+OUTAGE_S = 6.0
 LINES_PER_SECOND = 2_000
 
 
