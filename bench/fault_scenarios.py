@@ -625,8 +625,8 @@ def _kill_and_take_over(pipeline: Pipeline, workers: dict[int, Process], number:
 def scale_out(result: Result, folder: Path, lines: int = 120_000, seed: int = 11, workers: int = 3,
               load_s: float = 60.0, sink_stop_s: float = 20.0, standby_replicas: int = 1) -> None:
     """`workers` processes of `patchgate worker` and one `patchgate sink` on 12 partitions under a
-    paced load: worker 1 killed with SIGKILL and started again, worker 2 killed while worker 1 is
-    restarting; then the sink stopped for `sink_stop_s` while the workers go on. Takeover: from a
+    paced load: the sink stopped for `sink_stop_s` while the workers go on; then worker 1 killed
+    with SIGKILL and started again, worker 2 killed while worker 1 is restarting. Takeover: from a
     kill to the next commit on a partition the killed worker held. The outcome must equal the
     offline replay, each row once."""
     pipeline = Pipeline(folder, partitions=12, env={"PATCHGATE_STANDBY_REPLICAS": str(standby_replicas)})
@@ -638,24 +638,23 @@ def scale_out(result: Result, folder: Path, lines: int = 120_000, seed: int = 11
         _until_workers_hold(pipeline, running)
         shipper = pipeline.shipper([load.folder], follow=True)
         load.start()
-        time.sleep(load_s * 0.2)
+        time.sleep(load_s * 0.1)
+        # The sink stops early, while lines surely arrive: whether the workers go on says nothing
+        # once the load has ended (the takeovers below last 20 to 30 s).
+        result.expect(stop_gracefully(sink) == 0, f"the sink did not stop cleanly:\n{sink.tail()}")
+        processed = (topics.RAW, topics.OBSERVATIONS)
+        processed_before = committed_total(pipeline.settings, processed)
+        time.sleep(sink_stop_s)
+        processed_while_stopped = committed_total(pipeline.settings, processed) - processed_before
+        result.expect(not load.done.is_set(), "the load ended while the sink was stopped: lengthen load_s")
+        result.expect(processed_while_stopped > 0, "the workers committed nothing while the sink was stopped")
+        sink = pipeline.sink()
+        pipeline.wait_for_web(sink)
         first, first_took = _kill_and_take_over(pipeline, running, 1, restart_after_s=1.0)
         second, second_took = _kill_and_take_over(pipeline, running, 2, restart_after_s=1.0)
         first.join()
         second.join()
         result.expect(bool(first_took and second_took), "a killed worker's partitions were not taken over in 180 s")
-        time.sleep(load_s * 0.1)
-        result.expect(stop_gracefully(sink) == 0, f"the sink did not stop cleanly:\n{sink.tail()}")
-        processed = (topics.RAW, topics.OBSERVATIONS)
-        processed_before = committed_total(pipeline.settings, processed)
-        # Whether the workers go on says nothing once the load has ended: the scenario needs lines
-        # arriving while the sink is stopped (load_s long enough for both takeovers and the stop).
-        result.expect(not load.done.is_set(), "the load ended before the sink stopped: lengthen load_s")
-        time.sleep(sink_stop_s)
-        processed_while_stopped = committed_total(pipeline.settings, processed) - processed_before
-        result.expect(processed_while_stopped > 0, "the workers committed nothing while the sink was stopped")
-        sink = pipeline.sink()
-        pipeline.wait_for_web(sink)
         load.wait()
         check_shipper(result, shipper, load.total)
         started = time.monotonic()

@@ -194,8 +194,9 @@ def _servers_table(rows: list[dict], chosen: ServerFilter) -> str:
 def _timeline(entries: list[dict]) -> str:
     if not entries:
         return "<p>No enforcement clock is running for this server.</p>"
+    shown = {"current": "current-stage", "passed": "passed"}
     rows = "".join(
-        f"<tr class='{'current-stage' if e['state'] == 'current' else e['state']}'><td>stage {e['stage']}</td>"
+        f"<tr class='{shown.get(e['state'], 'coming')}'><td>stage {e['stage']}</td>"
         f"<td>{escape(e['starts'])}</td><td>{escape(e['state'])}</td><td>{escape(e['text'])}</td>"
         f"<td>{text(e['applied_since'])}</td></tr>" for e in entries)
     return ("<h3>Stages</h3><table><tr><th>stage</th><th>starts</th><th></th><th>what it does</th>"

@@ -10,7 +10,7 @@ import fnmatch
 from datetime import date, timedelta
 
 from pipeline.domain.catalog import Catalog, CatalogBuild
-from pipeline.domain.config import PolicyConfig
+from pipeline.domain.config import PolicyConfig, Stage
 from pipeline.domain.windows import window_offset
 
 KB_URL = "https://support.microsoft.com/help/{number}"
@@ -24,7 +24,7 @@ def server_detail(page: dict, policy: PolicyConfig, catalog: Catalog) -> dict:
         "server": row,
         "newest_event": page["newest_event"],
         "now": now_text(row, page["history"], stages),
-        "next": next_text(row),
+        "next": next_text(row, policy.stages),
         "timeline": stages,
         "recommended": [catalog_entry(build, catalog) for build in row["recommended_builds"]],
         "upgrade": upgrade_target(row, policy, catalog),
@@ -71,24 +71,45 @@ def now_text(row: dict, history: list[dict], stages: list[dict]) -> str:
     return f"Stage {row['stage']}{since}: {enforcement_text(row['server_id'], *rates)}."
 
 
-def next_text(row: dict) -> str:
+def next_text(row: dict, stages: tuple[Stage, ...]) -> str:
     starts = row["next_stage_start_date"]
     if starts is None:
         if row["stage"] == 0:
             return "Nothing: no enforcement is planned for this server."
         return "Nothing further: this is the last stage, it lasts until the server is patched."
-    return (f"From {starts}, stage {row['stage'] + 1}: "
+    following = following_stage(row, stages)
+    number = following.number if following else row["stage"] + 1
+    return (f"From {starts}, stage {number}: "
             f"{enforcement_text(row['server_id'], row['next_stage_throttle_rate'], row['next_stage_block_rate'])}.")
 
 
+def following_stage(row: dict, stages: tuple[Stage, ...]) -> Stage | None:
+    """The stage that starts on the decision's next-stage date. Not always the one after the
+    decision's stage: while its org is paused a server is held at stage 1 and its clock runs on
+    later. The stage with the next rates whose plain day count is the latest not after that date
+    (a pause only ever moves a stage later)."""
+    starts = row["next_stage_start_date"]
+    if starts is None or row["first_detected"] is None:
+        return None
+    detected = date.fromisoformat(row["first_detected"][:10])
+    rates = (row["next_stage_throttle_rate"] or 0, row["next_stage_block_rate"] or 0)
+    fitting = [s for s in stages if s.number > row["stage"] and (s.throttle_minutes, s.block_minutes) == rates
+               and detected + timedelta(days=s.start_day) <= date.fromisoformat(starts)]
+    return max(fitting, key=lambda s: s.start_day, default=next((s for s in stages if s.number == row["stage"] + 1),
+                                                                None))
+
+
 def timeline(row: dict, history: list[dict], policy: PolicyConfig) -> list[dict]:
-    """Every stage of the running enforcement cycle with its start date: passed, current, next or
-    later. Later stages are projected from the next one's date (a pause or a patch changes them)."""
+    """Every stage of the running enforcement cycle with its start date: passed, current, held back
+    by a pause, next or later. Later stages are projected from the next one's date (a pause or a
+    patch changes them)."""
     if row["first_detected"] is None:
         return []
     detected = date.fromisoformat(row["first_detected"][:10])
     stages = policy.stages
-    following = next((s for s in stages if s.number == row["stage"] + 1), None)
+    following = following_stage(row, stages)
+    # Where the stage clock is: ahead of the decision's stage while a pause holds the server back.
+    reached = following.number - 1 if following else row["stage"]
     # How far pauses pushed the next stage beyond its plain day count; later stages move as much.
     shift = timedelta()
     if following and row["next_stage_start_date"]:
@@ -96,10 +117,12 @@ def timeline(row: dict, history: list[dict], policy: PolicyConfig) -> list[dict]
     this_cycle = [d for d in history if d["first_detected"] == row["first_detected"]]
     entries = []
     for stage in stages:
-        if stage.number < row["stage"]:
-            state, starts = "passed", detected + timedelta(days=stage.start_day)
-        elif stage.number == row["stage"]:
+        if stage.number == row["stage"]:
             state, starts = "current", detected + timedelta(days=stage.start_day)
+        elif stage.number < reached:
+            state, starts = "passed", detected + timedelta(days=stage.start_day)
+        elif stage.number == reached:
+            state, starts = "held back by the pause", detected + timedelta(days=stage.start_day)
         else:
             state = "next" if following and stage.number == following.number else "later"
             starts = detected + timedelta(days=stage.start_day) + shift

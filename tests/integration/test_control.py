@@ -14,6 +14,7 @@ from pipeline.web import client
 
 from tests.integration.conftest import ROOT, TESTS, Workers, _drained, isolated_env
 from tests.integration.test_mta import ask, free_port, request, start_mta
+from tests.integration.test_report_page import dom, screenshot
 
 PAUSED = ("ex16edge01.contoso.example", "contoso.example")
 EXEMPT = ("mail.fabrikam.example", None)
@@ -110,6 +111,13 @@ def test_pause_resume_budget_and_an_exemption_that_ends_on_its_day(tmp_path):
                                             ["resume", "contoso.example", "applied", "command"],
                                             ["exempt", EXEMPT[0], "applied", "command"]]
         assert log[1][4].startswith("over budget")
+
+        # The server's page shows its pause, the refused one and the moved stages, in a browser.
+        page = dom(tmp_path, f"http://127.0.0.1:{settings.web_port}/servers/contoso.example/{PAUSED[0]}")
+        assert "migration to Exchange SE" in page and "over budget: contoso.example has 60 of 90" in page
+        assert "enforcement paused until 2026-05-31" in page
+        screenshot(tmp_path, f"http://127.0.0.1:{settings.web_port}/servers/contoso.example/{PAUSED[0]}",
+                   "report-server-paused.png")
     finally:
         mta.terminate()
         mta.wait(30)

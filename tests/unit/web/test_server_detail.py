@@ -41,6 +41,18 @@ def test_a_paused_cycle_moves_the_projected_stages_with_the_next_one(outdated_pa
     assert [(e["stage"], e["starts"]) for e in detail["timeline"][2:4]] == [(3, "2026-02-16"), (4, "2026-02-26")]
 
 
+def test_a_server_held_at_stage_1_by_a_pause_shows_where_its_clock_is(outdated_page):
+    # Paused for 10 days after day 50: stage 1 enforced, the clock in stage 4; stage 5 (day 60,
+    # 5 minutes rejected and 30 deferred) comes 10 days late.
+    outdated_page["row"] = outdated_page["row"] | {
+        "stage": 1, "next_stage_start_date": "2026-03-13", "next_stage_throttle_rate": 30, "next_stage_block_rate": 5}
+    detail = server_detail(outdated_page, PolicyConfig(), load_catalog())
+    assert detail["next"].startswith("From 2026-03-13, stage 5: 5 minutes of every hour are rejected")
+    assert [(e["stage"], e["state"], e["starts"]) for e in detail["timeline"]][:6] == [
+        (1, "current", "2026-01-02"), (2, "passed", "2026-02-01"), (3, "passed", "2026-02-11"),
+        (4, "held back by the pause", "2026-02-21"), (5, "next", "2026-03-13"), (6, "later", "2026-03-23")]
+
+
 def test_builds_come_with_release_names_and_kb_links_and_unsupported_products_with_an_upgrade(servers, outdated_page):
     catalog = load_catalog()
     assert catalog_entry("15.1.2507.72", catalog) == {
