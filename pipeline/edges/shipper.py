@@ -388,7 +388,13 @@ class Shipper:
             else:
                 future.add_errback(record.failed)
             before = record.after
-            if self._unacknowledged >= FLUSH_LINES:
+            if self._outage_since is not None:
+                # After an outage, one record at a time until the broker takes one: a record that
+                # expires (still connecting) while a later one of its source gets through would
+                # have the later one sent again, repeating its lines.
+                self._acknowledged()
+                self._broker_back()
+            elif self._unacknowledged >= FLUSH_LINES:
                 self._acknowledged()
         if current.done and not was_done:
             self._pending.append(Sent(identity, 0, before, current.position()))

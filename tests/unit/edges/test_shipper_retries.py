@@ -102,15 +102,26 @@ def _log(tmp_path, lines=5):
 
 def test_lines_the_broker_did_not_take_are_sent_again_once_and_in_order(tmp_path, broker, capsys):
     log = _log(tmp_path)
-    # Records 2 to 5 fail (no leader yet), then again on the second try (timed out).
+    # Records 2 to 5 fail (no leader yet), then record 2 again on the second try (timed out).
     no_leader, timed_out = NotLeaderForPartitionError(), KafkaTimeoutError()
-    stand_in = broker([None, *[no_leader] * 4, timed_out, *[no_leader] * 3])
+    stand_in = broker([None, *[no_leader] * 4, timed_out])
     assert ship(Settings(), [str(log)], checkpoint=tmp_path / "cp.json") == 5
     assert stand_in.taken == [(b"l%d\n" % n, n) for n in range(1, 6)]
     assert Checkpoint(tmp_path / "cp.json").positions[str(log.resolve())] == Position(log.stat().st_ino, 15, 5)
     said = capsys.readouterr().err.splitlines()
     assert len(said) == 2 and "did not take every line" in said[0] and "NotLeaderForPartitionError" in said[0]
     assert said[1].startswith("the broker takes lines again") and "2 tries" in said[1]
+
+
+def test_after_an_outage_one_record_goes_first_so_that_no_later_one_is_taken_twice(tmp_path, broker, capsys):
+    log = _log(tmp_path)
+    timed_out = KafkaTimeoutError()
+    # Records 2 to 5 time out; then record 2 times out once more (the broker still coming up)
+    # where record 3 would already get through; then everything is taken.
+    stand_in = broker([None, *[timed_out] * 4, timed_out, None, None])
+    assert ship(Settings(), [str(log)], checkpoint=tmp_path / "cp.json") == 5
+    assert stand_in.taken == [(b"l%d\n" % n, n) for n in range(1, 6)]
+    assert "2 tries" in capsys.readouterr().err
 
 
 def test_a_send_that_raises_a_retriable_error_is_sent_again(tmp_path, broker):
