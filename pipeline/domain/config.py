@@ -307,13 +307,13 @@ def _pauses(value: Any, key: str) -> tuple[Pause, ...]:
     pauses = []
     for index, entry in enumerate(_tables(value, key, _PAUSE_KEYS)):
         where = f"{key}[{index}]"
-        pauses.append(Pause(text(entry["org"], f"{where}.org"), _day(entry["start"], f"{where}.start"),
+        pauses.append(Pause(text(entry["org"], f"{where}.org"), day(entry["start"], f"{where}.start"),
                             integer(entry["days"], f"{where}.days", 1)))
     return tuple(pauses)
 
 
-def _day(value: Any, key: str) -> date:
-    """A TOML date (2026-03-01) or the same as a string."""
+def day(value: Any, key: str) -> date:
+    """A TOML date (2026-03-01) or the same as a string (also what a control command names)."""
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
     if isinstance(value, str):

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from pipeline.domain.config import day
 from pipeline.domain.control import ACTIONS, ControlCommand
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
 from pipeline.settings import Settings
@@ -41,8 +42,8 @@ def command_from_request(payload: object, issued_at: datetime, issued_by: str) -
     if not isinstance(reason, str):
         raise ValueError(f"reason must be text, got {reason!r}")
     return ControlCommand(uuid.uuid4().hex, action, target.strip().lower(), issued_at,
-                          start=_day(payload.get("start"), "start"), days=days,
-                          until=_day(payload.get("until"), "until"), reason=reason.strip(), issued_by=issued_by)
+                          start=_optional_day(payload, "start"), days=days,
+                          until=_optional_day(payload, "until"), reason=reason.strip(), issued_by=issued_by)
 
 
 def submit(settings: Settings, payload: object, issued_by: str = "http") -> dict:
@@ -90,12 +91,5 @@ def send_and_wait(settings: Settings, command: ControlCommand, timeout_s: float)
         consumer.close()
 
 
-def _day(value: object, name: str) -> date | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise ValueError(f"{name} must be a date like 2026-03-01, got {value!r}")
+def _optional_day(payload: dict, name: str) -> date | None:
+    return None if payload.get(name) is None else day(payload[name], name)
