@@ -32,6 +32,7 @@ from pipeline.domain.report import iso_utc
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
 from pipeline.settings import Settings
 from pipeline.streaming import records, topics
+from pipeline.streaming.admin import read_compacted
 from pipeline.streaming.avro import ENFORCEMENT_DECISION, AvroDecodeError
 
 log = logging.getLogger(__name__)
@@ -194,21 +195,13 @@ def ensure_ledger_topic(settings: Settings) -> str:
 
 def read_ledger(settings: Settings, topic: str) -> Ledger:
     """The notices sent so far, from mail.notices up to its end."""
-    latest: dict[bytes, bytes | None] = {}
-    consumer = _consumer(settings)
-    try:
-        for record in _read_to_end(consumer, _assign_from_start(consumer, topic)):
-            latest[record.key] = record.value  # compaction may not have run yet: the last value counts
-    finally:
-        consumer.close()
     ledger = Ledger()
-    for key, value in latest.items():
-        if value is None:
-            continue
-        try:
-            ledger.add(SentNotice.from_json(json.loads(value)))
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("skipped the unreadable notice record %r in %s: %s", key, topic, exc)
+    for values in read_compacted(settings, topic).values():
+        for key, value in values.items():
+            try:
+                ledger.add(SentNotice.from_json(json.loads(value)))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("skipped the unreadable notice record %r in %s: %s", key, topic, exc)
     log.info("%d notices sent before, for %d servers", len(ledger.events), len(ledger.told))
     return ledger
 

@@ -108,3 +108,27 @@ def wait_until_drained(
             idle_since = None
         time.sleep(0.5)
     raise TimeoutError(f"the worker still had {lag(settings)} messages to process after {timeout:.0f} s")
+
+
+def read_compacted(settings: Settings, topic: str) -> dict[int, dict[bytes, bytes]]:
+    """A compacted topic (a table's changelog, mail.notices) read to its end: the latest value of
+    each key per partition, deleted keys left out (compaction may not have run yet)."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        latest: dict[int, dict[bytes, bytes]] = {tp.partition: {} for tp in partitions}
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            for tp, records in consumer.poll(timeout_ms=1000).items():
+                for record in records:
+                    if record.offset >= ends[tp]:
+                        continue
+                    if record.value is None:
+                        latest[tp.partition].pop(record.key, None)
+                    else:
+                        latest[tp.partition][record.key] = record.value
+        return latest
+    finally:
+        consumer.close()

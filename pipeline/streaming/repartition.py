@@ -191,7 +191,8 @@ def repartition(settings: Settings, new_count: int, leave_unplaced: bool = False
         if reason:
             raise Refused(reason)
         old_count = next(iter(counts.values()))
-        tables = {table: read_changelog(settings, topic) for table, topic in changelogs.items() if topic in existing}
+        tables = {table: housekeeping.read_compacted(settings, topic)
+                  for table, topic in changelogs.items() if topic in existing}
         plans, open_sources = _plans(settings, tables, old_count, new_count)
         spread = spread_controls(tables.get(topics.CONTROLS_IN_FORCE_TABLE, {}), new_count)
         unplaced = [(table, p, key) for table, table_plan in plans.items() for p, key in table_plan.unplaced]
@@ -266,29 +267,6 @@ def raw_record_keys(settings: Settings,
                 if record.offset == offset and record.key:
                     found[state_key] = record.key
         return found
-    finally:
-        consumer.close()
-
-
-def read_changelog(settings: Settings, topic: str) -> Changelog:
-    """A changelog topic read to its end: the latest value of each key per partition."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        latest: Changelog = {tp.partition: {} for tp in partitions}
-        while any(consumer.position(tp) < ends[tp] for tp in partitions):
-            for tp, records in consumer.poll(timeout_ms=1000).items():
-                for record in records:
-                    if record.offset >= ends[tp]:
-                        continue
-                    if record.value is None:
-                        latest[tp.partition].pop(record.key, None)
-                    else:
-                        latest[tp.partition][record.key] = record.value
-        return latest
     finally:
         consumer.close()
 
