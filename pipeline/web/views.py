@@ -26,9 +26,11 @@ another), 403 when none is configured where one is needed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import ipaddress
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import faust
 from faust.web import Request, Response, View
@@ -68,109 +70,111 @@ def register_ops(app: faust.App, health: Callable[[], dict], metrics: Metrics) -
             return self.bytes(generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
 
+class Refused(Exception):
+    """A request answered otherwise than with its page: the 400, 401, 403, 404 or 503 `response`."""
+
+    def __init__(self, response: Response):
+        super().__init__(response.status)
+        self.response = response
+
+
+def answering(handler: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
+    """A view method whose helpers raise Refused: the refusal becomes the answer."""
+    @functools.wraps(handler)
+    async def answer(view: View, request: Request, **kwargs: str) -> Response:
+        try:
+            return await handler(view, request, **kwargs)
+        except Refused as refused:
+            return refused.response
+    return answer
+
+
 def register_reports(app: faust.App, with_client: ClientCall, settings: Settings, catalog: Catalog) -> None:
     """`with_client(fn)` runs fn(client) on the reader, whatever the sink's writes are doing. A read
     behind an earlier one that hangs fails fast (ClickHouseBusy): 503 with Retry-After. `settings`
     give the policy's stages, the bind and the token; `catalog` the release names of builds."""
 
-    async def read(view: View, fn: Callable) -> tuple[object, Response | None]:
-        """(what fn read, None), or (None, the 503 to answer)."""
+    async def read(view: View, fn: Callable) -> Any:
         try:
-            return await with_client(fn), None
+            return await with_client(fn)
         except ClickHouseBusy as exc:
-            return None, _busy(view, exc)
+            raise Refused(_busy(view, exc)) from None
 
-    async def servers_list(view: View, request: Request) -> tuple[tuple[dict, list[dict], ServerFilter] | None,
-                                                                   Response | None]:
-        """((overview, the rows the query string chooses, its filter), None), or (None, the 400 or
-        503 to answer)."""
+    async def servers_list(view: View, request: Request) -> tuple[dict, list[dict], ServerFilter]:
+        """The overview, the rows the query string chooses, and its filter."""
         try:
             chosen = ServerFilter.from_query(request.query)
         except ValueError as exc:
-            return None, view.json({"error": str(exc)}, status=400)
-        overview, busy = await read(view, report_queries.overview)
-        if busy is not None:
-            return None, busy
-        assert isinstance(overview, dict)
-        return (overview, chosen.apply(overview["servers"]), chosen), None
+            raise Refused(view.json({"error": str(exc)}, status=400)) from None
+        overview = await read(view, report_queries.overview)
+        return overview, chosen.apply(overview["servers"]), chosen
 
-    async def one_server(view: View, server_id: str) -> tuple[dict | None, Response | None]:
-        """(the server's detail or None for a server the report does not know, None), or (None, the 503)."""
-        page, busy = await read(view, lambda client: report_queries.server_page(client, server_id))
-        if busy is not None or page is None:
-            return None, busy
-        assert isinstance(page, dict)
-        return server_detail(page, settings.policy, catalog), None
+    async def one_server(view: View, server_id: str) -> dict | None:
+        """The server's detail, or None for a server the report does not know."""
+        page = await read(view, lambda client: report_queries.server_page(client, server_id))
+        return None if page is None else server_detail(page, settings.policy, catalog)
 
     @app.page("/report")
     class ReportJson(View):
+        @answering
         async def get(self, request: Request) -> Response:
-            rows, busy = await read(self, queries.report)
-            return busy or self.json(rows)
+            return self.json(await read(self, queries.report))
 
     @app.page("/report.html")
     class ReportPage(View):
+        @answering
         async def get(self, request: Request) -> Response:
-            listed, refused = await servers_list(self, request)
-            if refused is not None:
-                return refused
-            assert listed is not None
-            overview, shown, chosen = listed
+            overview, shown, chosen = await servers_list(self, request)
             summary = summarize(overview["servers"], overview["newest_event"], settings.policy.stages)
             return self.html(pages.overview_page(summary, shown, overview["servers"], chosen, overview["control"]))
 
     @app.page("/report.csv")
     class ReportCsv(View):
+        @answering
         async def get(self, request: Request) -> Response:
-            listed, refused = await servers_list(self, request)
-            if refused is not None:
-                return refused
-            assert listed is not None
-            return self.text(pages.servers_csv(listed[1], report_queries.SERVER_COLUMNS), content_type="text/csv",
+            _, shown, _ = await servers_list(self, request)
+            return self.text(pages.servers_csv(shown, report_queries.SERVER_COLUMNS), content_type="text/csv",
                              headers={"Content-Disposition": "attachment; filename=servers.csv"})
 
     @app.page("/api/summary")
     class SummaryJson(View):
+        @answering
         async def get(self, request: Request) -> Response:
-            overview, busy = await read(self, report_queries.overview)
-            if busy is not None:
-                return busy
-            assert isinstance(overview, dict)
+            overview = await read(self, report_queries.overview)
             return self.json(summarize(overview["servers"], overview["newest_event"], settings.policy.stages))
 
     @app.page("/api/servers")
     class ServersJson(View):
+        @answering
         async def get(self, request: Request) -> Response:
-            listed, refused = await servers_list(self, request)
-            if refused is not None:
-                return refused
-            assert listed is not None
-            return self.json(listed[1])
+            _, shown, _ = await servers_list(self, request)
+            return self.json(shown)
 
     # A server_id holds a slash when the server has an org (org/server).
     @app.page("/api/servers/{server_id:.+}")
     class ServerJson(View):
+        @answering
         async def get(self, request: Request, server_id: str) -> Response:
-            detail, busy = await one_server(self, server_id)
+            detail = await one_server(self, server_id)
             if detail is None:
-                return busy or self.json({"error": f"no server {server_id!r} in the report"}, status=404)
+                return self.json({"error": f"no server {server_id!r} in the report"}, status=404)
             return self.json(detail)
 
     @app.page("/servers/{server_id:.+}")
     class ServerPage(View):
+        @answering
         async def get(self, request: Request, server_id: str) -> Response:
-            detail, busy = await one_server(self, server_id)
+            detail = await one_server(self, server_id)
             if detail is None:
-                return busy or self.html(
+                return self.html(
                     pages.message_page("Unknown server", f"The report has no server {server_id!r}."), status=404)
             return self.html(pages.server_page(detail))
 
     @app.page("/sql")
     class Sql(View):
+        @answering
         async def post(self, request: Request) -> Response:
-            refused = _refusal(self, request, settings, write=False)
-            if refused is not None:
-                return refused
+            _check_token(self, request, settings, write=False)
             body = await request.json()
             query = body.get("query") if isinstance(body, dict) else None
             if not isinstance(query, str) or not query.strip():
@@ -186,10 +190,9 @@ def register_reports(app: faust.App, with_client: ClientCall, settings: Settings
 
     @app.page("/control")
     class Control(View):
+        @answering
         async def post(self, request: Request) -> Response:
-            refused = _refusal(self, request, settings, write=True)
-            if refused is not None:
-                return refused
+            _check_token(self, request, settings, write=True)
             try:
                 # Sending waits for the broker's acknowledgement: in a thread, not on the event loop.
                 return self.json(await asyncio.to_thread(control.submit, settings, await request.json()))
@@ -206,19 +209,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _refusal(view: View, request: Request, settings: Settings, write: bool) -> Response | None:
-    """The 401 or 403 answer to a request that needs the token and does not bring it; None when it
-    may go on. Writes always need it; reads (SQL) only on a web port bound beyond loopback."""
+def _check_token(view: View, request: Request, settings: Settings, write: bool) -> None:
+    """Refused (401 or 403) when the request needs the token and does not bring it. Writes always
+    need it; reads (SQL) only on a web port bound beyond loopback."""
     if not write and is_loopback(settings.web_host):
-        return None
+        return
     if settings.web_token is None:
         what = "writes over HTTP" if write else f"SQL on a web port bound to {settings.web_host}"
-        return view.json({"error": f"{what} need a token: set web_token (PATCHGATE_WEB_TOKEN)"}, status=403)
+        raise Refused(view.json({"error": f"{what} need a token: set web_token (PATCHGATE_WEB_TOKEN)"}, status=403))
     scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(), settings.web_token.encode()):
-        return view.json({"error": "send Authorization: Bearer <web_token>"}, status=401,
-                         headers={"WWW-Authenticate": "Bearer"})
-    return None
+        raise Refused(view.json({"error": "send Authorization: Bearer <web_token>"}, status=401,
+                                headers={"WWW-Authenticate": "Bearer"}))
 
 
 def _busy(view: View, exc: ClickHouseBusy) -> Response:
