@@ -19,12 +19,13 @@ DEFERRED, REJECTED = "450 4.7.230", "550 5.7.230"
 
 def server_detail(page: dict, policy: PolicyConfig, catalog: Catalog) -> dict:
     row = page["row"]
-    stages = timeline(row, page["history"], policy)
+    following = following_stage(row, policy.stages)
+    stages = timeline(row, page["history"], policy.stages, following)
     return {
         "server": row,
         "newest_event": page["newest_event"],
         "now": now_text(row, page["history"], stages),
-        "next": next_text(row, policy.stages),
+        "next": next_text(row, following),
         "timeline": stages,
         "recommended": [catalog_entry(build, catalog) for build in row["recommended_builds"]],
         "upgrade": upgrade_target(row, policy, catalog),
@@ -71,13 +72,12 @@ def now_text(row: dict, history: list[dict], stages: list[dict]) -> str:
     return f"Stage {row['stage']}{since}: {enforcement_text(row['server_id'], *rates)}."
 
 
-def next_text(row: dict, stages: tuple[Stage, ...]) -> str:
+def next_text(row: dict, following: Stage | None) -> str:
     starts = row["next_stage_start_date"]
     if starts is None:
         if row["stage"] == 0:
             return "Nothing: no enforcement is planned for this server."
         return "Nothing further: this is the last stage, it lasts until the server is patched."
-    following = following_stage(row, stages)
     number = following.number if following else row["stage"] + 1
     return (f"From {starts}, stage {number}: "
             f"{enforcement_text(row['server_id'], row['next_stage_throttle_rate'], row['next_stage_block_rate'])}.")
@@ -99,15 +99,13 @@ def following_stage(row: dict, stages: tuple[Stage, ...]) -> Stage | None:
                                                                 None))
 
 
-def timeline(row: dict, history: list[dict], policy: PolicyConfig) -> list[dict]:
+def timeline(row: dict, history: list[dict], stages: tuple[Stage, ...], following: Stage | None) -> list[dict]:
     """Every stage of the running enforcement cycle with its start date: passed, current, held back
     by a pause, next or later. Later stages are projected from the next one's date (a pause or a
     patch changes them)."""
     if row["first_detected"] is None:
         return []
     detected = date.fromisoformat(row["first_detected"][:10])
-    stages = policy.stages
-    following = following_stage(row, stages)
     # Where the stage clock is: ahead of the decision's stage while a pause holds the server back.
     reached = following.number - 1 if following else row["stage"]
     # How far pauses pushed the next stage beyond its plain day count; later stages move as much.
