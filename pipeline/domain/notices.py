@@ -22,7 +22,7 @@ from urllib.parse import quote
 from pipeline.domain.catalog import UNSUPPORTED, VULNERABLE_STATUSES
 from pipeline.domain.notify_config import NotifyConfig
 from pipeline.domain.policy import Decision
-from pipeline.domain.windows import window_offset
+from pipeline.domain.windows import minutes_text, window_offset
 
 THROTTLE_WARNING, BLOCK_WARNING = "throttle-warning", "block-warning"
 
@@ -219,6 +219,4 @@ def _minutes(count: int) -> str:
 
 
 def _window(start: int, count: int) -> str:
-    if count >= 60:
-        return "all hour"
-    return f"minutes {start % 60} to {(start + count - 1) % 60} UTC"
+    return "all hour" if count >= 60 else f"{minutes_text(start % 60, count)} UTC"

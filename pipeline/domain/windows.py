@@ -24,6 +24,19 @@ def action_at(server_id: str, throttle_minutes: int, block_minutes: int, minute:
     return None
 
 
+def minutes_text(start: int, count: int) -> str:
+    """Minutes of the hour from `start` on, in words: "minutes 17 to 21"; a window past the hour
+    wraps ("minutes 58 to 59 and 0 to 2")."""
+    if count >= 60:
+        return "every minute"
+    end = (start + count - 1) % 60
+    if count == 1:
+        return f"minute {start}"
+    if end >= start:
+        return f"minutes {start} to {end}"
+    return f"minutes {'59' if start == 59 else f'{start} to 59'} and 0 to {end}"
+
+
 def throttle_reply(minutes: int) -> str:
     return f"450 4.7.230 Connecting server version is out-of-date; connection throttled for {minutes} mins/hr."
 

@@ -11,7 +11,7 @@ from datetime import date, timedelta
 
 from pipeline.domain.catalog import Catalog, CatalogBuild
 from pipeline.domain.config import PolicyConfig, Stage
-from pipeline.domain.windows import window_offset
+from pipeline.domain.windows import minutes_text, window_offset
 
 KB_URL = "https://support.microsoft.com/help/{number}"
 DEFERRED, REJECTED = "450 4.7.230", "550 5.7.230"
@@ -33,18 +33,6 @@ def server_detail(page: dict, policy: PolicyConfig, catalog: Catalog) -> dict:
         "controls": controls_for(row, page["control"]),
         "history": page["history"],
     }
-
-
-def minutes_text(start: int, count: int) -> str:
-    """Minutes of the hour from `start` on, e.g. "minutes 17 to 21"; a span past the hour wraps."""
-    if count >= 60:
-        return "every minute"
-    end = (start + count - 1) % 60
-    if count == 1:
-        return f"minute {start}"
-    if end >= start:
-        return f"minutes {start} to {end}"
-    return f"minutes {start} to 59 and 0 to {end}"
 
 
 def enforcement_text(server_id: str, throttle: int | None, block: int | None) -> str:

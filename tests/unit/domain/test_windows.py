@@ -1,6 +1,6 @@
 from collections import Counter
 
-from pipeline.domain.windows import BLOCK, THROTTLE, action_at, block_reply, throttle_reply, window_offset
+from pipeline.domain.windows import BLOCK, THROTTLE, action_at, block_reply, minutes_text, throttle_reply, window_offset
 
 
 def test_windows_cover_exactly_the_configured_minutes_from_the_offset():
@@ -31,3 +31,10 @@ def test_full_block_and_no_enforcement():
 def test_reply_texts():
     assert throttle_reply(5) == "450 4.7.230 Connecting server version is out-of-date; connection throttled for 5 mins/hr."
     assert block_reply(60) == "550 5.7.230 Connecting server version is out-of-date; connection blocked for 60 mins/hr."
+
+
+def test_minutes_of_the_hour_wrap_past_the_hour():
+    assert minutes_text(17, 5) == "minutes 17 to 21"
+    assert minutes_text(58, 5) == "minutes 58 to 59 and 0 to 2"
+    assert minutes_text(59, 30) == "minutes 59 and 0 to 28"
+    assert (minutes_text(3, 1), minutes_text(9, 60)) == ("minute 3", "every minute")

@@ -1,14 +1,8 @@
 from pipeline.catalog_files import load_catalog
 from pipeline.domain.config import PolicyConfig
-from pipeline.web.server_detail import catalog_entry, enforcement_text, minutes_text, server_detail
+from pipeline.web.server_detail import catalog_entry, enforcement_text, server_detail
 
 OUTDATED_ID = "contoso.example/ex16mbx01.contoso.example"  # window offset 44
-
-
-def test_minutes_of_the_hour_wrap_past_the_hour():
-    assert minutes_text(17, 5) == "minutes 17 to 21"
-    assert minutes_text(58, 5) == "minutes 58 to 59 and 0 to 2"
-    assert (minutes_text(3, 1), minutes_text(9, 60)) == ("minute 3", "every minute")
 
 
 def test_enforcement_names_the_window_block_minutes_first():
