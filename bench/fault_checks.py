@@ -23,7 +23,8 @@ from pipeline.domain.report import evaluate_row
 from pipeline.edges.decisions import read_decisions
 from pipeline.evaluate import read_observations
 from pipeline.streaming import topics
-from pipeline.streaming.avro import DEAD_LETTER
+from pipeline.streaming.avro import DEAD_LETTER, SERVER_OBSERVATION
+from pipeline.streaming.records import observation_from_record
 from tests.integration.conftest import _read_topic as read_topic
 
 # How `patchgate evaluate` prints a bad line (ParseError): "file:line (byte N): reason", after
@@ -160,11 +161,24 @@ def audit_rows(pipeline: Pipeline, decisions: list[Decision], messages: set[tupl
         audit.problems.append(f"server_messages read with FINAL {audit.messages[2]} != distinct {audit.messages[1]}")
     for what, count in (("decisions missing", audit.decisions_missing),
                         ("decisions not published", audit.decisions_extra),
-                        ("messages missing", audit.messages_missing),
                         ("messages not in the files", audit.messages_extra)):
         if count:
             audit.problems.append(f"{count} {what} in ClickHouse")
+    if audit.messages_missing:
+        audit.problems.append(_where_messages_went_missing(pipeline, messages - stored_messages))
     return audit
+
+
+def _where_messages_went_missing(pipeline: Pipeline, missing: set[tuple[str, str]]) -> str:
+    """Which step lost them: on mail.observations, the sink did; not there, the workers did."""
+    published = set()
+    for record in read_topic(pipeline.settings, topics.OBSERVATIONS):
+        observation = observation_from_record(SERVER_OBSERVATION.decode(record.value))
+        published.update((observation.server_id, key) for key in observation.message_keys)
+    on_topic = missing & published
+    return (f"{len(missing)} messages missing in ClickHouse, {len(on_topic)} of them on "
+            f"{topics.OBSERVATIONS} (lost by the sink), {len(missing) - len(on_topic)} not (lost by the workers); "
+            f"e.g. {sorted(missing)[:3]}")
 
 
 @dataclass
