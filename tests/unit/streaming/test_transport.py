@@ -84,3 +84,53 @@ def test_fetched_before_seek():
     assert fetched_before_seek(10, 10)
     assert fetched_before_seek(11, 10)
     assert fetched_before_seek(0, None)
+
+
+def acks_counted(generations: list[int], now: int) -> list[int]:
+    """The offsets the worker's consumer counts as acked (to commit) of records 10, 11, ... fetched
+    in `generations`, acked once the group is at generation `now`."""
+    app = processing_app(Settings(app_id="pg-unit", topic_prefix="pg-unit."), load_catalog())
+    consumer = app.consumer
+    app.topics.acks_enabled_for = lambda topic: True
+    app.consumer_generation_id = now
+    for offset, generation in enumerate(generations, start=10):
+        message = consumer._to_message(RAW, record(offset))
+        message.generation_id = generation
+        consumer.track_message(message)
+        consumer.ack(message)
+        assert message.acked and message not in consumer._unacked_messages
+    return list(consumer._acked[RAW])
+
+
+def test_acks_of_records_fetched_before_the_rebalance_are_not_counted(caplog):
+    # 10 and 11 were fetched before the rebalance to generation 3 and finished after it: counted,
+    # they would let the commit pass their copies fetched again, before an agent had them.
+    with caplog.at_level("INFO", logger="pipeline.streaming.transport"):
+        assert acks_counted([2, 2, 3, 3], now=3) == [12, 13]
+    assert caplog.text.count("not counting acks of pg-unit.mail.logs.raw/0 from offset 10") == 1
+
+
+def test_acks_in_the_current_generation_are_counted():
+    assert acks_counted([4, 4, 4], now=4) == [10, 11, 12]
+
+
+def test_the_seek_at_a_rebalance_forgets_the_acks_counted_before_it():
+    # 50 and 51 were skipped (so acked) while the rebalance ran; the seek goes back to 40.
+    app = processing_app(Settings(app_id="pg-unit", topic_prefix="pg-unit."), load_catalog())
+    consumer = app.consumer
+    consumer._acked[RAW].extend([50, 51])
+    consumer._acked_index[RAW].update({50, 51})
+
+    async def committed():
+        return {RAW: 40}
+    consumer.seek_to_committed = committed
+    consumer.assignment = lambda: {RAW}
+    asyncio.run(consumer.perform_seek())
+    assert (consumer._committed_offset[RAW], consumer._read_offset[RAW]) == (40, 40)
+    # 40..49 done again: the commit may go to 50, not past 50 and 51 before their copies are done.
+    app.topics.acks_enabled_for = lambda topic: True
+    for offset in range(40, 50):
+        message = consumer._to_message(RAW, record(offset))
+        consumer.track_message(message)
+        consumer.ack(message)
+    assert consumer._new_offset(RAW) == 50
