@@ -19,6 +19,12 @@ When the broker does not take lines (it is down, or a restarted broker has not e
 leader yet), the producer retries by itself for a while; what it gives up on, the shipper sends
 again from the last line the broker took, as a restart would, after a pause that grows to at most
 BACKOFF_MAX_S. Only an error Kafka marks as not retriable ends the shipping.
+
+A record the producer reports failed may have been written all the same: a broker stopping wrote it
+and closed the connection before answering, or its answer came after the delivery timeout. So
+before sending again, the shipper reads the topic back from the first unconfirmed record's send
+time and goes on after the records of that source found there (by first line, first byte and
+checksum), rather than writing them twice.
 """
 from __future__ import annotations
 
@@ -26,12 +32,13 @@ import json
 import os
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from pipeline.contracts import packing
@@ -52,6 +59,11 @@ REQUEST_TIMEOUT_MS = 20_000
 # Pauses between two attempts to send what the broker did not take: doubling, up to the maximum.
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 5.0
+# Reading the topic back after a failure starts this long before the first unconfirmed send: the
+# broker keeps the producer's timestamp (CreateTime), so this only covers rounding.
+READ_BACK_MARGIN_MS = 1_000
+READ_BACK_TIMEOUT_S = 30.0
+READ_BACK_BOOTSTRAP_MS = 3_000
 
 
 @dataclass
@@ -219,13 +231,17 @@ def _pieces(chunk: Chunk) -> Iterator[Chunk]:
 class Sent:
     """A record given to the producer: its source, how many lines it holds, where the source stood
     before and after it, and, once the broker answered, the error if it did not take it. A record
-    of no lines marks a position change alone (a compressed file read to its end)."""
+    of no lines marks a position change alone (a compressed file read to its end). `mark` tells
+    the record apart on the topic: its first line, first byte offset and the CRC-32 of its value;
+    `sent_ms` is its timestamp."""
 
     source: str
     lines: int
     before: Position
     after: Position
     failure: Exception | None = None
+    mark: tuple[int, int | None, int] | None = None
+    sent_ms: int = 0
 
     def failed(self, failure: Exception) -> None:
         self.failure = failure
@@ -234,31 +250,77 @@ class Sent:
 @dataclass
 class Settled:
     """What the broker took of records sent: per source, the position after the last line it took
-    with every line before it (`reached`), and where to send again from (`resend`, for a source
-    with a record not taken); how many lines it took; the errors of the records it did not take."""
+    with every line before it (`reached`), and the records from its first one not taken on
+    (`unconfirmed`, to be read back from the topic before sending again); how many lines it took;
+    the errors of the records it did not take."""
 
     reached: dict[str, Position]
-    resend: dict[str, Position]
+    unconfirmed: dict[str, list[Sent]]
     lines: int
     failures: list[Exception]
 
 
 def settle(records: list[Sent]) -> Settled:
     """Sort answered `records`, in the order they were sent, into what the broker took and what is
-    to be sent again. A source's records after its first one not taken are sent again even if the
-    broker took them: that keeps every source's lines in order (it can repeat lines, when a record
-    outlives the producer's retries while a later one of the same source gets through)."""
+    unconfirmed. A source's records after its first one not taken are unconfirmed even if the broker
+    took them: that keeps every source's lines in order."""
     settled = Settled({}, {}, 0, [])
     for record in records:
-        if record.source in settled.resend:
-            continue
-        if record.failure is None:
+        if record.source in settled.unconfirmed:
+            settled.unconfirmed[record.source].append(record)
+        elif record.failure is None:
             settled.reached[record.source] = record.after
             settled.lines += record.lines
         else:
-            settled.resend[record.source] = record.before
+            settled.unconfirmed[record.source] = [record]
             settled.failures.append(record.failure)
     return settled
+
+
+def written_prefix(records: list[Sent], on_topic: set[tuple[int, int | None, int]]) -> list[Sent]:
+    """The leading `records` (unconfirmed, of one source, in the order sent) found on the topic:
+    the broker wrote them though it did not say so. Sending goes on after them; a record found
+    after one missing is sent again, to keep the source's lines in order."""
+    written: list[Sent] = []
+    for record in records:
+        if record.mark is not None and record.mark not in on_topic:
+            break
+        written.append(record)
+    return written
+
+
+def read_back(bootstrap_servers: str, topic: str, since_ms: int, sources: set[str]) -> dict[str, set]:
+    """The marks (first line, first byte, CRC-32 of the value) of the packed records of `sources`
+    (their keys) on `topic` from `since_ms` on. KafkaError when the broker cannot say."""
+    # A broker still down is said within seconds (the default waits 30 s), and tried again later.
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+                             bootstrap_timeout_ms=READ_BACK_BOOTSTRAP_MS)
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise KafkaError(f"no metadata for {topic} yet")
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        starts = consumer.offsets_for_times(dict.fromkeys(assigned, since_ms))
+        ends = consumer.end_offsets(assigned)
+        left = {tp for tp, found in starts.items() if found is not None and found.offset < ends[tp]}
+        for tp in left:
+            consumer.seek(tp, starts[tp].offset)
+        marks: dict[str, set] = {source: set() for source in sources}
+        deadline = time.monotonic() + READ_BACK_TIMEOUT_S
+        while left:
+            if time.monotonic() > deadline:
+                raise KafkaError(f"reading {topic} back took over {READ_BACK_TIMEOUT_S:g} s")
+            for batch in consumer.poll(timeout_ms=500).values():
+                for message in batch:
+                    source = (message.key or b"").decode("utf-8", "replace")
+                    position = packing.packed_position(message.headers)
+                    if source in marks and position is not None:
+                        marks[source].add((*position, zlib.crc32(message.value or b"")))
+            left = {tp for tp in left if consumer.position(tp) < ends[tp]}
+        return marks
+    finally:
+        consumer.close()
 
 
 def retriable(failure: Exception) -> bool:
@@ -278,6 +340,7 @@ class BrokerUnavailable(Exception):
 class Shipper:
     def __init__(self, settings: Settings, checkpoint: Checkpoint, progress: TextIO | None = None):
         self.topic = settings.topic(topics.RAW)
+        self.bootstrap_servers = settings.bootstrap_servers
         self.checkpoint = checkpoint
         self.progress = progress
         self.producer = KafkaProducer(
@@ -296,6 +359,8 @@ class Shipper:
         # Sent and not yet acknowledged: the records in the order sent, and how many lines they hold.
         self._pending: list[Sent] = []
         self._unacknowledged = 0
+        # Per source, the records the broker did not confirm, to read back before sending again.
+        self._unconfirmed: dict[str, list[Sent]] = {}
         # While the broker does not take lines: when that began, and how many tries since.
         self._outage_since: float | None = None
         self._attempts = 0
@@ -306,6 +371,7 @@ class Shipper:
         try:
             while True:
                 try:
+                    self._read_back_unconfirmed()
                     for path in expand(paths):
                         self._ship_path(path, final=not follow)
                     self._acknowledged()
@@ -376,11 +442,13 @@ class Shipper:
         was_done, was_damaged = current.done, current.damage is not None
         before = current.position()
         for chunk in current.read(final):
-            record = Sent(identity, chunk.lines, before, current.position())
+            record = Sent(identity, chunk.lines, before, current.position(),
+                          mark=(chunk.first_line, chunk.first_offset, zlib.crc32(chunk.data)),
+                          sent_ms=int(time.time() * 1000))
             self._pending.append(record)
             self._unacknowledged += chunk.lines
             try:
-                future = self.producer.send(self.topic, key=key, value=chunk.data,
+                future = self.producer.send(self.topic, key=key, value=chunk.data, timestamp_ms=record.sent_ms,
                                             headers=packing.headers(chunk.first_line, chunk.first_offset))
             except KafkaError as exc:  # no leader known within max_block_ms, say
                 record.failed(exc)
@@ -423,12 +491,35 @@ class Shipper:
         if settled.failures:
             # Every file is opened again at its checkpoint, as after a restart: a read broken off
             # here (a UTF-16 export half sent, say) is not left half done.
-            self.checkpoint.positions.update(settled.resend)
+            for source, records in settled.unconfirmed.items():
+                self.checkpoint.positions[source] = records[0].before
+                self._unconfirmed.setdefault(source, []).extend(records)
             for reading in self.open.values():
                 reading.close()
             self.open.clear()
             raise BrokerUnavailable(settled.failures[0])
         self._report()
+
+    def _read_back_unconfirmed(self) -> None:
+        """Move each source with unconfirmed records past those the broker wrote all the same
+        (read back from the topic); BrokerUnavailable while the broker cannot say."""
+        if not self._unconfirmed:
+            return
+        since = min(r.sent_ms for records in self._unconfirmed.values() for r in records) - READ_BACK_MARGIN_MS
+        try:
+            on_topic = read_back(self.bootstrap_servers, self.topic, since, set(self._unconfirmed))
+        except KafkaError as exc:
+            raise BrokerUnavailable(exc) from exc
+        for source, records in self._unconfirmed.items():
+            written = written_prefix(records, on_topic[source])
+            if written:
+                self.checkpoint.positions[source] = written[-1].after
+                lines = sum(record.lines for record in written)
+                self.sent += lines
+                print(f"{source}: {lines} lines the broker did not confirm are on {self.topic}: not sent again",
+                      file=sys.stderr, flush=True)
+        self.checkpoint.save()
+        self._unconfirmed.clear()
 
     def _wait_for_broker(self, failure: BrokerUnavailable) -> None:
         """Pause before sending again; the first pause of an outage is said on stderr, once."""

@@ -117,7 +117,7 @@ class _Producer:
     def __init__(self, **settings):
         pass
 
-    def send(self, topic, key, value, headers):
+    def send(self, topic, key, value, headers, timestamp_ms):
         _Producer.sent.append((key, value, packing.packed_position(headers)))
         return self
 
