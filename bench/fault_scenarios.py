@@ -24,6 +24,7 @@ from pathlib import Path
 
 import fault_inputs
 from fault_checks import (
+    LineAudit,
     Result,
     audit_outcome,
     audit_raw_lines,
@@ -206,8 +207,7 @@ def broker_down(result: Result, folder: Path, broker: OwnBroker, lines: int = 60
         drained = drain(pipeline, worker, timeout=300)
         newest = {server: d.version for server, d in latest(read_decisions(pipeline.settings)).items()}
         [mta_complete] = first_times((lambda: _cached_versions(cache) == newest,), 120)
-        lines_audit = audit_raw_lines(pipeline.settings, {
-            str(path.resolve()): len(source.lines) for path, source in zip(load.paths, load.sources, strict=True)})
+        lines_audit = _lines_on_raw(pipeline, load)
         result.figures.update({
             "lines": f"{load.total:,}",
             "broker": f"stopped in {down - stop_started:.0f} s, down {outage_s:.0f} s, "
@@ -621,6 +621,11 @@ def _kill_and_take_over(pipeline: Pipeline, workers: dict[int, Process], number:
     return watcher, took
 
 
+def _lines_on_raw(pipeline: Pipeline, load: GrowingLogs) -> LineAudit:
+    return audit_raw_lines(pipeline.settings, {
+        str(path.resolve()): len(source.lines) for path, source in zip(load.paths, load.sources, strict=True)})
+
+
 @scenario("scale out")
 def scale_out(result: Result, folder: Path, lines: int = 120_000, seed: int = 11, workers: int = 3,
               load_s: float = 60.0, sink_stop_s: float = 20.0, standby_replicas: int = 1) -> None:
@@ -660,8 +665,11 @@ def scale_out(result: Result, folder: Path, lines: int = 120_000, seed: int = 11
         started = time.monotonic()
         everyone = [sink, *running.values()]
         wait_until_drained(pipeline.settings, 600, worker_alive=lambda: all(p.alive() for p in everyone))
+        lines_audit = _lines_on_raw(pipeline, load)
+        result.expect(lines_audit.lost == 0, f"{lines_audit.lost} lines never reached mail.logs.raw")
         result.figures.update({
             "lines": f"{load.total:,}", "processes": f"{workers} workers, 1 sink, 12 partitions",
+            "lines on the topic/lost/repeated": f"{lines_audit.lines:,}/{lines_audit.lost}/{lines_audit.duplicated}",
             "standby replicas": standby_replicas,
             "takeover after kill -9 (first, second)": f"{first_took[0] if first_took else float('nan'):.1f} s, "
                                                       f"{second_took[0] if second_took else float('nan'):.1f} s",
