@@ -42,7 +42,7 @@ def test_worker_shipper_and_mta_ride_out_a_broker_outage(tmp_path, own_broker):
 
 
 def test_clickhouse_failing_holds_the_backlog_in_kafka_then_stores_every_row_once(tmp_path):
-    result = fault_scenarios.clickhouse_failing(tmp_path, lines=6_000, outage_s=10.0, hang_s=4.0)
+    result = fault_scenarios.clickhouse_failing(tmp_path, lines=6_000, outage_s=6.0, hang_s=4.0)
     assert result.holds, result.describe()
 
 

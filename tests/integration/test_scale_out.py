@@ -75,5 +75,5 @@ def test_three_workers_and_a_sink_decide_what_one_process_decides(tmp_path):
 
 
 def test_two_workers_killed_one_while_the_other_restarts_and_a_stopped_sink_lose_nothing(tmp_path):
-    result = fault_scenarios.scale_out(tmp_path, lines=25_000, load_s=50.0, sink_stop_s=8.0)
+    result = fault_scenarios.scale_out(tmp_path, lines=20_000, load_s=40.0, sink_stop_s=8.0)
     assert result.holds, result.describe()
