@@ -171,7 +171,7 @@ CONTROL_ACTIONS = ("pause", "resume", "exempt", "unexempt")
 def _notify(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import datetime
 
-    from pipeline.edges.notify import NoticesFailed, run as notify
+    from pipeline.edges.notify import DecisionsMissing, NoticesFailed, run as notify
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -185,7 +185,7 @@ def _notify(args: argparse.Namespace, settings: Settings) -> int:
             signal.signal(signum, lambda *_: stopping.append(True))
     try:
         sent = notify(settings, at=at, follow=args.follow, stop=lambda: bool(stopping))
-    except NoticesFailed as exc:
+    except (NoticesFailed, DecisionsMissing) as exc:
         print(f"patchgate notify: {exc}", file=sys.stderr)
         return 1
     print(f"sent {sent} notices", file=sys.stderr)

@@ -49,6 +49,10 @@ class NoticesFailed(RuntimeError):
         self.sent, self.failed = sent, failed
 
 
+class DecisionsMissing(RuntimeError):
+    """mail.decisions does not exist: no worker has created the pipeline's topics yet."""
+
+
 class Notifier:
     """Sends the due notices and remembers them: what `run` does once it has the decisions."""
 
@@ -137,22 +141,27 @@ def run(settings: Settings, at: datetime | None = None, follow: bool = False,
 
     One pass over mail.decisions up to its end, or with `follow` also every decision after it, and
     a look for due warnings every minute, until `stop()`. Raises NoticesFailed when a single pass
-    could not send some notice."""
+    could not send some notice, and DecisionsMissing when mail.decisions does not come within 30 s;
+    following, it waits for the topic as long as it takes (a notifier started before any worker)."""
     if at is not None and at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
 
     def now() -> datetime:
         return at or datetime.now(UTC)
 
-    ledger_topic = ensure_ledger_topic(settings)
-    writer = LedgerWriter(settings, ledger_topic)
-    notifier = Notifier(settings.notify, read_ledger(settings, ledger_topic), writer,
-                        lambda: smtplib.SMTP(settings.notify.smtp_host, settings.notify.smtp_port,
-                                             timeout=SMTP_TIMEOUT_S))
     newest: dict[str, Decision] = {}
     consumer = _consumer(settings)
+    writer: LedgerWriter | None = None
     try:
-        partitions = _assign_from_start(consumer, settings.topic(topics.DECISIONS))
+        # The decisions first: a mistyped topic prefix creates no ledger topic.
+        partitions = _assign_from_start(consumer, settings.topic(topics.DECISIONS), None if follow else 30.0, stop)
+        if partitions is None:
+            return 0
+        ledger_topic = ensure_ledger_topic(settings)
+        writer = LedgerWriter(settings, ledger_topic)
+        notifier = Notifier(settings.notify, read_ledger(settings, ledger_topic), writer,
+                            lambda: smtplib.SMTP(settings.notify.smtp_host, settings.notify.smtp_port,
+                                                 timeout=SMTP_TIMEOUT_S))
         for decision in _decisions(_read_to_end(consumer, partitions)):
             keep_newest(newest, decision)
         sent, failed = notifier.send_due(newest.values(), now())
@@ -176,7 +185,8 @@ def run(settings: Settings, at: datetime | None = None, follow: bool = False,
         return sent
     finally:
         consumer.close()
-        writer.close()
+        if writer is not None:
+            writer.close()
 
 
 def ensure_ledger_topic(settings: Settings) -> str:
@@ -211,12 +221,22 @@ def _consumer(settings: Settings) -> KafkaConsumer:
                          reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
 
 
-def _assign_from_start(consumer: KafkaConsumer, topic: str, patience_s: float = 30.0) -> list[TopicPartition]:
-    deadline = time.monotonic() + patience_s
+def _assign_from_start(consumer: KafkaConsumer, topic: str, patience_s: float | None,
+                       stop: Callable[[], bool]) -> list[TopicPartition] | None:
+    """The topic's partitions, assigned from their start, once the topic exists: within
+    `patience_s` (None: as long as it takes), else DecisionsMissing; None if `stop()` came first."""
+    deadline = None if patience_s is None else time.monotonic() + patience_s
+    waiting_said = False
     # A topic created a moment ago may not be in the broker's metadata yet.
     while not (numbers := consumer.partitions_for_topic(topic)):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{topic}: no partitions known (is the topic created? `patchgate topics`)")
+        if deadline is not None and time.monotonic() > deadline:
+            raise DecisionsMissing(f"{topic} does not exist after {patience_s:g} s: no worker has created the "
+                                   "pipeline's topics yet (`patchgate topics` creates them)")
+        if stop():
+            return None
+        if not waiting_said and deadline is None:
+            log.info("waiting for %s: no worker has created it yet", topic)
+            waiting_said = True
         time.sleep(0.5)
     partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
     consumer.assign(partitions)

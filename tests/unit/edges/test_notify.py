@@ -5,10 +5,13 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import pytest
+from kafka import TopicPartition
 
 from pipeline.domain.notices import Ledger
 from pipeline.domain.notify_config import NotifyConfig
 from pipeline.domain.policy import Decision
+from pipeline.cli import main
+from pipeline.edges import notify
 from pipeline.edges.notify import Notifier
 
 NOW = datetime(2026, 1, 20, tzinfo=UTC)
@@ -110,3 +113,51 @@ def test_orgs_without_contacts_are_logged_once(caplog):
         "notices for org fabrikam skipped: no address in [notify.contacts]",
         "notices for servers without an org skipped: no address in [notify.contacts]",
     ]
+
+
+class _Consumer:
+    """A KafkaConsumer stand-in whose topic exists from the `appears_at`th look on (None: never)."""
+
+    def __init__(self, appears_at=None):
+        self.appears_at, self.looks, self.assigned, self.from_start = appears_at, 0, None, None
+
+    def partitions_for_topic(self, topic):
+        self.looks += 1
+        return {0, 1} if self.appears_at is not None and self.looks >= self.appears_at else None
+
+    def assign(self, partitions):
+        self.assigned = partitions
+
+    def seek_to_beginning(self, *partitions):
+        self.from_start = list(partitions)
+
+
+def test_decisions_are_read_from_the_start_once_their_topic_exists(monkeypatch):
+    monkeypatch.setattr(notify.time, "sleep", lambda seconds: None)
+    consumer = _Consumer(appears_at=3)
+    partitions = notify._assign_from_start(consumer, "pg.mail.decisions", None, lambda: False)
+    assert partitions == consumer.assigned == consumer.from_start == [
+        TopicPartition("pg.mail.decisions", 0), TopicPartition("pg.mail.decisions", 1)]
+
+
+def test_a_single_pass_without_the_decisions_topic_stops_with_what_to_do(monkeypatch):
+    monkeypatch.setattr(notify.time, "sleep", lambda seconds: None)
+    with pytest.raises(notify.DecisionsMissing, match=r"pg.mail.decisions does not exist after 0 s: no worker .*"
+                                                      r"`patchgate topics` creates them"):
+        notify._assign_from_start(_Consumer(), "pg.mail.decisions", 0.0, lambda: False)
+
+
+def test_a_follower_waits_for_the_decisions_topic_until_it_is_stopped(monkeypatch, caplog):
+    monkeypatch.setattr(notify.time, "sleep", lambda seconds: None)
+    consumer = _Consumer()
+    with caplog.at_level(logging.INFO, logger="pipeline.edges.notify"):
+        assert notify._assign_from_start(consumer, "pg.mail.decisions", None, lambda: consumer.looks >= 5) is None
+    assert caplog.text.count("waiting for pg.mail.decisions") == 1
+
+
+def test_notify_without_the_decisions_topic_exits_1_with_one_line(monkeypatch, capsys):
+    def missing(*args, **kwargs):
+        raise notify.DecisionsMissing("pg.mail.decisions does not exist after 30 s")
+    monkeypatch.setattr(notify, "run", missing)
+    assert main(["notify"]) == 1
+    assert capsys.readouterr().err == "patchgate notify: pg.mail.decisions does not exist after 30 s\n"
