@@ -51,6 +51,10 @@ class DecisionCache:
             log.warning("skipped %s: %s", where, exc)
             return False
 
+    def held(self, server_id: str) -> Decision | None:
+        """The newest decision held for the server."""
+        return self._by_server_id.get(server_id)
+
     def lookup(self, names: Iterable[str]) -> Decision | None:
         """The decision for the first name known (host name or IP); the strictest when orgs share it."""
         for name in names:

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 MAX_LINE = 8192
 MAX_ATTRIBUTES = 100
 SAVE_EVERY_S = 1.0
+# How often the follower looks for partitions mail.decisions gained (`patchgate repartition`).
+PARTITIONS_CHECK_S = 30.0
 
 
 class PolicyServer:
@@ -78,7 +80,8 @@ class PolicyServer:
 
 
 class DecisionFollower(threading.Thread):
-    """Reads mail.decisions from the start and keeps following it into the cache."""
+    """Reads mail.decisions from the start and keeps following it into the cache, and the partitions
+    it gains (`patchgate repartition`) from their start, without a restart."""
 
     def __init__(self, settings: Settings, cache: DecisionCache):
         super().__init__(name="decision-follower", daemon=True)
@@ -97,8 +100,10 @@ class DecisionFollower(threading.Thread):
 
     def _follow(self, name: str) -> None:
         # A short reconnect backoff: back from an outage, the broker is followed again within seconds.
+        # Metadata as fresh as the partitions check (the default is 5 minutes old at most).
         consumer = KafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False,
-                                 reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
+                                 reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+                                 metadata_max_age_ms=int(PARTITIONS_CHECK_S * 1000))
         try:
             partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
             if not partitions:  # following nothing would last forever: try again later
@@ -106,12 +111,15 @@ class DecisionFollower(threading.Thread):
             consumer.assign(partitions)
             consumer.seek_to_beginning(*partitions)
             ends = consumer.end_offsets(partitions)
-            changed, last_save = False, time.monotonic()
+            changed, last_save, checked = False, time.monotonic(), time.monotonic()
             while not self.stopping.is_set():
                 for tp, messages in consumer.poll(timeout_ms=500).items():
                     for message in messages:
                         changed |= self.cache.apply_record(message.value, f"{tp.topic}/{tp.partition}/{message.offset}")
-                if not self.caught_up.is_set() and all(consumer.position(tp) >= ends[tp] for tp in partitions):
+                if time.monotonic() - checked >= PARTITIONS_CHECK_S:
+                    partitions = with_new_partitions(consumer, name, partitions)
+                    checked = time.monotonic()
+                if not self.caught_up.is_set() and all(consumer.position(tp) >= end for tp, end in ends.items()):
                     self.caught_up.set()
                     log.info("decision cache caught up: %d servers", len(self.cache))
                 if changed and time.monotonic() - last_save >= SAVE_EVERY_S:
@@ -121,6 +129,18 @@ class DecisionFollower(threading.Thread):
                 self.cache.save()
         finally:
             consumer.close()
+
+
+def with_new_partitions(consumer: KafkaConsumer, name: str, partitions: list[TopicPartition]) -> list[TopicPartition]:
+    """`partitions` of topic `name` and those it gained since, assigned; the new ones from their start."""
+    new = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())
+           if TopicPartition(name, p) not in partitions]
+    if not new:
+        return partitions
+    consumer.assign(partitions + new)
+    consumer.seek_to_beginning(*new)
+    log.info("following %d new partitions of %s (now %d)", len(new), name, len(partitions) + len(new))
+    return partitions + new
 
 
 class EnforcementLog(threading.Thread):

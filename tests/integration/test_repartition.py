@@ -7,9 +7,12 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 
 from pipeline.domain.report import evaluate_row
+from pipeline.edges import mta
+from pipeline.edges.decision_cache import DecisionCache
 from pipeline.edges.decisions import read_decisions
 from pipeline.edges.shipper import ship
 from pipeline.evaluate import evaluate
@@ -38,7 +41,7 @@ def latest_values(settings, table: str) -> dict[tuple[int, bytes], bytes]:
     return {place: value for place, value in latest.items() if value is not None}
 
 
-def test_growing_from_4_to_8_partitions_keeps_the_tables(tmp_path):
+def test_growing_from_4_to_8_partitions_keeps_the_tables(tmp_path, monkeypatch):
     # A copy of the samples in a folder where the tracking log's key (its path) changes partition.
     logs = next(tmp_path / f"logs{n}" for n in range(100)
                 if partition_for(str(tmp_path / f"logs{n}" / TRACKING_LOG).encode(), 4)
@@ -52,8 +55,12 @@ def test_growing_from_4_to_8_partitions_keeps_the_tables(tmp_path):
     settings, env = isolated_env(tmp_path / "data", config=CONFIG)
     ship(settings, [str(logs)], checkpoint=checkpoint)
     worker = Worker(env, tmp_path / "before.log")
+    # An MTA's follower, running through the growth: it must take the new partitions by itself.
+    monkeypatch.setattr(mta, "PARTITIONS_CHECK_S", 1.0)
+    follower = mta.DecisionFollower(settings, DecisionCache())
     try:
         _drained(settings, worker)
+        follower.start()
         refused = repartition(env, "--to", "8")
         assert refused.returncode == 2 and "live members" in refused.stderr, refused.stderr
     finally:
@@ -108,6 +115,17 @@ def test_growing_from_4_to_8_partitions_keeps_the_tables(tmp_path):
         assert sorted(v for h, o, v in versions if (h, o) == key) == list(range(1, decision.version + 1)), key
     for key, decision in latest_by_server(before).items():
         assert latest[key].first_detected == decision.first_detected, key
+
+    # The MTA's follower has every server's latest decision, those on the new partitions too.
+    newest = {decision.server_id: decision.version for decision in latest.values()}
+
+    def followed() -> dict:
+        return {server: (found.version if (found := follower.cache.held(server)) else None) for server in newest}
+    deadline = time.monotonic() + 30
+    while followed() != newest and time.monotonic() < deadline:
+        time.sleep(0.5)
+    follower.stopping.set()
+    assert followed() == newest
 
     # And the stream still agrees with `patchgate evaluate` on the whole files.
     policy_settings = load_settings(CONFIG, environ={})

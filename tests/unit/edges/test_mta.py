@@ -5,11 +5,12 @@ import dataclasses
 from datetime import datetime, timezone
 
 import pytest
+from kafka import TopicPartition
 
 from pipeline.domain.windows import window_offset
 from pipeline.edges import mta
 from pipeline.edges.decision_cache import DecisionCache
-from pipeline.edges.mta import PolicyServer
+from pipeline.edges.mta import PolicyServer, with_new_partitions
 
 BLOCKED = "ex13mbx01.contoso.example"
 THROTTLED = "ex10cas02.fabrikam.example"
@@ -208,3 +209,29 @@ def test_a_client_gone_mid_request_ends_its_connection_quietly(make_decision):
         assert await service.handler_end() == "returned"
 
     assert served(make_decision, scenario).enforced == []
+
+
+class _GrowingTopic:
+    """A KafkaConsumer stand-in on a topic of `count` partitions (set it to grow the topic)."""
+
+    def __init__(self, count):
+        self.count, self.assigned, self.from_start = count, [], []
+
+    def partitions_for_topic(self, name):
+        return set(range(self.count))
+
+    def assign(self, partitions):
+        self.assigned = list(partitions)
+
+    def seek_to_beginning(self, *partitions):
+        self.from_start = list(partitions)
+
+
+def test_the_follower_takes_partitions_the_topic_gained_from_their_start():
+    topic = _GrowingTopic(2)
+    held = [TopicPartition("d", 0), TopicPartition("d", 1)]
+    assert with_new_partitions(topic, "d", held) is held and topic.assigned == []
+    topic.count = 4
+    grown = with_new_partitions(topic, "d", held)
+    assert grown == topic.assigned == [TopicPartition("d", p) for p in range(4)]
+    assert topic.from_start == [TopicPartition("d", 2), TopicPartition("d", 3)]
