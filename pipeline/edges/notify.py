@@ -30,6 +30,7 @@ from pipeline.domain.notify_config import NotifyConfig
 from pipeline.domain.policy import Decision
 from pipeline.domain.report import iso_utc
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
+from pipeline.edges.topic_reading import records_to_end
 from pipeline.settings import Settings
 from pipeline.streaming import records, topics
 from pipeline.streaming.admin import read_compacted
@@ -38,6 +39,8 @@ from pipeline.streaming.avro import ENFORCEMENT_DECISION, AvroDecodeError
 log = logging.getLogger(__name__)
 # How often `--follow` looks for warnings that came due with time alone.
 RECHECK_EVERY_S = 60.0
+# How long reading mail.decisions to its end may take.
+READ_TIMEOUT_S = 60.0
 SMTP_TIMEOUT_S = 30.0
 
 
@@ -162,7 +165,7 @@ def run(settings: Settings, at: datetime | None = None, follow: bool = False,
         notifier = Notifier(settings.notify, read_ledger(settings, ledger_topic), writer,
                             lambda: smtplib.SMTP(settings.notify.smtp_host, settings.notify.smtp_port,
                                                  timeout=SMTP_TIMEOUT_S))
-        for decision in _decisions(_read_to_end(consumer, partitions)):
+        for decision in _decisions(records_to_end(consumer, partitions, READ_TIMEOUT_S)):
             keep_newest(newest, decision)
         sent, failed = notifier.send_due(newest.values(), now())
         if not follow:
@@ -242,17 +245,6 @@ def _assign_from_start(consumer: KafkaConsumer, topic: str, patience_s: float | 
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
     return partitions
-
-
-def _read_to_end(consumer: KafkaConsumer, partitions: list[TopicPartition], timeout_s: float = 60.0) -> Iterator:
-    """The records of the assigned partitions up to the ends they have now."""
-    ends = consumer.end_offsets(partitions)
-    deadline = time.monotonic() + timeout_s
-    while any(consumer.position(tp) < ends[tp] for tp in partitions):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"did not reach the end of {partitions[0].topic} in {timeout_s} s")
-        for messages in consumer.poll(timeout_ms=500).values():
-            yield from messages
 
 
 def _decisions(messages: Iterable) -> Iterator[Decision]:

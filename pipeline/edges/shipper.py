@@ -43,6 +43,7 @@ from kafka.errors import KafkaError
 
 from pipeline.contracts import packing
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
+from pipeline.edges.topic_reading import records_to_end
 from pipeline.files import UTF16_BOMS, Chunk, DamagedFile, LineReader, decompressing, expand, transcoded
 from pipeline.settings import Settings
 from pipeline.streaming import topics
@@ -291,7 +292,7 @@ def written_prefix(records: list[Sent], on_topic: set[tuple[int, int | None, int
 
 def read_back(bootstrap_servers: str, topic: str, since_ms: int, sources: set[str]) -> dict[str, set]:
     """The marks (first line, first byte, CRC-32 of the value) of the packed records of `sources`
-    (their keys) on `topic` from `since_ms` on. KafkaError when the broker cannot say."""
+    (their keys) on `topic` from `since_ms` on. KafkaError or TimeoutError when the broker cannot say."""
     # A broker still down is said within seconds (the default waits 30 s), and tried again later.
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
                              bootstrap_timeout_ms=READ_BACK_BOOTSTRAP_MS)
@@ -299,25 +300,18 @@ def read_back(bootstrap_servers: str, topic: str, since_ms: int, sources: set[st
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
             raise KafkaError(f"no metadata for {topic} yet")
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
-        starts = consumer.offsets_for_times(dict.fromkeys(assigned, since_ms))
-        ends = consumer.end_offsets(assigned)
-        left = {tp for tp, found in starts.items() if found is not None and found.offset < ends[tp]}
-        for tp in left:
+        starts = consumer.offsets_for_times({TopicPartition(topic, p): since_ms for p in partitions})
+        # Only partitions with a record from `since_ms` on: the others have nothing to read back.
+        wanted = sorted(tp for tp, found in starts.items() if found is not None)
+        consumer.assign(wanted)
+        for tp in wanted:
             consumer.seek(tp, starts[tp].offset)
         marks: dict[str, set] = {source: set() for source in sources}
-        deadline = time.monotonic() + READ_BACK_TIMEOUT_S
-        while left:
-            if time.monotonic() > deadline:
-                raise KafkaError(f"reading {topic} back took over {READ_BACK_TIMEOUT_S:g} s")
-            for batch in consumer.poll(timeout_ms=500).values():
-                for message in batch:
-                    source = (message.key or b"").decode("utf-8", "replace")
-                    position = packing.packed_position(message.headers)
-                    if source in marks and position is not None:
-                        marks[source].add((*position, zlib.crc32(message.value or b"")))
-            left = {tp for tp in left if consumer.position(tp) < ends[tp]}
+        for message in records_to_end(consumer, wanted, READ_BACK_TIMEOUT_S):
+            source = (message.key or b"").decode("utf-8", "replace")
+            position = packing.packed_position(message.headers)
+            if source in marks and position is not None:
+                marks[source].add((*position, zlib.crc32(message.value or b"")))
         return marks
     finally:
         consumer.close()
@@ -508,7 +502,7 @@ class Shipper:
         since = min(r.sent_ms for records in self._unconfirmed.values() for r in records) - READ_BACK_MARGIN_MS
         try:
             on_topic = read_back(self.bootstrap_servers, self.topic, since, set(self._unconfirmed))
-        except KafkaError as exc:
+        except (KafkaError, TimeoutError) as exc:
             raise BrokerUnavailable(exc) from exc
         for source, records in self._unconfirmed.items():
             written = written_prefix(records, on_topic[source])
