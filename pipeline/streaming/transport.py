@@ -48,8 +48,8 @@ class InOrderConsumer(faust_aiokafka.Consumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # The generation whose first uncounted ack was logged: one line per rebalance.
-        self._stale_logged = 0
+        # The partitions whose uncounted acks were logged in this generation: one line per rebalance.
+        self._stale_logged: tuple[int, set[TP]] = (0, set())
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109 (Faust's signature)
         held_back: dict[TP, int] = {}
@@ -85,10 +85,12 @@ class InOrderConsumer(faust_aiokafka.Consumer):
             message.acked = True
             self._unacked_messages.discard(message)
             generation = self.app.consumer_generation_id
-            if self._stale_logged != generation:
-                self._stale_logged = generation
-                log.info("not counting acks of records fetched before generation %s (from %s/%s offset %d on): "
-                         "read again", generation, message.topic, message.partition, message.offset)
+            if self._stale_logged[0] != generation:
+                self._stale_logged = (generation, set())
+            if message.tp not in self._stale_logged[1]:
+                self._stale_logged[1].add(message.tp)
+                log.info("not counting acks of %s/%s from offset %d, fetched in generation %s (now %s): read again",
+                         message.topic, message.partition, message.offset, message.generation_id, generation)
         return False
 
     def _fetch_position(self, tp: TP) -> int | None:

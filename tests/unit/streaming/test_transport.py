@@ -107,8 +107,7 @@ def test_acks_of_records_fetched_before_the_rebalance_are_not_counted(caplog):
     # they would let the commit pass their copies fetched again, before an agent had them.
     with caplog.at_level("INFO", logger="pipeline.streaming.transport"):
         assert acks_counted([2, 2, 3, 3], now=3) == [12, 13]
-    said = "not counting acks of records fetched before generation 3 (from pg-unit.mail.logs.raw/0 offset 10 on)"
-    assert caplog.text.count(said) == 1
+    assert caplog.text.count("not counting acks of pg-unit.mail.logs.raw/0 from offset 10") == 1
 
 
 def test_acks_in_the_current_generation_are_counted():
