@@ -15,14 +15,6 @@ A seek can also land while a record is with the agent: Faust's drain loop then r
 as the last one read, over the offset the seek set, and drops every re-fetched record below it as
 already read. Those were never acked, so the commit stalled there for good (three workers left 31
 records uncommitted after a rebalance). The guard puts the seek's offset back before the loop reads on.
-
-Acks of records fetched before a rebalance do not count after it. Faust acks the records it skips
-while the rebalance runs (flow control suspended) and those of an old generation, and a batch an
-agent finishes after the rebalance is acked too: counted, such an offset let the commit pass the
-same record fetched again in the new generation before an agent had it, and a crash then lost it.
-Every partition is sought back to its committed offset at the rebalance, so each such record is
-read again and its new copy's ack counts: the seek forgets the acks counted before it, and an ack
-of an older generation's record is not counted at all.
 """
 from __future__ import annotations
 
@@ -43,13 +35,7 @@ def fetched_before_seek(offset: int, position: int | None) -> bool:
 
 
 class InOrderConsumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer, holding back records that a seek made stale, and not counting acks
-    of records fetched before the latest rebalance."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # The partitions whose uncounted acks were logged in this generation: one line per rebalance.
-        self._stale_logged: tuple[int, set[TP]] = (0, set())
+    """Faust's aiokafka consumer, holding back records that a seek made stale."""
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109 (Faust's signature)
         held_back: dict[TP, int] = {}
@@ -64,34 +50,6 @@ class InOrderConsumer(faust_aiokafka.Consumer):
         if held_back:
             log.info("held back %s records fetched before a seek; they are fetched again in order",
                      ", ".join(f"{count} of {tp.topic}/{tp.partition}" for tp, count in sorted(held_back.items())))
-
-    async def perform_seek(self) -> None:
-        await super().perform_seek()
-        # Read again from the committed offsets on: what was acked past them is acked again.
-        forgotten = {}
-        for tp in self.assignment():
-            if acked := self._acked.pop(tp, None):
-                forgotten[tp] = len(acked)
-            self._acked_index.pop(tp, None)
-            self._gap.pop(tp, None)
-        if forgotten:
-            log.info("forgot the acks of %s counted before the seek: they are read again", ", ".join(
-                f"{count} records of {tp.topic}/{tp.partition}" for tp, count in sorted(forgotten.items())))
-
-    def ack(self, message: Message) -> bool:
-        if message.generation_id == self.app.consumer_generation_id:
-            return super().ack(message)
-        if not message.acked:
-            message.acked = True
-            self._unacked_messages.discard(message)
-            generation = self.app.consumer_generation_id
-            if self._stale_logged[0] != generation:
-                self._stale_logged = (generation, set())
-            if message.tp not in self._stale_logged[1]:
-                self._stale_logged[1].add(message.tp)
-                log.info("not counting acks of %s/%s from offset %d, fetched in generation %s (now %s): read again",
-                         message.topic, message.partition, message.offset, message.generation_id, generation)
-        return False
 
     def _fetch_position(self, tp: TP) -> int | None:
         # The aiokafka consumer runs on Faust's consumer thread; an int read across threads is safe.
