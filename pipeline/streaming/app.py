@@ -77,7 +77,12 @@ def health(clickhouse: ClickHouseHandle, worker: faust.App | None = None) -> dic
 
 
 class PatchgateApp(faust.App):
-    """Faust's app, consuming through the transport that keeps each partition's records in order."""
+    """Faust's app, consuming through the transport that keeps each partition's records in order.
+    `gapless_topics`: the topics where every offset holds a record (see streaming.transport)."""
+
+    def __init__(self, *args, gapless_topics: frozenset[str] = frozenset(), **kwargs):
+        self.gapless_topics = gapless_topics
+        super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> InOrderTransport:
         return InOrderTransport(self.conf.broker_consumer, self)
@@ -164,6 +169,7 @@ def sink_app(settings: Settings, catalog: Catalog, clickhouse: ClickHouseHandle 
 def _faust_app(settings: Settings, app_id: str, datadir: Path, web: bool, store: str = "memory://") -> faust.App:
     return PatchgateApp(
         app_id,
+        gapless_topics=frozenset(spec.name for spec in topics.pipeline_topics(settings) if not spec.compacted),
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         store=store,
         datadir=str(datadir),

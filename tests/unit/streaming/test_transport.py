@@ -12,6 +12,7 @@ from pipeline.streaming.app import processing_app
 from pipeline.streaming.transport import InOrderConsumer, fetched_before_seek
 
 RAW = TopicPartition("pg-unit.mail.logs.raw", 0)
+DECISIONS = TopicPartition("pg-unit.mail.decisions", 0)  # compacted: holes are normal there
 
 
 def record(offset: int) -> ConsumerRecord:
@@ -84,3 +85,25 @@ def test_fetched_before_seek():
     assert fetched_before_seek(10, 10)
     assert fetched_before_seek(11, 10)
     assert fetched_before_seek(0, None)
+
+
+def committing(partition: TopicPartition, committed: int, acked: list[int]) -> object:
+    """What the worker's consumer would commit on `partition` with these offsets acked."""
+    async def scenario():
+        consumer = processing_app(Settings(app_id="pg-unit", topic_prefix="pg-unit."), load_catalog()).consumer
+        consumer._committed_offset[partition] = committed
+        consumer._acked[partition].extend(acked)
+        return consumer._new_offset(partition)
+    return asyncio.run(scenario())
+
+
+def test_no_commit_past_a_record_not_acked(caplog):
+    # Committed up to 211; 211 was dropped by the stream at a rebalance, 212 and 213 acked.
+    with caplog.at_level("WARNING", logger="pipeline.streaming.transport"):
+        assert committing(RAW, 211, [212, 213]) is None
+    assert "record 211 is not acked and records after it are" in caplog.text
+    assert committing(RAW, 211, [212, 213, 211]) == 214
+
+
+def test_a_compacted_topic_commits_over_a_hole_at_its_head():
+    assert committing(DECISIONS, 211, [212, 213]) == 214
