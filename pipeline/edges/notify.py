@@ -39,7 +39,8 @@ from pipeline.streaming.avro import ENFORCEMENT_DECISION, AvroDecodeError
 log = logging.getLogger(__name__)
 # How often `--follow` looks for warnings that came due with time alone.
 RECHECK_EVERY_S = 60.0
-# How long reading mail.decisions to its end may take.
+# How long a single pass waits for mail.decisions to exist, and reading it to its end may take.
+DECISIONS_PATIENCE_S = 30.0
 READ_TIMEOUT_S = 60.0
 SMTP_TIMEOUT_S = 30.0
 
@@ -144,7 +145,7 @@ def run(settings: Settings, at: datetime | None = None, follow: bool = False,
 
     One pass over mail.decisions up to its end, or with `follow` also every decision after it, and
     a look for due warnings every minute, until `stop()`. Raises NoticesFailed when a single pass
-    could not send some notice, and DecisionsMissing when mail.decisions does not come within 30 s;
+    could not send some notice, and DecisionsMissing when mail.decisions does not come within DECISIONS_PATIENCE_S;
     following, it waits for the topic as long as it takes (a notifier started before any worker)."""
     if at is not None and at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
@@ -157,7 +158,8 @@ def run(settings: Settings, at: datetime | None = None, follow: bool = False,
     writer: LedgerWriter | None = None
     try:
         # The decisions first: a mistyped topic prefix creates no ledger topic.
-        partitions = _assign_from_start(consumer, settings.topic(topics.DECISIONS), None if follow else 30.0, stop)
+        patience = None if follow else DECISIONS_PATIENCE_S
+        partitions = _assign_from_start(consumer, settings.topic(topics.DECISIONS), patience, stop)
         if partitions is None:
             return 0
         ledger_topic = ensure_ledger_topic(settings)
