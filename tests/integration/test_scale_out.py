@@ -74,11 +74,6 @@ def test_three_workers_and_a_sink_decide_what_one_process_decides(tmp_path):
         pipeline.close()
 
 
-# Open (issue 11): in some runs (2 of about 20) one mail.logs.raw record was never parsed, yet
-# committed past: the commits went 160, 211, 249 and record 211 was dropped unacked by the stream.
-# The consumer now refuses that commit (streaming/transport.py), so such a run no longer loses the
-# record but waits for it until the next rebalance or restart, and may time out here instead.
-@pytest.mark.xfail(strict=False, reason="a raw record dropped unacked around a rebalance waits for the next one")
 def test_two_workers_killed_one_while_the_other_restarts_and_a_stopped_sink_lose_nothing(tmp_path):
     result = fault_scenarios.scale_out(tmp_path, lines=20_000, load_s=40.0, sink_stop_s=8.0)
     assert result.holds, result.describe()

@@ -1,15 +1,18 @@
-"""The consumer's guard against records fetched before a seek back (faust-streaming #216, #221):
-driven through Faust's own getmany with aiokafka's real subscription state in place of a broker."""
+"""The consumer's guards: against records fetched before a seek back (faust-streaming #216, #221),
+driven through Faust's own getmany with aiokafka's real subscription state in place of a broker; and
+against commits past a record dropped unacked (faust-streaming #606), through Faust's own commit
+bookkeeping."""
 import asyncio
 from types import SimpleNamespace
 
 from aiokafka.consumer.subscription_state import SubscriptionState
 from aiokafka.structs import ConsumerRecord, TopicPartition
+from intervaltree import IntervalTree
 
 from pipeline.catalog_files import load_catalog
 from pipeline.settings import Settings
 from pipeline.streaming.app import processing_app
-from pipeline.streaming.transport import InOrderConsumer, fetched_before_seek
+from pipeline.streaming.transport import REREAD_AFTER_S, InOrderConsumer, fetched_before_seek, first_unacked
 
 RAW = TopicPartition("pg-unit.mail.logs.raw", 0)
 DECISIONS = TopicPartition("pg-unit.mail.decisions", 0)  # compacted: holes are normal there
@@ -87,14 +90,29 @@ def test_fetched_before_seek():
     assert fetched_before_seek(0, None)
 
 
+def sought_consumer(committed: int, log_start: int = 0, clock=lambda: 0.0) -> tuple[InOrderConsumer, list]:
+    """A worker's consumer whose partitions RAW and DECISIONS Faust sought to `committed`, on a broker
+    whose logs start at `log_start`; the second value lists the seeks made after that."""
+    consumer = processing_app(Settings(app_id="pg-unit", topic_prefix="pg-unit."), load_catalog()).consumer
+    sought: list = []
+
+    async def seek_to_committed():
+        return {RAW: committed, DECISIONS: committed}
+
+    async def earliest_offsets(*partitions):
+        return dict.fromkeys(partitions, log_start)
+    consumer._thread = SimpleNamespace(seek_to_committed=seek_to_committed, earliest_offsets=earliest_offsets,
+                                       seek=lambda tp, offset: sought.append((tp, offset)), _consumer=None)
+    consumer.clock = clock
+    asyncio.run(consumer.perform_seek())
+    return consumer, sought
+
+
 def committing(partition: TopicPartition, committed: int, acked: list[int]) -> object:
     """What the worker's consumer would commit on `partition` with these offsets acked."""
-    async def scenario():
-        consumer = processing_app(Settings(app_id="pg-unit", topic_prefix="pg-unit."), load_catalog()).consumer
-        consumer._committed_offset[partition] = committed
-        consumer._acked[partition].extend(acked)
-        return consumer._new_offset(partition)
-    return asyncio.run(scenario())
+    consumer, _ = sought_consumer(committed)
+    consumer._acked[partition].extend(acked)
+    return consumer._new_offset(partition)
 
 
 def test_no_commit_past_a_record_not_acked(caplog):
@@ -107,3 +125,75 @@ def test_no_commit_past_a_record_not_acked(caplog):
 
 def test_a_compacted_topic_commits_over_a_hole_at_its_head():
     assert committing(DECISIONS, 211, [212, 213]) == 214
+
+
+def test_before_its_first_seek_a_partition_commits_as_faust_does():
+    # Between a rebalance's revoke and its seek the committed offset is not known here.
+    consumer = processing_app(Settings(app_id="pg-unit", topic_prefix="pg-unit."), load_catalog()).consumer
+    consumer._acked[RAW].extend([212, 213])
+    assert consumer._new_offset(RAW) == 214
+
+
+def test_a_dropped_record_is_read_again_without_the_acked_ones_after_it(caplog):
+    now = [100.0]
+    consumer, sought = sought_consumer(211, clock=lambda: now[0])
+    consumer._acked[RAW].extend([212, 213])
+    consumer._acked_index[RAW].update([212, 213])
+    assert consumer._new_offset(RAW) is None
+    now[0] += REREAD_AFTER_S - 1
+    assert consumer._new_offset(RAW) is None and not consumer._rereads
+    now[0] += 1
+    assert consumer._new_offset(RAW) is None and consumer._rereads == {RAW: 211}
+
+    async def fetch_again():
+        # aiokafka fetches from the sought offset on: its position is past what it handed out.
+        subscriptions = SubscriptionState()
+        subscriptions.subscribe(topics={RAW.topic})
+        subscriptions.assign_from_subscribed({RAW})
+        subscriptions.seek(RAW, 214)
+        consumer._thread._consumer = SimpleNamespace(_subscription=subscriptions)
+        consumer._thread.highwater = lambda tp: 214
+
+        async def fetched(timeout):
+            return {RAW: [record(offset) for offset in (211, 212, 213)]}, None
+        consumer._wait_next_records = fetched
+        consumer.flow_active = True
+        return [message.offset async for _, message in consumer.getmany(timeout=0.1)]
+    with caplog.at_level("WARNING", logger="pipeline.streaming.transport"):
+        assert asyncio.run(fetch_again()) == [211]
+    assert sought == [(RAW, 211)] and consumer._read_offset[RAW] == 211
+    assert "record 211 was dropped unacked; reading the partition again from it" in caplog.text
+    consumer._acked[RAW].append(211)
+    assert consumer._new_offset(RAW) == 214
+
+
+def test_offsets_deleted_before_they_were_read_are_committed_past(caplog):
+    now = [0.0]
+    consumer, sought = sought_consumer(5, log_start=50, clock=lambda: now[0])
+    consumer._acked[RAW].extend([50, 51])
+    assert consumer._new_offset(RAW) is None
+    now[0] += REREAD_AFTER_S
+    assert consumer._new_offset(RAW) is None
+    with caplog.at_level("WARNING", logger="pipeline.streaming.transport"):
+        asyncio.run(consumer._reread_dropped())
+    assert "offsets 5 to 49 were deleted before they were read" in caplog.text
+    assert sought == [] and consumer._new_offset(RAW) == 52
+
+
+def test_offsets_the_drain_loop_skipped_stay_owed_on_a_topic_without_holes():
+    # Faust's drain loop takes offsets it never delivered for a gap, as if they were acked.
+    consumer, _ = sought_consumer(211)
+    for partition in (RAW, DECISIONS):
+        asyncio.run(consumer._add_gap(partition, 212, 215))
+        consumer._acked[partition].extend([211, 216])
+    assert consumer._new_offset(RAW) == 212 and consumer._new_offset(RAW) is None
+    assert consumer._new_offset(DECISIONS) == 217
+
+
+def test_first_unacked():
+    gap = IntervalTree()
+    assert first_unacked(None, gap) == 0
+    gap.addi(0, 50)
+    gap.addi(50, 60)
+    assert first_unacked(None, gap) == 60
+    assert first_unacked(70, gap) == 70
