@@ -8,7 +8,6 @@ import sys
 import urllib.request
 from pathlib import Path
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.domain.report import evaluate_row
