@@ -137,6 +137,13 @@ start() {
   # Without job control setsid execs in place, so $! is the JVM's own pid.
   setsid nohup "${java[@]}" kafka.Kafka "$HOME_DIR/server.properties" >> "$LOG" 2>&1 < /dev/null &
   echo $! > "$PIDFILE"
+  # $! is the subshell that goes on to exec setsid, nohup and java: until it has, its cmdline is
+  # this script's, and pid_alive would take a broker that is starting for one that is not.
+  for _ in $(seq 200); do
+    pid_alive && break
+    kill -0 $! 2>/dev/null || break
+    sleep 0.05
+  done
   # All or nothing: a half-started broker left behind would hold the ports.
   wait_ready "$t0" || { stop >&2; exit 1; }
 }
