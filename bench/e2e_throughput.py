@@ -37,7 +37,7 @@ import uuid
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer, TopicPartition
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from corpus import FORMATS, TRUSTED  # noqa: E402
 
+from pipeline import kafka_clients  # noqa: E402
 from pipeline.contracts import packing  # noqa: E402
 from pipeline.domain.events import epoch_ms  # noqa: E402
 from pipeline.edges.decisions import read_decisions  # noqa: E402
@@ -174,7 +175,7 @@ def main() -> None:
         until_workers_hold(data_dir, args.workers, args.partitions, settings.topic(topics.RAW))
         time.sleep(5)  # let the consumer groups settle before the clock starts
 
-        producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20,
+        producer = kafka_clients.producer(settings, acks="all", linger_ms=20,
                                  compression_type="lz4", batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024)
         sender = Sender(producer, raw, sources, args.record_lines)
         order = interleaved(sources)
@@ -275,7 +276,7 @@ def until_workers_hold(data_dir: Path, workers: int, partitions: int, raw: str, 
 
 
 def _record_count(settings, name: str) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    consumer = kafka_clients.consumer(settings)
     partitions = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name)]
     ends = consumer.end_offsets(partitions)
     consumer.close()
@@ -284,7 +285,7 @@ def _record_count(settings, name: str) -> int:
 
 def _decision_timestamps(settings) -> dict[tuple[str, int], float]:
     name = settings.topic(topics.DECISIONS)
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, consumer_timeout_ms=5000)
+    consumer = kafka_clients.consumer(settings, consumer_timeout_ms=5000)
     partitions = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name)]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)

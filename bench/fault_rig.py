@@ -20,8 +20,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.admin import KafkaAdminClient
+from kafka import TopicPartition
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -29,6 +28,7 @@ for folder in (ROOT, BENCH):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
+from pipeline import kafka_clients  # noqa: E402
 from pipeline.streaming import topics  # noqa: E402
 from pipeline.streaming.admin import (  # noqa: E402
     CONSUMED,
@@ -208,7 +208,7 @@ def stop_gracefully(process: Process, timeout: float = 60) -> int | None:
 
 def _group_offsets(settings, group: str) -> dict:
     """A group's committed offsets, asked again while its coordinator is loading or moving."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="faults")
+    admin = kafka_clients.admin(settings, "faults")
     try:
         return committed_offsets(admin, group)
     finally:
@@ -232,7 +232,7 @@ def committed_offset(settings, name: str, partition: int, group: str | None = No
 
 
 def end_offsets(settings, name: str) -> dict[int, int]:
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    consumer = kafka_clients.consumer(settings)
     try:
         topic = settings.topic(name)
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]

@@ -50,8 +50,8 @@ from fault_rig import (
     stop_gracefully,
     until_progress,
 )
-from kafka import KafkaProducer
 
+from pipeline import kafka_clients
 from pipeline.domain.events import ServerObservation
 from pipeline.edges.decisions import read_decisions
 from pipeline.streaming import records, topics
@@ -463,7 +463,7 @@ def _unknown_schema(record: bytes) -> bytes:
 def _produce(settings, values: list[bytes]):
     """Send the records to mail.observations under one key (one partition, in order); the
     metadata (partition, offset) of the first one of an unknown schema."""
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = kafka_clients.producer(settings, acks="all")
     try:
         sent = [producer.send(settings.topic(topics.OBSERVATIONS), key=BAD_DEPLOY_SERVER.encode(), value=value)
                 for value in values]

@@ -23,11 +23,10 @@ import uuid
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from kafka import KafkaProducer
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline import kafka_clients  # noqa: E402
 from pipeline.domain.policy import Decision  # noqa: E402
 from pipeline.settings import load_settings  # noqa: E402
 from pipeline.streaming import records, topics  # noqa: E402
@@ -97,7 +96,7 @@ def main() -> None:
     settings = load_settings(None, environ=env)
     ensure_topics(settings)
     hosts = [f"ex{n:05d}.bench.example" for n in range(args.servers)]
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20)
+    producer = kafka_clients.producer(settings, acks="all", linger_ms=20)
     for n, host in enumerate(hosts):
         stage, throttle, block = [(0, 0, 0), (2, 5, 0), (6, 30, 10), (8, 0, 60)][n % 4]
         decision = Decision(host, None, host, "Exchange2013", "15.0.1497.2", "unsupported", stage, throttle, block,

@@ -82,8 +82,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "topics":
         from pipeline.streaming.admin import ensure_topics
 
-        created = ensure_topics(settings)
-        print(f"created {', '.join(created)}" if created else "all topics exist")
+        made = ensure_topics(settings)
+        print(f"created {', '.join(made.created)}" if made.created else "all topics exist")
+        if made.under_replicated:
+            print("\n".join(made.under_replicated), file=sys.stderr)
+            print(f"patchgate topics: {len(made.under_replicated)} topics have fewer replicas than asked "
+                  "(PATCHGATE_REPLICATION_FACTOR): add replicas with kafka-reassign-partitions", file=sys.stderr)
+            return 1
     elif args.command in ("worker", "sink", "run"):
         from pipeline.streaming.app import Role
         from pipeline.streaming.worker import run_worker
@@ -214,7 +219,7 @@ def _control(args: argparse.Namespace, settings: Settings) -> int:
     """Send the command and print its outcome: exit 0 applied, 1 refused, 3 no worker answered."""
     from datetime import UTC, datetime
 
-    from pipeline.edges.control import command_from_request, operator, send_and_wait
+    from pipeline.edges.control import command_from_request, control_topics, operator, send_and_wait
     from pipeline.streaming.admin import ensure_topics
 
     request = {"action": args.command, "target": args.target}
@@ -225,7 +230,7 @@ def _control(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(f"patchgate {args.command}: {exc}", file=sys.stderr)
         return 2
-    ensure_topics(settings)
+    ensure_topics(settings, control_topics(settings))
     outcome = send_and_wait(settings, command, args.timeout)
     if outcome is None:
         print(f"sent {command.command_id}; no worker applied it within {args.timeout:g} s: the first worker "

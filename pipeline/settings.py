@@ -1,6 +1,14 @@
 """Runtime settings: a TOML file (optional) overridden by environment variables.
 
     [kafka]         bootstrap_servers    host:port, several separated by commas (or a list of them)
+                    security_protocol    PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL
+                    sasl_mechanism       PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+                    sasl_username, sasl_password (or sasl_password_file)
+                    ssl_cafile           PEM file of the CAs to trust (default: the system's)
+                    ssl_certfile, ssl_keyfile   client certificate and key, for mutual TLS
+                    replication_factor   replicas of every topic the project creates (default: 3, or
+                                         the number of brokers when the cluster has fewer)
+                    min_insync_replicas  their min.insync.replicas (default: 2 from 3 replicas, else 1)
                     partitions           1 to 10000
                     topic_prefix         letters, digits, ".", "_" and "-" (Kafka's topic name characters)
                     app_id               the same, not empty: the Faust app id and consumer group
@@ -22,8 +30,10 @@
     [formats]       see pipeline.domain.config.FormatConfig
     [notify]        see pipeline.domain.notify_config.NotifyConfig
 
-Environment: KAFKA_BOOTSTRAP_SERVERS, PATCHGATE_PARTITIONS, PATCHGATE_TOPIC_PREFIX, PATCHGATE_APP_ID,
-CLICKHOUSE_URL, PATCHGATE_DATA_DIR, PATCHGATE_WEB_HOST, PATCHGATE_WEB_PORT, PATCHGATE_WEB_TOKEN,
+Environment: KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME,
+KAFKA_SASL_PASSWORD, KAFKA_SASL_PASSWORD_FILE, KAFKA_SSL_CAFILE, KAFKA_SSL_CERTFILE, KAFKA_SSL_KEYFILE,
+PATCHGATE_REPLICATION_FACTOR, PATCHGATE_MIN_INSYNC_REPLICAS, PATCHGATE_PARTITIONS, PATCHGATE_TOPIC_PREFIX,
+PATCHGATE_APP_ID, CLICKHOUSE_URL, PATCHGATE_DATA_DIR, PATCHGATE_WEB_HOST, PATCHGATE_WEB_PORT, PATCHGATE_WEB_TOKEN,
 PATCHGATE_STANDBY_REPLICAS, PATCHGATE_CATALOG,
 PATCHGATE_SOURCE_IDLE_SECONDS, PATCHGATE_DLQ_MAX_RATIO, PATCHGATE_DLQ_MAX_CONSECUTIVE, and
 PATCHGATE_CONFIG (the file). An empty variable counts as unset.
@@ -47,6 +57,7 @@ from urllib.parse import urlsplit
 
 from pipeline.domain.config import ConfigError, FormatConfig, PolicyConfig, integer, number, table, text
 from pipeline.domain.notify_config import NotifyConfig
+from pipeline.kafka_connection import KafkaConnection, checked, mechanism, password_from_file, protocol, readable_file
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,10 @@ class DeadLetterSettings:
 @dataclass(frozen=True)
 class Settings:
     bootstrap_servers: str = "127.0.0.1:9092"
+    kafka: KafkaConnection = field(default_factory=KafkaConnection)
+    # None: decided from the cluster when topics are created (see streaming.topics.replication).
+    replication_factor: int | None = None
+    min_insync_replicas: int | None = None
     # Room for several workers: a partition is the unit Faust hands to one of them.
     partitions: int = 12
     topic_prefix: str = ""
@@ -154,7 +169,7 @@ class Source(NamedTuple):
     env: str
     section: str
     key: str
-    # The Settings field, or "<group>.<field>" inside stream or dead_letters.
+    # The Settings field, or "<group>.<field>" inside stream, dead_letters or kafka (the connection).
     field: str
     read: Callable[[Any, str], Any]
     # The environment's text becomes this before `read` checks it; text that does not convert is
@@ -169,6 +184,18 @@ SOURCES = (
            partial(text, pattern=_TOPIC_PREFIX, shape=f"at most 200 {_TOPIC_CHARACTERS}")),
     Source("PATCHGATE_APP_ID", "kafka", "app_id", "app_id",
            partial(text, pattern=_APP_ID, shape=f"1 to 200 {_TOPIC_CHARACTERS}")),
+    Source("KAFKA_SECURITY_PROTOCOL", "kafka", "security_protocol", "kafka.security_protocol", protocol),
+    Source("KAFKA_SASL_MECHANISM", "kafka", "sasl_mechanism", "kafka.sasl_mechanism", mechanism),
+    Source("KAFKA_SASL_USERNAME", "kafka", "sasl_username", "kafka.sasl_username", text),
+    Source("KAFKA_SASL_PASSWORD", "kafka", "sasl_password", "kafka.sasl_password", text),
+    Source("KAFKA_SASL_PASSWORD_FILE", "kafka", "sasl_password_file", "kafka.sasl_password_file", password_from_file),
+    Source("KAFKA_SSL_CAFILE", "kafka", "ssl_cafile", "kafka.ssl_cafile", readable_file),
+    Source("KAFKA_SSL_CERTFILE", "kafka", "ssl_certfile", "kafka.ssl_certfile", readable_file),
+    Source("KAFKA_SSL_KEYFILE", "kafka", "ssl_keyfile", "kafka.ssl_keyfile", readable_file),
+    Source("PATCHGATE_REPLICATION_FACTOR", "kafka", "replication_factor", "replication_factor",
+           partial(integer, low=1, high=100), int),
+    Source("PATCHGATE_MIN_INSYNC_REPLICAS", "kafka", "min_insync_replicas", "min_insync_replicas",
+           partial(integer, low=1, high=100), int),
     Source("CLICKHOUSE_URL", "clickhouse", "url", "clickhouse_url", _clickhouse_url),
     Source("PATCHGATE_DATA_DIR", "worker", "data_dir", "data_dir", _path),
     Source("PATCHGATE_WEB_HOST", "worker", "web_host", "web_host", _host),
@@ -199,7 +226,9 @@ def load_settings(config_file: str | Path | None = None, environ: Mapping[str, s
     table(data, "", [*_SECTIONS, "policy", "formats", "notify"], what="a settings section")
     sections = {name: table(data.get(name, {}), name, keys) for name, keys in _SECTIONS.items()}
     flat: dict[str, Any] = {}
-    groups: dict[str, dict[str, Any]] = {name: {} for name in _GROUPS}
+    groups: dict[str, dict[str, Any]] = {name: {} for name in (*_GROUPS, "kafka")}
+    # The key each value was given by, for the checks that join several of them.
+    keys: dict[str, str] = {}
     for source in SOURCES:
         # Both are checked; the environment, read last, wins.
         given = []
@@ -210,13 +239,23 @@ def load_settings(config_file: str | Path | None = None, environ: Mapping[str, s
         group, _, name = source.field.rpartition(".")
         for value, key in given:
             (groups[group] if group else flat)[name] = source.read(value, key)
+            keys[source.field] = key
+    _check_replicas(flat, keys)
     return Settings(
         **flat,
+        kafka=checked(groups["kafka"], {field.removeprefix("kafka."): key for field, key in keys.items()}),
         **{name: kind(**groups[name]) for name, kind in _GROUPS.items()},
         policy=PolicyConfig.from_mapping(data.get("policy", {})),
         formats=FormatConfig.from_mapping(data.get("formats", {})),
         notify=NotifyConfig.from_mapping(data.get("notify", {})),
     )
+
+
+def _check_replicas(flat: Mapping[str, Any], keys: Mapping[str, str]) -> None:
+    factor, least = flat.get("replication_factor"), flat.get("min_insync_replicas")
+    if factor is not None and least is not None and least > factor:
+        raise ConfigError(keys["min_insync_replicas"], f"is {least}, more than the {factor} replicas of "
+                                                       f"{keys['replication_factor']}: no write could succeed")
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -12,8 +12,9 @@ import time
 import uuid
 from datetime import UTC, date, datetime
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 
+from pipeline import kafka_clients
 from pipeline.domain.config import day
 from pipeline.domain.control import ACTIONS, ControlCommand
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
@@ -59,8 +60,7 @@ def operator() -> str:
 
 
 def send(settings: Settings, command: ControlCommand) -> None:
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
-                             reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
+    producer = kafka_clients.producer(settings, acks="all", reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
     try:
         producer.send(settings.topic(topics.CONTROL), key=command.command_id.encode("utf-8"),
                       value=CONTROL_COMMAND.encode(command_record(command))).get(timeout=30)
@@ -72,8 +72,7 @@ def send_and_wait(settings: Settings, command: ControlCommand, timeout_s: float)
     """Send the command and wait for its outcome ({"applied": bool, "detail": text}); None if no
     worker applied it in time (one will when it runs: the command stays on mail.control)."""
     applied = TopicPartition(settings.topic(topics.CONTROL_APPLIED), 0)
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
-                             reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
+    consumer = kafka_clients.consumer(settings, reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
     try:
         consumer.assign([applied])
         # Outcomes go to every partition; partition 0 always exists. Read from before the send.
@@ -89,6 +88,12 @@ def send_and_wait(settings: Settings, command: ControlCommand, timeout_s: float)
         return None
     finally:
         consumer.close()
+
+
+def control_topics(settings: Settings) -> list[topics.TopicSpec]:
+    """The topics a command goes through, which a command before any worker ran creates."""
+    names = {settings.topic(topics.CONTROL), settings.topic(topics.CONTROL_APPLIED)}
+    return [spec for spec in topics.pipeline_topics(settings) if spec.name in names]
 
 
 def _optional_day(payload: dict, name: str) -> date | None:

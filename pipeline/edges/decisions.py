@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import logging
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
+from pipeline import kafka_clients
 from pipeline.domain.policy import Decision
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
 from pipeline.settings import Settings
@@ -19,9 +20,8 @@ def read_decisions(settings: Settings, timeout_s: float = 30.0) -> list[Decision
 
     A record that is not a decision is logged and skipped: one bad record must not stop enforcement."""
     name = settings.topic(topics.DECISIONS)
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
-                             consumer_timeout_ms=int(timeout_s * 1000),
-                             reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
+    consumer = kafka_clients.consumer(settings, consumer_timeout_ms=int(timeout_s * 1000),
+                                     reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
     try:
         partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
         consumer.assign(partitions)

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
+from pipeline import kafka_clients
 from pipeline.domain.policy import Decision
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS, policy
 from pipeline.edges.decision_cache import DecisionCache
@@ -101,8 +102,7 @@ class DecisionFollower(threading.Thread):
     def _follow(self, name: str) -> None:
         # A short reconnect backoff: back from an outage, the broker is followed again within seconds.
         # Metadata as fresh as the partitions check (the default is 5 minutes old at most).
-        consumer = KafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False,
-                                 reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+        consumer = kafka_clients.consumer(self.settings, reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
                                  metadata_max_age_ms=int(PARTITIONS_CHECK_S * 1000))
         try:
             partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
@@ -173,8 +173,8 @@ class EnforcementLog(threading.Thread):
         while not (self.stopping.is_set() and self.pending.empty()):
             if producer is None:
                 try:
-                    producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap_servers, linger_ms=50, acks=1,
-                                             reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
+                    producer = kafka_clients.producer(self.settings, linger_ms=50, acks=1,
+                                                      reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
                 except Exception as exc:  # no broker: enforcement goes on, the report catches up later
                     log.warning("cannot reach the broker for %s (%s); %d records waiting", self.topic, exc,
                                 self.pending.qsize())

@@ -21,10 +21,9 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka import KafkaConsumer, TopicPartition
 
+from pipeline import kafka_clients
 from pipeline.domain.notices import Ledger, Notice, SentNotice, due_notices, keep_newest
 from pipeline.domain.notify_config import NotifyConfig
 from pipeline.domain.policy import Decision
@@ -33,7 +32,7 @@ from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
 from pipeline.edges.topic_reading import records_to_end
 from pipeline.settings import Settings
 from pipeline.streaming import records, topics
-from pipeline.streaming.admin import read_compacted
+from pipeline.streaming.admin import ensure_topics, read_compacted
 from pipeline.streaming.avro import ENFORCEMENT_DECISION, AvroDecodeError
 
 log = logging.getLogger(__name__)
@@ -121,8 +120,7 @@ class LedgerWriter:
 
     def __init__(self, settings: Settings, topic: str):
         self.topic = topic
-        self.producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
-                                      reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
+        self.producer = kafka_clients.producer(settings, acks="all", reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
 
     def __call__(self, notice: Notice) -> None:
         sent_at = iso_utc(datetime.now(UTC))
@@ -196,16 +194,9 @@ def run(settings: Settings, at: datetime | None = None, follow: bool = False,
 
 def ensure_ledger_topic(settings: Settings) -> str:
     """Create mail.notices (compacted, as many partitions as the pipeline's topics) if missing."""
-    name = settings.topic(topics.NOTICES)
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="patchgate-notify")
-    try:
-        if name not in admin.list_topics():
-            admin.create_topics([NewTopic(name, settings.partitions, 1, topic_configs={"cleanup.policy": "compact"})])
-    except TopicAlreadyExistsError:  # another notifier created it meanwhile
-        pass
-    finally:
-        admin.close()
-    return name
+    ledger = topics.notices_topic(settings)
+    ensure_topics(settings, [ledger])
+    return ledger.name
 
 
 def read_ledger(settings: Settings, topic: str) -> Ledger:
@@ -222,8 +213,7 @@ def read_ledger(settings: Settings, topic: str) -> Ledger:
 
 
 def _consumer(settings: Settings) -> KafkaConsumer:
-    return KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
-                         reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
+    return kafka_clients.consumer(settings, reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
 
 
 def _assign_from_start(consumer: KafkaConsumer, topic: str, patience_s: float | None,

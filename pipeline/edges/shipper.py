@@ -38,9 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 
+from pipeline import kafka_clients
 from pipeline.contracts import packing
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
 from pipeline.edges.topic_reading import records_to_end
@@ -290,12 +291,11 @@ def written_prefix(records: list[Sent], on_topic: set[tuple[int, int | None, int
     return written
 
 
-def read_back(bootstrap_servers: str, topic: str, since_ms: int, sources: set[str]) -> dict[str, set]:
+def read_back(settings: Settings, topic: str, since_ms: int, sources: set[str]) -> dict[str, set]:
     """The marks (first line, first byte, CRC-32 of the value) of the packed records of `sources`
     (their keys) on `topic` from `since_ms` on. KafkaError or TimeoutError when the broker cannot say."""
     # A broker still down is said within seconds (the default waits 30 s), and tried again later.
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
-                             bootstrap_timeout_ms=READ_BACK_BOOTSTRAP_MS)
+    consumer = kafka_clients.consumer(settings, bootstrap_timeout_ms=READ_BACK_BOOTSTRAP_MS)
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
@@ -334,11 +334,11 @@ class BrokerUnavailable(Exception):
 class Shipper:
     def __init__(self, settings: Settings, checkpoint: Checkpoint, progress: TextIO | None = None):
         self.topic = settings.topic(topics.RAW)
-        self.bootstrap_servers = settings.bootstrap_servers
+        self.settings = settings
         self.checkpoint = checkpoint
         self.progress = progress
-        self.producer = KafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20,
+        self.producer = kafka_clients.producer(
+            settings, acks="all", linger_ms=20,
             compression_type="lz4", batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024,
             # Retried by the producer until the delivery timeout, in order: a partition's next batch
             # waits for the one before. Not idempotent: kafka-python 3.0 (against Kafka 4.1) never
@@ -501,7 +501,7 @@ class Shipper:
             return
         since = min(r.sent_ms for records in self._unconfirmed.values() for r in records) - READ_BACK_MARGIN_MS
         try:
-            on_topic = read_back(self.bootstrap_servers, self.topic, since, set(self._unconfirmed))
+            on_topic = read_back(self.settings, self.topic, since, set(self._unconfirmed))
         except (KafkaError, TimeoutError) as exc:
             raise BrokerUnavailable(exc) from exc
         for source, records in self._unconfirmed.items():

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError
+from kafka import TopicPartition
+from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
+from pipeline import kafka_clients
 from pipeline.settings import Settings
 from pipeline.streaming import topics
 
@@ -19,26 +21,45 @@ PROCESSED = (topics.RAW, topics.TRACES, topics.CONTROL, topics.OBSERVATIONS, top
 STORED = (topics.OBSERVATIONS, topics.CONTROL_APPLIED, topics.DECISIONS, topics.ENFORCEMENT)
 
 
-def ensure_topics(settings: Settings) -> list[str]:
-    """Create missing topics; refuse to run on topics with the wrong partition count."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="patchgate-admin")
+@dataclass(frozen=True)
+class TopicsMade:
+    """What ensure_topics did: the topics it created, and one line per existing topic that has
+    fewer replicas than asked (Kafka cannot add them by itself: kafka-reassign-partitions does)."""
+
+    created: list[str]
+    under_replicated: list[str]
+
+
+def ensure_topics(settings: Settings, specs: list[topics.TopicSpec] | None = None) -> TopicsMade:
+    """Create the missing topics of `specs` (by default every topic the project creates) with the
+    replication of `topics.replication`; refuse to run on topics with the wrong partition count."""
+    specs = topics.created_topics(settings) if specs is None else specs
+    admin = kafka_clients.admin(settings, "patchgate-admin")
     try:
-        existing = {t["name"]: len(t["partitions"]) for t in admin.describe_topics()}
-        wanted = topics.pipeline_topics(settings)
-        for spec in wanted:
-            if spec.name in existing and not spec.single and existing[spec.name] != settings.partitions:
+        wanted = topics.replication(settings, len(admin.describe_cluster()["brokers"]))
+        existing = {t["name"]: t["partitions"] for t in admin.describe_topics([spec.name for spec in specs])
+                    if t["error_code"] == 0}
+        for spec in specs:
+            count = len(existing.get(spec.name, ()))
+            if spec.name in existing and not spec.single and count != settings.partitions:
                 raise SystemExit(
-                    f"topic {spec.name} has {existing[spec.name]} partitions, the pipeline needs "
+                    f"topic {spec.name} has {count} partitions, the pipeline needs "
                     f"{settings.partitions} (PATCHGATE_PARTITIONS): its tables are co-partitioned with it"
                 )
-        missing = [
-            NewTopic(spec.name, 1 if spec.single else settings.partitions, 1,
-                     topic_configs={"cleanup.policy": "compact"} if spec.compacted else {})
-            for spec in wanted if spec.name not in existing
-        ]
+        missing = {spec.name: {"num_partitions": spec.partitions(settings), "replication_factor": wanted.factor,
+                               "configs": {"min.insync.replicas": str(wanted.min_insync),
+                                           **({"cleanup.policy": "compact"} if spec.compacted else {})}}
+                   for spec in specs if spec.name not in existing}
         if missing:
-            admin.create_topics(missing)
-        return [t.name for t in missing]
+            answer = admin.create_topics(missing, raise_errors=False, wait_for_metadata=True)
+            for topic in answer["topics"]:
+                # Another process may have created one meanwhile: that is what was wanted.
+                if topic["error_code"] not in (0, TopicAlreadyExistsError.errno):
+                    raise for_code(topic["error_code"])(f"creating {topic['name']}: {topic['error_message']}")
+        under = [f"topic {spec.name} has {fewest} replicas, {wanted.factor} asked"
+                 for spec in specs if spec.name in existing
+                 and (fewest := min(len(p["replica_nodes"]) for p in existing[spec.name])) < wanted.factor]
+        return TopicsMade(list(missing), under)
     finally:
         admin.close()
 
@@ -46,8 +67,8 @@ def ensure_topics(settings: Settings) -> list[str]:
 def lag(settings: Settings, names: tuple[str, ...] = CONSUMED) -> int:
     """Messages the consumer groups reading the given topics have not committed yet (the workers'
     and the sinks' both count on mail.observations, which both read)."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="patchgate-admin")
+    consumer = kafka_clients.consumer(settings)
+    admin = kafka_clients.admin(settings, "patchgate-admin")
     try:
         total = 0
         for group, consumed in ((settings.app_id, PROCESSED), (topics.sink_group(settings), STORED)):
@@ -113,7 +134,7 @@ def wait_until_drained(
 def read_compacted(settings: Settings, topic: str) -> dict[int, dict[bytes, bytes]]:
     """A compacted topic (a table's changelog, mail.notices) read to its end: the latest value of
     each key per partition, deleted keys left out (compaction may not have run yet)."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
+    consumer = kafka_clients.consumer(settings)
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(partitions)

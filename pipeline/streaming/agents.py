@@ -182,7 +182,7 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
                 left_over = [record for server in stored.values() if server for record in server.unpublished]
                 if left_over:
                     await publish(not_yet_published(left_over, await tails(
-                        settings.bootstrap_servers, topics.decisions.get_topic_name(), left_over)))
+                        settings, topics.decisions.get_topic_name(), left_over)))
                 decided: dict[bytes, Record] = {}
                 stages: Counter[int] = Counter()
                 for key, (event, observations) in by_server.items():

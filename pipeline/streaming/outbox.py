@@ -18,7 +18,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
+from pipeline import kafka_clients
 from pipeline.domain.policy import ServerState
+from pipeline.settings import Settings
 
 # One record of mail.decisions: key (the server id) and the Avro value, as bytes.
 Record = tuple[bytes, bytes]
@@ -50,10 +52,10 @@ def not_yet_published(left_over: list[Record], tail: list[Record]) -> list[Recor
     return [record for record in left_over if record not in published]
 
 
-async def tails(bootstrap_servers: str, topic: str, records: list[Record]) -> list[Record]:
+async def tails(settings: Settings, topic: str, records: list[Record]) -> list[Record]:
     """The newest records of the mail.decisions partitions `records` go to: as many from each as
     went there, and a few more. Kafka's default partitioner places a key as Faust's producer does."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka_clients.options(settings, enable_auto_commit=False))
     await consumer.start()
     try:
         metadata = await consumer._client.fetch_all_metadata()

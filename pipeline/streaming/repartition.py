@@ -28,14 +28,16 @@ from dataclasses import dataclass, field
 
 import orjson
 from aiokafka.partitioner import murmur2
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewPartitions
+from kafka import TopicPartition
+from kafka.admin import NewPartitions
 
+from pipeline import kafka_clients
 from pipeline.domain.source_ends import OpenSources
 from pipeline.settings import Settings
 from pipeline.streaming import admin as housekeeping, topics
 from pipeline.streaming.ingest import open_sources_key
 
+# The tables co-partitioned with the pipeline's topics (control-state keeps its one partition).
 TABLES = (topics.PARSER_STATE_TABLE, topics.OPEN_MESSAGES_TABLE, topics.SERVER_STATE_TABLE,
           topics.CONTROLS_IN_FORCE_TABLE)
 
@@ -170,16 +172,12 @@ def refusal(counts: Mapping[str, int], new_count: int, busy_groups: list[str], l
     return None
 
 
-def changelog_topic(settings: Settings, table: str) -> str:
-    return f"{settings.app_id}-{table}-changelog"
-
-
 def repartition(settings: Settings, new_count: int, leave_unplaced: bool = False) -> list[str]:
     """Grow every pipeline topic and table changelog to `new_count` partitions and move the table
     keys; returns what was done, one line each. Raises Refused before changing anything."""
     names = [spec.name for spec in topics.pipeline_topics(settings) if not spec.single]
-    changelogs = {table: changelog_topic(settings, table) for table in TABLES}
-    client = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="patchgate-repartition")
+    changelogs = {table: topics.changelog_topic(settings, table) for table in TABLES}
+    client = kafka_clients.admin(settings, "patchgate-repartition")
     try:
         existing = {t["name"]: len(t["partitions"]) for t in client.describe_topics()}
         counts = {name: existing[name] for name in [*names, *changelogs.values()] if name in existing}
@@ -255,8 +253,7 @@ def raw_record_keys(settings: Settings,
     if not wanted:
         return {}
     topic = settings.topic(topics.RAW)
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
-                             max_partition_fetch_bytes=64 * 1024)
+    consumer = kafka_clients.consumer(settings, max_partition_fetch_bytes=64 * 1024)
     try:
         found: dict[tuple[int, bytes], bytes] = {}
         for state_key, (partition, offset) in wanted.items():
@@ -276,7 +273,7 @@ def _write(settings: Settings, moves: Mapping[str, list[Move]], rewrites: list[t
     broker acknowledged every copy (flush does not fail when a send did: its future tells), so a
     failure leaves both copies rather than none. `rewrites` (topic, move) are written in place
     after, without tombstones."""
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5)
+    producer = kafka_clients.producer(settings, acks="all", linger_ms=5)
     try:
         copies = [producer.send(topic, key=move.key, value=move.value, partition=move.new)
                   for topic, table_moves in moves.items() for move in table_moves]

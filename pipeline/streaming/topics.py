@@ -22,12 +22,18 @@ PARSER_STATE_TABLE = "parser-state"
 OPEN_MESSAGES_TABLE = "open-messages"
 SERVER_STATE_TABLE = "server-state"
 CONTROLS_IN_FORCE_TABLE = "controls-in-force"
+# The control agent's own state, beside mail.control's one partition.
 CONTROL_STATE_TABLE = "control-state"
+TABLES = (PARSER_STATE_TABLE, OPEN_MESSAGES_TABLE, SERVER_STATE_TABLE, CONTROLS_IN_FORCE_TABLE, CONTROL_STATE_TABLE)
 
 
 def sink_group(settings: Settings) -> str:
     """The sinks' Faust app id and consumer group; the workers' is `settings.app_id`."""
     return f"{settings.app_id}-sink"
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    return f"{settings.app_id}-{table}-changelog"
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,24 @@ class TopicSpec:
     # One partition, whatever the pipeline's count: a topic read in one order (it feeds no
     # co-partitioned table but its own one-partition one, and is never grown).
     single: bool = False
+
+    def partitions(self, settings: Settings) -> int:
+        return 1 if self.single else settings.partitions
+
+
+@dataclass(frozen=True)
+class Replication:
+    """Replicas of every topic the project creates, and how many must have a write before it counts."""
+
+    factor: int
+    min_insync: int
+
+
+def replication(settings: Settings, brokers: int) -> Replication:
+    """The settings' replication, or by default 3 replicas (as many as there are brokers when the
+    cluster has fewer) with 2 in sync (1 below 3 replicas, so that one broker down stops no write)."""
+    factor = settings.replication_factor or min(3, max(brokers, 1))
+    return Replication(factor, settings.min_insync_replicas or (2 if factor >= 3 else 1))
 
 
 def pipeline_topics(settings: Settings) -> list[TopicSpec]:
@@ -53,3 +77,19 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic(CONTROL), compacted=True, single=True),
         TopicSpec(settings.topic(CONTROL_APPLIED)),
     ]
+
+
+def changelog_topics(settings: Settings) -> list[TopicSpec]:
+    """The workers' table changelogs (compacted, co-partitioned with the topics that feed them)."""
+    return [TopicSpec(changelog_topic(settings, table), compacted=True, single=table == CONTROL_STATE_TABLE)
+            for table in TABLES]
+
+
+def notices_topic(settings: Settings) -> TopicSpec:
+    return TopicSpec(settings.topic(NOTICES), compacted=True)
+
+
+def created_topics(settings: Settings) -> list[TopicSpec]:
+    """What `patchgate topics` creates: every topic of the pipeline, the changelogs Faust would
+    otherwise create on its own (with its own replication), and `notify`'s ledger."""
+    return [*pipeline_topics(settings), *changelog_topics(settings), notices_topic(settings)]

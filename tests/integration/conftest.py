@@ -17,9 +17,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from kafka import TopicPartition
 
-from kafka import KafkaConsumer, TopicPartition
-
+from pipeline import kafka_clients
 from pipeline.settings import load_settings
 from pipeline.streaming.admin import ensure_topics, wait_until_drained
 
@@ -114,8 +114,7 @@ def _read_topic(settings, name: str, prefixed: bool = True) -> list:
     """Every record of a pipeline topic (or, not `prefixed`, of the topic of that very name, such as
     a table's changelog), from the beginning to its current end."""
     topic = settings.topic(name) if prefixed else name
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
-                             consumer_timeout_ms=5000)
+    consumer = kafka_clients.consumer(settings, consumer_timeout_ms=5000)
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(partitions)

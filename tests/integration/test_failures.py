@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kafka import KafkaProducer
-
+from pipeline import kafka_clients
 from pipeline.edges.decisions import read_decisions
 from pipeline.edges.shipper import ship
 from pipeline.streaming import topics
@@ -18,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_poison_input_goes_to_the_dead_letter_topic_and_the_rest_flows(pipeline_env, start_worker, drained, read_topic,
                                                                       tmp_path):
     settings, _ = pipeline_env
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = kafka_clients.producer(settings, acks="all")
     raw, traces = settings.topic(topics.RAW), settings.topic(topics.TRACES)
     garbage = [
         (b"/var/log/strange.log", b"\x00\x01 this is not any mail log"),

@@ -9,11 +9,10 @@ import time
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from kafka import KafkaProducer
-
+from pipeline import kafka_clients
+from pipeline.domain.policy import Decision
 from pipeline.streaming import records, topics
 from pipeline.streaming.avro import ENFORCEMENT, ENFORCEMENT_DECISION
-from pipeline.domain.policy import Decision
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK = "550 5.7.230 Connecting server version is out-of-date; connection blocked for 60 mins/hr."
@@ -77,7 +76,7 @@ def wait_until_blocking(port, host="old.example", timeout=60):
 
 def test_policy_service_many_clients_bad_clients_and_no_broker(pipeline_env, read_topic, tmp_path):
     settings, env = pipeline_env
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = kafka_clients.producer(settings, acks="all")
     for d in (decision("old.example", 8, 0, 60), decision("slow.example", 5, 60, 0), decision("fine.example", 0, 0, 0),
               decision("old.example", 7, 30, 20, version=0)):  # an older version arriving late changes nothing
         producer.send(settings.topic(topics.DECISIONS), key=d.server_id.encode(),

@@ -7,14 +7,13 @@ import time
 from dataclasses import replace
 from datetime import UTC, date, datetime
 
-from kafka import KafkaProducer
-
+from pipeline import kafka_clients
 from pipeline.domain.notify_config import NotifyConfig
 from pipeline.domain.policy import Decision
 from pipeline.edges.notify import run
 from pipeline.streaming import records, topics
-from pipeline.streaming.topics import NOTICES
 from pipeline.streaming.avro import ENFORCEMENT_DECISION
+from pipeline.streaming.topics import NOTICES
 
 ADMINS, OPS, TAILSPIN = "exchange-admins@owners.example", "ops@owners.example", "it@owners.example"
 
@@ -34,7 +33,7 @@ def decision(server, org, stage, version, status="unsupported", throttle=date(20
 
 
 def publish(settings, *decisions: Decision) -> None:
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = kafka_clients.producer(settings, acks="all")
     for d in decisions:
         producer.send(settings.topic(topics.DECISIONS), key=d.server_id.encode(),
                       value=ENFORCEMENT_DECISION.encode(records.decision_record(d)))

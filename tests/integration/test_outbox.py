@@ -4,6 +4,7 @@ import asyncio
 
 from aiokafka import AIOKafkaProducer
 
+from pipeline import kafka_clients
 from pipeline.streaming.outbox import not_yet_published, tails
 from pipeline.streaming.topics import DECISIONS
 
@@ -17,14 +18,14 @@ def test_the_end_of_each_partition_holds_what_was_published_last(pipeline_env):
 
     async def scenario():
         # Keyed sends without a partition, as Faust's producer (aiokafka's default partitioner) makes them.
-        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+        producer = AIOKafkaProducer(**kafka_clients.options(settings, acks="all"))
         await producer.start()
         try:
             for key, value in earlier + published:
                 await producer.send_and_wait(topic, value, key=key)
         finally:
             await producer.stop()
-        return await tails(settings.bootstrap_servers, topic, published + never_sent)
+        return await tails(settings, topic, published + never_sent)
 
     tail = asyncio.run(scenario())
     assert set(published) <= set(tail)

@@ -18,7 +18,7 @@ from pipeline.edges.shipper import ship
 from pipeline.evaluate import evaluate
 from pipeline.settings import load_settings
 from pipeline.streaming import topics
-from pipeline.streaming.repartition import changelog_topic, partition_for
+from pipeline.streaming.repartition import partition_for
 from tests.integration.conftest import ROOT, Worker, _drained, _read_topic, isolated_env
 from tests.integration.test_pipeline import CONFIG, SAMPLES, latest_by_server
 
@@ -36,7 +36,7 @@ def repartition(env: dict, *args: str) -> subprocess.CompletedProcess:
 def latest_values(settings, table: str) -> dict[tuple[int, bytes], bytes]:
     """(partition, key) -> the latest value of each key the table's changelog still holds."""
     latest: dict[tuple[int, bytes], bytes | None] = {}
-    for record in _read_topic(settings, changelog_topic(settings, table), prefixed=False):
+    for record in _read_topic(settings, topics.changelog_topic(settings, table), prefixed=False):
         latest[(record.partition, record.key)] = record.value
     return {place: value for place, value in latest.items() if value is not None}
 

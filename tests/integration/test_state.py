@@ -6,8 +6,7 @@ import io
 import json
 from pathlib import Path
 
-from kafka import KafkaProducer
-
+from pipeline import kafka_clients
 from pipeline.domain.parsers.msgtrk import MAX_KNOWN_HOSTS
 from pipeline.domain.report import evaluate_row
 from pipeline.edges.decisions import read_decisions
@@ -54,7 +53,7 @@ def test_one_line_records_give_the_decisions_packed_records_give(pipeline_env, s
     """Each line of every sample file as its own Filebeat-shaped record, as shippers other than
     `patchgate ship` send them."""
     settings, _ = pipeline_env
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5)
+    producer = kafka_clients.producer(settings, acks="all", linger_ms=5)
     samples = TESTS / "samples"
     for path in expand([str(samples)]):
         with path.open("rb") as handle:

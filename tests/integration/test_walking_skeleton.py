@@ -5,8 +5,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from kafka import KafkaProducer
-
+from pipeline import kafka_clients
 from pipeline.contracts import packing
 from pipeline.edges.decisions import read_decisions
 from pipeline.edges.shipper import ship
@@ -76,7 +75,7 @@ def test_lines_arriving_as_time_passes_move_a_server_through_every_stage(pipelin
     # worker reads each record before the next is sent, as when lines arrive day after day.
     boundaries = [next(i for i, at in enumerate(first_row) if at >= EX13_FIRST + timedelta(days=d)) for d in (30, 40, 50, 60, 70)]
     cuts = sorted({0, 1, len(days)} | set(boundaries) | {b + 1 for b in boundaries})
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = kafka_clients.producer(settings, acks="all")
     sent = 0
     for first_day, end_day in zip(cuts, cuts[1:]):
         chunk = b"".join(line for day in days[first_day:end_day] for line in day)

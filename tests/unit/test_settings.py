@@ -96,7 +96,9 @@ CLICKHOUSE_URL = "chdb:///path (the embedded engine) or an http(s)://host... URL
     ("[kafk]\npartitions = 8\n", f"kafk is not a settings section (known: {SECTIONS})"),
     ("partitions = 8\n", f"partitions is not a settings section (known: {SECTIONS})"),
     ("[kafka]\npartitons = 8\n",
-     "kafka.partitons is not a setting (known: bootstrap_servers, partitions, topic_prefix, app_id)"),
+     "kafka.partitons is not a setting (known: bootstrap_servers, partitions, topic_prefix, app_id, security_protocol, "
+     "sasl_mechanism, sasl_username, sasl_password, sasl_password_file, ssl_cafile, ssl_certfile, ssl_keyfile, "
+     "replication_factor, min_insync_replicas)"),
     ("[worker]\nport = 6066\n",
      "worker.port is not a setting (known: data_dir, web_host, web_port, web_token, standby_replicas)"),
     ("[dead_letters]\nmax_rate = 0.5\n", "dead_letters.max_rate is not a setting (known: max_ratio, max_consecutive)"),

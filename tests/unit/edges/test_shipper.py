@@ -134,7 +134,7 @@ class _Producer:
 @pytest.fixture
 def producer(monkeypatch):
     """The shipper's producer, and no wait between polls when following."""
-    monkeypatch.setattr(shipper, "KafkaProducer", _Producer)
+    monkeypatch.setattr(shipper.kafka_clients, "KafkaProducer", _Producer)
     monkeypatch.setattr(_Producer, "sent", [])
     monkeypatch.setattr(shipper, "POLL_SECONDS", 0)
     return _Producer

@@ -104,7 +104,7 @@ class _Broker:
                 callback(future.failure)
         self.waiting.clear()
 
-    def read_back(self, bootstrap_servers, topic, since_ms, sources):
+    def read_back(self, settings, topic, since_ms, sources):
         self.read_backs += 1
         return {source: set(self.marks.get(source, ())) for source in sources}
 
@@ -120,7 +120,7 @@ def broker(monkeypatch):
 
     def make(answers):
         stand_in = _Broker(answers)
-        monkeypatch.setattr(shipper, "KafkaProducer", stand_in)
+        monkeypatch.setattr(shipper.kafka_clients, "KafkaProducer", stand_in)
         monkeypatch.setattr(shipper, "read_back", stand_in.read_back)
         return stand_in
     return make
