@@ -54,6 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--at", help="ISO-8601 time to evaluate at (default: the newest event time)")
     evaluate.add_argument("--config", default=argparse.SUPPRESS, help="TOML settings file with the [policy] table")
     evaluate.add_argument("paths", nargs="+", help="files, folders (every file below) or - for standard input")
+    acls = commands.add_parser(
+        "kafka-acls", help="print the Kafka ACLs of every role (kafka-acls.sh --add lines, or JSON)")
+    acls.add_argument("--json", action="store_true", help="one JSON binding per line instead")
+    acls.add_argument("--principal", action="append", default=[], metavar="ROLE=PRINCIPAL",
+                      help="the principal a role runs as (default User:patchgate-ROLE); repeat per role")
+    acls.add_argument("--command-config", help="the admin client properties file the printed lines pass on")
+    acls.add_argument("--web-control", action="store_true",
+                      help="let the sink write mail.control, for the web port's POST /control")
     ddl = commands.add_parser("clickhouse-ddl", help="print the report tables' DDL for a ClickHouse cluster")
     ddl.add_argument("--cluster", required=True, help="the cluster's name in the servers' <remote_servers>")
     _control_commands(commands)
@@ -161,6 +169,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         except ValueError as exc:
             print(f"patchgate clickhouse-ddl: {exc}", file=sys.stderr)
             return 2
+    elif args.command == "kafka-acls":
+        return _kafka_acls(args, settings)
     elif args.command in CONTROL_ACTIONS:
         return _control(args, settings)
     elif args.command == "catalog":
@@ -194,6 +204,22 @@ def _notify(args: argparse.Namespace, settings: Settings) -> int:
         print(f"patchgate notify: {exc}", file=sys.stderr)
         return 1
     print(f"sent {sent} notices", file=sys.stderr)
+    return 0
+
+
+def _kafka_acls(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.kafka_acls import command_lines, grants, parse_principals
+
+    try:
+        principals = parse_principals(args.principal)
+    except ValueError as exc:
+        print(f"patchgate kafka-acls: {exc}", file=sys.stderr)
+        return 2
+    made = grants(settings, principals, web_control=args.web_control)
+    if args.json:
+        print("\n".join(json.dumps(binding) for grant in made for binding in grant.bindings()))
+    else:
+        print("\n".join(command_lines(made, settings.bootstrap_servers, args.command_config)))
     return 0
 
 
