@@ -9,9 +9,9 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 RUNTIME_LOCK := requirements-runtime.lock
 # The lock tool, pinned: another uv release may resolve or write the files differently. It lives
-# in a venv of its own, outside the project's.
+# in a venv of its own, outside the project's, one per version.
 UV_VERSION := 0.13.8
-LOCK_TOOL := .lock-tool
+UV := .lock-tool/uv-$(UV_VERSION)/bin/uv
 # Resolved for CI and the image (python:3.11-slim) whatever machine runs `make lock`; the hashes
 # cover every file of each pinned version.
 LOCK_FLAGS := --quiet --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
@@ -35,17 +35,17 @@ $(STAMP): pyproject.toml $(LOCK)
 
 venv: $(STAMP)
 
-$(LOCK_TOOL)/bin/uv:
-	$(PYTHON) -m venv $(LOCK_TOOL)
-	$(LOCK_TOOL)/bin/python -m pip install -q uv==$(UV_VERSION)
+$(UV):
+	$(PYTHON) -m venv $(dir $(@D))
+	$(dir $(@D))bin/python -m pip install -q uv==$(UV_VERSION)
 
 # The runtime lock is resolved under the full one as constraints, so both pin the same versions.
 # It adds pyproject.toml's build requirements: the image builds patchgate without build isolation.
-lock: $(LOCK_TOOL)/bin/uv
-	$(LOCK_TOOL)/bin/uv pip compile pyproject.toml --extra test $(LOCK_FLAGS) \
+lock: $(UV)
+	$(UV) pip compile pyproject.toml --extra test $(LOCK_FLAGS) \
 		$(foreach name,$(UPGRADE),--upgrade-package $(name)) --output-file $(LOCK)
 	$(PYTHON) -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires'], sep='\n')" \
-		| $(LOCK_TOOL)/bin/uv pip compile pyproject.toml - $(LOCK_FLAGS) --constraints $(LOCK) \
+		| $(UV) pip compile pyproject.toml - $(LOCK_FLAGS) --constraints $(LOCK) \
 		--output-file $(RUNTIME_LOCK)
 
 demo: $(STAMP)
