@@ -3,15 +3,50 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv kafka-start kafka-stop
+# Every dependency at an exact version with its hashes (README "Upgrading dependencies"):
+# requirements.lock for development and CI (runtime, test tools, pip and setuptools),
+# requirements-runtime.lock for the image (the runtime part of it, with the build backend).
+LOCK := requirements.lock
+RUNTIME_LOCK := requirements-runtime.lock
+# The lock tool, pinned: another uv release may resolve or write the files differently. It lives
+# in a venv of its own, outside the project's, one per version.
+UV_VERSION := 0.13.8
+UV := .lock-tool/uv-$(UV_VERSION)/bin/uv
+# Resolved for CI and the image (python:3.11-slim) whatever machine runs `make lock`; the hashes
+# cover every file of each pinned version.
+LOCK_FLAGS := --quiet --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+	--custom-compile-command "make lock"
+# `make lock UPGRADE="faust-streaming aiokafka"` moves those packages to the newest versions
+# pyproject.toml allows; the other pins stay where they are unless a bound forces them to move.
+UPGRADE ?=
 
-$(STAMP): pyproject.toml
+.PHONY: demo test venv lock kafka-start kafka-stop
+
+# Every package from the lock, wheels only (an sdist's build would fetch unhashed build tools);
+# then patchgate itself, in a second step since a local folder has no hash to check: without
+# dependencies (all came from the lock), built by the locked setuptools. Re-run when a pin or a
+# declared dependency changes. pip installs over what is there: after a package leaves the lock,
+# `rm -rf .venv && make venv` gives an environment with exactly the lock.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e ".[test]"
+	$(VENV)/bin/python -m pip install -q --require-hashes --only-binary :all: -r $(LOCK)
+	$(VENV)/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 venv: $(STAMP)
+
+$(UV):
+	$(PYTHON) -m venv $(dir $(@D))
+	$(dir $(@D))bin/python -m pip install -q uv==$(UV_VERSION)
+
+# The runtime lock is resolved under the full one as constraints, so both pin the same versions.
+# It adds pyproject.toml's build requirements: the image builds patchgate without build isolation.
+lock: $(UV)
+	$(UV) pip compile pyproject.toml --extra test $(LOCK_FLAGS) \
+		$(foreach name,$(UPGRADE),--upgrade-package $(name)) --output-file $(LOCK)
+	$(PYTHON) -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires'], sep='\n')" \
+		| $(UV) pip compile pyproject.toml - $(LOCK_FLAGS) --constraints $(LOCK) \
+		--output-file $(RUNTIME_LOCK)
 
 demo: $(STAMP)
 	bash deploy/demo.sh

@@ -5,12 +5,18 @@ missing from the wheel: this test builds the wheel, installs it into a fresh vir
 runs it from a folder outside the repository.
 
 The fresh environment borrows the dependencies of the running one through a .pth file naming its
-site-packages: installing them from the registry takes a minute and a gigabyte (chdb, pyarrow).
+site-packages: installing them from the registry takes a minute and a gigabyte (chdb, pyarrow). The
+running one is installed from requirements.lock (`make venv`), so these are the versions that
+requirements-runtime.lock gives the image; a test checks that they are, and that the wheel's own
+requirements accept them.
 Python does not run .pth files found in a folder a .pth file adds, so the editable install's finder
 stays out and `pipeline` can only come from the wheel, which the test checks.
 """
+import email
+import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +27,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 pytestmark = pytest.mark.packaging
 
@@ -125,3 +133,19 @@ def test_worker_and_mta_import_and_read_their_schemas(installed, tmp_path):
     assert facts["round_trip"]
     assert "CREATE TABLE IF NOT EXISTS decisions" in expected["ddl"]
     assert facts["ddl"] == expected["ddl"]
+
+
+def test_the_borrowed_dependencies_are_the_locked_ones(wheel):
+    pins = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", (ROOT / "requirements-runtime.lock").read_text(), re.M)
+    locked = {canonicalize_name(name): version for name, version in pins}
+    installed = {canonicalize_name(dist.metadata["Name"]): dist.version for dist in importlib.metadata.distributions()}
+    differing = {name: (version, installed.get(name)) for name, version in locked.items()
+                 if installed.get(name) != version}
+    assert not differing, f"(locked, installed) here: {differing}; `rm -rf .venv && make venv` installs the lock"
+    with zipfile.ZipFile(wheel) as archive:
+        [metadata] = [name for name in archive.namelist() if name.endswith(".dist-info/METADATA")]
+        requires = email.message_from_bytes(archive.read(metadata)).get_all("Requires-Dist")
+    runtime = [Requirement(text) for text in requires if "extra ==" not in text]
+    assert len(runtime) > 10
+    refused = [str(r) for r in runtime if not r.specifier.contains(locked.get(canonicalize_name(r.name), "0"))]
+    assert not refused, f"the wheel's requirements refuse what requirements-runtime.lock pins: {refused}"

@@ -41,8 +41,9 @@ def dockerfile(service) -> Path:
 
 
 def instructions(path: Path, name: str) -> list[list[str]]:
-    """The arguments of each `name` instruction of a Dockerfile."""
-    return [line.split()[1:] for line in path.read_text().splitlines() if line.split()[:1] == [name]]
+    """The arguments of each `name` instruction of a Dockerfile (continued lines joined)."""
+    lines = path.read_text().replace("\\\n", " ").splitlines()
+    return [line.split()[1:] for line in lines if line.split()[:1] == [name]]
 
 
 def test_services_and_images():
@@ -57,6 +58,23 @@ def test_services_and_images():
         for words in instructions(dockerfile(service), "COPY"):
             for source in (word for word in words[:-1] if not word.startswith("--")):
                 assert (ROOT / service["build"]["context"] / source).exists(), f"COPY {source}"
+
+
+def test_the_image_installs_its_dependencies_from_the_runtime_lock():
+    dockerfile = ROOT / "deploy/Dockerfile"
+    copied = {}  # path in the image -> path in the build context
+    for *sources, target in instructions(dockerfile, "COPY"):
+        for source in sources:
+            copied[target + Path(source).name if target.endswith("/") else target] = source
+    commands = [command.split() for words in instructions(dockerfile, "RUN") for command in " ".join(words).split("&&")]
+    installs = [words for words in commands if words[:2] == ["pip", "install"]]
+    hashed = [words for words in installs if "--require-hashes" in words]
+    assert len(hashed) == 1, f"expected one `pip install --require-hashes -r LOCK`, found {installs}"
+    [locked] = hashed
+    lock = copied[locked[locked.index("-r") + 1]]
+    assert lock == "requirements-runtime.lock" and (ROOT / lock).is_file()
+    # The rest, patchgate itself, brings no dependency the lock did not pin.
+    assert all("--no-deps" in words for words in installs if words is not locked)
 
 
 def test_three_workers_and_one_sink():
