@@ -80,13 +80,57 @@ def main(argv: list[str] | None = None) -> int:
         print(f"patchgate: config: {exc}", file=sys.stderr)
         return 2
     try:
-        return _run(args, settings)
+        brokers = _check_kafka(args.command, settings)
+        return _run(args, settings, brokers)
     except CatalogError as exc:
         print(f"patchgate {args.command}: {exc}", file=sys.stderr)
         return 2
+    except KafkaRefused as exc:
+        print(f"patchgate {args.command}: kafka: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        # kafka-python is imported only by the commands that talk to Kafka (it takes a third of a
+        # second): an error of its own can only come once it is loaded.
+        errors = sys.modules.get("kafka.errors")
+        if errors is None or not isinstance(exc, errors.KafkaError):
+            raise
+        print(f"patchgate {args.command}: kafka: {exc}", file=sys.stderr)
+        return 1
 
 
-def _run(args: argparse.Namespace, settings: Settings) -> int:
+# The commands that talk to Kafka, and how long each waits for brokers that do not answer: a
+# worker or a sink may start beside them; `mta` serves its cached decisions and the shipper keeps
+# the lines until the brokers come (None: go on without them).
+KAFKA_PATIENCE_S: dict[str, float | None] = {
+    "worker": 60.0, "sink": 60.0, "run": 60.0, "mta": None, "ship": None,
+    **dict.fromkeys(("topics", "wait", "repartition", "decisions", "notify", "pause", "resume", "exempt",
+                     "unexempt"), 0.0),
+}
+
+
+def _check_kafka(command: str, settings: Settings) -> int | None:
+    """The number of brokers, once a connection as the settings say worked; None when the command
+    needs no Kafka, or goes on without it. A connection that cannot work (credentials,
+    certificates, protocol) stops every command with one line."""
+    if command not in KAFKA_PATIENCE_S:
+        return None
+    from pipeline.kafka_clients import KafkaUnusable, check_connection
+
+    patience = KAFKA_PATIENCE_S[command]
+    try:
+        return check_connection(settings, patience_s=patience or 0.0)
+    except KafkaUnusable as exc:
+        if exc.lasting or patience is not None:
+            raise KafkaRefused(str(exc)) from None
+        print(f"patchgate {command}: kafka: {exc}; going on without it", file=sys.stderr)
+        return None
+
+
+class KafkaRefused(Exception):
+    """The brokers cannot be used as the settings say (one line)."""
+
+
+def _run(args: argparse.Namespace, settings: Settings, brokers: int | None) -> int:
     if args.command == "topics":
         from pipeline.streaming.admin import ensure_topics
 
@@ -101,7 +145,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from pipeline.streaming.app import Role
         from pipeline.streaming.worker import run_worker
 
-        return run_worker(settings, Role(args.command))
+        return run_worker(settings, Role(args.command), brokers or 1)
     elif args.command == "ship":
         from pipeline.edges.shipper import progress_stream, ship as ship_files
 
