@@ -21,9 +21,11 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pipeline.domain.policy import Decision
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS, policy
 from pipeline.edges.decision_cache import DecisionCache
+from pipeline.edges.decisions import latest_decisions
 from pipeline.settings import Settings
 from pipeline.streaming import topics
-from pipeline.streaming.avro import ENFORCEMENT
+from pipeline.streaming.avro import ENFORCEMENT, AvroDecodeError
+from pipeline.streaming.compacted import Compacted
 
 log = logging.getLogger(__name__)
 MAX_LINE = 8192
@@ -81,7 +83,8 @@ class PolicyServer:
 
 class DecisionFollower(threading.Thread):
     """Reads mail.decisions from the start and keeps following it into the cache, and the partitions
-    it gains (`patchgate repartition`) from their start, without a restart."""
+    it gains (`patchgate repartition`) from their start, without a restart. After an error (the
+    broker away) it reads the topic from the start again, the cache answering meanwhile."""
 
     def __init__(self, settings: Settings, cache: DecisionCache):
         super().__init__(name="decision-follower", daemon=True)
@@ -111,24 +114,40 @@ class DecisionFollower(threading.Thread):
             consumer.assign(partitions)
             consumer.seek_to_beginning(*partitions)
             ends = consumer.end_offsets(partitions)
-            changed, last_save, checked = False, time.monotonic(), time.monotonic()
-            while not self.stopping.is_set():
-                for tp, messages in consumer.poll(timeout_ms=500).items():
-                    for message in messages:
-                        changed |= self.cache.apply_record(message.value, f"{tp.topic}/{tp.partition}/{message.offset}")
-                if time.monotonic() - checked >= PARTITIONS_CHECK_S:
-                    partitions = with_new_partitions(consumer, name, partitions)
-                    checked = time.monotonic()
-                if not self.caught_up.is_set() and all(consumer.position(tp) >= end for tp, end in ends.items()):
-                    self.caught_up.set()
-                    log.info("decision cache caught up: %d servers", len(self.cache))
-                if changed and time.monotonic() - last_save >= SAVE_EVERY_S:
-                    self.cache.save()
-                    changed, last_save = False, time.monotonic()
-            if changed:
-                self.cache.save()
+            self._keep_up(consumer, name, partitions, ends)
         finally:
             consumer.close()
+
+    def _keep_up(self, consumer: KafkaConsumer, name: str, partitions: list[TopicPartition],
+                 ends: dict[TopicPartition, int]) -> None:
+        """Read the assigned partitions of topic `name` from their start up to `ends` into a fold of
+        their own, which then replaces the cache (streaming.compacted: deleted servers left out);
+        from there on, apply each record to the cache as it comes, until stopped."""
+        reading: Compacted[Decision] | None = latest_decisions()
+        changed, last_save, checked = False, time.monotonic(), time.monotonic()
+        while not self.stopping.is_set():
+            for tp, messages in consumer.poll(timeout_ms=500).items():
+                for message in messages:
+                    try:
+                        if reading is not None:
+                            reading.add(message.key, message.value)
+                        else:
+                            changed |= self.cache.apply_record(message.key, message.value)
+                    except AvroDecodeError as exc:  # one bad record must not stop enforcement
+                        log.warning("skipped %s/%s/%s: %s", tp.topic, tp.partition, message.offset, exc)
+            if time.monotonic() - checked >= PARTITIONS_CHECK_S:
+                partitions = with_new_partitions(consumer, name, partitions)
+                checked = time.monotonic()
+            if reading is not None and all(consumer.position(tp) >= end for tp, end in ends.items()):
+                self.cache.replace(reading)
+                reading, changed = None, True
+                self.caught_up.set()
+                log.info("decision cache caught up: %d servers", len(self.cache))
+            if changed and time.monotonic() - last_save >= SAVE_EVERY_S:
+                self.cache.save()
+                changed, last_save = False, time.monotonic()
+        if changed:
+            self.cache.save()
 
 
 def with_new_partitions(consumer: KafkaConsumer, name: str, partitions: list[TopicPartition]) -> list[TopicPartition]:

@@ -42,7 +42,10 @@ class Compacted(Generic[V]):
         value it cannot read, changing nothing."""
         if is_tombstone(value):
             return self.by_key.pop(key, None) is not None
-        new = self.read(value)
+        return self.put(key, self.read(value))
+
+    def put(self, key: bytes, new: V) -> bool:
+        """Fold in a value read already (a decision kept on disk, say); whether what the key holds changed."""
         held = self.by_key.get(key)
         kept = new if held is None else self.keep(held, new)
         self.by_key[key] = kept
