@@ -64,6 +64,10 @@ class DecisionsTopic:
                 self.positions[tp] += len(found)
         return fetched
 
+    def read_to_end(self) -> bool:
+        """Whether the consumer stands at the end of every partition assigned."""
+        return all(self.positions[tp] == len(self.log[tp.partition]) for tp in self.assigned)
+
     def __iter__(self):
         """As a consumer with consumer_timeout_ms iterates: until a poll finds nothing."""
         while fetched := self.poll():

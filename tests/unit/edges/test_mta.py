@@ -264,7 +264,7 @@ def test_the_follower_drops_deleted_servers_and_keeps_following(decisions_topic,
             at_catch_up.extend(cache.held(server) for server in (BLOCKED, THROTTLED, "gone.example"))
             topic.delete(BLOCKED, partition=0)
             topic.write(dataclasses.replace(throttled, version=2), partition=1)
-        elif at_catch_up and all(topic.positions[tp] == len(topic.log[tp.partition]) for tp in topic.assigned):
+        elif at_catch_up and topic.read_to_end():
             follower.stopping.set()
     topic.on_poll = on_poll
 
