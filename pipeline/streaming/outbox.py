@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from pipeline.domain.policy import ServerState
+from pipeline.streaming.compacted import is_tombstone
 
 # One record of mail.decisions: key (the server id) and the Avro value, as bytes.
 Record = tuple[bytes, bytes]
@@ -73,7 +74,8 @@ async def tails(bootstrap_servers: str, topic: str, records: list[Record]) -> li
         tail: list[Record] = []
         while [tp for tp in wanted if await consumer.position(tp) < ends[tp]]:
             for fetched in (await consumer.getmany(timeout_ms=1000)).values():
-                tail.extend((record.key or b"", record.value or b"") for record in fetched)
+                # A tombstone is no decision, and says nothing of whether a left-over one of its key went out.
+                tail.extend((record.key or b"", record.value) for record in fetched if not is_tombstone(record.value))
         return tail
     finally:
         await consumer.stop()
