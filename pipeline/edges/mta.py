@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import signal
 import threading
 import time
@@ -17,9 +16,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import (
+    InvalidRecordError,
+    InvalidTimestampError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
 
 from pipeline.domain.policy import Decision
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS, policy
+from pipeline.edges.backlog import Backlog
 from pipeline.edges.decision_cache import DecisionCache
 from pipeline.edges.decisions import latest_decisions
 from pipeline.settings import Settings
@@ -164,17 +171,31 @@ def with_new_partitions(consumer: KafkaConsumer, name: str, partitions: list[Top
 
 class EnforcementLog(threading.Thread):
     """Sends what the policy server applied to mail.enforcement from a thread of its own, so an
-    answer never waits for the broker; with the broker away it keeps up to MAX_PENDING records."""
+    answer never waits for the broker; with the broker away it keeps up to MAX_PENDING records.
+
+    A send that fails, at once or later through its future (the broker away, a timeout, access
+    refused), is counted in `send_failures` and the record sent again before newer ones, after a
+    pause that doubles from FIRST_BACKOFF_S to MAX_BACKOFF_S while sends keep failing. A record
+    that can never be sent (too large, refused as invalid) is dropped and logged. The thread never
+    ends on a failed send."""
 
     MAX_PENDING = 100_000
+    FIRST_BACKOFF_S, MAX_BACKOFF_S = 0.5, 30.0
 
     def __init__(self, settings: Settings):
         super().__init__(name="enforcement-log", daemon=True)
         self.settings = settings
         self.topic = settings.topic(topics.ENFORCEMENT)
-        self.pending: queue.Queue = queue.Queue(self.MAX_PENDING)
+        self.pending = Backlog(self.MAX_PENDING)
         self.stopping = threading.Event()
-        self.dropped = 0
+
+    @property
+    def send_failures(self) -> int:
+        return self.pending.send_failures
+
+    @property
+    def dropped(self) -> int:
+        return self.pending.dropped
 
     def __call__(self, decision: Decision, kind: str, now: datetime, request: dict) -> None:
         record = {
@@ -182,10 +203,7 @@ class EnforcementLog(threading.Thread):
             "action": kind, "stage": decision.stage, "decision_version": decision.version,
             "client_address": request.get("client_address"), "helo_name": request.get("helo_name"),
         }
-        try:
-            self.pending.put_nowait(record)
-        except queue.Full:
-            self.dropped += 1
+        self.pending.put(record)
 
     def run(self) -> None:
         producer = None
@@ -199,21 +217,60 @@ class EnforcementLog(threading.Thread):
                                 self.pending.qsize())
                     self.stopping.wait(5)
                     continue
-            try:
-                record = self.pending.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            producer.send(self.topic, key=record["server_id"].encode(), value=ENFORCEMENT.encode(record))
+            self._send_next(producer)
         if producer is not None:
             producer.close()
+
+    def _send_next(self, producer: KafkaProducer) -> None:
+        if self.pending.failing:
+            time.sleep(min(self.MAX_BACKOFF_S, self.FIRST_BACKOFF_S * 2 ** min(self.pending.failing - 1, 16)))
+        record = self.pending.get(timeout=0.5)
+        if record is None:
+            return
+        try:
+            future = producer.send(self.topic, key=record["server_id"].encode(), value=ENFORCEMENT.encode(record))
+        except Exception as exc:  # at once: no metadata in time, too large, a value that does not encode
+            self._failed(record, exc)
+            return
+        # Called on the producer's thread once the broker answered, or at once if it failed already.
+        future.add_callback(self._sent)
+        future.add_errback(self._failed, record)
+
+    def _sent(self, metadata: object) -> None:
+        ended = self.pending.sent()
+        if ended:
+            log.info("sending to %s again after %d failed sends (%d since the start)", self.topic, ended,
+                     self.pending.send_failures)
+
+    def _failed(self, record: dict, exc: BaseException) -> None:
+        if not sendable_again(exc):
+            self.pending.drop()
+            log.error("dropped the enforcement record of %s at %s, which %s cannot take: %r", record["server_id"],
+                      record["at"], self.topic, exc)
+        elif self.pending.failed(record) == 1:
+            log.warning("a send to %s failed (%r): sending again, pausing up to %g s while sends fail; "
+                        "%d send failures since the start", self.topic, exc, self.MAX_BACKOFF_S,
+                        self.pending.send_failures)
 
     def close(self) -> None:
         """Send what is pending if the broker answers within a few seconds, else give up on it."""
         self.stopping.set()
         self.join(10)
-        lost = self.dropped + self.pending.qsize()
-        if lost:
-            log.warning("%d enforcement records could not be sent to %s", lost, self.topic)
+        lost = self.dropped + self.pending.unsettled
+        if lost or self.send_failures:
+            log.warning("%d enforcement records could not be sent to %s (%d send failures)", lost, self.topic,
+                        self.send_failures)
+
+
+# Failures of the record itself: sending it again fails again.
+_RECORD_REFUSED = (MessageSizeTooLargeError, RecordListTooLargeError, InvalidRecordError, InvalidTimestampError)
+
+
+def sendable_again(failure: BaseException) -> bool:
+    """Whether a record whose send failed so may go through another time: a Kafka error that is not
+    the record's own (the broker away, a timeout, access refused until an operator grants it). An
+    error that is not Kafka's says the record does not encode or serialize."""
+    return isinstance(failure, KafkaError) and not isinstance(failure, _RECORD_REFUSED)
 
 
 def run_mta(settings: Settings, host: str, port: int, cache_path: Path) -> None:
