@@ -91,8 +91,9 @@ def register(app: faust.App, control: faust.TopicT, applied: faust.TopicT, dead_
                 state = TableBatch(table, decode=decode_controls, encode=encode_controls)
                 for event in events:
                     if is_tombstone(event.message.value):
-                        log.info("tombstone of command %r on %s: what it did stays in force", event.message.key,
-                                 event.message.topic)
+                        message = event.message
+                        log.info("%s/%s/%s: tombstone of command %r; what it did stays in force (resume or unexempt "
+                                 "undoes it)", message.topic, message.partition, message.offset, message.key)
                         continue
                     command = await decoded(dead_letters, event, CONTROL_COMMAND, command_from_record, pending, limit)
                     if command is None:
