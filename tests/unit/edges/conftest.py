@@ -8,6 +8,7 @@ import pytest
 from pipeline.streaming import records
 from pipeline.streaming.avro import ENFORCEMENT_DECISION
 
+
 class DecisionsTopic:
     """A KafkaConsumer stand-in on one topic of `partitions` partitions, holding the records written
     to it (key, value; a value of None is a tombstone). Each poll hands out up to `batch` records
@@ -45,7 +46,7 @@ class DecisionsTopic:
 
     def seek_to_beginning(self, *partitions):
         self.seeks_to_start += 1
-        self.positions.update({tp: 0 for tp in partitions})
+        self.positions.update(dict.fromkeys(partitions, 0))
 
     def end_offsets(self, partitions):
         return {tp: len(self.log[tp.partition]) for tp in partitions}

@@ -4,7 +4,12 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from kafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError, TopicAuthorizationFailedError
+from kafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    TopicAuthorizationFailedError,
+)
 from kafka.future import Future
 
 from pipeline.edges import mta

@@ -275,7 +275,7 @@ def test_the_follower_drops_deleted_servers_and_keeps_following(decisions_topic,
     assert caplog.messages == ["skipped mail.decisions/0/1: not an Avro single-object record (14 bytes, starts 6e6f)"]
     assert cache.held(BLOCKED) is None and cache.lookup([BLOCKED]) is None
     assert cache.lookup([THROTTLED]).version == 2
-    answer = PolicyServer(cache, lambda *applied: pytest.fail("nothing to enforce")).answer(request(client_name=BLOCKED))
-    assert answer == policy.DUNNO
+    server = PolicyServer(cache, lambda *applied: pytest.fail("nothing to enforce"))
+    assert server.answer(request(client_name=BLOCKED)) == policy.DUNNO
     restarted = DecisionCache(path)
     assert restarted.held(BLOCKED) is None and restarted.held(THROTTLED).version == 2 and len(restarted) == 1

@@ -28,7 +28,7 @@ class _Consumer:
         return {tp: len(self.written[tp.partition]) for tp in partitions}
 
     async def beginning_offsets(self, partitions):
-        return {tp: 0 for tp in partitions}
+        return dict.fromkeys(partitions, 0)
 
     def seek(self, tp, offset):
         self.positions[tp] = offset
