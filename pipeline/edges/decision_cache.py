@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pipeline.domain.policy import Decision
-from pipeline.edges.decisions import decision_from_value, latest_decisions
 from pipeline.streaming import records
 from pipeline.streaming.avro import ENFORCEMENT_DECISION
 from pipeline.streaming.compacted import Compacted
@@ -28,12 +27,12 @@ class DecisionCache:
 
     def __init__(self, path: Path | None = None):
         self.path = path
-        self._decisions = latest_decisions()
+        self._decisions = records.latest_decisions()
         self._by_host: dict[str, list[Decision]] = {}
         self._lock = threading.Lock()
         if path is not None and path.exists():
             for line in json.loads(path.read_text()):
-                self.apply(decision_from_value(base64.b64decode(line)))
+                self.apply(records.decision_from_value(base64.b64decode(line)))
 
     def __len__(self) -> int:
         return len(self._decisions.by_key)

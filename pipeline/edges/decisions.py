@@ -1,7 +1,7 @@
 """Read enforcement decisions from mail.decisions with kafka-python, as an MTA-side consumer does.
 
 mail.decisions is compacted and keyed by server id: a tombstone deletes its server's decisions
-(streaming.compacted). `latest_decisions` is what the MTA's cache and the notifier fold it into.
+(streaming.compacted).
 """
 from __future__ import annotations
 
@@ -14,26 +14,10 @@ from pipeline.domain.policy import Decision
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
 from pipeline.settings import Settings
 from pipeline.streaming import records, topics
-from pipeline.streaming.avro import ENFORCEMENT_DECISION, AvroDecodeError
+from pipeline.streaming.avro import AvroDecodeError
 from pipeline.streaming.compacted import Compacted
 
 log = logging.getLogger(__name__)
-
-
-def decision_from_value(value: bytes) -> Decision:
-    """The decision a record of mail.decisions holds; AvroDecodeError if it holds none."""
-    return records.decision_from_record(ENFORCEMENT_DECISION.decode(value))
-
-
-def newer(held: Decision, new: Decision) -> Decision:
-    """Of two decisions for one server, the newer version. An older one can be read late: after
-    `patchgate repartition` a server's earlier decisions stay in the partition it left."""
-    return new if new.version > held.version else held
-
-
-def latest_decisions() -> Compacted[Decision]:
-    """Records of mail.decisions folded into the newest decision per server, deleted ones left out."""
-    return Compacted(decision_from_value, keep=newer)
 
 
 def read_decisions(settings: Settings, timeout_s: float = 30.0) -> list[Decision]:
@@ -52,7 +36,9 @@ def read_decisions(settings: Settings, timeout_s: float = 30.0) -> list[Decision
         consumer.seek_to_beginning(*partitions)
         ends = consumer.end_offsets(partitions)
         remaining = {tp for tp in partitions if ends[tp] > 0}
-        history: Compacted[list[Decision]] = Compacted(lambda value: [decision_from_value(value)], keep=operator.add)
+        # Per server, its decisions in the order read: a tombstone deletes those read before it.
+        history: Compacted[list[Decision]] = Compacted(
+            lambda value: [records.decision_from_value(value)], keep=operator.add)
         for message in consumer:
             try:
                 history.add(message.key, message.value)

@@ -16,21 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import (
-    InvalidRecordError,
-    InvalidTimestampError,
-    KafkaError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-)
 
 from pipeline.domain.policy import Decision
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS, policy
-from pipeline.edges.backlog import Backlog
 from pipeline.edges.decision_cache import DecisionCache
-from pipeline.edges.decisions import latest_decisions
+from pipeline.edges.send_backlog import Backlog, sendable_again
 from pipeline.settings import Settings
-from pipeline.streaming import topics
+from pipeline.streaming import records, topics
 from pipeline.streaming.avro import ENFORCEMENT, AvroDecodeError
 from pipeline.streaming.compacted import Compacted
 
@@ -130,7 +122,7 @@ class DecisionFollower(threading.Thread):
         """Read the assigned partitions of topic `name` from their start up to `ends` into a fold of
         their own, which then replaces the cache (streaming.compacted: deleted servers left out);
         from there on, apply each record to the cache as it comes, until stopped."""
-        reading: Compacted[Decision] | None = latest_decisions()
+        reading: Compacted[Decision] | None = records.latest_decisions()
         changed, last_save, checked = False, time.monotonic(), time.monotonic()
         while not self.stopping.is_set():
             for tp, messages in consumer.poll(timeout_ms=500).items():
@@ -260,17 +252,6 @@ class EnforcementLog(threading.Thread):
         if lost or self.send_failures:
             log.warning("%d enforcement records could not be sent to %s (%d send failures)", lost, self.topic,
                         self.send_failures)
-
-
-# Failures of the record itself: sending it again fails again.
-_RECORD_REFUSED = (MessageSizeTooLargeError, RecordListTooLargeError, InvalidRecordError, InvalidTimestampError)
-
-
-def sendable_again(failure: BaseException) -> bool:
-    """Whether a record whose send failed so may go through another time: a Kafka error that is not
-    the record's own (the broker away, a timeout, access refused until an operator grants it). An
-    error that is not Kafka's says the record does not encode or serialize."""
-    return isinstance(failure, KafkaError) and not isinstance(failure, _RECORD_REFUSED)
 
 
 def run_mta(settings: Settings, host: str, port: int, cache_path: Path) -> None:

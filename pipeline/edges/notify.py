@@ -31,10 +31,9 @@ from pipeline.domain.notify_config import NotifyConfig
 from pipeline.domain.policy import Decision
 from pipeline.domain.report import iso_utc
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
-from pipeline.edges.decisions import latest_decisions
 from pipeline.edges.topic_reading import records_to_end
 from pipeline.settings import Settings
-from pipeline.streaming import topics
+from pipeline.streaming import records, topics
 from pipeline.streaming.admin import read_compacted
 from pipeline.streaming.avro import AvroDecodeError
 from pipeline.streaming.compacted import Compacted
@@ -156,7 +155,7 @@ def run(settings: Settings, at: datetime | None = None, follow: bool = False,
     def now() -> datetime:
         return at or datetime.now(UTC)
 
-    newest = latest_decisions()
+    newest = records.latest_decisions()
     consumer = _consumer(settings)
     writer: LedgerWriter | None = None
     try:

@@ -113,7 +113,7 @@ def wait_until_drained(
 
 def read_compacted(settings: Settings, topic: str) -> dict[int, dict[bytes, bytes]]:
     """A compacted topic (a table's changelog, mail.notices) read to its end: the latest value of
-    each key per partition, deleted keys left out (streaming.compacted)."""
+    each key per partition, deleted keys left out (compaction may not have run yet)."""
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]

@@ -3,7 +3,6 @@ import dataclasses
 import pytest
 
 from pipeline.edges.decision_cache import DecisionCache
-from pipeline.edges.decisions import latest_decisions
 from pipeline.streaming import records
 from pipeline.streaming.avro import ENFORCEMENT_DECISION, AvroDecodeError
 
@@ -133,7 +132,7 @@ def test_replace_holds_what_the_topic_holds_and_drops_the_rest(decision_of):
     gone, kept = decision_of("contoso", stage=3, block=10), decision_of("fabrikam", stage=1)
     elsewhere = decision_of("contoso", stage=2, throttle=5, hostname="mail.contoso.example")
     cache = held([gone, kept])
-    topic = latest_decisions()
+    topic = records.latest_decisions()
     for decision in (kept, elsewhere):
         topic.add(key_of(decision), value_of(decision))
     cache.replace(topic)

@@ -8,6 +8,8 @@ import pytest
 from pipeline.cli import main
 from pipeline.edges import decisions
 from pipeline.settings import SOURCES
+from pipeline.streaming import records
+from pipeline.streaming.avro import ENFORCEMENT_DECISION
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +50,10 @@ def test_a_server_decided_again_after_its_tombstone_is_read_from_there(topic, ma
     assert [(d.version, d.stage) for d in decisions.read_decisions(decisions.Settings())] == [(2, 2)]
 
 
-def test_newer_keeps_the_higher_version_whatever_the_order_read(make_decision):
-    older, newest = make_decision(1, 1), make_decision(2, 2)
-    assert decisions.newer(older, newest) is newest
-    assert decisions.newer(newest, older) is newest
+def test_the_latest_decisions_keep_the_higher_version_whatever_the_order_read(make_decision):
+    """After `patchgate repartition`, a server's older decisions can be read after newer ones."""
+    latest = records.latest_decisions()
+    key = make_decision(1, 1).server_id.encode()
+    for version in (2, 1):
+        latest.add(key, ENFORCEMENT_DECISION.encode(records.decision_record(make_decision(version, version))))
+    assert latest.by_key[key].version == 2

@@ -13,7 +13,7 @@ from kafka.errors import (
 from kafka.future import Future
 
 from pipeline.edges import mta
-from pipeline.edges.backlog import Backlog
+from pipeline.edges.send_backlog import Backlog, sendable_again
 from pipeline.settings import Settings
 from pipeline.streaming.avro import ENFORCEMENT
 
@@ -155,3 +155,14 @@ def test_the_backlog_sends_again_before_what_waits():
     assert (backlog.failing, backlog.send_failures, backlog.unsettled) == (0, 1, 2)
     assert [backlog.get(timeout=0)["n"] for _ in range(2)] == [2, 3]
     assert backlog.get(timeout=0) is None
+
+
+@pytest.mark.parametrize("failure, again", [
+    (KafkaTimeoutError("Failed to update metadata after 60.0 secs."), True),
+    (KafkaConnectionError("broker gone"), True),
+    (TopicAuthorizationFailedError(), True),  # until an operator grants the ACL
+    (MessageSizeTooLargeError("The message is 2000000 bytes"), False),
+    (ValueError("a value fastavro cannot write"), False),
+])
+def test_only_failures_that_are_not_the_records_own_are_sent_again(failure, again):
+    assert sendable_again(failure) is again

@@ -10,6 +10,24 @@ from __future__ import annotations
 import threading
 from collections import deque
 
+from kafka.errors import (
+    InvalidRecordError,
+    InvalidTimestampError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
+
+# Failures of the record itself: sending it again fails again.
+_RECORD_REFUSED = (MessageSizeTooLargeError, RecordListTooLargeError, InvalidRecordError, InvalidTimestampError)
+
+
+def sendable_again(failure: BaseException) -> bool:
+    """Whether a record whose send failed so may go through another time: a Kafka error that is not
+    the record's own (the broker away, a timeout, access refused until an operator grants it). An
+    error that is not Kafka's says the record does not encode or serialize."""
+    return isinstance(failure, KafkaError) and not isinstance(failure, _RECORD_REFUSED)
+
 
 class Backlog:
     """Thread-safe: the policy server puts, the sending thread gets, the producer's own thread
