@@ -96,13 +96,6 @@ class DueNotices:
     uncontacted: set[str | None]
 
 
-def keep_newest(newest: dict[str, Decision], decision: Decision) -> None:
-    """Fold a decision into `newest` (server_id -> decision): an older version read late changes nothing."""
-    kept = newest.get(decision.server_id)
-    if kept is None or decision.version >= kept.version:
-        newest[decision.server_id] = decision
-
-
 def due_notices(decisions: Iterable[Decision], ledger: Ledger, now: datetime, config: NotifyConfig) -> DueNotices:
     """The notices due at `now` for the newest decision of each server, one per server at most."""
     today = now.astimezone(UTC).date()

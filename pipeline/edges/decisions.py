@@ -1,7 +1,12 @@
-"""Read enforcement decisions from mail.decisions with kafka-python, as an MTA-side consumer does."""
+"""Read enforcement decisions from mail.decisions with kafka-python, as an MTA-side consumer does.
+
+mail.decisions is compacted and keyed by server id: a tombstone deletes its server's decisions
+(streaming.compacted).
+"""
 from __future__ import annotations
 
 import logging
+import operator
 
 from kafka import TopicPartition
 
@@ -10,13 +15,16 @@ from pipeline.domain.policy import Decision
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
 from pipeline.settings import Settings
 from pipeline.streaming import records, topics
-from pipeline.streaming.avro import ENFORCEMENT_DECISION, AvroDecodeError
+from pipeline.streaming.avro import AvroDecodeError
+from pipeline.streaming.compacted import Compacted
 
 log = logging.getLogger(__name__)
 
 
 def read_decisions(settings: Settings, timeout_s: float = 30.0) -> list[Decision]:
-    """Every decision on the topic from the beginning up to its current end, in (partition, offset) order.
+    """Every decision on the topic from the beginning up to its current end: each server's in the
+    order read, the servers in the order their first decision was read. A server's decisions
+    before a tombstone of its key are left out (it was deleted), as compaction leaves them out.
 
     A record that is not a decision is logged and skipped: one bad record must not stop enforcement."""
     name = settings.topic(topics.DECISIONS)
@@ -28,10 +36,12 @@ def read_decisions(settings: Settings, timeout_s: float = 30.0) -> list[Decision
         consumer.seek_to_beginning(*partitions)
         ends = consumer.end_offsets(partitions)
         remaining = {tp for tp in partitions if ends[tp] > 0}
-        decisions: list[Decision] = []
+        # Per server, its decisions in the order read: a tombstone deletes those read before it.
+        history: Compacted[list[Decision]] = Compacted(
+            lambda value: [records.decision_from_value(value)], keep=operator.add)
         for message in consumer:
             try:
-                decisions.append(records.decision_from_record(ENFORCEMENT_DECISION.decode(message.value)))
+                history.add(message.key, message.value)
             except AvroDecodeError as exc:
                 log.warning("skipped %s/%s/%s: %s", message.topic, message.partition, message.offset, exc)
             tp = TopicPartition(message.topic, message.partition)
@@ -42,6 +52,6 @@ def read_decisions(settings: Settings, timeout_s: float = 30.0) -> list[Decision
         if remaining:
             unfinished = sorted(tp.partition for tp in remaining)
             raise TimeoutError(f"{name}: did not reach the end of {unfinished} in {timeout_s} s")
-        return decisions
+        return [decision for decisions in history.by_key.values() for decision in decisions]
     finally:
         consumer.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import signal
 import threading
 import time
@@ -16,15 +15,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from pipeline import kafka_clients
 from pipeline.domain.policy import Decision
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS, policy
 from pipeline.edges.decision_cache import DecisionCache
+from pipeline.edges.send_backlog import Backlog, sendable_again
 from pipeline.settings import Settings
-from pipeline.streaming import topics
-from pipeline.streaming.avro import ENFORCEMENT
+from pipeline.streaming import records, topics
+from pipeline.streaming.avro import ENFORCEMENT, AvroDecodeError
+from pipeline.streaming.compacted import Compacted
 
 log = logging.getLogger(__name__)
 MAX_LINE = 8192
@@ -82,7 +83,8 @@ class PolicyServer:
 
 class DecisionFollower(threading.Thread):
     """Reads mail.decisions from the start and keeps following it into the cache, and the partitions
-    it gains (`patchgate repartition`) from their start, without a restart."""
+    it gains (`patchgate repartition`) from their start, without a restart. After an error (the
+    broker away) it reads the topic from the start again, the cache answering meanwhile."""
 
     def __init__(self, settings: Settings, cache: DecisionCache):
         super().__init__(name="decision-follower", daemon=True)
@@ -111,24 +113,40 @@ class DecisionFollower(threading.Thread):
             consumer.assign(partitions)
             consumer.seek_to_beginning(*partitions)
             ends = consumer.end_offsets(partitions)
-            changed, last_save, checked = False, time.monotonic(), time.monotonic()
-            while not self.stopping.is_set():
-                for tp, messages in consumer.poll(timeout_ms=500).items():
-                    for message in messages:
-                        changed |= self.cache.apply_record(message.value, f"{tp.topic}/{tp.partition}/{message.offset}")
-                if time.monotonic() - checked >= PARTITIONS_CHECK_S:
-                    partitions = with_new_partitions(consumer, name, partitions)
-                    checked = time.monotonic()
-                if not self.caught_up.is_set() and all(consumer.position(tp) >= end for tp, end in ends.items()):
-                    self.caught_up.set()
-                    log.info("decision cache caught up: %d servers", len(self.cache))
-                if changed and time.monotonic() - last_save >= SAVE_EVERY_S:
-                    self.cache.save()
-                    changed, last_save = False, time.monotonic()
-            if changed:
-                self.cache.save()
+            self._keep_up(consumer, name, partitions, ends)
         finally:
             consumer.close()
+
+    def _keep_up(self, consumer: KafkaConsumer, name: str, partitions: list[TopicPartition],
+                 ends: dict[TopicPartition, int]) -> None:
+        """Read the assigned partitions of topic `name` from their start up to `ends` into a fold of
+        their own, which then replaces the cache (streaming.compacted: deleted servers left out);
+        from there on, apply each record to the cache as it comes, until stopped."""
+        reading: Compacted[Decision] | None = records.latest_decisions()
+        changed, last_save, checked = False, time.monotonic(), time.monotonic()
+        while not self.stopping.is_set():
+            for tp, messages in consumer.poll(timeout_ms=500).items():
+                for message in messages:
+                    try:
+                        if reading is not None:
+                            reading.add(message.key, message.value)
+                        else:
+                            changed |= self.cache.apply_record(message.key, message.value)
+                    except AvroDecodeError as exc:  # one bad record must not stop enforcement
+                        log.warning("skipped %s/%s/%s: %s", tp.topic, tp.partition, message.offset, exc)
+            if time.monotonic() - checked >= PARTITIONS_CHECK_S:
+                partitions = with_new_partitions(consumer, name, partitions)
+                checked = time.monotonic()
+            if reading is not None and all(consumer.position(tp) >= end for tp, end in ends.items()):
+                self.cache.replace(reading)
+                reading, changed = None, True
+                self.caught_up.set()
+                log.info("decision cache caught up: %d servers", len(self.cache))
+            if changed and time.monotonic() - last_save >= SAVE_EVERY_S:
+                self.cache.save()
+                changed, last_save = False, time.monotonic()
+        if changed:
+            self.cache.save()
 
 
 def with_new_partitions(consumer: KafkaConsumer, name: str, partitions: list[TopicPartition]) -> list[TopicPartition]:
@@ -145,17 +163,31 @@ def with_new_partitions(consumer: KafkaConsumer, name: str, partitions: list[Top
 
 class EnforcementLog(threading.Thread):
     """Sends what the policy server applied to mail.enforcement from a thread of its own, so an
-    answer never waits for the broker; with the broker away it keeps up to MAX_PENDING records."""
+    answer never waits for the broker; with the broker away it keeps up to MAX_PENDING records.
+
+    A send that fails, at once or later through its future (the broker away, a timeout, access
+    refused), is counted in `send_failures` and the record sent again before newer ones, after a
+    pause that doubles from FIRST_BACKOFF_S to MAX_BACKOFF_S while sends keep failing. A record
+    that can never be sent (too large, refused as invalid) is dropped and logged. The thread never
+    ends on a failed send."""
 
     MAX_PENDING = 100_000
+    FIRST_BACKOFF_S, MAX_BACKOFF_S = 0.5, 30.0
 
     def __init__(self, settings: Settings):
         super().__init__(name="enforcement-log", daemon=True)
         self.settings = settings
         self.topic = settings.topic(topics.ENFORCEMENT)
-        self.pending: queue.Queue = queue.Queue(self.MAX_PENDING)
+        self.pending = Backlog(self.MAX_PENDING)
         self.stopping = threading.Event()
-        self.dropped = 0
+
+    @property
+    def send_failures(self) -> int:
+        return self.pending.send_failures
+
+    @property
+    def dropped(self) -> int:
+        return self.pending.dropped
 
     def __call__(self, decision: Decision, kind: str, now: datetime, request: dict) -> None:
         record = {
@@ -163,10 +195,7 @@ class EnforcementLog(threading.Thread):
             "action": kind, "stage": decision.stage, "decision_version": decision.version,
             "client_address": request.get("client_address"), "helo_name": request.get("helo_name"),
         }
-        try:
-            self.pending.put_nowait(record)
-        except queue.Full:
-            self.dropped += 1
+        self.pending.put(record)
 
     def run(self) -> None:
         producer = None
@@ -180,21 +209,49 @@ class EnforcementLog(threading.Thread):
                                 self.pending.qsize())
                     self.stopping.wait(5)
                     continue
-            try:
-                record = self.pending.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            producer.send(self.topic, key=record["server_id"].encode(), value=ENFORCEMENT.encode(record))
+            self._send_next(producer)
         if producer is not None:
             producer.close()
+
+    def _send_next(self, producer: KafkaProducer) -> None:
+        if self.pending.failing:
+            time.sleep(min(self.MAX_BACKOFF_S, self.FIRST_BACKOFF_S * 2 ** min(self.pending.failing - 1, 16)))
+        record = self.pending.get(timeout=0.5)
+        if record is None:
+            return
+        try:
+            future = producer.send(self.topic, key=record["server_id"].encode(), value=ENFORCEMENT.encode(record))
+        except Exception as exc:  # at once: no metadata in time, too large, a value that does not encode
+            self._failed(record, exc)
+            return
+        # Called on the producer's thread once the broker answered, or at once if it failed already.
+        future.add_callback(self._sent)
+        future.add_errback(self._failed, record)
+
+    def _sent(self, metadata: object) -> None:
+        ended = self.pending.sent()
+        if ended:
+            log.info("sending to %s again after %d failed sends (%d since the start)", self.topic, ended,
+                     self.pending.send_failures)
+
+    def _failed(self, record: dict, exc: BaseException) -> None:
+        if not sendable_again(exc):
+            self.pending.drop()
+            log.error("dropped the enforcement record of %s at %s, which %s cannot take: %r", record["server_id"],
+                      record["at"], self.topic, exc)
+        elif self.pending.failed(record) == 1:
+            log.warning("a send to %s failed (%r): sending again, pausing up to %g s while sends fail; "
+                        "%d send failures since the start", self.topic, exc, self.MAX_BACKOFF_S,
+                        self.pending.send_failures)
 
     def close(self) -> None:
         """Send what is pending if the broker answers within a few seconds, else give up on it."""
         self.stopping.set()
         self.join(10)
-        lost = self.dropped + self.pending.qsize()
-        if lost:
-            log.warning("%d enforcement records could not be sent to %s", lost, self.topic)
+        lost = self.dropped + self.pending.unsettled
+        if lost or self.send_failures:
+            log.warning("%d enforcement records could not be sent to %s (%d send failures)", lost, self.topic,
+                        self.send_failures)
 
 
 def run_mta(settings: Settings, host: str, port: int, cache_path: Path) -> None:

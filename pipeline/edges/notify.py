@@ -1,6 +1,7 @@
 """`patchgate notify`: mail each org's contacts about its servers, through an SMTP relay.
 
-Reads mail.decisions from the start (the newest decision per server counts), sends the notices
+Reads mail.decisions from the start (the newest decision per server counts; a server whose key a
+tombstone deleted is forgotten, and nothing more is sent for it), sends the notices
 pipeline.domain.notices finds due, and keeps what it sent in the compacted mail.notices topic,
 keyed "<server_id>|<event>", read back at start: a restart sends nothing twice. A notice's record
 is written after the relay accepted the mail, so delivery is at least once: a crash between the
@@ -16,7 +17,7 @@ import json
 import logging
 import smtplib
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -24,7 +25,7 @@ from email.utils import formatdate, make_msgid
 from kafka import KafkaConsumer, TopicPartition
 
 from pipeline import kafka_clients
-from pipeline.domain.notices import Ledger, Notice, SentNotice, due_notices, keep_newest
+from pipeline.domain.notices import Ledger, Notice, SentNotice, due_notices
 from pipeline.domain.notify_config import NotifyConfig
 from pipeline.domain.policy import Decision
 from pipeline.domain.report import iso_utc
@@ -33,7 +34,8 @@ from pipeline.edges.topic_reading import records_to_end
 from pipeline.settings import Settings
 from pipeline.streaming import records, topics
 from pipeline.streaming.admin import ensure_topics, read_compacted
-from pipeline.streaming.avro import ENFORCEMENT_DECISION, AvroDecodeError
+from pipeline.streaming.avro import AvroDecodeError
+from pipeline.streaming.compacted import Compacted
 
 log = logging.getLogger(__name__)
 # How often `--follow` looks for warnings that came due with time alone.
@@ -151,7 +153,7 @@ def run(settings: Settings, at: datetime | None = None, follow: bool = False,
     def now() -> datetime:
         return at or datetime.now(UTC)
 
-    newest: dict[str, Decision] = {}
+    newest = records.latest_decisions()
     consumer = _consumer(settings)
     writer: LedgerWriter | None = None
     try:
@@ -165,26 +167,24 @@ def run(settings: Settings, at: datetime | None = None, follow: bool = False,
         notifier = Notifier(settings.notify, read_ledger(settings, ledger_topic), writer,
                             lambda: smtplib.SMTP(settings.notify.smtp_host, settings.notify.smtp_port,
                                                  timeout=SMTP_TIMEOUT_S))
-        for decision in _decisions(records_to_end(consumer, partitions, READ_TIMEOUT_S)):
-            keep_newest(newest, decision)
-        sent, failed = notifier.send_due(newest.values(), now())
+        for message in records_to_end(consumer, partitions, READ_TIMEOUT_S):
+            _fold(newest, message)
+        sent, failed = notifier.send_due(newest.by_key.values(), now())
         if not follow:
             if failed:
                 raise NoticesFailed(sent, failed)
             return sent
         checked = time.monotonic()
         while not stop():
-            changed: dict[str, Decision] = {}
+            changed: set[bytes] = set()
             for messages in consumer.poll(timeout_ms=1000).values():
-                for decision in _decisions(messages):
-                    keep_newest(newest, decision)
-                    changed[decision.server_id] = newest[decision.server_id]
+                changed.update(message.key for message in messages if _fold(newest, message))
             # Every minute all servers (warnings due with time, notices that failed), else the changed ones.
             if time.monotonic() - checked >= RECHECK_EVERY_S:
-                sent += notifier.send_due(newest.values(), now())[0]
+                sent += notifier.send_due(newest.by_key.values(), now())[0]
                 checked = time.monotonic()
             elif changed:
-                sent += notifier.send_due(changed.values(), now())[0]
+                sent += notifier.send_due([newest.by_key[key] for key in changed if key in newest.by_key], now())[0]
         return sent
     finally:
         consumer.close()
@@ -239,14 +239,13 @@ def _assign_from_start(consumer: KafkaConsumer, topic: str, patience_s: float | 
     return partitions
 
 
-def _decisions(messages: Iterable) -> Iterator[Decision]:
-    for message in messages:
-        if message.value is None:  # a tombstone: nothing to decide on
-            continue
-        try:
-            yield records.decision_from_record(ENFORCEMENT_DECISION.decode(message.value))
-        except AvroDecodeError as exc:
-            log.warning("skipped %s/%s/%s: %s", message.topic, message.partition, message.offset, exc)
+def _fold(newest: Compacted[Decision], message) -> bool:
+    """A record of mail.decisions into the newest decision per server; whether it changed them."""
+    try:
+        return newest.add(message.key, message.value)
+    except AvroDecodeError as exc:
+        log.warning("skipped %s/%s/%s: %s", message.topic, message.partition, message.offset, exc)
+        return False
 
 
 def _close(smtp: smtplib.SMTP) -> None:

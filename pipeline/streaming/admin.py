@@ -12,6 +12,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from pipeline import kafka_clients
 from pipeline.settings import Settings
 from pipeline.streaming import topics
+from pipeline.streaming.compacted import Compacted
 
 # Topics whose committed offsets must reach the end before the pipeline has caught up: every
 # topic an agent consumes, in flow order; the workers' group reads PROCESSED, the sinks' STORED.
@@ -140,16 +141,12 @@ def read_compacted(settings: Settings, topic: str) -> dict[int, dict[bytes, byte
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         ends = consumer.end_offsets(partitions)
-        latest: dict[int, dict[bytes, bytes]] = {tp.partition: {} for tp in partitions}
+        latest: dict[int, Compacted[bytes]] = {tp.partition: Compacted(bytes) for tp in partitions}
         while any(consumer.position(tp) < ends[tp] for tp in partitions):
             for tp, records in consumer.poll(timeout_ms=1000).items():
                 for record in records:
-                    if record.offset >= ends[tp]:
-                        continue
-                    if record.value is None:
-                        latest[tp.partition].pop(record.key, None)
-                    else:
-                        latest[tp.partition][record.key] = record.value
-        return latest
+                    if record.offset < ends[tp]:
+                        latest[tp.partition].add(record.key, record.value)
+        return {partition: values.by_key for partition, values in latest.items()}
     finally:
         consumer.close()

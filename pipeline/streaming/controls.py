@@ -10,10 +10,14 @@ every outcome in ClickHouse's control_log.
 
 The controls are sent and acknowledged before the control table is written (the agents' order):
 a command read again after a crash is known by its id and sent again with the outcome it had.
+
+mail.control is compacted (key: the command id). A tombstone deletes a command from it, not from
+what is in force: the agent logs it and goes on (resume and unexempt undo a command).
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, date
 
 import faust
@@ -23,10 +27,12 @@ from pipeline.domain.config import Exemption, Pause
 from pipeline.domain.control import ControlCommand, Controls, Outcome, apply
 from pipeline.settings import Settings
 from pipeline.streaming.avro import AvroContract
+from pipeline.streaming.compacted import is_tombstone
 from pipeline.streaming.dead_letters import DeadLetterLimit, decoded
 from pipeline.streaming.failures import batches, stops_worker_on_failure
 from pipeline.streaming.tables import TableBatch, flushed
 
+log = logging.getLogger(__name__)
 CONTROL_COMMAND = AvroContract("ControlCommand")
 CONTROL_APPLIED = AvroContract("ControlApplied")
 # The one key of both control tables (in each partition of controls-in-force).
@@ -84,6 +90,11 @@ def register(app: faust.App, control: faust.TopicT, applied: faust.TopicT, dead_
                 pending: list = []
                 state = TableBatch(table, decode=decode_controls, encode=encode_controls)
                 for event in events:
+                    if is_tombstone(event.message.value):
+                        message = event.message
+                        log.info("%s/%s/%s: tombstone of command %r; what it did stays in force (resume or unexempt "
+                                 "undoes it)", message.topic, message.partition, message.offset, message.key)
+                        continue
                     command = await decoded(dead_letters, event, CONTROL_COMMAND, command_from_record, pending, limit)
                     if command is None:
                         continue

@@ -91,7 +91,8 @@ async def decoded(topic: faust.TopicT, event: faust.EventT, contract: AvroContra
                   pending: list, limit: DeadLetterLimit) -> T | None:
     """The event's record as a domain object, or None once a record that does not decode was
     dead-lettered (its delivery future is added to `pending`). Raises DeadLetterLimitExceeded
-    instead when `limit` says it is one bad record too many."""
+    instead when `limit` says it is one bad record too many. A null value is one such record: on a
+    compacted topic it is a tombstone, which the agent skips before (streaming.compacted)."""
     try:
         value = from_record(contract.decode(event.message.value or b""))
     except AvroDecodeError as exc:

@@ -21,6 +21,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from pipeline import kafka_clients
 from pipeline.domain.policy import ServerState
 from pipeline.settings import Settings
+from pipeline.streaming.compacted import is_tombstone
 
 # One record of mail.decisions: key (the server id) and the Avro value, as bytes.
 Record = tuple[bytes, bytes]
@@ -75,7 +76,8 @@ async def tails(settings: Settings, topic: str, records: list[Record]) -> list[R
         tail: list[Record] = []
         while [tp for tp in wanted if await consumer.position(tp) < ends[tp]]:
             for fetched in (await consumer.getmany(timeout_ms=1000)).values():
-                tail.extend((record.key or b"", record.value or b"") for record in fetched)
+                # A tombstone is no decision, and says nothing of whether a left-over one of its key went out.
+                tail.extend((record.key or b"", record.value) for record in fetched if not is_tombstone(record.value))
         return tail
     finally:
         await consumer.stop()

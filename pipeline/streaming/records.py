@@ -8,7 +8,8 @@ import orjson
 
 from pipeline.domain.events import MessageTrace, ParseError, ServerObservation, SourcePosition
 from pipeline.domain.policy import Decision
-from pipeline.streaming.avro import AvroDecodeError
+from pipeline.streaming.avro import ENFORCEMENT_DECISION, AvroDecodeError
+from pipeline.streaming.compacted import Compacted
 
 # Field by field rather than dataclasses.asdict, which deep-copies and shows up in profiles.
 _TRACE_FIELDS = tuple(f.name for f in fields(MessageTrace) if f.name not in ("position", "recipients", "received"))
@@ -87,6 +88,23 @@ def decision_record(decision: Decision) -> dict:
 
 def decision_from_record(record: dict) -> Decision:
     return Decision(**{**record, "recommended_builds": tuple(record["recommended_builds"])})
+
+
+def decision_from_value(value: bytes) -> Decision:
+    """The decision a record of mail.decisions holds; AvroDecodeError if it holds none."""
+    return decision_from_record(ENFORCEMENT_DECISION.decode(value))
+
+
+def newer_decision(held: Decision, new: Decision) -> Decision:
+    """Of two decisions for one server, the higher version. An older one can be read late: after
+    `patchgate repartition` a server's earlier decisions stay in the partition it left."""
+    return new if new.version > held.version else held
+
+
+def latest_decisions() -> Compacted[Decision]:
+    """mail.decisions (keyed by server id) folded into the newest decision per server, servers
+    deleted by a tombstone left out: what the MTA's cache and the notifier hold."""
+    return Compacted(decision_from_value, keep=newer_decision)
 
 
 def dead_letter_record(

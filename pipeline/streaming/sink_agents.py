@@ -7,6 +7,12 @@ topic is paused on this worker: the backlog waits in Kafka, not in the stream bu
 filling would stall every agent of the worker. Agents that read the same topic (enforce reads
 mail.observations) wait with it; the other agents, the web views and the MTAs' decisions go on.
 Each insert's rows, and the time until ClickHouse stored it, go to the metrics.
+
+A tombstone on mail.decisions (compacted: it deletes a server's key) is logged and stored nowhere.
+`decisions` is the history of what was decided, which the enforcement rows name by version: a
+server deleted from the topic was still decided then. And a tombstone has no version, so it
+cannot be ordered in `server_state` (newest version wins) against the decision the worker may
+publish for the server later, which continues its versions: the report keeps the last decision.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from pipeline.sinks.clickhouse import insert_decisions, insert_enforcement, inse
 from pipeline.sinks.control_log import command_row, config_rows, insert_control_log
 from pipeline.streaming import records
 from pipeline.streaming.avro import ENFORCEMENT, ENFORCEMENT_DECISION, SERVER_OBSERVATION, AvroContract
+from pipeline.streaming.compacted import is_tombstone
 from pipeline.streaming.controls import CONTROL_APPLIED
 from pipeline.streaming.dead_letters import DeadLetterLimit, decoded
 from pipeline.streaming.failures import batches, stops_worker_on_failure
@@ -40,15 +47,23 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
         return DeadLetterLimit(agent, settings.dead_letters.max_ratio, settings.dead_letters.max_consecutive)
 
     async def store(batch, contract: AvroContract, from_record, insert, table: str,
-                    dead_letters: DeadLetterLimit) -> None:
+                    dead_letters: DeadLetterLimit, compacted: bool = False) -> None:
+        """`compacted`: the topic is, so a tombstone is no bad record (see the module docstring)."""
         pending: list = []
         for (topic, partition), events in _by_partition(batch).items():
             rows = []
+            bad = 0
             for event in events:
+                if compacted and is_tombstone(event.message.value):
+                    log.info("%s/%s/%s: tombstone of %r, nothing to store", topic, partition, event.message.offset,
+                             event.message.key)
+                    continue
                 row = await decoded(topics.dead_letters, event, contract, partial(from_record, message=event.message),
                                     pending, dead_letters)
                 if row is not None:
                     rows.append(row)
+                else:
+                    bad += 1
             token = f"{topic}:{partition}:{events[0].message.offset}-{events[-1].message.offset}"
             started = time.perf_counter()
             await clickhouse.write(partial(insert, rows=rows, dedup_token=token), token,
@@ -56,7 +71,7 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
                                    release=partial(_resume, app, topic, clickhouse.health.paused))
             metrics.sink_write_seconds.labels(table).observe(time.perf_counter() - started)
             metrics.sink_batch_rows.labels(table).observe(len(rows))
-            metrics.dead_letters.labels(dead_letters.agent).inc(len(events) - len(rows))
+            metrics.dead_letters.labels(dead_letters.agent).inc(bad)
         await asyncio.gather(*pending)
 
     @app.agent(topics.decisions)
@@ -65,7 +80,7 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
         async with stops_worker_on_failure(app, "store_decisions"):
             async for batch in batches(stream, BATCH_SIZE, BATCH_SECONDS):
                 await store(batch, ENFORCEMENT_DECISION, lambda record, message: records.decision_from_record(record),
-                            insert_decisions, "decisions", dead_letters)
+                            insert_decisions, "decisions", dead_letters, compacted=True)
 
     @app.agent(topics.observations)
     async def store_observations(stream):

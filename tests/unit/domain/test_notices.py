@@ -2,7 +2,7 @@
 from dataclasses import replace
 from datetime import UTC, date, datetime
 
-from pipeline.domain.notices import Ledger, SentNotice, due_notices, keep_newest
+from pipeline.domain.notices import Ledger, SentNotice, due_notices
 from pipeline.domain.notify_config import NotifyConfig
 from pipeline.domain.policy import Decision
 from pipeline.domain.windows import window_offset
@@ -122,14 +122,6 @@ def test_orgs_without_contacts_get_nothing_and_are_named():
                   decision()])
     assert [n.decision.org for n in result.notices] == ["Contoso"]
     assert result.uncontacted == {"fabrikam", None}
-
-
-def test_the_newest_version_of_each_server_counts():
-    newest: dict = {}
-    for d in (decision(stage=2, version=3), decision(stage=1, version=1), decision(server="b.contoso.example")):
-        keep_newest(newest, d)
-    assert {k: v.version for k, v in newest.items()} == {"contoso/mail.contoso.example": 3,
-                                                         "contoso/b.contoso.example": 1}
 
 
 def test_a_blocking_stage_says_both_windows():

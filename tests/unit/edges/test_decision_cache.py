@@ -1,11 +1,10 @@
 import dataclasses
-import logging
 
 import pytest
 
 from pipeline.edges.decision_cache import DecisionCache
 from pipeline.streaming import records
-from pipeline.streaming.avro import ENFORCEMENT_DECISION
+from pipeline.streaming.avro import ENFORCEMENT_DECISION, AvroDecodeError
 
 SHARED_HOST = "smtp.shared-hosting.example"
 
@@ -77,11 +76,66 @@ def test_saved_decisions_come_back_after_a_restart(decision_of, tmp_path):
     assert not (tmp_path / "decisions" / "cache.json.tmp").exists()
 
 
-def test_a_record_that_is_not_a_decision_is_skipped(decision_of, caplog):
+def test_a_record_that_is_not_a_decision_changes_nothing(decision_of):
     cache = DecisionCache()
-    with caplog.at_level(logging.WARNING):
-        assert not cache.apply_record(b"not avro", "mail.decisions/0/7")
-    assert "mail.decisions/0/7" in caplog.text and len(cache) == 0
     decision = decision_of("contoso", stage=2, throttle=5)
-    assert cache.apply_record(ENFORCEMENT_DECISION.encode(records.decision_record(decision)), "mail.decisions/0/8")
+    assert cache.apply_record(b"contoso/" + SHARED_HOST.encode(), value_of(decision))
+    with pytest.raises(AvroDecodeError):
+        cache.apply_record(b"contoso/" + SHARED_HOST.encode(), b"not avro")
     assert cache.lookup([SHARED_HOST]) == decision
+
+
+def value_of(decision):
+    return ENFORCEMENT_DECISION.encode(records.decision_record(decision))
+
+
+def key_of(decision):
+    return decision.server_id.encode()
+
+
+def test_a_tombstone_deletes_its_server_and_leaves_other_orgs_on_the_host(decision_of):
+    blocked, throttled = decision_of("contoso", stage=3, block=10), decision_of("fabrikam", stage=2, throttle=5)
+    cache = held([blocked, throttled])
+    assert cache.apply_record(key_of(blocked), None)
+    assert cache.held(blocked.server_id) is None and len(cache) == 1
+    # Another org's decision for the same host name is what the host gets now.
+    assert cache.lookup([SHARED_HOST]) == throttled
+    assert cache.apply_record(key_of(throttled), None)
+    assert cache.lookup([SHARED_HOST]) is None, "no decision: the policy server answers DUNNO"
+    assert not cache.apply_record(key_of(throttled), None), "a key deleted already changes nothing"
+
+
+def test_a_server_decided_again_after_its_tombstone_is_held_whatever_its_version(decision_of):
+    cache = held([decision_of("contoso", stage=3, block=10, version=4)])
+    cache.apply_record(b"contoso/" + SHARED_HOST.encode(), None)
+    again = decision_of("contoso", stage=1, version=1)
+    assert cache.apply_record(key_of(again), value_of(again))
+    assert cache.lookup([SHARED_HOST]) == again
+
+
+def test_a_deleted_server_does_not_come_back_from_the_file_after_a_restart(decision_of, tmp_path):
+    path = tmp_path / "cache.json"
+    deleted, kept = decision_of("contoso", stage=3, block=10), decision_of("fabrikam", stage=2, throttle=5)
+    cache = DecisionCache(path)
+    cache.apply(deleted)
+    cache.apply(kept)
+    cache.save()
+    cache.apply_record(key_of(deleted), None)
+    cache.save()
+    reloaded = DecisionCache(path)
+    assert reloaded.held(deleted.server_id) is None
+    assert reloaded.lookup([SHARED_HOST]) == kept
+
+
+def test_replace_holds_what_the_topic_holds_and_drops_the_rest(decision_of):
+    """A server whose tombstone was compacted away while the MTA was stopped is in its file only."""
+    gone, kept = decision_of("contoso", stage=3, block=10), decision_of("fabrikam", stage=1)
+    elsewhere = decision_of("contoso", stage=2, throttle=5, hostname="mail.contoso.example")
+    cache = held([gone, kept])
+    topic = records.latest_decisions()
+    for decision in (kept, elsewhere):
+        topic.add(key_of(decision), value_of(decision))
+    cache.replace(topic)
+    assert (len(cache), cache.held(gone.server_id)) == (2, None)
+    assert cache.lookup([SHARED_HOST]) == kept
+    assert cache.lookup(["mail.contoso.example"]) == elsewhere

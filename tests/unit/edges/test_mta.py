@@ -2,13 +2,14 @@
 import asyncio
 import contextlib
 import dataclasses
+import logging
 from datetime import datetime, timezone
 
 import pytest
 from kafka import TopicPartition
 
 from pipeline.domain.windows import window_offset
-from pipeline.edges import mta
+from pipeline.edges import mta, policy
 from pipeline.edges.decision_cache import DecisionCache
 from pipeline.edges.mta import PolicyServer, with_new_partitions
 
@@ -235,3 +236,46 @@ def test_the_follower_takes_partitions_the_topic_gained_from_their_start():
     grown = with_new_partitions(topic, "d", held)
     assert grown == topic.assigned == [TopicPartition("d", p) for p in range(4)]
     assert topic.from_start == [TopicPartition("d", 2), TopicPartition("d", 3)]
+
+
+def test_the_follower_drops_deleted_servers_and_keeps_following(decisions_topic, make_decision, monkeypatch,
+                                                                 tmp_path, caplog):
+    """Tombstones on mail.decisions, read at start and while following: the server goes from the
+    cache and its file (DUNNO for it), and the follower reads on from there."""
+    blocked = dataclasses.replace(make_decision(1, 3), server_id=BLOCKED, hostname=BLOCKED, block_minutes_per_hour=10)
+    throttled = dataclasses.replace(make_decision(1, 2), server_id=THROTTLED, hostname=THROTTLED)
+    # In the file from an earlier run only: its tombstone was compacted away while the MTA was stopped.
+    gone = dataclasses.replace(make_decision(1, 3), server_id="gone.example", hostname="gone.example")
+    path = tmp_path / "cache.json"
+    cache = DecisionCache(path)
+    cache.apply(gone)
+    cache.save()
+    topic = decisions_topic(partitions=2, batch=1)
+    topic.write(blocked, partition=0)
+    topic.append(b"x", b"not a decision", partition=0)
+    topic.write(throttled, partition=1)
+    topic.delete(THROTTLED, partition=1)
+    monkeypatch.setattr(mta.kafka_clients, "KafkaConsumer", lambda **config: topic)
+    follower = mta.DecisionFollower(mta.Settings(), cache)
+    at_catch_up = []
+
+    def on_poll(topic):
+        if follower.caught_up.is_set() and not at_catch_up:
+            at_catch_up.extend(cache.held(server) for server in (BLOCKED, THROTTLED, "gone.example"))
+            topic.delete(BLOCKED, partition=0)
+            topic.write(dataclasses.replace(throttled, version=2), partition=1)
+        elif at_catch_up and topic.read_to_end():
+            follower.stopping.set()
+    topic.on_poll = on_poll
+
+    with caplog.at_level(logging.WARNING, logger="pipeline.edges.mta"):
+        follower.run()  # returns once stopped: an error would have it read the topic from the start again
+    assert topic.seeks_to_start == 1 and topic.closed
+    assert at_catch_up == [blocked, None, None], "what the topic held at the start replaced the file's"
+    assert caplog.messages == ["skipped mail.decisions/0/1: not an Avro single-object record (14 bytes, starts 6e6f)"]
+    assert cache.held(BLOCKED) is None and cache.lookup([BLOCKED]) is None
+    assert cache.lookup([THROTTLED]).version == 2
+    server = PolicyServer(cache, lambda *applied: pytest.fail("nothing to enforce"))
+    assert server.answer(request(client_name=BLOCKED)) == policy.DUNNO
+    restarted = DecisionCache(path)
+    assert restarted.held(BLOCKED) is None and restarted.held(THROTTLED).version == 2 and len(restarted) == 1

@@ -161,3 +161,49 @@ def test_notify_without_the_decisions_topic_exits_1_with_one_line(monkeypatch, c
     monkeypatch.setattr(notify, "run", missing)
     assert main(["notify"]) == 1
     assert capsys.readouterr().err == "patchgate notify: pg.mail.decisions does not exist after 30 s\n"
+
+
+class _Ledger:
+    """Stands in for LedgerWriter: the notices recorded on mail.notices."""
+
+    def __init__(self):
+        self.notices: list = []
+
+    def __call__(self, notice):
+        self.notices.append(notice)
+
+    def close(self):
+        pass
+
+
+def test_a_tombstone_on_mail_decisions_forgets_its_server_in_the_pass_and_while_following(
+        decisions_topic, monkeypatch):
+    ledger = _Ledger()
+    contoso, tailspin = SERVERS
+    topic = decisions_topic(partitions=2, batch=1)
+    topic.write(contoso, partition=0)
+    topic.write(tailspin, partition=1)
+    topic.delete(tailspin.server_id, partition=1)
+    journal: list = []
+    monkeypatch.setattr(notify, "_consumer", lambda settings: topic)
+    monkeypatch.setattr(notify, "ensure_ledger_topic", lambda settings: "mail.notices")
+    monkeypatch.setattr(notify, "read_ledger", lambda settings, name: Ledger())
+    monkeypatch.setattr(notify, "LedgerWriter", lambda settings, name: ledger)
+    monkeypatch.setattr(notify.smtplib, "SMTP", lambda *args, **kwargs: Relay(journal))
+    live = [lambda: topic.write(replace(tailspin, stage=2, version=2), partition=1),  # decided again
+            lambda: topic.delete(contoso.server_id, partition=0)]
+
+    def on_poll(topic):
+        if ledger.notices and topic.read_to_end() and live:
+            live.pop(0)()
+    topic.on_poll = on_poll
+
+    def stop():
+        return not live and topic.read_to_end()
+
+    sent = notify.run(notify.Settings(notify=CONFIG), at=NOW, follow=True, stop=stop)
+    # tailspin's first decision was deleted before the pass: only the one it got again is notified.
+    assert sent == 2
+    assert [mail["X-Patchgate-Server"] for _, mail in journal] == [contoso.server_id, tailspin.server_id]
+    assert [(n.decision.server_id, n.decision.version) for n in ledger.notices] == [
+        (contoso.server_id, 1), (tailspin.server_id, 2)]

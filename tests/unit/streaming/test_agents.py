@@ -16,7 +16,7 @@ from pipeline.domain.events import ServerObservation
 from pipeline.settings import DeadLetterSettings
 from pipeline.streaming import records
 from pipeline.streaming.avro import DEAD_LETTER, ENFORCEMENT_DECISION, SERVER_OBSERVATION
-from pipeline.streaming.controls import CONTROL_APPLIED, applied_record
+from pipeline.streaming.controls import CONTROL_APPLIED, CONTROL_COMMAND, applied_record, command_record
 from pipeline.streaming.dead_letters import DeadLetterLimitExceeded
 from pipeline.streaming.outbox import StoredServer
 
@@ -326,3 +326,21 @@ def test_enforce_decides_a_partitions_servers_again_when_the_controls_in_force_c
     asyncio.run(scenario())
     assert [(d.version, d.stage, d.reason) for d in decisions(broker)][1:] == [
         (2, 0, "exempt: matches ex01.contoso.example until 2026-09-01 (vendor appliance)")]
+
+
+def test_a_tombstone_on_mail_control_is_skipped_and_is_no_bad_record(streaming_app, broker, until):
+    """mail.control is compacted: a tombstone deletes a command's key and is neither applied nor
+    dead-lettered, even where no bad record at all is allowed."""
+    app = streaming_app(batch=2, partitions=2, dead_letters=DeadLetterSettings(max_ratio=0.0, max_consecutive=0))
+    command = ControlCommand("c2", "pause", "contoso.example", datetime(2026, 4, 1, tzinfo=UTC), days=7)
+
+    async def scenario():
+        async with agent_named(app, "fold_commands").test_context() as control:
+            events = [await control.put(None, key=b"c1"),
+                      await control.put(CONTROL_COMMAND.encode(command_record(command)), key=b"c2")]
+            await until(acked(*events), "the batch is acked")
+
+    asyncio.run(scenario())
+    assert app.crashes == [] and broker.values("mail.traces.dlq") == []
+    outcomes = [CONTROL_APPLIED.decode(value) for value in broker.values("mail.control.applied")]
+    assert [o["command"]["command_id"] for o in outcomes] == ["c2", "c2"], "its outcome, to each partition"

@@ -8,11 +8,13 @@ import pytest
 from faust.types import TP
 
 from pipeline.domain.events import ServerObservation
+from pipeline.settings import DeadLetterSettings
 from pipeline.sinks import clickhouse as tables
 from pipeline.sinks.queries import run_sql
 from pipeline.streaming import records
 from pipeline.streaming.app import health
 from pipeline.streaming.avro import ENFORCEMENT, ENFORCEMENT_DECISION, SERVER_OBSERVATION
+from pipeline.streaming.metrics import Metrics
 from pipeline.streaming.storage import ClickHouseHandle
 
 AT = datetime(2026, 2, 10, 8, 0, tzinfo=UTC)
@@ -136,3 +138,36 @@ def test_while_clickhouse_fails_the_topic_is_paused_and_the_batch_unacked_until_
     assert (ok["status"], ok["paused_partitions"], stored) == ("ok", [], 1)
     assert set(tries) == {"mail.decisions:0:0-0"}  # every try with the same token
 
+
+
+def test_a_tombstone_on_mail_decisions_is_stored_nowhere_and_is_no_bad_record(streaming_app, broker, until, tmp_path,
+                                                                              make_decision, monkeypatch):
+    """Not dead-lettered, and not counted towards the limit: with a limit of no bad record at all,
+    a batch of tombstones and a batch with decisions around one are stored and acked."""
+    made = []
+
+    class Recorded(Metrics):
+        def __init__(self):
+            super().__init__()
+            made.append(self)
+    monkeypatch.setattr("pipeline.streaming.app.Metrics", Recorded)
+    handle = ClickHouseHandle(f"chdb://{tmp_path}/ch")
+    app = streaming_app(clickhouse=handle, batch=3, dead_letters=DeadLetterSettings(max_ratio=0.0, max_consecutive=0))
+    key = b"ex13mbx01.contoso.example"
+
+    async def scenario():
+        await handle.open()
+        try:
+            async with agent_named(app, "store_decisions").test_context() as sink:
+                only = [await sink.put(None, key=key) for _ in range(3)]
+                await until(acked(*only), "the batch of tombstones is acked")
+                around = [await sink.put(decision_record(make_decision, 1), key=key), await sink.put(None, key=key),
+                          await sink.put(decision_record(make_decision, 2), key=key)]
+                await until(acked(*around), "the batch with a tombstone is stored and acked")
+            return await rows(handle, "decisions")
+        finally:
+            await handle.close()
+
+    assert asyncio.run(scenario()) == 2
+    assert app.crashes == [] and broker.values("mail.traces.dlq") == []
+    assert made[0].registry.get_sample_value("patchgate_dead_letters_total", {"agent": "store_decisions"}) == 0
