@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"patchgate: config: {exc}", file=sys.stderr)
         return 2
     try:
-        brokers = _check_kafka(args.command, settings)
-        return _run(args, settings, brokers)
+        _check_kafka(args.command, settings)
+        return _run(args, settings)
     except CatalogError as exc:
         print(f"patchgate {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -98,39 +98,38 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-# The commands that talk to Kafka, and how long each waits for brokers that do not answer: a
-# worker or a sink may start beside them; `mta` serves its cached decisions and the shipper keeps
-# the lines until the brokers come (None: go on without them).
+# The commands that talk to Kafka (but the workers and sinks, which check for themselves), and
+# how long each waits for brokers that do not answer: `mta` serves its cached decisions and the
+# shipper keeps the lines until the brokers come (None: go on without them).
 KAFKA_PATIENCE_S: dict[str, float | None] = {
-    "worker": 60.0, "sink": 60.0, "run": 60.0, "mta": None, "ship": None,
+    "mta": None, "ship": None,
     **dict.fromkeys(("topics", "wait", "repartition", "decisions", "notify", "pause", "resume", "exempt",
                      "unexempt"), 0.0),
 }
 
 
-def _check_kafka(command: str, settings: Settings) -> int | None:
-    """The number of brokers, once a connection as the settings say worked; None when the command
-    needs no Kafka, or goes on without it. A connection that cannot work (credentials,
-    certificates, protocol) stops every command with one line."""
+def _check_kafka(command: str, settings: Settings) -> None:
+    """Connect as the command's clients will, if it talks to Kafka. A connection that cannot work
+    (credentials, certificates, protocol) stops every command with one line; brokers that do not
+    answer stop those that cannot go on without them."""
     if command not in KAFKA_PATIENCE_S:
-        return None
+        return
     from pipeline.kafka_clients import KafkaUnusable, check_connection
 
     patience = KAFKA_PATIENCE_S[command]
     try:
-        return check_connection(settings, patience_s=patience or 0.0)
+        check_connection(settings, patience_s=patience or 0.0)
     except KafkaUnusable as exc:
         if exc.lasting or patience is not None:
             raise KafkaRefused(str(exc)) from None
         print(f"patchgate {command}: kafka: {exc}; going on without it", file=sys.stderr)
-        return None
 
 
 class KafkaRefused(Exception):
     """The brokers cannot be used as the settings say (one line)."""
 
 
-def _run(args: argparse.Namespace, settings: Settings, brokers: int | None) -> int:
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "topics":
         from pipeline.streaming.admin import ensure_topics
 
@@ -145,7 +144,7 @@ def _run(args: argparse.Namespace, settings: Settings, brokers: int | None) -> i
         from pipeline.streaming.app import Role
         from pipeline.streaming.worker import run_worker
 
-        return run_worker(settings, Role(args.command), brokers or 1)
+        return run_worker(settings, Role(args.command))
     elif args.command == "ship":
         from pipeline.edges.shipper import progress_stream, ship as ship_files
 

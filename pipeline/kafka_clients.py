@@ -60,10 +60,9 @@ class KafkaUnusable(Exception):
         self.lasting = lasting
 
 
-def check_connection(settings: Settings, patience_s: float = 0.0, timeout_s: float = 10.0) -> int:
-    """Connect as every client of the process will, and return the number of brokers in the
-    cluster; KafkaUnusable otherwise, at once when it is lasting, after `patience_s` of trying
-    again when no broker answers.
+def check_connection(settings: Settings, patience_s: float = 0.0, timeout_s: float = 10.0) -> None:
+    """Connect as every client of the process will; KafkaUnusable when that fails, at once when it
+    is lasting, after `patience_s` of trying again when no broker answers.
 
     kafka-python, given a wrong password or an untrusted certificate, tries again for its whole
     bootstrap timeout and then says only that it could not bootstrap: a command checks first, so
@@ -71,14 +70,14 @@ def check_connection(settings: Settings, patience_s: float = 0.0, timeout_s: flo
     deadline = time.monotonic() + patience_s
     while True:
         try:
-            return asyncio.run(_brokers(settings, timeout_s))
+            return asyncio.run(_bootstrap(settings, timeout_s))
         except KafkaUnusable as unusable:
             if unusable.lasting or time.monotonic() >= deadline:
                 raise
         time.sleep(1.0)
 
 
-async def _brokers(settings: Settings, timeout_s: float) -> int:
+async def _bootstrap(settings: Settings, timeout_s: float) -> None:
     client = AIOKafkaClient(**options(settings, request_timeout_ms=int(timeout_s * 1000)))
     # The client logs each server's failure and raises one error for all: the reason is found below.
     quiet = logging.getLogger("aiokafka")
@@ -86,7 +85,6 @@ async def _brokers(settings: Settings, timeout_s: float) -> int:
     quiet.setLevel(logging.CRITICAL)
     try:
         await client.bootstrap()
-        return len(client.cluster.brokers())
     except (aiokafka_errors.KafkaError, OSError, TimeoutError):
         raise await _why_not(settings, timeout_s) from None
     finally:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient
-from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError, for_code
 
 from pipeline import kafka_clients
 from pipeline.settings import Settings
@@ -61,6 +61,18 @@ def ensure_topics(settings: Settings, specs: list[topics.TopicSpec] | None = Non
                  for spec in specs if spec.name in existing
                  and (fewest := min(len(p["replica_nodes"]) for p in existing[spec.name])) < wanted.factor]
         return TopicsMade(list(missing), under)
+    finally:
+        admin.close()
+
+
+def missing_topics(settings: Settings, role: str) -> list[str]:
+    """The topics a worker (with its changelogs) or a sink reads or writes that do not exist; one
+    its principal may not describe is not known to be missing, and not named."""
+    specs = topics.pipeline_topics(settings) + (topics.changelog_topics(settings) if role != "sink" else [])
+    admin = kafka_clients.admin(settings, "patchgate-admin")
+    try:
+        return [t["name"] for t in admin.describe_topics([spec.name for spec in specs])
+                if t["error_code"] == UnknownTopicOrPartitionError.errno]
     finally:
         admin.close()
 

@@ -32,7 +32,6 @@ from pipeline.settings import Settings
 from pipeline.streaming import agents, controls, sink_agents, topics
 from pipeline.streaming.metrics import Metrics
 from pipeline.streaming.storage import ClickHouseHandle
-from pipeline.streaming.topics import Replication
 from pipeline.streaming.transport import InOrderTransport
 from pipeline.web import views
 
@@ -99,37 +98,29 @@ class Role(StrEnum):
     RUN = "run"
 
 
-# What a process that never asked the cluster assumes (the tests' apps): one broker.
-ONE_BROKER = Replication(1, 1)
-
-
-def build_apps(settings: Settings, catalog: Catalog, role: Role, replication: Replication = ONE_BROKER
-               ) -> list[faust.App]:
+def build_apps(settings: Settings, catalog: Catalog, role: Role) -> list[faust.App]:
     """The Faust apps of one process: the worker's, the sink's, or both (the sink serving the web
-    port then, its views reading the ClickHouse handle both share). `replication` is that of the
-    changelogs, should a worker have to create one (`patchgate topics` creates them)."""
+    port then, its views reading the ClickHouse handle both share)."""
     metrics = Metrics()  # one registry for the process: in `run`, the sink's /metrics shows both apps
     if role is Role.WORKER:
-        return [processing_app(settings, catalog, metrics=metrics, replication=replication)]
+        return [processing_app(settings, catalog, metrics=metrics)]
     if role is Role.SINK:
         return [sink_app(settings, catalog, metrics=metrics)]
-    worker = processing_app(settings, catalog, metrics=metrics, web=False, replication=replication)
+    worker = processing_app(settings, catalog, metrics=metrics, web=False)
     return [worker, sink_app(settings, catalog, metrics=metrics, worker=worker)]
 
 
 def processing_app(settings: Settings, catalog: Catalog, store: str = "rocksdb://", web: bool = True,
-                   metrics: Metrics | None = None, replication: Replication = ONE_BROKER) -> faust.App:
+                   metrics: Metrics | None = None) -> faust.App:
     """The processing agents and their tables, in the consumer group `settings.app_id`. Tests pass
     "memory://" tables."""
-    app = _faust_app(settings, settings.app_id, settings.data_dir / "faust", web, store=store,
-                     replication=replication)
+    app = _faust_app(settings, settings.app_id, settings.data_dir / "faust", web, store=store)
     wired = _topics(app, settings)
 
     def table(name: str, partitions: int = settings.partitions) -> TableT:
         # Keys and values are raw bytes (the bytes type also makes the changelog and recovery read
         # them raw); the agents encode values as JSON themselves, a batch at a time.
-        return app.Table(name, default=None, partitions=partitions, key_type=bytes, value_type=bytes,
-                         extra_topic_configs={"min.insync.replicas": str(replication.min_insync)})
+        return app.Table(name, default=None, partitions=partitions, key_type=bytes, value_type=bytes)
 
     tables = Tables(table(topics.PARSER_STATE_TABLE), table(topics.OPEN_MESSAGES_TABLE),
                     table(topics.SERVER_STATE_TABLE), table(topics.CONTROLS_IN_FORCE_TABLE),
@@ -177,14 +168,17 @@ def sink_app(settings: Settings, catalog: Catalog, clickhouse: ClickHouseHandle 
     return app
 
 
-def _faust_app(settings: Settings, app_id: str, datadir: Path, web: bool, store: str = "memory://",
-               replication: Replication = ONE_BROKER) -> faust.App:
+def _faust_app(settings: Settings, app_id: str, datadir: Path, web: bool, store: str = "memory://") -> faust.App:
     return PatchgateApp(
         app_id,
         gapless_topics=frozenset(spec.name for spec in topics.pipeline_topics(settings) if not spec.compacted),
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         broker_credentials=faust_credentials(settings.kafka),
-        topic_replication_factor=replication.factor,
+        # Topics are made in one place, `patchgate topics`, with the replication the settings ask
+        # for, by the one role allowed to: Faust would create a table's changelog itself (with
+        # its own replication) when the topic is not in the metadata it happens to hold, which a
+        # worker without the right to create topics is refused, stopping it.
+        topic_allow_declare=False,
         # The leader topic ("<app id>-__assignor-__leader") serves only timers that run on one
         # worker of the group; none does, and without it there is one topic less to create and grant.
         topic_disable_leader=True,

@@ -6,16 +6,19 @@ import sys
 from faust import Worker
 
 from pipeline.catalog_files import load_catalog
+from pipeline.kafka_clients import KafkaUnusable, check_connection
 from pipeline.settings import Settings
 from pipeline.sinks.clickhouse import FolderInUse, own_embedded_folder
+from pipeline.streaming.admin import missing_topics
 from pipeline.streaming.app import Role, build_apps
-from pipeline.streaming.topics import replication
+
+# A worker or a sink may be started beside the brokers: it waits this long for them to answer.
+KAFKA_PATIENCE_S = 60.0
 
 
-def run_worker(settings: Settings, role: Role, brokers: int) -> int:
-    """Runs until stopped; returns only an exit status for a sink that may not start (the Faust
-    worker ends the process itself, with its status). `brokers`: how many the cluster has, for the
-    replication of a changelog the worker would have to create."""
+def run_worker(settings: Settings, role: Role) -> int:
+    """Runs until stopped; returns only an exit status for a process that may not start (the Faust
+    worker ends the process itself, with its status)."""
     if role is not Role.WORKER:
         try:
             # Held until the process ends: a second sink on the same folder fails here, not in chdb.
@@ -23,9 +26,19 @@ def run_worker(settings: Settings, role: Role, brokers: int) -> int:
         except FolderInUse as exc:
             print(f"patchgate: {exc}", file=sys.stderr)
             return 1
+    try:
+        check_connection(settings, patience_s=KAFKA_PATIENCE_S)
+    except KafkaUnusable as exc:
+        print(f"patchgate {role}: kafka: {exc}", file=sys.stderr)
+        return 1
+    missing = missing_topics(settings, role)
+    if missing:
+        print(f"patchgate {role}: the topics {', '.join(missing)} do not exist: `patchgate topics` creates them",
+              file=sys.stderr)
+        return 1
     for folder in ("faust", "faust-sink"):
         (settings.data_dir / folder).mkdir(parents=True, exist_ok=True)
-    apps = build_apps(settings, load_catalog(settings.catalog_file), role, replication(settings, brokers))
+    apps = build_apps(settings, load_catalog(settings.catalog_file), role)
     # Faust's Worker installs the signal handlers: SIGTERM and SIGINT stop it cleanly, committing
     # offsets.
     Worker(*apps, loglevel="INFO", quiet=True).execute_from_commandline()
