@@ -9,6 +9,7 @@ import logging
 import operator
 
 from kafka import TopicPartition
+from kafka.errors import UnknownTopicOrPartitionError
 
 from pipeline import kafka_clients
 from pipeline.domain.policy import Decision
@@ -32,6 +33,9 @@ def read_decisions(settings: Settings, timeout_s: float = 30.0) -> list[Decision
                                      reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
     try:
         partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
+        if not partitions:
+            raise UnknownTopicOrPartitionError(f"{name} is not known to the brokers: not created yet (patchgate "
+                                               "topics), or not readable by this principal (patchgate kafka-acls)")
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         ends = consumer.end_offsets(partitions)
