@@ -106,19 +106,19 @@ show_log() {
 # metadata listing all three brokers; with one node, until it lists itself.
 wait_ready() {
   local t0="$1"; shift
-  local deadline=$((SECONDS + KAFKA_START_TIMEOUT)) n ports=() out="" args
+  local deadline=$((SECONDS + KAFKA_START_TIMEOUT)) n ports=() answer="" args
   for n in "$@"; do ports+=("$(client_port "$n")"); done
   if (($# == 1)); then args=(--self "$1"); else args=(--expect "${#NODES[@]}"); fi
   while ((SECONDS < deadline)); do
     for n in "$@"; do pid_alive "$n" || { show_log "$n" "broker not running"; return 1; }; done
-    if out="$(probe "${args[@]}" "${ports[@]}")"; then
+    if answer="$(probe "${args[@]}" "${ports[@]}")"; then
       if (($# == 1)); then echo "cluster: node $1 ready on 127.0.0.1:${ports[0]} in $(since "$t0")s"
       else echo "cluster ready: $(bootstrap) (SASL_SSL, SCRAM-SHA-512), 3 brokers, in $(since "$t0")s"; fi
       return 0
     fi
     sleep 0.5
   done
-  echo "$out" >&2
+  echo "$answer" >&2
   for n in "$@"; do show_log "$n" "not ready after ${KAFKA_START_TIMEOUT}s"; done
   return 1
 }

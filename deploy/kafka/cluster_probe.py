@@ -16,6 +16,7 @@ before it has loaded the SCRAM credentials from the metadata log, and until
 then every login fails. Only a login plus a Metadata answer says clients can
 use it.
 """
+
 import base64
 import hashlib
 import hmac
@@ -59,7 +60,9 @@ def string(s: str) -> bytes:
 
 def authenticate(sock: socket.socket, token: bytes, correlation_id: int) -> bytes:
     # SaslAuthenticate v1: auth_bytes; answer: error_code, error_message, auth_bytes, session_lifetime_ms.
-    body = roundtrip(sock, request(SASL_AUTHENTICATE, 1, correlation_id, struct.pack(">i", len(token)) + token), correlation_id)
+    body = roundtrip(
+        sock, request(SASL_AUTHENTICATE, 1, correlation_id, struct.pack(">i", len(token)) + token), correlation_id
+    )
     error, msg_len = struct.unpack_from(">hh", body, 0)
     pos = 4 + max(msg_len, 0)
     message = body[4:pos].decode(errors="replace") if msg_len >= 0 else ""
@@ -90,7 +93,7 @@ def scram_login(sock: socket.socket, user: str, password: str) -> None:
     without_proof = f"c={base64.b64encode(b'n,,').decode()},r={fields['r']}"
     auth_message = f"{client_first_bare},{server_first},{without_proof}".encode()
     signature = hmac.digest(stored_key, auth_message, "sha512")
-    proof = bytes(a ^ b for a, b in zip(client_key, signature))
+    proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
     server_final = authenticate(sock, f"{without_proof},p={base64.b64encode(proof).decode()}".encode(), 3).decode()
     server_key = hmac.digest(salted, b"Server Key", "sha512")
     expected = base64.b64encode(hmac.digest(server_key, auth_message, "sha512")).decode()

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by kafka.sh and cluster.sh: the Kafka jars named in pom.xml, fetched
 # with maven once into a lib dir and reused from there. Both scripts default to
 # <repo>/.kafka/lib, so the single broker and the cluster share one copy.
