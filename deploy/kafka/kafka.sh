@@ -13,32 +13,15 @@ REPO="$(cd "$HERE/../.." && pwd)"
 HOME_DIR="$(d="${PATCHGATE_KAFKA_HOME:-$REPO/.kafka}"; mkdir -p "$d" && cd "$d" && pwd)"
 LIB="$HOME_DIR/lib" DATA="$HOME_DIR/data" LOG="$HOME_DIR/broker.log" PIDFILE="$HOME_DIR/broker.pid"
 : "${KAFKA_PORT:=9092}" "${KAFKA_CONTROLLER_PORT:=9093}" "${KAFKA_START_TIMEOUT:=90}"
-POM="$HERE/pom.xml"
 
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 die() { echo "kafka: $*" >&2; exit 1; }
 
-# The stamp holds the Kafka version plus a pom hash, so bumping any version in
-# the pom re-fetches, while an unchanged pom never runs mvn (offline, fast).
-stamp() {
-  local v; v="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM")"
-  echo "$v $(sha256sum "$POM" | cut -c1-16)"
-}
-fetched() { [[ -f "$LIB/.stamp" && "$(cat "$LIB/.stamp")" == "$(stamp)" ]]; }
-
-fetch() {
-  fetched && return 0
-  local t0; t0="$(now)"
-  echo "kafka: fetching $(stamp | cut -d' ' -f1) jars with maven (first run takes a while)"
-  # Copy into a temp dir and rename, so an interrupted fetch never looks complete.
-  rm -rf "$LIB" "$LIB.tmp"
-  mvn -q -B -f "$POM" dependency:copy-dependencies -DincludeScope=runtime \
-    -DoutputDirectory="$LIB.tmp" > "$HOME_DIR/fetch.log" 2>&1 \
-    || { tail -n 30 "$HOME_DIR/fetch.log" >&2; die "maven fetch failed (see $HOME_DIR/fetch.log)"; }
-  stamp > "$LIB.tmp/.stamp" && mv "$LIB.tmp" "$LIB"
-  echo "kafka: fetched $(ls "$LIB"/*.jar | wc -l) jars in $(since "$t0")s"
-}
+# Fetching is shared with cluster.sh (same pom, same default lib dir).
+# shellcheck source=deploy/kafka/jars.sh
+source "$HERE/jars.sh"
+fetch() { jars_fetch "$LIB" "$HOME_DIR/fetch.log" kafka; }
 
 # A pid file can outlive its JVM and the pid be reused, so also check the
 # process really is a Kafka broker.
