@@ -489,8 +489,9 @@ start_nodes() {
   if ((${#need_format[@]} == ${#NODES[@]})); then make_users; fi
   check_users
   [[ -f "$CH/cluster.id" ]] || {
-    # Any valid base64url UUID works as cluster id; python avoids a JVM start.
-    python3 -c 'import base64,uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))' > "$CH/cluster.id"
+    # Any valid base64url UUID works as cluster id (python avoids a JVM start), but one that
+    # starts with '-' (1 in 64) reads as an option to the storage tool.
+    python3 -c 'import base64,uuid; print(next(i for i in iter(lambda: base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="), None) if not i.startswith("-")))' > "$CH/cluster.id"
   }
   for n in "$@"; do
     write_config "$n"

@@ -111,8 +111,9 @@ start() {
   local java=(java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true
               "-Dlog4j2.configurationFile=$HOME_DIR/log4j2.properties" -cp "$LIB/*")
   if [[ ! -f "$DATA/meta.properties" ]]; then
-    # Any valid base64url UUID works as cluster id; python avoids a second JVM start.
-    local id; id="$(python3 -c 'import base64,uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
+    # Any valid base64url UUID works as cluster id (python avoids a second JVM start), but one that
+    # starts with '-' (1 in 64) reads as an option to the storage tool.
+    local id; id="$(python3 -c 'import base64,uuid; print(next(i for i in iter(lambda: base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="), None) if not i.startswith("-")))')"
     "${java[@]}" kafka.tools.StorageTool format -t "$id" -c "$HOME_DIR/server.properties" >> "$LOG" 2>&1 \
       || { show_log "storage format failed"; exit 1; }
   fi
