@@ -8,6 +8,7 @@
 #        cluster.sh env ROLE        export lines for a role user's client settings
 #        cluster.sh admin-config    path of a Java client properties file for patchgate-admin
 #        cluster.sh acls ARGS...    Kafka's AclCommand (kafka-acls.sh) as patchgate-admin
+#        cluster.sh kafka-acls ARGS...  AclCommand with ARGS as given, as kafka-acls.sh runs it
 # Env: PATCHGATE_CLUSTER_HOME (default <repo>/.kafka/cluster), CLUSTER_BASE_PORT
 #      (29092), KAFKA_START_TIMEOUT (90 s), PATCHGATE_CLUSTER_FRESH=1 (wipe the
 #      nodes' data, not the certificates or passwords, before start),
@@ -585,8 +586,15 @@ acls() {
     --command-config "$CH/admin.properties" "$@"
 }
 
+# What Kafka's bin/kafka-acls.sh runs, with ARGS as given (bootstrap server and
+# command config included): `patchgate kafka-acls` prints such lines.
+kafka_acls() {
+  fetch >&2
+  tool_java --cds org.apache.kafka.tools.AclCommand "$@"
+}
+
 usage() {
-  echo "usage: $0 start|stop|status|wait|fetch | start-node N|stop-node N|kill-node N|pid N | env ROLE | admin-config | acls ARGS..." >&2
+  echo "usage: $0 start|stop|status|wait|fetch | start-node N|stop-node N|kill-node N|pid N | env ROLE | admin-config | acls ARGS... | kafka-acls ARGS..." >&2
   exit 2
 }
 
@@ -604,5 +612,6 @@ case "$cmd" in
   env) print_env "${1:-}" ;;
   admin-config) write_admin_config; echo "$CH/admin.properties" ;;
   acls) acls "$@" ;;
+  kafka-acls) kafka_acls "$@" ;;
   *) usage ;;
 esac

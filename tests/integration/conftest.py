@@ -6,6 +6,7 @@ import email.message
 import email.policy
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -14,6 +15,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -153,6 +155,50 @@ def read_topic():
 
 
 TESTS = ROOT / "tests"
+CLUSTER = ROOT / "deploy" / "kafka" / "cluster.sh"
+
+
+class SecuredCluster:
+    """The secured three-broker cluster of deploy/kafka/cluster.sh (SASL_SSL with SCRAM-SHA-512, the
+    StandardAuthorizer, nothing allowed without an ACL), started if it does not run yet."""
+
+    def __init__(self):
+        self.started = subprocess.run(["bash", str(CLUSTER), "status"], capture_output=True).returncode != 0
+        if self.started:
+            subprocess.run(["bash", str(CLUSTER), "start"], check=True, timeout=300)
+
+    def env(self, role: str, base: dict) -> dict:
+        """`base` with the client settings of the role's user (`admin`: the cluster's super user)."""
+        lines = subprocess.run(["bash", str(CLUSTER), "env", f"patchgate-{role}"], check=True, capture_output=True,
+                               text=True).stdout.splitlines()
+        return {**base, **dict(line.removeprefix("export ").split("=", 1) for line in lines)}
+
+    def admin_config(self) -> str:
+        return subprocess.run(["bash", str(CLUSTER), "admin-config"], check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    def apply(self, acl_lines: list[str]) -> None:
+        """Run `kafka-acls.sh` lines as they are, with Kafka's own tool (three at a time: a JVM each)."""
+        def run(line: str) -> subprocess.CompletedProcess:
+            words = shlex.split(line)
+            assert words[0] == "kafka-acls.sh", line
+            return subprocess.run(["bash", str(CLUSTER), "kafka-acls", *words[1:]], capture_output=True, text=True,
+                                  timeout=120)
+
+        with ThreadPoolExecutor(3) as pool:
+            for line, done in zip(acl_lines, pool.map(run, acl_lines), strict=True):
+                assert done.returncode == 0, f"{line}\n{done.stderr}"
+
+    def stop(self) -> None:
+        if self.started:
+            subprocess.run(["bash", str(CLUSTER), "stop"], timeout=120)
+
+
+@pytest.fixture(scope="session")
+def secured_cluster():
+    cluster = SecuredCluster()
+    yield cluster
+    cluster.stop()
 
 
 class MixedRun:
