@@ -34,6 +34,7 @@ from typing import Any
 
 import faust
 from faust.web import Request, Response, View
+from kafka.errors import KafkaError, TopicAuthorizationFailedError
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 from pipeline.domain.catalog import Catalog
@@ -198,6 +199,12 @@ def register_reports(app: faust.App, with_client: ClientCall, settings: Settings
                 return self.json(await asyncio.to_thread(control.submit, settings, await request.json()))
             except ValueError as exc:  # also a body that is not JSON
                 return self.json({"error": str(exc)}, status=400)
+            except TopicAuthorizationFailedError:
+                return self.json({"error": "the sink's Kafka principal may not write mail.control: grant it "
+                                           "(patchgate kafka-acls --web-control) or use the patchgate commands"},
+                                 status=403)
+            except KafkaError as exc:
+                return self.json({"error": f"the command was not sent: {exc}"}, status=503)
 
 
 def is_loopback(host: str) -> bool:

@@ -6,6 +6,7 @@ import faust
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from kafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.catalog_files import load_catalog
@@ -180,3 +181,17 @@ def test_control_needs_the_token_also_on_loopback(submitted):
     [(unconfigured, _, body)] = answers(app_with_views(), ("POST", "/control", pause, bearer(TOKEN)))
     assert unconfigured == 403 and b"PATCHGATE_WEB_TOKEN" in body
     assert submitted == [pause]
+
+
+@pytest.mark.parametrize(("refusal", "status", "said"), [
+    (TopicAuthorizationFailedError("mail.control"), 403, b"may not write mail.control"),
+    (KafkaTimeoutError("no broker"), 503, b"the command was not sent"),
+])
+def test_a_command_the_broker_does_not_take_is_answered_with_why(monkeypatch, refusal, status, said):
+    def submit(settings, payload):
+        raise refusal
+
+    monkeypatch.setattr(control, "submit", submit)
+    [(answered, _, body)] = answers(app_with_views(settings=Settings(web_token=TOKEN)),
+                                    ("POST", "/control", {"action": "resume", "target": "x.example"}, bearer(TOKEN)))
+    assert answered == status and said in body
