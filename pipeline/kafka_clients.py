@@ -115,8 +115,11 @@ async def _why_not(settings: Settings, timeout_s: float) -> KafkaUnusable:
             return KafkaUnusable(f"{server}: the TLS handshake failed: {exc.reason or exc} "
                                  f"(KAFKA_SECURITY_PROTOCOL={connection.security_protocol})", lasting=True)
         except aiokafka_errors.KafkaConnectionError as exc:
-            # The listener took the connection and closed it: it speaks another protocol than ours.
-            return KafkaUnusable(f"{server} closed the connection ({exc}): does its listener expect another "
+            # The listener took the connection and closed it: it speaks another protocol than ours,
+            # or (TLS 1.3 says so only after the handshake) wants a client certificate.
+            wanted = ("a client certificate (KAFKA_SSL_CERTFILE), or " if connection.uses_tls
+                      and connection.ssl_certfile is None else "")
+            return KafkaUnusable(f"{server} closed the connection ({exc}): does its listener want {wanted}another "
                                  f"security protocol than KAFKA_SECURITY_PROTOCOL={connection.security_protocol}?",
                                  lasting=True)
         except (OSError, TimeoutError, aiokafka_errors.KafkaError) as exc:

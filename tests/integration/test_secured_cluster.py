@@ -251,6 +251,23 @@ def test_an_untrusted_broker_certificate_stops_a_command_with_one_line(secured, 
     assert ": the broker's certificate is not trusted: " in done.stderr
 
 
+def test_a_client_certificate_is_an_identity_on_a_mutual_tls_listener(secured):
+    """The cluster's brokers talk to each other on listeners that want a client certificate (ports
+    BASE+200...); a client with one is known by it (User:patchgate-client, granted nothing here)."""
+    tls = Path(secured.env("operator")["KAFKA_SSL_CAFILE"]).parent
+    mutual = {**secured.base, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:29292,127.0.0.1:29293,127.0.0.1:29294",
+              "KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CAFILE": str(tls / "ca.pem")}
+    with_certificate = {**mutual, "KAFKA_SSL_CERTFILE": str(tls / "client.pem"),
+                        "KAFKA_SSL_KEYFILE": str(tls / "client.key")}
+    known = subprocess.run([sys.executable, "-m", "pipeline", "decisions"], env=with_certificate, cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert known.returncode == 1 and "not readable by this principal" in known.stderr, known.stderr
+    unknown = subprocess.run([sys.executable, "-m", "pipeline", "decisions"], env=mutual, cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 1, unknown.stderr
+    assert "want a client certificate (KAFKA_SSL_CERTFILE)" in unknown.stderr, unknown.stderr
+
+
 def test_repartition_keeps_three_replicas(processed):
     waited = processed.run("operator", "wait", "--timeout", "120", timeout=180)
     assert waited.returncode == 0, waited.stderr
