@@ -338,6 +338,14 @@ INTERNALS = [
              lambda: aiokafka_consumer_attribute("_subscription"), "streaming/transport.py"),
     Internal("aiokafka", "aiokafka.consumer.subscription_state.TopicPartitionState._position",
              "the fetch position a seek sets: 38", position_after_a_seek, "streaming/transport.py"),
+    # The connection check every command makes first: a client's bootstrap, then one connection
+    # per server to learn why none took it (the client logs the reasons and raises one error).
+    method("aiokafka", "aiokafka.client.AIOKafkaClient.bootstrap", "async def(self)", "kafka_clients.py"),
+    method("aiokafka", "aiokafka.conn.create_conn",
+           "async def(host, port, *, client_id=..., request_timeout_ms=..., ssl_context=..., security_protocol=..., "
+           "max_idle_ms=..., on_close=..., sasl_mechanism=..., sasl_plain_username=..., sasl_plain_password=..., "
+           "sasl_kerberos_service_name=..., sasl_kerberos_domain_name=..., sasl_oauth_token_provider=...)",
+           "kafka_clients.py"),
 ]
 
 
