@@ -52,11 +52,13 @@ def ensure_topics(settings: Settings, specs: list[topics.TopicSpec] | None = Non
                                            **({"cleanup.policy": "compact"} if spec.compacted else {})}}
                    for spec in specs if spec.name not in existing}
         if missing:
-            answer = admin.create_topics(missing, raise_errors=False, wait_for_metadata=True)
+            answer = admin.create_topics(missing, raise_errors=False)
             for topic in answer["topics"]:
                 # Another process may have created one meanwhile: that is what was wanted.
                 if topic["error_code"] not in (0, TopicAlreadyExistsError.errno):
                     raise for_code(topic["error_code"])(f"creating {topic['name']}: {topic['error_message']}")
+            # Created is not yet usable: wait until every partition has a leader.
+            admin.wait_for_topics(list(missing))
         under = [f"topic {spec.name} has {fewest} replicas, {wanted.factor} asked"
                  for spec in specs if spec.name in existing
                  and (fewest := min(len(p["replica_nodes"]) for p in existing[spec.name])) < wanted.factor]
