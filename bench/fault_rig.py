@@ -441,103 +441,113 @@ class LagSampler:
 
 
 class FlowSampler:
-    """Samples in a thread, every `every_s`, how far the pipeline got on each partition: the end
+    """Samples in threads, every `every_s`, how far the pipeline got on each partition: the end
     offsets of mail.logs.raw (`lines`: what the shipper got written) and of mail.decisions
     (`decisions`: published), and the offsets the workers' group committed on mail.logs.raw and
-    mail.observations (`commits`: lines parsed, observations decided on). Its clients give up on a
-    request within `timeout_s` and are made anew after a failure (a frozen broker answers nothing,
-    a dead one may still be in their metadata); a sample that was not answered is left out."""
+    mail.observations (`commits`: lines parsed, observations decided on); a sample that was not
+    answered is left out.
+
+    Each partition's end offset is asked by a thread and client of its own, so that a partition
+    whose leader does not answer leaves the others' samples alone. The clients are made once, at
+    the start, and never again: kafka-python's bootstrap picks a broker at random and waits for its
+    TLS handshake without a timeout, so a client made while a broker is frozen may wait as long.
+    They give up on a request within `timeout_s` and refresh their metadata every 2 s, so that
+    they find a partition's new leader soon."""
 
     SERIES = ("lines", "commits", "decisions")
+    # A pause longer than this is a stall: at a steady load every busy partition grows within a
+    # second or two (the shipper polls every 0.1 s, the workers commit every 0.25 s).
+    STALL_S = 3.0
 
     def __init__(self, settings, every_s: float = 0.5, timeout_s: float = 3.0):
-        self.settings, self.every_s, self.timeout_ms = settings, every_s, int(timeout_s * 1000)
-        self.samples: dict[str, list[tuple[float, dict]]] = {name: [] for name in self.SERIES}
-        self._clients = self._connect()
+        self.settings, self.every_s = settings, every_s
+        quick = {"request_timeout_ms": int(timeout_s * 1000), "metadata_max_age_ms": 2000}
+
+        def partitions(*names: str) -> list[TopicPartition]:
+            return [TopicPartition(settings.topic(name), p) for name in names for p in range(settings.partitions)]
+
+        # series -> partition -> (seconds since the start, offset), in time order
+        self.samples: dict[str, dict[TopicPartition, list[tuple[float, int]]]] = {
+            name: {tp: [] for tp in partitions(*names)}
+            for name, names in (("lines", (topics.RAW,)), ("decisions", (topics.DECISIONS,)),
+                                ("commits", (topics.RAW, topics.OBSERVATIONS)))}
         self._stop = threading.Event()
+        self._threads = []
+        for name in ("lines", "decisions"):
+            for tp in self.samples[name]:
+                self._sampler(name, kafka_clients.consumer(settings, **quick),
+                              lambda consumer, tp=tp: consumer.end_offsets([tp], quick["request_timeout_ms"]))
+        self._sampler("commits", kafka_clients.admin(settings, "faults-flow", **quick),
+                      lambda admin: {tp: found.offset for tp, found in
+                                     admin.list_group_offsets(settings.app_id).get(settings.app_id, {}).items()})
         self._started = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="flow-sampler", daemon=True)
+
+    def _sampler(self, name: str, client, read: Callable) -> None:
+        def run() -> None:
+            try:
+                while not self._stop.is_set():
+                    try:
+                        found = read(client)
+                    except Exception:  # see the class docstring
+                        pass
+                    else:
+                        at = self.now()
+                        for tp, offset in found.items():
+                            if tp in self.samples[name]:
+                                self.samples[name][tp].append((at, offset))
+                    self._stop.wait(self.every_s)
+            finally:
+                client.close()
+
+        self._threads.append(threading.Thread(target=run, name=f"flow {name}", daemon=True))
 
     def start(self) -> FlowSampler:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(30)
+        for thread in self._threads:
+            thread.join(30)
 
     def now(self) -> float:
         return time.monotonic() - self._started
 
-    def _connect(self) -> tuple:
-        quick = {"request_timeout_ms": self.timeout_ms, "bootstrap_timeout_ms": self.timeout_ms}
-        return (kafka_clients.consumer(self.settings, **quick),
-                kafka_clients.admin(self.settings, "faults-flow", **quick))
+    def _grown_at(self, name: str, start: float, end: float) -> dict[TopicPartition, list[float]]:
+        """When each partition of `name` was seen grown between `start` and `end`."""
+        return {tp: [at for (_, before), (at, offset) in itertools.pairwise(samples)
+                     if start < at < end and offset > before]
+                for tp, samples in self.samples[name].items()}
 
-    def _reconnect(self) -> None:
-        for client in self._clients:
-            client.close()
-        try:
-            self._clients = self._connect()
-        except Exception:  # no broker answered: the next sample fails and tries again
-            pass
+    def first_growth(self, name: str, since: float) -> float | None:
+        """Seconds from `since` until a partition of `name` grew past where it stood then; None: none (yet)."""
+        return min((times[0] - since for times in self._grown_at(name, since, float("inf")).values() if times),
+                   default=None)
 
-    def _read(self, name: str) -> dict[TopicPartition, int]:
-        consumer, admin = self._clients
-        if name == "commits":
-            processed = {self.settings.topic(topics.RAW), self.settings.topic(topics.OBSERVATIONS)}
-            committed = admin.list_group_offsets(self.settings.app_id).get(self.settings.app_id, {})
-            return {tp: found.offset for tp, found in committed.items() if tp.topic in processed}
-        topic = self.settings.topic(topics.RAW if name == "lines" else topics.DECISIONS)
-        partitions = [TopicPartition(topic, p) for p in range(self.settings.partitions)]
-        return consumer.end_offsets(partitions, self.timeout_ms)
+    def busy(self, name: str, start: float, end: float) -> set[TopicPartition]:
+        """The partitions of `name` that grew between `start` and `end` (the others get no lines)."""
+        return {tp for tp, times in self._grown_at(name, start, end).items() if times}
 
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                for name in self.SERIES:
-                    try:
-                        values = self._read(name)
-                    except Exception:  # see the class docstring
-                        self._reconnect()
-                        continue
-                    self.samples[name].append((self.now(), values))
-                self._stop.wait(self.every_s)
-        finally:
-            for client in self._clients:
-                client.close()
+    def stalls(self, name: str, partitions: set, start: float, end: float) -> tuple[float, float | None]:
+        """Of `partitions` of `name`, between `start` and `end`: the longest time one went without
+        growing, and the seconds from `start` until every one flowed again, i.e. the end of its
+        last stall of more than STALL_S (0 without one; None when one lasted to `end`). `end` must
+        come before the load ends, or its end counts as a stall."""
+        grown_at = self._grown_at(name, start, end)
+        longest, again = 0.0, 0.0
+        for tp in partitions:
+            for a, b in itertools.pairwise([start, *grown_at.get(tp, ()), end]):
+                longest = max(longest, b - a)
+                if b - a > self.STALL_S and again is not None:
+                    again = None if b == end else max(again, b - start)
+        return longest, again
 
-    def _values(self, name: str, every_partition: bool) -> list[tuple[float, dict]]:
-        if every_partition:
-            return self.samples[name]
-        return [(at, {"total": sum(values.values())}) for at, values in self.samples[name]]
-
-    def resumed(self, name: str, since: float, every_partition: bool = True, active_s: float = 15.0) -> float | None:
-        """Seconds from `since` until `name` grew again: on every partition that grew in the
-        `active_s` before `since` (others get no lines), or with every_partition=False in total.
-        None: it did not (yet)."""
-        samples = self._values(name, every_partition)
-        before = [values for at, values in samples if at <= since]
-        if not before:
-            return None
-        earlier = next((values for at, values in samples if at >= since - active_s), before[-1])
-        at_since = before[-1]
-        active = [p for p in at_since if at_since[p] > earlier.get(p, 0)] if every_partition else list(at_since)
-        times = [next((at - since for at, values in samples if at > since and values.get(p, 0) > at_since[p]), None)
-                 for p in active]
-        return None if not active or None in times else max(t for t in times if t is not None)
-
-    def longest_stall(self, name: str, start: float, end: float, active_s: float = 15.0) -> float:
-        """The longest time between `start` and `end` that a partition of `name` went without
-        growing, of the partitions that grew from `active_s` before `start` on (others get no
-        lines). `end` must come before the load ends, or its end counts as a stall."""
-        grown_at: dict[TopicPartition, list[float]] = {}
-        for (_, previous), (at, values) in itertools.pairwise(self.samples[name]):
-            for partition, offset in values.items():
-                if start - active_s < at <= end and offset > previous.get(partition, 0):
-                    grown_at.setdefault(partition, []).append(at)
-        return max((max(b - a for a, b in itertools.pairwise([start, *(t for t in times if t > start), end]))
-                    for times in grown_at.values()), default=0.0)
+    def save(self, path: Path, moments: list[tuple[str, float]]) -> None:
+        """The samples and the fault's moments as JSON (seconds since the sampler started), for a post-mortem."""
+        path.write_text(json.dumps({"moments": moments, **{
+            name: {f"{tp.topic}/{tp.partition}": samples for tp, samples in by_partition.items()}
+            for name, by_partition in self.samples.items()}}))
 
 
 def drain(pipeline: Pipeline, *workers: Process, timeout: float) -> float:

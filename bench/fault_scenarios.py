@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import itertools
 import json
 import os
 import random
@@ -704,18 +705,24 @@ def _seconds_or_never(value: float | None) -> str:
     return "never" if value is None else f"{value:.1f}"
 
 
+def _stall(longest: float, again: float | None) -> str:
+    """A phase's longest stall and when every partition flowed again ("-": no stall, "not": not in the phase)."""
+    return f"{longest:.1f}/" + ("not" if again is None else "-" if again == 0 else f"{again:.1f}")
+
+
 def _through_cluster_fault(result: Result, folder: Path, cluster: OwnCluster, fault: ClusterFault, lines: int,
                            load_s: float, lead_s: float, seed: int) -> None:
     """A `patchgate worker`, a `sink`, a following shipper and `mta`, each as its own principal on
     the cluster, under a paced load of `load_s`; `lead_s` into it, `fault` happens while `mta` is
-    asked for a decision every second. Then: how soon lines (on mail.logs.raw), the workers' commits
-    and decisions flowed again after each moment of the fault, every line on the topic once, and
-    the outcome as broker down's (repeats a figure)."""
+    asked for a decision every second. Then: from each moment of the fault to the next, how long
+    lines (on mail.logs.raw) and the workers' commits stalled on the partitions that were busy
+    before it, and when a decision was published again; every line on the topic once, and the
+    outcome as broker down's (repeats a figure). The flow's samples stay in <folder>/flow.json."""
     pipeline = ClusterPipeline(folder, cluster)
     load = GrowingLogs(folder / "logs", fault_inputs.tracking_logs(lines, seed, lines_per_server=2000),
                        rate=lines / load_s)
     mta_port = free_port()
-    flow = None
+    flow, moments = None, []
     try:
         sink = pipeline.sink()
         pipeline.wait_for_web(sink)
@@ -736,10 +743,11 @@ def _through_cluster_fault(result: Result, folder: Path, cluster: OwnCluster, fa
         processes = {"worker": worker, "sink": sink, "shipper": shipper, "mta": mta}
         alive_during = {name: process.alive() for name, process in processes.items()}
         began, ended = moments[0][1], moments[-1][1]
-        # Flowing again after the last moment, and watched for a while longer.
-        [flowing] = first_times((lambda: flow.resumed("lines", ended) is not None
-                                 and flow.resumed("commits", ended) is not None,), 180)
+        busy = {name: flow.busy(name, began - lead_s / 2, began) for name in ("lines", "commits")}
+        # Watched a while after the last moment, until flowing on every busy partition.
         time.sleep(max(0.0, ended + WATCHED_AFTER_S - flow.now()))
+        [flowing] = first_times((lambda: all(flow.stalls(name, busy[name], ended, flow.now())[1] is not None
+                                             for name in busy),), 180)
         watched_to = flow.now()
         result.expect(not load.done.is_set(), "the load ended before the flow after the fault was watched: "
                                               "lengthen load_s")
@@ -751,16 +759,14 @@ def _through_cluster_fault(result: Result, folder: Path, cluster: OwnCluster, fa
         newest = {server: d.version for server, d in latest(read_decisions(pipeline.settings)).items()}
         [mta_complete] = first_times((lambda: _cached_versions(cache) == newest,), 120)
         lines_audit = _lines_on_raw(pipeline, load)
-        result.figures.update({"lines": f"{load.total:,}"})
-        for name, what in (("lines", "lines on every partition"), ("commits", "worker commits on every partition"),
-                           ("decisions", "a new decision")):
-            whole = name == "decisions"
-            result.figures[f"{what} again after (s)"] = ", ".join(
-                f"{label} {_seconds_or_never(flow.resumed(name, at, every_partition=not whole))}"
-                for label, at in moments)
-        result.figures["longest stall of lines/commits before the fault; from it to 30 s after"] = "; ".join(
-            "/".join(f"{flow.longest_stall(name, start, end):.1f}" for name in ("lines", "commits")) + " s"
-            for start, end in ((began - lead_s / 2, began), (began, watched_to)))
+        result.figures["lines"] = f"{load.total:,}"
+        phases = [(label, at, until) for (label, at), (_, until) in itertools.pairwise([*moments, ("", watched_to)])]
+        for name, what in (("lines", "lines on mail.logs.raw"), ("commits", "worker commits")):
+            result.figures[f"{what}: longest stall/flowing again after (s)"] = ", ".join(
+                f"{label} {_stall(*flow.stalls(name, busy[name], at, until))}" for label, at, until in phases
+            ) + f"; before the fault {flow.stalls(name, busy[name], began - lead_s / 2, began)[0]:.1f}"
+        result.figures["a new decision after (s)"] = ", ".join(
+            f"{label} {_seconds_or_never(flow.first_growth('decisions', at))}" for label, at in moments)
         result.figures.update({
             "mta answered during the fault": str(mta_probe),
             "mta cache complete after the drain": "never" if mta_complete is None else f"{mta_complete:.1f} s",
@@ -782,6 +788,7 @@ def _through_cluster_fault(result: Result, folder: Path, cluster: OwnCluster, fa
     finally:
         if flow is not None:
             flow.stop()
+            flow.save(folder / "flow.json", moments)
         pipeline.close()
         cluster.heal()
 
