@@ -3,8 +3,8 @@ secured three-broker cluster of its own, a pipeline with its own topics, group a
 integration tests' isolated_env; on the cluster every process runs as its role's principal), the
 processes an operator runs (`patchgate worker`, `ship --follow`, `mta`), log files that grow while
 they run, and what the scenarios measure with: the group's lag and committed offsets sampled or
-waited for, how far lines, commits and decisions got on each partition, and the worker's web port
-asked while a fault lasts.
+waited for, how far lines, observations and server states got on each partition, and the worker's
+web port asked while a fault lasts.
 
 Every process is a child with its log in the scenario's folder; Pipeline.close kills what is
 still running, so a failed scenario leaves nothing behind.
@@ -441,45 +441,40 @@ class LagSampler:
 
 
 class FlowSampler:
-    """Samples in threads, every `every_s`, how far the pipeline got on each partition: the end
-    offsets of mail.logs.raw (`lines`: what the shipper got written) and of mail.decisions
-    (`decisions`: published), and the offsets the workers' group committed on mail.logs.raw and
-    mail.observations (`commits`: lines parsed, observations decided on); a sample that was not
-    answered is left out.
+    """Samples in threads, every `every_s`, how far the pipeline got on each partition, by the end
+    offsets of the topics each step writes: mail.logs.raw (`lines`: what the shipper got written),
+    mail.observations (`parsed`: the workers' ingest agent, whose output goes out as it commits)
+    and the server-state table's changelog (`decided`: the enforce agent writes the state of every
+    server of each batch it decides on). Decisions themselves come in bursts, as the servers of a
+    load cross a stage at about the same time, so their flow says little of a fault's.
 
     Each partition's end offset is asked by a thread and client of its own, so that a partition
-    whose leader does not answer leaves the others' samples alone. The clients are made once, at
-    the start, and never again: kafka-python's bootstrap picks a broker at random and waits for its
-    TLS handshake without a timeout, so a client made while a broker is frozen may wait as long.
-    They give up on a request within `timeout_s` and refresh their metadata every 2 s, so that
-    they find a partition's new leader soon."""
+    whose leader does not answer leaves the others' samples alone (a sample that was not answered
+    is left out). The clients are made once, at the start, and never again: kafka-python's
+    bootstrap picks a broker at random and waits for its TLS handshake without a timeout, so a
+    client made while a broker is frozen may wait as long. They give up on a request within
+    `timeout_s` and refresh their metadata every 2 s, so that they find a partition's new leader
+    soon."""
 
-    SERIES = ("lines", "commits", "decisions")
+    SERIES = ("lines", "parsed", "decided")
     # A pause longer than this is a stall: at a steady load every busy partition grows within a
     # second or two (the shipper polls every 0.1 s, the workers commit every 0.25 s).
     STALL_S = 3.0
 
     def __init__(self, settings, every_s: float = 0.5, timeout_s: float = 3.0):
         self.settings, self.every_s = settings, every_s
-        quick = {"request_timeout_ms": int(timeout_s * 1000), "metadata_max_age_ms": 2000}
-
-        def partitions(*names: str) -> list[TopicPartition]:
-            return [TopicPartition(settings.topic(name), p) for name in names for p in range(settings.partitions)]
-
-        # series -> partition -> (seconds since the start, offset), in time order
+        timeout_ms = int(timeout_s * 1000)
+        written = {"lines": settings.topic(topics.RAW), "parsed": settings.topic(topics.OBSERVATIONS),
+                   "decided": topics.changelog_topic(settings, topics.SERVER_STATE_TABLE)}
+        # series -> partition -> (seconds since the start, end offset), in time order
         self.samples: dict[str, dict[TopicPartition, list[tuple[float, int]]]] = {
-            name: {tp: [] for tp in partitions(*names)}
-            for name, names in (("lines", (topics.RAW,)), ("decisions", (topics.DECISIONS,)),
-                                ("commits", (topics.RAW, topics.OBSERVATIONS)))}
+            name: {TopicPartition(topic, p): [] for p in range(settings.partitions)} for name, topic in written.items()}
         self._stop = threading.Event()
         self._threads = []
-        for name in ("lines", "decisions"):
-            for tp in self.samples[name]:
-                self._sampler(name, kafka_clients.consumer(settings, **quick),
-                              lambda consumer, tp=tp: consumer.end_offsets([tp], quick["request_timeout_ms"]))
-        self._sampler("commits", kafka_clients.admin(settings, "faults-flow", **quick),
-                      lambda admin: {tp: found.offset for tp, found in
-                                     admin.list_group_offsets(settings.app_id).get(settings.app_id, {}).items()})
+        for name, partitions in self.samples.items():
+            for tp in partitions:
+                consumer = kafka_clients.consumer(settings, request_timeout_ms=timeout_ms, metadata_max_age_ms=2000)
+                self._sampler(name, consumer, lambda consumer, tp=tp: consumer.end_offsets([tp], timeout_ms))
         self._started = time.monotonic()
 
     def _sampler(self, name: str, client, read: Callable) -> None:
@@ -519,11 +514,6 @@ class FlowSampler:
         return {tp: [at for (_, before), (at, offset) in itertools.pairwise(samples)
                      if start < at < end and offset > before]
                 for tp, samples in self.samples[name].items()}
-
-    def first_growth(self, name: str, since: float) -> float | None:
-        """Seconds from `since` until a partition of `name` grew past where it stood then; None: none (yet)."""
-        return min((times[0] - since for times in self._grown_at(name, since, float("inf")).values() if times),
-                   default=None)
 
     def busy(self, name: str, start: float, end: float) -> set[TopicPartition]:
         """The partitions of `name` that grew between `start` and `end` (the others get no lines)."""

@@ -701,10 +701,6 @@ ClusterFault = Callable[[ClusterPipeline, FlowSampler, Result], list[tuple[str, 
 WATCHED_AFTER_S = 30.0
 
 
-def _seconds_or_never(value: float | None) -> str:
-    return "never" if value is None else f"{value:.1f}"
-
-
 def _stall(longest: float, again: float | None) -> str:
     """A phase's longest stall and when every partition flowed again ("-": no stall, "not": not in the phase)."""
     return f"{longest:.1f}/" + ("not" if again is None else "-" if again == 0 else f"{again:.1f}")
@@ -715,9 +711,10 @@ def _through_cluster_fault(result: Result, folder: Path, cluster: OwnCluster, fa
     """A `patchgate worker`, a `sink`, a following shipper and `mta`, each as its own principal on
     the cluster, under a paced load of `load_s`; `lead_s` into it, `fault` happens while `mta` is
     asked for a decision every second. Then: from each moment of the fault to the next, how long
-    lines (on mail.logs.raw) and the workers' commits stalled on the partitions that were busy
-    before it, and when a decision was published again; every line on the topic once, and the
-    outcome as broker down's (repeats a figure). The flow's samples stay in <folder>/flow.json."""
+    lines (on mail.logs.raw), observations and server states (the workers' output) stalled on the
+    partitions that were busy before it (FlowSampler), and when every one flowed again; every line
+    on the topic once, and the outcome as broker down's (repeats a figure). The flow's samples stay
+    in <folder>/flow.json."""
     pipeline = ClusterPipeline(folder, cluster)
     load = GrowingLogs(folder / "logs", fault_inputs.tracking_logs(lines, seed, lines_per_server=2000),
                        rate=lines / load_s)
@@ -743,7 +740,7 @@ def _through_cluster_fault(result: Result, folder: Path, cluster: OwnCluster, fa
         processes = {"worker": worker, "sink": sink, "shipper": shipper, "mta": mta}
         alive_during = {name: process.alive() for name, process in processes.items()}
         began, ended = moments[0][1], moments[-1][1]
-        busy = {name: flow.busy(name, began - lead_s / 2, began) for name in ("lines", "commits")}
+        busy = {name: flow.busy(name, began - lead_s / 2, began) for name in flow.SERIES}
         # Watched a while after the last moment, until flowing on every busy partition.
         time.sleep(max(0.0, ended + WATCHED_AFTER_S - flow.now()))
         [flowing] = first_times((lambda: all(flow.stalls(name, busy[name], ended, flow.now())[1] is not None
@@ -761,12 +758,11 @@ def _through_cluster_fault(result: Result, folder: Path, cluster: OwnCluster, fa
         lines_audit = _lines_on_raw(pipeline, load)
         result.figures["lines"] = f"{load.total:,}"
         phases = [(label, at, until) for (label, at), (_, until) in itertools.pairwise([*moments, ("", watched_to)])]
-        for name, what in (("lines", "lines on mail.logs.raw"), ("commits", "worker commits")):
+        for name, what in (("lines", "lines on mail.logs.raw"), ("parsed", "observations (parsed)"),
+                           ("decided", "server states (decided on)")):
             result.figures[f"{what}: longest stall/flowing again after (s)"] = ", ".join(
                 f"{label} {_stall(*flow.stalls(name, busy[name], at, until))}" for label, at, until in phases
             ) + f"; before the fault {flow.stalls(name, busy[name], began - lead_s / 2, began)[0]:.1f}"
-        result.figures["a new decision after (s)"] = ", ".join(
-            f"{label} {_seconds_or_never(flow.first_growth('decisions', at))}" for label, at in moments)
         result.figures.update({
             "mta answered during the fault": str(mta_probe),
             "mta cache complete after the drain": "never" if mta_complete is None else f"{mta_complete:.1f} s",
@@ -776,8 +772,8 @@ def _through_cluster_fault(result: Result, folder: Path, cluster: OwnCluster, fa
         for name, alive in alive_during.items():
             result.expect(alive, f"the {name} exited during the fault:\n{processes[name].tail()}")
         result.expect(mta_probe.answered == mta_probe.asked, f"the MTA answered {mta_probe} requests during the fault")
-        result.expect(flowing is not None, "lines or commits did not flow on every partition again within 180 s "
-                                           "of the fault's end")
+        result.expect(flowing is not None, "lines, observations or server states did not flow on every busy "
+                                           "partition again within 180 s of the fault's end")
         result.expect(mta_complete is not None, "the MTA's cache did not catch up with the decisions")
         result.expect(lines_audit.lost == 0, f"{lines_audit.lost} lines never reached mail.logs.raw")
         result.expect(lines_audit.duplicated == 0, f"{lines_audit.duplicated} lines are on mail.logs.raw twice")

@@ -37,10 +37,12 @@ On the cluster, a pipeline as a site runs one there: the operator applies the AC
 kafka-acls` prints (with Kafka's own tool) and creates the topics (3 replicas, 2 in sync), and a
 `patchgate worker`, a `patchgate sink`, a following shipper and `patchgate mta` each run as their
 role's user, under a paced load (75k, 150k, 60k lines over 150, 300, 120 s), `mta` asked for a
-decision every second while the fault lasts. Figures: how soon lines reach mail.logs.raw again, the
-workers commit again (on every partition that was busy) and a new decision is published, after
-each moment of the fault; the longest stall. Then no line lost or repeated on mail.logs.raw, and
-as broker:
+decision every second while the fault lasts. Figures, for each phase of the fault (kill to start,
+start to 30 s after, ...): the longest stall of lines on mail.logs.raw, of the observations the
+workers parse and of the server states they decide on (their changelog), on the partitions busy
+before the fault, and how long until every one flowed again (no stall over 3 s after); decisions
+themselves come in bursts as the load's servers cross a stage. The samples stay in the scenario's
+flow.json. Then no line lost or repeated on mail.logs.raw, and as broker:
 
     cluster-kill9    the broker that leads the most partitions of mail.logs.raw and mail.decisions
                      killed with SIGKILL, started again 25 s later
