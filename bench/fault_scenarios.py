@@ -1,9 +1,10 @@
 """The fault campaign's scenarios, one function each: run the real pipeline, inject the fault,
 measure, and return a Result with the figures and what did not hold.
 
-bench/faults.py runs them at full size on a broker of its own and prints the table;
-tests/integration/test_faults.py runs them small. Every scenario works in a folder of its own
-(logs of every process it started are there) and stops what it started, also when it fails.
+bench/faults.py runs them at full size on a broker of its own (the cluster_* ones on a secured
+three-broker cluster of its own) and prints the table; tests/integration/test_faults.py runs some
+of them small. Every scenario works in a folder of its own (logs of every process it started are
+there) and stops what it started, also when it fails.
 """
 from __future__ import annotations
 
@@ -845,7 +846,7 @@ def _rolling_restart(cluster: OwnCluster) -> ClusterFault:
 
 
 @scenario("cluster: rolling restart")
-def cluster_rolling(result: Result, folder: Path, cluster: OwnCluster, lines: int = 125_000, load_s: float = 250.0,
+def cluster_rolling(result: Result, folder: Path, cluster: OwnCluster, lines: int = 150_000, load_s: float = 300.0,
                     lead_s: float = 20.0, seed: int = 22) -> None:
     """The three brokers stopped (SIGTERM) and started again one at a time under a paced load, each
     once the one before is back and every replica in sync."""
