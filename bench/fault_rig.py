@@ -1,14 +1,17 @@
-"""What the fault campaign (bench/faults.py) runs the real pipeline with: a broker of its own, a
-pipeline with its own topics, group and data folder (the integration tests' isolated_env), the
+"""What the fault campaign (bench/faults.py) runs the real pipeline with: a broker of its own, or a
+secured three-broker cluster of its own, a pipeline with its own topics, group and data folder (the
+integration tests' isolated_env; on the cluster every process runs as its role's principal), the
 processes an operator runs (`patchgate worker`, `ship --follow`, `mta`), log files that grow while
 they run, and what the scenarios measure with: the group's lag and committed offsets sampled or
-waited for, and the worker's web port asked while a fault lasts.
+waited for, how far lines, observations and server states got on each partition, and the worker's
+web port asked while a fault lasts.
 
 Every process is a child with its log in the scenario's folder; Pipeline.close kills what is
 still running, so a failed scenario leaves nothing behind.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -17,6 +20,8 @@ import sys
 import threading
 import time
 import urllib.request
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +42,7 @@ from pipeline.streaming.admin import (  # noqa: E402
     lag,
     wait_until_drained,
 )
-from tests.integration.conftest import Worker, free_port, isolated_env  # noqa: E402
+from tests.integration.conftest import ClusterScript, Worker, free_port, isolated_env  # noqa: E402
 
 KAFKA_SH = ROOT / "deploy" / "kafka" / "kafka.sh"
 # What Faust logs when an agent raised. Its supervisor then restarts the agent, which reads on
@@ -73,6 +78,72 @@ class OwnBroker:
 
     def stop(self) -> None:
         self._run("stop")
+
+
+class OwnCluster(ClusterScript):
+    """A secured three-broker cluster of the campaign's own (deploy/kafka/cluster.sh with its own home
+    and ports), whose nodes it kills, stops, freezes and starts at will; never the test suite's on
+    29092. It starts with empty nodes (certificates and passwords kept), so that the pipelines of
+    earlier campaigns do not slow a node's restart."""
+
+    NODES = (1, 2, 3)
+
+    def __init__(self, home: Path = Path("/tmp/faults-cluster"), base_port: int = 49092):
+        super().__init__({"PATCHGATE_CLUSTER_HOME": str(home), "CLUSTER_BASE_PORT": str(base_port)})
+
+    def running(self) -> bool:
+        return self.run("status", check=False).returncode == 0
+
+    def start(self) -> None:
+        ClusterScript({**self.environ, "PATCHGATE_CLUSTER_FRESH": "1"}).run("start")
+
+    def stop(self) -> None:
+        self.run("stop", timeout=180)
+
+    def start_node(self, node: int) -> None:
+        """Start the node and wait until the cluster lists it unfenced again."""
+        self.run("start-node", str(node))
+
+    def stop_node(self, node: int) -> None:
+        self.run("stop-node", str(node), timeout=180)
+
+    def kill_node(self, node: int) -> None:
+        self.run("kill-node", str(node))
+
+    def pid(self, node: int) -> int | None:
+        """The node's JVM, None when it is not running."""
+        done = self.run("pid", str(node), check=False)
+        return int(done.stdout) if done.returncode == 0 else None
+
+    def heal(self) -> None:
+        """Every node running and none frozen, whatever a scenario left."""
+        for node in self.NODES:
+            pid = self.pid(node)
+            if pid is not None:
+                os.kill(pid, signal.SIGCONT)
+        for node in self.NODES:
+            self.start_node(node)  # of a running node: waits until it is listed unfenced
+
+
+def leaders(settings, names: tuple[str, ...]) -> Counter:
+    """How many partitions of the pipeline topics `names` each broker leads."""
+    admin = kafka_clients.admin(settings, "faults")
+    try:
+        described = admin.describe_topics([settings.topic(name) for name in names])
+        return Counter(p["leader_id"] for t in described for p in t["partitions"])
+    finally:
+        admin.close()
+
+
+def under_replicated(settings) -> int:
+    """Partitions of the cluster, every topic's and the internal ones, with fewer replicas in sync
+    than they have."""
+    admin = kafka_clients.admin(settings, "faults")
+    try:
+        return sum(len(partition["isr_nodes"]) < len(partition["replica_nodes"])
+                   for topic in admin.describe_topics() for partition in topic["partitions"])
+    finally:
+        admin.close()
 
 
 class Process(Worker):
@@ -111,10 +182,18 @@ class Pipeline:
                  partitions: int = 4):
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-        self.settings, self.env = isolated_env(data_dir or folder / "data", config, partitions)
+        self.settings, self.env = self._isolated_env(data_dir or folder / "data", config, partitions)
         self.env.update(env or {})
         self.processes: list[Process] = []
         self.worker_ports: dict[int, int] = {}
+
+    def _isolated_env(self, data_dir: Path, config: Path | None, partitions: int) -> tuple:
+        return isolated_env(data_dir, config, partitions)
+
+    def role_env(self, role: str) -> dict:
+        """The environment of a process of `role` (pipeline.kafka_acls.ROLES): on the single
+        broker, every process has the pipeline's."""
+        return self.env
 
     def _start(self, name: str, command: list[str], env: dict | None = None) -> Process:
         count = sum(1 for p in self.processes if p.log.name.startswith(f"{name}-"))
@@ -126,13 +205,13 @@ class Pipeline:
         """`patchgate worker` number `number` of several: its own data folder (its tables) and web
         port, kept across restarts of the same number."""
         port = self.worker_ports.setdefault(number, free_port())
-        env = {**self.env, "PATCHGATE_DATA_DIR": str(self.folder / f"worker{number}-data"),
+        env = {**self.role_env("worker"), "PATCHGATE_DATA_DIR": str(self.folder / f"worker{number}-data"),
                "PATCHGATE_WEB_PORT": str(port)}
         return self._start(f"worker{number}", [sys.executable, "-m", "pipeline", "worker"], env)
 
     def sink(self) -> Process:
         """`patchgate sink` on the pipeline's data folder and web port (what `sql` and `web` ask)."""
-        return self._start("sink", [sys.executable, "-m", "pipeline", "sink"])
+        return self._start("sink", [sys.executable, "-m", "pipeline", "sink"], self.role_env("sink"))
 
     def worker_web(self, number: int, path: str, timeout: float = 5) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.worker_ports[number]}{path}", timeout=timeout) as answer:
@@ -149,11 +228,11 @@ class Pipeline:
     def shipper(self, paths: list[Path], follow: bool) -> Process:
         command = [sys.executable, "-m", "pipeline", "ship", *map(str, paths),
                    "--checkpoint", str(self.folder / "ship-checkpoint.json")]
-        return self._start("ship", command + (["--follow"] if follow else []))
+        return self._start("ship", command + (["--follow"] if follow else []), self.role_env("shipper"))
 
     def mta(self, port: int) -> Process:
         return self._start("mta", [sys.executable, "-m", "pipeline", "mta", "--port", str(port),
-                                   "--cache", str(self.folder / "decision-cache.json")])
+                                   "--cache", str(self.folder / "decision-cache.json")], self.role_env("mta"))
 
     def web(self, path: str, body: dict | None = None, timeout: float = 60):
         """A JSON answer of the worker's web port."""
@@ -194,6 +273,37 @@ class Pipeline:
         for process in self.processes:
             if process.alive():
                 process.kill()
+
+
+class ClusterPipeline(Pipeline):
+    """A pipeline of its own on an OwnCluster, as a site runs one there: the operator applies the
+    ACLs `patchgate kafka-acls` prints (with Kafka's own tool) and creates the topics, and every
+    process runs as its role's principal (`patchgate worker` as the worker, `sink` as the sink, the
+    shipper and `mta` as themselves). `settings` are the cluster's super user's: the campaign reads
+    and measures with them, where no role may read everything."""
+
+    def __init__(self, folder: Path, cluster: OwnCluster, env: dict | None = None, partitions: int = 4):
+        self.cluster = cluster
+        super().__init__(folder, env=env, partitions=partitions)
+        acls = self.operator("kafka-acls", "--command-config", cluster.admin_config())
+        cluster.apply(acls.splitlines())
+        self.operator("topics")
+
+    def _isolated_env(self, data_dir: Path, config: Path | None, partitions: int) -> tuple:
+        # Nothing of the campaign's single broker: the roles bring their own Kafka settings.
+        base = {name: value for name, value in os.environ.items() if not name.startswith("KAFKA_")}
+        return isolated_env(data_dir, config, partitions, base=self.cluster.env("admin", base), create_topics=False)
+
+    def role_env(self, role: str) -> dict:
+        return self.cluster.env(role, self.env)
+
+    def operator(self, *args: str, timeout: float = 180) -> str:
+        """A `patchgate` command as the operator; its output (RuntimeError when it fails)."""
+        done = subprocess.run([sys.executable, "-m", "pipeline", *args], env=self.role_env("operator"), cwd=ROOT,
+                              capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"patchgate {args[0]} as the operator failed ({done.returncode}): {done.stderr}")
+        return done.stdout
 
 
 def stop_gracefully(process: Process, timeout: float = 60) -> int | None:
@@ -330,15 +440,117 @@ class LagSampler:
             self._stop.wait(self.every_s)
 
 
-def drain(pipeline: Pipeline, worker: Process, timeout: float) -> float:
-    """Seconds until the worker has processed everything; it must neither exit nor crash an agent meanwhile."""
+class FlowSampler:
+    """Samples in threads, every `every_s`, how far the pipeline got on each partition, by the end
+    offsets of the topics each step writes: mail.logs.raw (`lines`: what the shipper got written),
+    mail.observations (`parsed`: the workers' ingest agent, whose output goes out as it commits)
+    and the server-state table's changelog (`decided`: the enforce agent writes the state of every
+    server of each batch it decides on). Decisions themselves come in bursts, as the servers of a
+    load cross a stage at about the same time, so their flow says little of a fault's.
+
+    Each partition's end offset is asked by a thread and client of its own, so that a partition
+    whose leader does not answer leaves the others' samples alone (a sample that was not answered
+    is left out). The clients are made once, at the start, and never again: kafka-python's
+    bootstrap picks a broker at random and waits for its TLS handshake without a timeout, so a
+    client made while a broker is frozen may wait as long. They give up on a request within
+    `timeout_s` and refresh their metadata every 2 s, so that they find a partition's new leader
+    soon."""
+
+    SERIES = ("lines", "parsed", "decided")
+    # A pause longer than this is a stall: at a steady load every busy partition grows within a
+    # second or two (the shipper polls every 0.1 s, the workers commit every 0.25 s).
+    STALL_S = 3.0
+
+    def __init__(self, settings, every_s: float = 0.5, timeout_s: float = 3.0):
+        self.settings, self.every_s = settings, every_s
+        timeout_ms = int(timeout_s * 1000)
+        written = {"lines": settings.topic(topics.RAW), "parsed": settings.topic(topics.OBSERVATIONS),
+                   "decided": topics.changelog_topic(settings, topics.SERVER_STATE_TABLE)}
+        # series -> partition -> (seconds since the start, end offset), in time order
+        self.samples: dict[str, dict[TopicPartition, list[tuple[float, int]]]] = {
+            name: {TopicPartition(topic, p): [] for p in range(settings.partitions)} for name, topic in written.items()}
+        self._stop = threading.Event()
+        self._threads = []
+        for name, partitions in self.samples.items():
+            for tp in partitions:
+                consumer = kafka_clients.consumer(settings, request_timeout_ms=timeout_ms, metadata_max_age_ms=2000)
+                self._sampler(name, consumer, lambda consumer, tp=tp: consumer.end_offsets([tp], timeout_ms))
+        self._started = time.monotonic()
+
+    def _sampler(self, name: str, client, read: Callable) -> None:
+        def run() -> None:
+            try:
+                while not self._stop.is_set():
+                    try:
+                        found = read(client)
+                    except Exception:  # see the class docstring
+                        pass
+                    else:
+                        at = self.now()
+                        for tp, offset in found.items():
+                            if tp in self.samples[name]:
+                                self.samples[name][tp].append((at, offset))
+                    self._stop.wait(self.every_s)
+            finally:
+                client.close()
+
+        self._threads.append(threading.Thread(target=run, name=f"flow {name}", daemon=True))
+
+    def start(self) -> FlowSampler:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+    def now(self) -> float:
+        return time.monotonic() - self._started
+
+    def _grown_at(self, name: str, start: float, end: float) -> dict[TopicPartition, list[float]]:
+        """When each partition of `name` was seen grown between `start` and `end`."""
+        return {tp: [at for (_, before), (at, offset) in itertools.pairwise(samples)
+                     if start < at < end and offset > before]
+                for tp, samples in self.samples[name].items()}
+
+    def busy(self, name: str, start: float, end: float) -> set[TopicPartition]:
+        """The partitions of `name` that grew between `start` and `end` (the others get no lines)."""
+        return {tp for tp, times in self._grown_at(name, start, end).items() if times}
+
+    def stalls(self, name: str, partitions: set, start: float, end: float) -> tuple[float, float | None]:
+        """Of `partitions` of `name`, between `start` and `end`: the longest time one went without
+        growing, and the seconds from `start` until every one flowed again, i.e. the end of its
+        last stall of more than STALL_S (0 without one; None when one lasted to `end`). `end` must
+        come before the load ends, or its end counts as a stall."""
+        grown_at = self._grown_at(name, start, end)
+        longest, again = 0.0, 0.0
+        for tp in partitions:
+            for a, b in itertools.pairwise([start, *grown_at.get(tp, ()), end]):
+                longest = max(longest, b - a)
+                if b - a > self.STALL_S and again is not None:
+                    again = None if b == end else max(again, b - start)
+        return longest, again
+
+    def save(self, path: Path, moments: list[tuple[str, float]]) -> None:
+        """The samples and the fault's moments as JSON (seconds since the sampler started), for a post-mortem."""
+        path.write_text(json.dumps({"moments": moments, **{
+            name: {f"{tp.topic}/{tp.partition}": samples for tp, samples in by_partition.items()}
+            for name, by_partition in self.samples.items()}}))
+
+
+def drain(pipeline: Pipeline, *workers: Process, timeout: float) -> float:
+    """Seconds until the workers (`patchgate run`, or workers and sinks) have processed everything;
+    none may exit or crash an agent meanwhile."""
     started = time.monotonic()
     try:
         wait_until_drained(pipeline.settings, timeout,
-                           worker_alive=lambda: worker.alive() and not worker.agent_crashes())
+                           worker_alive=lambda: all(w.alive() and not w.agent_crashes() for w in workers))
     except RuntimeError as exc:
-        what = "an agent crashed" if worker.agent_crashes() else "the worker exited"
-        raise RuntimeError(f"{what} before it had processed everything:\n{worker.tail()}") from exc
+        failed = next(w for w in workers if not w.alive() or w.agent_crashes())
+        what = "an agent crashed" if failed.agent_crashes() else "the worker exited"
+        raise RuntimeError(f"{what} before it had processed everything ({failed.log.name}):\n{failed.tail()}") from exc
     return time.monotonic() - started
 
 
@@ -371,18 +583,19 @@ def first_times(conditions, timeout: float, every: float = 0.5) -> list[float | 
     return times
 
 
-class WebProbe:
-    """Asks one route of the worker's web port every second in a thread, while started: how many
-    answers came within `timeout`, and the slowest."""
+class Probe:
+    """Asks something every second in a thread, while started: how many answers came within
+    `timeout`, and the slowest. `ask` returns whether it was answered; an OSError or ValueError it
+    raises is no answer."""
 
-    def __init__(self, pipeline: Pipeline, path: str, timeout: float = 5.0):
-        self.pipeline, self.path, self.timeout = pipeline, path, timeout
+    def __init__(self, name: str, ask: Callable[[], bool], timeout: float = 5.0):
+        self.ask, self.timeout = ask, timeout
         self.asked = self.answered = 0
         self.slowest = 0.0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"probe {path}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"probe {name}", daemon=True)
 
-    def start(self) -> WebProbe:
+    def start(self) -> Probe:
         self._thread.start()
         return self
 
@@ -395,8 +608,7 @@ class WebProbe:
             self.asked += 1
             started = time.monotonic()
             try:
-                self.pipeline.web(self.path, timeout=self.timeout)
-                self.answered += 1
+                self.answered += bool(self.ask())
             except (OSError, ValueError):
                 pass
             self.slowest = max(self.slowest, time.monotonic() - started)
@@ -404,3 +616,16 @@ class WebProbe:
 
     def __str__(self) -> str:
         return f"{self.answered}/{self.asked} (slowest {self.slowest:.1f} s)"
+
+
+class WebProbe(Probe):
+    """Asks one route of the worker's web port every second (a Probe)."""
+
+    def __init__(self, pipeline: Pipeline, path: str, timeout: float = 5.0):
+        def ask() -> bool:
+            pipeline.web(path, timeout=timeout)
+            return True
+
+        super().__init__(path, ask, timeout)
+        self.path = path
+

@@ -1,24 +1,29 @@
 """The fault campaign's scenarios, one function each: run the real pipeline, inject the fault,
 measure, and return a Result with the figures and what did not hold.
 
-bench/faults.py runs them at full size on a broker of its own and prints the table;
-tests/integration/test_faults.py runs them small. Every scenario works in a folder of its own
-(logs of every process it started are there) and stops what it started, also when it fails.
+bench/faults.py runs them at full size on a broker of its own (the cluster_* ones on a secured
+three-broker cluster of its own) and prints the table; tests/integration/test_faults.py runs some
+of them small. Every scenario works in a folder of its own (logs of every process it started are
+there) and stops what it started, also when it fails.
 """
 from __future__ import annotations
 
 import base64
 import errno
+import itertools
 import json
+import os
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
 import time
 import urllib.error
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -36,10 +41,14 @@ from fault_checks import (
     scenario,
 )
 from fault_rig import (
+    ClusterPipeline,
+    FlowSampler,
     GrowingLogs,
     LagSampler,
     OwnBroker,
+    OwnCluster,
     Pipeline,
+    Probe,
     Process,
     WebProbe,
     committed_offset,
@@ -47,7 +56,9 @@ from fault_rig import (
     drain,
     end_offsets,
     first_times,
+    leaders,
     stop_gracefully,
+    under_replicated,
     until_progress,
 )
 
@@ -681,3 +692,190 @@ def scale_out(result: Result, folder: Path, lines: int = 120_000, seed: int = 11
             result.expect(stop_gracefully(process) == 0, f"{process.log.name} did not stop cleanly")
     finally:
         pipeline.close()
+
+
+# What a cluster fault does, given the pipeline, the flow sampler (its clock) and the result (for
+# its own figures): the moments it began, changed and ended, named, in order.
+ClusterFault = Callable[[ClusterPipeline, FlowSampler, Result], list[tuple[str, float]]]
+# How long after the fault's end the flow is still watched, for a stall that comes later (leaders
+# moving back to a restarted broker, say).
+WATCHED_AFTER_S = 30.0
+
+
+def _stall(longest: float, again: float | None) -> str:
+    """A phase's longest stall and when every partition flowed again ("-": no stall, "not": not in the phase)."""
+    return f"{longest:.1f}/" + ("not" if again is None else "-" if again == 0 else f"{again:.1f}")
+
+
+def _through_cluster_fault(result: Result, folder: Path, cluster: OwnCluster, fault: ClusterFault, lines: int,
+                           load_s: float, lead_s: float, seed: int) -> None:
+    """A `patchgate worker`, a `sink`, a following shipper and `mta`, each as its own principal on
+    the cluster, under a paced load of `load_s`; `lead_s` into it, `fault` happens while `mta` is
+    asked for a decision every second. Then: from each moment of the fault to the next, how long
+    lines (on mail.logs.raw), observations and server states (the workers' output) stalled on the
+    partitions that were busy before it (FlowSampler), and when every one flowed again; every line
+    on the topic once, and the outcome as broker down's (repeats a figure). The flow's samples stay
+    in <folder>/flow.json."""
+    pipeline = ClusterPipeline(folder, cluster)
+    load = GrowingLogs(folder / "logs", fault_inputs.tracking_logs(lines, seed, lines_per_server=2000),
+                       rate=lines / load_s)
+    mta_port = free_port()
+    flow, moments = None, []
+    try:
+        sink = pipeline.sink()
+        pipeline.wait_for_web(sink)
+        worker = pipeline.scaled_worker(1)
+        _until_workers_hold(pipeline, {1: worker})
+        mta = pipeline.mta(mta_port)
+        shipper = pipeline.shipper([load.folder], follow=True)
+        flow = FlowSampler(pipeline.settings).start()
+        load.start()
+        time.sleep(lead_s)
+        decided = latest(read_decisions(pipeline.settings))
+        if not result.expect(bool(decided), "no decision before the fault: the load did not flow"):
+            return
+        host = next(iter(decided.values())).hostname
+        mta_probe = Probe("mta", lambda: ask_policy(mta_port, host).startswith("action=")).start()
+        moments = fault(pipeline, flow, result)
+        mta_probe.stop()
+        processes = {"worker": worker, "sink": sink, "shipper": shipper, "mta": mta}
+        alive_during = {name: process.alive() for name, process in processes.items()}
+        began, ended = moments[0][1], moments[-1][1]
+        busy = {name: flow.busy(name, began - lead_s / 2, began) for name in flow.SERIES}
+        # Watched a while after the last moment, until flowing on every busy partition.
+        time.sleep(max(0.0, ended + WATCHED_AFTER_S - flow.now()))
+        [flowing] = first_times((lambda: all(flow.stalls(name, busy[name], ended, flow.now())[1] is not None
+                                             for name in busy),), 180)
+        watched_to = flow.now()
+        result.expect(not load.done.is_set(), "the load ended before the flow after the fault was watched: "
+                                              "lengthen load_s")
+        load.wait()
+        check_shipper(result, shipper, load.total)
+        drained = drain(pipeline, worker, sink, timeout=600)
+        flow.stop()
+        cache = pipeline.folder / "decision-cache.json"
+        newest = {server: d.version for server, d in latest(read_decisions(pipeline.settings)).items()}
+        [mta_complete] = first_times((lambda: _cached_versions(cache) == newest,), 120)
+        lines_audit = _lines_on_raw(pipeline, load)
+        result.figures["lines"] = f"{load.total:,}"
+        phases = [(label, at, until) for (label, at), (_, until) in itertools.pairwise([*moments, ("", watched_to)])]
+        for name, what in (("lines", "lines on mail.logs.raw"), ("parsed", "observations (parsed)"),
+                           ("decided", "server states (decided on)")):
+            result.figures[f"{what}: longest stall/flowing again after (s)"] = ", ".join(
+                f"{label} {_stall(*flow.stalls(name, busy[name], at, until))}" for label, at, until in phases
+            ) + f"; before the fault {flow.stalls(name, busy[name], began - lead_s / 2, began)[0]:.1f}"
+        result.figures.update({
+            "mta answered during the fault": str(mta_probe),
+            "mta cache complete after the drain": "never" if mta_complete is None else f"{mta_complete:.1f} s",
+            "lines on the topic/lost/repeated": f"{lines_audit.lines:,}/{lines_audit.lost}/{lines_audit.duplicated}",
+            "drain after the load": f"{drained:.1f} s",
+        })
+        for name, alive in alive_during.items():
+            result.expect(alive, f"the {name} exited during the fault:\n{processes[name].tail()}")
+        result.expect(mta_probe.answered == mta_probe.asked, f"the MTA answered {mta_probe} requests during the fault")
+        result.expect(flowing is not None, "lines, observations or server states did not flow on every busy "
+                                           "partition again within 180 s of the fault's end")
+        result.expect(mta_complete is not None, "the MTA's cache did not catch up with the decisions")
+        result.expect(lines_audit.lost == 0, f"{lines_audit.lost} lines never reached mail.logs.raw")
+        result.expect(lines_audit.duplicated == 0, f"{lines_audit.duplicated} lines are on mail.logs.raw twice")
+        audit_outcome(result, pipeline, load.paths, repeats_allowed=True)
+        for name in ("worker", "sink", "mta"):
+            status = stop_gracefully(processes[name])
+            result.expect(status == 0, f"the {name} stopped with status {status} at the end")
+    finally:
+        if flow is not None:
+            flow.stop()
+            flow.save(folder / "flow.json", moments)
+        pipeline.close()
+        cluster.heal()
+
+
+def _busiest_node(pipeline: ClusterPipeline) -> tuple[int, str]:
+    """The broker that leads the most partitions of mail.logs.raw and mail.decisions (of a tie, the
+    lowest id), and a note of how many it leads."""
+    counts = leaders(pipeline.settings, (topics.RAW, topics.DECISIONS))
+    node = min(counts, key=lambda n: (-counts[n], n))
+    return node, f"node {node}, leader of {counts[node]} of {sum(counts.values())} partitions"
+
+
+def _until_in_sync(pipeline: ClusterPipeline, timeout: float = 180) -> str:
+    """Seconds until every partition of the cluster has all its replicas in sync again."""
+    [took] = first_times((lambda: under_replicated(pipeline.settings) == 0,), timeout)
+    return "never" if took is None else f"{took:.0f} s"
+
+
+def _kill_and_restart(cluster: OwnCluster, down_s: float) -> ClusterFault:
+    def fault(pipeline: ClusterPipeline, flow: FlowSampler, result: Result) -> list[tuple[str, float]]:
+        node, led = _busiest_node(pipeline)
+        killed = flow.now()
+        cluster.kill_node(node)
+        time.sleep(down_s)
+        started = flow.now()
+        cluster.start_node(node)
+        listed = flow.now() - started
+        result.figures["broker"] = (f"{led}: killed, started {down_s:.0f} s later, listed unfenced in {listed:.0f} s, "
+                                    f"all replicas in sync {_until_in_sync(pipeline)} later")
+        return [("kill", killed), ("start", started)]
+    return fault
+
+
+@scenario("cluster: leader kill -9")
+def cluster_kill_9(result: Result, folder: Path, cluster: OwnCluster, lines: int = 75_000, load_s: float = 150.0,
+                   down_s: float = 25.0, lead_s: float = 20.0, seed: int = 21) -> None:
+    """The broker that leads the most partitions of mail.logs.raw and mail.decisions killed with
+    SIGKILL under a paced load, and started again `down_s` later."""
+    _through_cluster_fault(result, folder, cluster, _kill_and_restart(cluster, down_s), lines, load_s, lead_s, seed)
+
+
+def _rolling_restart(cluster: OwnCluster) -> ClusterFault:
+    def fault(pipeline: ClusterPipeline, flow: FlowSampler, result: Result) -> list[tuple[str, float]]:
+        moments, steps = [], []
+        for node in cluster.NODES:
+            stopping = flow.now()
+            cluster.stop_node(node)
+            stopped = flow.now() - stopping
+            starting = flow.now()
+            cluster.start_node(node)
+            listed = flow.now() - starting
+            steps.append(f"node {node} stopped in {stopped:.0f} s, listed again in {listed:.0f} s, "
+                         f"in sync {_until_in_sync(pipeline)} later")
+            moments += [(f"stop {node}", stopping), (f"start {node}", starting)]
+        result.figures["brokers"] = "; ".join(steps)
+        return moments
+    return fault
+
+
+@scenario("cluster: rolling restart")
+def cluster_rolling(result: Result, folder: Path, cluster: OwnCluster, lines: int = 150_000, load_s: float = 300.0,
+                    lead_s: float = 20.0, seed: int = 22) -> None:
+    """The three brokers stopped (SIGTERM) and started again one at a time under a paced load, each
+    once the one before is back and every replica in sync."""
+    _through_cluster_fault(result, folder, cluster, _rolling_restart(cluster), lines, load_s, lead_s, seed)
+
+
+def _freeze(cluster: OwnCluster, frozen_s: float) -> ClusterFault:
+    def fault(pipeline: ClusterPipeline, flow: FlowSampler, result: Result) -> list[tuple[str, float]]:
+        node, led = _busiest_node(pipeline)
+        pid = cluster.pid(node)
+        if pid is None:
+            raise RuntimeError(f"node {node} is not running")
+        frozen = flow.now()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(frozen_s)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        thawed = flow.now()
+        result.figures["broker"] = (f"{led}: frozen (SIGSTOP) for {frozen_s:.0f} s, then SIGCONT; all replicas "
+                                    f"in sync {_until_in_sync(pipeline)} later")
+        return [("freeze", frozen), ("thaw", thawed)]
+    return fault
+
+
+@scenario("cluster: leader frozen")
+def cluster_freeze(result: Result, folder: Path, cluster: OwnCluster, lines: int = 60_000, load_s: float = 120.0,
+                   frozen_s: float = 30.0, lead_s: float = 20.0, seed: int = 23) -> None:
+    """The broker that leads the most partitions of mail.logs.raw and mail.decisions frozen with
+    SIGSTOP for `frozen_s` under a paced load (hung, not dead: its connections stay open), then
+    SIGCONT."""
+    _through_cluster_fault(result, folder, cluster, _freeze(cluster, frozen_s), lines, load_s, lead_s, seed)

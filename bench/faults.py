@@ -5,9 +5,13 @@
 
 Runs on a broker of its own (deploy/kafka/kafka.sh with PATCHGATE_KAFKA_HOME=/tmp/faults-kafka on
 ports 19092/19093; started if it is not running, stopped at the end), never the shared one on
-9092, because one scenario stops it. Every scenario starts real processes (`patchgate run` with
-embedded ClickHouse, `patchgate ship --follow`, `patchgate mta`) in a folder of its own
-under --folder (default .bench/faults-<time>), where their logs stay.
+9092, because one scenario stops it. The cluster-* scenarios run on a secured three-broker cluster
+of its own instead (deploy/kafka/cluster.sh with PATCHGATE_CLUSTER_HOME=/tmp/faults-cluster and
+CLUSTER_BASE_PORT=49092: clients on 49092-49094, controllers on 49192-, replication on 49292-;
+started with empty nodes if it is not running, stopped at the end), never the test suite's on
+29092. Every scenario starts real processes (`patchgate run` with embedded ClickHouse, or
+`patchgate worker` and `patchgate sink`, `patchgate ship --follow`, `patchgate mta`) in a folder of
+its own under --folder (default .bench/faults-<time>), where their logs stay.
 
     kill9       20 workers killed with SIGKILL at seeded random points of a paced 200k-line load:
                 no decision lost, duplicated or conflicting; every ClickHouse row once (read with
@@ -29,11 +33,31 @@ under --folder (default .bench/faults-<time>), where their logs stay.
                 partition the killed worker held); then as kill9
     scaleout-nostandby  the same without standby replicas (PATCHGATE_STANDBY_REPLICAS=0)
 
-"As kill9" except that a decision published again when a batch is read again (at least once) is a
-figure there, not a failure: only kill9's row asks for none.
+On the cluster, a pipeline as a site runs one there: the operator applies the ACLs `patchgate
+kafka-acls` prints (with Kafka's own tool) and creates the topics (3 replicas, 2 in sync), and a
+`patchgate worker`, a `patchgate sink`, a following shipper and `patchgate mta` each run as their
+role's user, under a paced load (75k, 150k, 60k lines over 150, 300, 120 s), `mta` asked for a
+decision every second while the fault lasts. Figures, for each phase of the fault (kill to start,
+start to 30 s after, ...): the longest stall of lines on mail.logs.raw, of the observations the
+workers parse and of the server states they decide on (their changelog), on the partitions busy
+before the fault, and how long until every one flowed again (no stall over 3 s after); decisions
+themselves come in bursts as the load's servers cross a stage. The samples stay in the scenario's
+flow.json. Then no line lost or repeated on mail.logs.raw, and as broker:
 
---quick runs every scenario smaller (about 10 minutes in all). Prints a Markdown table, one row per
-scenario run, with its figures and time; --json writes the same rows as JSON.
+    cluster-kill9    the broker that leads the most partitions of mail.logs.raw and mail.decisions
+                     killed with SIGKILL, started again 25 s later
+    cluster-rolling  the three brokers stopped (SIGTERM) and started again one at a time, each once
+                     the one before is listed again and every replica of the cluster is in sync
+    cluster-freeze   the broker that leads the most partitions frozen with SIGSTOP for 30 s (hung,
+                     not dead: its connections stay open), then SIGCONT
+
+"As kill9" except that a decision published again when a batch is read again (at least once), or
+sent again by a producer whose broker went away before it answered, is a figure there, not a
+failure: only kill9's row asks for none.
+
+--quick runs every scenario smaller (about 10 minutes in all, and 10 more for the cluster's). Prints a
+Markdown table, one row per scenario run, with its figures and time; --json writes the same rows as
+JSON.
 """
 from __future__ import annotations
 
@@ -45,7 +69,7 @@ import time
 from pathlib import Path
 
 import fault_scenarios as scenarios
-from fault_rig import ROOT, OwnBroker
+from fault_rig import ROOT, OwnBroker, OwnCluster
 
 # name -> (scenario, full-size arguments, --quick arguments)
 SCENARIOS = {
@@ -59,7 +83,15 @@ SCENARIOS = {
     "scaleout": (scenarios.scale_out, {"lines": 120_000}, {"lines": 30_000, "load_s": 40.0, "sink_stop_s": 10.0}),
     "scaleout-nostandby": (scenarios.scale_out, {"lines": 120_000, "standby_replicas": 0},
                            {"lines": 30_000, "load_s": 40.0, "sink_stop_s": 10.0, "standby_replicas": 0}),
+    "cluster-kill9": (scenarios.cluster_kill_9, {"lines": 75_000, "load_s": 150.0},
+                      {"lines": 20_000, "load_s": 120.0, "down_s": 20.0, "lead_s": 15.0}),
+    "cluster-rolling": (scenarios.cluster_rolling, {"lines": 150_000, "load_s": 300.0},
+                        {"lines": 40_000, "load_s": 240.0, "lead_s": 15.0}),
+    "cluster-freeze": (scenarios.cluster_freeze, {"lines": 60_000, "load_s": 120.0},
+                       {"lines": 20_000, "load_s": 110.0, "lead_s": 15.0}),
 }
+# The rows that run on the campaign's cluster; the others run on its single broker.
+ON_CLUSTER = ("cluster-kill9", "cluster-rolling", "cluster-freeze")
 
 
 def markdown(results: list[scenarios.Result]) -> str:
@@ -94,21 +126,28 @@ def main() -> int:
         parser.error("the disk scenario mounts a tmpfs: run as root, or leave it out with --only")
     folder = args.folder or ROOT / ".bench" / f"faults-{time.strftime('%Y%m%d-%H%M%S')}"
 
-    broker = OwnBroker()
-    if not broker.running():
-        broker.start()
-    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap  # every pipeline of the campaign uses it
+    broker = OwnBroker() if any(name not in ON_CLUSTER for name in chosen) else None
+    cluster = OwnCluster() if any(name in ON_CLUSTER for name in chosen) else None
     results = []
     try:
+        if broker is not None:
+            if not broker.running():
+                broker.start()
+            # Every pipeline on the single broker uses it; those on the cluster bring their own settings.
+            os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
+        if cluster is not None and not cluster.running():
+            cluster.start()
         for round_ in range(args.repeat):
             for name in chosen:
                 run, full, quick = SCENARIOS[name]
-                extra = {"broker": broker} if name == "broker" else {}
+                extra = {"broker": broker} if name == "broker" else {"cluster": cluster} if name in ON_CLUSTER else {}
                 result = run(folder / f"{name}-{round_ + 1}", **extra, **(quick if args.quick else full))
                 print(result.describe(), file=sys.stderr, flush=True)
                 results.append(result)
     finally:
-        broker.stop()
+        for own in (broker, cluster):
+            if own is not None:
+                own.stop()
     print(markdown(results))
     if args.json:
         args.json.write_text(json.dumps([

@@ -34,13 +34,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def isolated_env(data_dir: Path, config: Path | None = None, partitions: int = 4) -> tuple:
+def isolated_env(data_dir: Path, config: Path | None = None, partitions: int = 4, base: dict | None = None,
+                 create_topics: bool = True) -> tuple:
     """Settings and environment of a pipeline of its own on the shared broker: own topic prefix,
-    consumer groups and data folder."""
+    consumer groups and data folder. `base` is the environment to start from (default this
+    process's); without `create_topics` the topics are left to the caller (an operator's `topics`)."""
     run = uuid.uuid4().hex[:8]
+    base = dict(os.environ if base is None else base)
     env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        **base,
+        "KAFKA_BOOTSTRAP_SERVERS": base.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
         "PATCHGATE_TOPIC_PREFIX": f"it-{run}.",
         "PATCHGATE_APP_ID": f"patchgate-it-{run}",
         "PATCHGATE_DATA_DIR": str(data_dir),
@@ -53,7 +56,8 @@ def isolated_env(data_dir: Path, config: Path | None = None, partitions: int = 4
     if config is not None:
         env["PATCHGATE_CONFIG"] = str(config)
     settings = load_settings(None, environ=env)
-    ensure_topics(settings)
+    if create_topics:
+        ensure_topics(settings)
     return settings, env
 
 
@@ -158,40 +162,54 @@ TESTS = ROOT / "tests"
 CLUSTER = ROOT / "deploy" / "kafka" / "cluster.sh"
 
 
-class SecuredCluster:
-    """The secured three-broker cluster of deploy/kafka/cluster.sh (SASL_SSL with SCRAM-SHA-512, the
-    StandardAuthorizer, nothing allowed without an ACL), started if it does not run yet."""
+class ClusterScript:
+    """deploy/kafka/cluster.sh on the home and ports that `environ` gives it (PATCHGATE_CLUSTER_HOME,
+    CLUSTER_BASE_PORT; by default the suite's cluster): its role users' settings, and Kafka's ACL tool."""
 
-    def __init__(self):
-        self.started = subprocess.run(["bash", str(CLUSTER), "status"], capture_output=True).returncode != 0
-        if self.started:
-            subprocess.run(["bash", str(CLUSTER), "start"], check=True, timeout=300)
+    def __init__(self, environ: dict | None = None):
+        self.environ = {**os.environ, **(environ or {})}
+
+    def run(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+        """cluster.sh ARGS; with `check`, a failure raises with what the script said."""
+        done = subprocess.run(["bash", str(CLUSTER), *args], env=self.environ, capture_output=True, text=True,
+                              timeout=timeout)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"cluster.sh {shlex.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+        return done
 
     def env(self, role: str, base: dict) -> dict:
         """`base` with the client settings of the role's user (`admin`: the cluster's super user)."""
-        lines = subprocess.run(["bash", str(CLUSTER), "env", f"patchgate-{role}"], check=True, capture_output=True,
-                               text=True).stdout.splitlines()
+        lines = self.run("env", f"patchgate-{role}").stdout.splitlines()
         return {**base, **dict(line.removeprefix("export ").split("=", 1) for line in lines)}
 
     def admin_config(self) -> str:
-        return subprocess.run(["bash", str(CLUSTER), "admin-config"], check=True, capture_output=True,
-                              text=True).stdout.strip()
+        return self.run("admin-config").stdout.strip()
 
     def apply(self, acl_lines: list[str]) -> None:
         """Run `kafka-acls.sh` lines as they are, with Kafka's own tool (three at a time: a JVM each)."""
         def run(line: str) -> subprocess.CompletedProcess:
             words = shlex.split(line)
             assert words[0] == "kafka-acls.sh", line
-            return subprocess.run(["bash", str(CLUSTER), "kafka-acls", *words[1:]], capture_output=True, text=True,
-                                  timeout=120)
+            return self.run("kafka-acls", *words[1:], timeout=120, check=False)
 
         with ThreadPoolExecutor(3) as pool:
             for line, done in zip(acl_lines, pool.map(run, acl_lines), strict=True):
                 assert done.returncode == 0, f"{line}\n{done.stderr}"
 
+
+class SecuredCluster(ClusterScript):
+    """The secured three-broker cluster of deploy/kafka/cluster.sh (SASL_SSL with SCRAM-SHA-512, the
+    StandardAuthorizer, nothing allowed without an ACL), started if it does not run yet."""
+
+    def __init__(self):
+        super().__init__()
+        self.started = self.run("status", check=False).returncode != 0
+        if self.started:
+            self.run("start")
+
     def stop(self) -> None:
         if self.started:
-            subprocess.run(["bash", str(CLUSTER), "stop"], timeout=120)
+            self.run("stop", timeout=120, check=False)
 
 
 @pytest.fixture(scope="session")
