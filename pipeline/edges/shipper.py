@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from kafka import TopicPartition
+from kafka import KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from pipeline import kafka_clients
@@ -337,17 +337,8 @@ class Shipper:
         self.settings = settings
         self.checkpoint = checkpoint
         self.progress = progress
-        self.producer = kafka_clients.producer(
-            settings, acks="all", linger_ms=20,
-            compression_type="lz4", batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024,
-            # Retried by the producer until the delivery timeout, in order: a partition's next batch
-            # waits for the one before. Not idempotent: kafka-python 3.0 (against Kafka 4.1) never
-            # sends again once it dropped its producer id for a batch that expired after a retry; the
-            # price is a batch written twice when the broker wrote it but its answer was lost.
-            retries=2**31 - 1, delivery_timeout_ms=DELIVERY_TIMEOUT_MS, request_timeout_ms=REQUEST_TIMEOUT_MS,
-            enable_idempotence=False, max_in_flight_requests_per_connection=1,
-            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
-        )
+        # Made when lines are to be sent (`_connect`), again after a failure.
+        self.producer: KafkaProducer | None = None
         self.open: dict[str, OpenFile] = {}
         self.sent = 0
         # Sent and not yet acknowledged: the records in the order sent, and how many lines they hold.
@@ -361,11 +352,34 @@ class Shipper:
         self._started = time.monotonic()
         self._last_report = 0.0
 
+    def _connect(self) -> KafkaProducer:
+        """The producer, made before any file is read: a broker that does not answer makes no line wait."""
+        if self.producer is not None:
+            return self.producer
+        try:
+            self.producer = kafka_clients.producer(
+                self.settings, acks="all", linger_ms=20,
+                compression_type="lz4", batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024,
+                # Retried by the producer until the delivery timeout, in order: a partition's next batch
+                # waits for the one before. Idempotent, so that a batch the broker wrote but did not
+                # confirm (its leader failed between replicating and answering: kill -9, a frozen or
+                # restarted broker) is not written again by the retry. kafka-python 3.0 never sends again
+                # once a batch of its producer id expired: after a failure the shipper takes a new
+                # producer (_acknowledged), and reads back what the old one wrote.
+                retries=2**31 - 1, delivery_timeout_ms=DELIVERY_TIMEOUT_MS, request_timeout_ms=REQUEST_TIMEOUT_MS,
+                enable_idempotence=True, max_in_flight_requests_per_connection=1,
+                reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+            )
+        except KafkaError as exc:  # no broker answered within its bootstrap timeout
+            raise BrokerUnavailable(exc) from exc
+        return self.producer
+
     def run(self, paths: list[str], follow: bool, stop: Callable[[], bool] = lambda: False) -> int:
         try:
             while True:
                 try:
                     self._read_back_unconfirmed()
+                    self._connect()
                     for path in expand(paths):
                         self._ship_path(path, final=not follow)
                     self._acknowledged()
@@ -380,7 +394,8 @@ class Shipper:
                     return self.sent
                 time.sleep(POLL_SECONDS)
         finally:
-            self.producer.close()
+            if self.producer is not None:
+                self.producer.close()
             for handle in self.open.values():
                 handle.close()
 
@@ -432,6 +447,7 @@ class Shipper:
                 return
 
     def _drain(self, identity: str, current: OpenFile, final: bool) -> None:
+        producer = self._connect()
         key = identity.encode("utf-8")
         was_done, was_damaged = current.done, current.damage is not None
         before = current.position()
@@ -442,8 +458,8 @@ class Shipper:
             self._pending.append(record)
             self._unacknowledged += chunk.lines
             try:
-                future = self.producer.send(self.topic, key=key, value=chunk.data, timestamp_ms=record.sent_ms,
-                                            headers=packing.headers(chunk.first_line, chunk.first_offset))
+                future = producer.send(self.topic, key=key, value=chunk.data, timestamp_ms=record.sent_ms,
+                                       headers=packing.headers(chunk.first_line, chunk.first_offset))
             except KafkaError as exc:  # no leader known within max_block_ms, say
                 record.failed(exc)
                 self._acknowledged()  # raises: settles the records before this one, sends again from it
@@ -471,6 +487,7 @@ class Shipper:
         not taken: BrokerUnavailable says so, or RuntimeError when the error is not one to retry."""
         if not self._pending:
             return
+        assert self.producer is not None, "records are pending, so a producer sent them"
         self.producer.flush()
         settled = settle(self._pending)
         self._pending.clear()
@@ -483,6 +500,8 @@ class Shipper:
         if fatal is not None:
             raise RuntimeError(f"the broker did not take every line: {fatal!r}")
         if settled.failures:
+            self.producer.close(timeout=5)
+            self.producer = None
             # Every file is opened again at its checkpoint, as after a restart: a read broken off
             # here (a UTF-16 export half sent, say) is not left half done.
             for source, records in settled.unconfirmed.items():

@@ -22,3 +22,12 @@ def decision(version, stage):
         next_stage_block_rate=0, recommended_builds=(), reason="Exchange2013 is out of support",
         smtp_reply=None, decided_at=datetime(2026, 1, 2 + version, tzinfo=timezone.utc), version=version,
     )
+
+
+@pytest.fixture
+def kafka_answers(monkeypatch):
+    """The commands' preflight (`kafka_clients.check_connection`) passes: for a test whose Kafka
+    clients are stand-ins, so that no broker is looked for."""
+    from pipeline import kafka_clients
+
+    monkeypatch.setattr(kafka_clients, "check_connection", lambda settings, **limits: None)

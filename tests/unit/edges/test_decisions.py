@@ -19,7 +19,7 @@ def no_settings_from_the_environment(monkeypatch):
 
 
 @pytest.fixture
-def topic(decisions_topic, monkeypatch):
+def topic(decisions_topic, monkeypatch, kafka_answers):
     topic = decisions_topic(partitions=2, batch=1)
     monkeypatch.setattr(decisions.kafka_clients, "KafkaConsumer", lambda **config: topic)
     return topic

@@ -155,7 +155,7 @@ def test_a_follower_waits_for_the_decisions_topic_until_it_is_stopped(monkeypatc
     assert caplog.text.count("waiting for pg.mail.decisions") == 1
 
 
-def test_notify_without_the_decisions_topic_exits_1_with_one_line(monkeypatch, capsys):
+def test_notify_without_the_decisions_topic_exits_1_with_one_line(monkeypatch, capsys, kafka_answers):
     def missing(*args, **kwargs):
         raise notify.DecisionsMissing("pg.mail.decisions does not exist after 30 s")
     monkeypatch.setattr(notify, "run", missing)

@@ -80,6 +80,7 @@ class _Broker:
         self.answers, self.taken, self.waiting, self.producers = list(answers), [], [], 0
         self.marks: dict[str, set] = {}
         self.read_backs = 0
+        self.closed = 0
 
     def __call__(self, **settings):
         self.producers += 1
@@ -108,8 +109,8 @@ class _Broker:
         self.read_backs += 1
         return {source: set(self.marks.get(source, ())) for source in sources}
 
-    def close(self):
-        pass
+    def close(self, timeout=None):
+        self.closed += 1
 
 
 @pytest.fixture
@@ -140,6 +141,8 @@ def test_lines_the_broker_did_not_take_are_sent_again_once_and_in_order(tmp_path
     assert ship(Settings(), [str(log)], checkpoint=tmp_path / "cp.json") == 5
     assert stand_in.taken == [(b"l%d\n" % n, n) for n in range(1, 6)]
     assert Checkpoint(tmp_path / "cp.json").positions[str(log.resolve())] == Position(log.stat().st_ino, 15, 5)
+    # An idempotent producer whose batch failed never sends again: each try after a failure has its own.
+    assert (stand_in.producers, stand_in.closed) == (3, 3)
     said = capsys.readouterr().err.splitlines()
     assert len(said) == 2 and "did not take every line" in said[0] and "NotLeaderForPartitionError" in said[0]
     assert said[1].startswith("the broker takes lines again") and "2 tries" in said[1]
