@@ -17,14 +17,17 @@ ruff check pipeline
 mypy
 
 # The MTA and notice tests drive a real Postfix with swaks, the report page test a headless
-# Chromium: Debian's packages, installed when missing.
-if ! command -v postfix >/dev/null || ! command -v swaks >/dev/null || ! command -v chromium >/dev/null; then
+# Chromium, the shipper tests rsyslog's Kafka output and kcat: Debian's packages, installed when
+# missing.
+packages=(postfix swaks chromium rsyslog-kafka kcat)
+if ! command -v postfix >/dev/null || ! command -v swaks >/dev/null || ! command -v chromium >/dev/null \
+    || ! command -v kcat >/dev/null || ! dpkg-query -W -f='${Status}' rsyslog-kafka 2>/dev/null | grep -q "ok installed"; then
   if [[ $(id -u) != 0 ]]; then
-    echo "postfix, swaks and chromium are needed (apt-get install postfix swaks chromium) and only root can install them" >&2
+    echo "${packages[*]} are needed (apt-get install ${packages[*]}) and only root can install them" >&2
     exit 1
   fi
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix swaks chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 
 if ! bash deploy/kafka/kafka.sh status >/dev/null 2>&1; then
