@@ -3,23 +3,31 @@
     bash deploy/kafka/kafka.sh start
     python bench/e2e_throughput.py [--format msgtrk|postfix|headers] [--lines 1000000]
                                    [--sources N] [--servers N] [--rate LINES_PER_S]
+                                   [--shape packed|lines|filebeat] [--record-lines N]
                                    [--workers N --partitions P]
 
 In one run:
 1. `patchgate run` (a worker and the sink, embedded ClickHouse) is started, or with --workers N a
    `patchgate sink` and N `patchgate worker` processes (each its own tables and web port), and
    given time to join their groups;
-2. generated logs (bench/corpus.py) are produced to mail.logs.raw as `patchgate ship` sends them:
-   packed records of whole lines, the sources interleaved; all at once, or at --rate lines/s in
-   ticks of 50 ms (a shipper following growing files);
+2. generated logs (bench/corpus.py) are produced to mail.logs.raw, the sources interleaved, in the
+   --shape a shipper gives them: `packed`, as `patchgate ship` sends them (records of whole lines,
+   at most --record-lines each, with its position headers); `lines`, one bare line per record
+   keyed by its file's path and without headers (kcat -P -K, rsyslog's omkafka); `filebeat`, one
+   Filebeat event per line (the JSON of its Kafka output: message, log.file.path, log.offset, and
+   the fields every event carries), keyed by the path as the README's Filebeat setting does; all at
+   once, or at --rate lines/s in ticks of 50 ms (a shipper following growing files);
 3. timed from the first send: until the worker has committed everything (the last decision is on
-   mail.decisions) and until ClickHouse holds every message row;
+   mail.decisions) and until ClickHouse holds every message row; the pipeline's processes' CPU time
+   over the same span (user + system, from /proc), per million lines: less affected than wall
+   time by what else the machine does;
 4. a bare aiokafka consumer reads the same raw topic from the start: the ceiling for any Python
    consumer on this broker, in lines/s of the same records;
 5. latency of each decision: its Kafka timestamp minus the time the line that caused it was sent;
 6. the processes' peak resident memory (VmHWM), summed.
 
-Prints one Markdown table row: format | lines | lines/s | bare consumer | ratio | p50 | p99 | peak RSS.
+Prints one Markdown table row: format | shape | lines | sent | lines/s | bare consumer | ratio | p50 |
+p99 | CPU s per M lines | peak RSS.
 """
 from __future__ import annotations
 
@@ -34,8 +42,10 @@ import sys
 import time
 import urllib.request
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 from aiokafka import AIOKafkaConsumer
 from kafka import KafkaProducer, TopicPartition
 
@@ -80,11 +90,12 @@ def interleaved(sources) -> list[tuple[int, int]]:
 
 
 class Sender:
-    """Packs each source's pending lines into records (as `patchgate ship` does) and sends them."""
+    """Sends each source's pending lines in the shape a shipper gives them (see the module's doc)."""
 
-    def __init__(self, producer: KafkaProducer, topic: str, sources, record_lines: int):
-        self.producer, self.topic, self.sources, self.record_lines = producer, topic, sources, record_lines
-        self.next_line = [0] * len(sources)
+    def __init__(self, producer: KafkaProducer, topic: str, sources, shape: str, record_lines: int):
+        self.producer, self.topic, self.sources, self.shape = producer, topic, sources, shape
+        self.record_lines = record_lines if shape == "packed" else 1
+        self.offsets = [_line_offsets(source.lines) for source in sources] if shape == "filebeat" else []
         self.sent_at: dict[tuple[str, int], float] = {}
 
     def send(self, pending: dict[int, list[int]]) -> None:
@@ -97,14 +108,47 @@ class Sender:
                 while end < len(indexes) and size < packing.MAX_RECORD_BYTES and end - start < self.record_lines:
                     size += len(source.lines[indexes[end]])
                     end += 1
-                data = b"".join(source.lines[i] for i in indexes[start:end])
-                first = indexes[start]
-                self.producer.send(self.topic, key=source.name.encode(), value=data,
-                                   headers=packing.headers(first + 1, None))
+                self._send_record(s, indexes[start:end])
                 for i in indexes[start:end]:
                     for marker in source.markers.get(i, ()):
                         self.sent_at.setdefault(marker, now)
                 start = end
+
+    def _send_record(self, s: int, indexes: list[int]) -> None:
+        source = self.sources[s]
+        key = source.name.encode()
+        if self.shape == "packed":
+            self.producer.send(self.topic, key=key, value=b"".join(source.lines[i] for i in indexes),
+                               headers=packing.headers(indexes[0] + 1, None))
+            return
+        (i,) = indexes
+        line = source.lines[i].rstrip(b"\r\n")
+        if self.shape == "filebeat":
+            line = orjson.dumps(_filebeat_event(source.name, self.offsets[s][i], line.decode()))
+        self.producer.send(self.topic, key=key, value=line)
+
+
+def _line_offsets(lines: list[bytes]) -> list[int]:
+    offsets, at = [], 0
+    for line in lines:
+        offsets.append(at)
+        at += len(line)
+    return offsets
+
+
+def _filebeat_event(path: str, offset: int, message: str) -> dict:
+    """What Filebeat 8's filestream input and Kafka output (codec.json) send for one line."""
+    return {
+        "@timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "@metadata": {"beat": "filebeat", "type": "_doc", "version": "8.17.0"},
+        "log": {"offset": offset, "file": {"path": path, "device_id": "64768", "inode": "1835021"}},
+        "message": message,
+        "input": {"type": "filestream"},
+        "ecs": {"version": "8.0.0"},
+        "host": {"name": "ex13mbx01"},
+        "agent": {"type": "filebeat", "version": "8.17.0", "name": "ex13mbx01",
+                  "id": "0b9b7c4e-6a1e-4c55-9d43-8d0c6f1f4c1a", "ephemeral_id": "5a0e7d0e-b8f8-4f21-a2f4-5d1c9d1e0c11"},
+    }
 
 
 async def bare_consumer(bootstrap: str, topic: str, records: int) -> float:
@@ -119,6 +163,12 @@ async def bare_consumer(bootstrap: str, topic: str, records: int) -> float:
         return time.perf_counter() - started
     finally:
         await consumer.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system time of a process and its threads so far (utime, stime of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -138,8 +188,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0,
                         help="run a sink and this many `patchgate worker` processes (default: one `patchgate run`)")
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--shape", choices=("packed", "lines", "filebeat"), default="packed",
+                        help="records as `patchgate ship` packs them, one bare line each, or one Filebeat event each")
     parser.add_argument("--record-lines", type=int, default=1_000_000,
-                        help="at most this many lines per record (default: up to 256 KiB; few lines: many slow files followed)")
+                        help="packed: at most this many lines per record (default: up to 256 KiB; "
+                             "few lines: many slow files followed)")
     args = parser.parse_args()
 
     sources = FORMATS[args.format](args.lines, args.sources, args.servers, random.Random(8))
@@ -177,8 +230,9 @@ def main() -> None:
 
         producer = kafka_clients.producer(settings, acks="all", linger_ms=20,
                                  compression_type="lz4", batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024)
-        sender = Sender(producer, raw, sources, args.record_lines)
+        sender = Sender(producer, raw, sources, args.shape, args.record_lines)
         order = interleaved(sources)
+        cpu_before = sum(cpu_seconds(process.pid) for process in processes)
         started = time.time()
         if args.rate:
             released = 0
@@ -208,6 +262,7 @@ def main() -> None:
         while http_json(f"{web}/sql", count_sql)["rows"][0][0] < messages:
             time.sleep(0.2)
         clickhouse_done = time.time() - started
+        cpu = sum(cpu_seconds(process.pid) for process in processes) - cpu_before
         rss = sum(peak_rss_mb(process.pid) for process in processes)
     finally:
         for process in processes:
@@ -235,9 +290,11 @@ def main() -> None:
     print(f"decisions: {len(decisions):,} (latency measured for {len(latencies):,})")
     layout = f"{args.workers} workers and a sink" if args.workers else "one process"
     print(f"processes: {layout}, {args.partitions} partitions")
-    print("| format | lines | sent | lines/s | bare consumer, lines/s | ratio | p50 | p99 | peak RSS |")
-    print(f"| {args.format} | {total:,} | {pace} | {rate:,.0f} | {total / bare:,.0f} | 1 : {(total / bare) / rate:.1f} | "
-          f"{pct(0.50):,.0f} ms | {pct(0.99):,.0f} ms | {rss:,.0f} MB |")
+    print("| format | shape | lines | sent | lines/s | bare consumer, lines/s | ratio | p50 | p99 | CPU s per M lines "
+          "| peak RSS |")
+    print(f"| {args.format} | {args.shape} | {total:,} | {pace} | {rate:,.0f} | {total / bare:,.0f} | "
+          f"1 : {(total / bare) / rate:.1f} | {pct(0.50):,.0f} ms | {pct(0.99):,.0f} ms | {cpu / total * 1e6:,.0f} | "
+          f"{rss:,.0f} MB |")
 
 
 def start_processes(env: dict, data_dir: Path, workers: int) -> list[subprocess.Popen]:
