@@ -18,6 +18,9 @@ or a bare line named by the record key (see pipeline.domain.parsers.envelope).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import orjson
 
 FIRST_LINE = "patchgate.first-line"
 FIRST_OFFSET = "patchgate.first-offset"
@@ -59,3 +62,110 @@ def quiet_through(record_headers: RecordHeaders) -> int | None:
         if name == QUIET_THROUGH:
             return int(value)
     return None
+
+
+# Records of a raw partition as the repacker forwards them on mail.logs.packed (see
+# pipeline.streaming.repack): their values one after the other, and this header saying where each
+# one starts, which key and raw offset it had, and its packed position if it was a packed record.
+REPACKED = "patchgate.repacked"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One raw record inside a repacked one: its bytes are value[start:end]."""
+
+    key: str
+    raw_offset: int
+    start: int
+    end: int
+    timestamp_ms: int | None
+    # A packed record's first line and byte (see `headers`); both None for a record of one line.
+    first_line: int | None = None
+    first_offset: int | None = None
+
+
+def repacked_headers(raw_topic: str, segments: list[Segment]) -> list[tuple[str, bytes]]:
+    """The header of a repacked record whose value is the segments' bytes in their order.
+
+    Compact because it travels with every ~256 KiB of lines: keys listed once, raw offsets and
+    byte lengths as differences."""
+    keys: dict[str, int] = {}
+    rows = []
+    previous_offset = segments[0].raw_offset
+    for segment in segments:
+        rows.append([keys.setdefault(segment.key, len(keys)), segment.raw_offset - previous_offset,
+                     segment.end - segment.start, segment.timestamp_ms, segment.first_line, segment.first_offset])
+        previous_offset = segment.raw_offset
+    document = {"topic": raw_topic, "offset": segments[0].raw_offset, "keys": list(keys), "segments": rows}
+    return [(REPACKED, orjson.dumps(document))]
+
+
+def repacked_segments(record_headers: RecordHeaders) -> tuple[str, list[Segment]] | None:
+    """The raw topic and segments of a repacked record, or None for a record that is not one."""
+    pairs = record_headers.items() if isinstance(record_headers, Mapping) else record_headers or ()
+    found = next((value for name, value in pairs if name == REPACKED), None)
+    if found is None:
+        return None
+    document = orjson.loads(found)
+    keys, offset, start = document["keys"], document["offset"], 0
+    segments = []
+    for key_index, offset_step, length, timestamp_ms, first_line, first_offset in document["segments"]:
+        offset += offset_step
+        segments.append(Segment(keys[key_index], offset, start, start + length, timestamp_ms, first_line, first_offset))
+        start += length
+    return document["topic"], segments
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: RecordHeaders
+    timestamp_ms: int | None
+
+
+@dataclass(frozen=True)
+class Repacked:
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    timestamp_ms: int | None
+
+
+# A repacked record closes at MAX_RECORD_BYTES or at this many records, whichever comes first.
+MAX_SEGMENTS = 4096
+
+
+def repack(raw_topic: str, records: Iterable[RawRecord]) -> list[Repacked]:
+    """One raw partition's records, in their order, as repacked records. Quiet markers are left out
+    (the worker that reads mail.logs.packed marks that topic); a record without a key keeps an
+    empty one, which the worker names by its raw partition."""
+    out: list[Repacked] = []
+    segments: list[Segment] = []
+    values: list[bytes] = []
+    size = 0
+
+    def close() -> None:
+        nonlocal size
+        if segments:
+            stamps = [s.timestamp_ms for s in segments if s.timestamp_ms is not None]
+            out.append(Repacked(b"".join(values), repacked_headers(raw_topic, segments), max(stamps, default=None)))
+            segments.clear()
+            values.clear()
+            size = 0
+
+    for record in records:
+        if quiet_through(record.headers) is not None:
+            continue
+        value = record.value or b""
+        if size + len(value) > MAX_RECORD_BYTES or len(segments) >= MAX_SEGMENTS:
+            close()
+        position = packed_position(record.headers)
+        first_line, first_offset = position if position is not None else (None, None)
+        key = record.key.decode("utf-8", "replace") if record.key else ""
+        segments.append(Segment(key, record.offset, size, size + len(value), record.timestamp_ms, first_line,
+                                first_offset))
+        values.append(value)
+        size += len(value)
+    close()
+    return out
