@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pipeline.settings import Settings
 
 RAW = "mail.logs.raw"
+# mail.logs.raw's records as the repacker forwards them to the workers (pipeline.streaming.repack).
+PACKED = "mail.logs.packed"
 TRACES = "mail.traces"
 DEAD_LETTERS = "mail.traces.dlq"
 OBSERVATIONS = "mail.observations"
@@ -69,6 +71,7 @@ def pipeline_topics(settings: Settings) -> list[TopicSpec]:
     feeds it."""
     return [
         TopicSpec(settings.topic(RAW)),
+        TopicSpec(settings.topic(PACKED)),
         TopicSpec(settings.topic(TRACES)),
         TopicSpec(settings.topic(DEAD_LETTERS)),
         TopicSpec(settings.topic(OBSERVATIONS)),

@@ -1,0 +1,103 @@
+"""The repacker: the one reader of mail.logs.raw, in front of the worker.
+
+Shippers send one line per record (Filebeat, Fluent Bit, Vector, rsyslog, kcat). A Faust event
+costs about 150 µs whatever it holds, so the worker would pay that per line. The repacker reads
+raw records thousands at a time with a plain aiokafka consumer and forwards each partition's run
+of them as a few records on mail.logs.packed (raw partition p to packed partition p), each holding
+up to 256 KiB of them with their keys, raw offsets and packed positions
+(pipeline.contracts.packing.repack). The worker reads those, so a Faust event carries hundreds of
+lines whatever shipper sent them.
+
+Nothing is lost: the raw offsets are committed only once the broker acknowledged every repacked
+record made of them (acks=all). Nothing is applied twice: after a crash the records since the last
+commit are repacked again, possibly cut elsewhere, and the worker recognises lines it applied by
+their raw offsets (a source's state keeps the raw offset it has read up to).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from pipeline import kafka_clients
+from pipeline.contracts import packing
+from pipeline.settings import Settings
+from pipeline.streaming import topics
+
+log = logging.getLogger(__name__)
+
+# Raw records taken per fetch: enough that a repacked record fills up even when many files share a
+# partition, few enough that a fetch is repacked and acknowledged within a second.
+FETCH_RECORDS = 20_000
+BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.5, 5.0
+
+
+def repack_group(settings: Settings) -> str:
+    """The repackers' consumer group on mail.logs.raw (the workers' group reads mail.logs.packed)."""
+    return f"{settings.app_id}-repack"
+
+
+class _StartWhereTheWorkersWere(ConsumerRebalanceListener):
+    """A raw partition the repackers never committed on starts at the workers' committed offset on
+    it (a pipeline whose workers read mail.logs.raw themselves before), else at its start."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, workers_committed: Callable[[TopicPartition], int | None]):
+        self.consumer, self.workers_committed = consumer, workers_committed
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        """Nothing is in hand between fetches: each fetch is repacked and committed before the next."""
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        for tp in assigned:
+            if await self.consumer.committed(tp) is None and (offset := self.workers_committed(tp)) is not None:
+                self.consumer.seek(tp, offset)
+
+
+async def repack_forever(settings: Settings, stop: asyncio.Event,
+                         workers_committed: Callable[[TopicPartition], int | None] = lambda tp: None) -> None:
+    """Repack mail.logs.raw onto mail.logs.packed until `stop` is set; a broker that goes away is
+    waited for (the records since the last commit are read and sent again)."""
+    tries = 0
+    while not stop.is_set():
+        try:
+            await _repack(settings, stop, workers_committed)
+            return
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            tries += 1
+            pause = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (tries - 1))
+            log.warning("repacker: %r; reading again from the last commit in %.1f s", exc, pause)
+            await asyncio.sleep(pause)
+
+
+async def _repack(settings: Settings, stop: asyncio.Event,
+                  workers_committed: Callable[[TopicPartition], int | None]) -> None:
+    raw, packed = settings.topic(topics.RAW), settings.topic(topics.PACKED)
+    consumer = AIOKafkaConsumer(**kafka_clients.options(
+        settings, group_id=repack_group(settings), enable_auto_commit=False, auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024))
+    producer = AIOKafkaProducer(**kafka_clients.options(
+        settings, acks="all", enable_idempotence=True, compression_type="lz4", linger_ms=5,
+        max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024))
+    consumer.subscribe([raw], listener=_StartWhereTheWorkersWere(consumer, workers_committed))
+    await consumer.start()
+    await producer.start()
+    try:
+        while not stop.is_set():
+            fetched = await consumer.getmany(timeout_ms=100, max_records=FETCH_RECORDS)
+            sent = []
+            for tp, messages in fetched.items():
+                records = (packing.RawRecord(m.offset, m.key, m.value, m.headers, m.timestamp) for m in messages)
+                sent += [await producer.send(packed, record.value, partition=tp.partition, headers=record.headers,
+                                             timestamp_ms=record.timestamp_ms)
+                         for record in packing.repack(raw, records)]
+            await asyncio.gather(*sent)
+            if fetched:
+                await consumer.commit({tp: messages[-1].offset + 1 for tp, messages in fetched.items()})
+    finally:
+        await consumer.stop()
+        await producer.stop()

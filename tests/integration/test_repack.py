@@ -1,0 +1,67 @@
+"""The repacker on the real broker: what mail.logs.raw held arrives on mail.logs.packed, partition
+for partition, in order, and its raw offsets are committed once it is there."""
+from __future__ import annotations
+
+import asyncio
+
+from pipeline import kafka_clients
+from pipeline.contracts import packing
+from pipeline.streaming import topics
+from pipeline.streaming.admin import _committed_offsets
+from pipeline.streaming.repack import repack_forever, repack_group
+from tests.integration.conftest import _read_topic
+
+
+def _raw_records(settings, lines: int) -> list:
+    producer = kafka_clients.producer(settings, acks="all")
+    try:
+        for n in range(lines):
+            producer.send(settings.topic(topics.RAW), key=b"/var/log/mail%d.log" % (n % 7),
+                          value=b"Mar  7 02:09:%02d mx2 postfix/smtpd[1102]: line %d" % (n % 60, n))
+        producer.send(settings.topic(topics.RAW), key=b"/var/log/ship.log", value=b"a\nb\n",
+                      headers=packing.headers(1, 0))
+        producer.flush()
+    finally:
+        producer.close()
+    return _read_topic(settings, topics.RAW)
+
+
+async def _repack_until(settings, records: int, patience_s: float = 60) -> None:
+    stop = asyncio.Event()
+    running = asyncio.create_task(repack_forever(settings, stop))
+    admin = kafka_clients.admin(settings, "test")
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience_s
+        while True:
+            committed = await asyncio.to_thread(_committed_offsets, admin, repack_group(settings))
+            if sum(meta.offset for meta in committed.values()) >= records:
+                return
+            assert loop.time() < deadline and not running.done(), f"committed {committed} of {records}"
+            await asyncio.sleep(0.5)
+    finally:
+        stop.set()
+        await running
+        admin.close()
+
+
+def test_raw_records_arrive_repacked_in_order_on_their_partition(pipeline_env):
+    settings, _ = pipeline_env
+    raw = _raw_records(settings, 5_000)
+    asyncio.run(_repack_until(settings, len(raw)))
+    forwarded = []
+    for record in _read_topic(settings, topics.PACKED):
+        topic, segments = packing.repacked_segments(record.headers)
+        assert topic == settings.topic(topics.RAW)
+        forwarded += [(record.partition, s.raw_offset, s.key.encode(), record.value[s.start:s.end],
+                       (s.first_line, s.first_offset)) for s in segments]
+    by_partition = {}
+    for partition, offset, key, value, position in forwarded:
+        by_partition.setdefault(partition, []).append((offset, key, value, position))
+    expected = {}
+    for record in raw:
+        expected.setdefault(record.partition, []).append(
+            (record.offset, record.key, record.value, packing.packed_position(record.headers) or (None, None)))
+    assert by_partition == expected
+    packed_records = len(_read_topic(settings, topics.PACKED))
+    assert packed_records <= 4 * 10, f"{packed_records} repacked records for {len(raw)} raw ones"
