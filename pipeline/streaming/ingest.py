@@ -59,7 +59,8 @@ class RawBatch:
         self.states = TableBatch(parser_states)
         self.open_messages = TableBatch(open_messages)
         self._origin: Origin | None = None
-        self._runs: dict[tuple[int, str], list[tuple[faust.EventT, LineRun]]] = {}
+        # Each source's runs of the batch, with the event that brought them and their raw offset.
+        self._runs: dict[tuple[int, str], list[tuple[faust.EventT, int, LineRun]]] = {}
         # The offset of the batch's last record of lines per partition (what the quiet timer
         # watches); the batch's last event per partition, the newest quiet marker's offset, and the
         # newest event time each source's lines carried.
@@ -76,15 +77,31 @@ class RawBatch:
             self._quiet[message.partition] = max(through, self._quiet.get(message.partition, through))
             return
         self.line_offsets[message.partition] = message.offset
-        key = (message.key or b"").decode("utf-8", "replace") or f"{message.topic}/{message.partition}"
         reference = datetime.fromtimestamp(message.timestamp, tz=UTC) if message.timestamp else None
-        packed = packing.packed_position(message.headers)
+        repacked = packing.repacked_segments(message.headers)
+        if repacked is None:
+            key = (message.key or b"").decode("utf-8", "replace")
+            self._add_record(event, message.topic, message.offset, key, message.value or b"",
+                             packing.packed_position(message.headers), reference)
+            return
+        raw_topic, segments = repacked
+        value = message.value or b""
+        for segment in segments:
+            position = (segment.first_line, segment.first_offset) if segment.first_line is not None else None
+            self._add_record(event, raw_topic, segment.raw_offset, segment.key, value[segment.start:segment.end],
+                             position, _moment(segment.timestamp_ms) or reference)
+
+    def _add_record(self, event: faust.EventT, topic: str, offset: int, key: str, value: bytes,
+                    packed: tuple[int, int | None] | None, reference: datetime | None) -> None:
+        """One raw record (as it came, or out of a repacked one) of the event's partition."""
+        partition = event.message.partition
+        source = key or f"{topic}/{partition}"
         if packed is not None:
-            origin = Origin(message.topic, message.partition, message.offset)
-            parts = envelope.unwrap_run(LineRun.packed(key, message.value or b"", *packed, reference, origin))
+            parts = envelope.unwrap_run(LineRun.packed(source, value, *packed, reference,
+                                                       Origin(topic, partition, offset)))
         else:
-            origin = Origin(message.topic, message.partition, message.offset, message.value or b"")
-            unwrapped = envelope.unwrap(message.value or b"", SourcePosition(key))
+            origin = Origin(topic, partition, offset, value)
+            unwrapped = envelope.unwrap(value, SourcePosition(source))
             if isinstance(unwrapped, ParseError):
                 parts = [replace(unwrapped, origin=origin)]
             else:
@@ -94,18 +111,19 @@ class RawBatch:
             if isinstance(part, ParseError):
                 self.errors.append(part)
             else:
-                self._runs.setdefault((message.partition, part.source), []).append((event, part))
+                self._runs.setdefault((partition, part.source), []).append((event, offset, part))
 
     def parse(self) -> None:
         rows = TrackingRows()
         parsed = []
         for (partition, source), runs in self._runs.items():
-            event = runs[-1][0]
+            event, last_offset = runs[-1][0], runs[-1][1]
             key = source.encode("utf-8")
             state = self.states.get(key, event)
             read = (state or {}).pop("read", None)
             before = orjson.dumps(state)
-            fresh = [(e, run) for e, run in runs if read is None or read[0] != partition or e.message.offset > read[1]]
+            # Raw offsets: a repacker that restarted forwards again what it had not committed.
+            fresh = [run for _, offset, run in runs if read is None or read[0] != partition or offset > read[1]]
             store = TableOpenMessages(self.open_messages, source, event)
             for run in _joined(fresh):
                 # What a parser rejects without naming a line (a header block ended with no date)
@@ -114,12 +132,12 @@ class RawBatch:
                 state = dispatch.parse_run(state, run, self, store, rows, self.formats)
                 format_name = state["format"] or "unknown"
                 self.lines[format_name] = self.lines.get(format_name, 0) + len(run)
-            parsed.append((key, state, before, read, partition, event))
+            parsed.append((key, state, before, read, partition, event, last_offset))
         # Tracking-log rows are read now, and may teach the states host names.
         rows.flush(self)
-        for key, state, before, read, partition, event in parsed:
+        for key, state, before, read, partition, event, last_offset in parsed:
             if orjson.dumps(state) != before:
-                state["read"] = [partition, event.message.offset]
+                state["read"] = [partition, last_offset]
                 self.states.put(key, state, event)
             elif read is not None:
                 # Unchanged (data rows of a tracking log, say), the state needs no write: reading
@@ -154,10 +172,11 @@ class RawBatch:
         state = self.states.get(key, event)
         if state is None:
             return
-        state.pop("read", None)
+        read = state.pop("read", None)
         self._origin = Origin(event.message.topic, partition, event.message.offset)
         dispatch.finish(state, source, self, TableOpenMessages(self.open_messages, source, event))
-        state["read"] = [partition, event.message.offset]
+        if read is not None:
+            state["read"] = read
         self.states.put(key, state, event)
 
     # ParseOutput
@@ -179,17 +198,21 @@ class RawBatch:
         self.errors.append(error if error.origin is not None else replace(error, origin=self._origin))
 
 
+def _moment(epoch_ms: int | None) -> datetime | None:
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC) if epoch_ms else None
+
+
 def open_sources_key(partition: int) -> bytes:
     """Where a partition's OpenSources are kept: sources are named by text, never starting with NUL."""
     return b"\0open-sources/%d" % partition
 
 
-def _joined(runs: list[tuple[faust.EventT, LineRun]]) -> list[LineRun]:
+def _joined(runs: list[LineRun]) -> list[LineRun]:
     """The batch's runs of one source joined where they can be: packed runs that follow on from
     each other, and one-line runs."""
     out: list[LineRun] = []
     group: list[LineRun] = []
-    for _, run in runs:
+    for run in runs:
         if group and (run.raw_bytes() is None) != (group[-1].raw_bytes() is None):
             out.append(LineRun.concatenated(group))
             group = []

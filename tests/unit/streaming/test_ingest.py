@@ -135,7 +135,8 @@ def test_a_source_holding_a_message_ends_when_its_partition_moves_on_by_the_idle
     assert servers(batch) == ["mail19.fabrikam.example", "relay.wingtip.example"]
     assert tables[1].partitions[3] == {}  # the open message is gone
     state = orjson.loads(tables[0].partitions[3][b"/logs/mx1/mail.log"])
-    assert state["read"] == [3, 12] and state["parser"]["open"] == 0
+    # Ended, it keeps the raw offset of its own last record: a replay of the later ones finds it ended.
+    assert state["read"] == [3, 10] and state["parser"]["open"] == 0
     assert orjson.loads(tables[0].partitions[3][b"\0open-sources/3"])["sources"] == {}
 
 
@@ -167,3 +168,45 @@ def test_a_rejected_header_block_is_named_by_the_line_and_byte_it_starts_at(tabl
     record = event(b"/mail/in.mbox", good + bad, 0, 42, packing.headers(1, 0))
     [error] = run_batch((table(), table()), [record]).errors
     assert (error.position.line, error.position.offset) == (5, len(good))
+
+
+def repacked(event, raw_records, partition=2, offset=0):
+    """The repacker's records for (key, value, headers, raw offset) on a raw partition, as events."""
+    records = [packing.RawRecord(o, key, value, headers, 1_770_000_000_000) for key, value, headers, o in raw_records]
+    return [event(b"", r.value, partition, offset + n, r.headers) for n, r in enumerate(packing.repack("mail.logs.raw", records))]
+
+
+def one_line_records():
+    lines = [HEADER.decode().splitlines()[i] for i in range(3)] + [row(0).decode().strip(), "broken,row", row(1).decode().strip()]
+    records = [(LOG.encode(), orjson.dumps({"message": line, "log": {"file": {"path": LOG}, "offset": 1000 + n}}), (), n)
+               for n, line in enumerate(lines)]
+    other = b"/logs/MSGTRK_EX19.LOG"
+    records += [(other, HEADER, packing.headers(1, 0), 6), (LOG.encode(), b'{"message": "cut', (), 7),
+                (other, row(5), packing.headers(4, len(HEADER)), 8)]
+    return records
+
+
+def test_repacked_records_give_what_the_raw_records_give_one_by_one(table, event):
+    records = one_line_records()
+    one_by_one = run_batch((table(), table()), [event(key, value, 2, o, headers) for key, value, headers, o in records])
+    tables = (table(), table())
+    together = run_batch(tables, repacked(event, records, offset=40))
+    assert len(repacked(event, records)) == 1
+    assert together.observations.observations() == one_by_one.observations.observations()
+    assert [(str(e), e.origin) for e in together.errors] == [(str(e), e.origin) for e in one_by_one.errors]
+    assert {e.origin.topic for e in together.errors} == {"mail.logs.raw"}
+    together.states.flush()
+    # A source's state keeps the raw offset of its last line (7 was a broken envelope), not the
+    # repacked record's offset.
+    assert orjson.loads(tables[0].partitions[2][LOG.encode()])["read"] == [2, 5]
+
+
+def test_lines_repacked_again_after_a_repacker_restart_are_applied_once(table, event):
+    records = one_line_records()
+    tables = (table(), table())
+    run_batch(tables, repacked(event, records[:4], offset=40)).states.flush()
+    # The repacker died before it committed: the same raw records again, cut elsewhere, and more.
+    again = run_batch(tables, repacked(event, records, offset=41))
+    # <m0@x> (raw offset 3) was applied; <m1@x> (5) and the other file's <m5@x> (8) were not.
+    [observation] = again.observations.observations()
+    assert observation.message_keys == ["<m1@x>", "<m5@x>"]
