@@ -48,6 +48,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer
 from kafka import KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -166,9 +167,11 @@ async def bare_consumer(bootstrap: str, topic: str, records: int) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User and system time of a process and its threads so far (utime, stime of /proc/PID/stat)."""
+    """User and system time so far of a process, its threads and its running children (a worker's
+    repacker): utime and stime of /proc/PID/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(int(c)) for c in children)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -190,6 +193,10 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--shape", choices=("packed", "lines", "filebeat"), default="packed",
                         help="records as `patchgate ship` packs them, one bare line each, or one Filebeat event each")
+    parser.add_argument("--preload", action="store_true",
+                        help="send every record before the processes start, and time from the first one they take "
+                             "(a backlog; for one-line records, which this benchmark cannot send as fast as the "
+                             "pipeline takes them)")
     parser.add_argument("--record-lines", type=int, default=1_000_000,
                         help="packed: at most this many lines per record (default: up to 256 KiB; "
                              "few lines: many slow files followed)")
@@ -212,9 +219,23 @@ def main() -> None:
     ensure_topics(settings)
     raw = settings.topic(topics.RAW)
 
+    producer = kafka_clients.producer(settings, acks="all", linger_ms=20,
+                                      compression_type="lz4", batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024)
+    sender = Sender(producer, raw, sources, args.shape, args.record_lines)
+    order = interleaved(sources)
+    if args.preload:
+        sending = time.time()
+        send_paced(sender, producer, order, 0, sending)
+        produced = time.time() - sending
+
     processes = start_processes(env, data_dir, args.workers)
     worker = processes[0]
     try:
+        if args.preload:
+            # The clock starts when the first records were taken off mail.logs.raw, whatever the
+            # processes were still starting: they began on the whole backlog.
+            started = until_first_taken(settings, processes)
+            cpu_before = sum(cpu_seconds(process.pid) for process in processes)
         web = f"http://127.0.0.1:{settings.web_port}"
         deadline = time.monotonic() + 120
         while True:
@@ -223,35 +244,15 @@ def main() -> None:
                 break
             except OSError:
                 if time.monotonic() > deadline or worker.poll() is not None:
-                    raise SystemExit(f"the sink did not come up; see {data_dir / 'worker.log'}")
+                    raise SystemExit(f"the sink did not come up; see {data_dir / 'worker.log'}") from None
                 time.sleep(0.5)
-        until_workers_hold(data_dir, args.workers, args.partitions, settings.topic(topics.RAW))
-        time.sleep(5)  # let the consumer groups settle before the clock starts
-
-        producer = kafka_clients.producer(settings, acks="all", linger_ms=20,
-                                 compression_type="lz4", batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024)
-        sender = Sender(producer, raw, sources, args.shape, args.record_lines)
-        order = interleaved(sources)
-        cpu_before = sum(cpu_seconds(process.pid) for process in processes)
-        started = time.time()
-        if args.rate:
-            released = 0
-            while released < len(order):
-                due = min(len(order), int((time.time() - started) * args.rate) + 1)
-                pending: dict[int, list[int]] = {}
-                for s, i in order[released:due]:
-                    pending.setdefault(s, []).append(i)
-                sender.send(pending)
-                producer.flush()
-                released = due
-                time.sleep(max(0.0, TICK_S - (time.time() - started) % TICK_S))
-        else:
-            pending = {}
-            for s, i in order:
-                pending.setdefault(s, []).append(i)
-            sender.send(pending)
-        producer.flush()
-        produced = time.time() - started
+        if not args.preload:
+            until_workers_hold(data_dir, args.workers, args.partitions, settings.topic(topics.PACKED))
+            time.sleep(5)  # let the consumer groups settle before the clock starts
+            cpu_before = sum(cpu_seconds(process.pid) for process in processes)
+            started = time.time()
+            send_paced(sender, producer, order, args.rate, started)
+            produced = time.time() - started
 
         while lag(settings) > 0:
             if any(process.poll() is not None for process in processes):
@@ -273,7 +274,8 @@ def main() -> None:
     records = _record_count(settings, raw)
     decisions = read_decisions(settings)
     stamps = _decision_timestamps(settings)
-    latencies = sorted(
+    # Preloaded lines wait for the processes to start: no latency to speak of.
+    latencies = [] if args.preload else sorted(
         stamps[(d.server_id, d.version)] - sender.sent_at[key]
         for d in decisions if (key := (d.hostname, epoch_ms(d.decided_at))) in sender.sent_at
     )
@@ -283,7 +285,7 @@ def main() -> None:
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else float("nan")
 
     rate = total / clickhouse_done
-    pace = f"at {args.rate:,.0f} lines/s" if args.rate else "at once"
+    pace = "before the start" if args.preload else f"at {args.rate:,.0f} lines/s" if args.rate else "at once"
     print(f"input: {total:,} lines, {messages:,} messages, {len(sources)} sources, {args.servers} servers, "
           f"{records:,} records, sent {pace} in {produced:.1f} s")
     print(f"pipeline: last decision after {decisions_done:.1f} s, last ClickHouse row after {clickhouse_done:.1f} s")
@@ -295,6 +297,49 @@ def main() -> None:
     print(f"| {args.format} | {args.shape} | {total:,} | {pace} | {rate:,.0f} | {total / bare:,.0f} | "
           f"1 : {(total / bare) / rate:.1f} | {pct(0.50):,.0f} ms | {pct(0.99):,.0f} ms | {cpu / total * 1e6:,.0f} | "
           f"{rss:,.0f} MB |")
+
+
+def send_paced(sender: Sender, producer: KafkaProducer, order: list[tuple[int, int]], rate: float,
+               started: float) -> None:
+    """Every line, at `rate` lines/s in ticks of TICK_S, or all at once (rate 0)."""
+    if not rate:
+        pending: dict[int, list[int]] = {}
+        for s, i in order:
+            pending.setdefault(s, []).append(i)
+        sender.send(pending)
+    else:
+        released = 0
+        while released < len(order):
+            due = min(len(order), int((time.time() - started) * rate) + 1)
+            pending = {}
+            for s, i in order[released:due]:
+                pending.setdefault(s, []).append(i)
+            sender.send(pending)
+            producer.flush()
+            released = due
+            time.sleep(max(0.0, TICK_S - (time.time() - started) % TICK_S))
+    producer.flush()
+
+
+def until_first_taken(settings, processes: list[subprocess.Popen], timeout: float = 180) -> float:
+    """The time the repackers first committed on mail.logs.raw (polled every 0.1 s)."""
+    admin = kafka_clients.admin(settings, "bench")
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                group = topics.repack_group(settings)
+                committed = admin.list_group_offsets(group).get(group, {})
+            except KafkaError:
+                committed = {}
+            if any(meta.offset > 0 for meta in committed.values()):
+                return time.time()
+            if any(process.poll() is not None for process in processes):
+                raise SystemExit("a process exited before it took any record")
+            time.sleep(0.1)
+        raise SystemExit(f"nothing was taken off mail.logs.raw in {timeout:.0f} s")
+    finally:
+        admin.close()
 
 
 def start_processes(env: dict, data_dir: Path, workers: int) -> list[subprocess.Popen]:

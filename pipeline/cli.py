@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("worker", help="run the processing agents (start any number, on any machines)")
     commands.add_parser("sink", help="run the ClickHouse writers and the web port (one with the embedded engine)")
     commands.add_parser("run", help="run a worker and the sink in one process (small sites, the demo)")
+    commands.add_parser("repack", help="forward mail.logs.raw to the workers hundreds of records at a time "
+                                       "(`worker` and `run` start one themselves)")
     ship = commands.add_parser("ship", help="send log files line by line to mail.logs.raw")
     ship.add_argument("paths", nargs="+", help="files or folders (every file below them)")
     ship.add_argument("--follow", action="store_true", help="keep tailing the files, like tail -F")
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 # how long each waits for brokers that do not answer: `mta` serves its cached decisions and the
 # shipper keeps the lines until the brokers come (None: go on without them).
 KAFKA_PATIENCE_S: dict[str, float | None] = {
-    "mta": None, "ship": None,
+    "mta": None, "ship": None, "repack": 60.0,
     **dict.fromkeys(("topics", "wait", "repartition", "decisions", "notify", "pause", "resume", "exempt",
                      "unexempt"), 0.0),
 }
@@ -144,7 +146,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from pipeline.streaming.app import Role
         from pipeline.streaming.worker import run_worker
 
-        return run_worker(settings, Role(args.command))
+        config = ["--config", args.config] if args.config else []
+        return run_worker(settings, Role(args.command), [sys.executable, "-m", "pipeline", *config, "repack"])
+    elif args.command == "repack":
+        from pipeline.streaming.repack import run_repacker
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        run_repacker(settings)
     elif args.command == "ship":
         from pipeline.edges.shipper import progress_stream, ship as ship_files
 

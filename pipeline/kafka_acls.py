@@ -8,6 +8,7 @@ prefix and app id):
 - operator: `topics` (creates every topic), `repartition` (grows them, moves table keys),
   `pause`/`resume`/`exempt`/`unexempt` (the only writer of mail.control), `decisions`, `wait`;
 - worker: reads and writes the pipeline's topics and its table changelogs, in its consumer group;
+  its repacker reads mail.logs.raw in a group of its own and writes mail.logs.packed;
 - sink: reads what it stores, in its own group, and dead-letters what does not decode;
 - shipper: writes mail.logs.raw, and reads it back after a send the broker may have taken;
 - mta: reads mail.decisions, writes mail.enforcement;
@@ -74,21 +75,21 @@ def grants(settings: Settings, principals: Mapping[str, str] | None = None,
 
     every_topic = tuple(spec.name for spec in topics.created_topics(settings))
     changelogs = tuple(spec.name for spec in topics.changelog_topics(settings))
-    sink_group = topics.sink_group(settings)
+    sink_group, repack_group = topics.sink_group(settings), topics.repack_group(settings)
     operator, worker, sink = principal("operator"), principal("worker"), principal("sink")
     return [
         Grant("operator", operator, "topic", every_topic, ("Create", "Alter")),
         Grant("operator", operator, "topic", topic(topics.RAW, topics.DECISIONS, topics.CONTROL_APPLIED) + changelogs,
               ("Read",)),
         Grant("operator", operator, "topic", topic(topics.CONTROL) + changelogs, ("Write",)),
-        Grant("operator", operator, "group", (settings.app_id, sink_group), ("Describe",)),
+        Grant("operator", operator, "group", (settings.app_id, repack_group, sink_group), ("Describe",)),
         Grant("worker", worker, "topic",
-              topic(topics.RAW, topics.TRACES, topics.OBSERVATIONS, topics.DECISIONS, topics.CONTROL,
+              topic(topics.RAW, topics.PACKED, topics.TRACES, topics.OBSERVATIONS, topics.DECISIONS, topics.CONTROL,
                     topics.CONTROL_APPLIED) + changelogs, ("Read",)),
         Grant("worker", worker, "topic",
-              topic(topics.RAW, topics.OBSERVATIONS, topics.DECISIONS, topics.CONTROL_APPLIED, topics.DEAD_LETTERS)
+              topic(topics.PACKED, topics.OBSERVATIONS, topics.DECISIONS, topics.CONTROL_APPLIED, topics.DEAD_LETTERS)
               + changelogs, ("Write",)),
-        Grant("worker", worker, "group", (settings.app_id,), ("Read",)),
+        Grant("worker", worker, "group", (settings.app_id, repack_group), ("Read",)),
         Grant("sink", sink, "topic", topic(topics.OBSERVATIONS, topics.CONTROL_APPLIED, topics.DECISIONS,
                                            topics.ENFORCEMENT), ("Read",)),
         Grant("sink", sink, "topic", topic(topics.DEAD_LETTERS, *([topics.CONTROL] if web_control else [])),

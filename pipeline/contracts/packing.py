@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import orjson
 
@@ -70,15 +71,14 @@ def quiet_through(record_headers: RecordHeaders) -> int | None:
 REPACKED = "patchgate.repacked"
 
 
-@dataclass(frozen=True)
-class Segment:
-    """One raw record inside a repacked one: its bytes are value[start:end]."""
+class Segment(NamedTuple):
+    """One raw record inside a repacked one: its bytes are value[start:end]. A tuple: a worker
+    reads one per line of the shippers that send lines one by one."""
 
     key: str
     raw_offset: int
     start: int
     end: int
-    timestamp_ms: int | None
     # A packed record's first line and byte (see `headers`); both None for a record of one line.
     first_line: int | None = None
     first_offset: int | None = None
@@ -94,7 +94,7 @@ def repacked_headers(raw_topic: str, segments: list[Segment]) -> list[tuple[str,
     previous_offset = segments[0].raw_offset
     for segment in segments:
         rows.append([keys.setdefault(segment.key, len(keys)), segment.raw_offset - previous_offset,
-                     segment.end - segment.start, segment.timestamp_ms, segment.first_line, segment.first_offset])
+                     segment.end - segment.start, segment.first_line, segment.first_offset])
         previous_offset = segment.raw_offset
     document = {"topic": raw_topic, "offset": segments[0].raw_offset, "keys": list(keys), "segments": rows}
     return [(REPACKED, orjson.dumps(document))]
@@ -109,9 +109,9 @@ def repacked_segments(record_headers: RecordHeaders) -> tuple[str, list[Segment]
     document = orjson.loads(found)
     keys, offset, start = document["keys"], document["offset"], 0
     segments = []
-    for key_index, offset_step, length, timestamp_ms, first_line, first_offset in document["segments"]:
+    for key_index, offset_step, length, first_line, first_offset in document["segments"]:
         offset += offset_step
-        segments.append(Segment(keys[key_index], offset, start, start + length, timestamp_ms, first_line, first_offset))
+        segments.append(Segment(keys[key_index], offset, start, start + length, first_line, first_offset))
         start += length
     return document["topic"], segments
 
@@ -137,21 +137,24 @@ MAX_SEGMENTS = 4096
 
 
 def repack(raw_topic: str, records: Iterable[RawRecord]) -> list[Repacked]:
-    """One raw partition's records, in their order, as repacked records. Quiet markers are left out
+    """One raw partition's records, in their order, as repacked records, each with the newest
+    timestamp of the records it holds (a worker dates syslog lines without a year by it; the
+    records of one repacked record were sent within moments of each other). Quiet markers are left out
     (the worker that reads mail.logs.packed marks that topic); a record without a key keeps an
     empty one, which the worker names by its raw partition."""
     out: list[Repacked] = []
     segments: list[Segment] = []
     values: list[bytes] = []
+    stamps: list[int] = []
     size = 0
 
     def close() -> None:
         nonlocal size
         if segments:
-            stamps = [s.timestamp_ms for s in segments if s.timestamp_ms is not None]
             out.append(Repacked(b"".join(values), repacked_headers(raw_topic, segments), max(stamps, default=None)))
             segments.clear()
             values.clear()
+            stamps.clear()
             size = 0
 
     for record in records:
@@ -163,9 +166,10 @@ def repack(raw_topic: str, records: Iterable[RawRecord]) -> list[Repacked]:
         position = packed_position(record.headers)
         first_line, first_offset = position if position is not None else (None, None)
         key = record.key.decode("utf-8", "replace") if record.key else ""
-        segments.append(Segment(key, record.offset, size, size + len(value), record.timestamp_ms, first_line,
-                                first_offset))
+        segments.append(Segment(key, record.offset, size, size + len(value), first_line, first_offset))
         values.append(value)
+        if record.timestamp_ms is not None:
+            stamps.append(record.timestamp_ms)
         size += len(value)
     close()
     return out

@@ -7,6 +7,7 @@ which for most lines is never: a line's position matters when it is reported as 
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -30,8 +31,8 @@ class LineRun:
 
     def __init__(self, source: str, lines: list[str] | None, reference: datetime | None, *,
                  first_line: int | None = None, first_offset: int | None = None, raw: bytes | None = None,
-                 positions: list[SourcePosition] | None = None, origins: list[Any] | None = None, origin: Any = None,
-                 origin_starts: list[tuple[int, Any]] | None = None):
+                 positions: list[SourcePosition] | None = None, origins: Sequence[Any] | None = None,
+                 origin: Any = None, origin_starts: list[tuple[int, Any]] | None = None):
         self.source = source
         self._lines = lines
         self.reference = reference

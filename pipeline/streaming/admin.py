@@ -15,10 +15,12 @@ from pipeline.streaming import topics
 from pipeline.streaming.compacted import Compacted
 
 # Topics whose committed offsets must reach the end before the pipeline has caught up: every
-# topic an agent consumes, in flow order; the workers' group reads PROCESSED, the sinks' STORED.
-CONSUMED = (topics.RAW, topics.TRACES, topics.CONTROL, topics.OBSERVATIONS, topics.CONTROL_APPLIED,
+# topic a consumer group of the pipeline reads, in flow order; the repackers' group reads
+# REPACKED, the workers' PROCESSED, the sinks' STORED.
+CONSUMED = (topics.RAW, topics.PACKED, topics.TRACES, topics.CONTROL, topics.OBSERVATIONS, topics.CONTROL_APPLIED,
             topics.DECISIONS, topics.ENFORCEMENT)
-PROCESSED = (topics.RAW, topics.TRACES, topics.CONTROL, topics.OBSERVATIONS, topics.CONTROL_APPLIED)
+REPACKED = (topics.RAW,)
+PROCESSED = (topics.PACKED, topics.TRACES, topics.CONTROL, topics.OBSERVATIONS, topics.CONTROL_APPLIED)
 STORED = (topics.OBSERVATIONS, topics.CONTROL_APPLIED, topics.DECISIONS, topics.ENFORCEMENT)
 
 
@@ -86,7 +88,8 @@ def lag(settings: Settings, names: tuple[str, ...] = CONSUMED) -> int:
     admin = kafka_clients.admin(settings, "patchgate-admin")
     try:
         total = 0
-        for group, consumed in ((settings.app_id, PROCESSED), (topics.sink_group(settings), STORED)):
+        for group, consumed in ((topics.repack_group(settings), REPACKED), (settings.app_id, PROCESSED),
+                                (topics.sink_group(settings), STORED)):
             partitions = [
                 TopicPartition(settings.topic(name), p)
                 for name in names if name in consumed
@@ -103,6 +106,19 @@ def lag(settings: Settings, names: tuple[str, ...] = CONSUMED) -> int:
     finally:
         consumer.close()
         admin.close()
+
+
+def workers_committed_raw(settings: Settings) -> Callable[[TopicPartition], int | None]:
+    """Where the workers' group had committed on mail.logs.raw, for the repacker to start there on
+    a pipeline whose workers read that topic themselves before (nothing, for a new pipeline)."""
+    admin = kafka_clients.admin(settings, "patchgate-admin")
+    try:
+        raw = settings.topic(topics.RAW)
+        committed = {tp.partition: meta.offset for tp, meta in _committed_offsets(admin, settings.app_id).items()
+                     if tp.topic == raw and meta.offset >= 0}
+    finally:
+        admin.close()
+    return lambda tp: committed.get(tp.partition)
 
 
 def _committed_offsets(admin: KafkaAdminClient, group: str, patience: float = 30.0) -> dict:

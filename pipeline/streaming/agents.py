@@ -1,17 +1,18 @@
 """The processing agents, each a batch at a time. Every rule they apply lives in pipeline.domain.
 
-    ingest   mail.logs.raw      -> mail.observations   parse, identify and fold (ingest.RawBatch)
+    ingest   mail.logs.packed   -> mail.observations   parse, identify and fold (ingest.RawBatch)
     observe  mail.traces        -> mail.observations   identify and fold traces other producers write
     enforce  mail.observations  -> mail.decisions      fold into the first-seen table, decide once per server
              mail.control.applied                  under the pauses and exemptions in force (streaming.controls)
 
-A line crosses two topics: mail.logs.raw, then (folded with the rest of its batch) mail.observations;
+A line crosses three topics: mail.logs.raw, mail.logs.packed (the repacker, pipeline.streaming.repack,
+forwards raw records hundreds at a time), then (folded with the rest of its batch) mail.observations;
 a decision that changes goes to mail.decisions. Every agent sends what a batch produced and waits
 until the broker acknowledged it, and only then writes its tables; the batch's offsets are
 committed after that. A crash at any point repeats work (the downstream steps are idempotent)
 but never loses it.
 
-A timer marks the mail.logs.raw partitions that went quiet, so that their idle sources end (see
+A timer marks the mail.logs.packed partitions that went quiet, so that their idle sources end (see
 pipeline.domain.source_ends). Each agent moves its metrics once per batch, after the batch is done.
 """
 from __future__ import annotations
@@ -57,7 +58,7 @@ OBSERVATION_BATCH, OBSERVATION_WITHIN = 5_000, 0.05
 
 @dataclass
 class Arrival:
-    """The newest record of lines a mail.logs.raw partition brought (monotonic time, offset), and
+    """The newest record of lines a mail.logs.packed partition brought (monotonic time, offset), and
     whether a quiet marker went out for it."""
 
     at: float
@@ -81,7 +82,7 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
             for observation in observations
         ])
 
-    @app.agent(topics.raw)
+    @app.agent(topics.packed)
     async def ingest(stream):
         published, rejected = metrics.observations.labels("ingest"), metrics.dead_letters.labels("ingest")
         async with stops_worker_on_failure(app, "ingest"):
@@ -107,16 +108,16 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
     if idle_s > 0:
         @app.timer(interval=min(1.0, idle_s / 4))
         async def mark_quiet_partitions() -> None:
-            """A marker onto each raw partition of this worker that brought nothing for `idle_s`."""
-            raw = topics.raw.get_topic_name()
-            assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == raw}
+            """A marker onto each partition of this worker's input that brought nothing for `idle_s`."""
+            packed = topics.packed.get_topic_name()
+            assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == packed}
             now = time.monotonic()
             for partition, arrival in list(arrivals.items()):
                 if partition not in assigned:
                     del arrivals[partition]
                 elif not arrival.marked and now - arrival.at >= idle_s:
                     arrival.marked = True
-                    await topics.raw.send(key=b"", value=b"", partition=partition,
+                    await topics.packed.send(key=b"", value=b"", partition=partition,
                                           headers=packing.quiet_headers(arrival.offset))
 
     @app.agent(topics.traces)

@@ -53,7 +53,8 @@ class Tables:
 
 @dataclass(frozen=True)
 class Topics:
-    raw: faust.TopicT
+    # What ingest reads: mail.logs.raw as the repacker forwards it (pipeline.streaming.repack).
+    packed: faust.TopicT
     traces: faust.TopicT
     dead_letters: faust.TopicT
     observations: faust.TopicT
@@ -232,7 +233,7 @@ def _topics(app: faust.App, settings: Settings) -> Topics:
         return app.topic(*map(settings.topic, names), key_type=bytes, value_type=bytes,
                          key_serializer="raw", value_serializer="raw", partitions=partitions)
 
-    return Topics(topic(topics.RAW), topic(topics.TRACES), topic(topics.DEAD_LETTERS),
+    return Topics(topic(topics.PACKED), topic(topics.TRACES), topic(topics.DEAD_LETTERS),
                   topic(topics.OBSERVATIONS), topic(topics.DECISIONS), topic(topics.ENFORCEMENT),
                   topic(topics.CONTROL, partitions=1), topic(topics.CONTROL_APPLIED),
                   topic(topics.OBSERVATIONS, topics.CONTROL_APPLIED))

@@ -18,8 +18,10 @@ a key no source can have, written with the states.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import faust
 import orjson
@@ -33,6 +35,16 @@ from pipeline.domain.parsers import dispatch, envelope
 from pipeline.domain.parsers.msgtrk_rows import TrackingRows
 from pipeline.domain.source_ends import OpenSources
 from pipeline.streaming.tables import TableBatch, TableOpenMessages
+
+
+class BareLine(NamedTuple):
+    """A record that is one line and nothing else, as most shippers send them (a tuple: there is
+    one per line)."""
+
+    topic: str
+    offset: int
+    value: bytes
+    reference: datetime | None
 
 
 @dataclass(frozen=True)
@@ -60,7 +72,7 @@ class RawBatch:
         self.open_messages = TableBatch(open_messages)
         self._origin: Origin | None = None
         # Each source's runs of the batch, with the event that brought them and their raw offset.
-        self._runs: dict[tuple[int, str], list[tuple[faust.EventT, int, LineRun]]] = {}
+        self._runs: dict[tuple[int, str], list[tuple[faust.EventT, int, LineRun | BareLine]]] = {}
         # The offset of the batch's last record of lines per partition (what the quiet timer
         # watches); the batch's last event per partition, the newest quiet marker's offset, and the
         # newest event time each source's lines carried.
@@ -86,16 +98,20 @@ class RawBatch:
             return
         raw_topic, segments = repacked
         value = message.value or b""
-        for segment in segments:
-            position = (segment.first_line, segment.first_offset) if segment.first_line is not None else None
-            self._add_record(event, raw_topic, segment.raw_offset, segment.key, value[segment.start:segment.end],
-                             position, _moment(segment.timestamp_ms) or reference)
+        for key, raw_offset, start, end, first_line, first_offset in segments:
+            self._add_record(event, raw_topic, raw_offset, key, value[start:end],
+                             (first_line, first_offset) if first_line is not None else None, reference)
 
     def _add_record(self, event: faust.EventT, topic: str, offset: int, key: str, value: bytes,
                     packed: tuple[int, int | None] | None, reference: datetime | None) -> None:
         """One raw record (as it came, or out of a repacked one) of the event's partition."""
         partition = event.message.partition
         source = key or f"{topic}/{partition}"
+        if packed is None and value.isascii() and b"\n" not in value and not value.lstrip().startswith(b"{"):
+            # A bare line (kcat, rsyslog): joined with the source's next ones into one run at `parse`.
+            self._runs.setdefault((partition, source), []).append((event, offset, BareLine(topic, offset, value,
+                                                                                            reference)))
+            return
         if packed is not None:
             parts = envelope.unwrap_run(LineRun.packed(source, value, *packed, reference,
                                                        Origin(topic, partition, offset)))
@@ -125,7 +141,7 @@ class RawBatch:
             # Raw offsets: a repacker that restarted forwards again what it had not committed.
             fresh = [run for _, offset, run in runs if read is None or read[0] != partition or offset > read[1]]
             store = TableOpenMessages(self.open_messages, source, event)
-            for run in _joined(fresh):
+            for run in _joined(_bare_lines_joined(source, partition, fresh)):
                 # What a parser rejects without naming a line (a header block ended with no date)
                 # is charged to the run's last record.
                 self._origin = run.origin(len(run) - 1)
@@ -198,13 +214,49 @@ class RawBatch:
         self.errors.append(error if error.origin is not None else replace(error, origin=self._origin))
 
 
-def _moment(epoch_ms: int | None) -> datetime | None:
-    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC) if epoch_ms else None
-
-
 def open_sources_key(partition: int) -> bytes:
     """Where a partition's OpenSources are kept: sources are named by text, never starting with NUL."""
     return b"\0open-sources/%d" % partition
+
+
+class _BareOrigins(Sequence[Origin]):
+    """The Origin of each line of a run of bare lines, made only for the lines that ask (bad ones)."""
+
+    __slots__ = ("partition", "lines")
+
+    def __init__(self, partition: int, lines: list[BareLine]):
+        self.partition, self.lines = partition, lines
+
+    def __getitem__(self, index: int) -> Origin:  # type: ignore[override]  # no slices asked
+        line = self.lines[index]
+        return Origin(line.topic, self.partition, line.offset, line.value)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+def _bare_lines_joined(source: str, partition: int, runs: list[LineRun | BareLine]) -> list[LineRun]:
+    """Consecutive bare lines as one run of contiguous bytes, which the parsers take as they take
+    packed records (the tracking-log reader parses the bytes at once); a bare line has no line
+    number or byte, so neither has the run."""
+    out: list[LineRun] = []
+    bare: list[BareLine] = []
+
+    def close() -> None:
+        if bare:
+            reference = max((line.reference for line in bare if line.reference), default=None)
+            data = b"\n".join(line.value for line in bare) + b"\n"
+            out.append(LineRun(source, None, reference, raw=data, origins=_BareOrigins(partition, list(bare))))
+            bare.clear()
+
+    for run in runs:
+        if isinstance(run, BareLine):
+            bare.append(run)
+        else:
+            close()
+            out.append(run)
+    close()
+    return out
 
 
 def _joined(runs: list[LineRun]) -> list[LineRun]:

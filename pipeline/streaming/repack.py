@@ -16,7 +16,12 @@ their raw offsets (a source's state keeps the raw offset it has read up to).
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
+import os
+import signal
+import subprocess
+import threading
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -33,11 +38,6 @@ log = logging.getLogger(__name__)
 # partition, few enough that a fetch is repacked and acknowledged within a second.
 FETCH_RECORDS = 20_000
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.5, 5.0
-
-
-def repack_group(settings: Settings) -> str:
-    """The repackers' consumer group on mail.logs.raw (the workers' group reads mail.logs.packed)."""
-    return f"{settings.app_id}-repack"
 
 
 class _StartWhereTheWorkersWere(ConsumerRebalanceListener):
@@ -78,7 +78,7 @@ async def _repack(settings: Settings, stop: asyncio.Event,
                   workers_committed: Callable[[TopicPartition], int | None]) -> None:
     raw, packed = settings.topic(topics.RAW), settings.topic(topics.PACKED)
     consumer = AIOKafkaConsumer(**kafka_clients.options(
-        settings, group_id=repack_group(settings), enable_auto_commit=False, auto_offset_reset="earliest",
+        settings, group_id=topics.repack_group(settings), enable_auto_commit=False, auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024))
     producer = AIOKafkaProducer(**kafka_clients.options(
         settings, acks="all", enable_idempotence=True, compression_type="lz4", linger_ms=5,
@@ -101,3 +101,55 @@ async def _repack(settings: Settings, stop: asyncio.Event,
     finally:
         await consumer.stop()
         await producer.stop()
+
+
+def run_repacker(settings: Settings) -> None:
+    """`patchgate repack`: repack until SIGTERM or SIGINT, then finish the fetch in hand."""
+    from pipeline.streaming.admin import workers_committed_raw
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await repack_forever(settings, stop, workers_committed_raw(settings))
+
+    asyncio.run(main())
+
+
+class RepackerChild:
+    """`patchgate repack` as a child of a worker process: it runs on a core of its own, dies with the
+    worker (even a worker killed with SIGKILL), and a repacker that exits stops the worker, whose
+    exit status then says so."""
+
+    def __init__(self, argv: list[str]):
+        self.failed = False
+        self._stopping = False
+        self.process = subprocess.Popen(argv, preexec_fn=_die_with_parent)
+        threading.Thread(target=self._watch, name="repacker-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        status = self.process.wait()
+        if not self._stopping:
+            self.failed = True
+            log.critical("the repacker exited with status %s: stopping the worker", status)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.process.terminate()
+        try:
+            self.process.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+# Time the repacker gets to finish its fetch when the worker stops.
+STOP_GRACE_S = 30.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before it runs: SIGTERM when the parent dies (Linux's prctl)."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -29,6 +29,11 @@ CONTROL_STATE_TABLE = "control-state"
 TABLES = (PARSER_STATE_TABLE, OPEN_MESSAGES_TABLE, SERVER_STATE_TABLE, CONTROLS_IN_FORCE_TABLE, CONTROL_STATE_TABLE)
 
 
+def repack_group(settings: Settings) -> str:
+    """The repackers' consumer group on mail.logs.raw (the workers' group reads mail.logs.packed)."""
+    return f"{settings.app_id}-repack"
+
+
 def sink_group(settings: Settings) -> str:
     """The sinks' Faust app id and consumer group; the workers' is `settings.app_id`."""
     return f"{settings.app_id}-sink"

@@ -8,7 +8,7 @@ from pipeline import kafka_clients
 from pipeline.contracts import packing
 from pipeline.streaming import topics
 from pipeline.streaming.admin import _committed_offsets
-from pipeline.streaming.repack import repack_forever, repack_group
+from pipeline.streaming.repack import repack_forever
 from tests.integration.conftest import _read_topic
 
 
@@ -34,7 +34,7 @@ async def _repack_until(settings, records: int, patience_s: float = 60) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + patience_s
         while True:
-            committed = await asyncio.to_thread(_committed_offsets, admin, repack_group(settings))
+            committed = await asyncio.to_thread(_committed_offsets, admin, topics.repack_group(settings))
             if sum(meta.offset for meta in committed.values()) >= records:
                 return
             assert loop.time() < deadline and not running.done(), f"committed {committed} of {records}"

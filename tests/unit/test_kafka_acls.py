@@ -31,7 +31,9 @@ def test_the_edges_get_their_own_topics_and_nothing_else():
 
 def test_the_worker_and_the_sink_read_in_their_own_groups_and_create_nothing():
     worker, sink = rights("worker"), rights("sink")
-    assert {r for r in worker if r[1] == "group"} == {("Read", "group", "pg")}
+    assert {r for r in worker if r[1] == "group"} == {("Read", "group", "pg"), ("Read", "group", "pg-repack")}
+    # Its repacker reads what the shippers write; the shippers alone write there.
+    assert ("Read", "topic", "site.mail.logs.raw") in worker and ("Write", "topic", "site.mail.logs.raw") not in worker
     assert {r for r in sink if r[1] == "group"} == {("Read", "group", "pg-sink")}
     assert not {r for r in worker | sink if r[0] in ("Create", "Alter", "Delete")}
     assert ("Write", "topic", "pg-server-state-changelog") in worker

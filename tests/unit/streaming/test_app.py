@@ -15,7 +15,7 @@ def sources(app) -> dict[str, str]:
 def test_the_worker_processes_in_the_app_group_with_co_partitioned_tables():
     [worker] = build_apps(SETTINGS, load_catalog(), Role.WORKER)
     assert worker.conf.id == "pg-unit"
-    assert sources(worker) == {"ingest": "t.mail.logs.raw", "observe": "t.mail.traces",
+    assert sources(worker) == {"ingest": "t.mail.logs.packed", "observe": "t.mail.traces",
                                "enforce": "t.mail.observations,t.mail.control.applied",
                                "fold_commands": "t.mail.control"}
     assert set(worker.tables) == {"parser-state", "open-messages", "server-state", "controls-in-force",
