@@ -267,7 +267,7 @@ def clickhouse_failing(result: Result, folder: Path, lines: int = 60_000, outage
     load = GrowingLogs(folder / "logs", fault_inputs.tracking_logs(lines, seed, lines_per_server=max(500, lines // 10)),
                        rate=lines / (3 * outage_s))
     sink = LagSampler(pipeline.settings, (topics.OBSERVATIONS, topics.DECISIONS))
-    ingest = LagSampler(pipeline.settings, (topics.RAW,))
+    ingest = LagSampler(pipeline.settings, (topics.RAW, topics.PACKED))
     try:
         worker = pipeline.worker(faulty=True)
         pipeline.wait_for_web(worker)
@@ -571,9 +571,9 @@ def _held_partitions(pipeline: Pipeline, number: int) -> list[str]:
 
 
 def _until_workers_hold(pipeline: Pipeline, workers: dict[int, Process], timeout: float = 180) -> None:
-    """Until every worker answers ok on /healthz (it joined the group) holding mail.logs.raw
+    """Until every worker answers ok on /healthz (it joined the group) holding mail.logs.packed
     partitions, and together they hold all of them."""
-    raw = pipeline.settings.topic(topics.RAW)
+    packed = pipeline.settings.topic(topics.PACKED)
     deadline = time.monotonic() + timeout
     while True:
         held: set[str] = set()
@@ -581,17 +581,17 @@ def _until_workers_hold(pipeline: Pipeline, workers: dict[int, Process], timeout
             for number, worker in workers.items():
                 if not worker.alive():
                     raise RuntimeError(f"worker {number} exited at start:\n{worker.tail()}")
-                own = {p for p in _held_partitions(pipeline, number) if p.startswith(f"{raw}/")}
+                own = {p for p in _held_partitions(pipeline, number) if p.startswith(f"{packed}/")}
                 pipeline.worker_web(number, "/healthz")  # 503 (an OSError) until it joined the group
                 if not own:
-                    raise ValueError(f"worker {number} holds no raw partition yet")
+                    raise ValueError(f"worker {number} holds no partition of mail.logs.packed yet")
                 held.update(own)
         except (OSError, ValueError):
             held = set()
         if len(held) == pipeline.settings.partitions:
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the workers held {len(held)} of {pipeline.settings.partitions} raw partitions "
+            raise TimeoutError(f"the workers held {len(held)} of {pipeline.settings.partitions} packed partitions "
                                f"after {timeout:.0f} s")
         time.sleep(0.5)
 
@@ -608,10 +608,10 @@ def _committed_on(pipeline: Pipeline, held: list[str]) -> dict[str, int | None]:
 def _kill_and_take_over(pipeline: Pipeline, workers: dict[int, Process], number: int, restart_after_s: float,
                         timeout: float = 180) -> tuple[threading.Thread, list[float]]:
     """Kill worker `number` with SIGKILL and start it again after `restart_after_s`; in the
-    background, the seconds from the kill until a commit on a mail.logs.raw or mail.observations
+    background, the seconds from the kill until a commit on a mail.logs.packed or mail.observations
     partition it held (another worker, or itself restarted, took over its work)."""
     held = [p for p in _held_partitions(pipeline, number)
-            if p.removeprefix(pipeline.settings.topic_prefix).rsplit("/", 1)[0] in (topics.RAW, topics.OBSERVATIONS)]
+            if p.removeprefix(pipeline.settings.topic_prefix).rsplit("/", 1)[0] in (topics.PACKED, topics.OBSERVATIONS)]
     workers[number].kill()
     killed_at = time.monotonic()
     before = _committed_on(pipeline, held)
@@ -658,7 +658,7 @@ def scale_out(result: Result, folder: Path, lines: int = 120_000, seed: int = 11
         # The sink stops early, while lines surely arrive: whether the workers go on says nothing
         # once the load has ended (the takeovers below last 20 to 30 s).
         result.expect(stop_gracefully(sink) == 0, f"the sink did not stop cleanly:\n{sink.tail()}")
-        processed = (topics.RAW, topics.OBSERVATIONS)
+        processed = (topics.PACKED, topics.OBSERVATIONS)
         processed_before = committed_total(pipeline.settings, processed)
         time.sleep(sink_stop_s)
         processed_while_stopped = committed_total(pipeline.settings, processed) - processed_before

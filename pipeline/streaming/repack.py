@@ -23,9 +23,10 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CommitFailedError, KafkaError
 
 from pipeline import kafka_clients
 from pipeline.contracts import packing
@@ -44,11 +45,15 @@ class _StartWhereTheWorkersWere(ConsumerRebalanceListener):
     """A raw partition the repackers never committed on starts at the workers' committed offset on
     it (a pipeline whose workers read mail.logs.raw themselves before), else at its start."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, workers_committed: Callable[[TopicPartition], int | None]):
-        self.consumer, self.workers_committed = consumer, workers_committed
+    def __init__(self, consumer: AIOKafkaConsumer, workers_committed: Callable[[TopicPartition], int | None],
+                 in_hand: asyncio.Lock):
+        self.consumer, self.workers_committed, self.in_hand = consumer, workers_committed, in_hand
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Nothing is in hand between fetches: each fetch is repacked and committed before the next."""
+        """The fetch in hand is sent and committed before its partitions go to another repacker,
+        which would forward its records again, interleaved with these."""
+        async with self.in_hand:
+            pass
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         for tp in assigned:
@@ -66,7 +71,8 @@ async def repack_forever(settings: Settings, stop: asyncio.Event,
             await _repack(settings, stop, workers_committed)
             return
         except KafkaError as exc:
-            if not exc.retriable:
+            # A commit refused because the group rebalanced: the new owner forwards those records again.
+            if not exc.retriable and not isinstance(exc, CommitFailedError):
                 raise
             tries += 1
             pause = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (tries - 1))
@@ -83,21 +89,23 @@ async def _repack(settings: Settings, stop: asyncio.Event,
     producer = AIOKafkaProducer(**kafka_clients.options(
         settings, acks="all", enable_idempotence=True, compression_type="lz4", linger_ms=5,
         max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024))
-    consumer.subscribe([raw], listener=_StartWhereTheWorkersWere(consumer, workers_committed))
+    in_hand = asyncio.Lock()
+    consumer.subscribe([raw], listener=_StartWhereTheWorkersWere(consumer, workers_committed, in_hand))
     await consumer.start()
     await producer.start()
     try:
         while not stop.is_set():
             fetched = await consumer.getmany(timeout_ms=100, max_records=FETCH_RECORDS)
-            sent = []
-            for tp, messages in fetched.items():
-                records = (packing.RawRecord(m.offset, m.key, m.value, m.headers, m.timestamp) for m in messages)
-                sent += [await producer.send(packed, record.value, partition=tp.partition, headers=record.headers,
-                                             timestamp_ms=record.timestamp_ms)
-                         for record in packing.repack(raw, records)]
-            await asyncio.gather(*sent)
-            if fetched:
-                await consumer.commit({tp: messages[-1].offset + 1 for tp, messages in fetched.items()})
+            async with in_hand:
+                sent = []
+                for tp, messages in fetched.items():
+                    records = (packing.RawRecord(m.offset, m.key, m.value, m.headers, m.timestamp) for m in messages)
+                    sent += [await producer.send(packed, record.value, partition=tp.partition,
+                                                 headers=record.headers, timestamp_ms=record.timestamp_ms)
+                             for record in packing.repack(raw, records)]
+                await asyncio.gather(*sent)
+                if fetched:
+                    await consumer.commit({tp: messages[-1].offset + 1 for tp, messages in fetched.items()})
     finally:
         await consumer.stop()
         await producer.stop()
@@ -125,7 +133,10 @@ class RepackerChild:
     def __init__(self, argv: list[str]):
         self.failed = False
         self._stopping = False
-        self.process = subprocess.Popen(argv, preexec_fn=_die_with_parent)
+        # The child runs this very code, wherever the worker was started from.
+        root = str(Path(__file__).resolve().parents[2])
+        path = os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))
+        self.process = subprocess.Popen(argv, env={**os.environ, "PYTHONPATH": path}, preexec_fn=_die_with_parent)
         threading.Thread(target=self._watch, name="repacker-watch", daemon=True).start()
 
     def _watch(self) -> None:

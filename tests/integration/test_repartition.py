@@ -71,7 +71,7 @@ def test_growing_from_4_to_8_partitions_keeps_the_tables(tmp_path, monkeypatch):
     assert repartition(env, "--to", "4").returncode == 2
     grown = repartition(env, "--to", "8")
     assert grown.returncode == 0, grown.stderr
-    assert "grew 11 topics from 4 to 8 partitions" in grown.stdout, grown.stdout
+    assert "grew 12 topics from 4 to 8 partitions" in grown.stdout, grown.stdout
 
     # Every server's state sits only where its observations now arrive, unchanged.
     states = latest_values(settings, topics.SERVER_STATE_TABLE)

@@ -20,7 +20,7 @@ def test_topics_with_fewer_replicas_than_asked_are_named_not_accepted(pipeline_e
     named = asked.stderr.splitlines()
     assert f"topic {settings.topic('mail.logs.raw')} has 1 replicas, 2 asked" in named
     assert f"topic {settings.app_id}-server-state-changelog has 1 replicas, 2 asked" in named
-    assert named[-1] == ("patchgate topics: 14 topics have fewer replicas than asked (PATCHGATE_REPLICATION_FACTOR): "
+    assert named[-1] == ("patchgate topics: 15 topics have fewer replicas than asked (PATCHGATE_REPLICATION_FACTOR): "
                          "add replicas with kafka-reassign-partitions")
 
 
