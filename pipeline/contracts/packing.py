@@ -116,8 +116,9 @@ def repacked_segments(record_headers: RecordHeaders) -> tuple[str, list[Segment]
     return document["topic"], segments
 
 
-@dataclass(frozen=True)
-class RawRecord:
+class RawRecord(NamedTuple):
+    """A mail.logs.raw record as the repacker reads it (a tuple: there is one per line)."""
+
     offset: int
     key: bytes | None
     value: bytes | None
@@ -157,15 +158,21 @@ def repack(raw_topic: str, records: Iterable[RawRecord]) -> list[Repacked]:
             stamps.clear()
             size = 0
 
+    keys: dict[bytes | None, str] = {}
     for record in records:
-        if quiet_through(record.headers) is not None:
-            continue
+        first_line = first_offset = None
+        # Shippers of one line per record send no headers: those records skip the header reading.
+        if record.headers:
+            if quiet_through(record.headers) is not None:
+                continue
+            if (position := packed_position(record.headers)) is not None:
+                first_line, first_offset = position
         value = record.value or b""
         if size + len(value) > MAX_RECORD_BYTES or len(segments) >= MAX_SEGMENTS:
             close()
-        position = packed_position(record.headers)
-        first_line, first_offset = position if position is not None else (None, None)
-        key = record.key.decode("utf-8", "replace") if record.key else ""
+        key = keys.get(record.key)
+        if key is None:
+            key = keys[record.key] = record.key.decode("utf-8", "replace") if record.key else ""
         segments.append(Segment(key, record.offset, size, size + len(value), first_line, first_offset))
         values.append(value)
         if record.timestamp_ms is not None:

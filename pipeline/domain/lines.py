@@ -31,7 +31,7 @@ class LineRun:
 
     def __init__(self, source: str, lines: list[str] | None, reference: datetime | None, *,
                  first_line: int | None = None, first_offset: int | None = None, raw: bytes | None = None,
-                 positions: list[SourcePosition] | None = None, origins: Sequence[Any] | None = None,
+                 positions: Sequence[SourcePosition] | None = None, origins: Sequence[Any] | None = None,
                  origin: Any = None, origin_starts: list[tuple[int, Any]] | None = None):
         self.source = source
         self._lines = lines

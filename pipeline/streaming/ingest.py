@@ -37,13 +37,16 @@ from pipeline.domain.source_ends import OpenSources
 from pipeline.streaming.tables import TableBatch, TableOpenMessages
 
 
-class BareLine(NamedTuple):
-    """A record that is one line and nothing else, as most shippers send them (a tuple: there is
-    one per line)."""
+class OneLine(NamedTuple):
+    """A record that holds one line, as most shippers send them: bare, or in a JSON envelope that
+    names its file (a tuple: there is one per line). `text` is the line, `value` the record."""
 
     topic: str
     offset: int
     value: bytes
+    text: bytes
+    line: int | None
+    byte: int | None
     reference: datetime | None
 
 
@@ -72,7 +75,7 @@ class RawBatch:
         self.open_messages = TableBatch(open_messages)
         self._origin: Origin | None = None
         # Each source's runs of the batch, with the event that brought them and their raw offset.
-        self._runs: dict[tuple[int, str], list[tuple[faust.EventT, int, LineRun | BareLine]]] = {}
+        self._runs: dict[tuple[int, str], list[tuple[faust.EventT, int, LineRun | OneLine]]] = {}
         # The offset of the batch's last record of lines per partition (what the quiet timer
         # watches); the batch's last event per partition, the newest quiet marker's offset, and the
         # newest event time each source's lines carried.
@@ -107,11 +110,18 @@ class RawBatch:
         """One raw record (as it came, or out of a repacked one) of the event's partition."""
         partition = event.message.partition
         source = key or f"{topic}/{partition}"
-        if packed is None and value.isascii() and b"\n" not in value and not value.lstrip().startswith(b"{"):
-            # A bare line (kcat, rsyslog): joined with the source's next ones into one run at `parse`.
-            self._runs.setdefault((partition, source), []).append((event, offset, BareLine(topic, offset, value,
-                                                                                            reference)))
-            return
+        if packed is None and b"\n" not in value:
+            # One line (kcat, rsyslog, Filebeat): joined with the source's next ones into one run at `parse`.
+            if not value.lstrip().startswith(b"{"):
+                if value.isascii():
+                    self._runs.setdefault((partition, source), []).append(
+                        (event, offset, OneLine(topic, offset, value, value, None, None, reference)))
+                    return
+            elif (inside := envelope.one_line(value)) is not None:
+                text, file, number, byte = inside
+                self._runs.setdefault((partition, file), []).append(
+                    (event, offset, OneLine(topic, offset, value, text, number, byte, reference)))
+                return
         if packed is not None:
             parts = envelope.unwrap_run(LineRun.packed(source, value, *packed, reference,
                                                        Origin(topic, partition, offset)))
@@ -141,7 +151,7 @@ class RawBatch:
             # Raw offsets: a repacker that restarted forwards again what it had not committed.
             fresh = [run for _, offset, run in runs if read is None or read[0] != partition or offset > read[1]]
             store = TableOpenMessages(self.open_messages, source, event)
-            for run in _joined(_bare_lines_joined(source, partition, fresh)):
+            for run in _joined(_one_lines_joined(source, partition, fresh)):
                 # What a parser rejects without naming a line (a header block ended with no date)
                 # is charged to the run's last record.
                 self._origin = run.origin(len(run) - 1)
@@ -219,12 +229,13 @@ def open_sources_key(partition: int) -> bytes:
     return b"\0open-sources/%d" % partition
 
 
-class _BareOrigins(Sequence[Origin]):
-    """The Origin of each line of a run of bare lines, made only for the lines that ask (bad ones)."""
+class _OneLineOrigins(Sequence[Origin]):
+    """The Origin of each line of a run of one-line records, made only for the lines that ask (bad
+    ones)."""
 
     __slots__ = ("partition", "lines")
 
-    def __init__(self, partition: int, lines: list[BareLine]):
+    def __init__(self, partition: int, lines: list[OneLine]):
         self.partition, self.lines = partition, lines
 
     def __getitem__(self, index: int) -> Origin:  # type: ignore[override]  # no slices asked
@@ -235,23 +246,41 @@ class _BareOrigins(Sequence[Origin]):
         return len(self.lines)
 
 
-def _bare_lines_joined(source: str, partition: int, runs: list[LineRun | BareLine]) -> list[LineRun]:
-    """Consecutive bare lines as one run of contiguous bytes, which the parsers take as they take
-    packed records (the tracking-log reader parses the bytes at once); a bare line has no line
-    number or byte, so neither has the run."""
+class _OneLinePositions(Sequence[SourcePosition]):
+    """The position each envelope gave its line (none for a bare line), made only when asked."""
+
+    __slots__ = ("source", "lines")
+
+    def __init__(self, source: str, lines: list[OneLine]):
+        self.source, self.lines = source, lines
+
+    def __getitem__(self, index: int) -> SourcePosition:  # type: ignore[override]  # no slices asked
+        line = self.lines[index]
+        return SourcePosition(self.source, line.line, line.byte)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+def _one_lines_joined(source: str, partition: int, runs: list[LineRun | OneLine]) -> list[LineRun]:
+    """Consecutive one-line records as one run of contiguous bytes, which the parsers take as they
+    take packed records (the tracking-log reader parses the bytes at once); each line keeps the
+    position its envelope gave it and its record."""
     out: list[LineRun] = []
-    bare: list[BareLine] = []
+    lines: list[OneLine] = []
 
     def close() -> None:
-        if bare:
-            reference = max((line.reference for line in bare if line.reference), default=None)
-            data = b"\n".join(line.value for line in bare) + b"\n"
-            out.append(LineRun(source, None, reference, raw=data, origins=_BareOrigins(partition, list(bare))))
-            bare.clear()
+        if lines:
+            reference = max((line.reference for line in lines if line.reference), default=None)
+            data = b"\n".join([line.text for line in lines]) + b"\n"
+            held = list(lines)
+            out.append(LineRun(source, None, reference, raw=data, positions=_OneLinePositions(source, held),
+                               origins=_OneLineOrigins(partition, held)))
+            lines.clear()
 
     for run in runs:
-        if isinstance(run, BareLine):
-            bare.append(run)
+        if isinstance(run, OneLine):
+            lines.append(run)
         else:
             close()
             out.append(run)

@@ -2,7 +2,7 @@ import json
 from datetime import datetime, timezone
 
 from pipeline.domain.events import ParseError, SourcePosition
-from pipeline.domain.parsers.envelope import unwrap, unwrap_run
+from pipeline.domain.parsers.envelope import one_line, unwrap, unwrap_run
 
 
 def test_patchgate_ship_envelope():
@@ -115,3 +115,23 @@ def test_an_error_in_a_shipped_line_names_the_envelope_and_the_line_inside(sampl
     # The position's own fields are the inner line's, as dead letters and traces carry them.
     assert (error.position.source, error.position.line, error.position.offset) == ("/var/log/mail.log", None, 0)
     assert {t.client_hostname for t in out.traces} >= {"mail.adventure-works.example"}
+
+
+def test_one_line_reads_what_unwrap_reads_and_declines_the_rest():
+    """The stream's fast path for one-line records: the same line and position as `unwrap`, or
+    None where `unwrap` has more to say (an error, a line break, an envelope inside, no file)."""
+    record = SourcePosition("/var/log/mail.log")
+    taken = [
+        {"message": "postfix/smtpd[1]: connect", "log": {"file": {"path": "/var/log/mail.log"}, "offset": 52}},
+        {"log": "Mär  3 line", "file": "/var/log/maillog", "offset": 7},
+        {"message": "a line", "file": "C:/logs/MSGTRK1.LOG", "line": 3, "offset": 99},
+        {"message": "", "file": "/f", "offset": "not a number"},
+    ]
+    for document in taken:
+        raw = json.dumps(document, ensure_ascii=False).encode()
+        line, position = unwrap(raw, record)
+        assert one_line(raw) == (line.encode(), position.source, position.line, position.offset)
+    declined = [b'{"message": "cut', b'[1, 2]', b'{"message": 5, "file": "/f"}', b'{"message": "no file"}',
+                b'{"message": "two\\nlines", "file": "/f"}', b'{"message": "{\\"message\\": \\"x\\"}", "file": "/f"}',
+                b'{"message": "\\ud800", "file": "/f"}', b'{"message": "\xff", "file": "/f"}']
+    assert [one_line(raw) for raw in declined] == [None] * len(declined)
