@@ -72,8 +72,12 @@ REPACKED = "patchgate.repacked"
 
 
 class Segment(NamedTuple):
-    """One raw record inside a repacked one: its bytes are value[start:end]. A tuple: a worker
-    reads one per line of the shippers that send lines one by one."""
+    """Raw records inside a repacked one: their bytes are value[start:end]. A tuple: a worker reads
+    many per repacked record.
+
+    Either one raw record as it was, or (`lines` > 0) that many bare one-line records of one key at
+    consecutive raw offsets, each followed by a \\n the repacker added: the worker takes them as one
+    run of lines, as it takes a packed record."""
 
     key: str
     raw_offset: int
@@ -82,6 +86,16 @@ class Segment(NamedTuple):
     # A packed record's first line and byte (see `headers`); both None for a record of one line.
     first_line: int | None = None
     first_offset: int | None = None
+    lines: int = 0
+
+
+def is_bare_line(value: bytes) -> bool:
+    """A record that is one line of ASCII text and nothing else (not a JSON envelope): what kcat and
+    rsyslog send. ASCII, so that joined lines decode as each one alone would."""
+    first = value[:1]
+    # lstrip copies the value: only for the rare line that starts with blanks.
+    return (value.isascii() and b"\n" not in value and first != b"{"
+            and not (first.isspace() and value.lstrip().startswith(b"{")))
 
 
 def repacked_headers(raw_topic: str, segments: list[Segment]) -> list[tuple[str, bytes]]:
@@ -94,7 +108,7 @@ def repacked_headers(raw_topic: str, segments: list[Segment]) -> list[tuple[str,
     previous_offset = segments[0].raw_offset
     for segment in segments:
         rows.append([keys.setdefault(segment.key, len(keys)), segment.raw_offset - previous_offset,
-                     segment.end - segment.start, segment.first_line, segment.first_offset])
+                     segment.end - segment.start, segment.first_line, segment.first_offset, segment.lines])
         previous_offset = segment.raw_offset
     document = {"topic": raw_topic, "offset": segments[0].raw_offset, "keys": list(keys), "segments": rows}
     return [(REPACKED, orjson.dumps(document))]
@@ -109,9 +123,9 @@ def repacked_segments(record_headers: RecordHeaders) -> tuple[str, list[Segment]
     document = orjson.loads(found)
     keys, offset, start = document["keys"], document["offset"], 0
     segments = []
-    for key_index, offset_step, length, first_line, first_offset in document["segments"]:
+    for key_index, offset_step, length, first_line, first_offset, lines in document["segments"]:
         offset += offset_step
-        segments.append(Segment(keys[key_index], offset, start, start + length, first_line, first_offset))
+        segments.append(Segment(keys[key_index], offset, start, start + length, first_line, first_offset, lines))
         start += length
     return document["topic"], segments
 
@@ -148,9 +162,19 @@ def repack(raw_topic: str, records: Iterable[RawRecord]) -> list[Repacked]:
     values: list[bytes] = []
     stamps: list[int] = []
     size = 0
+    # The bare lines being joined into one segment: key, first raw offset, first byte, count.
+    lines: list | None = None
+
+    def end_lines() -> None:
+        nonlocal lines
+        if lines is not None:
+            key, offset, start, count = lines
+            segments.append(Segment(key, offset, start, size, None, None, count))
+            lines = None
 
     def close() -> None:
         nonlocal size
+        end_lines()
         if segments:
             out.append(Repacked(b"".join(values), repacked_headers(raw_topic, segments), max(stamps, default=None)))
             segments.clear()
@@ -168,15 +192,28 @@ def repack(raw_topic: str, records: Iterable[RawRecord]) -> list[Repacked]:
             if (position := packed_position(record.headers)) is not None:
                 first_line, first_offset = position
         value = record.value or b""
-        if size + len(value) > MAX_RECORD_BYTES or len(segments) >= MAX_SEGMENTS:
-            close()
         key = keys.get(record.key)
         if key is None:
             key = keys[record.key] = record.key.decode("utf-8", "replace") if record.key else ""
+        if first_line is None and is_bare_line(value):
+            if size + len(value) + 1 > MAX_RECORD_BYTES or len(segments) >= MAX_SEGMENTS:
+                close()
+            if lines is None or lines[0] != key or lines[1] + lines[3] != record.offset:
+                end_lines()
+                lines = [key, record.offset, size, 0]
+            lines[3] += 1
+            if record.timestamp_ms is not None:
+                stamps.append(record.timestamp_ms)
+            values += (value, b"\n")
+            size += len(value) + 1
+            continue
+        end_lines()
+        if size + len(value) > MAX_RECORD_BYTES or len(segments) >= MAX_SEGMENTS:
+            close()
         segments.append(Segment(key, record.offset, size, size + len(value), first_line, first_offset))
-        values.append(value)
         if record.timestamp_ms is not None:
             stamps.append(record.timestamp_ms)
+        values.append(value)
         size += len(value)
     close()
     return out

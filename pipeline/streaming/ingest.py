@@ -18,6 +18,7 @@ a key no source can have, written with the states.
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -50,6 +51,26 @@ class OneLine(NamedTuple):
     reference: datetime | None
 
 
+class BareLines(NamedTuple):
+    """Bare one-line records of one source at consecutive raw offsets from `offset` on, as the
+    repacker joined them: `data` is the lines, each ending in \\n."""
+
+    topic: str
+    offset: int
+    data: bytes
+    lines: int
+    reference: datetime | None
+
+    def line(self, index: int) -> bytes:
+        return self.data.split(b"\n", index + 1)[index]
+
+    def after(self, offset: int) -> BareLines:
+        """The lines past raw offset `offset` (a repacker that restarted may join them otherwise)."""
+        skipped = offset + 1 - self.offset
+        rest = self.data.split(b"\n", skipped)[skipped]
+        return BareLines(self.topic, offset + 1, rest, self.lines - skipped, self.reference)
+
+
 @dataclass(frozen=True)
 class Origin:
     """The Kafka record a line travelled in; `raw` is the record's value when it held one line."""
@@ -75,7 +96,7 @@ class RawBatch:
         self.open_messages = TableBatch(open_messages)
         self._origin: Origin | None = None
         # Each source's runs of the batch, with the event that brought them and their raw offset.
-        self._runs: dict[tuple[int, str], list[tuple[faust.EventT, int, LineRun | OneLine]]] = {}
+        self._runs: dict[tuple[int, str], list[tuple[faust.EventT, int, LineRun | OneLine | BareLines]]] = {}
         # The offset of the batch's last record of lines per partition (what the quiet timer
         # watches); the batch's last event per partition, the newest quiet marker's offset, and the
         # newest event time each source's lines carried.
@@ -101,7 +122,13 @@ class RawBatch:
             return
         raw_topic, segments = repacked
         value = message.value or b""
-        for key, raw_offset, start, end, first_line, first_offset in segments:
+        partition = message.partition
+        for key, raw_offset, start, end, first_line, first_offset, lines in segments:
+            if lines:
+                last = raw_offset + lines - 1
+                self._runs.setdefault((partition, key or f"{raw_topic}/{partition}"), []).append(
+                    (event, last, BareLines(raw_topic, raw_offset, value[start:end], lines, reference)))
+                continue
             self._add_record(event, raw_topic, raw_offset, key, value[start:end],
                              (first_line, first_offset) if first_line is not None else None, reference)
 
@@ -150,6 +177,9 @@ class RawBatch:
             before = orjson.dumps(state)
             # Raw offsets: a repacker that restarted forwards again what it had not committed.
             fresh = [run for _, offset, run in runs if read is None or read[0] != partition or offset > read[1]]
+            if read is not None and read[0] == partition:
+                fresh = [run.after(read[1]) if isinstance(run, BareLines) and run.offset <= read[1] else run
+                         for run in fresh]
             store = TableOpenMessages(self.open_messages, source, event)
             for run in _joined(_one_lines_joined(source, partition, fresh)):
                 # What a parser rejects without naming a line (a header block ended with no date)
@@ -229,61 +259,75 @@ def open_sources_key(partition: int) -> bytes:
     return b"\0open-sources/%d" % partition
 
 
-class _OneLineOrigins(Sequence[Origin]):
-    """The Origin of each line of a run of one-line records, made only for the lines that ask (bad
-    ones)."""
+class _JoinedOrigins(Sequence[Origin]):
+    """The Origin of each line of joined one-line records, made only for the lines that ask (bad
+    ones). `starts` holds the index of each piece's first line."""
 
-    __slots__ = ("partition", "lines")
+    __slots__ = ("partition", "pieces", "starts")
 
-    def __init__(self, partition: int, lines: list[OneLine]):
-        self.partition, self.lines = partition, lines
+    def __init__(self, partition: int, pieces: list[OneLine | BareLines], starts: list[int]):
+        self.partition, self.pieces, self.starts = partition, pieces, starts
 
     def __getitem__(self, index: int) -> Origin:  # type: ignore[override]  # no slices asked
-        line = self.lines[index]
-        return Origin(line.topic, self.partition, line.offset, line.value)
+        at = bisect_right(self.starts, index) - 1
+        piece = self.pieces[at]
+        if isinstance(piece, OneLine):
+            return Origin(piece.topic, self.partition, piece.offset, piece.value)
+        within = index - self.starts[at]
+        return Origin(piece.topic, self.partition, piece.offset + within, piece.line(within))
 
     def __len__(self) -> int:
-        return len(self.lines)
+        return self.starts[-1] + _lines_in(self.pieces[-1])
 
 
-class _OneLinePositions(Sequence[SourcePosition]):
+class _JoinedPositions(Sequence[SourcePosition]):
     """The position each envelope gave its line (none for a bare line), made only when asked."""
 
-    __slots__ = ("source", "lines")
+    __slots__ = ("source", "origins")
 
-    def __init__(self, source: str, lines: list[OneLine]):
-        self.source, self.lines = source, lines
+    def __init__(self, source: str, origins: _JoinedOrigins):
+        self.source, self.origins = source, origins
 
     def __getitem__(self, index: int) -> SourcePosition:  # type: ignore[override]  # no slices asked
-        line = self.lines[index]
-        return SourcePosition(self.source, line.line, line.byte)
+        piece = self.origins.pieces[bisect_right(self.origins.starts, index) - 1]
+        if isinstance(piece, OneLine):
+            return SourcePosition(self.source, piece.line, piece.byte)
+        return SourcePosition(self.source)
 
     def __len__(self) -> int:
-        return len(self.lines)
+        return len(self.origins)
 
 
-def _one_lines_joined(source: str, partition: int, runs: list[LineRun | OneLine]) -> list[LineRun]:
+def _lines_in(piece: OneLine | BareLines) -> int:
+    return piece.lines if isinstance(piece, BareLines) else 1
+
+
+def _one_lines_joined(source: str, partition: int, runs: list[LineRun | OneLine | BareLines]) -> list[LineRun]:
     """Consecutive one-line records as one run of contiguous bytes, which the parsers take as they
     take packed records (the tracking-log reader parses the bytes at once); each line keeps the
     position its envelope gave it and its record."""
     out: list[LineRun] = []
-    lines: list[OneLine] = []
+    pieces: list[OneLine | BareLines] = []
 
     def close() -> None:
-        if lines:
-            reference = max((line.reference for line in lines if line.reference), default=None)
-            data = b"\n".join([line.text for line in lines]) + b"\n"
-            held = list(lines)
-            out.append(LineRun(source, None, reference, raw=data, positions=_OneLinePositions(source, held),
-                               origins=_OneLineOrigins(partition, held)))
-            lines.clear()
+        if pieces:
+            reference = max((piece.reference for piece in pieces if piece.reference), default=None)
+            data = b"".join([piece.data if isinstance(piece, BareLines) else piece.text + b"\n" for piece in pieces])
+            starts, at = [], 0
+            for piece in pieces:
+                starts.append(at)
+                at += _lines_in(piece)
+            origins = _JoinedOrigins(partition, list(pieces), starts)
+            out.append(LineRun(source, None, reference, raw=data, positions=_JoinedPositions(source, origins),
+                               origins=origins))
+            pieces.clear()
 
     for run in runs:
-        if isinstance(run, OneLine):
-            lines.append(run)
-        else:
+        if isinstance(run, LineRun):
             close()
             out.append(run)
+        else:
+            pieces.append(run)
     close()
     return out
 

@@ -24,7 +24,8 @@ raw_records = st.lists(
         # One line from a shipper, keyed by its file or not keyed at all.
         st.builds(lambda key, value, stamp: (key, value, None, stamp),
                   st.sampled_from([b"/var/log/mail.log", b"D:\\Logs\\MSGTRK1.LOG", b"", None]),
-                  st.binary(max_size=300), st.one_of(st.none(), st.integers(0, 2**41))),
+                  st.one_of(st.binary(max_size=300), st.text("ab ,{\n\u00e9", max_size=40).map(str.encode)),
+                  st.one_of(st.none(), st.integers(0, 2**41))),
         # A packed record of `patchgate ship`.
         st.builds(lambda value, line, offset, stamp: (b"/var/log/mail.log", value, packing.headers(line, offset), stamp),
                   st.binary(min_size=1, max_size=3000), st.integers(1, 10**6),
@@ -34,6 +35,19 @@ raw_records = st.lists(
     ),
     max_size=60,
 )
+
+
+def expanded(value: bytes, segments: list[packing.Segment]) -> list[tuple]:
+    """Each raw record a repacked record holds: raw offset, key, value, packed position."""
+    out = []
+    for s in segments:
+        if s.lines:
+            lines = value[s.start:s.end].split(b"\n")
+            assert lines.pop() == b"" and len(lines) == s.lines
+            out += [(s.raw_offset + n, s.key, line, (None, None)) for n, line in enumerate(lines)]
+        else:
+            out.append((s.raw_offset, s.key, value[s.start:s.end], (s.first_line, s.first_offset)))
+    return out
 
 
 @settings(max_examples=200, deadline=None)
@@ -49,9 +63,9 @@ def test_repacked_records_give_back_every_raw_record_but_the_quiet_markers_in_or
         assert len(record.value) <= packing.MAX_RECORD_BYTES or len(packing.repacked_segments(record.headers)[1]) == 1
         topic, segments = packing.repacked_segments(record.headers)
         assert topic == "mail.logs.raw"
-        held = [stamps[s.raw_offset] for s in segments if stamps[s.raw_offset] is not None]
+        held = [stamps[offset] for offset, *_ in expanded(record.value, segments) if stamps[offset] is not None]
         assert record.timestamp_ms == max(held, default=None)
-        found += [(s.raw_offset, s.key, record.value[s.start:s.end], (s.first_line, s.first_offset)) for s in segments]
+        found += expanded(record.value, segments)
     kept = [r for r in raw if packing.quiet_through(r.headers) is None]
     assert found == [(r.offset, (r.key or b"").decode("utf-8", "replace"), r.value or b"",
                       packing.packed_position(r.headers) or (None, None)) for r in kept]
@@ -61,9 +75,19 @@ def test_a_repacked_record_closes_at_the_record_size_and_a_bigger_record_goes_al
     monkeypatch.setattr(packing, "MAX_RECORD_BYTES", 10)
     raw = [packing.RawRecord(n, b"k", value, None, None) for n, value in enumerate([b"aaaa", b"bbbb", b"cccc",
                                                                                      b"d" * 12, b"ee"])]
-    assert [record.value for record in packing.repack("t", raw)] == [b"aaaabbbb", b"cccc", b"d" * 12, b"ee"]
+    # Bare lines, each followed by the \n the repacker adds.
+    assert [record.value for record in packing.repack("t", raw)] == [b"aaaa\nbbbb\n", b"cccc\n", b"d" * 12 + b"\n", b"ee\n"]
 
 
 def test_a_record_that_is_not_repacked_has_no_segments():
     assert packing.repacked_segments(packing.headers(1, 0)) is None
     assert packing.repacked_segments(None) is None
+
+
+def test_bare_lines_of_one_key_at_consecutive_offsets_become_one_segment():
+    raw = [packing.RawRecord(n, key, value, None, None) for n, key, value in [
+        (5, b"a", b"one"), (6, b"a", b"two"), (7, b"b", b"three"), (9, b"b", b"four"), (10, b"b", b'{"x": 1}')]]
+    [record] = packing.repack("t", raw)
+    _, segments = packing.repacked_segments(record.headers)
+    assert [(s.key, s.raw_offset, s.lines) for s in segments] == [("a", 5, 2), ("b", 7, 1), ("b", 9, 1), ("b", 10, 0)]
+    assert record.value == b'one\ntwo\nthree\nfour\n{"x": 1}'

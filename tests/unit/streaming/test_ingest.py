@@ -210,3 +210,33 @@ def test_lines_repacked_again_after_a_repacker_restart_are_applied_once(table, e
     # <m0@x> (raw offset 3) was applied; <m1@x> (5) and the other file's <m5@x> (8) were not.
     [observation] = again.observations.observations()
     assert observation.message_keys == ["<m1@x>", "<m5@x>"]
+
+
+def bare_line_records():
+    """A tracking log sent by kcat: one bare line per record, keyed by its path (one line is bad)."""
+    lines = [*HEADER.decode().splitlines(), row(0).decode().strip(), "broken,row", row(1).decode().strip(),
+             row(2).decode().strip()]
+    return [(LOG.encode(), line.encode(), (), n) for n, line in enumerate(lines)]
+
+
+def test_bare_lines_repacked_into_one_run_give_what_they_give_one_by_one(table, event):
+    records = bare_line_records()
+    one_by_one = run_batch((table(), table()), [event(key, value, 2, o, headers) for key, value, headers, o in records])
+    together = run_batch((table(), table()), repacked(event, records, offset=40))
+    assert together.observations.observations() == one_by_one.observations.observations()
+    [broken] = together.errors
+    assert (str(broken), broken.origin) == (str(one_by_one.errors[0]), one_by_one.errors[0].origin)
+    assert (broken.origin.offset, broken.origin.raw) == (4, b"broken,row")
+
+
+def test_bare_lines_joined_again_after_a_repacker_restart_are_applied_once(table, event):
+    records = bare_line_records()
+    tables = (table(), table())
+    first = run_batch(tables, repacked(event, records[:4], offset=40))
+    first.states.flush()
+    assert orjson.loads(tables[0].partitions[2][LOG.encode()])["read"] == [2, 3]
+    # The repacker died before it committed: the same records again, in one segment from offset 0.
+    again = run_batch(tables, repacked(event, records, offset=41))
+    [observation] = again.observations.observations()
+    assert observation.message_keys == ["<m1@x>", "<m2@x>"]
+    assert [e.origin.offset for e in again.errors] == [4]
