@@ -82,7 +82,8 @@ def test_raw_records_arrive_repacked_in_order_on_their_partition(pipeline_env):
                 forwarded += [(record.partition, s.raw_offset + n, s.key.encode(), line, (None, None))
                               for n, line in enumerate(value.split(b"\n")[:-1])]
             else:
-                forwarded.append((record.partition, s.raw_offset, s.key.encode(), value, (s.first_line, s.first_offset)))
+                forwarded.append((record.partition, s.raw_offset, s.key.encode(), value,
+                                  (s.first_line, s.first_offset)))
     by_partition = {}
     for partition, offset, key, value, position in forwarded:
         by_partition.setdefault(partition, []).append((offset, key, value, position))
