@@ -204,6 +204,34 @@ def audit_raw_lines(settings, expected_lines: dict[str, int]) -> LineAudit:
     return LineAudit(sum(len(c) for c in seen.values()), lost, duplicated)
 
 
+def audit_one_line_records(settings, files: dict[str, list[bytes]]) -> LineAudit:
+    """Lines sent one per record (kcat: the line without its \\n, keyed by the file's path) against
+    `files`, file identity -> its lines: one-line records carry no line number, so they are
+    counted by their text."""
+    seen: dict[str, Counter] = defaultdict(Counter)
+    for record in read_topic(settings, topics.RAW):
+        if record.key is not None and not record.headers:
+            seen[record.key.decode()][record.value] += 1
+    lost = duplicated = 0
+    for path, lines in files.items():
+        expected = Counter(line.removesuffix(b"\n") for line in lines)
+        lost += (expected - seen[path]).total()
+        duplicated += (seen[path] - expected).total()
+    return LineAudit(sum(c.total() for c in seen.values()), lost, duplicated)
+
+
+def check_line_shipper(result: Result, shipper: Process, settings, files: dict[str, list[bytes]]) -> LineAudit:
+    """Stop the one-line shipper (bench/kcat_follow.py) once it had time to read the files' ends,
+    and check every line is on mail.logs.raw once."""
+    time.sleep(2.0)
+    status = stop_gracefully(shipper, timeout=120)
+    result.expect(status == 0, f"the one-line shipper ended with status {status}:\n{shipper.tail()}")
+    audit = audit_one_line_records(settings, files)
+    result.expect(audit.lost == 0 and audit.duplicated == 0,
+                  f"one-line records on mail.logs.raw: {audit.lost} lines lost, {audit.duplicated} repeated")
+    return audit
+
+
 def dead_letters(settings) -> list[dict]:
     return [DEAD_LETTER.decode(record.value) for record in read_topic(settings, topics.DEAD_LETTERS)]
 

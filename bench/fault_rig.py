@@ -230,6 +230,12 @@ class Pipeline:
                    "--checkpoint", str(self.folder / "ship-checkpoint.json")]
         return self._start("ship", command + (["--follow"] if follow else []), self.role_env("shipper"))
 
+    def line_shipper(self, paths: list[Path]) -> Process:
+        """kcat following each file, one record per line keyed by its absolute path (bench/kcat_follow.py)."""
+        command = [sys.executable, str(BENCH / "kcat_follow.py"), self.settings.bootstrap_servers,
+                   self.settings.topic(topics.RAW), *(str(path.resolve()) for path in paths)]
+        return self._start("kcat", command, self.role_env("shipper"))
+
     def mta(self, port: int) -> Process:
         return self._start("mta", [sys.executable, "-m", "pipeline", "mta", "--port", str(port),
                                    "--cache", str(self.folder / "decision-cache.json")], self.role_env("mta"))

@@ -33,6 +33,7 @@ from fault_checks import (
     Result,
     audit_outcome,
     audit_raw_lines,
+    check_line_shipper,
     check_shipper,
     dead_letters,
     latest,
@@ -90,16 +91,17 @@ def _seconds(values: list[float]) -> str:
 
 @scenario("worker kill -9")
 def worker_kill_9(result: Result, folder: Path, lines: int = 200_000, kills: int = 20, seed: int = 9,
-                  seconds_per_kill: float = 20.0) -> None:
+                  seconds_per_kill: float = 20.0, one_line: bool = False) -> None:
     """Workers killed with SIGKILL at seeded random points of a paced load, some while starting
-    (table recovery, joining the group), most while processing; a last one drains the rest."""
+    (table recovery, joining the group), most while processing; a last one drains the rest.
+    `one_line`: the files are shipped by kcat, one record per line, not by `patchgate ship`."""
     rng = random.Random(seed)
     pipeline = Pipeline(folder)
     # Paced so that the load lasts about as long as the kills take.
     load = GrowingLogs(folder / "logs", fault_inputs.tracking_logs(lines, seed),
                        rate=lines / (kills * seconds_per_kill))
     try:
-        shipper = pipeline.shipper([load.folder], follow=True)
+        shipper = _follow(result, pipeline, load, one_line)
         load.start()
         recoveries, phases, under_load = [], Counter(), 0
         for _ in range(kills):
@@ -116,7 +118,7 @@ def worker_kill_9(result: Result, folder: Path, lines: int = 200_000, kills: int
             under_load += not load.done.is_set()
             worker.kill()
         load.wait()
-        check_shipper(result, shipper, load.total)
+        _check_follower(result, pipeline, shipper, load, one_line)
         worker = pipeline.worker()
         recovered = until_progress(pipeline, worker, load)
         drained = drain(pipeline, worker, timeout=600)
@@ -172,9 +174,10 @@ def _cached_versions(cache: Path) -> dict[str, int]:
 
 @scenario("broker down")
 def broker_down(result: Result, folder: Path, broker: OwnBroker, lines: int = 60_000, outage_s: float = 30.0,
-                seed: int = 10) -> None:
+                seed: int = 10, one_line: bool = False) -> None:
     """The broker stopped for `outage_s` in the middle of a paced load, then started again, with a
-    worker, a following shipper and `patchgate mta` running through it, none of them restarted."""
+    worker, a following shipper and `patchgate mta` running through it, none of them restarted.
+    `one_line`: the files are shipped by kcat, one record per line, not by `patchgate ship`."""
     pipeline = Pipeline(folder)
     load = GrowingLogs(folder / "logs", fault_inputs.tracking_logs(lines, seed, lines_per_server=max(500, lines // 10)),
                        rate=lines / (3 * outage_s))
@@ -183,7 +186,7 @@ def broker_down(result: Result, folder: Path, broker: OwnBroker, lines: int = 60
         worker = pipeline.worker()
         pipeline.wait_for_web(worker)
         mta = pipeline.mta(mta_port)
-        shipper = pipeline.shipper([load.folder], follow=True)
+        shipper = _follow(result, pipeline, load, one_line)
         load.start()
         time.sleep(outage_s)
         decided = latest(read_decisions(pipeline.settings))
@@ -214,11 +217,10 @@ def broker_down(result: Result, folder: Path, broker: OwnBroker, lines: int = 60
             lambda: committed_total(pipeline.settings) > committed_before,
             lambda: _cached_versions(cache) != cached), 180)
         load.wait()
-        check_shipper(result, shipper, load.total)
+        lines_audit = _check_follower(result, pipeline, shipper, load, one_line)
         drained = drain(pipeline, worker, timeout=300)
         newest = {server: d.version for server, d in latest(read_decisions(pipeline.settings)).items()}
         [mta_complete] = first_times((lambda: _cached_versions(cache) == newest,), 120)
-        lines_audit = _lines_on_raw(pipeline, load)
         result.figures.update({
             "lines": f"{load.total:,}",
             "broker": f"stopped in {down - stop_started:.0f} s, down {outage_s:.0f} s, "
@@ -630,6 +632,24 @@ def _kill_and_take_over(pipeline: Pipeline, workers: dict[int, Process], number:
     time.sleep(restart_after_s)
     workers[number] = pipeline.scaled_worker(number)
     return watcher, took
+
+
+def _follow(result: Result, pipeline: Pipeline, load: GrowingLogs, one_line: bool) -> Process:
+    """`patchgate ship --follow`, or with `one_line` kcat (one record per line)."""
+    if one_line:
+        result.fault += ", one line per record (kcat)"
+        return pipeline.line_shipper(load.paths)
+    return pipeline.shipper([load.folder], follow=True)
+
+
+def _check_follower(result: Result, pipeline: Pipeline, shipper: Process, load: GrowingLogs,
+                    one_line: bool) -> LineAudit:
+    """Stop the shipper once the load is written and check its lines are on mail.logs.raw once."""
+    if one_line:
+        return check_line_shipper(result, shipper, pipeline.settings, {
+            str(path.resolve()): source.lines for path, source in zip(load.paths, load.sources, strict=True)})
+    check_shipper(result, shipper, load.total)
+    return _lines_on_raw(pipeline, load)
 
 
 def _lines_on_raw(pipeline: Pipeline, load: GrowingLogs) -> LineAudit:

@@ -18,6 +18,10 @@ its own under --folder (default .bench/faults-<time>), where their logs stay.
                 FINAL); the latest decisions equal an offline replay of the same files
     broker      the broker stopped for 30 s mid-stream, then started: worker, shipper and mta live
                 through it and go on, no line is lost; then as kill9
+    kill9-lines, broker-lines
+                as kill9 and broker, with the files shipped by kcat one record per line (keyed by
+                path, bench/kcat_follow.py) instead of `patchgate ship`'s packed records: the
+                repacker in front of the worker; no line lost or repeated on mail.logs.raw
     clickhouse  ClickHouse writes refused and hanging for 30 s (bench/fault_worker.py): the backlog
                 waits in Kafka, /health answers, the sink catches up; then as kill9
     poison      1M lines, the samples with mutated lines and files of random bytes: no crash,
@@ -75,6 +79,10 @@ from fault_rig import ROOT, OwnBroker, OwnCluster
 SCENARIOS = {
     "kill9": (scenarios.worker_kill_9, {"lines": 200_000, "kills": 20}, {"lines": 40_000, "kills": 5}),
     "broker": (scenarios.broker_down, {"lines": 60_000, "outage_s": 30.0}, {"lines": 30_000, "outage_s": 30.0}),
+    "kill9-lines": (scenarios.worker_kill_9, {"lines": 200_000, "kills": 20, "one_line": True},
+                    {"lines": 40_000, "kills": 5, "one_line": True}),
+    "broker-lines": (scenarios.broker_down, {"lines": 60_000, "outage_s": 30.0, "one_line": True},
+                     {"lines": 30_000, "outage_s": 30.0, "one_line": True}),
     "clickhouse": (scenarios.clickhouse_failing, {"lines": 60_000, "outage_s": 30.0},
                    {"lines": 30_000, "outage_s": 30.0}),
     "poison": (scenarios.poison, {"lines": 1_000_000}, {"lines": 100_000}),
@@ -90,6 +98,8 @@ SCENARIOS = {
     "cluster-freeze": (scenarios.cluster_freeze, {"lines": 60_000, "load_s": 120.0},
                        {"lines": 20_000, "load_s": 110.0, "lead_s": 15.0}),
 }
+# The rows that stop the campaign's single broker themselves.
+ON_BROKER = ("broker", "broker-lines")
 # The rows that run on the campaign's cluster; the others run on its single broker.
 ON_CLUSTER = ("cluster-kill9", "cluster-rolling", "cluster-freeze")
 
@@ -140,7 +150,7 @@ def main() -> int:
         for round_ in range(args.repeat):
             for name in chosen:
                 run, full, quick = SCENARIOS[name]
-                extra = {"broker": broker} if name == "broker" else {"cluster": cluster} if name in ON_CLUSTER else {}
+                extra = {"broker": broker} if name in ON_BROKER else {"cluster": cluster} if name in ON_CLUSTER else {}
                 result = run(folder / f"{name}-{round_ + 1}", **extra, **(quick if args.quick else full))
                 print(result.describe(), file=sys.stderr, flush=True)
                 results.append(result)
