@@ -137,18 +137,16 @@ class RawBatch:
         """One raw record (as it came, or out of a repacked one) of the event's partition."""
         partition = event.message.partition
         source = key or f"{topic}/{partition}"
-        if packed is None and b"\n" not in value:
-            # One line (kcat, rsyslog, Filebeat): joined with the source's next ones into one run at `parse`.
-            if not value.lstrip().startswith(b"{"):
-                if value.isascii():
-                    self._runs.setdefault((partition, source), []).append(
-                        (event, offset, OneLine(topic, offset, value, value, None, None, reference)))
-                    return
-            elif (inside := envelope.one_line(value)) is not None:
-                text, file, number, byte = inside
-                self._runs.setdefault((partition, file), []).append(
-                    (event, offset, OneLine(topic, offset, value, text, number, byte, reference)))
-                return
+        # One line (kcat, rsyslog, Filebeat): joined with the source's next ones into one run at `parse`.
+        if packed is None and packing.is_bare_line(value):
+            self._runs.setdefault((partition, source), []).append(
+                (event, offset, OneLine(topic, offset, value, value, None, None, reference)))
+            return
+        if packed is None and (inside := envelope.one_line(value)) is not None:
+            text, file, number, byte = inside
+            self._runs.setdefault((partition, file), []).append(
+                (event, offset, OneLine(topic, offset, value, text, number, byte, reference)))
+            return
         if packed is not None:
             parts = envelope.unwrap_run(LineRun.packed(source, value, *packed, reference,
                                                        Origin(topic, partition, offset)))
