@@ -24,7 +24,7 @@ from pipeline.edges.decisions import read_decisions
 from pipeline.evaluate import read_observations
 from pipeline.streaming import topics
 from pipeline.streaming.avro import DEAD_LETTER, SERVER_OBSERVATION
-from pipeline.streaming.records import observation_from_record
+from pipeline.streaming.records import observations_from_record
 from tests.integration.conftest import _read_topic as read_topic
 
 # How `patchgate evaluate` prints a bad line (ParseError): "file:line (byte N): reason", after
@@ -173,8 +173,8 @@ def _where_messages_went_missing(pipeline: Pipeline, missing: set[tuple[str, str
     """Which step lost them: on mail.observations, the sink did; not there, the workers did."""
     published = set()
     for record in read_topic(pipeline.settings, topics.OBSERVATIONS):
-        observation = observation_from_record(SERVER_OBSERVATION.decode(record.value))
-        published.update((observation.server_id, key) for key in observation.message_keys)
+        for observation in observations_from_record(SERVER_OBSERVATION.decode(record.value)):
+            published.update((observation.server_id, key) for key in observation.message_keys)
     on_topic = missing & published
     return (f"{len(missing)} messages missing in ClickHouse, {len(on_topic)} of them on "
             f"{topics.OBSERVATIONS} (lost by the sink), {len(missing) - len(on_topic)} not (lost by the workers); "

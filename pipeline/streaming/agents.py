@@ -41,12 +41,13 @@ from pipeline.streaming.controls import (
     decode_controls,
     encode_controls,
 )
-from pipeline.streaming.dead_letters import DeadLetterLimit, decoded, rejected_line
+from pipeline.streaming.dead_letters import DeadLetterLimit, dead_letter, decoded, rejected_line
 from pipeline.streaming.failures import batches, stops_worker_on_failure
 from pipeline.streaming.ingest import RawBatch
 from pipeline.streaming.metrics import Metrics
 from pipeline.streaming.outbox import Record, StoredServer, not_yet_published, tails
 from pipeline.streaming.tables import TableBatch, flushed
+from pipeline.streaming.topics import partition_for
 
 # Raw records per batch: packed records hold up to 256 KiB of lines each (a batch of full ones is
 # 64 MiB), while records of a few lines each come by the thousand when many files are followed. A
@@ -76,10 +77,11 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
         return DeadLetterLimit(agent, settings.dead_letters.max_ratio, settings.dead_letters.max_consecutive)
 
     async def send_observations(observations: list[ServerObservation], pending: list) -> None:
+        """A record per partition of mail.observations, keyed by its first server (records.observation_records)."""
         pending.extend([
-            await topics.observations.send(key=observation.server_id.encode("utf-8"),
-                                           value=SERVER_OBSERVATION.encode(records.observation_record(observation)))
-            for observation in observations
+            await topics.observations.send(key=record["server_id"].encode("utf-8"), partition=partition,
+                                           value=SERVER_OBSERVATION.encode(record))
+            for partition, record in records.observation_records(observations, settings.partitions)
         ])
 
     @app.agent(topics.packed)
@@ -163,11 +165,23 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
                         if applied is not None:
                             newest_controls[event.message.partition] = (event, applied)
                         continue
-                    observation = await decoded(topics.dead_letters, event, SERVER_OBSERVATION_TIMES,
-                                                records.observation_from_record, pending, dead_letters)
-                    if observation is not None:
-                        by_server.setdefault(observation.server_id.encode("utf-8"), (event, []))[1].append(observation)
-                    else:
+                    observations = await decoded(topics.dead_letters, event, SERVER_OBSERVATION_TIMES,
+                                                 records.observations_from_record, pending, dead_letters)
+                    if observations is None:
+                        bad += 1
+                        continue
+                    misplaced = set()
+                    for observation in observations:
+                        key = observation.server_id.encode("utf-8")
+                        if partition_for(key, settings.partitions) == event.message.partition:
+                            by_server.setdefault(key, (event, []))[1].append(observation)
+                        else:
+                            misplaced.add(observation.server_id)
+                    if misplaced:
+                        # Its state is another partition's: applied here, the server would have two.
+                        pending.append(await dead_letter(topics.dead_letters, event, (
+                            f"observations of {len(misplaced)} servers whose keys belong to other partitions than "
+                            f"{event.message.partition}, not applied: {', '.join(sorted(misplaced)[:5])}")))
                         bad += 1
                 for partition, (event, applied) in newest_controls.items():
                     controls = controls_from_applied(applied)

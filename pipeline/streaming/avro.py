@@ -48,8 +48,9 @@ def _schema_files(folder: Traversable) -> Iterator[Traversable]:
 class AvroContract:
     """Encoder and decoder for one record type, named after its schema file (e.g. EnforcementDecision).
 
-    `skip` names fields the decoder does not need: fastavro steps over them instead of building
-    Python objects (the policy reads an observation without its message lists).
+    `skip` names fields the decoder does not need, in the record and in the records of its arrays:
+    fastavro steps over them instead of building Python objects (the policy reads observations
+    without their message lists).
     """
 
     def __init__(self, name: str, skip: tuple[str, ...] = ()):
@@ -57,7 +58,7 @@ class AvroContract:
         document = json.loads(SCHEMA_DIR.joinpath(f"{name}.avsc").read_text(encoding="utf-8"))
         self.schema = parse_schema(document)
         self.fingerprint = bytes.fromhex(fingerprint(to_parsing_canonical_form(self.schema), "CRC-64-AVRO"))
-        self.reader = parse_schema({**document, "fields": [f for f in document["fields"] if f["name"] not in skip]})
+        self.reader = parse_schema(_without(document, skip))
 
     def encode(self, record: dict) -> bytes:
         out = io.BytesIO()
@@ -79,6 +80,19 @@ class AvroContract:
         if not isinstance(record, dict):  # a writer schema that is not a record, resolved to this one
             raise AvroDecodeError(f"{self.name}: the writer schema is not a record")
         return record
+
+
+def _without(record: dict, skip: tuple[str, ...]) -> dict:
+    """The record schema without the fields named in `skip`, in it and in the records its arrays hold."""
+    fields = []
+    for field in record["fields"]:
+        if field["name"] in skip:
+            continue
+        kind = field["type"]
+        if isinstance(kind, dict) and kind["type"] == "array" and isinstance(kind["items"], dict):
+            field = {**field, "type": {**kind, "items": _without(kind["items"], skip)}}
+        fields.append(field)
+    return {**record, "fields": fields}
 
 
 MESSAGE_TRACE = AvroContract("MessageTrace")

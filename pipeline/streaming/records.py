@@ -2,7 +2,8 @@
 ServerObservation's newest time is `event_time` on the wire, as it was when it was one sighting."""
 from __future__ import annotations
 
-from dataclasses import fields
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 
 import orjson
 
@@ -10,6 +11,7 @@ from pipeline.domain.events import MessageTrace, ParseError, ServerObservation, 
 from pipeline.domain.policy import Decision
 from pipeline.streaming.avro import ENFORCEMENT_DECISION, AvroDecodeError
 from pipeline.streaming.compacted import Compacted
+from pipeline.streaming.topics import partition_for
 
 # Field by field rather than dataclasses.asdict, which deep-copies and shows up in profiles.
 _TRACE_FIELDS = tuple(f.name for f in fields(MessageTrace) if f.name not in ("position", "recipients", "received"))
@@ -33,11 +35,55 @@ def trace_from_record(record: dict) -> MessageTrace:
     return MessageTrace(position=position, **fields)
 
 
+# A record of observations holds at most about this much, well below the broker's 1 MiB default limit.
+OBSERVATIONS_RECORD_BYTES = 512 * 1024
+# An entry's fields besides its messages, generously.
+_ENTRY_BYTES = 200
+
+
 def observation_record(observation: ServerObservation) -> dict:
+    """A record of one observation."""
+    return _packed([_entry(observation)])
+
+
+def observation_records(observations: Iterable[ServerObservation], partitions: int) -> list[tuple[int, dict]]:
+    """The records that carry `observations`, with the partition of mail.observations (of
+    `partitions`) each goes to: one per partition (more when one would exceed
+    OBSERVATIONS_RECORD_BYTES), every server in the partition its own key gives. One record per
+    server was a Kafka record's price per server, and a batch of servers seen for the first time
+    has thousands."""
+    open_chunks: dict[int, _Chunk] = {}
+    chunks: list[_Chunk] = []
+    for observation in observations:
+        entry = _entry(observation)
+        partition = partition_for(observation.server_id.encode("utf-8"), partitions)
+        size = len(entry["messages"]) + _ENTRY_BYTES
+        chunk = open_chunks.get(partition)
+        if chunk is None or chunk.size + size > OBSERVATIONS_RECORD_BYTES:
+            chunk = open_chunks[partition] = _Chunk(partition)
+            chunks.append(chunk)
+        chunk.entries.append(entry)
+        chunk.size += size
+    return [(chunk.partition, _packed(chunk.entries)) for chunk in chunks]
+
+
+@dataclass
+class _Chunk:
+    partition: int
+    entries: list[dict] = field(default_factory=list)
+    size: int = 0
+
+
+def _packed(entries: list[dict]) -> dict:
+    first, *more = entries
+    return {**first, "message_id": None, "total_bytes": None, "more": more}
+
+
+def _entry(observation: ServerObservation) -> dict:
     return {
         "server_id": observation.server_id, "server": observation.server, "org": observation.org,
         "event_time": observation.last_seen, "first_event_time": observation.first_seen,
-        "build": observation.build, "evidence": observation.evidence, "message_id": None, "total_bytes": None,
+        "build": observation.build, "evidence": observation.evidence,
         "behind_relay": observation.behind_relay, "software": observation.software, "count": observation.count,
         "in_scope": observation.in_scope,
         # JSON, so that the sink passes the lists on to ClickHouse without taking them apart.
@@ -47,9 +93,15 @@ def observation_record(observation: ServerObservation) -> dict:
     }
 
 
+def observations_from_record(record: dict) -> list[ServerObservation]:
+    """Every observation a record of any version holds (v1 to v4: one)."""
+    return [observation_from_record(record), *map(observation_from_record, record.get("more", ()))]
+
+
 def observation_from_record(record: dict) -> ServerObservation:
-    """Any version: a v1/v2 record (no first_event_time) is one sighting of one message. A record
-    read without its messages (SERVER_OBSERVATION_TIMES) gives none."""
+    """The record's own observation, of any version, or one of a v5 record's `more`: a v1/v2 record
+    (no first_event_time) is one sighting of one message. A record read without its messages
+    (SERVER_OBSERVATION_TIMES) gives none."""
     last = record["event_time"]
     if record["first_event_time"] is None:
         return ServerObservation.once(record["server_id"], record["server"], record["org"], last, record["build"],
@@ -65,19 +117,22 @@ def observation_from_record(record: dict) -> ServerObservation:
     )
 
 
-def current_observation_record(record: dict) -> dict:
-    """A decoded record of any version as the current version writes it (v1/v2: one message).
+def observation_rows(record: dict) -> list[dict]:
+    """A decoded record of any version as the rows the sink stores, one per server, each with the
+    fields the current version writes for an observation (v1/v2: one message).
 
     The sink passes `messages` to ClickHouse as it is, so a record whose messages are not the
     JSON object observation_record writes is refused here, not by ClickHouse with its batch."""
     if record["first_event_time"] is None:
-        return observation_record(observation_from_record(record))
-    messages = record["messages"]
-    if not (messages.startswith(b'{"message_keys":[') and messages.endswith(b"]}")
-            and b'"message_sizes":[' in messages):
-        raise AvroDecodeError(
-            f"ServerObservation: messages is not the JSON object of message lists ({messages[:40]!r})")
-    return record
+        return [observation_record(observation_from_record(record))]
+    rows = [record, *record.get("more", ())]
+    for row in rows:
+        messages = row["messages"]
+        if not (messages.startswith(b'{"message_keys":[') and messages.endswith(b"]}")
+                and b'"message_sizes":[' in messages):
+            raise AvroDecodeError(f"ServerObservation of {row['server_id']!r}: messages is not the JSON object of "
+                                  f"message lists ({messages[:40]!r})")
+    return rows
 
 
 def decision_record(decision: Decision) -> dict:

@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import orjson
-from aiokafka.partitioner import murmur2
 from kafka import TopicPartition
 from kafka.admin import NewPartitions
 
@@ -36,6 +35,7 @@ from pipeline.domain.source_ends import OpenSources
 from pipeline.settings import Settings
 from pipeline.streaming import admin as housekeeping, topics
 from pipeline.streaming.ingest import open_sources_key
+from pipeline.streaming.topics import partition_for
 
 # The tables co-partitioned with the pipeline's topics (control-state keeps its one partition).
 TABLES = (topics.PARSER_STATE_TABLE, topics.OPEN_MESSAGES_TABLE, topics.SERVER_STATE_TABLE,
@@ -50,11 +50,6 @@ Route = Callable[[int, bytes], bytes | None]
 
 class Refused(Exception):
     """Why the topics cannot be grown now (one line)."""
-
-
-def partition_for(key: bytes, count: int) -> int:
-    """The partition Kafka's default partitioner (Java's, kafka-python's, aiokafka's) gives `key`."""
-    return (murmur2(key) & 0x7FFFFFFF) % count
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,8 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
 
     async def store(batch, contract: AvroContract, from_record, insert, table: str,
                     dead_letters: DeadLetterLimit, compacted: bool = False) -> None:
-        """`compacted`: the topic is, so a tombstone is no bad record (see the module docstring)."""
+        """`from_record` gives the rows of one record (a ServerObservation holds one per server);
+        `compacted`: the topic is, so a tombstone is no bad record (see the module docstring)."""
         pending: list = []
         for (topic, partition), events in _by_partition(batch).items():
             rows = []
@@ -58,10 +59,10 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
                     log.info("%s/%s/%s: tombstone of %r, nothing to store", topic, partition, event.message.offset,
                              event.message.key)
                     continue
-                row = await decoded(topics.dead_letters, event, contract, partial(from_record, message=event.message),
-                                    pending, dead_letters)
-                if row is not None:
-                    rows.append(row)
+                found = await decoded(topics.dead_letters, event, contract, partial(from_record, message=event.message),
+                                      pending, dead_letters)
+                if found is not None:
+                    rows.extend(found)
                 else:
                     bad += 1
             token = f"{topic}:{partition}:{events[0].message.offset}-{events[-1].message.offset}"
@@ -79,7 +80,7 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
         dead_letters = limit("store_decisions")
         async with stops_worker_on_failure(app, "store_decisions"):
             async for batch in batches(stream, BATCH_SIZE, BATCH_SECONDS):
-                await store(batch, ENFORCEMENT_DECISION, lambda record, message: records.decision_from_record(record),
+                await store(batch, ENFORCEMENT_DECISION, lambda record, message: [records.decision_from_record(record)],
                             insert_decisions, "decisions", dead_letters, compacted=True)
 
     @app.agent(topics.observations)
@@ -88,7 +89,7 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
         async with stops_worker_on_failure(app, "store_observations"):
             async for batch in batches(stream, BATCH_SIZE, BATCH_SECONDS):
                 await store(batch, SERVER_OBSERVATION,
-                            lambda record, message: records.current_observation_record(record), insert_observations,
+                            lambda record, message: records.observation_rows(record), insert_observations,
                             "observations", dead_letters)
 
     @app.agent(topics.control_applied)
@@ -96,7 +97,7 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
         dead_letters = limit("store_control_log")
         async with stops_worker_on_failure(app, "store_control_log"):
             async for batch in batches(stream, BATCH_SIZE, BATCH_SECONDS):
-                await store(batch, CONTROL_APPLIED, lambda record, message: command_row(record), insert_control_log,
+                await store(batch, CONTROL_APPLIED, lambda record, message: [command_row(record)], insert_control_log,
                             "control_log", dead_letters)
 
     @app.task
@@ -111,7 +112,7 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
         dead_letters = limit("store_enforcement")
         async with stops_worker_on_failure(app, "store_enforcement"):
             async for batch in batches(stream, BATCH_SIZE, BATCH_SECONDS):
-                await store(batch, ENFORCEMENT, lambda record, message: (record, message.partition, message.offset),
+                await store(batch, ENFORCEMENT, lambda record, message: [(record, message.partition, message.offset)],
                             insert_enforcement, "enforcement", dead_letters)
 
 

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+
+from aiokafka.partitioner import murmur2
 
 from pipeline.settings import Settings
 
@@ -27,6 +30,12 @@ CONTROLS_IN_FORCE_TABLE = "controls-in-force"
 # The control agent's own state, beside mail.control's one partition.
 CONTROL_STATE_TABLE = "control-state"
 TABLES = (PARSER_STATE_TABLE, OPEN_MESSAGES_TABLE, SERVER_STATE_TABLE, CONTROLS_IN_FORCE_TABLE, CONTROL_STATE_TABLE)
+
+
+@lru_cache(maxsize=1 << 16)  # murmur2 is pure Python (16 µs), and a worker places its servers' keys again and again
+def partition_for(key: bytes, count: int) -> int:
+    """The partition Kafka's default partitioner (Java's, kafka-python's, aiokafka's) gives `key`."""
+    return (murmur2(key) & 0x7FFFFFFF) % count
 
 
 def repack_group(settings: Settings) -> str:

@@ -18,7 +18,7 @@ from pipeline.edges.shipper import ship
 from pipeline.evaluate import evaluate
 from pipeline.settings import load_settings
 from pipeline.streaming import topics
-from pipeline.streaming.repartition import partition_for
+from pipeline.streaming.topics import partition_for
 from tests.integration.conftest import ROOT, Worker, _drained, _read_topic, isolated_env
 from tests.integration.test_pipeline import CONFIG, SAMPLES, latest_by_server
 

@@ -13,12 +13,13 @@ from pipeline.contracts import packing
 from pipeline.domain.config import Exemption
 from pipeline.domain.control import ControlCommand, Controls, Outcome
 from pipeline.domain.events import ServerObservation
-from pipeline.settings import DeadLetterSettings
+from pipeline.settings import DeadLetterSettings, Settings
 from pipeline.streaming import records
 from pipeline.streaming.avro import DEAD_LETTER, ENFORCEMENT_DECISION, SERVER_OBSERVATION
 from pipeline.streaming.controls import CONTROL_APPLIED, CONTROL_COMMAND, applied_record, command_record
 from pipeline.streaming.dead_letters import DeadLetterLimitExceeded
 from pipeline.streaming.outbox import StoredServer
+from pipeline.streaming.topics import partition_for
 
 # 2026-02-17: the reference date of syslog lines, which carry no year.
 RECEIVED_AT = 1_771_300_000.0
@@ -54,8 +55,8 @@ def acked(*events):
 
 
 def observations(broker):
-    return [records.observation_from_record(SERVER_OBSERVATION.decode(value))
-            for value in broker.values("mail.observations")]
+    return [observation for value in broker.values("mail.observations")
+            for observation in records.observations_from_record(SERVER_OBSERVATION.decode(value))]
 
 
 def decisions(broker):
@@ -125,6 +126,11 @@ def test_ingest_writes_its_state_and_acks_only_after_the_broker_acknowledged_wha
     asyncio.run(scenario())
 
 
+def home(key: bytes) -> int:
+    """The partition of mail.observations whose table holds the server `key` (enforce checks it)."""
+    return partition_for(key, Settings().partitions)
+
+
 def observation(build: str, at: datetime, server: str = "ex01.contoso.example") -> bytes:
     seen = ServerObservation.once(server, server, None, at, build, "msgtrk-version", "<a@x>", 100)
     return SERVER_OBSERVATION.encode(records.observation_record(seen))
@@ -143,7 +149,7 @@ def test_enforce_decides_once_per_change_with_the_server_state_of_earlier_batche
     async def scenario():
         async with agent_named(app, "enforce").test_context() as enforce:
             for value in seen:
-                event = await enforce.put(value, key=b"ex01.contoso.example", partition=3)
+                event = await enforce.put(value, key=b"ex01.contoso.example", partition=home(b"ex01.contoso.example"))
                 await until(acked(event), "the observation's batch is acked")
 
     asyncio.run(scenario())
@@ -161,12 +167,41 @@ def test_enforce_folds_every_observation_of_a_server_in_a_batch_before_deciding(
 
     async def scenario():
         async with agent_named(app, "enforce").test_context() as enforce:
-            events = [await enforce.put(value, key=key, partition=3) for value, key in seen]
+            events = [await enforce.put(value, key=key, partition=home(key)) for value, key in seen]
             await until(acked(*events), "the batch is acked")
 
     asyncio.run(scenario())
     assert sorted((d.server_id, d.version, d.build, d.first_detected.hour) for d in decisions(broker)) == [
         ("ex01.contoso.example", 1, EX2019, 8), ("ex02.contoso.example", 1, EX2013, 8)]
+
+
+def test_enforce_decides_every_server_of_a_record_and_refuses_those_of_other_partitions(streaming_app, broker,
+                                                                                       until):
+    """A record of mail.observations holds the servers of one partition: each is decided there. A
+    server whose key belongs to another partition is dead-lettered (its state lives there), the
+    others of its record are still decided."""
+    app = streaming_app()
+    servers = [f"mx{n}.fabrikam.example" for n in range(40)]
+    seen = [ServerObservation.once(server, server, None, datetime(2026, 2, 10, 8, n, tzinfo=UTC), EX2013,
+                                   "received-id", f"<{n}@x>", 100) for n, server in enumerate(servers)]
+    placed = records.observation_records(seen, Settings().partitions)
+    partition, record = max(placed, key=lambda placed: len(placed[1]["more"]))
+    here = records.observations_from_record(record)
+    stranger = next(o for o in seen if home(o.server_id.encode()) != partition)
+    record["more"].append(records.observation_record(stranger))
+
+    async def scenario():
+        async with agent_named(app, "enforce").test_context() as enforce:
+            event = await enforce.put(SERVER_OBSERVATION.encode(record), key=record["server_id"].encode(),
+                                      partition=partition)
+            await until(acked(event), "the record's batch is acked")
+
+    asyncio.run(scenario())
+    assert len(here) > 1
+    assert sorted(d.server_id for d in decisions(broker)) == sorted(o.server_id for o in here)
+    [reason] = dead_letter_reasons(broker)
+    assert reason == (f"observations of 1 servers whose keys belong to other partitions than {partition}, not "
+                      f"applied: {stranger.server_id}")
 
 
 def test_enforce_stores_a_decision_with_its_state_before_it_publishes_it(streaming_app, broker, until):
@@ -184,7 +219,7 @@ def test_enforce_stores_a_decision_with_its_state_before_it_publishes_it(streami
         async with agent_named(app, "enforce").test_context() as enforce:
             broker.holding = True
             event = await enforce.put(observation(EX2013, datetime(2026, 2, 10, 8, 0, tzinfo=UTC)),
-                                      key=b"ex01.contoso.example", partition=3)
+                                      key=b"ex01.contoso.example", partition=home(b"ex01.contoso.example"))
             await until(lambda: broker.sent, "the state is sent")
             await asyncio.sleep(0.2)
             assert steps() == [(changelog, b"ex01.contoso.example", True)]  # not published before stored
@@ -223,7 +258,7 @@ def test_enforce_publishes_what_a_stopped_worker_left_unpublished_first(streamin
                     left = StoredServer.decode(store[key])
                     store[key] = StoredServer(left.state, [published, unpublished]).encode()
                 event = await enforce.put(observation(EX2013, datetime(2026, 2, 10, 8, 0, tzinfo=UTC)),
-                                          key=key, partition=3)
+                                          key=key, partition=home(key))
                 await until(acked(event), "the observation's batch is acked")
 
     asyncio.run(scenario())
@@ -318,9 +353,9 @@ def test_enforce_decides_a_partitions_servers_again_when_the_controls_in_force_c
     async def scenario():
         async with agent_named(app, "enforce").test_context() as enforce:
             seen = await enforce.put(observation(EX2013, datetime(2026, 4, 20, 8, 0, tzinfo=UTC)),
-                                     key=b"ex01.contoso.example", partition=3)
+                                     key=b"ex01.contoso.example", partition=home(b"ex01.contoso.example"))
             await until(acked(seen), "the observation's batch is acked")
-            control = await enforce.put(applied, key=b"c1", partition=3)
+            control = await enforce.put(applied, key=b"c1", partition=home(b"ex01.contoso.example"))
             await until(acked(control), "the outcome's batch is acked")
 
     asyncio.run(scenario())

@@ -14,10 +14,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.contracts import packing
 from pipeline.domain.events import ServerObservation
+from pipeline.settings import Settings
 from pipeline.streaming import records
 from pipeline.streaming.avro import ENFORCEMENT_DECISION, SERVER_OBSERVATION
 from pipeline.streaming.metrics import Metrics, stored_keys
 from pipeline.streaming.storage import ClickHouseHandle
+from pipeline.streaming.topics import partition_for
 
 RECEIVED_AT = 1_771_300_000.0
 LOG = "/logs/MSGTRK_EX16.LOG"
@@ -26,6 +28,8 @@ LOG_LINES = (b"#Software: Microsoft Exchange Server\r\n#Version: 15.01.2507.039\
              b"2026-02-10T08:00:01.000Z,app1.contoso.example,EX16.contoso.example,RECEIVE,<m1@x>,100\r\n")
 NOT_A_LOG = b"this is not a line of any mail log\n"
 UNDECODABLE = b"\xc3\x01 written with a schema nobody knows"
+# The partition whose server-state table holds ex01 (enforce refuses a server's observation elsewhere).
+EX01_HOME = partition_for(b"ex01.contoso.example", Settings().partitions)
 
 
 def agent_named(app, name):
@@ -102,10 +106,10 @@ def test_enforce_counts_decisions_by_stage_and_its_dead_letters(streaming_app, b
     async def scenario():
         async with Scraper(app) as scraper, agent_named(app, "enforce").test_context() as enforce:
             events = [await enforce.put(observation("15.0.1497.2", datetime(2026, 2, 10, 8, 0, tzinfo=UTC)),
-                                        key=b"ex01.contoso.example", partition=3),
+                                        key=b"ex01.contoso.example", partition=EX01_HOME),
                       await enforce.put(UNDECODABLE, key=b"k", partition=3),
                       await enforce.put(observation("15.0.1497.2", datetime(2026, 2, 10, 8, 1, tzinfo=UTC)),
-                                        key=b"ex01.contoso.example", partition=3)]
+                                        key=b"ex01.contoso.example", partition=EX01_HOME)]
             await until(acked(*events), "the batch is acked")
             return await scraper.samples()
 

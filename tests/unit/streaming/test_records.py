@@ -1,3 +1,4 @@
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from pipeline.catalog_files import load_catalog
@@ -48,11 +49,66 @@ def test_the_sink_takes_records_of_every_version_and_refuses_messages_it_cannot_
 
     one = ServerObservation.once("s", "s", None, AT, "15.0.1497.2", "received-id", "<m@x>", 10)
     v2 = {**records.observation_record(one), "first_event_time": None, "message_id": "<m@x>", "total_bytes": 10}
-    assert records.current_observation_record(v2) == records.observation_record(one)
+    assert records.observation_rows(v2) == [records.observation_record(one)]
     current = records.observation_record(one)
-    assert records.current_observation_record(current) is current
+    assert records.observation_rows(current) == [current]
     with pytest.raises(AvroDecodeError, match="messages is not the JSON object"):
-        records.current_observation_record({**current, "messages": b'{"message_keys": 1}'})
+        records.observation_rows({**current, "messages": b'{"message_keys": 1}'})
+    [(_, packed)] = records.observation_records([one, replace(one, server_id="t", server="t")], partitions=1)
+    assert [row["server_id"] for row in records.observation_rows(packed)] == ["s", "t"]
+    packed["more"][0]["messages"] = b"[]"
+    with pytest.raises(AvroDecodeError, match="ServerObservation of 't': messages is not"):
+        records.observation_rows(packed)
+
+
+def seen(n: int, messages: int = 1) -> ServerObservation:
+    server = f"mx{n}.fabrikam{n % 7}.example"
+    return ServerObservation(
+        server, server, f"fabrikam{n % 7}.example" if n % 2 else None, "15.1.2507.39", "received-id",
+        AT, AT + timedelta(minutes=n), count=messages, message_keys=[f"<{n}.{m}@x>" for m in range(messages)],
+        message_times_ms=[epoch_ms(AT)] * messages, message_sizes=[1000 + m for m in range(messages)],
+        behind_relay="relay.example" if n % 3 == 0 else None, software="Postfix" if n % 5 == 0 else None,
+        in_scope=n % 4 != 0,
+    )
+
+
+def test_observations_travel_one_record_per_partition_each_where_its_key_goes():
+    """A batch of many servers becomes a record per partition of mail.observations; every server in
+    it is placed where Kafka's default partitioner places its own key, and reads back whole."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    batch = [seen(n) for n in range(500)]
+    placed = records.observation_records(batch, partitions=12)
+    assert sorted(partition for partition, _ in placed) == list(range(12))
+    back = []
+    for partition, record in placed:
+        read = records.observations_from_record(SERVER_OBSERVATION.decode(SERVER_OBSERVATION.encode(record)))
+        assert {DefaultPartitioner()(o.server_id.encode(), list(range(12)), list(range(12))) for o in read} == {
+            partition}
+        back.extend(read)
+    assert sorted(back, key=lambda o: o.server_id) == sorted(batch, key=lambda o: o.server_id)
+    assert {o.server_id: o.message_keys for o in back} == {o.server_id: o.message_keys for o in batch}
+    # The policy's reading skips the messages of every server, not only of the first.
+    light = records.observations_from_record(SERVER_OBSERVATION_TIMES.decode(SERVER_OBSERVATION.encode(placed[0][1])))
+    assert len(light) > 1 and all(o.message_keys == [] and o.count == 1 for o in light)
+
+
+def test_a_partition_s_observations_are_cut_into_records_below_the_size_bound():
+    batch = [seen(n, messages=400) for n in range(200)]
+    placed = records.observation_records(batch, partitions=2)
+    assert len(placed) > 2
+    sizes = [len(SERVER_OBSERVATION.encode(record)) for _, record in placed]
+    assert max(sizes) <= records.OBSERVATIONS_RECORD_BYTES
+    assert sum(len(records.observations_from_record(record)) for _, record in placed) == 200
+
+
+def test_a_v4_record_is_one_observation():
+    from pipeline.streaming.avro import AvroContract
+
+    current = records.observation_record(seen(1))
+    v4 = {name: value for name, value in current.items() if name != "more"}
+    read = SERVER_OBSERVATION.decode(AvroContract("history/ServerObservation.v4").encode(v4))
+    assert records.observations_from_record(read) == [seen(1)]
 
 
 def test_dead_letter_without_a_source_position_names_topic_partition_offset():

@@ -13,12 +13,12 @@ from pipeline.streaming.repartition import (
     carried_open_sources,
     open_messages_route,
     parser_state_route,
-    partition_for,
     plan,
     refusal,
     spread_controls,
     stays,
 )
+from pipeline.streaming.topics import partition_for
 
 
 def names(count: int) -> list[bytes]:

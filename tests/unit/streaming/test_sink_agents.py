@@ -171,3 +171,25 @@ def test_a_tombstone_on_mail_decisions_is_stored_nowhere_and_is_no_bad_record(st
     assert asyncio.run(scenario()) == 2
     assert app.crashes == [] and broker.values("mail.traces.dlq") == []
     assert made[0].registry.get_sample_value("patchgate_dead_letters_total", {"agent": "store_decisions"}) == 0
+
+
+def test_every_server_of_a_packed_observation_record_is_stored(streaming_app, until, tmp_path):
+    servers = ["ex01.contoso.example", "ex02.contoso.example", "mx.fabrikam.example"]
+    seen = [ServerObservation.once(server, server, None, AT, "15.0.1497.2", "msgtrk-version", f"<m{n}@x>", 100)
+            for n, server in enumerate(servers)]
+    [(_, record)] = records.observation_records(seen, partitions=1)
+    handle = ClickHouseHandle(f"chdb://{tmp_path}/ch")
+    app = streaming_app(clickhouse=handle)
+
+    async def scenario():
+        await handle.open()
+        try:
+            async with agent_named(app, "store_observations").test_context() as sink:
+                event = await sink.put(SERVER_OBSERVATION.encode(record), key=servers[0].encode())
+                await until(acked(event), "the record is stored and acked")
+            return await handle.read(lambda client: run_sql(
+                client, "SELECT server_id, message_key FROM server_messages ORDER BY server_id")["rows"])
+        finally:
+            await handle.close()
+
+    assert asyncio.run(scenario()) == [[server, f"<m{n}@x>"] for n, server in enumerate(servers)]
