@@ -41,8 +41,12 @@ def has_control(text: str) -> bool:
 
 def address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The IP address `text` writes (bare or in brackets), or None."""
+    candidate = text.strip("[]")
+    # Most are host names, which ip_address refuses slowly (an exception from IPv4, then from IPv6).
+    if ":" not in candidate and not candidate.replace(".", "").isdigit():
+        return None
     try:
-        return ipaddress.ip_address(text.strip("[]"))
+        return ipaddress.ip_address(candidate)
     except ValueError:
         return None
 
