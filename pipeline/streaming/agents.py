@@ -18,6 +18,7 @@ pipeline.domain.source_ends). Each agent moves its metrics once per batch, after
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from pipeline.domain.catalog import Catalog
 from pipeline.domain.config import PolicyConfig
 from pipeline.domain.control import Controls
 from pipeline.domain.events import ServerObservation
+from pipeline.domain.policy import ServerState
 from pipeline.settings import Settings
 from pipeline.streaming import records
 from pipeline.streaming.avro import ENFORCEMENT_DECISION, MESSAGE_TRACE, SERVER_OBSERVATION, SERVER_OBSERVATION_TIMES
@@ -45,10 +47,20 @@ from pipeline.streaming.dead_letters import DeadLetterLimit, dead_letter, decode
 from pipeline.streaming.failures import batches, stops_worker_on_failure
 from pipeline.streaming.ingest import RawBatch
 from pipeline.streaming.metrics import Metrics
-from pipeline.streaming.outbox import Record, StoredServer, not_yet_published, tails
+from pipeline.streaming.outbox import (
+    OUTBOX,
+    Record,
+    StoredServer,
+    not_yet_published,
+    outbox_entries,
+    outbox_key,
+    outbox_values,
+    tails,
+)
 from pipeline.streaming.tables import TableBatch, flushed
 from pipeline.streaming.topics import partition_for
 
+log = logging.getLogger(__name__)
 # Raw records per batch: packed records hold up to 256 KiB of lines each (a batch of full ones is
 # 64 MiB), while records of a few lines each come by the thousand when many files are followed. A
 # short wait keeps the line-to-decision latency low when lines trickle in.
@@ -183,6 +195,8 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
                             f"observations of {len(misplaced)} servers whose keys belong to other partitions than "
                             f"{event.message.partition}, not applied: {', '.join(sorted(misplaced)[:5])}")))
                         bad += 1
+                outbox = TableBatch(tables.server_states, decode=bytes, encode=bytes)
+                await publish_left_in_outbox(states, outbox, {event.message.partition: event for event in events})
                 for partition, (event, applied) in newest_controls.items():
                     controls = controls_from_applied(applied)
                     here = in_force[partition] = TableBatch(tables.controls_in_force, decode=decode_controls,
@@ -190,7 +204,7 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
                     if controls != here.get(CONTROLS_KEY, event):
                         here.put(CONTROLS_KEY, controls, event)
                         # The partition's servers are decided again under what is now in force.
-                        for key, _ in states.scan(b"", event):
+                        for key, _ in states.scan(b"", event, skip=OUTBOX):
                             by_server.setdefault(key, (event, []))
                 configs: dict[int, PolicyConfig] = {}
                 stored = {key: states.get(key, event) for key, (event, _) in by_server.items()}
@@ -198,7 +212,7 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
                 if left_over:
                     await publish(not_yet_published(left_over, await tails(
                         settings, topics.decisions.get_topic_name(), left_over)))
-                decided: dict[bytes, Record] = {}
+                decided: dict[int, tuple[faust.EventT, list[tuple[ServerState, Record]]]] = {}
                 stages: Counter[int] = Counter()
                 for key, (event, observations) in by_server.items():
                     state = stored[key].state if stored[key] else None
@@ -213,21 +227,47 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
                     assert state is not None  # a server in the batch has an observation or a stored state
                     state, decision = policy.decide(state, in_force_here, catalog)
                     if decision is not None:
-                        decided[key] = (key, ENFORCEMENT_DECISION.encode(records.decision_record(decision)))
+                        record = (key, ENFORCEMENT_DECISION.encode(records.decision_record(decision)))
+                        decided.setdefault(partition, (event, []))[1].append((state, record))
                         stages[decision.stage] += 1
-                    # The left-over decisions went out above; a new one waits in the value until it has.
-                    states.put(key, StoredServer(state, [decided[key]] if key in decided else []), event)
+                    states.put(key, StoredServer(state), event)
                 await asyncio.gather(*pending)
-                # The broker holds each state, with its new decision, before that decision goes out.
-                await asyncio.gather(*await flushed(states, *in_force.values()))
-                if decided:
-                    await publish(list(decided.values()))
-                    for key in decided:
-                        states.put(key, StoredServer(states.get(key, by_server[key][0]).state), by_server[key][0])
-                    await flushed(states)
+                # The new decisions, with their states, are in the outbox before any goes out or any
+                # state is stored: the broker has both or neither of a server's state and decision.
+                written = []
+                for partition, (event, new) in decided.items():
+                    for n, value in enumerate(outbox_values(new)):
+                        # The partition in the key too: a TableBatch holds one value per key.
+                        written.append((event, outbox_key(partition, n)))
+                        outbox.put(outbox_key(partition, n), value, event)
+                await asyncio.gather(*await flushed(outbox, *in_force.values()))
+                sent = await flushed(states)
+                await asyncio.gather(*sent, publish([record for _, new in decided.values() for _, record in new]))
+                for event, key in written:
+                    outbox.delete(key, event)
+                await asyncio.gather(*await flushed(outbox))
                 for stage, count in stages.items():
                     metrics.decisions.labels(str(stage)).inc(count)
                 rejected.inc(bad)
+
+    async def publish_left_in_outbox(states: TableBatch, outbox: TableBatch,
+                                     events: dict[int, faust.EventT]) -> None:
+        """What a batch of the partitions' previous owner left in their outbox: its states stored,
+        the decisions mail.decisions does not end with published, then the outbox emptied."""
+        left: list[Record] = []
+        for partition, event in events.items():
+            for key, value in outbox.scan(outbox_key(partition), event):
+                for state, record in outbox_entries(value):
+                    states.put(record[0], StoredServer(state), event)
+                    left.append(record)
+                outbox.delete(key, event)
+        if not left:
+            return
+        log.warning("publishing %d decisions a stopped worker left in the outbox, unless already published", len(left))
+        sent = await flushed(states)
+        missing = not_yet_published(left, await tails(settings, topics.decisions.get_topic_name(), left))
+        await asyncio.gather(*sent, publish(missing))
+        await asyncio.gather(*await flushed(outbox))
 
     async def publish(decided: list[Record]) -> None:
         await asyncio.gather(*[await topics.decisions.send(key=key, value=value) for key, value in decided])

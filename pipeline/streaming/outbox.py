@@ -1,14 +1,18 @@
 """Decisions are stored before they are published, so that each version is published once, with
-one content.
+one content, and a batch's new decisions go out together.
 
 Publishing first and storing the server state after left two faults to a worker killed in between:
 the replay published the version again, and, cut into other batches, could give the same version
-other contents. Now enforce stores a server's new decision in the server's own table value, beside
-its state (one changelog record: both or neither), and waits until the broker has that record;
-then it publishes the decision and stores the state again without it. A worker that finds a
-decision left in a stored value (the previous owner stopped in between) publishes it, unless it is
-at the end of its mail.decisions partition already, before anything else. The replayed
-observations change nothing, since the stored states hold them already.
+other contents. So enforce first writes a batch's new decisions, each with its server's new state,
+into a few outbox values of the server-state table (keys under OUTBOX, up to CHUNK_BYTES each), and
+waits until the broker has them; then it writes every changed server's state once and publishes
+the decisions, both at once, and waits for both; then it deletes the outbox values. A worker that
+finds outbox values left (the previous owner stopped in between) writes their states, publishes
+the decisions its mail.decisions partition does not end with already, and deletes them, before
+anything else. The replayed observations change nothing, since the stored states hold them.
+
+Before the outbox, a state was stored with its new decision in the value (`unpublished`), then
+stored again without: two writes per decided server. Values written so are still published.
 """
 from __future__ import annotations
 
@@ -25,6 +29,9 @@ from pipeline.streaming.compacted import is_tombstone
 
 # One record of mail.decisions: key (the server id) and the Avro value, as bytes.
 Record = tuple[bytes, bytes]
+# Server ids never start with NUL, and RocksDB sorts these keys before them: one seek finds them.
+OUTBOX = b"\0outbox/"
+CHUNK_BYTES = 512 * 1024
 
 
 @dataclass
@@ -45,6 +52,33 @@ class StoredServer:
         if self.unpublished:
             stored["unpublished"] = [[key.hex(), value.hex()] for key, value in self.unpublished]
         return orjson.dumps(stored)
+
+
+def outbox_key(partition: int, n: int | None = None) -> bytes:
+    """The key of a partition's `n`th outbox value, or the prefix of them all."""
+    return OUTBOX + (b"%d/" % partition if n is None else b"%d/%d" % (partition, n))
+
+
+def outbox_values(decided: list[tuple[ServerState, Record]]) -> list[bytes]:
+    """Outbox values of at most about CHUNK_BYTES: each decision with its server's new state."""
+    values: list[bytes] = []
+    entries: list[bytes] = []
+    size = 0
+    for state, (key, value) in decided:
+        entry = orjson.dumps([key.hex(), state.to_json(), value.hex()])
+        if entries and size + len(entry) > CHUNK_BYTES:
+            values.append(b"[" + b",".join(entries) + b"]")
+            entries, size = [], 0
+        entries.append(entry)
+        size += len(entry) + 1
+    if entries:
+        values.append(b"[" + b",".join(entries) + b"]")
+    return values
+
+
+def outbox_entries(value: bytes) -> list[tuple[ServerState, Record]]:
+    return [(ServerState.from_json(state), (bytes.fromhex(key), bytes.fromhex(record)))
+            for key, state, record in orjson.loads(value)]
 
 
 def not_yet_published(left_over: list[Record], tail: list[Record]) -> list[Record]:

@@ -58,16 +58,20 @@ class TableBatch:
         self._values[key] = _DELETED
         self._changed[key] = event
 
-    def scan(self, prefix: bytes, event: faust.EventT) -> Iterator[tuple[bytes, Any]]:
-        """Every key with `prefix` in the event's partition, as this batch sees it."""
+    def scan(self, prefix: bytes, event: faust.EventT, skip: bytes | None = None) -> Iterator[tuple[bytes, Any]]:
+        """Every key with `prefix` in the event's partition, as this batch sees it; `skip`: leave out
+        the keys that start with it (values of another kind)."""
         seen = set()
         for key, stored in _stored_with_prefix(self.table, prefix, event):
+            if skip is not None and key.startswith(skip):
+                continue
             seen.add(key)
             value = self._values[key] if key in self._values else self.decode(stored)
             if value is not None and value is not _DELETED:
                 yield key, value
         for key, value in list(self._values.items()):
-            if key.startswith(prefix) and key not in seen and value is not None and value is not _DELETED:
+            if (key.startswith(prefix) and key not in seen and value is not None and value is not _DELETED
+                    and not (skip is not None and key.startswith(skip))):
                 yield key, value
 
     def flush(self) -> list[asyncio.Future]:

@@ -18,7 +18,10 @@ from pipeline.streaming import records
 from pipeline.streaming.avro import DEAD_LETTER, ENFORCEMENT_DECISION, SERVER_OBSERVATION
 from pipeline.streaming.controls import CONTROL_APPLIED, CONTROL_COMMAND, applied_record, command_record
 from pipeline.streaming.dead_letters import DeadLetterLimitExceeded
-from pipeline.streaming.outbox import StoredServer
+from pipeline.catalog_files import load_catalog
+from pipeline.domain.config import PolicyConfig
+from pipeline.domain.policy import step
+from pipeline.streaming.outbox import OUTBOX, StoredServer, outbox_key, outbox_values
 from pipeline.streaming.topics import partition_for
 
 # 2026-02-17: the reference date of syslog lines, which carry no year.
@@ -204,35 +207,81 @@ def test_enforce_decides_every_server_of_a_record_and_refuses_those_of_other_par
                       f"applied: {stranger.server_id}")
 
 
-def test_enforce_stores_a_decision_with_its_state_before_it_publishes_it(streaming_app, broker, until):
-    """The state reaches the broker with the decision in it, then the decision goes out, then the
-    state is stored without it: a worker killed at any point neither loses the decision nor
-    publishes another content for its version."""
-    app = streaming_app()
+def test_enforce_puts_a_batch_s_decisions_in_the_outbox_before_it_stores_states_or_publishes(streaming_app, broker,
+                                                                                             until):
+    """The outbox value (each new decision with its server's state) reaches the broker first; then
+    each state is stored once and the decisions go out, together; then the outbox is emptied. A
+    worker killed at any point neither loses a decision nor publishes another content for its
+    version."""
+    app = streaming_app(batch=2)
     changelog = "pg-unit-server-state-changelog"
+    servers = [b"ex01.contoso.example", b"ex02.contoso.example"]
 
     def steps():
-        return [(topic, key, StoredServer.decode(value).unpublished != [] if topic == changelog else None)
-                for topic, key, value in broker.sent if topic != "mail.observations"]
+        return [(topic, key if topic != changelog or not key.startswith(OUTBOX) else "outbox",
+                 None if value is None else "value") for topic, key, value in broker.sent
+                if topic != "mail.observations"]
 
     async def scenario():
         async with agent_named(app, "enforce").test_context() as enforce:
             broker.holding = True
-            event = await enforce.put(observation(EX2013, datetime(2026, 2, 10, 8, 0, tzinfo=UTC)),
-                                      key=b"ex01.contoso.example", partition=home(b"ex01.contoso.example"))
-            await until(lambda: broker.sent, "the state is sent")
+            events = [await enforce.put(observation(EX2013, datetime(2026, 2, 10, 8, 0, tzinfo=UTC), key.decode()),
+                                        key=key, partition=home(key)) for key in servers]
+            await until(lambda: broker.sent, "the outbox is sent")
             await asyncio.sleep(0.2)
-            assert steps() == [(changelog, b"ex01.contoso.example", True)]  # not published before stored
+            assert steps() == [(changelog, "outbox", "value")] * 2  # a value per partition, nothing else yet
+            broker.release()
+            await until(lambda: len(broker.sent) > 2, "states and decisions are sent")
+            await asyncio.sleep(0.2)
+            assert sorted(map(str, steps()[2:])) == sorted(map(str, [
+                *[(changelog, key, "value") for key in servers], *[("mail.decisions", key, "value") for key in servers]]))
             broker.holding = False
             broker.release()
-            await until(acked(event), "the observation's batch is acked")
+            await until(acked(*events), "the batch is acked")
 
     asyncio.run(scenario())
-    assert steps() == [
-        (changelog, b"ex01.contoso.example", True),
-        ("mail.decisions", b"ex01.contoso.example", None),
-        (changelog, b"ex01.contoso.example", False),
-    ]
+    assert steps()[6:] == [(changelog, "outbox", None)] * 2
+    assert sorted(d.server_id for d in decisions(broker)) == [key.decode() for key in servers]
+    stored = dict(app.tables["server-state"].data)
+    assert sorted(stored) == servers and all(StoredServer.decode(stored[key]).unpublished == [] for key in servers)
+
+
+def test_a_worker_publishes_what_its_predecessor_left_in_the_outbox_first(streaming_app, broker, until, monkeypatch,
+                                                                         make_decision):
+    """A worker stopped with an outbox value written: the next batch of the partition stores its
+    states, publishes the decisions mail.decisions does not end with already, and empties it."""
+    app = streaming_app()
+    key = b"ex01.contoso.example"
+    left = {}
+    for server in ("ex07.contoso.example", "ex08.contoso.example"):
+        state, decision = step(None, ServerObservation.once(server, server, None, datetime(2026, 2, 9, tzinfo=UTC),
+                                                            EX2013, "received-id", "<m@x>", 1),
+                               PolicyConfig(), load_catalog())
+        left[server] = (state, (server.encode(), ENFORCEMENT_DECISION.encode(records.decision_record(decision))))
+    published, unpublished = left["ex07.contoso.example"][1], left["ex08.contoso.example"][1]
+    asked = []
+
+    async def tail(settings, topic, records):
+        asked.append((topic, records))
+        return [(b"ex05.contoso.example", b"other"), published]
+    monkeypatch.setattr("pipeline.streaming.agents.tails", tail)
+
+    async def scenario():
+        async with agent_named(app, "enforce").test_context() as enforce:
+            for batch in range(2):
+                if batch == 1:
+                    store = app.tables["server-state"].data
+                    store[outbox_key(home(key), 0)] = outbox_values(list(left.values()))[0]
+                event = await enforce.put(observation(EX2013, datetime(2026, 2, 10, 8, 0, tzinfo=UTC)),
+                                          key=key, partition=home(key))
+                await until(acked(event), "the observation's batch is acked")
+
+    asyncio.run(scenario())
+    assert asked == [("mail.decisions", [published, unpublished])]
+    assert [d.server_id for d in decisions(broker)] == ["ex01.contoso.example", "ex08.contoso.example"]
+    store = app.tables["server-state"].data
+    assert outbox_key(home(key), 0) not in store
+    assert StoredServer.decode(store[b"ex08.contoso.example"]).state == left["ex08.contoso.example"][0]
 
 
 def test_enforce_publishes_what_a_stopped_worker_left_unpublished_first(streaming_app, broker, until, monkeypatch,

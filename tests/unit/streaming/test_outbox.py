@@ -62,3 +62,25 @@ def test_a_tombstone_at_the_end_is_passed_over_and_its_keys_left_over_decision_j
     assert tail == [published, (decided_again, b"v1")]
     # deleted's decision went out before its tombstone; decided_again's new one never did.
     assert outbox.not_yet_published([published, unpublished], tail) == [unpublished]
+
+
+def test_outbox_values_hold_every_decision_with_its_state_and_stay_below_the_bound():
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.catalog_files import load_catalog
+    from pipeline.domain.config import PolicyConfig
+    from pipeline.domain.events import ServerObservation
+    from pipeline.domain.policy import step
+
+    decided = []
+    for n in range(3000):
+        server = f"mx{n}.fabrikam.example"
+        state, _ = step(None, ServerObservation.once(server, server, None, datetime(2026, 2, 9, tzinfo=UTC)
+                                                     + timedelta(minutes=n), "15.0.1497.2", "received-id", "<m@x>", 1),
+                        PolicyConfig(), load_catalog())
+        decided.append((state, (server.encode(), bytes([n % 256]) * 400)))
+    values = outbox.outbox_values(decided)
+    assert len(values) > 1 and max(map(len, values)) <= outbox.CHUNK_BYTES
+    assert [entry for value in values for entry in outbox.outbox_entries(value)] == decided
+    assert outbox.outbox_key(3, 0) == b"\0outbox/3/0" and outbox.outbox_key(3, 0).startswith(outbox.outbox_key(3))
+    assert not outbox.outbox_key(3).startswith(outbox.outbox_key(1))
