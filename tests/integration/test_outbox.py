@@ -1,6 +1,8 @@
-"""The outbox's look at the end of mail.decisions, on the real broker: the records a stopped worker
-published are found where Faust's producer put them, and the others are not."""
+"""The outbox on the real broker: its look at the end of mail.decisions finds the records a stopped
+worker published where Faust's producer put them, and not the others; what a stopped worker left in
+it is published by the next one."""
 import asyncio
+import time
 
 from aiokafka import AIOKafkaProducer
 
@@ -32,3 +34,55 @@ def test_the_end_of_each_partition_holds_what_was_published_last(pipeline_env):
     assert not_yet_published(published + never_sent, tail) == never_sent
     # Only the end of the partitions asked for: far fewer than the 42 records sent.
     assert len(tail) < len(earlier)
+
+
+def test_a_worker_publishes_what_a_stopped_one_left_in_the_outbox(pipeline_env, start_worker, drained, read_topic):
+    """An outbox value in the server-state changelog, as a worker killed between writing it and
+    emptying it leaves it: the next worker restores it from the changelog, stores its state,
+    publishes its decision once and deletes it when its partition's next batch comes."""
+    from datetime import UTC, datetime
+
+    from pipeline.catalog_files import load_catalog
+    from pipeline.domain.config import PolicyConfig
+    from pipeline.domain.events import ServerObservation
+    from pipeline.domain.policy import step
+    from pipeline.streaming import records, topics
+    from pipeline.streaming.admin import ensure_topics
+    from pipeline.streaming.avro import ENFORCEMENT_DECISION, SERVER_OBSERVATION
+    from pipeline.streaming.outbox import StoredServer, outbox_key, outbox_values
+    from pipeline.streaming.topics import partition_for
+
+    settings, _ = pipeline_env
+    ensure_topics(settings)
+    left = "left.contoso.example"
+    partition = partition_for(left.encode(), settings.partitions)
+    later = next(f"mx{n}.fabrikam.example" for n in range(100)
+                 if partition_for(f"mx{n}.fabrikam.example".encode(), settings.partitions) == partition)
+
+    def seen(server: str) -> ServerObservation:
+        return ServerObservation.once(server, server, None, datetime(2026, 2, 10, 8, 0, tzinfo=UTC), "15.0.1497.2",
+                                      "received-id", "<m@x>", 100)
+    state, decision = step(None, seen(left), PolicyConfig(), load_catalog())
+    record = (left.encode(), ENFORCEMENT_DECISION.encode(records.decision_record(decision)))
+    changelog = topics.changelog_topic(settings, topics.SERVER_STATE_TABLE)
+    producer = kafka_clients.producer(settings, acks="all")
+    producer.send(changelog, key=outbox_key(partition, 0), value=outbox_values([(state, record)])[0],
+                  partition=partition).get(timeout=30)
+    worker = start_worker()
+    # Sent once the worker runs: a lone record on a partition that Faust fetches and throws away
+    # while it starts waits for a later record to be acked before it is read again (transport.py).
+    deadline = time.monotonic() + 120
+    while "[^Worker]: Ready" not in worker.log.read_text(errors="replace"):
+        assert worker.alive() and time.monotonic() < deadline, worker.tail()
+        time.sleep(0.5)
+    producer.send(settings.topic(topics.OBSERVATIONS), key=later.encode(), partition=partition,
+                  value=SERVER_OBSERVATION.encode(records.observation_record(seen(later)))).get(timeout=30)
+    producer.close()
+
+    drained(settings, worker)
+    published = [r for r in read_topic(settings, topics.DECISIONS) if r.value]
+    assert sorted(r.key for r in published) == [left.encode(), later.encode()]
+    assert [r.value for r in published if r.key == left.encode()] == [record[1]]
+    written = {r.key: r.value for r in read_topic(settings, changelog, prefixed=False)}
+    assert written[outbox_key(partition, 0)] is None  # deleted: a tombstone
+    assert StoredServer.decode(written[left.encode()]).state == state
