@@ -207,6 +207,32 @@ def test_enforce_decides_every_server_of_a_record_and_refuses_those_of_other_par
                       f"applied: {stranger.server_id}")
 
 
+def tails_ending_with(monkeypatch, published):
+    """outbox.tails as if mail.decisions ended with `published`; returns what it was asked."""
+    asked = []
+
+    async def tail(settings, topic, records):
+        asked.append((topic, records))
+        return [(b"ex05.contoso.example", b"other"), published]
+    monkeypatch.setattr("pipeline.streaming.agents.tails", tail)
+    return asked
+
+
+def observe_in_batches(app, key, batches, until, before_the_second):
+    """An observation of `key` per batch; before the second, `before_the_second` changes the stored
+    server-state table as a worker stopped in between left it."""
+    async def scenario():
+        async with agent_named(app, "enforce").test_context() as enforce:
+            for batch in range(batches):
+                if batch == 1:
+                    before_the_second(app.tables["server-state"].data)
+                event = await enforce.put(observation(EX2013, datetime(2026, 2, 10, 8, 0, tzinfo=UTC)),
+                                          key=key, partition=home(key))
+                await until(acked(event), "the observation's batch is acked")
+
+    asyncio.run(scenario())
+
+
 def test_enforce_puts_a_batch_s_decisions_in_the_outbox_before_it_stores_states_or_publishes(streaming_app, broker,
                                                                                              until):
     """The outbox value (each new decision with its server's state) reaches the broker first; then
@@ -259,24 +285,11 @@ def test_a_worker_publishes_what_its_predecessor_left_in_the_outbox_first(stream
                                PolicyConfig(), load_catalog())
         left[server] = (state, (server.encode(), ENFORCEMENT_DECISION.encode(records.decision_record(decision))))
     published, unpublished = left["ex07.contoso.example"][1], left["ex08.contoso.example"][1]
-    asked = []
+    asked = tails_ending_with(monkeypatch, published)
 
-    async def tail(settings, topic, records):
-        asked.append((topic, records))
-        return [(b"ex05.contoso.example", b"other"), published]
-    monkeypatch.setattr("pipeline.streaming.agents.tails", tail)
-
-    async def scenario():
-        async with agent_named(app, "enforce").test_context() as enforce:
-            for batch in range(2):
-                if batch == 1:
-                    store = app.tables["server-state"].data
-                    store[outbox_key(home(key), 0)] = outbox_values(list(left.values()))[0]
-                event = await enforce.put(observation(EX2013, datetime(2026, 2, 10, 8, 0, tzinfo=UTC)),
-                                          key=key, partition=home(key))
-                await until(acked(event), "the observation's batch is acked")
-
-    asyncio.run(scenario())
+    def stop_with_the_outbox_written(store):
+        store[outbox_key(home(key), 0)] = outbox_values(list(left.values()))[0]
+    observe_in_batches(app, key, 2, until, stop_with_the_outbox_written)
     assert asked == [("mail.decisions", [published, unpublished])]
     assert [d.server_id for d in decisions(broker)] == ["ex01.contoso.example", "ex08.contoso.example"]
     store = app.tables["server-state"].data
@@ -291,26 +304,13 @@ def test_enforce_publishes_what_a_stopped_worker_left_unpublished_first(streamin
     app = streaming_app()
     published, unpublished = ((server.encode(), ENFORCEMENT_DECISION.encode(records.decision_record(
         replace(make_decision(1, 2), server_id=server)))) for server in ("ex07.contoso.example", "ex08.contoso.example"))
-    asked = []
+    asked = tails_ending_with(monkeypatch, published)
     key = b"ex01.contoso.example"
 
-    async def tail(bootstrap, topic, records):
-        asked.append((topic, records))
-        return [(b"ex05.contoso.example", b"other"), published]
-    monkeypatch.setattr("pipeline.streaming.agents.tails", tail)
-
-    async def scenario():
-        async with agent_named(app, "enforce").test_context() as enforce:
-            for batch in range(3):
-                if batch == 1:
-                    store = app.tables["server-state"].data
-                    left = StoredServer.decode(store[key])
-                    store[key] = StoredServer(left.state, [published, unpublished]).encode()
-                event = await enforce.put(observation(EX2013, datetime(2026, 2, 10, 8, 0, tzinfo=UTC)),
-                                          key=key, partition=home(key))
-                await until(acked(event), "the observation's batch is acked")
-
-    asyncio.run(scenario())
+    def stop_with_decisions_in_the_state(store):
+        left = StoredServer.decode(store[key])
+        store[key] = StoredServer(left.state, [published, unpublished]).encode()
+    observe_in_batches(app, key, 3, until, stop_with_decisions_in_the_state)
     # The second batch decides nothing new, yet stores the state without them: the third does not ask.
     assert asked == [("mail.decisions", [published, unpublished])]
     assert [d.server_id for d in decisions(broker)] == ["ex01.contoso.example", "ex08.contoso.example"]
