@@ -23,6 +23,8 @@ from typing import NamedTuple
 
 import orjson
 
+from pipeline.domain.parsers import envelope
+
 FIRST_LINE = "patchgate.first-line"
 FIRST_OFFSET = "patchgate.first-offset"
 QUIET_THROUGH = "patchgate.quiet-through"
@@ -71,13 +73,23 @@ def quiet_through(record_headers: RecordHeaders) -> int | None:
 REPACKED = "patchgate.repacked"
 
 
+class Unwrapped(NamedTuple):
+    """What the JSON envelopes of joined one-line records said besides their lines: the file, and
+    each line's number and byte (None where an envelope gave none)."""
+
+    source: str
+    numbers: list[int | None]
+    places: list[int | None]
+
+
 class Segment(NamedTuple):
     """Raw records inside a repacked one: their bytes are value[start:end]. A tuple: a worker reads
     many per repacked record.
 
-    Either one raw record as it was, or (`lines` > 0) that many bare one-line records of one key at
-    consecutive raw offsets, each followed by a \\n the repacker added: the worker takes them as one
-    run of lines, as it takes a packed record."""
+    Either one raw record as it was, or (`lines` > 0) that many one-line records of one key at
+    consecutive raw offsets: their lines, each followed by a \\n the repacker added, which the worker
+    takes as one run of lines, as it takes a packed record. Bare lines, or (`unwrapped`) lines taken
+    out of JSON envelopes that name one file; the envelopes stay on mail.logs.raw."""
 
     key: str
     raw_offset: int
@@ -87,6 +99,7 @@ class Segment(NamedTuple):
     first_line: int | None = None
     first_offset: int | None = None
     lines: int = 0
+    unwrapped: Unwrapped | None = None
 
 
 def is_bare_line(value: bytes) -> bool:
@@ -107,8 +120,11 @@ def repacked_headers(raw_topic: str, segments: list[Segment]) -> list[tuple[str,
     rows = []
     previous_offset = segments[0].raw_offset
     for segment in segments:
-        rows.append([keys.setdefault(segment.key, len(keys)), segment.raw_offset - previous_offset,
-                     segment.end - segment.start, segment.first_line, segment.first_offset, segment.lines])
+        row: list[object] = [keys.setdefault(segment.key, len(keys)), segment.raw_offset - previous_offset,
+                             segment.end - segment.start, segment.first_line, segment.first_offset, segment.lines]
+        if segment.unwrapped is not None:
+            row.append(list(segment.unwrapped))
+        rows.append(row)
         previous_offset = segment.raw_offset
     document = {"topic": raw_topic, "offset": segments[0].raw_offset, "keys": list(keys), "segments": rows}
     return [(REPACKED, orjson.dumps(document))]
@@ -123,9 +139,10 @@ def repacked_segments(record_headers: RecordHeaders) -> tuple[str, list[Segment]
     document = orjson.loads(found)
     keys, offset, start = document["keys"], document["offset"], 0
     segments = []
-    for key_index, offset_step, length, first_line, first_offset, lines in document["segments"]:
+    for key_index, offset_step, length, first_line, first_offset, lines, *unwrapped in document["segments"]:
         offset += offset_step
-        segments.append(Segment(keys[key_index], offset, start, start + length, first_line, first_offset, lines))
+        segments.append(Segment(keys[key_index], offset, start, start + length, first_line, first_offset, lines,
+                                Unwrapped(*unwrapped[0]) if unwrapped else None))
         start += length
     return document["topic"], segments
 
@@ -162,14 +179,15 @@ def repack(raw_topic: str, records: Iterable[RawRecord]) -> list[Repacked]:
     values: list[bytes] = []
     stamps: list[int] = []
     size = 0
-    # The bare lines being joined into one segment: key, first raw offset, first byte, count.
+    # The one-line records being joined into one segment: key, first raw offset, first byte, count,
+    # and for lines out of envelopes their Unwrapped (None for bare lines).
     lines: list | None = None
 
     def end_lines() -> None:
         nonlocal lines
         if lines is not None:
-            key, offset, start, count = lines
-            segments.append(Segment(key, offset, start, size, None, None, count))
+            key, offset, start, count, unwrapped = lines
+            segments.append(Segment(key, offset, start, size, None, None, count, unwrapped))
             lines = None
 
     def close() -> None:
@@ -198,14 +216,33 @@ def repack(raw_topic: str, records: Iterable[RawRecord]) -> list[Repacked]:
         if first_line is None and is_bare_line(value):
             if size + len(value) + 1 > MAX_RECORD_BYTES or len(segments) >= MAX_SEGMENTS:
                 close()
-            if lines is None or lines[0] != key or lines[1] + lines[3] != record.offset:
+            if lines is None or lines[4] is not None or lines[0] != key or lines[1] + lines[3] != record.offset:
                 end_lines()
-                lines = [key, record.offset, size, 0]
+                lines = [key, record.offset, size, 0, None]
             lines[3] += 1
             if record.timestamp_ms is not None:
                 stamps.append(record.timestamp_ms)
             values += (value, b"\n")
             size += len(value) + 1
+            continue
+        # Read here, beside the worker rather than in it, and only the line goes on: envelopes are
+        # mostly metadata, which would be compressed, sent and read again for nothing (a line's
+        # dead letter names its envelope's raw offset, and the position the envelope gave).
+        if first_line is None and (inside := envelope.one_line(value)) is not None:
+            text, source, number, place = inside
+            if size + len(text) + 1 > MAX_RECORD_BYTES or len(segments) >= MAX_SEGMENTS:
+                close()
+            if (lines is None or lines[4] is None or lines[0] != key or lines[4].source != source
+                    or lines[1] + lines[3] != record.offset):
+                end_lines()
+                lines = [key, record.offset, size, 0, Unwrapped(source, [], [])]
+            lines[3] += 1
+            lines[4].numbers.append(number)
+            lines[4].places.append(place)
+            if record.timestamp_ms is not None:
+                stamps.append(record.timestamp_ms)
+            values += (text, b"\n")
+            size += len(text) + 1
             continue
         end_lines()
         if size + len(value) > MAX_RECORD_BYTES or len(segments) >= MAX_SEGMENTS:

@@ -52,14 +52,16 @@ class OneLine(NamedTuple):
 
 
 class BareLines(NamedTuple):
-    """Bare one-line records of one source at consecutive raw offsets from `offset` on, as the
-    repacker joined them: `data` is the lines, each ending in \\n."""
+    """One-line records of one source at consecutive raw offsets from `offset` on, as the repacker
+    joined them: `data` is the lines, each ending in \\n; `unwrapped` what their envelopes said, if
+    they came in envelopes."""
 
     topic: str
     offset: int
     data: bytes
     lines: int
     reference: datetime | None
+    unwrapped: packing.Unwrapped | None = None
 
     def line(self, index: int) -> bytes:
         return self.data.split(b"\n", index + 1)[index]
@@ -68,7 +70,10 @@ class BareLines(NamedTuple):
         """The lines past raw offset `offset` (a repacker that restarted may join them otherwise)."""
         skipped = offset + 1 - self.offset
         rest = self.data.split(b"\n", skipped)[skipped]
-        return BareLines(self.topic, offset + 1, rest, self.lines - skipped, self.reference)
+        unwrapped = self.unwrapped
+        if unwrapped is not None:
+            unwrapped = unwrapped._replace(numbers=unwrapped.numbers[skipped:], places=unwrapped.places[skipped:])
+        return BareLines(self.topic, offset + 1, rest, self.lines - skipped, self.reference, unwrapped)
 
 
 @dataclass(frozen=True)
@@ -123,11 +128,12 @@ class RawBatch:
         raw_topic, segments = repacked
         value = message.value or b""
         partition = message.partition
-        for key, raw_offset, start, end, first_line, first_offset, lines in segments:
+        for key, raw_offset, start, end, first_line, first_offset, lines, unwrapped in segments:
             if lines:
                 last = raw_offset + lines - 1
-                self._runs.setdefault((partition, key or f"{raw_topic}/{partition}"), []).append(
-                    (event, last, BareLines(raw_topic, raw_offset, value[start:end], lines, reference)))
+                source = unwrapped.source if unwrapped else key or f"{raw_topic}/{partition}"
+                self._runs.setdefault((partition, source), []).append(
+                    (event, last, BareLines(raw_topic, raw_offset, value[start:end], lines, reference, unwrapped)))
                 continue
             self._add_record(event, raw_topic, raw_offset, key, value[start:end],
                              (first_line, first_offset) if first_line is not None else None, reference)
@@ -287,9 +293,13 @@ class _JoinedPositions(Sequence[SourcePosition]):
         self.source, self.origins = source, origins
 
     def __getitem__(self, index: int) -> SourcePosition:  # type: ignore[override]  # no slices asked
-        piece = self.origins.pieces[bisect_right(self.origins.starts, index) - 1]
+        at = bisect_right(self.origins.starts, index) - 1
+        piece = self.origins.pieces[at]
         if isinstance(piece, OneLine):
             return SourcePosition(self.source, piece.line, piece.byte)
+        if piece.unwrapped:
+            within = index - self.origins.starts[at]
+            return SourcePosition(self.source, piece.unwrapped.numbers[within], piece.unwrapped.places[within])
         return SourcePosition(self.source)
 
     def __len__(self) -> int:

@@ -1,7 +1,9 @@
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.contracts import packing
+from pipeline.domain.parsers import envelope
 
 
 def test_headers_name_the_first_line_and_its_byte_offset():
@@ -21,6 +23,12 @@ def test_a_record_without_the_header_is_one_line():
 
 raw_records = st.lists(
     st.one_of(
+        # One line in a Filebeat or Vector envelope, of one of two files.
+        st.builds(lambda key, line, path, offset, stamp: (key, orjson.dumps(
+                      {"message": line, "log": {"file": {"path": path}, "offset": offset}}), None, stamp),
+                  st.sampled_from([b"/var/log/mail.log", None]), st.text("ab ,{\n\u00e9", max_size=40),
+                  st.sampled_from(["/var/log/mail.log", "/var/log/mail.log.1"]), st.integers(0, 10**6),
+                  st.one_of(st.none(), st.integers(0, 2**41))),
         # One line from a shipper, keyed by its file or not keyed at all.
         st.builds(lambda key, value, stamp: (key, value, None, stamp),
                   st.sampled_from([b"/var/log/mail.log", b"D:\\Logs\\MSGTRK1.LOG", b"", None]),
@@ -41,7 +49,13 @@ def expanded(value: bytes, segments: list[packing.Segment]) -> list[tuple]:
     """Each raw record a repacked record holds: raw offset, key, value, packed position."""
     out = []
     for s in segments:
-        if s.lines:
+        if s.lines and s.unwrapped:
+            # Lines out of envelopes: each with the line number and byte its envelope gave.
+            lines = value[s.start:s.end].split(b"\n")
+            assert lines.pop() == b"" and len(lines) == s.lines == len(s.unwrapped.places)
+            out += [(s.raw_offset + n, s.key, line, (s.unwrapped.numbers[n], s.unwrapped.places[n]))
+                    for n, line in enumerate(lines)]
+        elif s.lines:
             lines = value[s.start:s.end].split(b"\n")
             assert lines.pop() == b"" and len(lines) == s.lines
             out += [(s.raw_offset + n, s.key, line, (None, None)) for n, line in enumerate(lines)]
@@ -66,9 +80,19 @@ def test_repacked_records_give_back_every_raw_record_but_the_quiet_markers_in_or
         held = [stamps[offset] for offset, *_ in expanded(record.value, segments) if stamps[offset] is not None]
         assert record.timestamp_ms == max(held, default=None)
         found += expanded(record.value, segments)
-    kept = [r for r in raw if packing.quiet_through(r.headers) is None]
-    assert found == [(r.offset, (r.key or b"").decode("utf-8", "replace"), r.value or b"",
-                      packing.packed_position(r.headers) or (None, None)) for r in kept]
+    assert found == [expected(r) for r in raw if packing.quiet_through(r.headers) is None]
+
+
+def expected(r: packing.RawRecord) -> tuple:
+    """What the repacker forwards of a raw record: a JSON envelope's line, with the position it gave
+    (the envelope stays on mail.logs.raw), or the record as it is."""
+    key = (r.key or b"").decode("utf-8", "replace")
+    value = r.value or b""
+    position = packing.packed_position(r.headers)
+    if position is None and not packing.is_bare_line(value) and (inside := envelope.one_line(value)) is not None:
+        line, _, number, place = inside
+        return r.offset, key, line, (number, place)
+    return r.offset, key, value, position or (None, None)
 
 
 def test_a_repacked_record_closes_at_the_record_size_and_a_bigger_record_goes_alone(monkeypatch):
@@ -91,3 +115,19 @@ def test_bare_lines_of_one_key_at_consecutive_offsets_become_one_segment():
     _, segments = packing.repacked_segments(record.headers)
     assert [(s.key, s.raw_offset, s.lines) for s in segments] == [("a", 5, 2), ("b", 7, 1), ("b", 9, 1), ("b", 10, 0)]
     assert record.value == b'one\ntwo\nthree\nfour\n{"x": 1}'
+
+
+def test_envelopes_of_one_key_and_file_at_consecutive_offsets_become_one_segment_with_their_lines():
+    def event(path, line, offset):
+        return orjson.dumps({"message": line, "log": {"file": {"path": path}, "offset": offset}})
+    raw = [packing.RawRecord(n, key, value, None, None) for n, key, value in [
+        (5, b"k", event("/a.log", "one", 0)), (6, b"k", event("/a.log", "two", 4)), (7, b"k", event("/b.log", "x", 0)),
+        (8, b"k", b"bare"), (9, b"k", event("/b.log", "y", 2)), (11, b"k", event("/b.log", "z", 4))]]
+    [record] = packing.repack("t", raw)
+    _, segments = packing.repacked_segments(record.headers)
+    assert [(s.key, s.raw_offset, s.lines, s.unwrapped and s.unwrapped.source) for s in segments] == [
+        ("k", 5, 2, "/a.log"), ("k", 7, 1, "/b.log"), ("k", 8, 1, None), ("k", 9, 1, "/b.log"),
+        ("k", 11, 1, "/b.log")]
+    first = segments[0]
+    assert first.unwrapped == packing.Unwrapped("/a.log", [None, None], [0, 4])
+    assert record.value == b"one\ntwo\nx\nbare\ny\nz\n"

@@ -1,5 +1,7 @@
 """A batch of raw records through RawBatch, with stand-in tables: what the ingest agent does
 between reading a batch and sending what it produced."""
+from dataclasses import replace
+
 import orjson
 
 from pipeline.contracts import packing
@@ -191,9 +193,18 @@ def test_repacked_records_give_what_the_raw_records_give_one_by_one(table, event
     one_by_one = run_batch((table(), table()), [event(key, value, 2, o, headers) for key, value, headers, o in records])
     tables = (table(), table())
     together = run_batch(tables, repacked(event, records, offset=40))
-    assert len(repacked(event, records)) == 1
+    [record] = repacked(event, records)
+    # The envelopes' lines travel as one run (the repacker read the envelopes), the envelopes beside them.
+    assert [s.lines for s in packing.repacked_segments(record.message.headers)[1] if s.unwrapped] == [6]
     assert together.observations.observations() == one_by_one.observations.observations()
-    assert [(str(e), e.origin) for e in together.errors] == [(str(e), e.origin) for e in one_by_one.errors]
+    # The same errors, from the same raw records; an envelope's line names its envelope's offset and
+    # carries its line (the envelope stays on mail.logs.raw).
+    assert [str(e) for e in together.errors] == [str(e) for e in one_by_one.errors]
+    assert ([replace(e.origin, raw=None) for e in together.errors]
+            == [replace(e.origin, raw=None) for e in one_by_one.errors])
+    [broken] = [e for e in together.errors if e.origin.offset == 4]
+    assert broken.origin.raw == b"broken,row" and b'"message"' in one_by_one.errors[[
+        e.origin.offset for e in one_by_one.errors].index(4)].origin.raw
     assert {e.origin.topic for e in together.errors} == {"mail.logs.raw"}
     together.states.flush()
     # A source's state keeps the raw offset of its last line (7 was a broken envelope), not the
