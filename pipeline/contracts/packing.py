@@ -106,8 +106,9 @@ def is_bare_line(value: bytes) -> bool:
     """A record that is one line of ASCII text and nothing else (not a JSON envelope): what kcat and
     rsyslog send. ASCII, so that joined lines decode as each one alone would."""
     first = value[:1]
-    # lstrip copies the value: only for the rare line that starts with blanks.
-    return (value.isascii() and b"\n" not in value and first != b"{"
+    # The first byte before the scans of the whole value: most records that are not bare lines
+    # are envelopes. lstrip copies the value: only for the rare line that starts with blanks.
+    return (first != b"{" and value.isascii() and b"\n" not in value
             and not (first.isspace() and value.lstrip().startswith(b"{")))
 
 
