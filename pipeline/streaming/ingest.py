@@ -78,7 +78,8 @@ class BareLines(NamedTuple):
 
 @dataclass(frozen=True)
 class Origin:
-    """The Kafka record a line travelled in; `raw` is the record's value when it held one line."""
+    """The Kafka record a line travelled in; `raw` is the record's value when it held one line (the
+    line alone when the repacker took it out of its JSON envelope)."""
 
     topic: str
     partition: int
