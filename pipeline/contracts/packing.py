@@ -214,32 +214,25 @@ def repack(raw_topic: str, records: Iterable[RawRecord]) -> list[Repacked]:
         key = keys.get(record.key)
         if key is None:
             key = keys[record.key] = record.key.decode("utf-8", "replace") if record.key else ""
-        if first_line is None and is_bare_line(value):
-            if size + len(value) + 1 > MAX_RECORD_BYTES or len(segments) >= MAX_SEGMENTS:
-                close()
-            if lines is None or lines[4] is not None or lines[0] != key or lines[1] + lines[3] != record.offset:
-                end_lines()
-                lines = [key, record.offset, size, 0, None]
-            lines[3] += 1
-            if record.timestamp_ms is not None:
-                stamps.append(record.timestamp_ms)
-            values += (value, b"\n")
-            size += len(value) + 1
-            continue
-        # Read here, beside the worker rather than in it, and only the line goes on: envelopes are
-        # mostly metadata, which would be compressed, sent and read again for nothing (a line's
-        # dead letter names its envelope's raw offset, and the position the envelope gave).
-        if first_line is None and (inside := envelope.one_line(value)) is not None:
-            text, source, number, place = inside
+        # A bare line, or the line of a JSON envelope that names its file: read here, beside the
+        # worker rather than in it, and only the line goes on. Envelopes are mostly metadata, which
+        # would be compressed, sent and read again for nothing (a line's dead letter names its
+        # envelope's raw offset, and the position the envelope gave).
+        one = None
+        if first_line is None:
+            one = (value, None, None, None) if is_bare_line(value) else envelope.one_line(value)
+        if one is not None:
+            text, source, number, place = one
             if size + len(text) + 1 > MAX_RECORD_BYTES or len(segments) >= MAX_SEGMENTS:
                 close()
-            if (lines is None or lines[4] is None or lines[0] != key or lines[4].source != source
-                    or lines[1] + lines[3] != record.offset):
+            if (lines is None or lines[0] != key or lines[1] + lines[3] != record.offset
+                    or (lines[4].source if lines[4] else None) != source):
                 end_lines()
-                lines = [key, record.offset, size, 0, Unwrapped(source, [], [])]
+                lines = [key, record.offset, size, 0, Unwrapped(source, [], []) if source else None]
             lines[3] += 1
-            lines[4].numbers.append(number)
-            lines[4].places.append(place)
+            if source:
+                lines[4].numbers.append(number)
+                lines[4].places.append(place)
             if record.timestamp_ms is not None:
                 stamps.append(record.timestamp_ms)
             values += (text, b"\n")
