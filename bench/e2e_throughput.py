@@ -4,7 +4,7 @@
     python bench/e2e_throughput.py [--format msgtrk|postfix|headers] [--lines 1000000]
                                    [--sources N] [--servers N] [--rate LINES_PER_S]
                                    [--shape packed|lines|filebeat] [--record-lines N]
-                                   [--workers N --partitions P]
+                                   [--workers N --partitions P] [--producer kafka-python|kcat]
 
 In one run:
 1. `patchgate run` (a worker and the sink, embedded ClickHouse) is started, or with --workers N a
@@ -16,7 +16,10 @@ In one run:
    keyed by its file's path and without headers (kcat -P -K, rsyslog's omkafka); `filebeat`, one
    Filebeat event per line (the JSON of its Kafka output: message, log.file.path, log.offset, and
    the fields every event carries), keyed by the path as the README's Filebeat setting does; all at
-   once, or at --rate lines/s in ticks of 50 ms (a shipper following growing files);
+   once, or at --rate lines/s in ticks of 50 ms (a shipper following growing files); one-line
+   records go out through kafka-python or, with --producer kcat, through `kcat -P -K` fed on its
+   standard input (librdkafka, as rsyslog, Fluent Bit and Vector send them: the benchmark then
+   spends a fraction of the CPU on sending, which on 2 cores the pipeline otherwise lacks);
 3. timed from the first send: until the worker has committed everything (the last decision is on
    mail.decisions) and until ClickHouse holds every message row; the pipeline's processes' CPU time
    over the same span (user + system, from /proc), per million lines: less affected than wall
@@ -90,10 +93,37 @@ def interleaved(sources) -> list[tuple[int, int]]:
     return order
 
 
+class KcatPipe:
+    """One-line records through `kcat -P`: a line per record on its standard input, the key before a
+    tab (-K), partitioned by murmur2 as the README asks of librdkafka shippers."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        self.process = subprocess.Popen(
+            ["kcat", "-P", "-b", bootstrap, "-t", topic, "-K", "\t", "-X", "topic.partitioner=murmur2_random",
+             "-X", "linger.ms=5", "-X", "enable.idempotence=true"],
+            stdin=subprocess.PIPE)
+        assert self.process.stdin is not None
+        self.stdin = self.process.stdin
+
+    def send(self, topic: str, key: bytes, value: bytes) -> None:
+        if b"\t" in key or b"\t" in value or b"\n" in value:
+            raise ValueError(f"kcat -K takes no tab or line break inside a record: {value[:80]!r}")
+        self.stdin.write(key + b"\t" + value + b"\n")
+
+    def flush(self) -> None:
+        self.stdin.flush()
+
+    def close(self) -> None:
+        """Everything written, sent and acknowledged: kcat exits once it has delivered its input."""
+        self.stdin.close()
+        if self.process.wait(300):
+            raise SystemExit(f"kcat exited with status {self.process.returncode}")
+
+
 class Sender:
     """Sends each source's pending lines in the shape a shipper gives them (see the module's doc)."""
 
-    def __init__(self, producer: KafkaProducer, topic: str, sources, shape: str, record_lines: int):
+    def __init__(self, producer: KafkaProducer | KcatPipe, topic: str, sources, shape: str, record_lines: int):
         self.producer, self.topic, self.sources, self.shape = producer, topic, sources, shape
         self.record_lines = record_lines if shape == "packed" else 1
         self.offsets = [_line_offsets(source.lines) for source in sources] if shape == "filebeat" else []
@@ -193,6 +223,8 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--shape", choices=("packed", "lines", "filebeat"), default="packed",
                         help="records as `patchgate ship` packs them, one bare line each, or one Filebeat event each")
+    parser.add_argument("--producer", choices=("kafka-python", "kcat"), default="kafka-python",
+                        help="what sends one-line records (packed ones always go through kafka-python)")
     parser.add_argument("--preload", action="store_true",
                         help="send every record before the processes start, and time from the first one they take "
                              "(a backlog; for one-line records, which this benchmark cannot send as fast as the "
@@ -201,6 +233,8 @@ def main() -> None:
                         help="packed: at most this many lines per record (default: up to 256 KiB; "
                              "few lines: many slow files followed)")
     args = parser.parse_args()
+    if args.producer == "kcat" and args.shape == "packed":
+        parser.error("--producer kcat sends one-line records: use --shape lines or filebeat")
 
     sources = FORMATS[args.format](args.lines, args.sources, args.servers, random.Random(8))
     total = sum(len(s.lines) for s in sources)
@@ -219,13 +253,18 @@ def main() -> None:
     ensure_topics(settings)
     raw = settings.topic(topics.RAW)
 
-    producer = kafka_clients.producer(settings, acks="all", linger_ms=20,
-                                      compression_type="lz4", batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024)
+    if args.producer == "kcat":
+        producer: KafkaProducer | KcatPipe = KcatPipe(settings.bootstrap_servers, raw)
+    else:
+        producer = kafka_clients.producer(settings, acks="all", linger_ms=20, compression_type="lz4",
+                                          batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024)
     sender = Sender(producer, raw, sources, args.shape, args.record_lines)
     order = interleaved(sources)
     if args.preload:
         sending = time.time()
         send_paced(sender, producer, order, 0, sending)
+        if isinstance(producer, KcatPipe):
+            producer.close()
         produced = time.time() - sending
 
     processes = start_processes(env, data_dir, args.workers)
@@ -252,6 +291,8 @@ def main() -> None:
             cpu_before = sum(cpu_seconds(process.pid) for process in processes)
             started = time.time()
             send_paced(sender, producer, order, args.rate, started)
+            if isinstance(producer, KcatPipe):
+                producer.close()
             produced = time.time() - started
 
         while lag(settings) > 0:
@@ -299,7 +340,7 @@ def main() -> None:
           f"{rss:,.0f} MB |")
 
 
-def send_paced(sender: Sender, producer: KafkaProducer, order: list[tuple[int, int]], rate: float,
+def send_paced(sender: Sender, producer: KafkaProducer | KcatPipe, order: list[tuple[int, int]], rate: float,
                started: float) -> None:
     """Every line, at `rate` lines/s in ticks of TICK_S, or all at once (rate 0)."""
     if not rate:
