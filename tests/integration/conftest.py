@@ -377,6 +377,83 @@ def postfix():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+EXIM = ROOT / ".exim" / "usr" / "sbin" / "exim4"
+EXIM_RCPT_ACL = ROOT / "deploy" / "mta" / "exim-patchgate-rcpt.acl"
+
+
+class EximHost:
+    """Debian's Exim with the README's RCPT ACL statements (deploy/mta/exim-patchgate-rcpt.acl) asking
+    the policy service on `policy_port`. Each session runs in Exim's host-checking mode (-bh): the
+    SMTP dialogue of a client at an address, through the configuration's ACLs, delivering nothing."""
+
+    def __init__(self, folder: Path, policy_port: int):
+        (folder / "spool").mkdir(parents=True)
+        # Exim writes its spool and logs as the user it runs as.
+        shutil.chown(folder / "spool", user="Debian-exim")
+        shutil.chown(folder, user="Debian-exim")
+        self.config = folder / "exim.conf"
+        self.config.write_text("\n".join([
+            "primary_hostname = mx-test.example.net",
+            "domainlist local_domains = example.net",
+            f"spool_directory = {folder / 'spool'}",
+            f"log_file_path = {folder}/%s.log",
+            f"PATCHGATE_POLICY = inet:127.0.0.1:{policy_port}",
+            "acl_smtp_rcpt = check_rcpt",
+            "begin acl",
+            "check_rcpt:",
+            "  require domains = +local_domains",
+            f".include {EXIM_RCPT_ACL}",
+            "  accept",
+            "",
+        ]))
+
+    def session(self, helo: str, recipients: tuple[str, ...] = ("jo@example.net",),
+                address: str = "198.51.100.50") -> list[str]:
+        """Exim's reply to each RCPT TO of one connection from `address` that says EHLO `helo`."""
+        dialogue = [f"EHLO {helo}", f"MAIL FROM:<ann@{helo}>", *(f"RCPT TO:<{r}>" for r in recipients), "QUIT"]
+        done = subprocess.run([str(EXIM), "-C", str(self.config), "-bh", address],
+                              input="".join(f"{line}\r\n" for line in dialogue), capture_output=True, text=True,
+                              timeout=60)
+        replies = smtp_replies(done.stdout)
+        # In order: greeting, EHLO, MAIL, each RCPT, QUIT.
+        assert len(replies) == 4 + len(recipients), done.stdout + done.stderr
+        return replies[3:3 + len(recipients)]
+
+
+def smtp_replies(dialogue: str) -> list[str]:
+    """Each reply of an SMTP server's side of a dialogue as one line: a reply of several lines (Exim
+    wraps long texts) joined, its code and enhanced code said once."""
+    replies, parts = [], []
+    for line in dialogue.splitlines():
+        found = re.match(r"(\d{3})([ -])(?:(\d\.\d{1,3}\.\d{1,3}) )?(.*)", line.rstrip("\r"))
+        if not found:
+            continue
+        code, more, enhanced, text = found.groups()
+        parts.append(text if parts or not enhanced else f"{enhanced} {text}")
+        if more == " ":
+            replies.append(f"{code} {' '.join(parts)}")
+            parts = []
+    return replies
+
+
+@pytest.fixture
+def exim():
+    """start(policy_port) -> an EximHost."""
+    assert EXIM.exists(), f"{EXIM} is missing: deploy/test.sh fetches Debian's Exim (deploy/mta/debian-exim.sh)"
+    # Exim's user must reach its folders: pytest's tmp_path is private to root.
+    folder = Path(tempfile.mkdtemp(prefix="patchgate-exim-"))
+    folder.chmod(0o755)
+    started = []
+
+    def start(policy_port: int) -> EximHost:
+        host = EximHost(folder / str(len(started)), policy_port)
+        started.append(host)
+        return host
+
+    yield start
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture
 def mailboxes():
     """start(addresses) -> a running Postfix on a loopback port (`.smtp_port`) that delivers mail for
