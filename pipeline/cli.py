@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     mta.add_argument("--host", default="127.0.0.1")
     mta.add_argument("--port", type=int, default=10040)
     mta.add_argument("--cache", help="decision cache file (default: <data dir>/decision-cache.json)")
+    milter = commands.add_parser(
+        "milter", help="answer Sendmail and Postfix (smtpd_milters) in the milter protocol from the decisions")
+    milter.add_argument("--host", default="127.0.0.1")
+    milter.add_argument("--port", type=int, default=10041)
+    milter.add_argument("--cache", help="decision cache file (default: <data dir>/decision-cache.json)")
     notify = commands.add_parser(
         "notify", help="mail each org's contacts when a server enters a new stage, and before throttling or blocking")
     notify.add_argument("--follow", action="store_true",
@@ -101,10 +106,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # The commands that talk to Kafka (but the workers and sinks, which check for themselves), and
-# how long each waits for brokers that do not answer: `mta` serves its cached decisions and the
-# shipper keeps the lines until the brokers come (None: go on without them).
+# how long each waits for brokers that do not answer: `mta` and `milter` serve their cached
+# decisions and the shipper keeps the lines until the brokers come (None: go on without them).
 KAFKA_PATIENCE_S: dict[str, float | None] = {
-    "mta": None, "ship": None, "repack": 60.0,
+    "mta": None, "milter": None, "ship": None, "repack": 60.0,
     **dict.fromkeys(("topics", "wait", "repartition", "decisions", "notify", "pause", "resume", "exempt",
                      "unexempt"), 0.0),
 }
@@ -206,6 +211,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         run_mta(settings, args.host, args.port, Path(args.cache or settings.data_dir / "decision-cache.json"))
+    elif args.command == "milter":
+        from pipeline.edges.milter import run_milter
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        run_milter(settings, args.host, args.port, Path(args.cache or settings.data_dir / "decision-cache.json"))
     elif args.command == "notify":
         return _notify(args, settings)
     elif args.command == "evaluate":

@@ -1,5 +1,6 @@
 """`patchgate mta`: the MTA side. Follows mail.decisions into a local cache and answers Postfix's
 policy delegation protocol from it; every throttle or block it applies goes to mail.enforcement.
+`patchgate milter` serves the same from the same parts (serve_decisions) in the milter protocol.
 
 The cache is loaded from disk first, so the server answers at once, also with the broker down;
 with no decision for a server it answers DUNNO (fail open) and says so in its log.
@@ -11,7 +12,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,6 +47,11 @@ class PolicyServer:
         except policy.RequestError as exc:
             log.warning("malformed policy request, answering DUNNO: %s", exc)
             return policy.DUNNO
+        return self.decide(request)
+
+    def decide(self, request: dict[str, str]) -> str:
+        """The action for a request's client (policy protocol attributes: client_name, helo_name,
+        client_address, ...); each throttle or block is recorded."""
         names = policy.server_names(request)
         decision = self.cache.lookup(names)
         if decision is None:
@@ -254,23 +260,35 @@ class EnforcementLog(threading.Thread):
                         self.send_failures)
 
 
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
 def run_mta(settings: Settings, host: str, port: int, cache_path: Path) -> None:
+    serve_decisions(settings, cache_path, host, port, lambda server: server.handle, "policy service",
+                    stream_limit=MAX_LINE * 2)
+
+
+def serve_decisions(settings: Settings, cache_path: Path, host: str, port: int,
+                    handler: Callable[[PolicyServer], Handler], name: str, stream_limit: int = 2 ** 16) -> None:
+    """Serve MTAs on host:port with `handler`'s protocol from the decisions on mail.decisions
+    (followed into the cache at `cache_path`), recording what they apply on mail.enforcement,
+    until SIGINT or SIGTERM."""
     cache = DecisionCache(cache_path)
     log.info("loaded %d cached decisions from %s", len(cache), cache_path)
     follower = DecisionFollower(settings, cache)
     follower.start()
     enforcement = EnforcementLog(settings)
     enforcement.start()
-    server = PolicyServer(cache, enforcement)
+    connection = handler(PolicyServer(cache, enforcement))
 
     async def serve() -> None:
         stop = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-        listener = await asyncio.start_server(server.handle, host, port, limit=MAX_LINE * 2)
-        log.info("policy service on %s:%d", host, port)
+        listener = await asyncio.start_server(connection, host, port, limit=stream_limit)
+        log.info("%s on %s:%d", name, host, port)
         await stop.wait()
-        # Not wait_closed(): Postfix keeps policy connections open; asyncio.run cancels their handlers.
+        # Not wait_closed(): MTAs keep their connections open; asyncio.run cancels their handlers.
         listener.close()
 
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import email
 import email.message
 import email.policy
+import io
+import json
 import os
 import re
 import shlex
@@ -16,13 +18,19 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from kafka import TopicPartition
 
 from pipeline import kafka_clients
+from pipeline.catalog_files import load_catalog
+from pipeline.domain.replay import replay
+from pipeline.evaluate import read_observations
 from pipeline.settings import load_settings
+from pipeline.streaming import records, topics
+from pipeline.streaming.avro import ENFORCEMENT_DECISION
 from pipeline.streaming.admin import ensure_topics, wait_until_drained
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -290,16 +298,18 @@ class PostfixInstance:
         subprocess.run(["postfix", "-c", str(self.config), "stop"], capture_output=True)
 
 
-def _policy_settings(policy_port: int) -> list[str]:
-    """Mail for example.net, each RCPT TO checked by the policy service on `policy_port`."""
+def _policy_settings(policy_port: int | None, milter_port: int | None = None) -> list[str]:
+    """Mail for example.net, each RCPT TO checked by the policy service on `policy_port`, or by
+    the milter on `milter_port` (accepting when it cannot be asked, as the README sets it)."""
     return [
         "mydestination = example.net, localhost",
         "local_recipient_maps =",
         "alias_maps =",
         "alias_database =",
         "smtpd_helo_required = yes",
-        f"smtpd_recipient_restrictions = reject_unauth_destination, "
-        f"check_policy_service inet:127.0.0.1:{policy_port}, permit",
+        *([f"smtpd_recipient_restrictions = reject_unauth_destination, "
+           f"check_policy_service inet:127.0.0.1:{policy_port}, permit"] if policy_port else []),
+        *([f"smtpd_milters = inet:127.0.0.1:{milter_port}", "milter_default_action = accept"] if milter_port else []),
     ]
 
 
@@ -362,12 +372,13 @@ def _postfix_folder(*programs: str) -> Path:
 
 @pytest.fixture
 def postfix():
-    """start(policy_port) -> a running PostfixInstance; stopped after the test."""
+    """start(policy_port, milter_port=None) -> a running PostfixInstance that asks the policy
+    service or the milter; stopped after the test."""
     folder = _postfix_folder("postfix", "swaks")
     started = []
 
-    def start(policy_port: int) -> PostfixInstance:
-        instance = PostfixInstance(folder / str(len(started)), free_port(), _policy_settings(policy_port))
+    def start(policy_port: int | None, milter_port: int | None = None) -> PostfixInstance:
+        instance = PostfixInstance(folder / str(len(started)), free_port(), _policy_settings(policy_port, milter_port))
         started.append(instance)
         return instance
 
@@ -375,6 +386,33 @@ def postfix():
     for instance in started:
         instance.stop()
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def publish_decisions_of(settings, logs: Path) -> list:
+    """The decisions the policy takes on each log file in `logs` (one server's each), as of its own
+    newest line as the stream decides them, put on mail.decisions; the decisions."""
+    catalog = load_catalog(settings.catalog_file)
+    decided = [decision for log in sorted(logs.iterdir()) for decision in replay(
+        read_observations([str(log)], settings.policy, io.StringIO(), datetime.now(UTC), None)[0],
+        settings.policy, catalog)]
+    producer = kafka_clients.producer(settings, acks="all")
+    for decision in decided:
+        producer.send(settings.topic(topics.DECISIONS), key=decision.server_id.encode(),
+                      value=ENFORCEMENT_DECISION.encode(records.decision_record(decision)))
+    producer.flush()
+    producer.close()
+    return decided
+
+
+def until_cached(cache: Path, decisions: int, timeout: float = 60) -> None:
+    """Until `patchgate mta` or `milter` has saved this many decisions to its cache file (asking
+    it would be enforcement too)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cache.exists() and len(json.loads(cache.read_text())) >= decisions:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"{cache} did not get {decisions} decisions in {timeout:.0f} s")
 
 
 EXIM = ROOT / ".exim" / "usr" / "sbin" / "exim4"

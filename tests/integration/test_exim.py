@@ -5,19 +5,9 @@ servers it has no decision for, asks once per connection, and lets mail through 
 mta` is down."""
 from __future__ import annotations
 
-import io
-import json
-import time
-from datetime import UTC, datetime
-from pathlib import Path
-
-from pipeline import kafka_clients
-from pipeline.catalog_files import load_catalog
-from pipeline.domain.replay import replay
-from pipeline.evaluate import read_observations
-from pipeline.streaming import records, topics
-from pipeline.streaming.avro import ENFORCEMENT, ENFORCEMENT_DECISION
-from tests.integration.conftest import isolated_env
+from pipeline.streaming import topics
+from pipeline.streaming.avro import ENFORCEMENT
+from tests.integration.conftest import isolated_env, publish_decisions_of, until_cached
 from tests.integration.test_mta import start_mta
 from tests.integration.test_postfix import POLICY, _free_port, write_logs
 
@@ -28,20 +18,8 @@ def test_exim_defers_rejects_and_fails_open_by_the_policys_decisions(tmp_path, e
     settings, env = isolated_env(tmp_path / "data", config)
     logs = tmp_path / "logs"
     write_logs(logs)
-    # The decisions the pipeline takes on these logs (tests/integration/test_postfix.py runs them
-    # through it), from the same domain code, onto mail.decisions: each server's as of its own
-    # newest line, as the stream decides it.
-    catalog = load_catalog(settings.catalog_file)
-    decided = [decision for log in sorted(logs.iterdir()) for decision in replay(
-        read_observations([str(log)], settings.policy, io.StringIO(), datetime.now(UTC), None)[0],
-        settings.policy, catalog)]
+    decided = publish_decisions_of(settings, logs)
     assert {d.hostname: d.stage for d in decided} == {"throttled.example": 2, "blocked.example": 3, "fine.example": 0}
-    producer = kafka_clients.producer(settings, acks="all")
-    for decision in decided:
-        producer.send(settings.topic(topics.DECISIONS), key=decision.server_id.encode(),
-                      value=ENFORCEMENT_DECISION.encode(records.decision_record(decision)))
-    producer.flush()
-    producer.close()
 
     port, cache = _free_port(), tmp_path / "cache.json"
     mta = start_mta(env, port, cache)
@@ -67,12 +45,3 @@ def test_exim_defers_rejects_and_fails_open_by_the_policys_decisions(tmp_path, e
         ("throttled.example", "throttle", "throttled.example", "198.51.100.50"),
     ]
 
-
-def until_cached(cache: Path, decisions: int, timeout: float = 60) -> None:
-    """Until `patchgate mta` has saved this many decisions (asking it would be enforcement too)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cache.exists() and len(json.loads(cache.read_text())) >= decisions:
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"patchgate mta did not cache {decisions} decisions in {timeout:.0f} s")

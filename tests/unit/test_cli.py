@@ -68,7 +68,7 @@ def test_a_broken_configured_catalog_stops_evaluate_with_its_file_and_line(tmp_p
 # none of them gets to a broker, a ClickHouse or a file here.
 COMMANDS = [
     ["topics"], ["worker"], ["ship", "mail.log"], ["wait"], ["decisions"], ["report"], ["sql", "SELECT 1"],
-    ["mta"], ["evaluate", str(SAMPLE)], ["catalog", "update", str(PAGE)],
+    ["mta"], ["milter"], ["evaluate", str(SAMPLE)], ["catalog", "update", str(PAGE)],
 ]
 
 
