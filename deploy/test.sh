@@ -16,9 +16,9 @@ trap 'exit 130' INT TERM
 ruff check pipeline
 mypy
 
-# The MTA and notice tests drive a real Postfix with swaks (and Exim, below), the report page test
-# a headless Chromium, the shipper tests rsyslog's Kafka output and kcat: Debian's packages,
-# installed when missing.
+# The MTA and notice tests drive a real Postfix with swaks (Exim and Sendmail: below), the report
+# page test a headless Chromium, the shipper tests rsyslog's Kafka output and kcat: Debian's
+# packages, installed when missing.
 packages=(postfix swaks chromium rsyslog-kafka kcat)
 if ! command -v postfix >/dev/null || ! command -v swaks >/dev/null || ! command -v chromium >/dev/null \
     || ! command -v kcat >/dev/null || ! dpkg-query -W -f='${Status}' rsyslog-kafka 2>/dev/null | grep -q "ok installed"; then
@@ -30,9 +30,10 @@ if ! command -v postfix >/dev/null || ! command -v swaks >/dev/null || ! command
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 
-# Debian's Exim cannot be installed beside its Postfix (both are the system's MTA): its binary is
-# taken out of the package into .exim/.
+# Debian's Exim and Sendmail cannot be installed beside its Postfix (each is the system's MTA):
+# their binaries are taken out of the packages into .exim/ and .sendmail/.
 bash deploy/mta/debian-exim.sh >/dev/null
+bash deploy/mta/debian-sendmail.sh >/dev/null
 
 if ! bash deploy/kafka/kafka.sh status >/dev/null 2>&1; then
   bash deploy/kafka/kafka.sh start

@@ -492,6 +492,86 @@ def exim():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+SENDMAIL = ROOT / ".sendmail" / "usr" / "libexec" / "sendmail" / "sendmail"
+SENDMAIL_MILTER = ROOT / "deploy" / "mta" / "sendmail-patchgate.m4"
+
+
+class SendmailHost:
+    """Debian's Sendmail with the README's milter lines (deploy/mta/sendmail-patchgate.m4) pointing
+    at `milter_port`, its sendmail.cf built by m4 from Debian's sendmail-cf. Each session is one SMTP
+    conversation on Sendmail's standard input and output (-bs), a reply awaited before each command
+    (Sendmail refuses a client that talks first), in a UTS namespace of its own whose host name has a
+    domain: Sendmail otherwise waits a minute for DNS to qualify this machine's."""
+
+    def __init__(self, folder: Path, milter_port: int):
+        (folder / "queue").mkdir(parents=True)
+        (folder / "service.switch").write_text("hosts files\naliases files\n")
+        mc = "\n".join([
+            "include(`/usr/share/sendmail/cf/m4/cf.m4')dnl",
+            "OSTYPE(`linux')dnl",
+            "define(`confDOMAIN_NAME', `mx-test.example.net')dnl",
+            f"define(`confSERVICE_SWITCH_FILE', `{folder / 'service.switch'}')dnl",
+            "define(`confDONT_PROBE_INTERFACES', `True')dnl",
+            f"define(`QUEUE_DIR', `{folder / 'queue'}')dnl",
+            "define(`ALIAS_FILE', `')dnl",
+            f"define(`confPID_FILE', `{folder / 'sendmail.pid'}')dnl",
+            "FEATURE(`nocanonify')dnl",
+            "FEATURE(`accept_unresolvable_domains')dnl",
+            "LOCAL_DOMAIN(`example.net')dnl",
+            f"define(`PATCHGATE_MILTER', `inet:{milter_port}@127.0.0.1')dnl",
+            f"include(`{SENDMAIL_MILTER}')dnl",
+            "MAILER(`local')dnl",
+            "MAILER(`smtp')dnl",
+            "",
+        ])
+        self.config = folder / "sendmail.cf"
+        self.config.write_text(subprocess.run(["m4"], input=mc, capture_output=True, text=True, check=True).stdout)
+
+    def session(self, helo: str, recipients: tuple[str, ...] = ("root@example.net",)) -> list[str]:
+        """Sendmail's reply to each RCPT TO of one SMTP session that says EHLO `helo`."""
+        command = f"hostname mx-test.example.net && exec {SENDMAIL} -C {self.config} -bs"
+        process = subprocess.Popen(["unshare", "--uts", "sh", "-c", command], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert process.stdin is not None and process.stdout is not None
+
+        def reply() -> str:
+            lines = []
+            while line := process.stdout.readline():
+                lines.append(line.rstrip("\r\n"))
+                if line[3:4] == " ":
+                    break
+            return "\n".join(lines)
+
+        try:
+            dialogue = [reply()]
+            for line in [f"EHLO {helo}", f"MAIL FROM:<ann@{helo}>", *(f"RCPT TO:<{r}>" for r in recipients), "QUIT"]:
+                process.stdin.write(f"{line}\r\n")
+                process.stdin.flush()
+                dialogue.append(reply())
+        finally:
+            process.stdin.close()
+            process.wait(30)
+        replies = smtp_replies("\n".join(dialogue))
+        assert len(replies) == 4 + len(recipients), "\n".join(dialogue) + (process.stderr.read() if process.stderr else "")
+        return replies[3:3 + len(recipients)]
+
+
+@pytest.fixture
+def sendmail():
+    """start(milter_port) -> a SendmailHost."""
+    assert SENDMAIL.exists(), f"{SENDMAIL} is missing: deploy/test.sh fetches it (deploy/mta/debian-sendmail.sh)"
+    folder = Path(tempfile.mkdtemp(prefix="patchgate-sendmail-"))
+    started = []
+
+    def start(milter_port: int) -> SendmailHost:
+        host = SendmailHost(folder / str(len(started)), milter_port)
+        started.append(host)
+        return host
+
+    yield start
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture
 def mailboxes():
     """start(addresses) -> a running Postfix on a loopback port (`.smtp_port`) that delivers mail for

@@ -50,3 +50,37 @@ def test_postfix_milter_defers_rejects_and_fails_open(tmp_path, postfix, read_to
         ("blocked.example", "block", "blocked.example", "127.0.0.1"),
         ("throttled.example", "throttle", "throttled.example", "127.0.0.1"),
     ]
+
+
+def test_sendmail_milter_defers_rejects_and_fails_open(tmp_path, sendmail, read_topic):
+    config = tmp_path / "policy.toml"
+    config.write_text(POLICY)
+    settings, env = isolated_env(tmp_path / "data", config)
+    logs = tmp_path / "logs"
+    write_logs(logs)
+    decided = publish_decisions_of(settings, logs)
+
+    port, cache = _free_port(), tmp_path / "cache.json"
+    milter = start_milter(env, port, cache)
+    mx = sendmail(port)
+    try:
+        until_cached(cache, len(decided))
+        # Sendmail puts the recipient before the milter's text.
+        rejected = mx.session("blocked.example", recipients=("root@example.net", "postmaster@example.net"))
+        assert all(reply.startswith("550 5.7.230 ") and reply.endswith("connection blocked for 60 mins/hr.")
+                   for reply in rejected), rejected
+        (throttled,) = mx.session("throttled.example")
+        assert throttled.startswith("450 4.7.230 ") and throttled.endswith("throttled for 60 mins/hr."), throttled
+        assert mx.session("fine.example")[0].startswith("250 2.1.5 "), "a compliant server's mail is accepted"
+        assert mx.session("never-seen.example")[0].startswith("250 2.1.5 "), "no decision: accepted"
+    finally:
+        milter.terminate()
+        assert milter.wait(30) == 0, milter.stderr.read().decode() if milter.stderr else ""
+    assert mx.session("blocked.example")[0].startswith("250 2.1.5 "), "the milter down: accepted"
+
+    # One record per connection; Sendmail's -bs sessions come from no address.
+    applied = [ENFORCEMENT.decode(r.value) for r in read_topic(settings, topics.ENFORCEMENT)]
+    assert sorted((a["hostname"], a["action"], a["helo_name"], a["client_address"]) for a in applied) == [
+        ("blocked.example", "block", "blocked.example", None),
+        ("throttled.example", "throttle", "throttled.example", None),
+    ]
