@@ -97,7 +97,8 @@ def grants(settings: Settings, principals: Mapping[str, str] | None = None,
         Grant("sink", sink, "group", (sink_group,), ("Read",)),
         Grant("shipper", principal("shipper"), "topic", topic(topics.RAW), ("Read", "Write")),
         Grant("mta", principal("mta"), "topic", topic(topics.DECISIONS), ("Read",)),
-        Grant("mta", principal("mta"), "topic", topic(topics.ENFORCEMENT), ("Write",)),
+        # mail.traces: the messages that released their servers (pipeline.domain.release).
+        Grant("mta", principal("mta"), "topic", topic(topics.ENFORCEMENT, topics.TRACES), ("Write",)),
         Grant("notify", principal("notify"), "topic", topic(topics.DECISIONS), ("Read",)),
         Grant("notify", principal("notify"), "topic", topic(topics.NOTICES), ("Create", "Read", "Write")),
     ]

@@ -27,10 +27,11 @@ UNANSWERED = frozenset((ABORT, MACRO, QUIT, QUIT_NEW_CONNECTION))
 # Answers, milter to MTA.
 ACCEPT, CONTINUE, REPLY_CODE = b"a", b"c", b"y"
 
-# Protocol steps the milter asks the MTA to leave out (SMFIP_*): the message itself and the
-# commands after RCPT. An MTA that cannot leave one out sends it anyway, and gets "continue".
-NO_BODY, NO_HEADERS, NO_END_OF_HEADERS, NO_UNKNOWN, NO_DATA = 0x10, 0x20, 0x40, 0x100, 0x200
-LEFT_OUT = NO_BODY | NO_HEADERS | NO_END_OF_HEADERS | NO_UNKNOWN | NO_DATA
+# Protocol steps the milter asks the MTA to leave out (SMFIP_*): the body, unknown commands and
+# DATA, and the answer to each header (the headers are read, and answered at their end). An MTA
+# that cannot leave one out sends it anyway, and gets "continue".
+NO_BODY, NO_UNKNOWN, NO_DATA, NO_HEADER_REPLY = 0x10, 0x100, 0x200, 0x80
+LEFT_OUT = NO_BODY | NO_UNKNOWN | NO_DATA | NO_HEADER_REPLY
 
 
 class ProtocolError(ValueError):
@@ -56,15 +57,16 @@ def strings(data: bytes) -> list[str]:
     return [part.decode("utf-8", "replace") for part in data[:-1].split(b"\0")] if data else []
 
 
-def negotiated(data: bytes) -> bytes:
-    """The answer to the MTA's option negotiation: the version both speak, no actions, and of the
-    steps LEFT_OUT those the MTA can leave out."""
+def negotiated(data: bytes) -> tuple[int, bytes]:
+    """The steps left out, of LEFT_OUT those the MTA can leave out, and the answer to its option
+    negotiation: the version both speak, no actions, those steps."""
     if len(data) < 12:
         raise ProtocolError(f"option negotiation of {len(data)} bytes")
     version, _actions, steps = struct.unpack(">III", data[:12])
     if version < 2:
         raise ProtocolError(f"milter protocol version {version}")
-    return encode(NEGOTIATE, struct.pack(">III", min(version, VERSION), 0, steps & LEFT_OUT))
+    left_out = steps & LEFT_OUT
+    return left_out, encode(NEGOTIATE, struct.pack(">III", min(version, VERSION), 0, left_out))
 
 
 @dataclass(frozen=True)

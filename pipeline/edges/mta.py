@@ -1,6 +1,8 @@
 """`patchgate mta`: the MTA side. Follows mail.decisions into a local cache and answers Postfix's
-policy delegation protocol from it; every throttle or block it applies goes to mail.enforcement.
-`patchgate milter` serves the same from the same parts (serve_decisions) in the milter protocol.
+policy delegation protocol from it; every throttle or block it applies goes to mail.enforcement,
+and every message whose Received headers show its server updated (asked with them: Exim's DATA
+ACL) goes through, its trace to mail.traces. `patchgate milter` serves the same from the same
+parts (serve_decisions) in the milter protocol.
 
 The cache is loaded from disk first, so the server answers at once, also with the broker down;
 with no decision for a server it answers DUNNO (fail open) and says so in its log.
@@ -13,19 +15,22 @@ import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 from pipeline import kafka_clients
+from pipeline.catalog_files import load_catalog
 from pipeline.domain.policy import Decision
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS, policy
 from pipeline.edges.decision_cache import DecisionCache
-from pipeline.edges.send_backlog import Backlog, sendable_again
+from pipeline.edges.record_log import EnforcementLog, TraceLog
+from pipeline.edges.release import Releaser
 from pipeline.settings import Settings
 from pipeline.streaming import records, topics
-from pipeline.streaming.avro import ENFORCEMENT, AvroDecodeError
+from pipeline.streaming.avro import AvroDecodeError
 from pipeline.streaming.compacted import Compacted
 
 log = logging.getLogger(__name__)
@@ -36,10 +41,25 @@ SAVE_EVERY_S = 1.0
 PARTITIONS_CHECK_S = 30.0
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What the decision for a client says now: DUNNO (no decision, or outside its windows), or a
+    reply with the kind of enforcement (throttle, block)."""
+
+    decision: Decision | None
+    action: str
+    kind: str | None
+    at: datetime
+
+
 class PolicyServer:
+    """The answers of the MTA side, whatever protocol asks: the decision cache and windows
+    (`verdict`), the release of a server by its message's Received headers and the record of what
+    is enforced (`settle`)."""
+
     def __init__(self, cache: DecisionCache, on_enforced: Callable[[Decision, str, datetime, dict], None],
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
-        self.cache, self.on_enforced, self.clock = cache, on_enforced, clock
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), releaser: Releaser | None = None):
+        self.cache, self.on_enforced, self.clock, self.releaser = cache, on_enforced, clock, releaser
 
     def answer(self, lines: list[str]) -> str:
         try:
@@ -51,17 +71,32 @@ class PolicyServer:
 
     def decide(self, request: dict[str, str]) -> str:
         """The action for a request's client (policy protocol attributes: client_name, helo_name,
-        client_address, ...); each throttle or block is recorded."""
+        client_address, ...; `received`, the message's Received headers one per line, where the
+        MTA asks after them)."""
+        return self.settle(self.verdict(request), request)
+
+    def verdict(self, request: dict[str, str]) -> Verdict:
         names = policy.server_names(request)
         decision = self.cache.lookup(names)
+        now = self.clock()
         if decision is None:
             log.info("no decision for %s: DUNNO", ", ".join(names) or "an unnamed client")
-            return policy.DUNNO
-        now = self.clock()
+            return Verdict(None, policy.DUNNO, None, now)
         action, kind = policy.action_for(decision, now)
-        if kind is not None:
-            self.on_enforced(decision, kind, now, request)
-        return action
+        return Verdict(decision, action, kind, now)
+
+    def settle(self, verdict: Verdict, request: dict[str, str]) -> str:
+        """The answer to give: DUNNO where the message's own Received headers show its server
+        updated (its trace then goes to the pipeline), else the verdict's action, recorded when it
+        throttles or blocks."""
+        if verdict.kind is None or verdict.decision is None:
+            return verdict.action
+        received = request.get("received")
+        if self.releaser is not None and received and self.releaser.released(verdict.decision, received.split("\n"),
+                                                                             request, verdict.at):
+            return policy.DUNNO
+        self.on_enforced(verdict.decision, verdict.kind, verdict.at, request)
+        return verdict.action
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One client connection: requests one after another until the client closes it."""
@@ -167,99 +202,6 @@ def with_new_partitions(consumer: KafkaConsumer, name: str, partitions: list[Top
     return partitions + new
 
 
-class EnforcementLog(threading.Thread):
-    """Sends what the policy server applied to mail.enforcement from a thread of its own, so an
-    answer never waits for the broker; with the broker away it keeps up to MAX_PENDING records.
-
-    A send that fails, at once or later through its future (the broker away, a timeout, access
-    refused), is counted in `send_failures` and the record sent again before newer ones, after a
-    pause that doubles from FIRST_BACKOFF_S to MAX_BACKOFF_S while sends keep failing. A record
-    that can never be sent (too large, refused as invalid) is dropped and logged. The thread never
-    ends on a failed send."""
-
-    MAX_PENDING = 100_000
-    FIRST_BACKOFF_S, MAX_BACKOFF_S = 0.5, 30.0
-
-    def __init__(self, settings: Settings):
-        super().__init__(name="enforcement-log", daemon=True)
-        self.settings = settings
-        self.topic = settings.topic(topics.ENFORCEMENT)
-        self.pending = Backlog(self.MAX_PENDING)
-        self.stopping = threading.Event()
-
-    @property
-    def send_failures(self) -> int:
-        return self.pending.send_failures
-
-    @property
-    def dropped(self) -> int:
-        return self.pending.dropped
-
-    def __call__(self, decision: Decision, kind: str, now: datetime, request: dict) -> None:
-        record = {
-            "server_id": decision.server_id, "hostname": decision.hostname, "org": decision.org, "at": now,
-            "action": kind, "stage": decision.stage, "decision_version": decision.version,
-            "client_address": request.get("client_address"), "helo_name": request.get("helo_name"),
-        }
-        self.pending.put(record)
-
-    def run(self) -> None:
-        producer = None
-        while not (self.stopping.is_set() and self.pending.empty()):
-            if producer is None:
-                try:
-                    producer = kafka_clients.producer(self.settings, linger_ms=50, acks=1,
-                                                      reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
-                except Exception as exc:  # no broker: enforcement goes on, the report catches up later
-                    log.warning("cannot reach the broker for %s (%s); %d records waiting", self.topic, exc,
-                                self.pending.qsize())
-                    self.stopping.wait(5)
-                    continue
-            self._send_next(producer)
-        if producer is not None:
-            producer.close()
-
-    def _send_next(self, producer: KafkaProducer) -> None:
-        if self.pending.failing:
-            time.sleep(min(self.MAX_BACKOFF_S, self.FIRST_BACKOFF_S * 2 ** min(self.pending.failing - 1, 16)))
-        record = self.pending.get(timeout=0.5)
-        if record is None:
-            return
-        try:
-            future = producer.send(self.topic, key=record["server_id"].encode(), value=ENFORCEMENT.encode(record))
-        except Exception as exc:  # at once: no metadata in time, too large, a value that does not encode
-            self._failed(record, exc)
-            return
-        # Called on the producer's thread once the broker answered, or at once if it failed already.
-        future.add_callback(self._sent)
-        future.add_errback(self._failed, record)
-
-    def _sent(self, metadata: object) -> None:
-        ended = self.pending.sent()
-        if ended:
-            log.info("sending to %s again after %d failed sends (%d since the start)", self.topic, ended,
-                     self.pending.send_failures)
-
-    def _failed(self, record: dict, exc: BaseException) -> None:
-        if not sendable_again(exc):
-            self.pending.drop()
-            log.error("dropped the enforcement record of %s at %s, which %s cannot take: %r", record["server_id"],
-                      record["at"], self.topic, exc)
-        elif self.pending.failed(record) == 1:
-            log.warning("a send to %s failed (%r): sending again, pausing up to %g s while sends fail; "
-                        "%d send failures since the start", self.topic, exc, self.MAX_BACKOFF_S,
-                        self.pending.send_failures)
-
-    def close(self) -> None:
-        """Send what is pending if the broker answers within a few seconds, else give up on it."""
-        self.stopping.set()
-        self.join(10)
-        lost = self.dropped + self.pending.unsettled
-        if lost or self.send_failures:
-            log.warning("%d enforcement records could not be sent to %s (%d send failures)", lost, self.topic,
-                        self.send_failures)
-
-
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
@@ -279,7 +221,10 @@ def serve_decisions(settings: Settings, cache_path: Path, host: str, port: int,
     follower.start()
     enforcement = EnforcementLog(settings)
     enforcement.start()
-    connection = handler(PolicyServer(cache, enforcement))
+    traces = TraceLog(settings)
+    traces.start()
+    releaser = Releaser(settings.policy, load_catalog(settings.catalog_file), traces, name)
+    connection = handler(PolicyServer(cache, enforcement, releaser=releaser))
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -297,4 +242,5 @@ def serve_decisions(settings: Settings, cache_path: Path, host: str, port: int,
         follower.stopping.set()
         follower.join(10)
         enforcement.close()
+        traces.close()
         cache.save()

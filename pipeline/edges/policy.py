@@ -19,13 +19,22 @@ class RequestError(ValueError):
     """A request line that is not name=value."""
 
 
+# An attribute that may come once per header (patchgate's own, which Exim's DATA ACL sends): its
+# values are kept one per line, in the order they came.
+REPEATED = ("received",)
+
+
 def parse_request(lines: list[str]) -> dict[str, str]:
-    request = {}
+    request: dict[str, str] = {}
     for line in lines:
         name, equals, value = line.partition("=")
         if not equals or not name:
             raise RequestError(f"not a name=value line: {line[:80]!r}")
-        request[name.strip()] = value.strip()
+        name, value = name.strip(), value.strip()
+        if name in REPEATED and name in request:
+            request[name] += "\n" + value
+        else:
+            request[name] = value
     return request
 
 

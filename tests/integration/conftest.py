@@ -280,11 +280,14 @@ class PostfixInstance:
         ]))
         subprocess.run(["postfix", "-c", str(self.config), "start"], check=True, capture_output=True)
 
-    def swaks(self, helo: str) -> str:
-        """The server's answer to RCPT TO for a client that says HELO `helo`."""
+    def swaks(self, helo: str, headers: tuple[str, ...] | None = None) -> str:
+        """The server's answer to RCPT TO for a client that says HELO `helo`; with `headers`, to the
+        end of a message that carries them besides swaks's own."""
+        message = ["--quit-after", "RCPT"] if headers is None else [
+            arg for header in headers for arg in ("--add-header", header)]
         done = subprocess.run(
             ["swaks", "--server", f"127.0.0.1:{self.smtp_port}", "--helo", helo, "--from", f"ann@{helo}",
-             "--to", "jo@example.net", "--quit-after", "RCPT", "--timeout", "20"],
+             "--to", "jo@example.net", *message, "--timeout", "20"],
             capture_output=True, text=True, timeout=60,
         )
         replies = [line[4:] for line in done.stdout.splitlines() if line.startswith(("<-  ", "<** "))]
@@ -417,14 +420,16 @@ def until_cached(cache: Path, decisions: int, timeout: float = 60) -> None:
 
 EXIM = ROOT / ".exim" / "usr" / "sbin" / "exim4"
 EXIM_RCPT_ACL = ROOT / "deploy" / "mta" / "exim-patchgate-rcpt.acl"
+EXIM_DATA_ACL = ROOT / "deploy" / "mta" / "exim-patchgate-data.acl"
 
 
 class EximHost:
-    """Debian's Exim with the README's RCPT ACL statements (deploy/mta/exim-patchgate-rcpt.acl) asking
-    the policy service on `policy_port`. Each session runs in Exim's host-checking mode (-bh): the
+    """Debian's Exim with the README's ACL statements asking the policy service on `policy_port`:
+    at RCPT (deploy/mta/exim-patchgate-rcpt.acl) or, with `at_data`, once the message is in
+    (deploy/mta/exim-patchgate-data.acl). Each session runs in Exim's host-checking mode (-bh): the
     SMTP dialogue of a client at an address, through the configuration's ACLs, delivering nothing."""
 
-    def __init__(self, folder: Path, policy_port: int):
+    def __init__(self, folder: Path, policy_port: int, at_data: bool = False):
         (folder / "spool").mkdir(parents=True)
         # Exim writes its spool and logs as the user it runs as.
         shutil.chown(folder / "spool", user="Debian-exim")
@@ -437,25 +442,32 @@ class EximHost:
             f"log_file_path = {folder}/%s.log",
             f"PATCHGATE_POLICY = inet:127.0.0.1:{policy_port}",
             "acl_smtp_rcpt = check_rcpt",
+            "acl_smtp_data = check_data",
             "begin acl",
             "check_rcpt:",
             "  require domains = +local_domains",
-            f".include {EXIM_RCPT_ACL}",
+            *([] if at_data else [f".include {EXIM_RCPT_ACL}"]),
+            "  accept",
+            "check_data:",
+            *([f".include {EXIM_DATA_ACL}"] if at_data else []),
             "  accept",
             "",
         ]))
 
     def session(self, helo: str, recipients: tuple[str, ...] = ("jo@example.net",),
-                address: str = "198.51.100.50") -> list[str]:
-        """Exim's reply to each RCPT TO of one connection from `address` that says EHLO `helo`."""
-        dialogue = [f"EHLO {helo}", f"MAIL FROM:<ann@{helo}>", *(f"RCPT TO:<{r}>" for r in recipients), "QUIT"]
+                address: str = "198.51.100.50", headers: tuple[str, ...] | None = None) -> list[str]:
+        """Exim's reply to each RCPT TO of one connection from `address` that says EHLO `helo`;
+        with `headers`, then to DATA and to the end of a message that carries them."""
+        message = [] if headers is None else ["DATA", *headers, f"From: <ann@{helo}>", "Subject: test", "", "hello", "."]
+        dialogue = [f"EHLO {helo}", f"MAIL FROM:<ann@{helo}>", *(f"RCPT TO:<{r}>" for r in recipients), *message,
+                    "QUIT"]
         done = subprocess.run([str(EXIM), "-C", str(self.config), "-bh", address],
                               input="".join(f"{line}\r\n" for line in dialogue), capture_output=True, text=True,
                               timeout=60)
         replies = smtp_replies(done.stdout)
-        # In order: greeting, EHLO, MAIL, each RCPT, QUIT.
-        assert len(replies) == 4 + len(recipients), done.stdout + done.stderr
-        return replies[3:3 + len(recipients)]
+        # In order: greeting, EHLO, MAIL, each RCPT, (DATA, end of data,) QUIT.
+        assert len(replies) == 4 + len(recipients) + (2 if message else 0), done.stdout + done.stderr
+        return replies[3:-1]
 
 
 def smtp_replies(dialogue: str) -> list[str]:
@@ -476,15 +488,15 @@ def smtp_replies(dialogue: str) -> list[str]:
 
 @pytest.fixture
 def exim():
-    """start(policy_port) -> an EximHost."""
+    """start(policy_port, at_data=False) -> an EximHost."""
     assert EXIM.exists(), f"{EXIM} is missing: deploy/test.sh fetches Debian's Exim (deploy/mta/debian-exim.sh)"
     # Exim's user must reach its folders: pytest's tmp_path is private to root.
     folder = Path(tempfile.mkdtemp(prefix="patchgate-exim-"))
     folder.chmod(0o755)
     started = []
 
-    def start(policy_port: int) -> EximHost:
-        host = EximHost(folder / str(len(started)), policy_port)
+    def start(policy_port: int, at_data: bool = False) -> EximHost:
+        host = EximHost(folder / str(len(started)), policy_port, at_data)
         started.append(host)
         return host
 
@@ -515,6 +527,7 @@ class SendmailHost:
             f"define(`QUEUE_DIR', `{folder / 'queue'}')dnl",
             "define(`ALIAS_FILE', `')dnl",
             f"define(`confPID_FILE', `{folder / 'sendmail.pid'}')dnl",
+            "define(`confDELIVERY_MODE', `queueonly')dnl",
             "FEATURE(`nocanonify')dnl",
             "FEATURE(`accept_unresolvable_domains')dnl",
             "LOCAL_DOMAIN(`example.net')dnl",
@@ -527,8 +540,11 @@ class SendmailHost:
         self.config = folder / "sendmail.cf"
         self.config.write_text(subprocess.run(["m4"], input=mc, capture_output=True, text=True, check=True).stdout)
 
-    def session(self, helo: str, recipients: tuple[str, ...] = ("root@example.net",)) -> list[str]:
-        """Sendmail's reply to each RCPT TO of one SMTP session that says EHLO `helo`."""
+    def session(self, helo: str, recipients: tuple[str, ...] = ("root@example.net",),
+                headers: tuple[str, ...] = ()) -> list[str]:
+        """Sendmail's reply to each RCPT TO of one SMTP session that says EHLO `helo`, then to the
+        end of a message with `headers` (a refused recipient is not sent the message: the last
+        reply is then to DATA)."""
         command = f"hostname mx-test.example.net && exec {SENDMAIL} -C {self.config} -bs"
         process = subprocess.Popen(["unshare", "--uts", "sh", "-c", command], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -542,18 +558,28 @@ class SendmailHost:
                     break
             return "\n".join(lines)
 
+        def say(line: str) -> None:
+            process.stdin.write(f"{line}\r\n")
+            process.stdin.flush()
+
         try:
             dialogue = [reply()]
-            for line in [f"EHLO {helo}", f"MAIL FROM:<ann@{helo}>", *(f"RCPT TO:<{r}>" for r in recipients), "QUIT"]:
-                process.stdin.write(f"{line}\r\n")
-                process.stdin.flush()
+            for line in [f"EHLO {helo}", f"MAIL FROM:<ann@{helo}>", *(f"RCPT TO:<{r}>" for r in recipients), "DATA"]:
+                say(line)
                 dialogue.append(reply())
+            if dialogue[-1].startswith("354"):
+                for line in [*(f"{h}" for h in headers), f"From: <ann@{helo}>", "Subject: test", "", "hello", "."]:
+                    say(line)
+                dialogue.append(reply())
+            say("QUIT")
+            dialogue.append(reply())
         finally:
             process.stdin.close()
             process.wait(30)
         replies = smtp_replies("\n".join(dialogue))
-        assert len(replies) == 4 + len(recipients), "\n".join(dialogue) + (process.stderr.read() if process.stderr else "")
-        return replies[3:3 + len(recipients)]
+        assert len(replies) >= 5 + len(recipients), "\n".join(dialogue) + (process.stderr.read() if process.stderr else "")
+        # greeting, EHLO, MAIL, each RCPT, DATA (and the end of data), QUIT
+        return replies[3:-1]
 
 
 @pytest.fixture

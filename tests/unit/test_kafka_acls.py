@@ -24,7 +24,8 @@ def test_only_the_operator_writes_mail_control_and_only_the_worker_writes_mail_d
 
 def test_the_edges_get_their_own_topics_and_nothing_else():
     assert rights("shipper") == {("Read", "topic", "site.mail.logs.raw"), ("Write", "topic", "site.mail.logs.raw")}
-    assert rights("mta") == {("Read", "topic", "site.mail.decisions"), ("Write", "topic", "site.mail.enforcement")}
+    assert rights("mta") == {("Read", "topic", "site.mail.decisions"), ("Write", "topic", "site.mail.enforcement"),
+                             ("Write", "topic", "site.mail.traces")}
     assert rights("notify") == {("Read", "topic", "site.mail.decisions"), ("Create", "topic", "site.mail.notices"),
                                 ("Read", "topic", "site.mail.notices"), ("Write", "topic", "site.mail.notices")}
 

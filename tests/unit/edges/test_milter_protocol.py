@@ -20,12 +20,12 @@ def test_an_empty_or_huge_packet_is_not_the_protocol(length):
 
 def test_negotiation_takes_the_lower_version_asks_no_actions_and_leaves_out_what_the_mta_can():
     # Postfix 3.7 offers version 6, every action and every step it can leave out.
-    answer = protocol.negotiated(struct.pack(">III", 6, 0x1FF, 0x1FFFFF))
+    left_out, answer = protocol.negotiated(struct.pack(">III", 6, 0x1FF, 0x1FFFFF))
     assert answer[4:5] == b"O"
-    assert struct.unpack(">III", answer[5:]) == (6, 0, protocol.LEFT_OUT)
+    assert struct.unpack(">III", answer[5:]) == (6, 0, protocol.LEFT_OUT) and left_out == protocol.LEFT_OUT
     # An MTA of version 2 that can leave out only the body.
-    older = protocol.negotiated(struct.pack(">III", 2, 0x3, protocol.NO_BODY))
-    assert struct.unpack(">III", older[5:]) == (2, 0, protocol.NO_BODY)
+    left_out, older = protocol.negotiated(struct.pack(">III", 2, 0x3, protocol.NO_BODY))
+    assert struct.unpack(">III", older[5:]) == (2, 0, protocol.NO_BODY) and left_out == protocol.NO_BODY
 
 
 @pytest.mark.parametrize("data", [b"", struct.pack(">III", 1, 0, 0)])

@@ -279,3 +279,15 @@ def test_the_follower_drops_deleted_servers_and_keeps_following(decisions_topic,
     assert server.answer(request(client_name=BLOCKED)) == policy.DUNNO
     restarted = DecisionCache(path)
     assert restarted.held(BLOCKED) is None and restarted.held(THROTTLED).version == 2 and len(restarted) == 1
+
+
+def test_a_policy_request_with_the_messages_received_headers_releases_an_updated_server(make_decision):
+    """Exim's DATA ACL asks with the message's Received headers as `received` attributes."""
+    from tests.unit.edges.test_milter import CURRENT_BUILD, OLD_BUILD, SERVER, Site
+
+    site = Site(make_decision)
+    lines = [f"helo_name={SERVER}", "client_address=192.0.2.7", "protocol_state=DATA"]
+    assert site.server.answer(lines + [f"received={OLD_BUILD}"]).startswith("550 5.7.230")
+    assert site.server.answer(lines + [f"received={CURRENT_BUILD}"]) == policy.DUNNO
+    assert site.enforced == [("block", SERVER)]
+    assert [trace.received for trace in site.traces] == [(CURRENT_BUILD,)]

@@ -52,3 +52,8 @@ def test_server_answers_and_reports_what_it_enforced(make_decision, tmp_path):
     assert server.answer(["client_address=192.0.2.1"]) == "DUNNO"
     assert server.answer(["garbage"]) == "DUNNO"
     assert enforced == [(2, "throttle")]
+
+
+def test_received_attributes_are_kept_one_per_line_in_their_order():
+    request = parse_request(["helo_name=mx.example", "received=from a by b", "received=from c by d"])
+    assert request == {"helo_name": "mx.example", "received": "from a by b\nfrom c by d"}

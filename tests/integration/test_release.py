@@ -1,0 +1,71 @@
+"""A patched server released by its next message: the pipeline blocks and throttles two servers
+from their logs; each then sends a message whose own Received header carries a current build,
+through Postfix with `patchgate milter` and through Exim's DATA ACL with `patchgate mta`. The
+message is accepted, its trace reaches the worker through mail.traces, and the servers' decisions
+go to stage 0 within seconds, so their next messages pass without proving anything."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from pipeline.edges.decisions import read_decisions
+from tests.integration.conftest import until_cached
+from tests.integration.test_milter import TRUSTED, UPDATED, received, start_milter
+from tests.integration.test_mta import start_mta
+from tests.integration.test_postfix import POLICY, ROOT, _free_port, write_logs
+
+# throttled.example ran Exchange 2013 (stage 2); it was moved to Exchange SE at the policy's baseline.
+MOVED_TO_SE = received("throttled.example", "15.2.2562.17")
+
+
+def newest_stages(settings) -> dict[str, int]:
+    return {d.hostname: d.stage for d in read_decisions(settings, timeout_s=5)}
+
+
+def test_a_blocked_and_a_throttled_server_are_released_by_their_next_message(tmp_path, pipeline_env, start_worker,
+                                                                              drained, postfix, exim):
+    settings, env = pipeline_env
+    config = tmp_path / "policy.toml"
+    config.write_text(POLICY.replace("[policy]\n", "[policy]" + TRUSTED))
+    env["PATCHGATE_CONFIG"] = str(config)  # the workers' environment too
+    logs = tmp_path / "logs"
+    write_logs(logs)
+    shipped = subprocess.run([sys.executable, "-m", "pipeline", "ship", str(logs)], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+    assert shipped.returncode == 0, shipped.stderr
+    worker = start_worker()
+    drained(settings, worker)
+    assert newest_stages(settings) == {"blocked.example": 3, "throttled.example": 2, "fine.example": 0}
+
+    milter_port, policy_port = _free_port(), _free_port()
+    milter = start_milter(env, milter_port, tmp_path / "milter-cache.json")
+    mta = start_mta(env, policy_port, tmp_path / "mta-cache.json")
+    try:
+        until_cached(tmp_path / "milter-cache.json", 3)
+        until_cached(tmp_path / "mta-cache.json", 3)
+        with_milter, with_exim = postfix(None, milter_port=milter_port), exim(policy_port, at_data=True)
+        assert with_milter.swaks("blocked.example", headers=()).startswith("550 5.7.230"), "no proof: blocked"
+        assert with_exim.session("throttled.example", headers=())[-1].startswith("450 4.7.230"), "no proof: throttled"
+
+        sent = time.monotonic()
+        assert with_milter.swaks("blocked.example", headers=(UPDATED,)).startswith("250 2.0.0")
+        assert with_exim.session("throttled.example", headers=(MOVED_TO_SE,))[-1].startswith("250 OK id=")
+        while (stages := newest_stages(settings)) != {"blocked.example": 0, "throttled.example": 0,
+                                                      "fine.example": 0}:
+            assert time.monotonic() - sent < 60, f"not released within 60 s: {stages}"
+            time.sleep(0.5)
+        released_after = time.monotonic() - sent
+        # Their next messages pass as any compliant server's, once the MTA side has the new decisions.
+        while not with_milter.swaks("blocked.example", headers=()).startswith("250 2.0.0"):
+            assert time.monotonic() - sent < 60, "the milter kept blocking"
+            time.sleep(0.5)
+        while not with_exim.session("throttled.example", headers=())[-1].startswith("250 OK id="):
+            assert time.monotonic() - sent < 60, "Exim kept throttling"
+            time.sleep(0.5)
+    finally:
+        for process in (milter, mta):
+            process.terminate()
+            process.wait(30)
+    print(f"released: stage 0 on mail.decisions {released_after:.1f} s after the messages")
+    assert released_after < 30
