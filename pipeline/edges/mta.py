@@ -240,6 +240,7 @@ def serve_decisions(settings: Settings, cache_path: Path, host: str, port: int,
         asyncio.run(serve())
     finally:
         follower.stopping.set()
+        traces.stopping.set()  # winds down beside the enforcement log
         follower.join(10)
         enforcement.close()
         traces.close()

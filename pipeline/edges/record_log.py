@@ -62,6 +62,11 @@ class RecordLog(threading.Thread):
         producer = None
         while not (self.stopping.is_set() and self.pending.empty()):
             if producer is None:
+                if self.pending.empty():
+                    # Connected only once there is something to send: a log that never sends (no
+                    # server released) never waits for a broker, not even when it stops.
+                    self.stopping.wait(0.2)
+                    continue
                 try:
                     producer = kafka_clients.producer(self.settings, linger_ms=50, acks=1,
                                                       reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS)
