@@ -280,11 +280,15 @@ class PostfixInstance:
         ]))
         subprocess.run(["postfix", "-c", str(self.config), "start"], check=True, capture_output=True)
 
-    def swaks(self, helo: str, headers: tuple[str, ...] | None = None) -> str:
+    def swaks(self, helo: str, headers: tuple[str, ...] | None = None, client: str | None = None) -> str:
         """The server's answer to RCPT TO for a client that says HELO `helo`; with `headers`, to the
-        end of a message that carries them besides swaks's own."""
+        end of a message that carries them besides swaks's own. With `client` ("name[address]"),
+        the connection speaks for that client (XCLIENT, where the server allows it)."""
         message = ["--quit-after", "RCPT"] if headers is None else [
             arg for header in headers for arg in ("--add-header", header)]
+        if client is not None:
+            name, _, address = client.rstrip("]").partition("[")
+            message += ["--xclient-name", name, "--xclient-addr", address]
         done = subprocess.run(
             ["swaks", "--server", f"127.0.0.1:{self.smtp_port}", "--helo", helo, "--from", f"ann@{helo}",
              "--to", "jo@example.net", *message, "--timeout", "20"],
@@ -301,19 +305,27 @@ class PostfixInstance:
         subprocess.run(["postfix", "-c", str(self.config), "stop"], capture_output=True)
 
 
-def _policy_settings(policy_port: int | None, milter_port: int | None = None) -> list[str]:
-    """Mail for example.net, each RCPT TO checked by the policy service on `policy_port`, or by
-    the milter on `milter_port` (accepting when it cannot be asked, as the README sets it)."""
+def _policy_settings(policy_port: int | None, milter_port: int | None = None, end_of_data: bool = False) -> list[str]:
+    """Mail for example.net, each RCPT TO checked by the policy service on `policy_port` (with
+    `end_of_data`: each message at its end, its Received headers logged as the README sets it up,
+    and XCLIENT allowed from loopback so that a test can speak for a remote client), or by the
+    milter on `milter_port` (accepting when it cannot be asked, as the README sets it)."""
+    asked = f"check_policy_service inet:127.0.0.1:{policy_port}"
     return [
         "mydestination = example.net, localhost",
         "local_recipient_maps =",
         "alias_maps =",
         "alias_database =",
         "smtpd_helo_required = yes",
-        *([f"smtpd_recipient_restrictions = reject_unauth_destination, "
-           f"check_policy_service inet:127.0.0.1:{policy_port}, permit"] if policy_port else []),
+        *([f"smtpd_recipient_restrictions = reject_unauth_destination, {asked}, permit"]
+          if policy_port and not end_of_data else []),
+        *([f"smtpd_end_of_data_restrictions = {asked}", f"header_checks = regexp:{POSTFIX_HEADER_CHECKS}",
+           "smtpd_authorized_xclient_hosts = 127.0.0.1"] if end_of_data else []),
         *([f"smtpd_milters = inet:127.0.0.1:{milter_port}", "milter_default_action = accept"] if milter_port else []),
     ]
+
+
+POSTFIX_HEADER_CHECKS = ROOT / "deploy" / "mta" / "postfix-header_checks"
 
 
 class Mailboxes:
@@ -375,13 +387,15 @@ def _postfix_folder(*programs: str) -> Path:
 
 @pytest.fixture
 def postfix():
-    """start(policy_port, milter_port=None) -> a running PostfixInstance that asks the policy
-    service or the milter; stopped after the test."""
+    """start(policy_port, milter_port=None, end_of_data=False) -> a running PostfixInstance that
+    asks the policy service (at RCPT, or at the end of each message) or the milter; stopped after
+    the test."""
     folder = _postfix_folder("postfix", "swaks")
     started = []
 
-    def start(policy_port: int | None, milter_port: int | None = None) -> PostfixInstance:
-        instance = PostfixInstance(folder / str(len(started)), free_port(), _policy_settings(policy_port, milter_port))
+    def start(policy_port: int | None, milter_port: int | None = None, end_of_data: bool = False) -> PostfixInstance:
+        instance = PostfixInstance(folder / str(len(started)), free_port(),
+                                   _policy_settings(policy_port, milter_port, end_of_data))
         started.append(instance)
         return instance
 

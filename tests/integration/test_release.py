@@ -69,3 +69,46 @@ def test_a_blocked_and_a_throttled_server_are_released_by_their_next_message(tmp
             process.wait(30)
     print(f"released: stage 0 on mail.decisions {released_after:.1f} s after the messages")
     assert released_after < 30
+
+
+def test_postfix_asking_at_the_end_of_data_releases_a_server_by_the_message_after_the_one_it_logged(
+        tmp_path, pipeline_env, start_worker, drained, postfix):
+    """Postfix cannot show the policy service a message's headers: its header_checks log them, and
+    the pipeline reads the build from the mail log, so the message after the refused one passes."""
+    settings, env = pipeline_env
+    config = tmp_path / "policy.toml"
+    config.write_text(POLICY.replace("[policy]\n", "[policy]" + TRUSTED))
+    env["PATCHGATE_CONFIG"] = str(config)
+    logs = tmp_path / "logs"
+    write_logs(logs)
+
+    def ship(path) -> None:
+        shipped = subprocess.run([sys.executable, "-m", "pipeline", "ship", str(path)], env=env, cwd=ROOT,
+                                 capture_output=True, text=True, timeout=120)
+        assert shipped.returncode == 0, shipped.stderr
+
+    ship(logs)
+    worker = start_worker()
+    drained(settings, worker)
+    policy_port = _free_port()
+    mta = start_mta(env, policy_port, tmp_path / "mta-cache.json")
+    try:
+        until_cached(tmp_path / "mta-cache.json", 3)
+        mx = postfix(policy_port, end_of_data=True)
+        client = "blocked.example[198.51.100.50]"
+        refused = mx.swaks("blocked.example", headers=(UPDATED,), client=client)
+        assert refused.startswith("550 5.7.230"), refused
+        assert "15.1.2507.61" in mx.log(), "header_checks logged the server's Received header"
+
+        sent = time.monotonic()
+        ship(mx.folder / "postfix.log")
+        while (stage := newest_stages(settings)["blocked.example"]) != 0:
+            assert time.monotonic() - sent < 60, f"still at stage {stage} 60 s after the mail log was shipped"
+            time.sleep(0.5)
+        while not (answer := mx.swaks("blocked.example", headers=(), client=client)).startswith("250 2.0.0"):
+            assert time.monotonic() - sent < 60, f"the next message was still refused: {answer}"
+            time.sleep(0.5)
+    finally:
+        mta.terminate()
+        mta.wait(30)
+    print(f"released on the next message: stage 0 {time.monotonic() - sent:.1f} s after shipping the mail log")
