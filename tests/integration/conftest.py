@@ -30,8 +30,8 @@ from pipeline.domain.replay import replay
 from pipeline.evaluate import read_observations
 from pipeline.settings import load_settings
 from pipeline.streaming import records, topics
-from pipeline.streaming.avro import ENFORCEMENT_DECISION
 from pipeline.streaming.admin import ensure_topics, wait_until_drained
+from pipeline.streaming.avro import ENFORCEMENT_DECISION
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -412,13 +412,18 @@ def publish_decisions_of(settings, logs: Path) -> list:
     decided = [decision for log in sorted(logs.iterdir()) for decision in replay(
         read_observations([str(log)], settings.policy, io.StringIO(), datetime.now(UTC), None)[0],
         settings.policy, catalog)]
+    publish_decisions(settings, *decided)
+    return decided
+
+
+def publish_decisions(settings, *decisions) -> None:
+    """The decisions on mail.decisions, keyed by server as the worker publishes them."""
     producer = kafka_clients.producer(settings, acks="all")
-    for decision in decided:
+    for decision in decisions:
         producer.send(settings.topic(topics.DECISIONS), key=decision.server_id.encode(),
                       value=ENFORCEMENT_DECISION.encode(records.decision_record(decision)))
     producer.flush()
     producer.close()
-    return decided
 
 
 def until_cached(cache: Path, decisions: int, timeout: float = 60) -> None:

@@ -7,13 +7,11 @@ import time
 from dataclasses import replace
 from datetime import UTC, date, datetime
 
-from pipeline import kafka_clients
 from pipeline.domain.notify_config import NotifyConfig
 from pipeline.domain.policy import Decision
 from pipeline.edges.notify import run
-from pipeline.streaming import records, topics
-from pipeline.streaming.avro import ENFORCEMENT_DECISION
 from pipeline.streaming.topics import NOTICES
+from tests.integration.conftest import publish_decisions
 
 ADMINS, OPS, TAILSPIN = "exchange-admins@owners.example", "ops@owners.example", "it@owners.example"
 
@@ -32,15 +30,6 @@ def decision(server, org, stage, version, status="unsupported", throttle=date(20
     )
 
 
-def publish(settings, *decisions: Decision) -> None:
-    producer = kafka_clients.producer(settings, acks="all")
-    for d in decisions:
-        producer.send(settings.topic(topics.DECISIONS), key=d.server_id.encode(),
-                      value=ENFORCEMENT_DECISION.encode(records.decision_record(d)))
-    producer.flush()
-    producer.close()
-
-
 def notifying(settings, mailboxes):
     """The settings with a [notify] table that sends through `mailboxes`."""
     return replace(settings, notify=NotifyConfig(
@@ -52,7 +41,7 @@ def notifying(settings, mailboxes):
 def test_notices_reach_the_owners_mailboxes_once_across_restarts(pipeline_env, mailboxes, read_topic):
     mailboxes = mailboxes([ADMINS, OPS, TAILSPIN])
     settings = notifying(pipeline_env[0], mailboxes)
-    publish(
+    publish_decisions(
         settings,
         decision("ex13.contoso.example", "Contoso", stage=1, version=1),  # throttled in 5 days: warned at once
         decision("ex16.contoso.example", "Contoso", stage=2, version=4, throttle=date(2026, 1, 10)),
@@ -83,7 +72,7 @@ def test_notices_reach_the_owners_mailboxes_once_across_restarts(pipeline_env, m
     assert run(settings, at=datetime(2026, 1, 25, 9, 5, tzinfo=UTC)) == 0
 
     # A new stage is one new notice.
-    publish(settings, decision("ex13.contoso.example", "Contoso", stage=2, version=2))
+    publish_decisions(settings, decision("ex13.contoso.example", "Contoso", stage=2, version=2))
     assert run(settings, at=datetime(2026, 1, 30, 9, tzinfo=UTC)) == 1
     for address in (ADMINS, OPS):
         mails = mailboxes.wait_for(address, 3)
@@ -100,9 +89,9 @@ def test_following_sends_each_notice_as_its_decision_arrives(pipeline_env, mailb
         run(settings, at=datetime(2026, 1, 25, 9, tzinfo=UTC), follow=True, stop=stopping.is_set)))
     follower.start()
     try:
-        publish(settings, decision("ex13.contoso.example", "Contoso", stage=1, version=1))
+        publish_decisions(settings, decision("ex13.contoso.example", "Contoso", stage=1, version=1))
         mailboxes.wait_for(ADMINS, 1)
-        publish(settings, decision("ex13.contoso.example", "Contoso", stage=2, version=2))
+        publish_decisions(settings, decision("ex13.contoso.example", "Contoso", stage=2, version=2))
         assert mailboxes.wait_for(ADMINS, 2)[-1]["Subject"] == \
             "[patchgate] ex13.contoso.example: stage 2, mail deferred 5 min/hr"
     finally:

@@ -11,6 +11,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def ship(env: dict, path: Path) -> None:
+    """`patchgate ship PATH` to its end, as an operator runs it."""
+    shipped = subprocess.run([sys.executable, "-m", "pipeline", "ship", str(path)], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+    assert shipped.returncode == 0, shipped.stderr
 # Stage 2 throttles and stage 3 blocks for the whole hour, so the answers do not depend on the
 # minute the test runs in.
 POLICY = """
@@ -51,9 +58,7 @@ def test_postfix_defers_blocks_and_accepts_by_the_pipelines_decisions(tmp_path, 
     logs = tmp_path / "logs"
     write_logs(logs)
 
-    shipped = subprocess.run([sys.executable, "-m", "pipeline", "ship", str(logs)], env=env, cwd=ROOT,
-                             capture_output=True, text=True, timeout=120)
-    assert shipped.returncode == 0, shipped.stderr
+    ship(env, logs)
     worker = start_worker()
     drained(settings, worker)
 

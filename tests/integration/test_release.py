@@ -5,15 +5,13 @@ message is accepted, its trace reaches the worker through mail.traces, and the s
 go to stage 0 within seconds, so their next messages pass without proving anything."""
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 from pipeline.edges.decisions import read_decisions
 from tests.integration.conftest import until_cached
 from tests.integration.test_milter import TRUSTED, UPDATED, received, start_milter
 from tests.integration.test_mta import start_mta
-from tests.integration.test_postfix import POLICY, ROOT, _free_port, write_logs
+from tests.integration.test_postfix import POLICY, _free_port, ship, write_logs
 
 # throttled.example ran Exchange 2013 (stage 2); it was moved to Exchange SE at the policy's baseline.
 MOVED_TO_SE = received("throttled.example", "15.2.2562.17")
@@ -31,9 +29,7 @@ def test_a_blocked_and_a_throttled_server_are_released_by_their_next_message(tmp
     env["PATCHGATE_CONFIG"] = str(config)  # the workers' environment too
     logs = tmp_path / "logs"
     write_logs(logs)
-    shipped = subprocess.run([sys.executable, "-m", "pipeline", "ship", str(logs)], env=env, cwd=ROOT,
-                             capture_output=True, text=True, timeout=120)
-    assert shipped.returncode == 0, shipped.stderr
+    ship(env, logs)
     worker = start_worker()
     drained(settings, worker)
     assert newest_stages(settings) == {"blocked.example": 3, "throttled.example": 2, "fine.example": 0}
@@ -81,13 +77,7 @@ def test_postfix_asking_at_the_end_of_data_releases_a_server_by_the_message_afte
     env["PATCHGATE_CONFIG"] = str(config)
     logs = tmp_path / "logs"
     write_logs(logs)
-
-    def ship(path) -> None:
-        shipped = subprocess.run([sys.executable, "-m", "pipeline", "ship", str(path)], env=env, cwd=ROOT,
-                                 capture_output=True, text=True, timeout=120)
-        assert shipped.returncode == 0, shipped.stderr
-
-    ship(logs)
+    ship(env, logs)
     worker = start_worker()
     drained(settings, worker)
     policy_port = _free_port()
@@ -101,7 +91,7 @@ def test_postfix_asking_at_the_end_of_data_releases_a_server_by_the_message_afte
         assert "15.1.2507.61" in mx.log(), "header_checks logged the server's Received header"
 
         sent = time.monotonic()
-        ship(mx.folder / "postfix.log")
+        ship(env, mx.folder / "postfix.log")
         while (stage := newest_stages(settings)["blocked.example"]) != 0:
             assert time.monotonic() - sent < 60, f"still at stage {stage} 60 s after the mail log was shipped"
             time.sleep(0.5)
