@@ -49,18 +49,24 @@ def write_logs(folder: Path) -> None:
         (folder / f"MSGTRK_{host.split('.')[0].upper()}.LOG").write_text(text, newline="")
 
 
-def test_postfix_defers_blocks_and_accepts_by_the_pipelines_decisions(tmp_path, start_worker, pipeline_env, drained,
-                                                                     postfix, read_topic):
+def decided_by_a_worker(tmp_path, pipeline_env, start_worker, drained, policy: str = POLICY):
+    """The logs of `write_logs` shipped and decided by a worker under `policy`: (settings, env,
+    worker)."""
     settings, env = pipeline_env
     config = tmp_path / "policy.toml"
-    config.write_text(POLICY)
-    env["PATCHGATE_CONFIG"] = str(config)
+    config.write_text(policy)
+    env["PATCHGATE_CONFIG"] = str(config)  # the workers' environment too
     logs = tmp_path / "logs"
     write_logs(logs)
-
     ship(env, logs)
     worker = start_worker()
     drained(settings, worker)
+    return settings, env, worker
+
+
+def test_postfix_defers_blocks_and_accepts_by_the_pipelines_decisions(tmp_path, start_worker, pipeline_env, drained,
+                                                                     postfix, read_topic):
+    settings, env, worker = decided_by_a_worker(tmp_path, pipeline_env, start_worker, drained)
 
     policy_port = _free_port()
     mta = subprocess.Popen([sys.executable, "-m", "pipeline", "mta", "--port", str(policy_port),

@@ -11,8 +11,9 @@ from pipeline.edges.decisions import read_decisions
 from tests.integration.conftest import until_cached
 from tests.integration.test_milter import TRUSTED, UPDATED, received, start_milter
 from tests.integration.test_mta import start_mta
-from tests.integration.test_postfix import POLICY, _free_port, ship, write_logs
+from tests.integration.test_postfix import POLICY, _free_port, decided_by_a_worker, ship
 
+TRUSTED_POLICY = POLICY.replace("[policy]\n", "[policy]" + TRUSTED)
 # throttled.example ran Exchange 2013 (stage 2); it was moved to Exchange SE at the policy's baseline.
 MOVED_TO_SE = received("throttled.example", "15.2.2562.17")
 
@@ -23,15 +24,7 @@ def newest_stages(settings) -> dict[str, int]:
 
 def test_a_blocked_and_a_throttled_server_are_released_by_their_next_message(tmp_path, pipeline_env, start_worker,
                                                                               drained, postfix, exim):
-    settings, env = pipeline_env
-    config = tmp_path / "policy.toml"
-    config.write_text(POLICY.replace("[policy]\n", "[policy]" + TRUSTED))
-    env["PATCHGATE_CONFIG"] = str(config)  # the workers' environment too
-    logs = tmp_path / "logs"
-    write_logs(logs)
-    ship(env, logs)
-    worker = start_worker()
-    drained(settings, worker)
+    settings, env, _ = decided_by_a_worker(tmp_path, pipeline_env, start_worker, drained, TRUSTED_POLICY)
     assert newest_stages(settings) == {"blocked.example": 3, "throttled.example": 2, "fine.example": 0}
 
     milter_port, policy_port = _free_port(), _free_port()
@@ -71,15 +64,7 @@ def test_postfix_asking_at_the_end_of_data_releases_a_server_by_the_message_afte
         tmp_path, pipeline_env, start_worker, drained, postfix):
     """Postfix cannot show the policy service a message's headers: its header_checks log them, and
     the pipeline reads the build from the mail log, so the message after the refused one passes."""
-    settings, env = pipeline_env
-    config = tmp_path / "policy.toml"
-    config.write_text(POLICY.replace("[policy]\n", "[policy]" + TRUSTED))
-    env["PATCHGATE_CONFIG"] = str(config)
-    logs = tmp_path / "logs"
-    write_logs(logs)
-    ship(env, logs)
-    worker = start_worker()
-    drained(settings, worker)
+    settings, env, _ = decided_by_a_worker(tmp_path, pipeline_env, start_worker, drained, TRUSTED_POLICY)
     policy_port = _free_port()
     mta = start_mta(env, policy_port, tmp_path / "mta-cache.json")
     try:
