@@ -305,11 +305,14 @@ class PostfixInstance:
         subprocess.run(["postfix", "-c", str(self.config), "stop"], capture_output=True)
 
 
-def _policy_settings(policy_port: int | None, milter_port: int | None = None, end_of_data: bool = False) -> list[str]:
+def _policy_settings(policy_port: int | None, milter_port: int | None = None,
+                     header_checks: Path | None = None) -> list[str]:
     """Mail for example.net, each RCPT TO checked by the policy service on `policy_port` (with
-    `end_of_data`: each message at its end, its Received headers logged as the README sets it up,
-    and XCLIENT allowed from loopback so that a test can speak for a remote client), or by the
-    milter on `milter_port` (accepting when it cannot be asked, as the README sets it)."""
+    `header_checks`, a copy of deploy/mta/postfix-header_checks: each message at its end, its
+    Received headers logged as the README sets it up, and XCLIENT allowed from loopback so that a
+    test can speak for a remote client), or by the milter on `milter_port` (accepting when it
+    cannot be asked, as the README sets it)."""
+    end_of_data = header_checks is not None
     asked = f"check_policy_service inet:127.0.0.1:{policy_port}"
     return [
         "mydestination = example.net, localhost",
@@ -319,7 +322,7 @@ def _policy_settings(policy_port: int | None, milter_port: int | None = None, en
         "smtpd_helo_required = yes",
         *([f"smtpd_recipient_restrictions = reject_unauth_destination, {asked}, permit"]
           if policy_port and not end_of_data else []),
-        *([f"smtpd_end_of_data_restrictions = {asked}", f"header_checks = regexp:{POSTFIX_HEADER_CHECKS}",
+        *([f"smtpd_end_of_data_restrictions = {asked}", f"header_checks = regexp:{header_checks}",
            "smtpd_authorized_xclient_hosts = 127.0.0.1"] if end_of_data else []),
         *([f"smtpd_milters = inet:127.0.0.1:{milter_port}", "milter_default_action = accept"] if milter_port else []),
     ]
@@ -394,8 +397,12 @@ def postfix():
     started = []
 
     def start(policy_port: int | None, milter_port: int | None = None, end_of_data: bool = False) -> PostfixInstance:
+        checks = None
+        if end_of_data:
+            # Where Postfix's own users can read it (the checkout may be private to root).
+            checks = Path(shutil.copy(POSTFIX_HEADER_CHECKS, folder / f"header_checks{len(started)}"))
         instance = PostfixInstance(folder / str(len(started)), free_port(),
-                                   _policy_settings(policy_port, milter_port, end_of_data))
+                                   _policy_settings(policy_port, milter_port, checks))
         started.append(instance)
         return instance
 
@@ -453,6 +460,8 @@ class EximHost:
         # Exim writes its spool and logs as the user it runs as.
         shutil.chown(folder / "spool", user="Debian-exim")
         shutil.chown(folder, user="Debian-exim")
+        # Exim reads its configuration as its own user, who may not reach into the checkout.
+        acl = Path(shutil.copy(EXIM_DATA_ACL if at_data else EXIM_RCPT_ACL, folder))
         self.config = folder / "exim.conf"
         self.config.write_text("\n".join([
             "primary_hostname = mx-test.example.net",
@@ -465,10 +474,10 @@ class EximHost:
             "begin acl",
             "check_rcpt:",
             "  require domains = +local_domains",
-            *([] if at_data else [f".include {EXIM_RCPT_ACL}"]),
+            *([] if at_data else [f".include {acl}"]),
             "  accept",
             "check_data:",
-            *([f".include {EXIM_DATA_ACL}"] if at_data else []),
+            *([f".include {acl}"] if at_data else []),
             "  accept",
             "",
         ]))
