@@ -2,7 +2,8 @@
 
 An insert returns only once ClickHouse has stored the rows (async_insert=0); the caller lets the
 batch's Kafka offsets go only after that. A batch read again after a crash carries the same
-deduplication token (topic, partition, first and last offset) and is dropped; rows repeated in
+deduplication token (topic, partition, its offsets: streaming.sink_agents.dedup_token) and is
+dropped; rows repeated in
 differently cut batches share their sorting key and are folded by ReplacingMergeTree.
 
 Rows go as JSONEachRow, encoded by orjson: ClickHouse parses them in C++, where building the

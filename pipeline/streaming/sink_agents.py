@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from functools import partial
 
 import faust
@@ -38,6 +39,14 @@ from pipeline.streaming.storage import ClickHouseHandle
 log = logging.getLogger(__name__)
 BATCH_SIZE = 50_000
 BATCH_SECONDS = 1.0
+
+
+def dedup_token(topic: str, partition: int, offsets: list[int]) -> str:
+    """A batch's deduplication token: its partition's first and last offset, how many it holds and
+    a checksum of them all, so that only the same records read again match (a compacted topic, or
+    records read again after a pause, may give a batch with the same ends but others between)."""
+    checksum = zlib.crc32(",".join(map(str, offsets)).encode("ascii"))
+    return f"{topic}:{partition}:{offsets[0]}-{offsets[-1]}:{len(offsets)}:{checksum:08x}"
 
 
 def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Settings, metrics: Metrics) -> None:
@@ -65,7 +74,7 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
                     rows.extend(found)
                 else:
                     bad += 1
-            token = f"{topic}:{partition}:{events[0].message.offset}-{events[-1].message.offset}"
+            token = dedup_token(topic, partition, [event.message.offset for event in events])
             started = time.perf_counter()
             await clickhouse.write(partial(insert, rows=rows, dedup_token=token), token,
                                    hold=partial(_pause, app, topic, clickhouse.health.paused),

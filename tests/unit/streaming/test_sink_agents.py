@@ -15,6 +15,7 @@ from pipeline.streaming import records
 from pipeline.streaming.app import health
 from pipeline.streaming.avro import ENFORCEMENT, ENFORCEMENT_DECISION, SERVER_OBSERVATION
 from pipeline.streaming.metrics import Metrics
+from pipeline.streaming.sink_agents import dedup_token
 from pipeline.streaming.storage import ClickHouseHandle
 
 AT = datetime(2026, 2, 10, 8, 0, tzinfo=UTC)
@@ -105,7 +106,15 @@ def test_each_partition_of_a_batch_is_stored_with_a_token_naming_its_offsets(str
             await handle.close()
 
     assert asyncio.run(scenario()) == 3
-    assert sorted(tokens) == [("mail.decisions:0:0-2", [1, 3]), ("mail.decisions:1:1-1", [2])]
+    assert sorted(tokens) == [(dedup_token("mail.decisions", 0, [0, 2]), [1, 3]),
+                              (dedup_token("mail.decisions", 1, [1]), [2])]
+    assert dedup_token("mail.decisions", 0, [0, 2]).startswith("mail.decisions:0:0-2:2:")
+
+
+def test_a_token_matches_only_the_same_records_read_again():
+    assert dedup_token("mail.decisions", 0, [5, 6, 9]) == dedup_token("mail.decisions", 0, [5, 6, 9])
+    assert dedup_token("mail.decisions", 0, [5, 6, 9]) != dedup_token("mail.decisions", 0, [5, 7, 9])
+    assert dedup_token("mail.decisions", 0, [5, 9]) != dedup_token("mail.decisions", 0, [5, 6, 9])
 
 
 def test_while_clickhouse_fails_the_topic_is_paused_and_the_batch_unacked_until_stored(
@@ -136,7 +145,7 @@ def test_while_clickhouse_fails_the_topic_is_paused_and_the_batch_unacked_until_
     assert (degraded["status"], degraded["paused_partitions"], acked_while_failing) == (
         "degraded", ["mail.decisions/0", "mail.decisions/1"], False)
     assert (ok["status"], ok["paused_partitions"], stored) == ("ok", [], 1)
-    assert set(tries) == {"mail.decisions:0:0-0"}  # every try with the same token
+    assert set(tries) == {dedup_token("mail.decisions", 0, [0])}  # every try with the same token
 
 
 
