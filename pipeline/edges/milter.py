@@ -76,9 +76,11 @@ class MilterSession:
             if self.verdict is None:
                 self.verdict = self.server.verdict(self._request())
         elif command == protocol.HEADER:
-            name, value = (protocol.strings(data) + ["", ""])[:2]
-            if name.lower() == "received" and len(self.received) < MAX_RECEIVED:
-                self.received.append(value[:MAX_HEADER])
+            # Kept only while the connection is held: only then can a header release it.
+            if self.verdict is not None and self.verdict.kind is not None and len(self.received) < MAX_RECEIVED:
+                name, value = (protocol.strings(data) + ["", ""])[:2]
+                if name.lower() == "received":
+                    self.received.append(value[:MAX_HEADER])
             if self.left_out & protocol.NO_HEADER_REPLY:
                 return None
         elif command == protocol.END_OF_HEADERS:
@@ -90,10 +92,7 @@ class MilterSession:
     def _at_end_of_headers(self) -> bytes:
         if self.verdict is None:
             return protocol.encode(protocol.CONTINUE)
-        request = self._request()
-        if self.received:
-            request["received"] = "\n".join(" ".join(header.split()) for header in self.received)
-        action = self.server.settle(self.verdict, request)
+        action = self.server.settle(self.verdict, self._request(), self.received)
         # Released or never held: the rest of the message is not this milter's business.
         return protocol.encode(protocol.ACCEPT) if action == DUNNO else protocol.reply(action)
 

@@ -73,7 +73,8 @@ class PolicyServer:
         """The action for a request's client (policy protocol attributes: client_name, helo_name,
         client_address, ...; `received`, the message's Received headers one per line, where the
         MTA asks after them)."""
-        return self.settle(self.verdict(request), request)
+        received = request.get("received")
+        return self.settle(self.verdict(request), request, received.split("\n") if received else [])
 
     def verdict(self, request: dict[str, str]) -> Verdict:
         names = policy.server_names(request)
@@ -85,15 +86,14 @@ class PolicyServer:
         action, kind = policy.action_for(decision, now)
         return Verdict(decision, action, kind, now)
 
-    def settle(self, verdict: Verdict, request: dict[str, str]) -> str:
-        """The answer to give: DUNNO where the message's own Received headers show its server
-        updated (its trace then goes to the pipeline), else the verdict's action, recorded when it
-        throttles or blocks."""
+    def settle(self, verdict: Verdict, request: dict[str, str], received: list[str]) -> str:
+        """The answer to give: DUNNO where the message's own Received headers (newest first) show
+        its server updated (its trace then goes to the pipeline), else the verdict's action,
+        recorded when it throttles or blocks."""
         if verdict.kind is None or verdict.decision is None:
             return verdict.action
-        received = request.get("received")
-        if self.releaser is not None and received and self.releaser.released(verdict.decision, received.split("\n"),
-                                                                             request, verdict.at):
+        if self.releaser is not None and received and self.releaser.released(verdict.decision, received, request,
+                                                                             verdict.at):
             return policy.DUNNO
         self.on_enforced(verdict.decision, verdict.kind, verdict.at, request)
         return verdict.action
