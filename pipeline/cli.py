@@ -43,15 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     sql = commands.add_parser("sql", help="run a read-only SQL query on the report tables")
     sql.add_argument("query")
     sql.add_argument("--json", action="store_true", help="one JSON object per row instead of a table")
-    mta = commands.add_parser("mta", help="answer Postfix policy requests from the decisions on mail.decisions")
-    mta.add_argument("--host", default="127.0.0.1")
-    mta.add_argument("--port", type=int, default=10040)
-    mta.add_argument("--cache", help="decision cache file (default: <data dir>/decision-cache.json)")
-    milter = commands.add_parser(
-        "milter", help="answer Sendmail and Postfix (smtpd_milters) in the milter protocol from the decisions")
-    milter.add_argument("--host", default="127.0.0.1")
-    milter.add_argument("--port", type=int, default=10041)
-    milter.add_argument("--cache", help="decision cache file (default: <data dir>/decision-cache.json)")
+    for name, port, what in (
+            ("mta", 10040, "answer Postfix and Exim policy requests from the decisions on mail.decisions"),
+            ("milter", 10041, "answer Sendmail and Postfix (smtpd_milters) in the milter protocol from the decisions")):
+        server = commands.add_parser(name, help=what)
+        server.add_argument("--host", default="127.0.0.1")
+        server.add_argument("--port", type=int, default=port)
+        server.add_argument("--cache", help="decision cache file (default: <data dir>/decision-cache.json)")
     notify = commands.add_parser(
         "notify", help="mail each org's contacts when a server enters a new stage, and before throttling or blocking")
     notify.add_argument("--follow", action="store_true",
@@ -206,16 +204,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             return 1
         rows = [dict(zip(result["columns"], row, strict=True)) for row in result["rows"]]
         print(tables.json_lines(rows) if args.json else tables.text_table(result["columns"], rows))
-    elif args.command == "mta":
+    elif args.command in ("mta", "milter"):
+        from pipeline.edges.milter import run_milter
         from pipeline.edges.mta import run_mta
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        run_mta(settings, args.host, args.port, Path(args.cache or settings.data_dir / "decision-cache.json"))
-    elif args.command == "milter":
-        from pipeline.edges.milter import run_milter
-
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        run_milter(settings, args.host, args.port, Path(args.cache or settings.data_dir / "decision-cache.json"))
+        run = run_mta if args.command == "mta" else run_milter
+        run(settings, args.host, args.port, Path(args.cache or settings.data_dir / "decision-cache.json"))
     elif args.command == "notify":
         return _notify(args, settings)
     elif args.command == "evaluate":

@@ -3,8 +3,8 @@
 An insert returns only once ClickHouse has stored the rows (async_insert=0); the caller lets the
 batch's Kafka offsets go only after that. A batch read again after a crash carries the same
 deduplication token (topic, partition, its offsets: streaming.sink_agents.dedup_token) and is
-dropped; rows repeated in
-differently cut batches share their sorting key and are folded by ReplacingMergeTree.
+dropped; rows repeated in differently cut batches share their sorting key and are folded by
+ReplacingMergeTree.
 
 Rows go as JSONEachRow, encoded by orjson: ClickHouse parses them in C++, where building the
 driver's native blocks in Python cost about 15 microseconds a row. Folded observations go to the
