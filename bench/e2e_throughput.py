@@ -263,8 +263,6 @@ def main() -> None:
     if args.preload:
         sending = time.time()
         send_paced(sender, producer, order, 0, sending)
-        if isinstance(producer, KcatPipe):
-            producer.close()
         produced = time.time() - sending
 
     processes = start_processes(env, data_dir, args.workers)
@@ -291,8 +289,6 @@ def main() -> None:
             cpu_before = sum(cpu_seconds(process.pid) for process in processes)
             started = time.time()
             send_paced(sender, producer, order, args.rate, started)
-            if isinstance(producer, KcatPipe):
-                producer.close()
             produced = time.time() - started
 
         while lag(settings) > 0:
@@ -360,6 +356,8 @@ def send_paced(sender: Sender, producer: KafkaProducer | KcatPipe, order: list[t
             released = due
             time.sleep(max(0.0, TICK_S - (time.time() - started) % TICK_S))
     producer.flush()
+    if isinstance(producer, KcatPipe):
+        producer.close()  # until kcat has delivered everything
 
 
 def until_first_taken(settings, processes: list[subprocess.Popen], timeout: float = 180) -> float:

@@ -596,7 +596,7 @@ class SendmailHost:
                 say(line)
                 dialogue.append(reply())
             if dialogue[-1].startswith("354"):
-                for line in [*(f"{h}" for h in headers), f"From: <ann@{helo}>", "Subject: test", "", "hello", "."]:
+                for line in [*headers, f"From: <ann@{helo}>", "Subject: test", "", "hello", "."]:
                     say(line)
                 dialogue.append(reply())
             say("QUIT")
