@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pipeline.catalog_files import CatalogError
 from pipeline.domain.config import ConfigError
+from pipeline.domain.control import ACTIONS as CONTROL_ACTIONS
 from pipeline.settings import Settings, load_settings
 
 
@@ -108,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 # decisions and the shipper keeps the lines until the brokers come (None: go on without them).
 KAFKA_PATIENCE_S: dict[str, float | None] = {
     "mta": None, "milter": None, "ship": None, "repack": 60.0,
-    **dict.fromkeys(("topics", "wait", "repartition", "decisions", "notify", "pause", "resume", "exempt",
-                     "unexempt"), 0.0),
+    **dict.fromkeys(("topics", "wait", "repartition", "decisions", "notify", *CONTROL_ACTIONS), 0.0),
 }
 
 
@@ -236,9 +236,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-CONTROL_ACTIONS = ("pause", "resume", "exempt", "unexempt")
-
-
 def _notify(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import datetime
 
@@ -293,7 +290,14 @@ def _control_commands(commands) -> None:
     exempt.add_argument("--reason", required=True)
     unexempt = commands.add_parser("unexempt", help="lift an exemption a command granted")
     unexempt.add_argument("target", metavar="SERVER")
-    for command in (pause, resume, exempt, unexempt):
+    report_only = commands.add_parser(
+        "report-only", help="report-only rollout for an org or the whole site (*): the MTAs accept its mail and "
+                            "record what they would have deferred or rejected")
+    report_only.add_argument("target", metavar="ORG|*")
+    report_only.add_argument("--reason", required=True)
+    enforce = commands.add_parser("enforce", help="end the report-only mode a command gave an org or the site (*)")
+    enforce.add_argument("target", metavar="ORG|*")
+    for command in (pause, resume, exempt, unexempt, report_only, enforce):
         command.add_argument("--timeout", type=float, default=30.0, help="how long to wait for the outcome")
 
 

@@ -61,6 +61,8 @@ PRODUCTS = ("Exchange2007", "Exchange2010", "Exchange2013", "Exchange2016", "Exc
 
 _STAGE_KEYS = ("start_day", "throttle_minutes", "block_minutes")
 _PAUSE_KEYS = ("org", "start", "days")
+# The target of a control command that names the whole site rather than an org (report-only, enforce).
+SITE = "*"
 _SCOPE_KEYS = ("connectors", "client_networks", "tls_peers")
 
 
@@ -102,8 +104,14 @@ class PolicyConfig:
     build_window_days: int = 7
     pause_budget_days: int = 90
     pauses: tuple[Pause, ...] = ()
+    # Report-only rollout: decisions and stages are computed as always, but the MTAs accept the mail
+    # and record what they would have done. The whole site, or the orgs named (any case).
+    report_only: bool = False
+    report_only_orgs: tuple[str, ...] = ()
     # What control commands granted (pipeline.domain.control): their pauses are in `pauses` too.
     granted_exemptions: tuple[Exemption, ...] = ()
+    # Orgs a command put in report-only mode, in lower case; SITE for the whole site.
+    granted_report_only: tuple[str, ...] = ()
 
     @classmethod
     def from_mapping(cls, data: Any) -> PolicyConfig:
@@ -121,6 +129,8 @@ class PolicyConfig:
             "build_window_days": lambda value, key: integer(value, key, 0),
             "pause_budget_days": lambda value, key: integer(value, key, 0, 366),
             "pauses": _pauses,
+            "report_only": boolean,
+            "report_only_orgs": strings,
         }
         policy = table(data, "policy", readers)
         return cls(**{name: readers[name](value, f"policy.{name}") for name, value in policy.items()})
@@ -143,7 +153,23 @@ class PolicyConfig:
         taken again when it changes."""
         pauses = [p for p in self.pauses if org and p.org.lower() == org.lower()]
         exemptions = [e for e in self.granted_exemptions if fnmatch.fnmatch(server, e.pattern.lower())]
-        return repr((pauses, exemptions))
+        report_only = self.report_only_by(org)
+        # Kept out of the text while off: states decided before report-only existed stay as decided.
+        return repr((pauses, exemptions, report_only) if report_only else (pauses, exemptions))
+
+    def report_only_by(self, org: str | None) -> str | None:
+        """What puts the org's servers in report-only mode, if anything (the config file's setting
+        first: a command cannot end it)."""
+        named = (org or "").lower()
+        if self.report_only:
+            return "policy.report_only"
+        if named and named in (o.lower() for o in self.report_only_orgs):
+            return "policy.report_only_orgs"
+        if SITE in self.granted_report_only:
+            return "a command for the whole site"
+        if named and named in self.granted_report_only:
+            return f"a command for {named}"
+        return None
 
     def in_enforcement_scope(self, product: str | None) -> bool:
         return self.enforce_products is None or product in self.enforce_products
@@ -204,6 +230,12 @@ def text(value: Any, key: str, pattern: re.Pattern[str] | None = None, shape: st
     if isinstance(value, str) and (pattern.fullmatch(value) if pattern else value):
         return value
     raise ConfigError(key, f"must be {shape}, got {value!r}")
+
+
+def boolean(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(key, f"must be true or false, got {value!r}")
 
 
 def strings(value: Any, key: str) -> tuple[str, ...]:

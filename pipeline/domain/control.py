@@ -11,9 +11,13 @@ config file's pauses and exemptions together with the granted ones (`in_force`).
                    following ones are enforced again (and count no more against the budget).
     exempt SERVER  a server name or fnmatch pattern, until a day (the first one enforced again).
     unexempt       lifts a granted exemption of the same name or pattern.
+    report-only ORG or * (the whole site): from now on the MTAs accept the mail of its servers and
+                   record what they would have done; the stages go on as always. A rollout is the
+                   site's decision, not the owner's request: the pause budget does not apply.
+    enforce        ends a granted report-only mode of the same org (or of the whole site).
 
-The config file's pauses and exemptions cannot be ended by a command: they last as long as the
-file says. A command read again (its id already folded) changes nothing and gets its outcome again.
+The config file's pauses, exemptions and report-only settings cannot be ended by a command: they
+last as long as the file says. A command read again (its id already folded) changes nothing and gets its outcome again.
 """
 from __future__ import annotations
 
@@ -22,10 +26,10 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
-from pipeline.domain.config import Exemption, Pause, PolicyConfig
+from pipeline.domain.config import SITE, Exemption, Pause, PolicyConfig
 from pipeline.domain.pauses import pause_intervals
 
-ACTIONS = ("pause", "resume", "exempt", "unexempt")
+ACTIONS = ("pause", "resume", "exempt", "unexempt", "report-only", "enforce")
 # Outcomes kept to answer a command read again; older ones are dropped (commands are rare).
 KEPT_OUTCOMES = 1000
 
@@ -34,7 +38,8 @@ KEPT_OUTCOMES = 1000
 class ControlCommand:
     command_id: str
     action: str
-    # An org (pause, resume) or a server name or pattern (exempt, unexempt), in lower case.
+    # An org (pause, resume; report-only and enforce also SITE) or a server name or pattern (exempt,
+    # unexempt), in lower case.
     target: str
     issued_at: datetime
     start: date | None = None
@@ -57,12 +62,16 @@ class Controls:
     pauses: tuple[Pause, ...] = ()
     exemptions: tuple[Exemption, ...] = ()
     outcomes: tuple[tuple[str, Outcome], ...] = ()
+    # Orgs in report-only mode, SITE for the whole site.
+    report_only: tuple[str, ...] = ()
 
     def in_force(self, config: PolicyConfig) -> PolicyConfig:
-        """The policy with the config file's pauses and exemptions and the granted ones."""
-        if not self.pauses and not self.exemptions:
+        """The policy with the config file's pauses, exemptions and report-only settings and the
+        granted ones."""
+        if not self.pauses and not self.exemptions and not self.report_only:
             return config
-        return replace(config, pauses=config.pauses + self.pauses, granted_exemptions=self.exemptions)
+        return replace(config, pauses=config.pauses + self.pauses, granted_exemptions=self.exemptions,
+                       granted_report_only=self.report_only)
 
 
 def apply(controls: Controls, command: ControlCommand, config: PolicyConfig) -> tuple[Controls, Outcome]:
@@ -85,6 +94,10 @@ def _apply(controls: Controls, command: ControlCommand, config: PolicyConfig) ->
         return _pause(controls, command, target, today, config)
     if command.action == "resume":
         return _resume(controls, target, today)
+    if command.action == "report-only":
+        return _report_only(controls, command, target, config)
+    if command.action == "enforce":
+        return _enforce(controls, target, config)
     if command.action == "exempt":
         if command.until is None or command.until <= today:
             return controls, Outcome(False, f"an exemption needs an end after {today.isoformat()}")
@@ -135,6 +148,43 @@ def _resume(controls: Controls, org: str, today: date) -> tuple[Controls, Outcom
     if not cut:
         return controls, Outcome(False, f"{org} has no granted pause to end on or after {today.isoformat()}")
     return replace(controls, pauses=tuple(kept)), Outcome(True, f"{org} enforced again from {today.isoformat()}")
+
+
+def _report_only(controls: Controls, command: ControlCommand, target: str,
+                 config: PolicyConfig) -> tuple[Controls, Outcome]:
+    if not command.reason:
+        return controls, Outcome(False, "report-only mode needs a reason")
+    by = _report_only_by(config, controls, target)
+    if by:
+        return controls, Outcome(False, f"{_named(target)} is in report-only mode already, by {by}")
+    return (replace(controls, report_only=(*controls.report_only, target)),
+            Outcome(True, f"{_named(target)} in report-only mode: the MTAs accept and record what they would do"))
+
+
+def _enforce(controls: Controls, target: str, config: PolicyConfig) -> tuple[Controls, Outcome]:
+    by = _report_only_by(config, Controls(), target)
+    if by:
+        return controls, Outcome(False, f"{_named(target)} is in report-only mode by the config file ({by})")
+    if target not in controls.report_only:
+        whole_site = SITE in controls.report_only
+        return controls, Outcome(False, f"{_named(target)} has no report-only mode of its own to end"
+                                        + ("; the whole site's ends with `enforce *`" if whole_site else ""))
+    kept = tuple(org for org in controls.report_only if org != target)
+    return replace(controls, report_only=kept), Outcome(True, f"{_named(target)} enforced again")
+
+
+def _report_only_by(config: PolicyConfig, controls: Controls, target: str) -> str | None:
+    """What puts `target` (an org or SITE) in report-only mode: for SITE, only a site-wide setting."""
+    in_force = controls.in_force(config)
+    if target == SITE:
+        if config.report_only:
+            return "policy.report_only"
+        return "a command for the whole site" if SITE in controls.report_only else None
+    return in_force.report_only_by(target)
+
+
+def _named(target: str) -> str:
+    return "the whole site" if target == SITE else target
 
 
 def _paused_days(config: PolicyConfig, org: str) -> set[date]:

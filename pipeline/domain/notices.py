@@ -150,6 +150,11 @@ def _subject(decision: Decision, entered: bool, warnings: list[str]) -> str:
 
 
 def _stage_headline(decision: Decision) -> str:
+    headline = _stage_effect(decision)
+    return f"{headline} (report-only for now)" if decision.report_only and decision.stage else headline
+
+
+def _stage_effect(decision: Decision) -> str:
     if decision.stage == 0:
         return "no longer enforced"
     if decision.block_minutes_per_hour:
@@ -170,6 +175,9 @@ def _body(decision: Decision, report_url: str) -> str:
     if d.first_detected:
         lines.append(f"First detected: {d.first_detected.astimezone(UTC).date().isoformat()}")
     lines += ["", f"Now (stage {d.stage}): {_treatment(d, d.throttle_minutes_per_hour, d.block_minutes_per_hour)}."]
+    if d.report_only:
+        lines.append("For now the site runs in report-only mode: your mail is delivered, and what would have "
+                     "been deferred or rejected is recorded.")
     if d.next_stage_start_date:
         following = _treatment(d, d.next_stage_throttle_rate or 0, d.next_stage_block_rate or 0)
         lines.append(f"Next, from {d.next_stage_start_date.isoformat()}: {following}.")

@@ -43,6 +43,9 @@ class Decision:
     smtp_reply: str | None
     decided_at: datetime
     version: int = 0
+    # Report-only rollout (site or org): the MTAs accept the server's mail and record what the
+    # stage would have done. Set only where an enforcement clock runs.
+    report_only: bool = False
 
 
 @dataclass
@@ -286,6 +289,9 @@ def assess(state: ServerState, at: datetime, config: PolicyConfig, catalog: Cata
     pause = paused_at(pauses, at)
     if pause:
         reason += f"; enforcement paused until {pause[1].date().isoformat()}"
+    report_only = config.report_only_by(state.org)
+    if report_only:
+        reason += f"; report-only rollout ({report_only}): the MTAs accept its mail and record what they would do"
 
     def day(stage: Stage | None) -> date | None:
         return enforcement_moment(first, timedelta(days=stage.start_day), pauses).date() if stage else None
@@ -304,6 +310,7 @@ def assess(state: ServerState, at: datetime, config: PolicyConfig, catalog: Cata
         next_stage_block_rate=following.block_minutes if following else None,
         reason=reason,
         smtp_reply=_reply(enforced),
+        report_only=report_only is not None,
     )
 
 
@@ -423,9 +430,11 @@ def _build_order(text: str) -> tuple[tuple[int, ...], str]:
 
 _STATE_FIELDS = tuple(f.name for f in fields(ServerState))
 # Every field but the version and the decision time: a decision is new when one of these changes.
-_COMPARED = tuple(f.name for f in fields(Decision) if f.name not in ("version", "decided_at"))
+_COMPARED = tuple(f.name for f in fields(Decision) if f.name not in ("version", "decided_at", "report_only"))
 
 
 def _fingerprint(decision: Decision) -> str:
-    """A stable text of the compared fields (stored in the state table, so no hash())."""
-    return repr(tuple(getattr(decision, name) for name in _COMPARED))
+    """A stable text of the compared fields (stored in the state table, so no hash()). Report-only
+    is marked only when set, so the fingerprints stored before it existed still match."""
+    compared = repr(tuple(getattr(decision, name) for name in _COMPARED))
+    return compared + " report-only" if decision.report_only else compared

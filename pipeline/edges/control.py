@@ -1,5 +1,5 @@
-"""Send control commands to mail.control (the CLI's pause, resume, exempt and unexempt, and the
-web port's POST /control), and read their outcomes back from mail.control.applied.
+"""Send control commands to mail.control (the CLI's pause, resume, exempt, unexempt, report-only and
+enforce, and the web port's POST /control), and read their outcomes back from mail.control.applied.
 
 A command carries the time it was issued, from this machine's clock: that is the command's own
 event time (a pause starts on the day it was issued unless it names another).
@@ -35,7 +35,8 @@ def command_from_request(payload: object, issued_at: datetime, issued_by: str) -
         raise ValueError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
     target = payload.get("target")
     if not isinstance(target, str) or not target.strip():
-        raise ValueError("target must name an org (pause, resume) or a server (exempt, unexempt)")
+        raise ValueError("target must name an org (pause, resume; report-only, enforce: also * for the whole "
+                         "site) or a server (exempt, unexempt)")
     days = payload.get("days")
     if days is not None and (not isinstance(days, int) or isinstance(days, bool) or days < 1):
         raise ValueError(f"days must be a whole number of days, 1 or more, got {days!r}")

@@ -1,5 +1,6 @@
 """`patchgate mta`: the MTA side. Follows mail.decisions into a local cache and answers Postfix's
-policy delegation protocol from it; every throttle or block it applies goes to mail.enforcement,
+policy delegation protocol from it; every throttle or block it applies goes to mail.enforcement
+(in report-only mode it accepts, and what it would have applied goes there),
 and every message whose Received headers show its server updated (asked with them: Exim's DATA
 ACL) goes through, its trace to mail.traces. `patchgate milter` serves the same from the same
 parts (serve_decisions) in the milter protocol.
@@ -89,11 +90,15 @@ class PolicyServer:
     def settle(self, verdict: Verdict, request: dict[str, str], received: list[str]) -> str:
         """The answer to give: DUNNO where the message's own Received headers (newest first) show
         its server updated (its trace then goes to the pipeline), else the verdict's action,
-        recorded when it throttles or blocks."""
+        recorded when it throttles or blocks. In report-only mode DUNNO, and what the action would
+        have been is recorded."""
         if verdict.kind is None or verdict.decision is None:
             return verdict.action
         if self.releaser is not None and received and self.releaser.released(verdict.decision, received, request,
                                                                              verdict.at):
+            return policy.DUNNO
+        if verdict.decision.report_only:
+            self.on_enforced(verdict.decision, policy.would(verdict.kind), verdict.at, request)
             return policy.DUNNO
         self.on_enforced(verdict.decision, verdict.kind, verdict.at, request)
         return verdict.action

@@ -47,6 +47,12 @@ def server_names(request: dict[str, str]) -> list[str]:
     return names
 
 
+def would(kind: str) -> str:
+    """The enforcement kind recorded for an attempt accepted in report-only mode: would-throttle,
+    would-block (what mail.enforcement's readers count apart from the real ones)."""
+    return f"would-{kind}"
+
+
 def action_for(decision: Decision | None, now: datetime) -> tuple[str, str | None]:
     """(Postfix action, enforcement kind or None) for the decision at wall-clock `now`."""
     if decision is None:

@@ -130,6 +130,7 @@ def _decision_row(d: Decision) -> dict:
         "next_stage_start_date": d.next_stage_start_date, "next_stage_throttle_rate": d.next_stage_throttle_rate,
         "next_stage_block_rate": d.next_stage_block_rate, "recommended_builds": list(d.recommended_builds),
         "reason": d.reason, "smtp_reply": d.smtp_reply, "decided_at": d.decided_at, "version": d.version,
+        "report_only": d.report_only,
     }
 
 

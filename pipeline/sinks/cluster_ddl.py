@@ -1,6 +1,7 @@
 """ClickHouse DDL for a cluster, made from the same schema files the sink runs on a single server.
 
-Each table and view is created ON CLUSTER, so one run reaches every host of the cluster, and each
+Each table and view is created ON CLUSTER (and a column a later release added, ALTERed ON CLUSTER),
+so one run reaches every host of the cluster, and each
 MergeTree-family engine becomes its Replicated* counterpart, whose parts the replicas of a shard copy
 from one another through Keeper, keeping the engine's own arguments. Other engines stay as they are:
 every host keeps its own `observations` (Null) table, and the view on it writes into the replicated
@@ -31,9 +32,9 @@ DEDUPLICATION_SECONDS = 7 * 24 * 3600
 _CLUSTER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _NAME = r"(?:`[^`]+`|\w+)"
 # Up to the table or view name, after which ON CLUSTER goes.
-_CREATE = re.compile(
-    rf"\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:TABLE|(?:MATERIALIZED\s+)?VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?"
-    rf"{_NAME}(?:\.{_NAME})?", re.IGNORECASE)
+_CREATE_OR_ALTER = re.compile(
+    rf"\s*(?:CREATE\s+(?:OR\s+REPLACE\s+)?(?:TABLE|(?:MATERIALIZED\s+)?VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?"
+    rf"|ALTER\s+TABLE\s+){_NAME}(?:\.{_NAME})?", re.IGNORECASE)
 # Engine names are case-sensitive in ClickHouse; the keyword is not.
 _MERGE_TREE = re.compile(r"(?i:\bENGINE)\s*=\s*(?!Replicated)(?P<family>\w*)MergeTree\b")
 _LOCAL_WINDOW = re.compile(r"\bnon_replicated_deduplication_window\s*=\s*(?P<blocks>\d+)")
@@ -63,11 +64,12 @@ def schema_statements() -> list[str]:
 
 
 def on_cluster(statement: str, cluster: str) -> str:
-    """`statement` with ON CLUSTER after the name it creates; raises ValueError for a statement that
-    creates no table or view (a new kind of statement in the schema files must be placed by hand)."""
-    created = _CREATE.match(statement)
+    """`statement` with ON CLUSTER after the name it creates or alters; raises ValueError for a
+    statement that does neither to a table or view (a new kind of statement in the schema files
+    must be placed by hand)."""
+    created = _CREATE_OR_ALTER.match(statement)
     if not created:
-        raise ValueError(f"not a CREATE TABLE or VIEW statement: {statement.splitlines()[0]!r}")
+        raise ValueError(f"not a CREATE TABLE or VIEW or an ALTER TABLE statement: {statement.splitlines()[0]!r}")
     return f"{statement[:created.end()]} ON CLUSTER '{cluster}'{statement[created.end():]}"
 
 

@@ -1,12 +1,13 @@
-"""Rows of control_log: every control command's outcome (mail.control.applied), and the pauses and
-exemptions of the config file, which the sink writes as it starts (no issue time: NULL)."""
+"""Rows of control_log: every control command's outcome (mail.control.applied), and the pauses,
+exemptions and report-only settings of the config file, which the sink writes as it starts (no
+issue time: NULL)."""
 from __future__ import annotations
 
 from datetime import timedelta
 
 from clickhouse_connect.driver.client import Client
 
-from pipeline.domain.config import PolicyConfig
+from pipeline.domain.config import SITE, PolicyConfig
 from pipeline.sinks.clickhouse import insert_rows
 
 
@@ -31,6 +32,11 @@ def config_rows(config: PolicyConfig) -> list[dict]:
               "target": pattern.lower(), "start_date": None, "until_date": None, "reason": "",
               "issued_by": "config file", "source": "config", "outcome": "applied",
               "detail": "policy.exemptions (no end)"} for pattern in config.exemptions]
+    report_only = [(SITE, "policy.report_only")] if config.report_only else []
+    report_only += [(org.lower(), "policy.report_only_orgs") for org in config.report_only_orgs]
+    rows += [{"command_id": f"config:report-only:{target}", "issued_at": None, "action": "report-only",
+              "target": target, "start_date": None, "until_date": None, "reason": "", "issued_by": "config file",
+              "source": "config", "outcome": "applied", "detail": f"{key} (no end)"} for target, key in report_only]
     return rows
 
 

@@ -12,7 +12,8 @@ SQL_LIMITS = {"max_execution_time": 10, "max_result_rows": 10_000, "result_overf
 REPORT_COLUMNS = (
     "server", "org", "product", "build", "status", "stage", "first_detected", "throttle_enabled_date",
     "blocking_enabled_date", "next_stage_start_date", "next_stage_throttle_rate", "next_stage_block_rate",
-    "recommended_builds", "reason", "last_seen", "messages_last_24h", "deferred", "rejected",
+    "recommended_builds", "reason", "last_seen", "messages_last_24h", "deferred", "rejected", "report_only",
+    "would_defer", "would_reject",
 )
 REPORT_QUERY = f"SELECT {', '.join(REPORT_COLUMNS)} FROM servers ORDER BY server, org"
 

@@ -2,7 +2,7 @@
 
 mail.control has one partition, so one worker folds every command in one order (domain.control)
 and keeps the Controls in its `control-state` table. For each command it sends the outcome, with
-the pauses and exemptions granted after it, to every partition of mail.control.applied: enforce
+what is granted after it, to every partition of mail.control.applied: enforce
 reads those partitions beside mail.observations (co-partitioned), keeps the newest in its
 partition of `controls-in-force`, and decides again every server of the partition that the change
 bears on. A worker taking a partition over finds there what was in force for it. The sink stores
@@ -52,12 +52,14 @@ def command_from_record(record: dict) -> ControlCommand:
 def applied_record(command: ControlCommand, outcome: Outcome, controls: Controls) -> dict:
     return {"command": command_record(command), "applied": outcome.applied, "detail": outcome.detail,
             "pauses": [{"org": p.org, "start": p.start, "days": p.days} for p in controls.pauses],
-            "exemptions": [{"pattern": e.pattern, "until": e.until, "reason": e.reason} for e in controls.exemptions]}
+            "exemptions": [{"pattern": e.pattern, "until": e.until, "reason": e.reason} for e in controls.exemptions],
+            "report_only": list(controls.report_only)}
 
 
 def controls_from_applied(record: dict) -> Controls:
-    """The granted pauses and exemptions an outcome carries (without the outcomes: enforce needs none)."""
-    return Controls(tuple(Pause(**p) for p in record["pauses"]), tuple(Exemption(**e) for e in record["exemptions"]))
+    """What an outcome says is granted (without the outcomes: enforce needs none)."""
+    return Controls(tuple(Pause(**p) for p in record["pauses"]), tuple(Exemption(**e) for e in record["exemptions"]),
+                    report_only=tuple(record["report_only"]))
 
 
 def encode_controls(controls: Controls) -> bytes:
@@ -65,6 +67,7 @@ def encode_controls(controls: Controls) -> bytes:
         "pauses": [[p.org, p.start.isoformat(), p.days] for p in controls.pauses],
         "exemptions": [[e.pattern, e.until.isoformat(), e.reason] for e in controls.exemptions],
         "outcomes": [[command_id, o.applied, o.detail] for command_id, o in controls.outcomes],
+        "report_only": list(controls.report_only),
     })
 
 
@@ -74,6 +77,8 @@ def decode_controls(data: bytes) -> Controls:
         tuple(Pause(org, date.fromisoformat(start), days) for org, start, days in stored["pauses"]),
         tuple(Exemption(pattern, date.fromisoformat(until), reason) for pattern, until, reason in stored["exemptions"]),
         tuple((command_id, Outcome(applied, detail)) for command_id, applied, detail in stored["outcomes"]),
+        # (Stored before report-only existed: none.)
+        tuple(stored.get("report_only", ())),
     )
 
 

@@ -22,8 +22,11 @@ CREATE TABLE IF NOT EXISTS decisions
     reason                    String,
     smtp_reply                Nullable(String),
     decided_at                DateTime64(3, 'UTC'),
-    version                   UInt64
+    version                   UInt64,
+    report_only               Bool DEFAULT false
 )
 ENGINE = ReplacingMergeTree(version)
 ORDER BY (server_id, version)
 SETTINGS non_replicated_deduplication_window = 10000;
+-- A table created before report-only mode existed gets its column (a no-op on a new one).
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS report_only Bool DEFAULT false;

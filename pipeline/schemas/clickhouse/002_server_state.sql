@@ -17,8 +17,11 @@ CREATE TABLE IF NOT EXISTS server_state
     recommended_builds        Array(String),
     reason                    String,
     last_decided              DateTime64(3, 'UTC'),
-    version                   UInt64
+    version                   UInt64,
+    report_only               Bool DEFAULT false
 )
 ENGINE = ReplacingMergeTree(version)
 ORDER BY server_id
 SETTINGS non_replicated_deduplication_window = 10000;
+-- A table created before report-only mode existed gets its column (a no-op on a new one).
+ALTER TABLE server_state ADD COLUMN IF NOT EXISTS report_only Bool DEFAULT false;

@@ -1,4 +1,5 @@
--- Every deferred (throttle) or rejected (block) SMTP attempt, as the MTAs report on mail.enforcement.
+-- Every deferred (throttle) or rejected (block) SMTP attempt, as the MTAs report on mail.enforcement,
+-- and in report-only mode every accepted attempt that would have been (would-throttle, would-block).
 CREATE TABLE IF NOT EXISTS enforcement
 (
     server_id         String,

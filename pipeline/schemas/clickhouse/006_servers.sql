@@ -1,7 +1,8 @@
 -- The out-of-date servers report: the latest decision per server with its traffic. "Last 24 h"
 -- is counted back from the newest event the pipeline has seen (event time, so replays agree).
 -- A server whose messages are not written yet shows NULL traffic, not zeros. `deferred` and
--- `rejected` count the SMTP attempts MTAs answered 450 4.7.230 / 550 5.7.230 (mail.enforcement).
+-- `rejected` count the SMTP attempts MTAs answered 450 4.7.230 / 550 5.7.230 (mail.enforcement);
+-- `would_defer` and `would_reject` those they accepted in report-only mode.
 CREATE OR REPLACE VIEW servers AS
 WITH (SELECT max(event_time) FROM server_messages) AS newest
 SELECT
@@ -14,6 +15,7 @@ SELECT
     if(empty(t.server_id), NULL, t.last_seen) AS last_seen,
     if(empty(t.server_id), NULL, t.messages_last_24h) AS messages_last_24h,
     e.deferred AS deferred, e.rejected AS rejected,
+    s.report_only AS report_only, e.would_defer AS would_defer, e.would_reject AS would_reject,
     s.version AS version
 FROM server_state AS s FINAL
 LEFT JOIN
@@ -24,7 +26,8 @@ LEFT JOIN
 ) AS t ON t.server_id = s.server_id
 LEFT JOIN
 (
-    SELECT server_id, countIf(action = 'throttle') AS deferred, countIf(action = 'block') AS rejected
+    SELECT server_id, countIf(action = 'throttle') AS deferred, countIf(action = 'block') AS rejected,
+           countIf(action = 'would-throttle') AS would_defer, countIf(action = 'would-block') AS would_reject
     FROM enforcement FINAL
     GROUP BY server_id
 ) AS e ON e.server_id = s.server_id;

@@ -76,7 +76,7 @@ STAGE = {"start_day": 0, "throttle_minutes": 0, "block_minutes": 0}
 PAUSE = {"org": "contoso.example", "start": "2026-03-01", "days": 14}
 PRODUCT_LIST = ", ".join(PRODUCTS)
 POLICY_KEYS = ("stages, vulnerable_products, baselines, enforce_products, exemptions, trusted_receivers, "
-               "internal_hops, scope, build_window_days, pause_budget_days, pauses")
+               "internal_hops, scope, build_window_days, pause_budget_days, pauses, report_only, report_only_orgs")
 
 
 @pytest.mark.parametrize(("policy", "message"), [
@@ -113,6 +113,8 @@ POLICY_KEYS = ("stages, vulnerable_products, baselines, enforce_products, exempt
     ({"pauses": [{**PAUSE, "org": ""}]}, "policy.pauses[0].org must be a non-empty string, got ''"),
     ({"scope": {"tls_peers": "*.contoso.example"}},
      "policy.scope.tls_peers must be a list of strings, got '*.contoso.example'"),
+    ({"report_only": "yes"}, "policy.report_only must be true or false, got 'yes'"),
+    ({"report_only_orgs": "contoso.example"}, "policy.report_only_orgs must be a list of strings, got 'contoso.example'"),
     # values that do not read or are out of range
     ({"stages": [{**STAGE, "start_day": 5}]},
      "policy.stages[0].start_day must be 0 (the first stage starts at detection), got 5"),

@@ -92,7 +92,7 @@ def test_a_command_read_again_changes_nothing_and_keeps_its_outcome():
 
 def test_unknown_actions_are_refused():
     _, outcomes = folded(command("block", SERVER))
-    assert outcomes[0].detail == "unknown action 'block' (known: pause, resume, exempt, unexempt)"
+    assert outcomes[0].detail == "unknown action 'block' (known: pause, resume, exempt, unexempt, report-only, enforce)"
 
 
 def test_granted_pauses_and_exemptions_reach_the_policy_and_an_exemption_ends_on_its_day():
@@ -109,3 +109,58 @@ def test_granted_pauses_and_exemptions_reach_the_policy_and_an_exemption_ends_on
     assert after.stage > 1 and after.smtp_reply
     paused = assess(state, datetime(2026, 5, 3, tzinfo=UTC), config, catalog)
     assert paused.stage == 1 and paused.smtp_reply is None and "paused until 2026-05-11" in paused.reason
+
+
+def test_report_only_for_an_org_or_the_site_is_granted_once_and_ended_by_enforce_outside_the_pause_budget():
+    controls, outcomes = folded(
+        command("report-only", "contoso.example", 1, reason="rollout"),
+        command("report-only", "contoso.example", 2, reason="again"),
+        command("report-only", "fabrikam.example", 3),
+        command("report-only", "*", 4, reason="whole site first"),
+        command("enforce", "contoso.example", 5),
+        command("enforce", "contoso.example", 6),
+        command("enforce", "fabrikam.example", 7),
+        config=PolicyConfig(pause_budget_days=0))
+    assert [o.applied for o in outcomes] == [True, False, False, True, True, False, False]
+    assert outcomes[0].detail == "contoso.example in report-only mode: the MTAs accept and record what they would do"
+    assert outcomes[1].detail == "contoso.example is in report-only mode already, by a command for contoso.example"
+    assert outcomes[2].detail == "report-only mode needs a reason"
+    assert outcomes[3].detail == "the whole site in report-only mode: the MTAs accept and record what they would do"
+    assert outcomes[4].detail == "contoso.example enforced again"
+    assert outcomes[6].detail == ("fabrikam.example has no report-only mode of its own to end; the whole site's "
+                                  "ends with `enforce *`")
+    assert controls.report_only == ("*",)
+    assert controls.in_force(PolicyConfig()).report_only_by("anything.example") == "a command for the whole site"
+
+
+def test_report_only_by_the_config_file_cannot_be_ended_by_a_command():
+    config = PolicyConfig(report_only_orgs=("Contoso.Example",))
+    _, outcomes = folded(command("enforce", "contoso.example", 1), command("report-only", "*", 2, reason="x"),
+                         command("enforce", "*", 3), config=config)
+    assert [o.applied for o in outcomes] == [False, True, True]
+    assert outcomes[0].detail == "contoso.example is in report-only mode by the config file (policy.report_only_orgs)"
+    _, outcomes = folded(command("enforce", "*", 1), config=PolicyConfig(report_only=True))
+    assert outcomes[0].detail == "the whole site is in report-only mode by the config file (policy.report_only)"
+
+
+def test_report_only_keeps_the_stage_and_marks_the_decision_which_is_taken_again_when_it_changes():
+    observation = ServerObservation.once(f"contoso.example/{SERVER}", SERVER, "contoso.example",
+                                         datetime(2026, 1, 5, 9, 30, tzinfo=UTC), "15.0.1497.2", "received-id")
+    later = ServerObservation.once(f"contoso.example/{SERVER}", SERVER, "contoso.example",
+                                   datetime(2026, 4, 20, 9, 30, tzinfo=UTC), "15.0.1497.2", "received-id")
+    catalog = load_catalog()
+    state, _ = step(None, observation, PolicyConfig(), catalog)
+    state, enforced = step(state, later, PolicyConfig(), catalog)
+    assert enforced is not None and enforced.block_minutes_per_hour == 60 and not enforced.report_only
+    controls, _ = folded(command("report-only", "contoso.example", 1, reason="rollout"))
+    state, reported = step(state, later, controls.in_force(PolicyConfig()), catalog)
+    assert reported is not None and reported.version == enforced.version + 1
+    assert (reported.stage, reported.block_minutes_per_hour, reported.smtp_reply) == (
+        enforced.stage, 60, enforced.smtp_reply)
+    assert reported.report_only and reported.reason == (
+        enforced.reason + "; report-only rollout (a command for contoso.example): the MTAs accept its mail and "
+                          "record what they would do")
+    # Another org's report-only mode changes nothing for this server.
+    _, unchanged = step(state, later, PolicyConfig(granted_report_only=("contoso.example", "fabrikam.example")),
+                        catalog)
+    assert unchanged is None

@@ -131,3 +131,10 @@ def test_a_blocking_stage_says_both_windows():
     assert window_offset("contoso/mail.contoso.example") == 54
     assert ("5 minutes of every hour are rejected with 550 5.7.230 (minutes 54 to 58 UTC) and 30 minutes of "
             "every hour are deferred with 450 4.7.230 (minutes 59 and 0 to 28 UTC)") in notice.body
+
+
+def test_a_stage_in_report_only_mode_says_the_mail_is_still_delivered():
+    [notice] = due([decision(stage=2, report_only=True)]).notices
+    assert notice.subject == "[patchgate] mail.contoso.example: stage 2, mail deferred 5 min/hr (report-only for now)"
+    assert ("For now the site runs in report-only mode: your mail is delivered, and what would have been deferred "
+            "or rejected is recorded.") in notice.body

@@ -291,3 +291,20 @@ def test_a_policy_request_with_the_messages_received_headers_releases_an_updated
     assert site.server.answer(lines + [f"received={CURRENT_BUILD}"]) == policy.DUNNO
     assert site.enforced == [("block", SERVER)]
     assert [trace.received for trace in site.traces] == [(CURRENT_BUILD,)]
+
+
+@pytest.mark.parametrize(("server", "throttle", "block", "recorded"), [
+    (BLOCKED, 0, 10, "would-block"), (THROTTLED, 5, 0, "would-throttle")])
+def test_report_only_accepts_and_records_what_it_would_have_answered(make_decision, server, throttle, block, recorded):
+    cache = DecisionCache()
+    cache.apply(dataclasses.replace(make_decision(1, 3), server_id=server, hostname=server, report_only=True,
+                                    throttle_minutes_per_hour=throttle, block_minutes_per_hour=block))
+    enforced = []
+    now = datetime(2026, 3, 1, 10, window_offset(server), tzinfo=timezone.utc)
+    answers = PolicyServer(cache, lambda decision, kind, at, request: enforced.append((kind, at)), clock=lambda: now)
+    assert answers.decide({"client_name": server, "client_address": "192.0.2.25"}) == policy.DUNNO
+    assert enforced == [(recorded, now)]
+    # Outside its windows nothing would have happened, and nothing is recorded.
+    later = PolicyServer(cache, lambda *_: enforced.append("outside"), clock=lambda: now.replace(minute=(
+        window_offset(server) + 30) % 60))
+    assert later.decide({"client_name": server}) == policy.DUNNO and len(enforced) == 1

@@ -1,7 +1,15 @@
+from dataclasses import replace
 from datetime import date, datetime, timezone
 
 from pipeline.domain.events import ServerObservation
-from pipeline.sinks.clickhouse import connect, create_tables, insert_decisions, insert_observations
+from pipeline.sinks.clickhouse import (
+    connect,
+    create_tables,
+    insert_decisions,
+    insert_enforcement,
+    insert_observations,
+    insert_rows,
+)
 from pipeline.streaming import records
 
 AT = datetime(2026, 2, 1, 23, 53, 27, tzinfo=timezone.utc)
@@ -47,5 +55,32 @@ def test_traffic_and_the_servers_view(tmp_path, make_decision):
         [row] = client.query("SELECT server, stage, last_seen, messages_last_24h FROM servers").result_rows
         assert row[:2] == ("ex13mbx01.contoso.example", 1)
         assert row[2].replace(tzinfo=timezone.utc) == AT and row[3] == 1
+    finally:
+        client.close()
+
+
+def test_tables_from_before_report_only_get_its_column_and_the_view_counts_what_would_have_been(tmp_path,
+                                                                                                make_decision):
+    client = connect(f"chdb://{tmp_path}/ch")
+    try:
+        create_tables(client)
+        # As a release before report-only mode left them: without the column.
+        for table in ("decisions", "server_state"):
+            client.command(f"ALTER TABLE {table} DROP COLUMN report_only")
+        insert_rows(client, "decisions", [{"server_id": "old", "hostname": "old", "status": "current", "stage": 0,
+                                           "throttle_minutes_per_hour": 0, "block_minutes_per_hour": 0,
+                                           "recommended_builds": [], "reason": "", "decided_at": AT, "version": 1}],
+                    "before")
+        create_tables(client)
+        assert client.query("SELECT report_only FROM decisions WHERE server_id = 'old'").result_rows == [(False,)]
+        reported = replace(make_decision(3, 2), report_only=True)
+        insert_decisions(client, [reported], "mail.decisions:0:2-2")
+        attempts = [({"server_id": reported.server_id, "hostname": reported.hostname, "org": None, "at": AT,
+                      "action": action, "stage": 2, "decision_version": 3, "client_address": None,
+                      "helo_name": None}, 0, offset)
+                    for offset, action in enumerate(["throttle", "would-throttle", "would-throttle", "would-block"])]
+        insert_enforcement(client, attempts, "mail.enforcement:0:0-3")
+        assert client.query("SELECT report_only, deferred, rejected, would_defer, would_reject FROM servers"
+                            ).result_rows == [(True, 1, 0, 2, 1)]
     finally:
         client.close()

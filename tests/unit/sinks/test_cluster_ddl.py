@@ -15,7 +15,7 @@ SHIPPED_ENGINES = {
     "enforcement": f"ReplicatedReplacingMergeTree({KEEPER})",
     "control_log": f"ReplicatedReplacingMergeTree({KEEPER})",
 }
-CREATED = re.compile(r"CREATE (?:OR REPLACE )?(?:TABLE|MATERIALIZED VIEW|VIEW) (?:IF NOT EXISTS )?(\w+)")
+CREATED = re.compile(r"(?:CREATE (?:OR REPLACE )?(?:TABLE|MATERIALIZED VIEW|VIEW) (?:IF NOT EXISTS )?|ALTER TABLE )(\w+)")
 
 
 def generated(cluster="patchgate"):
@@ -34,7 +34,7 @@ def test_the_schema_statements_are_the_ones_the_sink_runs():
     client = RecordingClient()
     create_tables(client)
     assert client.commands == schema_statements()
-    assert len(client.commands) == 9
+    assert len(client.commands) == 11
 
 
 def test_every_statement_is_created_on_the_cluster_right_after_its_name_in_file_order():
@@ -98,14 +98,16 @@ def test_unbalanced_engine_arguments_are_refused():
      "create table if not exists db.`my table` ON CLUSTER 'c' (a String) ENGINE = Null"),
     ("CREATE MATERIALIZED VIEW mv TO t AS SELECT 1", "CREATE MATERIALIZED VIEW mv ON CLUSTER 'c' TO t AS SELECT 1"),
     ("CREATE OR REPLACE VIEW v AS SELECT 1", "CREATE OR REPLACE VIEW v ON CLUSTER 'c' AS SELECT 1"),
+    ("ALTER TABLE decisions ADD COLUMN IF NOT EXISTS x UInt8",
+     "ALTER TABLE decisions ON CLUSTER 'c' ADD COLUMN IF NOT EXISTS x UInt8"),
 ])
 def test_on_cluster_follows_the_name(statement, expected):
     assert on_cluster(statement, "c") == expected
 
 
-def test_statements_that_create_no_table_or_view_are_refused():
-    with pytest.raises(ValueError, match="not a CREATE TABLE or VIEW"):
-        on_cluster("ALTER TABLE decisions ADD COLUMN x UInt8", "c")
+def test_statements_that_create_or_alter_no_table_or_view_are_refused():
+    with pytest.raises(ValueError, match="not a CREATE TABLE or VIEW or an ALTER TABLE"):
+        on_cluster("DROP TABLE decisions", "c")
 
 
 @pytest.mark.parametrize("cluster", ["", "x'; DROP TABLE decisions; --", "two words", "1st"])

@@ -21,3 +21,11 @@ def test_the_config_files_pauses_and_exemptions_are_rows_too():
         ("config:pause:contoso.example:2026-03-01:14", "pause", "contoso.example", date(2026, 3, 15), "config"),
         ("config:exempt:*.lab.contoso.example", "exempt", "*.lab.contoso.example", None, "config"),
     ]
+
+
+def test_the_config_files_report_only_settings_are_rows_too():
+    rows = config_rows(PolicyConfig(report_only=True, report_only_orgs=("Fabrikam.Example",)))
+    assert [(r["command_id"], r["action"], r["target"], r["detail"]) for r in rows] == [
+        ("config:report-only:*", "report-only", "*", "policy.report_only (no end)"),
+        ("config:report-only:fabrikam.example", "report-only", "fabrikam.example", "policy.report_only_orgs (no end)"),
+    ]

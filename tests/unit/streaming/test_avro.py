@@ -14,7 +14,7 @@ DECISION = {
     "next_stage_start_date": date(2026, 2, 11), "next_stage_throttle_rate": 10, "next_stage_block_rate": 0,
     "recommended_builds": [], "reason": "Exchange2013 is out of support (build 15.0.1497.2)",
     "smtp_reply": "450 4.7.230 Connecting server version is out-of-date; connection throttled for 5 mins/hr.",
-    "decided_at": datetime(2026, 2, 1, 23, 53, 27, tzinfo=timezone.utc), "version": 2,
+    "decided_at": datetime(2026, 2, 1, 23, 53, 27, tzinfo=timezone.utc), "version": 2, "report_only": False,
 }
 
 
@@ -81,3 +81,16 @@ def test_records_without_a_scope_flag_were_in_scope():
     trace = {"event_time": datetime(2026, 1, 2, tzinfo=timezone.utc), "source_format": "postfix", "source": "f", "line": 1,
              "offset": None, "recipients": [], "received": []}
     assert MESSAGE_TRACE.decode(AvroContract("history/MessageTrace.v1").encode(trace))["tls_peer"] is None
+
+
+def test_decisions_and_control_outcomes_written_before_report_only_read_as_enforced():
+    from pipeline.streaming.avro import AvroContract
+    from pipeline.streaming.controls import CONTROL_APPLIED
+
+    assert ENFORCEMENT_DECISION.decode(AvroContract("history/EnforcementDecision.v1").encode(DECISION))[
+        "report_only"] is False
+    applied = {"command": {"command_id": "c1", "action": "pause", "target": "contoso.example",
+                           "issued_at": datetime(2026, 2, 1, tzinfo=timezone.utc), "start": None, "days": 3,
+                           "until": None, "reason": "r", "issued_by": "ops"},
+               "applied": True, "detail": "", "pauses": [], "exemptions": []}
+    assert CONTROL_APPLIED.decode(AvroContract("history/ControlApplied.v1").encode(applied))["report_only"] == []
