@@ -52,6 +52,7 @@ def overview_page(summary: dict, shown: list[dict], everyone: list[dict], chosen
         "<h1>Out-of-date mail servers</h1>"
         + _as_of(summary)
         + _counts(summary)
+        + _report_only(summary["report_only"])
         + _upcoming(summary)
         + f"<h2 id='servers'>Servers ({len(shown)} of {len(everyone)})</h2>"
         + _filter_form(everyone, chosen)
@@ -86,6 +87,9 @@ def server_page(detail: dict) -> str:
         + "</table>"
         + "<h2>What happens next</h2><div class='box'>"
         + f"<p><strong>Now:</strong> {escape(detail['now'])}</p><p><strong>Next:</strong> {escape(detail['next'])}</p>"
+        + (f"<p><strong>Report-only:</strong> for now the MTAs accept this server's mail. They "
+           f"{_would({'would_defer': row['would_defer'] or 0, 'would_reject': row['would_reject'] or 0})} "
+           "attempts so far.</p>" if row["report_only"] else "")
         + "<p class='note'>Deferred (450 4.7.230): the sending server keeps the message and tries again later, "
           "so mail is delayed. Rejected (550 5.7.230): the message goes back to its sender. Stages are counted "
           "from first detection; a pause moves them later, installing a current build ends them.</p></div>"
@@ -127,6 +131,33 @@ def _counts(summary: dict) -> str:
     totals = "".join(f"<td>{summary['by_stage'][str(stage)]}</td>" for stage in stages)
     return (f"<h2>Servers by status and stage</h2><table><tr><th>status</th>{head}<th>all</th></tr>{body}"
             f"<tr><th>all</th>{totals}<td>{summary['servers']}</td></tr></table>")
+
+
+def _report_only(rollout: dict) -> str:
+    """The servers in report-only mode, by org, with what the MTAs would have done; nothing while
+    none is."""
+    if not rollout["servers"]:
+        return ""
+    rows = ""
+    for org in rollout["orgs"]:
+        rows += (f"<tr class='org'><th>{text(org['org'])}</th><td>{_servers(org['servers'])}</td><td></td>"
+                 f"<td>{_would(org)}</td></tr>")
+        rows += "".join(
+            f"<tr><td></td><td><a href='{escape(server_href(row['server_id']))}'>{text(row['server'])}</a></td>"
+            f"<td>stage {row['stage']}</td><td>{_would(row)}</td></tr>"
+            for row in rollout["servers"] if row["org"] == org["org"])
+    return ("<h2 id='report-only'>Report-only rollout</h2>"
+            f"<p>{_servers(len(rollout['servers']))} in report-only mode: the MTAs accept their mail and record "
+            f"what they would have done. In all, they {_would(rollout)}.</p>"
+            "<table><tr><th>org</th><th>server</th><th>stage</th><th>the MTAs</th></tr>" + rows + "</table>")
+
+
+def _servers(count: int) -> str:
+    return "1 server" if count == 1 else f"{count} servers"
+
+
+def _would(counts: dict) -> str:
+    return f"would have deferred {counts['would_defer']} / rejected {counts['would_reject']}"
 
 
 def _upcoming(summary: dict) -> str:

@@ -98,4 +98,22 @@ def summarize(servers: list[dict], newest_event: str | None, stages: tuple[Stage
                                 for (status, stage), n in sorted(matrix.items())],
         "upcoming_days": UPCOMING_DAYS,
         "upcoming": upcoming,
+        "report_only": report_only(servers),
     }
+
+
+def report_only(servers: list[dict]) -> dict:
+    """The servers in report-only mode and what the MTAs would have done to their mail, per server,
+    per org and in all: {"servers": [...], "orgs": [...], "would_defer": n, "would_reject": n}."""
+    chosen = sorted((row for row in servers if row["report_only"]), key=lambda row: (row["org"] or "", row["server"]))
+    listed = [{"server_id": row["server_id"], "server": row["server"], "org": row["org"], "stage": row["stage"],
+               "would_defer": row["would_defer"] or 0, "would_reject": row["would_reject"] or 0} for row in chosen]
+    orgs: dict[str | None, dict] = {}
+    for row in listed:
+        org = orgs.setdefault(row["org"], {"org": row["org"], "servers": 0, "would_defer": 0, "would_reject": 0})
+        org["servers"] += 1
+        org["would_defer"] += row["would_defer"]
+        org["would_reject"] += row["would_reject"]
+    return {"servers": listed, "orgs": list(orgs.values()),
+            "would_defer": sum(row["would_defer"] for row in listed),
+            "would_reject": sum(row["would_reject"] for row in listed)}

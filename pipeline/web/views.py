@@ -17,8 +17,8 @@ ClickHouse folder, so reads go through it. Lists take ?org=&status=&stage=&sort=
     GET  /api/servers/<server_id> one server's page as JSON
     POST /sql             {"query": "SELECT ..."} -> {"columns": [...], "rows": [...]}: read-only, with
                           time and result limits; on a web port bound beyond loopback, only with the token
-    POST /control         a pause, resume, exempt or unexempt command (pipeline.edges.control.submit);
-                          always only with the token
+    POST /control         a control command: pause, resume, exempt, unexempt, report-only, enforce
+                          (pipeline.edges.control.submit); always only with the token
 
 The token is settings.web_token, sent as `Authorization: Bearer <token>`: 401 without it (or with
 another), 403 when none is configured where one is needed.

@@ -83,3 +83,25 @@ def test_chart_shows_every_day_in_the_span_and_nothing_without_data():
 def test_no_filter_selects_no_option(servers):
     assert " selected>" not in overview(servers, {})
     assert "<option value='-' selected>" in overview(servers, {"org": "-"})
+
+
+def test_overview_shows_what_the_mtas_would_have_done_to_servers_in_report_only_mode_per_org(servers):
+    assert "Report-only rollout" not in overview(servers, {})
+    servers[0].update(report_only=True, would_defer=None, would_reject=None)
+    servers[1].update(report_only=True, would_defer=12, would_reject=3)
+    page = overview(servers, {})
+    rollout = page[page.index("<h2 id='report-only'>"):page.index("<h2>What changes")]
+    assert ("2 servers in report-only mode: the MTAs accept their mail and record what they would have done. "
+            "In all, they would have deferred 12 / rejected 3.") in rollout
+    assert ("<tr class='org'><th>contoso.example</th><td>1 server</td><td></td>"
+            "<td>would have deferred 12 / rejected 3</td></tr>") in rollout
+    assert ("<a href='/servers/ex13mbx01.contoso.example'>ex13mbx01.contoso.example</a></td><td>stage 1</td>"
+            "<td>would have deferred 0 / rejected 0</td>") in rollout
+    assert "mail.example" not in rollout
+
+
+def test_server_page_in_report_only_mode_says_the_mail_is_accepted_and_what_would_have_been(outdated_page):
+    outdated_page["row"].update(report_only=True, would_defer=12, would_reject=0)
+    detail = server_detail(outdated_page, PolicyConfig(), load_catalog())
+    assert ("<strong>Report-only:</strong> for now the MTAs accept this server's mail. They would have deferred 12 "
+            "/ rejected 0 attempts so far.") in server_page(detail)
