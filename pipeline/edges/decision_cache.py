@@ -82,11 +82,13 @@ class DecisionCache:
         return self._decisions.by_key.get(server_id.encode("utf-8"))
 
     def lookup(self, names: Iterable[str]) -> Decision | None:
-        """The decision for the first name known (host name or IP); the strictest when orgs share it."""
+        """The decision for the first name known (host name or IP); the strictest when orgs share it
+        (of equal ones, an enforced one before one in report-only mode)."""
         for name in names:
             found = self._by_host.get(name.lower().rstrip("."))
             if found:
-                return max(found, key=lambda d: (d.stage, d.block_minutes_per_hour, d.throttle_minutes_per_hour))
+                return max(found, key=lambda d: (d.stage, d.block_minutes_per_hour, d.throttle_minutes_per_hour,
+                                                 not d.report_only))
         return None
 
     def save(self) -> None:

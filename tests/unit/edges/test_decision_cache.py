@@ -37,6 +37,10 @@ def test_the_strictest_decision_wins_when_orgs_share_a_host(decision_of, order):
     throttling = [decision_of("woodgrove", stage=2, throttle=5), decision_of("adatum", stage=2, throttle=10)]
     assert held(throttling[::order]).lookup([SHARED_HOST]).org == "adatum"
     assert held(candidates[2:][::order]).lookup([SHARED_HOST]).org == "fabrikam"
+    # Of equal ones, the org enforced before the one in report-only mode.
+    equal = [dataclasses.replace(decision_of("woodgrove", stage=3, block=5), report_only=True),
+             decision_of("adatum", stage=3, block=5)]
+    assert held(equal[::order]).lookup([SHARED_HOST]).org == "adatum"
 
 
 def test_a_newer_decision_replaces_only_its_own_servers(decision_of):
