@@ -3,8 +3,10 @@ exemptions and report-only settings of the config file, which the sink writes as
 issue time: NULL)."""
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 
+import orjson
 from clickhouse_connect.driver.client import Client
 
 from pipeline.domain.config import SITE, PolicyConfig
@@ -38,6 +40,13 @@ def config_rows(config: PolicyConfig) -> list[dict]:
               "target": target, "start_date": None, "until_date": None, "reason": "", "issued_by": "config file",
               "source": "config", "outcome": "applied", "detail": f"{key} (no end)"} for target, key in report_only]
     return rows
+
+
+def config_token(rows: list[dict]) -> str:
+    """The deduplication token of the config file's rows: from what they say, so that a file changed
+    since the last start is written again, and one unchanged is not written twice."""
+    content = orjson.dumps(sorted(rows, key=lambda row: row["command_id"]), option=orjson.OPT_SORT_KEYS)
+    return "config:" + hashlib.sha256(content).hexdigest()[:32]
 
 
 def insert_control_log(client: Client, rows: list[dict], dedup_token: str) -> None:

@@ -26,7 +26,7 @@ import faust
 
 from pipeline.settings import Settings
 from pipeline.sinks.clickhouse import insert_decisions, insert_enforcement, insert_observations
-from pipeline.sinks.control_log import command_row, config_rows, insert_control_log
+from pipeline.sinks.control_log import command_row, config_rows, config_token, insert_control_log
 from pipeline.streaming import records
 from pipeline.streaming.avro import ENFORCEMENT, ENFORCEMENT_DECISION, SERVER_OBSERVATION, AvroContract
 from pipeline.streaming.compacted import is_tombstone
@@ -113,7 +113,7 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
     async def store_config_controls() -> None:
         # The config file's pauses and exemptions show beside the commands' (their ids fold repeats).
         rows = config_rows(settings.policy)
-        await clickhouse.write(partial(insert_control_log, rows=rows, dedup_token=f"config:{len(rows)}"),
+        await clickhouse.write(partial(insert_control_log, rows=rows, dedup_token=config_token(rows)),
                                "the config file's pauses and exemptions")
 
     @app.agent(topics.enforcement)

@@ -1,7 +1,8 @@
 from datetime import UTC, date, datetime
 
 from pipeline.domain.config import Pause, PolicyConfig
-from pipeline.sinks.control_log import command_row, config_rows
+from pipeline.sinks.clickhouse import connect, create_tables
+from pipeline.sinks.control_log import command_row, config_rows, config_token, insert_control_log
 
 
 def test_an_outcome_becomes_a_row_with_the_pauses_end():
@@ -29,3 +30,18 @@ def test_the_config_files_report_only_settings_are_rows_too():
         ("config:report-only:*", "report-only", "*", "policy.report_only (no end)"),
         ("config:report-only:fabrikam.example", "report-only", "fabrikam.example", "policy.report_only_orgs (no end)"),
     ]
+
+
+def test_the_config_files_rows_are_written_again_when_they_change_and_once_when_not(tmp_path):
+    before = config_rows(PolicyConfig(exemptions=("relay1.fabrikam.example",)))
+    after = config_rows(PolicyConfig(exemptions=("relay2.fabrikam.example",)))
+    assert config_token(before) == config_token(list(reversed(before))) != config_token(after)
+    client = connect(f"chdb://{tmp_path}/ch")
+    try:
+        create_tables(client)
+        for rows in (before, before, after):
+            insert_control_log(client, rows, config_token(rows))
+        assert client.query("SELECT target FROM control_log ORDER BY target").result_rows == [
+            ("relay1.fabrikam.example",), ("relay2.fabrikam.example",)]
+    finally:
+        client.close()
