@@ -288,6 +288,8 @@ def _control_commands(commands) -> None:
     exempt.add_argument("target", metavar="SERVER")
     exempt.add_argument("--until", required=True, help="the first day it is enforced again, YYYY-MM-DD")
     exempt.add_argument("--reason", required=True)
+    exempt.add_argument("--all-servers", action="store_true",
+                        help="allow a pattern that matches every server (it switches enforcement off)")
     unexempt = commands.add_parser("unexempt", help="lift an exemption a command granted")
     unexempt.add_argument("target", metavar="SERVER")
     report_only = commands.add_parser(
@@ -309,8 +311,8 @@ def _control(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.streaming.admin import ensure_topics
 
     request = {"action": args.command, "target": args.target}
-    request.update({name: getattr(args, name) for name in ("days", "reason", "start", "until")
-                    if getattr(args, name, None) is not None})
+    request.update({name: getattr(args, name) for name in ("days", "reason", "start", "until", "all_servers")
+                    if getattr(args, name, None) not in (None, False)})
     try:
         command = command_from_request(request, datetime.now(UTC), operator())
     except ValueError as exc:

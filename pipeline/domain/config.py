@@ -104,6 +104,8 @@ class PolicyConfig:
     build_window_days: int = 7
     pause_budget_days: int = 90
     pauses: tuple[Pause, ...] = ()
+    # The longest exemption a command may grant, in days from the day it was issued.
+    max_exemption_days: int = 365
     # Report-only rollout: decisions and stages are computed as always, but the MTAs accept the mail
     # and record what they would have done. The whole site, or the orgs named (any case).
     report_only: bool = False
@@ -129,6 +131,7 @@ class PolicyConfig:
             "build_window_days": lambda value, key: integer(value, key, 0),
             "pause_budget_days": lambda value, key: integer(value, key, 0, 366),
             "pauses": _pauses,
+            "max_exemption_days": lambda value, key: integer(value, key, 1),
             "report_only": boolean,
             "report_only_orgs": strings,
         }

@@ -9,7 +9,9 @@ config file's pauses and exemptions together with the granted ones (`in_force`).
                    per calendar year; a pause that would go over is refused whole.
     resume ORG     ends the org's granted pauses on the day it was issued: that day and the
                    following ones are enforced again (and count no more against the budget).
-    exempt SERVER  a server name or fnmatch pattern, until a day (the first one enforced again).
+    exempt SERVER  a server name or fnmatch pattern, until a day (the first one enforced again), at
+                   most `max_exemption_days` after the day it was issued. A pattern that matches
+                   every server (`*`, `*.*`) needs `all_servers`: it would switch enforcement off.
     unexempt       lifts a granted exemption of the same name or pattern.
     report-only ORG or * (the whole site): from now on the MTAs accept the mail of its servers and
                    record what they would have done; the stages go on as always. A rollout is the
@@ -30,6 +32,9 @@ from pipeline.domain.config import SITE, Exemption, Pause, PolicyConfig
 from pipeline.domain.pauses import pause_intervals
 
 ACTIONS = ("pause", "resume", "exempt", "unexempt", "report-only", "enforce")
+# Server names of the common shapes (short and long domain names, an IPv4 address): a pattern that
+# matches them all matches (nearly) every server, as `*` and `*.*` do.
+EVERY_KIND_OF_SERVER = ("mail.example", "mx1.mail.example.net", "192.0.2.25")
 # Outcomes kept to answer a command read again; older ones are dropped (commands are rare).
 KEPT_OUTCOMES = 1000
 
@@ -47,6 +52,8 @@ class ControlCommand:
     until: date | None = None
     reason: str = ""
     issued_by: str = ""
+    # An exemption of every server, on purpose (see `matches_every_server`).
+    all_servers: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,8 +108,15 @@ def _apply(controls: Controls, command: ControlCommand, config: PolicyConfig) ->
     if command.action == "exempt":
         if command.until is None or command.until <= today:
             return controls, Outcome(False, f"an exemption needs an end after {today.isoformat()}")
+        latest = today + timedelta(days=config.max_exemption_days)
+        if command.until > latest:
+            return controls, Outcome(False, f"an exemption may last at most {config.max_exemption_days} days "
+                                            f"(policy.max_exemption_days): until {latest.isoformat()} at the latest")
         if not command.reason:
             return controls, Outcome(False, "an exemption needs a reason")
+        if matches_every_server(target) and not command.all_servers:
+            return controls, Outcome(False, f"{target} matches every server and would switch enforcement off: "
+                                            "name the servers, or say all_servers (--all-servers) if that is meant")
         kept = tuple(e for e in controls.exemptions if e.pattern != target)
         exemption = Exemption(target, command.until, command.reason)
         return (replace(controls, exemptions=(*kept, exemption)),
@@ -113,6 +127,10 @@ def _apply(controls: Controls, command: ControlCommand, config: PolicyConfig) ->
     if len(kept) == len(controls.exemptions):
         return controls, Outcome(False, f"{target} has no exemption to lift")
     return replace(controls, exemptions=kept), Outcome(True, f"exemption of {target} lifted")
+
+
+def matches_every_server(pattern: str) -> bool:
+    return all(fnmatch.fnmatch(name, pattern) for name in EVERY_KIND_OF_SERVER)
 
 
 def _pause(controls: Controls, command: ControlCommand, org: str, today: date,

@@ -27,7 +27,7 @@ def command_from_request(payload: object, issued_at: datetime, issued_by: str) -
     """A command from a JSON body or the CLI's arguments; ValueError names what does not read."""
     if not isinstance(payload, dict):
         raise ValueError('send {"action": ..., "target": ...}')
-    unknown = sorted(set(payload) - {"action", "target", "days", "start", "until", "reason"})
+    unknown = sorted(set(payload) - {"action", "target", "days", "start", "until", "reason", "all_servers"})
     if unknown:
         raise ValueError(f"unknown fields: {', '.join(unknown)}")
     action = payload.get("action")
@@ -43,9 +43,13 @@ def command_from_request(payload: object, issued_at: datetime, issued_by: str) -
     reason = payload.get("reason", "")
     if not isinstance(reason, str):
         raise ValueError(f"reason must be text, got {reason!r}")
+    all_servers = payload.get("all_servers", False)
+    if not isinstance(all_servers, bool):
+        raise ValueError(f"all_servers must be true or false, got {all_servers!r}")
     return ControlCommand(uuid.uuid4().hex, action, target.strip().lower(), issued_at,
                           start=_optional_day(payload, "start"), days=days,
-                          until=_optional_day(payload, "until"), reason=reason.strip(), issued_by=issued_by)
+                          until=_optional_day(payload, "until"), reason=reason.strip(), issued_by=issued_by,
+                          all_servers=all_servers)
 
 
 def submit(settings: Settings, payload: object, issued_by: str = "http") -> dict:

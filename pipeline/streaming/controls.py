@@ -42,7 +42,7 @@ CONTROLS_KEY = b"controls"
 def command_record(command: ControlCommand) -> dict:
     return {"command_id": command.command_id, "action": command.action, "target": command.target,
             "issued_at": command.issued_at, "start": command.start, "days": command.days, "until": command.until,
-            "reason": command.reason, "issued_by": command.issued_by}
+            "reason": command.reason, "issued_by": command.issued_by, "all_servers": command.all_servers}
 
 
 def command_from_record(record: dict) -> ControlCommand:

@@ -86,7 +86,7 @@ def test_values_of_every_accepted_shape(tmp_path):
 
 SECTIONS = "kafka, clickhouse, worker, catalog, stream, dead_letters, policy, formats, notify"
 POLICY_KEYS = ("stages, vulnerable_products, baselines, enforce_products, exemptions, trusted_receivers, "
-               "internal_hops, scope, build_window_days, pause_budget_days, pauses, report_only, "
+               "internal_hops, scope, build_window_days, pause_budget_days, pauses, max_exemption_days, report_only, "
                "report_only_orgs")
 TOPIC_CHARACTERS = "letters, digits, '.', '_' or '-' (Kafka's topic name characters)"
 CLICKHOUSE_URL = "chdb:///path (the embedded engine) or an http(s)://host... URL of a server"

@@ -76,7 +76,8 @@ STAGE = {"start_day": 0, "throttle_minutes": 0, "block_minutes": 0}
 PAUSE = {"org": "contoso.example", "start": "2026-03-01", "days": 14}
 PRODUCT_LIST = ", ".join(PRODUCTS)
 POLICY_KEYS = ("stages, vulnerable_products, baselines, enforce_products, exemptions, trusted_receivers, "
-               "internal_hops, scope, build_window_days, pause_budget_days, pauses, report_only, report_only_orgs")
+               "internal_hops, scope, build_window_days, pause_budget_days, pauses, max_exemption_days, report_only, "
+               "report_only_orgs")
 
 
 @pytest.mark.parametrize(("policy", "message"), [

@@ -164,3 +164,21 @@ def test_report_only_keeps_the_stage_and_marks_the_decision_which_is_taken_again
     _, unchanged = step(state, later, PolicyConfig(granted_report_only=("contoso.example", "fabrikam.example")),
                         catalog)
     assert unchanged is None
+
+
+def test_an_exemption_is_bounded_and_one_of_every_server_must_be_meant():
+    _, outcomes = folded(
+        command("exempt", SERVER, 1, until=ISSUED.date() + timedelta(days=366), reason="too long"),
+        command("exempt", SERVER, 2, until=ISSUED.date() + timedelta(days=365), reason="a year"),
+        command("exempt", "*", 3, until=date(2026, 4, 1), reason="switch off"),
+        command("exempt", "*.*", 4, until=date(2026, 4, 1), reason="switch off"),
+        command("exempt", "*.contoso.example", 5, until=date(2026, 4, 1), reason="one org's"),
+        command("exempt", "*", 6, until=date(2026, 4, 1), reason="incident 4711", all_servers=True))
+    assert [o.applied for o in outcomes] == [False, True, False, False, True, True]
+    assert outcomes[0].detail == ("an exemption may last at most 365 days (policy.max_exemption_days): until "
+                                  "2027-03-02 at the latest")
+    assert outcomes[3].detail == ("*.* matches every server and would switch enforcement off: name the servers, "
+                                  "or say all_servers (--all-servers) if that is meant")
+    _, outcomes = folded(command("exempt", SERVER, 1, until=date(2026, 3, 20), reason="short"),
+                         config=PolicyConfig(max_exemption_days=14))
+    assert outcomes[0].detail.startswith("an exemption may last at most 14 days")

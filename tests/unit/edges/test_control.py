@@ -14,6 +14,8 @@ def test_a_request_becomes_a_command_with_an_id_its_time_and_who_sent_it():
         "pause", "contoso.example", 30, date(2026, 12, 1), "migration")
     assert (command.issued_at, command.issued_by, len(command.command_id)) == (AT, "ops@host", 32)
     assert command_from_request({"action": "resume", "target": "x"}, AT, "").command_id != command.command_id
+    assert not command.all_servers
+    assert command_from_request({"action": "exempt", "target": "*", "all_servers": True}, AT, "").all_servers
 
 
 @pytest.mark.parametrize(("payload", "message"), [
@@ -25,6 +27,7 @@ def test_a_request_becomes_a_command_with_an_id_its_time_and_who_sent_it():
     ({"action": "pause", "target": "x", "days": True}, "days must be a whole number of days, 1 or more, got True"),
     ({"action": "exempt", "target": "x", "until": "2027-02-30"}, "until must be a date like 2026-03-01, got '2027-02-30'"),
     ({"action": "pause", "target": "x", "why": "y"}, "unknown fields: why"),
+    ({"action": "exempt", "target": "*", "all_servers": "yes"}, "all_servers must be true or false, got 'yes'"),
 ])
 def test_a_request_that_does_not_read_says_what(payload, message):
     with pytest.raises(ValueError) as error:
