@@ -77,6 +77,18 @@ def test_the_image_installs_its_dependencies_from_the_runtime_lock():
     assert all("--no-deps" in words for words in installs if words is not locked)
 
 
+def test_the_image_runs_as_an_unprivileged_user_that_owns_the_data_folder():
+    dockerfile = ROOT / "deploy/Dockerfile"
+    users = instructions(dockerfile, "USER")
+    assert users, "the image runs as root: no USER instruction"
+    uid, _, gid = users[-1][0].partition(":")
+    assert uid.isdigit() and int(uid) >= 1000 and gid.isdigit() and int(gid) != 0
+    [data_dir] = [value.split("=", 1)[1] for words in instructions(dockerfile, "ENV") for value in words
+                  if value.startswith("PATCHGATE_DATA_DIR=")]
+    made = [" ".join(words) for words in instructions(dockerfile, "RUN") if data_dir in words]
+    assert any(f"-o {uid} -g {gid}" in run for run in made), f"{data_dir} is not made the user's: {made}"
+
+
 def test_three_workers_and_one_sink():
     assert running("worker") == ["worker-1", "worker-2", "worker-3"]
     assert running("sink") == ["sink"]
