@@ -83,9 +83,9 @@ def test_a_product_out_of_support_is_unsupported_even_without_a_build():
 SMALL = Catalog.from_csv(
     "product,release,build,release_date,kb\n"
     "Exchange2019,CU14 Aug26SU,15.2.1544.44,2026-08-11,KB5121575\n"
-    "Exchange2019,CU14 Sep26SUv2,15.2.1544.48,2026-09-22,\n"
-    "Exchange2019,CU15 Sep26SUv2,15.2.1748.53,2026-09-22,\n"
-    "ExchangeSE,RTM Sep26SUv2,15.2.2562.53,2026-09-22,\n"
+    "Exchange2019,CU14 Sep26SUv2,15.2.1544.48,2026-10-02,\n"
+    "Exchange2019,CU15 Sep26SUv2,15.2.1748.53,2026-10-02,\n"
+    "ExchangeSE,RTM Sep26SUv2,15.2.2562.53,2026-10-02,\n"
 )
 
 

@@ -24,7 +24,7 @@ def test_the_saved_page_gives_every_product_table_and_skips_other_tables():
     assert found["15.2.2562.57"] == ("ExchangeSE", "RTM Oct26SU", "2026-10-13")
     assert found["15.2.2562.17"] == ("ExchangeSE", "RTM", "2025-07-01")
     assert found["15.2.1748.10"] == ("Exchange2019", "CU15", "2025-02-10")
-    assert found["15.1.2507.75"] == ("Exchange2016", "CU23 Sep26SUv2", "2026-09-22")
+    assert found["15.1.2507.75"] == ("Exchange2016", "CU23 Sep26SUv2", "2026-10-02")
     assert found["15.0.847.32"] == ("Exchange2013", "SP1", "2014-02-25")
 
 
