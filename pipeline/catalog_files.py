@@ -8,7 +8,7 @@ from functools import cache
 from importlib.resources import files
 from pathlib import Path
 
-from pipeline.domain.catalog import Catalog, CatalogBuild, read_builds, read_support_ends
+from pipeline.domain.catalog import Catalog, CatalogBuild, read_builds, read_lifecycle
 
 
 def load_catalog(configured: Path | None = None) -> Catalog:
@@ -23,7 +23,7 @@ def load_catalog(configured: Path | None = None) -> Catalog:
     builds, lifecycle = _shipped_rows()
     try:
         return Catalog([*builds, *read_builds(configured.read_text(encoding="utf-8"), str(configured))],
-                       read_support_ends(lifecycle))
+                       read_lifecycle(lifecycle))
     except (OSError, UnicodeDecodeError) as exc:
         raise CatalogError(f"{configured}: cannot read the catalog: {exc}") from exc
     except ValueError as exc:
@@ -37,7 +37,7 @@ class CatalogError(ValueError):
 @cache
 def _shipped_catalog() -> Catalog:
     builds, lifecycle = _shipped_rows()
-    return Catalog(list(builds), read_support_ends(lifecycle))
+    return Catalog(list(builds), read_lifecycle(lifecycle))
 
 
 @cache

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from pipeline.domain.builds import Build
 from pipeline.domain.config import PolicyConfig
@@ -69,9 +70,20 @@ def read_builds(text: str, source: str = "exchange_builds.csv") -> list[CatalogB
     return builds
 
 
-def read_support_ends(text: str) -> dict[str, str]:
-    """product -> end of extended support (YYYY-MM-DD), from exchange_lifecycle.csv."""
-    return {row["product"]: row["extended_end"] for row in csv.DictReader(io.StringIO(text)) if row["extended_end"]}
+@dataclass(frozen=True)
+class Lifecycle:
+    """When each product's support ends (YYYY-MM-DD, perhaps only YYYY-MM): its extended support,
+    and the Extended Security Updates that paying customers get after it (2016 and 2019)."""
+
+    support_ends: Mapping[str, str] = field(default_factory=dict)
+    security_updates_ends: Mapping[str, str] = field(default_factory=dict)
+
+
+def read_lifecycle(text: str) -> Lifecycle:
+    """From exchange_lifecycle.csv (columns extended_end and esu_end; empty where none)."""
+    rows = list(csv.DictReader(io.StringIO(text)))
+    return Lifecycle({row["product"]: row["extended_end"] for row in rows if row["extended_end"]},
+                     {row["product"]: row["esu_end"] for row in rows if row.get("esu_end")})
 
 
 def builds_csv(builds: list[CatalogBuild]) -> str:
@@ -85,11 +97,12 @@ def builds_csv(builds: list[CatalogBuild]) -> str:
 
 
 class Catalog:
-    def __init__(self, builds: list[CatalogBuild], support_ends: dict[str, str] | None = None):
+    def __init__(self, builds: list[CatalogBuild], lifecycle: Lifecycle | None = None):
         # A later row of the same build wins: a newer catalog corrects the shipped one.
         unique = {b.build: b for b in builds}
         self.builds = sorted(unique.values(), key=lambda b: b.build, reverse=True)
-        self.support_ends = support_ends or {}
+        lifecycle = lifecycle or Lifecycle()
+        self.support_ends, self.security_updates_ends = lifecycle.support_ends, lifecycle.security_updates_ends
         self._recommended: dict[tuple[str, Build], tuple[str, ...]] = {}
         # product -> CU line -> its newest build, and product -> its newest line: status() runs per
         # observation, so these are looked up, not searched.
@@ -101,7 +114,7 @@ class Catalog:
     @classmethod
     def from_csv(cls, *builds_csv: str, lifecycle_csv: str = "") -> Catalog:
         """From the text of one or more build lists (exchange_builds.csv and its supplement)."""
-        return cls([b for text in builds_csv for b in read_builds(text)], read_support_ends(lifecycle_csv))
+        return cls([b for text in builds_csv for b in read_builds(text)], read_lifecycle(lifecycle_csv))
 
     def status(self, product: str | None, build: Build | None, config: PolicyConfig) -> str:
         """A product out of support is `unsupported` whatever its build, even an unknown one.

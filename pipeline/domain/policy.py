@@ -318,9 +318,10 @@ def _next_change_ms(state: ServerState, at: datetime, config: PolicyConfig, cata
     """The first event time after `at` at which the same inputs could give another decision: a
     stage or pause edge, or the product's end of support (its reasons say so from then on)."""
     moments = []
-    support_end = _support_end(_product(state.software, state.effective_build), catalog)
-    if support_end:
-        day = date.fromisoformat(support_end if len(support_end) == 10 else f"{support_end}-01")
+    product = _product(state.software, state.effective_build)
+    ends = [_support_end(product, catalog), _security_updates_end(product, catalog)]
+    for end in filter(None, ends):
+        day = date.fromisoformat(end if len(end) == 10 else f"{end}-01")
         moments.append(datetime.combine(day, time(), at.tzinfo))
     moments += [datetime.combine(day, time(), at.tzinfo) for day in config.exemption_ends(state.server)]
     if state.first_detected_ms is not None:
@@ -393,15 +394,27 @@ def _vulnerable_reason(
 
 
 def _support_ended(product: str | None, at: datetime, catalog: Catalog) -> str:
-    """A product past its end of support that the baseline still decides (2016 and 2019 under ESU) says so."""
-    since = _support_end(product, catalog)
+    """A product past its end of support that the baseline still decides (2016 and 2019) says so, and
+    whether the Extended Security Updates that followed it still run or ended."""
+    since, today = _support_end(product, catalog), at.date().isoformat()
     # ISO dates (also a bare YYYY-MM) order as text.
-    return f"; {product} is out of support since {since}" if since and since <= at.date().isoformat() else ""
+    if not since or since > today:
+        return ""
+    said = f"; {product} is out of support since {since}"
+    updates_end = _security_updates_end(product, catalog)
+    if updates_end:
+        said += f"; Extended Security Updates {'ended' if updates_end <= today else 'until'} {updates_end}"
+    return said
 
 
 def _support_end(product: str | None, catalog: Catalog) -> str | None:
     """When the product's extended support ends (ISO, perhaps only YYYY-MM), if the catalog says."""
     return None if product is None else catalog.support_ends.get(product)
+
+
+def _security_updates_end(product: str | None, catalog: Catalog) -> str | None:
+    """When the paid Extended Security Updates after its end of support end, if the catalog says."""
+    return None if product is None else catalog.security_updates_ends.get(product)
 
 
 def _product(software: str | None, build: Build | None) -> str | None:

@@ -155,7 +155,8 @@ def test_a_build_newer_than_the_catalog_knows_is_never_enforced():
     assert [(d.status, d.stage) for d in decisions] == [("current", 0)]
     assert decisions[0].reason == (
         "build 15.2.1544.50 is newer than every build the catalog knows of its line (newest 15.2.1544.48): "
-        "the catalog does not know it yet; Exchange2019 is out of support since 2025-10-14")
+        "the catalog does not know it yet; Exchange2019 is out of support since 2025-10-14; Extended Security "
+        "Updates ended 2026-10-31")
     # A CU the catalog has not heard of at all, newer than every 2019 CU it knows.
     _, [new_cu] = run([seen("15.2.1800.3", later, server="ex19mbx02.contoso.example")])
     assert (new_cu.status, new_cu.reason.split(";")[0]) == ("current", (
@@ -167,10 +168,12 @@ def test_exchange_2016_and_2019_reasons_say_they_are_out_of_support_and_the_base
     _, [outdated] = run([seen("15.1.2507.39", T0)])
     assert (outdated.status, outdated.stage) == ("outdated", 1)
     assert outdated.reason == ("build 15.1.2507.39 is below the Exchange2016 baseline 15.1.2507.61; "
-                               "Exchange2016 is out of support since 2025-10-14")
+                               "Exchange2016 is out of support since 2025-10-14; Extended Security Updates until "
+                               "2026-10-31")
     _, [current] = run([seen("15.2.1748.39", T0, server="ex19mbx01.contoso.example")])
     assert (current.status, current.stage) == ("current", 0)
-    assert current.reason == "build 15.2.1748.39 is current; Exchange2019 is out of support since 2025-10-14"
+    assert current.reason == ("build 15.2.1748.39 is current; Exchange2019 is out of support since 2025-10-14; "
+                              "Extended Security Updates until 2026-10-31")
     _, [supported] = run([seen("15.2.2562.46", T0, server="exse01.contoso.example")])
     assert supported.reason == "build 15.2.2562.46 is current"
 
@@ -186,7 +189,16 @@ def test_a_decision_says_support_ended_once_the_day_passes_with_nothing_else_cha
     _, decisions = run([seen(current, before), seen(current, before + timedelta(days=5)),
                         seen(current, datetime(2025, 10, 20, tzinfo=timezone.utc))])
     assert [d.reason for d in decisions] == [
-        "build 15.1.2507.61 is current", "build 15.1.2507.61 is current; Exchange2016 is out of support since 2025-10-14"]
+        "build 15.1.2507.61 is current", "build 15.1.2507.61 is current; Exchange2016 is out of support since "
+                                         "2025-10-14; Extended Security Updates until 2026-10-31"]
+
+
+def test_a_decision_says_the_extended_security_updates_ended_once_their_day_passes():
+    outdated = "15.2.1748.24"
+    before = datetime(2026, 10, 20, tzinfo=timezone.utc)
+    _, decisions = run([seen(outdated, before), seen(outdated, datetime(2026, 11, 2, tzinfo=timezone.utc))])
+    assert [d.reason.split("; ", 2)[-1] for d in decisions] == [
+        "Extended Security Updates until 2026-10-31", "Extended Security Updates ended 2026-10-31"]
 
 
 def test_an_exchange_product_known_without_a_build_gives_way_to_a_build():
