@@ -39,6 +39,8 @@ _MONTHS = {name: number for number, name in enumerate(
 _WRITTEN_DATE = re.compile(r"(?P<month>[a-z]+)\.?\s*(?P<day>\d{1,2})?\s*,?\s*(?P<year>\d{4})", re.IGNORECASE)
 _ISO_DATE = re.compile(r"\d{4}-\d{2}(?:-\d{2})?")
 _US_DATE = re.compile(r"(?P<month>\d{1,2})/(?P<day>\d{1,2})/(?P<year>\d{4})")
+# "CU23 Sep26SUv2": a re-released update's version, at the end of its release name.
+_RE_RELEASE = re.compile(r"v\d+$")
 
 
 @dataclass(frozen=True)
@@ -82,11 +84,12 @@ def read_published(text: str, source: str) -> Published:
 
 def merge(known: Iterable[CatalogBuild], published: Iterable[CatalogBuild]) -> CatalogChange:
     """The known builds with the page's added and its labels and dates taken over (the KB stays ours)."""
+    known = list(known)
     merged = {entry.build: entry for entry in known}
     added: list[CatalogBuild] = []
     changed: list[tuple[CatalogBuild, CatalogBuild]] = []
     covered: Counter[str] = Counter()
-    for entry in published:
+    for entry in _re_releases_named(known, list(published)):
         covered[entry.product] += 1
         before = merged.get(entry.build)
         if before is None:
@@ -102,6 +105,23 @@ def merge(known: Iterable[CatalogBuild], published: Iterable[CatalogBuild]) -> C
     by_build = attrgetter("build")
     return CatalogChange(sorted(merged.values(), key=by_build), sorted(added, key=by_build),
                          sorted(changed, key=lambda pair: pair[1].build), dict(covered))
+
+
+def _re_releases_named(known: list[CatalogBuild], published: list[CatalogBuild]) -> list[CatalogBuild]:
+    """The page's rows, a re-released update named as the catalog names it. The page may list a
+    re-release (a higher build of the same update, released later) under the first one's name;
+    it becomes "...v2" (v3 for the next), so that two builds never share a release name."""
+    by_name: dict[tuple[str, str], list[CatalogBuild]] = {}
+    for entry in [*known, *published]:
+        by_name.setdefault((entry.product, _RE_RELEASE.sub("", entry.release)), []).append(entry)
+    named = []
+    for entry in published:
+        earlier = {other.build for other in by_name[(entry.product, entry.release)]
+                   if other.build < entry.build and other.release_date < entry.release_date}
+        if earlier and not _RE_RELEASE.search(entry.release):
+            entry = replace(entry, release=f"{entry.release}v{len(earlier) + 1}")
+        named.append(entry)
+    return named
 
 
 def _entry(cells: list[str]) -> CatalogBuild | str:

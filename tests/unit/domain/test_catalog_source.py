@@ -115,3 +115,20 @@ def test_merge_keeps_a_known_day_where_the_page_gives_only_the_month():
     known = CatalogBuild("Exchange2007", "SP3 RU18", Build.parse("8.3.445.0"), "2015-12-15")
     change = merge([known], [CatalogBuild("Exchange2007", "SP3 RU18", Build.parse("8.3.445.0"), "2015-12")])
     assert change.changed == [] and change.builds[0].release_date == "2015-12-15"
+
+
+def test_merge_names_a_re_released_update_listed_under_its_first_name_v2():
+    known = [entry("15.2.1748.51", "CU15 Sep26SU", "2026-09-08", "KB5121609")]
+    published = [entry("15.2.1748.51", "CU15 Sep26SU", "2026-09-08"),
+                 entry("15.2.1748.53", "CU15 Sep26SU", "2026-10-02"),
+                 entry("15.2.1748.54", "CU15 Sep26SU", "2026-10-20")]
+    change = merge(known, published)
+    assert [(str(b.build), b.release) for b in change.builds] == [
+        ("15.2.1748.51", "CU15 Sep26SU"), ("15.2.1748.53", "CU15 Sep26SUv2"), ("15.2.1748.54", "CU15 Sep26SUv3")]
+    assert change.changed == []
+    # Known as v2 already, listed under the first name again: nothing changes.
+    again = merge(change.builds, [entry("15.2.1748.53", "CU15 Sep26SU", "2026-10-02")])
+    assert again.changed == [] and again.added == []
+    # Builds of one name released on the same day are the page's to name.
+    same_day = merge([], [entry("15.2.1748.10", "CU15"), entry("15.2.1748.11", "CU15")])
+    assert {b.release for b in same_day.builds} == {"CU15"}
