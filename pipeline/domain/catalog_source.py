@@ -116,10 +116,11 @@ def _re_releases_named(known: list[CatalogBuild], published: list[CatalogBuild])
         by_name.setdefault((entry.product, _RE_RELEASE.sub("", entry.release)), []).append(entry)
     named = []
     for entry in published:
-        earlier = {other.build for other in by_name[(entry.product, entry.release)]
-                   if other.build < entry.build and other.release_date < entry.release_date}
-        if earlier and not _RE_RELEASE.search(entry.release):
-            entry = replace(entry, release=f"{entry.release}v{len(earlier) + 1}")
+        if not _RE_RELEASE.search(entry.release):
+            earlier = {other.build for other in by_name[(entry.product, entry.release)]
+                       if other.build < entry.build and other.release_date < entry.release_date}
+            if earlier:
+                entry = replace(entry, release=f"{entry.release}v{len(earlier) + 1}")
         named.append(entry)
     return named
 
