@@ -37,6 +37,9 @@ _INBOUND_EVENTS = frozenset({None, "RECEIVE", "ARRIVAL"})
 _EXCHANGE_2010_VERSION = "14.0.0.0"
 # RFC 3848 protocol names of authenticated submissions: a user's mail program, not a server.
 _AUTHENTICATED = re.compile(r"\bwith\s+(?:UTF8)?(?:E?SMTPS?A|LMTPS?A)\b", re.I)
+# A header written on delivery into a mailbox store over LMTP: the last step inside our own site,
+# whatever the store is called (it is never the sender's relay).
+_LOCAL_DELIVERY = re.compile(r"\bwith\s+LMTPS?\b", re.I)
 # Postfix's smtpd_tls_received_header: the client certificate's name in our receiver's header.
 _CLIENT_CN = re.compile(r'\(Client CN "(?P<name>[^"]+)"')
 
@@ -145,7 +148,8 @@ def _cloud_neighbour(host: str, edge: Hop) -> bool:
 def _ours(by: str, hop: Hop, config: PolicyConfig) -> bool:
     """Whether `by`, the writer of the header `hop`, is our own infrastructure or Exchange Online."""
     build = Build.parse(hop.build) if hop.software is None else None
-    return is_trusted(by, config) or is_internal(by, None, config) or bool(build and build.is_cloud)
+    return (is_trusted(by, config) or is_internal(by, None, config) or bool(build and build.is_cloud)
+            or _LOCAL_DELIVERY.search(hop.text) is not None)
 
 
 def _nameable(host: str | None) -> TypeGuard[str]:

@@ -15,6 +15,9 @@ from pipeline.domain.builds import Build
 _FOLD = re.compile(r"\r?\n[ \t]+")
 _SPACE = re.compile(r"\s+")
 _BY = re.compile(r"\bby\s+(?P<by>[^\s;()]+)", re.I)
+# What follows a host name in a Received header: a comment, the date, or the next clause. A single
+# word followed by anything else is a product's name ("by Forcepoint Email with ESMTP"), not a host.
+_AFTER_HOST = re.compile(r"\s*(?:[;(\[]|$|(?:with|id|via|for|from)\b)", re.I)
 _FROM = re.compile(r"^\s*from\s+(?P<from>[^\s;()]+)(?:\s+\((?P<comment>[^)]*)\))?", re.I)
 _IP_IN_COMMENT = re.compile(r"\[?(?P<ip>(?:\d{1,3}\.){3}\d{1,3}|[0-9a-f:]*:[0-9a-f:.%]+)\]?", re.I)
 _EXCHANGE_SMTP = re.compile(
@@ -56,6 +59,8 @@ def unfold(value: str) -> str:
 def read_hop(value: str) -> Hop:
     text = unfold(value)
     by = _BY.search(text)
+    if by and "." not in by.group("by") and ":" not in by.group("by") and not _AFTER_HOST.match(text, by.end()):
+        by = None
     origin = _FROM.search(text)
     ip = None
     if origin and origin.group("comment"):

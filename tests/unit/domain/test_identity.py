@@ -181,3 +181,24 @@ def test_the_tls_peer_of_our_receivers_header_puts_a_chain_in_scope():
     assert (seen.server, seen.in_scope) == ("ex16edge01.contoso.example", True)
     other = PolicyConfig.from_mapping({"trusted_receivers": ["mx*.example.net"], "scope": {"tls_peers": ["*.fabrikam.example"]}})
     assert [s.in_scope for s in sightings(chain_trace((ours, CHAIN[1])), other)] == [False]
+
+
+# A site whose gateway is a filtering appliance that names its product, not its host, and whose
+# mailbox store adds a header on delivery over LMTP (received headers as such sites write them).
+APPLIANCE_AND_LMTP = (
+    "from mx1.ours.example (mx1.ours.example [10.20.0.5]) by store3.ours.example (Dovecot) with LMTP id "
+    "kK3bGq1pZ2k4QgAAmZ9iHw (envelope-from <billing@fabrikam.example>) for <jo@ours.example>; "
+    "Tue, 10 Feb 2026 08:14:09 +0000",
+    "from mail.fabrikam.example (mail.fabrikam.example [203.0.113.25]) by mx1.ours.example (Postfix) with ESMTPS "
+    "id 4T9xYz1Kq2z9rB for <jo@ours.example>; Tue, 10 Feb 2026 08:14:08 +0000",
+    "from EX19MBX02.fabrikam.example (10.4.0.12) by Forcepoint Email with ESMTP id 2A1F3C0B-7D41; "
+    "Tue, 10 Feb 2026 08:14:07 +0000",
+    "from EX19MBX02.fabrikam.example (10.4.0.12) by mail.fabrikam.example (10.4.0.11) with Microsoft SMTP Server "
+    "(version=TLS1_2, cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) id 15.2.1748.10; Tue, 10 Feb 2026 08:14:06 +0000",
+)
+
+
+def test_a_product_named_after_by_is_no_server_and_a_delivery_over_lmtp_is_no_relay():
+    config = PolicyConfig(trusted_receivers=("mx1.ours.example",))
+    seen = sightings(chain_trace(APPLIANCE_AND_LMTP, org=None), config)
+    assert [(o.server, o.build, o.behind_relay) for o in seen] == [("mail.fabrikam.example", "15.2.1748.10", None)]

@@ -53,3 +53,11 @@ def test_exim_versions_with_packager_suffixes_and_compile_numbers_are_exim():
         hop = read_hop(stamp.format(comment))
         assert (hop.by, hop.build, hop.software, hop.evidence) == ("b.example", version, "Exim", "exim-version"), comment
     assert read_hop(stamp.format("(Exim 4.96x)")).software is None
+
+
+def test_a_single_word_after_by_is_a_host_only_where_a_host_name_would_end():
+    assert read_hop("from a (a [192.0.2.1]) by mailhub (Postfix) with ESMTP id 1; Tue, 10 Feb 2026 08:14:07 +0000").by \
+        == "mailhub"
+    assert read_hop("from a by relay with SMTP; Tue, 10 Feb 2026 08:14:07 +0000").by == "relay"
+    assert read_hop("from a (10.4.0.12) by Forcepoint Email with ESMTP id 2A1F3C0B").by is None
+    assert read_hop("from a by mx.example.net Postfix with ESMTP").by == "mx.example.net"
