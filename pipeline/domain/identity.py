@@ -33,8 +33,6 @@ from pipeline.domain.received import Hop, read_hop
 
 # Event ids of rows that describe a server handing a message in (None: the format has no event id).
 _INBOUND_EVENTS = frozenset({None, "RECEIVE", "ARRIVAL"})
-# The #Version an Exchange 2010 tracking log carries whatever its build.
-_EXCHANGE_2010_VERSION = "14.0.0.0"
 # RFC 3848 protocol names of authenticated submissions: a user's mail program, not a server.
 _AUTHENTICATED = re.compile(r"\bwith\s+(?:UTF8)?(?:E?SMTPS?A|LMTPS?A)\b", re.I)
 # A header written on delivery into a mailbox store over LMTP: the last step inside our own site,
@@ -159,8 +157,10 @@ def _nameable(host: str | None) -> TypeGuard[str]:
 def _from_log_writer(trace: MessageTrace, in_scope: bool) -> list[Sighting]:
     if trace.logged_by is None:
         return []
-    if trace.logged_by_build == _EXCHANGE_2010_VERSION:
-        return [_sighting(trace, trace.logged_by, build=None, software="Exchange2010", evidence="msgtrk-version",
+    product = msgtrk.PRODUCT_VERSIONS.get(trace.logged_by_build or "")
+    if product:
+        # A version that names the product only (Exchange 2010's constant, header-less 2007 rows).
+        return [_sighting(trace, trace.logged_by, build=None, software=product, evidence="msgtrk-version",
                           in_scope=in_scope)]
     build = Build.parse(msgtrk.writer_build(trace.logged_by_build))
     if build is not None and build.is_cloud:

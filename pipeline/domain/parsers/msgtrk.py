@@ -59,12 +59,32 @@ _NEEDED = ("date-time", "client-hostname", "server-hostname", "event-id")
 _TRACKING_LOG_TYPE = "message tracking log"
 # A row starts with its ISO-8601 UTC time, as the first of its values.
 _ROW_START = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?,")
+# A row of an SMTP protocol log (date-time, connector-id, session-id, sequence-number, local-endpoint,
+# remote-endpoint, event, data, context): the two endpoints are address:port and the event one sign.
+_PROTOCOL_LOG_ROW = re.compile(
+    r"[^,]*,[^,]*,[0-9A-F]{16},\d+,[0-9a-fA-F.:\[\]]+:\d+,[0-9a-fA-F.:\[\]]+:\d+,[-+<>*],")
+PROTOCOL_LOG_ROWS = ("rows of an SMTP protocol log without its header lines (date-time, connector-id, session-id, "
+                     "...): not a message tracking log, its rows are skipped")
+# Rows without header lines carry no #Version, but Exchange 2007 alone wrote 21 columns: they name
+# the product, and carry it as Exchange 2010's rows carry 14.0.0.0 (a version that is no build).
+EXCHANGE_2007_VERSION = "8.0.0.0"
+PRODUCT_VERSIONS = {EXCHANGE_2010_VERSION: "Exchange2010", EXCHANGE_2007_VERSION: "Exchange2007"}
 
 
 def looks_like(line: str) -> bool:
+    """A tracking log's header or row, or an SMTP protocol log's row (refused in one error)."""
     text = line.lstrip("\ufeff")
     return text.lower().startswith(_HEADER_NAMES) or (
-        _ROW_START.match(text) is not None and layout_of(text) is not None)
+        _ROW_START.match(text) is not None and (layout_of(text) is not None or is_protocol_log_row(text)))
+
+
+def is_protocol_log_row(line: str) -> bool:
+    return _PROTOCOL_LOG_ROW.match(line) is not None
+
+
+def version_of_rows(fields: tuple[str, ...] | list[str]) -> str | None:
+    """The product version that header-less rows of these columns name, if only one product wrote them."""
+    return EXCHANGE_2007_VERSION if tuple(fields) == _FIELDS_2007 else None
 
 
 def is_header(line: str) -> bool:
@@ -170,23 +190,28 @@ def _queue_inferred(source_state: dict, run: LineRun, kept: list[int] | range, r
     """Rows without a #Fields line (a shipper dropped the header lines): the first one's number of
     values gives the columns (rows of another version among them are moved to theirs when the
     batch is read). Rows before the first of a known version are errors."""
-    first = _first_known_row(run, kept, raw, out)
+    state = source_state["parser"]
+    first = _first_known_row(state, run, kept, raw, out)
     if first is None:
         return
     number, offset, fields = first
     if number:
         kept, raw = kept[number:], None if raw is None else raw[offset:]
-    state = source_state["parser"]
-    rows.add(list(fields), Segment(run, kept, state["version"], source_state["hosts"], raw, inferred=True, file=state))
+    version = state["version"] or version_of_rows(fields)
+    rows.add(list(fields), Segment(run, kept, version, source_state["hosts"], raw, inferred=True, file=state))
 
 
-def _first_known_row(run: LineRun, kept: list[int] | range, raw: bytes | None,
+def _first_known_row(state: dict, run: LineRun, kept: list[int] | range, raw: bytes | None,
                      out) -> tuple[int, int, tuple[str, ...]] | None:
     """(place among the kept lines, byte offset in `raw`, columns) of the first row of a known
-    version, if any; the rows before it are errors."""
+    version, if any; the rows before it are errors. None too for the rows of a protocol log."""
     for number, (index, text, offset) in enumerate(_row_texts(run, kept, raw)):
         if not text or text.isspace():
             continue
+        if is_protocol_log_row(text):
+            # One error for the file, not one per row: it is another log, up to its next header block.
+            _refuse(state, run, index, PROTOCOL_LOG_ROWS, out)
+            return None
         fields = layout_of(text)
         if fields is not None:
             return number, offset, fields

@@ -32,12 +32,14 @@ from pipeline.domain.events import (
 )
 from pipeline.domain.lines import LineRun
 from pipeline.domain.parsers.msgtrk import (
-    EXCHANGE_2010_VERSION,
+    EXCHANGE_2007_VERSION,
     FORMAT,
     LAYOUTS,
     MAX_KNOWN_HOSTS,
+    PRODUCT_VERSIONS,
     Segment,
     no_layout,
+    version_of_rows,
     writer_build,
 )
 
@@ -292,8 +294,9 @@ class _Read:
                 else:
                     kept.append(index)
             kept_by_segment.append(kept)
-            moves += [(LAYOUTS[count], Segment(segment.run, indexes, segment.version, segment.hosts, inferred=True,
-                                               file=segment.file))
+            # Moved rows name their own product where their columns do (not the first row's).
+            moves += [(LAYOUTS[count], Segment(segment.run, indexes, _moved_version(segment.version, LAYOUTS[count]),
+                                               segment.hosts, inferred=True, file=segment.file))
                       for count, indexes in moved.items()]
         if not settle and sum(len(k) for k in kept_by_segment) != rows:
             return False
@@ -598,11 +601,19 @@ def _time_ms(stamp: str) -> int | None:
 
 
 def _stated_build(text: str | None) -> str | None:
-    """The writer's build as the template carries it: short form, or Exchange 2010's constant
-    version, which names the product (identity reads it)."""
-    if text and text.strip() == EXCHANGE_2010_VERSION:
-        return EXCHANGE_2010_VERSION
+    """The writer's build as the template carries it: short form, or a version that names only the
+    product (Exchange 2010's constant, header-less Exchange 2007 rows: identity reads it)."""
+    if text and text.strip() in PRODUCT_VERSIONS:
+        return text.strip()
     return writer_build(text)
+
+
+def _moved_version(version: str | None, fields: tuple[str, ...]) -> str | None:
+    """The version of header-less rows moved to the columns of their own number of values: the
+    product those columns name, not the one the first row's columns named."""
+    if version is None or version == EXCHANGE_2007_VERSION:
+        return version_of_rows(fields)
+    return version
 
 
 def _label(host: str | None) -> str | None:

@@ -370,14 +370,15 @@ def test_rows_shipped_without_their_header_lines_take_the_columns_of_their_field
         assert source.state["format"] == "msgtrk"
 
 
-def test_rows_without_header_lines_of_2007_and_2010_have_no_build_and_other_counts_are_errors(make_source):
+def test_rows_without_header_lines_of_2007_and_2010_name_their_product_only_and_other_counts_are_errors(make_source):
     row_2007 = ("2026-01-22T10:15:00.000Z,10.2.0.7,EX07HUB01.wingtip.example,203.0.113.60,smtp.wingtip.example,,"
                 "Outbound to Internet,SMTP,SEND,771,<0711@EX07HUB01.wingtip.example>,jo@example.net,250 2.0.0 OK,5000,1,,,"
                 "Catalogue,sales@wingtip.example,sales@wingtip.example,")
     source = make_source().feed([SEND_2010, row_2007, RECEIVE_2016, "2026-03-15T10:00:06.000Z,1.2.3.4"])
-    # The first row sets the columns; rows of another version are read with theirs.
+    # The first row sets the columns; rows of another version are read with theirs. Only Exchange
+    # 2007 wrote 21 columns: its rows name the product, by the version that stands for it.
     assert sorted((g.template.logged_by, g.template.logged_by_build) for g in source.out.groups) == [
-        ("ex07hub01.wingtip.example", None), ("ex10hub01.contoso.example", None),
+        ("ex07hub01.wingtip.example", "8.0.0.0"), ("ex10hub01.contoso.example", None),
         ("ex16mbx01.contoso.example", "15.1.2507.39")]
     # A later batch may start with a row of no version: the next one sets the columns.
     source.out.groups.clear()
@@ -408,9 +409,7 @@ def test_a_row_without_its_header_is_detected_by_its_time_and_field_count():
 
     assert dispatch.detect(RECEIVE_2016 + "\r\n") == "msgtrk"
     assert dispatch.detect(SEND_2010) == "msgtrk"
-    # An SMTP protocol log row (9 fields), a Postfix line with an RFC 3339 time, a short CSV row.
-    assert dispatch.detect("2026-02-10T09:01:11.921Z,EX19MBX01\\Default EX19MBX01,08DC4A1B2C3D4E5F,3,"
-                           "10.0.4.21:25,203.0.113.77:51544,<,EHLO smtp.partner.example,") is None
+    # A Postfix line with an RFC 3339 time, a short CSV row.
     assert dispatch.detect("2026-02-16T12:02:44.318211+00:00 mx1 postfix/smtpd[1]: ABCDEF1: client=a[192.0.2.1]") == "postfix"
     assert dispatch.detect("2026-02-10T08:14:03Z,1.2.3.4") is None
 
@@ -478,3 +477,23 @@ def test_bytes_that_are_not_utf8_cost_their_lines_only(samples, make_source):
     keys = sorted(k for g in source.out.groups for k in g.message_keys)
     # Only the cut row is lost: the row with the stray byte is read, the byte replaced.
     assert len(keys) == len(clean_keys) - 1
+
+
+# An SMTP Receive protocol log of Exchange SE as a shipper that drops "#" lines sends it.
+PROTOCOL_LOG_ROWS = [
+    "2026-03-10T08:14:01.234Z,EXSE01\\Default Frontend EXSE01,08DE5F4A3B2C1D0E,0,10.0.0.25:25,203.0.113.9:51544,+,,",
+    "2026-03-10T08:14:01.236Z,EXSE01\\Default Frontend EXSE01,08DE5F4A3B2C1D0E,1,10.0.0.25:25,203.0.113.9:51544,>,"
+    '"220 EXSE01.contoso.example Microsoft ESMTP MAIL Service ready at Tue, 10 Mar 2026 08:14:01 +0000",',
+    "2026-03-10T08:14:01.240Z,EXSE01\\Default Frontend EXSE01,08DE5F4A3B2C1D0E,2,10.0.0.25:25,203.0.113.9:51544,<,"
+    "EHLO mail.fabrikam.example,",
+    "2026-03-10T08:14:01.241Z,EXSE01\\Default Frontend EXSE01,08DE5F4A3B2C1D0E,3,[2001:db8::25]:25,"
+    "[2001:db8:1::9]:51544,*,,Proxy destination(s) obtained from OnProxyInboundMessage event",
+]
+
+
+def test_protocol_log_rows_without_their_header_are_one_error_for_the_file_until_a_tracking_log_starts(make_source):
+    source = make_source().feed(PROTOCOL_LOG_ROWS + header("15.02.2562.017", F30) + [RECEIVE_2016])
+    assert [str(e) for e in source.out.errors] == [
+        "sample:1: rows of an SMTP protocol log without its header lines (date-time, connector-id, session-id, "
+        "...): not a message tracking log, its rows are skipped"]
+    assert [g.template.logged_by for g in source.out.groups] == ["ex16mbx01.contoso.example"]
