@@ -29,7 +29,7 @@ EXPECTED = {
     ("198.51.100.112", "fabrikam.onmicrosoft.com"): ("unknown", 0),
     ("203.0.113.147", "fabrikam.onmicrosoft.com"): ("unknown", 0),
     ("203.0.113.60", "contoso.onmicrosoft.com"): ("unknown", 0),
-    ("ex07hub01.wingtip.example", None): ("unknown", 0),
+    ("ex07hub01.wingtip.example", None): ("unsupported", 1),
     ("ex10cas01.adatum.example", None): ("unsupported", 1),
     ("ex10hub01.fabrikam.example", None): ("unsupported", 1),
     ("ex13cas01.fabrikam.example", None): ("unsupported", 1),
