@@ -253,6 +253,9 @@ def _notify(args: argparse.Namespace, settings: Settings) -> int:
             signal.signal(signum, lambda *_: stopping.append(True))
     try:
         sent = notify(settings, at=at, follow=args.follow, stop=lambda: bool(stopping))
+    except ConfigError as exc:  # the relay's password or CA file, which only this command reads
+        print(f"patchgate notify: config: {exc}", file=sys.stderr)
+        return 2
     except (NoticesFailed, DecisionsMissing) as exc:
         print(f"patchgate notify: {exc}", file=sys.stderr)
         return 1

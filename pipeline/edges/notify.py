@@ -10,27 +10,40 @@ two sends that notice again on the next run. (Delete a key with a tombstone to s
 The stage notices follow the decisions, which move with event time. The lead-days warnings are
 timed by the wall clock (or `--at`): a warning is due because time passed, and no decision may
 arrive to say so (a server that went quiet keeps its last one, and its throttling date with it).
+
+The relay is reached as `[notify]` says: in clear text, after STARTTLS, or over implicit TLS, the
+certificate checked against the system's CAs (or smtp_ca_file) and the host name; then logged in
+when smtp_username is set. The password (smtp_password_file or PATCHGATE_SMTP_PASSWORD) and the CA
+file are read at start, before any decision is; a relay that cannot give what the settings ask for
+(no STARTTLS, a certificate that does not verify, a refused login) sends nothing, and every notice
+stays due.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 import smtplib
+import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 
 from pipeline import kafka_clients
+from pipeline.domain.config import ConfigError
 from pipeline.domain.notices import Ledger, Notice, SentNotice, due_notices
-from pipeline.domain.notify_config import NotifyConfig
+from pipeline.domain.notify_config import PASSWORD_VARIABLE, NotifyConfig
 from pipeline.domain.policy import Decision
 from pipeline.domain.report import iso_utc
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
 from pipeline.edges.topic_reading import records_to_end
+from pipeline.kafka_connection import password_from_file, readable_file
 from pipeline.settings import Settings
 from pipeline.streaming import records, topics
 from pipeline.streaming.admin import ensure_topics, read_compacted
@@ -58,6 +71,120 @@ class DecisionsMissing(RuntimeError):
     """mail.decisions does not exist: no worker has created the pipeline's topics yet."""
 
 
+class RelayError(smtplib.SMTPException):
+    """The relay cannot give what `[notify]` asks for (TLS, a login): no mail was sent through it."""
+
+
+@dataclass(frozen=True)
+class SmtpRelay:
+    """The relay as `[notify]` names it, with the password and the TLS context its files give."""
+
+    host: str
+    port: int
+    tls: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    # Where the password came from, for a refused login's message.
+    password_source: str | None = None
+    context: ssl.SSLContext | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_config(cls, config: NotifyConfig, environ: Mapping[str, str] = os.environ) -> SmtpRelay:
+        """Reads the password (file or environment) and the CA file; raises ConfigError naming the
+        setting when one is missing, doubled or unreadable."""
+        password, source = _password(config, environ)
+        return cls(config.smtp_host, config.smtp_port, config.smtp_tls, config.smtp_username, password, source,
+                   None if config.smtp_tls == "none" else _tls_context(config.smtp_ca_file))
+
+    def connect(self) -> smtplib.SMTP:
+        """A session with the relay, secured and logged in as the settings ask; RelayError when the
+        relay cannot, before any password or mail went out."""
+        try:
+            if self.tls == "tls":
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=SMTP_TIMEOUT_S,
+                                                      context=self.context)
+            else:
+                smtp = smtplib.SMTP(self.host, self.port, timeout=SMTP_TIMEOUT_S)
+        except ssl.SSLCertVerificationError as exc:
+            raise _unverified(exc) from exc
+        try:
+            if self.tls == "starttls":
+                smtp.ehlo()
+                if not smtp.has_extn("starttls"):
+                    raise RelayError('it offers no STARTTLS, which notify.smtp_tls = "starttls" requires '
+                                     "(nothing was sent in clear text)")
+                smtp.starttls(context=self.context)
+            if self.username is not None:
+                self._log_in(smtp)
+        except ssl.SSLCertVerificationError as exc:
+            smtp.close()
+            raise _unverified(exc) from exc
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def _log_in(self, smtp: smtplib.SMTP) -> None:
+        assert self.username is not None and self.password is not None
+        smtp.ehlo()
+        if not smtp.has_extn("auth"):
+            raise RelayError(f"it offers no AUTH, and notify.smtp_username is set ({self.username!r})")
+        try:
+            smtp.login(self.username, self.password)
+        except smtplib.SMTPAuthenticationError as exc:
+            reply = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+            raise RelayError(f"it refused the login of {self.username!r} ({exc.smtp_code} {reply}): check "
+                             f"notify.smtp_username and the password of {self.password_source}") from exc
+
+    def describe(self) -> str:
+        """How the relay is reached, for the log."""
+        secured = {"none": "in clear text", "starttls": "with STARTTLS", "tls": "over TLS"}[self.tls]
+        return f"{self.host}:{self.port} {secured}" + (f" as {self.username!r}" if self.username else "")
+
+
+def _password(config: NotifyConfig, environ: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The password and where it came from; None without a login."""
+    from_environment = environ.get(PASSWORD_VARIABLE) or None
+    if from_environment is not None and config.smtp_password_file is not None:
+        raise ConfigError("notify.smtp_password_file", f"and {PASSWORD_VARIABLE} are both set: give one")
+    if config.smtp_username is None:
+        if from_environment is not None:
+            raise ConfigError(PASSWORD_VARIABLE, "is set, but notify.smtp_username, the login it belongs to, is not")
+        return None, None
+    if config.smtp_password_file is not None:
+        path = str(config.smtp_password_file)
+        password, key = password_from_file(path, "notify.smtp_password_file"), "notify.smtp_password_file"
+        source = f"{key} ({path})"
+    elif from_environment is None:
+        raise ConfigError("notify.smtp_username", f"needs a password: neither {PASSWORD_VARIABLE} nor "
+                                                  "notify.smtp_password_file is set")
+    else:
+        password, key = from_environment, PASSWORD_VARIABLE
+        source = key
+    # smtplib encodes the login as ASCII: anything else would fail at the first session, not here.
+    for text, named in ((config.smtp_username, "notify.smtp_username"), (password, key)):
+        if not text.isascii():
+            raise ConfigError(named, "holds characters other than ASCII, which Python's SMTP client cannot send")
+    return password, source
+
+
+def _tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """Certificates and host names verified: against the CA file alone when there is one, as a
+    relay with a private CA needs, else against the system's CAs."""
+    if ca_file is None:
+        return ssl.create_default_context()
+    path = readable_file(str(ca_file), "notify.smtp_ca_file")
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError as exc:
+        raise ConfigError("notify.smtp_ca_file", f"holds no PEM CA certificate: {path} ({exc.reason})") from None
+
+
+def _unverified(exc: ssl.SSLCertVerificationError) -> RelayError:
+    return RelayError(f"its certificate does not verify ({exc.verify_message}): a relay whose CA is not among the "
+                      "system's needs notify.smtp_ca_file")
+
+
 class Notifier:
     """Sends the due notices and remembers them: what `run` does once it has the decisions."""
 
@@ -81,7 +208,7 @@ class Notifier:
                     try:
                         smtp = self.connect()
                     except (smtplib.SMTPException, OSError) as exc:
-                        log.error("cannot reach the SMTP relay %s:%d (%s); %d notices wait for the next run",
+                        log.error("cannot send through the SMTP relay %s:%d: %s; %d notices wait for the next run",
                                   self.config.smtp_host, self.config.smtp_port, exc, len(due.notices) - position)
                         return sent, failed + len(due.notices) - position
                 try:
@@ -140,15 +267,19 @@ class LedgerWriter:
 
 
 def run(settings: Settings, at: datetime | None = None, follow: bool = False,
-        stop: Callable[[], bool] = lambda: False) -> int:
+        stop: Callable[[], bool] = lambda: False, environ: Mapping[str, str] = os.environ) -> int:
     """Send the notices due, as of `at` (default: the wall clock); the number sent.
 
     One pass over mail.decisions up to its end, or with `follow` also every decision after it, and
     a look for due warnings every minute, until `stop()`. Raises NoticesFailed when a single pass
     could not send some notice, and DecisionsMissing when mail.decisions does not come within DECISIONS_PATIENCE_S;
-    following, it waits for the topic as long as it takes (a notifier started before any worker)."""
+    following, it waits for the topic as long as it takes (a notifier started before any worker).
+    Raises ConfigError, before reading anything, when the relay's password or CA file cannot be had
+    (the password from `environ`'s PATCHGATE_SMTP_PASSWORD, or its file)."""
     if at is not None and at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
+    relay = SmtpRelay.from_config(settings.notify, environ)
+    log.info("notices go through the SMTP relay %s", relay.describe())
 
     def now() -> datetime:
         return at or datetime.now(UTC)
@@ -164,9 +295,7 @@ def run(settings: Settings, at: datetime | None = None, follow: bool = False,
             return 0
         ledger_topic = ensure_ledger_topic(settings)
         writer = LedgerWriter(settings, ledger_topic)
-        notifier = Notifier(settings.notify, read_ledger(settings, ledger_topic), writer,
-                            lambda: smtplib.SMTP(settings.notify.smtp_host, settings.notify.smtp_port,
-                                                 timeout=SMTP_TIMEOUT_S))
+        notifier = Notifier(settings.notify, read_ledger(settings, ledger_topic), writer, relay.connect)
         for message in records_to_end(consumer, partitions, READ_TIMEOUT_S):
             _fold(newest, message)
         sent, failed = notifier.send_due(newest.by_key.values(), now())
