@@ -83,7 +83,11 @@ class Tally:
         self.log_due()
 
     def log_due(self) -> None:
-        if self.count and self.clock() - self.logged_at >= self.every_s:
+        if self.clock() - self.logged_at >= self.every_s:
+            self.log_now()
+
+    def log_now(self) -> None:
+        if self.count:
             log.log(self.level, self.describe(self.count, self.last))
             self.count, self.logged_at = 0, self.clock()
 
@@ -142,8 +146,17 @@ class ConnectionGuard:
         """Log the counts that waited for their turn, until cancelled."""
         while True:
             await asyncio.sleep(min(1.0, self.log_every_s))
-            for tally in (self.outsiders, self.over_limit, self.idle):
+            for tally in self._tallies:
                 tally.log_due()
+
+    def log_remaining(self) -> None:
+        """Log the counts still waiting (at the end: none goes unsaid)."""
+        for tally in self._tallies:
+            tally.log_now()
+
+    @property
+    def _tallies(self) -> tuple[Tally, ...]:
+        return self.outsiders, self.over_limit, self.idle
 
 
 def peer_address(writer: asyncio.StreamWriter) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -240,6 +240,7 @@ def serve_decisions(settings: Settings, cache_path: Path, host: str, port: int,
         logging_counts = asyncio.create_task(guard.log_counts())
         await stop.wait()
         logging_counts.cancel()
+        guard.log_remaining()
         # Not wait_closed(): MTAs keep their connections open; asyncio.run cancels their handlers.
         listener.close()
 

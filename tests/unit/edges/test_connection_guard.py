@@ -140,19 +140,25 @@ def test_a_tally_logs_at_most_once_a_period_with_the_count_since_its_last_line(c
     assert caplog.messages == ["1 refused, the last from 192.0.2.1", "2 refused, the last from 192.0.2.3"]
 
 
-def test_the_counts_that_waited_are_logged_by_the_guards_own_task(caplog):
+def test_the_counts_that_waited_are_logged_by_the_guards_own_task_and_at_the_end(caplog):
     guard = ConnectionGuard(MtaSettings(), "echo", log_every_s=0.3)
 
     async def scenario():
         logging_counts = asyncio.create_task(guard.log_counts())
-        guard.idle.add()
-        guard.idle.add()
+        for _ in range(3):
+            guard.idle.add()
         await asyncio.sleep(0.6)
+        guard.over_limit.add()
+        guard.over_limit.add()
         logging_counts.cancel()
 
     with caplog.at_level(logging.INFO, logger=LOGGER):
         asyncio.run(scenario())
-    assert caplog.messages == ["echo: closed 1 connections idle for 300 s"] * 2
+        guard.log_remaining()
+        guard.log_remaining()
+    assert caplog.messages == ["echo: closed 1 connections idle for 300 s", "echo: closed 2 connections idle for 300 s",
+                               "echo: refused 1 connections: 1000 open, the mta.max_connections limit",
+                               "echo: refused 1 connections: 1000 open, the mta.max_connections limit"]
 
 
 @pytest.fixture
