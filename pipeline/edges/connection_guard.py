@@ -8,7 +8,7 @@ falls back to its default action after its timeout, and enforcement stops withou
   (Postfix's policy client waits up to smtpd_policy_service_timeout, 100 s by default, per try),
   and the connections already open, which MTAs keep and reuse, go on being answered.
 - A connection that sends no request line (milter: packet) for mta.idle_timeout_seconds is closed.
-  MTAs reconnect when they need to, and close their own idle connections sooner (Postfix: after
+  MTAs reconnect when they need to, and close their own idle connections as soon (Postfix: after
   smtpd_policy_service_max_idle, 300 s).
 
 Each kind of refusal or close is logged with its count, at most once every LOG_EVERY_S.
@@ -98,16 +98,20 @@ class ConnectionGuard:
 
     def __init__(self, limits: MtaSettings, name: str, log_every_s: float = LOG_EVERY_S,
                  clock: Callable[[], float] = time.monotonic):
-        self.limits, self.name, self.log_every_s = limits, name, log_every_s
+        self.limits, self.log_every_s = limits, log_every_s
         self.open = 0
-        self.outsiders = Tally(logging.WARNING, lambda count, last: (
-            f"{name}: refused {count} connections from outside mta.client_networks (the last from {last})"),
-                               log_every_s, clock)
-        self.over_limit = Tally(logging.WARNING, lambda count, _: (
-            f"{name}: refused {count} connections: {limits.max_connections} open, the mta.max_connections limit"),
-                                log_every_s, clock)
-        self.idle = Tally(logging.INFO, lambda count, _: (
-            f"{name}: closed {count} connections idle for {limits.idle_timeout_seconds:g} s"), log_every_s, clock)
+
+        def outsiders(count: int, last: str) -> str:
+            return f"{name}: refused {count} connections from outside mta.client_networks (the last from {last})"
+
+        def over_limit(count: int, _: str) -> str:
+            return f"{name}: refused {count} connections: {limits.max_connections} open, the mta.max_connections limit"
+
+        def idle(count: int, _: str) -> str:
+            return f"{name}: closed {count} connections idle for {limits.idle_timeout_seconds:g} s"
+        self.outsiders = Tally(logging.WARNING, outsiders, log_every_s, clock)
+        self.over_limit = Tally(logging.WARNING, over_limit, log_every_s, clock)
+        self.idle = Tally(logging.INFO, idle, log_every_s, clock)
 
     def describe(self) -> str:
         networks = ", ".join(map(str, self.limits.client_networks or ())) or "any network"
