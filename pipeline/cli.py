@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
             ("mta", 10040, "answer Postfix and Exim policy requests from the decisions on mail.decisions"),
             ("milter", 10041, "answer Sendmail and Postfix (smtpd_milters) in the milter protocol from the decisions")):
         server = commands.add_parser(name, help=what)
-        server.add_argument("--host", default="127.0.0.1")
+        server.add_argument("--host", default="127.0.0.1",
+                            help="the address to listen on (default: loopback only; [mta] client_networks "
+                                 "names the clients let in)")
         server.add_argument("--port", type=int, default=port)
         server.add_argument("--cache", help="decision cache file (default: <data dir>/decision-cache.json)")
     notify = commands.add_parser(

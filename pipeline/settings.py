@@ -26,6 +26,13 @@
                                          agent reads from the pipeline's own topics do not decode
                                          (0 < x <= 1, default 0.1; bad log lines do not count)
                     max_consecutive      ... or more than this many in a row (>= 1, default 1000)
+    [mta]           idle_timeout_seconds `patchgate mta` and `patchgate milter` close a connection
+                                         that sends no request line (milter: packet) for this long
+                                         (> 0, default 300)
+                    max_connections      past this many open connections they close new ones at
+                                         once (1 to 1000000, default 1000)
+                    client_networks      CIDR ranges the clients must connect from, a list (or
+                                         separated by commas); default any
     [policy]        see pipeline.domain.config.PolicyConfig
     [formats]       see pipeline.domain.config.FormatConfig
     [notify]        see pipeline.domain.notify_config.NotifyConfig
@@ -35,7 +42,8 @@ KAFKA_SASL_PASSWORD, KAFKA_SASL_PASSWORD_FILE, KAFKA_SSL_CAFILE, KAFKA_SSL_CERTF
 PATCHGATE_REPLICATION_FACTOR, PATCHGATE_MIN_INSYNC_REPLICAS, PATCHGATE_PARTITIONS, PATCHGATE_TOPIC_PREFIX,
 PATCHGATE_APP_ID, CLICKHOUSE_URL, PATCHGATE_DATA_DIR, PATCHGATE_WEB_HOST, PATCHGATE_WEB_PORT, PATCHGATE_WEB_TOKEN,
 PATCHGATE_STANDBY_REPLICAS, PATCHGATE_CATALOG,
-PATCHGATE_SOURCE_IDLE_SECONDS, PATCHGATE_DLQ_MAX_RATIO, PATCHGATE_DLQ_MAX_CONSECUTIVE, and
+PATCHGATE_SOURCE_IDLE_SECONDS, PATCHGATE_DLQ_MAX_RATIO, PATCHGATE_DLQ_MAX_CONSECUTIVE,
+PATCHGATE_MTA_IDLE_TIMEOUT, PATCHGATE_MTA_MAX_CONNECTIONS, PATCHGATE_MTA_CLIENT_NETWORKS, and
 PATCHGATE_CONFIG (the file). An empty variable counts as unset.
 
 Every value is checked at start, the file's and the environment's: a wrong type, a value out of
@@ -55,8 +63,19 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from pipeline.domain.config import ConfigError, FormatConfig, PolicyConfig, integer, number, table, text
+from pipeline.domain.config import (
+    ConfigError,
+    FormatConfig,
+    PolicyConfig,
+    integer,
+    network,
+    number,
+    strings,
+    table,
+    text,
+)
 from pipeline.domain.notify_config import NotifyConfig
+from pipeline.domain.scope import IPNetwork
 from pipeline.kafka_connection import KafkaConnection, checked, mechanism, password_from_file, protocol, readable_file
 
 
@@ -72,6 +91,17 @@ class DeadLetterSettings:
 
     max_ratio: float = 0.1
     max_consecutive: int = 1000
+
+
+@dataclass(frozen=True)
+class MtaSettings:
+    """What `patchgate mta` and `patchgate milter` let their clients hold (pipeline.edges.connection_guard)."""
+
+    # As long as Postfix keeps an idle policy connection (smtpd_policy_service_max_idle).
+    idle_timeout_seconds: float = 300.0
+    max_connections: int = 1000
+    # None: any client that reaches the port (by default it listens on loopback only).
+    client_networks: tuple[IPNetwork, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +124,7 @@ class Settings:
     catalog_path: Path | None = None
     stream: StreamSettings = StreamSettings()
     dead_letters: DeadLetterSettings = DeadLetterSettings()
+    mta: MtaSettings = MtaSettings()
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     formats: FormatConfig = field(default_factory=FormatConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
@@ -161,6 +192,15 @@ def _host(value: Any, key: str) -> str:
     return host
 
 
+def _client_networks(value: Any, key: str) -> tuple[IPNetwork, ...]:
+    entries = [entry.strip() for entry in value.split(",")] if isinstance(value, str) else value
+    networks = tuple(network(entry, f"{key}[{index}]", "a CIDR range like 192.0.2.0/24")
+                     for index, entry in enumerate(strings(entries, key)))
+    if not networks:
+        raise ConfigError(key, "is empty: no MTA could connect (leave it out to let any client connect)")
+    return networks
+
+
 def _path(value: Any, key: str) -> Path:
     return Path(text(value, key, shape="a path"))
 
@@ -169,7 +209,7 @@ class Source(NamedTuple):
     env: str
     section: str
     key: str
-    # The Settings field, or "<group>.<field>" inside stream, dead_letters or kafka (the connection).
+    # The Settings field, or "<group>.<field>" inside stream, dead_letters, mta or kafka (the connection).
     field: str
     read: Callable[[Any, str], Any]
     # The environment's text becomes this before `read` checks it; text that does not convert is
@@ -211,11 +251,16 @@ SOURCES = (
            partial(number, low=0, high=1, low_included=False), float),
     Source("PATCHGATE_DLQ_MAX_CONSECUTIVE", "dead_letters", "max_consecutive", "dead_letters.max_consecutive",
            partial(integer, low=1), int),
+    Source("PATCHGATE_MTA_IDLE_TIMEOUT", "mta", "idle_timeout_seconds", "mta.idle_timeout_seconds",
+           partial(number, low=0, low_included=False), float),
+    Source("PATCHGATE_MTA_MAX_CONNECTIONS", "mta", "max_connections", "mta.max_connections",
+           partial(integer, low=1, high=1_000_000), int),
+    Source("PATCHGATE_MTA_CLIENT_NETWORKS", "mta", "client_networks", "mta.client_networks", _client_networks),
 )
 
 _SECTIONS = {section: tuple(s.key for s in SOURCES if s.section == section)
              for section in dict.fromkeys(s.section for s in SOURCES)}
-_GROUPS = {"stream": StreamSettings, "dead_letters": DeadLetterSettings}
+_GROUPS = {"stream": StreamSettings, "dead_letters": DeadLetterSettings, "mta": MtaSettings}
 
 
 def load_settings(config_file: str | Path | None = None, environ: Mapping[str, str] = os.environ) -> Settings:

@@ -316,11 +316,11 @@ def _internal_hops(value: Any, key: str) -> tuple[str, ...]:
     hops = strings(value, key)
     for index, hop in enumerate(hops):
         if "/" in hop:
-            _network(hop, f"{key}[{index}]", "a host name pattern or a CIDR range like 10.20.0.0/16")
+            network(hop, f"{key}[{index}]", "a host name pattern or a CIDR range like 10.20.0.0/16")
     return hops
 
 
-def _network(value: str, key: str, shape: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+def network(value: str, key: str, shape: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     try:
         return ipaddress.ip_network(value, strict=False)
     except ValueError:
@@ -332,8 +332,8 @@ def _scope(value: Any, key: str) -> Scope:
     networks = strings(scope.get("client_networks", []), f"{key}.client_networks")
     return Scope.named(
         connectors=strings(scope.get("connectors", []), f"{key}.connectors"),
-        client_networks=tuple(_network(network, f"{key}.client_networks[{index}]", "a CIDR range like 198.51.100.0/24")
-                              for index, network in enumerate(networks)),
+        client_networks=tuple(network(entry, f"{key}.client_networks[{index}]", "a CIDR range like 198.51.100.0/24")
+                              for index, entry in enumerate(networks)),
         tls_peers=strings(scope.get("tls_peers", []), f"{key}.tls_peers"),
     )
 

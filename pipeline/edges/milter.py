@@ -19,14 +19,12 @@ from pathlib import Path
 
 from pipeline.domain.release import MAX_RECEIVED
 from pipeline.edges import milter_protocol as protocol
+from pipeline.edges.connection_guard import Reader
 from pipeline.edges.mta import PolicyServer, Verdict, serve_decisions
 from pipeline.edges.policy import DUNNO
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
-# A connection that says nothing for this long is closed: MTAs talk to their milters at SMTP pace,
-# and an SMTP client that waits longer has long been timed out by the MTA.
-IDLE_S = 600.0
 # Bytes of one Received header kept: a header is a line or a few.
 MAX_HEADER = 4096
 
@@ -112,17 +110,17 @@ class MilterSession:
 
 
 class MilterServer:
-    def __init__(self, server: PolicyServer, idle_s: float = IDLE_S):
-        self.server, self.idle_s = server, idle_s
+    def __init__(self, server: PolicyServer):
+        self.server = server
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(self, reader: Reader, writer: asyncio.StreamWriter) -> None:
         """One MTA connection, until it quits or breaks the protocol (then it is closed: the MTA
-        takes its default action)."""
+        takes its default action). serve_decisions' guard closes it when idle."""
         session = MilterSession(self.server)
         try:
             while True:
-                length = protocol.packet_length(await asyncio.wait_for(reader.readexactly(4), self.idle_s))
-                packet = await asyncio.wait_for(reader.readexactly(length), self.idle_s)
+                length = protocol.packet_length(await reader.readexactly(4))
+                packet = await reader.readexactly(length)
                 command, data = packet[:1], packet[1:]
                 answer = session.answer(command, data)
                 if answer is not None:
@@ -132,7 +130,7 @@ class MilterServer:
                     return
         except protocol.ProtocolError as exc:
             log.warning("not the milter protocol, closing the connection: %s", exc)
-        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+        except (asyncio.IncompleteReadError, ConnectionError):
             return
         finally:
             writer.close()

@@ -15,7 +15,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from pipeline import kafka_clients
 from pipeline.catalog_files import load_catalog
 from pipeline.domain.policy import Decision
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS, policy
+from pipeline.edges.connection_guard import ConnectionGuard, Handler, Reader, make_room
 from pipeline.edges.decision_cache import DecisionCache
 from pipeline.edges.record_log import EnforcementLog, TraceLog
 from pipeline.edges.release import Releaser
@@ -103,7 +104,7 @@ class PolicyServer:
         self.on_enforced(verdict.decision, verdict.kind, verdict.at, request)
         return verdict.action
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(self, reader: Reader, writer: asyncio.StreamWriter) -> None:
         """One client connection: requests one after another until the client closes it."""
         lines: list[str] = []
         try:
@@ -207,9 +208,6 @@ def with_new_partitions(consumer: KafkaConsumer, name: str, partitions: list[Top
     return partitions + new
 
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
 def run_mta(settings: Settings, host: str, port: int, cache_path: Path) -> None:
     serve_decisions(settings, cache_path, host, port, lambda server: server.handle, "policy service",
                     stream_limit=MAX_LINE * 2)
@@ -219,7 +217,9 @@ def serve_decisions(settings: Settings, cache_path: Path, host: str, port: int,
                     handler: Callable[[PolicyServer], Handler], name: str, stream_limit: int = 2 ** 16) -> None:
     """Serve MTAs on host:port with `handler`'s protocol from the decisions on mail.decisions
     (followed into the cache at `cache_path`), recording what they apply on mail.enforcement,
-    until SIGINT or SIGTERM."""
+    until SIGINT or SIGTERM. The connections are held within settings.mta (connection_guard)."""
+    guard = ConnectionGuard(settings.mta, name)
+    make_room(settings.mta)
     cache = DecisionCache(cache_path)
     log.info("loaded %d cached decisions from %s", len(cache), cache_path)
     follower = DecisionFollower(settings, cache)
@@ -229,15 +229,18 @@ def serve_decisions(settings: Settings, cache_path: Path, host: str, port: int,
     traces = TraceLog(settings)
     traces.start()
     releaser = Releaser(settings.policy, load_catalog(settings.catalog_file), traces, name)
-    connection = handler(PolicyServer(cache, enforcement, releaser=releaser))
+    connection = guard.guarded(handler(PolicyServer(cache, enforcement, releaser=releaser)))
 
     async def serve() -> None:
         stop = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(signum, stop.set)
         listener = await asyncio.start_server(connection, host, port, limit=stream_limit)
-        log.info("%s on %s:%d", name, host, port)
+        log.info("%s on %s:%d (%s)", name, host, port, guard.describe())
+        logging_counts = asyncio.create_task(guard.log_counts())
         await stop.wait()
+        logging_counts.cancel()
+        guard.log_remaining()
         # Not wait_closed(): MTAs keep their connections open; asyncio.run cancels their handlers.
         listener.close()
 

@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import resource
 import socket
 import subprocess
 import sys
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
+
+import pytest
 
 from pipeline import kafka_clients
 from pipeline.domain.policy import Decision
@@ -23,10 +28,10 @@ def decision(host, stage, throttle, block, version=1):
     return Decision(
         server_id=host, org=None, hostname=host, product="Exchange2013", build="15.0.1497.2",
         status="unsupported" if stage else "current", stage=stage, throttle_minutes_per_hour=throttle,
-        block_minutes_per_hour=block, first_detected=datetime(2026, 1, 1, tzinfo=timezone.utc),
+        block_minutes_per_hour=block, first_detected=datetime(2026, 1, 1, tzinfo=UTC),
         throttle_enabled_date=date(2026, 1, 31), blocking_enabled_date=date(2026, 3, 2), next_stage_start_date=None,
         next_stage_throttle_rate=None, next_stage_block_rate=None, recommended_builds=(), reason="test",
-        smtp_reply=None, decided_at=datetime(2026, 4, 1, tzinfo=timezone.utc), version=version,
+        smtp_reply=None, decided_at=datetime(2026, 4, 1, tzinfo=UTC), version=version,
     )
 
 
@@ -90,7 +95,8 @@ def test_policy_service_many_clients_bad_clients_and_no_broker(pipeline_env, rea
         async def crowd():
             good = [ask(port, [request("old.example"), request("SLOW.example."), request("fine.example"),
                                request("unknown", "198.51.100.200")]) for _ in range(200)]
-            bad = [ask(port, ["no equals sign here\n\n"]), ask(port, ["client_address=1.2.3.4\nhelo_na"], close_early=True),
+            bad = [ask(port, ["no equals sign here\n\n"]),
+                   ask(port, ["client_address=1.2.3.4\nhelo_na"], close_early=True),
                    ask(port, ["x=" + "y" * 20000 + "\n\n"], close_early=True)]
             return await asyncio.gather(*good, *bad, return_exceptions=True)
 
@@ -99,7 +105,8 @@ def test_policy_service_many_clients_bad_clients_and_no_broker(pipeline_env, rea
         elapsed = time.perf_counter() - started
         assert results[:200] == [[f"action={BLOCK}", f"action={THROTTLE}", "action=DUNNO", "action=DUNNO"]] * 200
         assert results[200] == ["action=DUNNO"]
-        assert asyncio.run(ask(port, [request("old.example")])) == [f"action={BLOCK}"], "still serving after bad clients"
+        still = asyncio.run(ask(port, [request("old.example")]))
+        assert still == [f"action={BLOCK}"], "still serving after bad clients"
         assert elapsed < 30
     finally:
         mta.terminate()
@@ -119,3 +126,98 @@ def test_policy_service_many_clients_bad_clients_and_no_broker(pipeline_env, rea
     finally:
         mta.terminate()
         mta.wait(30)
+
+
+# Idle connections crowding the policy service: more than its limit, closed once idle.
+CROWD, LIMIT, IDLE_S = 3000, 2500, 5.0
+
+
+def descriptors(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def crowd_then_idle(port, pid):
+    """An MTA's connection asking twice a second while CROWD connections open and say nothing. Its
+    answers, how long each of the crowd stayed open, and the service's open files: before, the most
+    seen while the crowd came, and after."""
+    loop = asyncio.get_running_loop()
+    mta_reader, mta_writer = await asyncio.open_connection("127.0.0.1", port)
+    answers, crowd_gone = [], asyncio.Event()
+
+    async def mta_asks():
+        while not crowd_gone.is_set():
+            mta_writer.write(request("old.example").encode())
+            answers.append((await asyncio.wait_for(mta_reader.readuntil(b"\n\n"), 5)).decode().strip())
+            await asyncio.sleep(0.5)
+
+    async def stays_open():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        opened = loop.time()
+        try:
+            await reader.read()
+        except ConnectionResetError:
+            pass
+        writer.close()
+        return loop.time() - opened
+
+    asking = asyncio.create_task(mta_asks())
+    await asyncio.sleep(0.5)
+    before = most = descriptors(pid)
+    crowd = []
+    # 1000 a second: past the limit well within the idle timeout.
+    for _ in range(0, CROWD, 50):
+        crowd += [asyncio.create_task(stays_open()) for _ in range(50)]
+        await asyncio.sleep(0.05)
+        most = max(most, descriptors(pid))
+    await asyncio.wait(crowd, timeout=IDLE_S + 10)
+    after = descriptors(pid)
+    crowd_gone.set()
+    await asking
+    mta_writer.close()
+    return answers, [end.result() for end in crowd if end.done()], (before, most, after)
+
+
+def test_idle_connections_are_closed_and_past_the_limit_new_ones_refused(pipeline_env, tmp_path):
+    """Thousands of connections that say nothing neither stop the answers on an MTA's connection nor
+    stay open past the idle timeout; past the limit a new one is closed at once, and the log says so."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < CROWD + 200:
+        if hard != resource.RLIM_INFINITY and hard < CROWD + 200:
+            pytest.skip(f"{CROWD} connections need more open files than the hard limit ({hard})")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (CROWD + 200, hard))
+    settings, env = pipeline_env
+    producer = kafka_clients.producer(settings, acks="all")
+    blocked = decision("old.example", 8, 0, 60)
+    producer.send(settings.topic(topics.DECISIONS), key=blocked.server_id.encode(),
+                  value=ENFORCEMENT_DECISION.encode(records.decision_record(blocked)))
+    producer.flush()
+    env = {**env, "PATCHGATE_MTA_IDLE_TIMEOUT": str(IDLE_S), "PATCHGATE_MTA_MAX_CONNECTIONS": str(LIMIT)}
+    port, log = free_port(), tmp_path / "mta.log"
+    with log.open("wb") as stderr:
+        mta = subprocess.Popen([sys.executable, "-m", "pipeline", "mta", "--port", str(port),
+                                "--cache", str(tmp_path / "cache.json")], env=env, cwd=ROOT, stderr=stderr)
+    try:
+        wait_until_blocking(port)
+        answers, lifetimes, (before, most, after) = asyncio.run(crowd_then_idle(port, mta.pid))
+    finally:
+        mta.terminate()
+        assert mta.wait(30) == 0, log.read_text()
+    text = log.read_text()
+
+    assert len(answers) >= 2 * IDLE_S and set(answers) == {f"action={BLOCK}"}, "the MTA was answered all along"
+    assert len(lifetimes) == CROWD, "every connection of the crowd closed"
+    # Each was closed at once (past the limit) or once idle, never left open longer. (Timed from when
+    # this busy loop saw it open: later than the service did.)
+    refused = [t for t in lifetimes if t < 1.5]
+    idle = [t for t in lifetimes if IDLE_S - 1 <= t < IDLE_S + 3]
+    assert len(refused) >= CROWD - LIMIT and len(refused) + len(idle) == CROWD, sorted(lifetimes)
+    # Thousands held, never more than the limit (with the MTA's connection, and a refused one being
+    # closed), and their files given back.
+    assert before + 2000 <= most <= before + LIMIT + 2 and after <= before + 2, (before, most, after)
+    # Counted in a few lines, not one a connection.
+    over_limit = [int(n) for n in re.findall(rf"policy service: refused (\d+) connections: {LIMIT} open, "
+                                             r"the mta.max_connections limit", text)]
+    closed_idle = [int(n) for n in re.findall(r"policy service: closed (\d+) connections idle for 5 s", text)]
+    assert sum(over_limit) == len(refused) and len(over_limit) <= 3, over_limit
+    assert sum(closed_idle) == len(idle) and len(closed_idle) <= 3, closed_idle
+    assert f"at most {LIMIT} connections, from any network, closed when idle for 5 s" in text

@@ -1,10 +1,11 @@
 import re
+from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
 
 from pipeline.domain.config import ConfigError
-from pipeline.settings import SOURCES, DeadLetterSettings, Settings, StreamSettings, load_settings
+from pipeline.settings import SOURCES, DeadLetterSettings, MtaSettings, Settings, StreamSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "patchgate.example.toml"
@@ -16,6 +17,7 @@ def test_defaults(tmp_path):
     assert settings.clickhouse_dsn == f"chdb://{Path('.patchgate/clickhouse').resolve()}"
     assert settings.stream == StreamSettings(source_idle_seconds=3600.0)
     assert settings.dead_letters == DeadLetterSettings(max_ratio=0.1, max_consecutive=1000)
+    assert settings.mta == MtaSettings(idle_timeout_seconds=300.0, max_connections=1000, client_networks=None)
 
 
 def test_file_then_environment(tmp_path):
@@ -67,6 +69,22 @@ def test_stream_and_dead_letter_settings_come_from_the_file_or_the_environment(t
     assert settings.dead_letters == DeadLetterSettings(max_ratio=0.25, max_consecutive=7)
 
 
+def test_mta_settings_come_from_the_file_or_the_environment(tmp_path):
+    config = tmp_path / "patchgate.toml"
+    config.write_text('[mta]\nidle_timeout_seconds = 60\nmax_connections = 200\n'
+                      'client_networks = ["192.0.2.0/24", "2001:db8::/32", "198.51.100.7"]\n')
+    assert load_settings(config, environ={}).mta == MtaSettings(
+        idle_timeout_seconds=60.0, max_connections=200,
+        client_networks=(ip_network("192.0.2.0/24"), ip_network("2001:db8::/32"), ip_network("198.51.100.7/32")))
+    environ = {"PATCHGATE_MTA_IDLE_TIMEOUT": "2.5", "PATCHGATE_MTA_MAX_CONNECTIONS": "5000",
+               "PATCHGATE_MTA_CLIENT_NETWORKS": "10.0.0.0/8, ::1/128"}
+    assert load_settings(config, environ=environ).mta == MtaSettings(
+        idle_timeout_seconds=2.5, max_connections=5000, client_networks=(ip_network("10.0.0.0/8"), ip_network("::1")))
+    # One string in the file, as in the environment.
+    config.write_text('[mta]\nclient_networks = "127.0.0.0/8"\n')
+    assert load_settings(config, environ={}).mta.client_networks == (ip_network("127.0.0.0/8"),)
+
+
 def test_values_of_every_accepted_shape(tmp_path):
     config = tmp_path / "patchgate.toml"
     config.write_text('[kafka]\nbootstrap_servers = ["kafka-1:9092", "[::1]:9093"]\n'
@@ -84,7 +102,7 @@ def test_values_of_every_accepted_shape(tmp_path):
     assert settings.clickhouse_dsn == "chdb:///var/lib/patchgate/clickhouse"
 
 
-SECTIONS = "kafka, clickhouse, worker, catalog, stream, dead_letters, policy, formats, notify"
+SECTIONS = "kafka, clickhouse, worker, catalog, stream, dead_letters, mta, policy, formats, notify"
 POLICY_KEYS = ("stages, vulnerable_products, baselines, enforce_products, exemptions, trusted_receivers, "
                "internal_hops, scope, build_window_days, pause_budget_days, pauses, max_exemption_days, report_only, "
                "report_only_orgs")
@@ -103,6 +121,8 @@ CLICKHOUSE_URL = "chdb:///path (the embedded engine) or an http(s)://host... URL
     ("[worker]\nport = 6066\n",
      "worker.port is not a setting (known: data_dir, web_host, web_port, web_token, standby_replicas)"),
     ("[dead_letters]\nmax_rate = 0.5\n", "dead_letters.max_rate is not a setting (known: max_ratio, max_consecutive)"),
+    ("[mta]\nmax_idle = 300\n",
+     "mta.max_idle is not a setting (known: idle_timeout_seconds, max_connections, client_networks)"),
     ("[policy]\nbuild_windw_days = 3\n", f"policy.build_windw_days is not a setting (known: {POLICY_KEYS})"),
     ("[policy.scope]\nconnector = []\n",
      "policy.scope.connector is not a setting (known: connectors, client_networks, tls_peers)"),
@@ -119,6 +139,7 @@ CLICKHOUSE_URL = "chdb:///path (the embedded engine) or an http(s)://host... URL
     ('[stream]\nsource_idle_seconds = "1h"\n', "stream.source_idle_seconds must be a number >= 0, got '1h'"),
     ("[dead_letters]\nmax_consecutive = 10.0\n", "dead_letters.max_consecutive must be an integer >= 1, got 10.0"),
     ('[policy]\nstages = "none"\n', "policy.stages must be a list of tables, got 'none'"),
+    ("[mta]\nclient_networks = 10\n", "mta.client_networks must be a list of strings, got 10"),
     # out of range, or not of the shape the key needs
     ("[kafka]\npartitions = 0\n", "kafka.partitions must be an integer from 1 to 10000, got 0"),
     ('[kafka]\nbootstrap_servers = "kafka"\n',
@@ -141,6 +162,12 @@ CLICKHOUSE_URL = "chdb:///path (the embedded engine) or an http(s)://host... URL
     ("[dead_letters]\nmax_ratio = 0\n", "dead_letters.max_ratio must be a number > 0 and <= 1, got 0"),
     ("[dead_letters]\nmax_ratio = 1.5\n", "dead_letters.max_ratio must be a number > 0 and <= 1, got 1.5"),
     ("[dead_letters]\nmax_consecutive = 0\n", "dead_letters.max_consecutive must be an integer >= 1, got 0"),
+    ("[mta]\nidle_timeout_seconds = 0\n", "mta.idle_timeout_seconds must be a number > 0, got 0"),
+    ("[mta]\nmax_connections = 0\n", "mta.max_connections must be an integer from 1 to 1000000, got 0"),
+    ("[mta]\nclient_networks = []\n",
+     "mta.client_networks is empty: no MTA could connect (leave it out to let any client connect)"),
+    ('[mta]\nclient_networks = ["192.0.2.0/24", "192.0.2.0/33"]\n',
+     "mta.client_networks[1] must be a CIDR range like 192.0.2.0/24, got '192.0.2.0/33'"),
     ("[policy]\npauses = [{ org = 'contoso.example', start = 2026-03-01, days = -3 }]\n",
      "policy.pauses[0].days must be an integer >= 1, got -3"),
     ('[formats]\nexo_date_order = "dmy"\n',
@@ -175,6 +202,14 @@ def test_a_file_setting_that_does_not_read_names_its_key_and_the_problem(tmp_pat
     ({"PATCHGATE_DLQ_MAX_RATIO": "nan"}, "PATCHGATE_DLQ_MAX_RATIO must be a number > 0 and <= 1, got nan"),
     ({"PATCHGATE_DLQ_MAX_CONSECUTIVE": "0"}, "PATCHGATE_DLQ_MAX_CONSECUTIVE must be an integer >= 1, got 0"),
     ({"PATCHGATE_DLQ_MAX_CONSECUTIVE": "many"}, "PATCHGATE_DLQ_MAX_CONSECUTIVE must be an integer >= 1, got 'many'"),
+    ({"PATCHGATE_MTA_IDLE_TIMEOUT": "-5"}, "PATCHGATE_MTA_IDLE_TIMEOUT must be a number > 0, got -5.0"),
+    ({"PATCHGATE_MTA_IDLE_TIMEOUT": "5m"}, "PATCHGATE_MTA_IDLE_TIMEOUT must be a number > 0, got '5m'"),
+    ({"PATCHGATE_MTA_MAX_CONNECTIONS": "1e3"},
+     "PATCHGATE_MTA_MAX_CONNECTIONS must be an integer from 1 to 1000000, got '1e3'"),
+    ({"PATCHGATE_MTA_CLIENT_NETWORKS": "10.0.0.0/8,,192.0.2.0/24"},
+     "PATCHGATE_MTA_CLIENT_NETWORKS[1] must be a non-empty string, got ''"),
+    ({"PATCHGATE_MTA_CLIENT_NETWORKS": "mx.example.net"},
+     "PATCHGATE_MTA_CLIENT_NETWORKS[0] must be a CIDR range like 192.0.2.0/24, got 'mx.example.net'"),
 ])
 def test_an_environment_variable_that_does_not_read_names_itself_and_the_problem(environ, message):
     with pytest.raises(ConfigError) as error:

@@ -2,18 +2,20 @@
 release behind it, and the server over a real TCP connection."""
 import asyncio
 import dataclasses
+import logging
 import struct
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pipeline.catalog_files import load_catalog
 from pipeline.domain.config import PolicyConfig
 from pipeline.domain.windows import window_offset
 from pipeline.edges import milter_protocol as protocol
+from pipeline.edges.connection_guard import ConnectionGuard
 from pipeline.edges.decision_cache import DecisionCache
 from pipeline.edges.milter import MilterServer, MilterSession
 from pipeline.edges.mta import PolicyServer
 from pipeline.edges.release import Releaser
-from pipeline.settings import Settings
+from pipeline.settings import MtaSettings, Settings
 
 SERVER = "ex16mbx01.contoso.example"
 BLOCK = "550 5.7.230 Connecting server version is out-of-date; connection blocked for 10 mins/hr."
@@ -43,7 +45,7 @@ class Site:
         cache = DecisionCache()
         cache.apply(dataclasses.replace(make_decision(1, 3), server_id=SERVER, hostname=SERVER, product="Exchange2016",
                                         build="15.1.2507.9", block_minutes_per_hour=10, throttle_minutes_per_hour=0))
-        now = datetime(2026, 12, 2, 10, window_offset(SERVER), tzinfo=timezone.utc)
+        now = datetime(2026, 12, 2, 10, window_offset(SERVER), tzinfo=UTC)
         self.enforced: list = []
         self.traces: list = []
         releaser = Releaser(PolicyConfig(trusted_receivers=("mx.example.net",)), load_catalog(Settings().catalog_file),
@@ -108,16 +110,17 @@ def test_a_reused_milter_connection_decides_each_smtp_connection_anew(make_decis
     assert message(session, SERVER, [])[-1] == protocol.reply(BLOCK)
 
 
-def served(site: Site, packets: list[bytes], idle_s: float = 5) -> bytes:
-    """What the milter sends back on one TCP connection for `packets` until it closes it."""
-    milter = MilterServer(site.server, idle_s=idle_s)
+def served(site: Site, packets: list[bytes], guard: ConnectionGuard | None = None) -> bytes:
+    """What the milter, behind `guard` as serve_decisions has it (default: one that closes it when
+    idle for 5 s), sends back on one TCP connection for `packets` until it closes it."""
+    guard = guard or ConnectionGuard(MtaSettings(idle_timeout_seconds=5), "milter")
 
     async def run() -> bytes:
-        listener = await asyncio.start_server(milter.handle, "127.0.0.1", 0)
+        listener = await asyncio.start_server(guard.guarded(MilterServer(site.server).handle), "127.0.0.1", 0)
         port = listener.sockets[0].getsockname()[1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"".join(packets))
-        answer = await asyncio.wait_for(reader.read(), idle_s + 5)
+        answer = await asyncio.wait_for(reader.read(), guard.limits.idle_timeout_seconds + 5)
         writer.close()
         listener.close()
         await listener.wait_closed()
@@ -144,5 +147,15 @@ def test_over_tcp_what_is_not_the_protocol_or_says_nothing_is_closed(make_decisi
     site = Site(make_decision)
     assert served(site, [b"\x7f\xff\xff\xffO"]) == b"", "a length beyond MAX_PACKET"
     assert served(site, [protocol.encode(protocol.NEGOTIATE, b"\x00\x00\x00\x06")]) == b"", "a negotiation too short"
-    # An MTA that stops mid-packet is closed once idle.
-    assert served(site, [b"\x00\x00\x00\x10C"], idle_s=0.2) == b""
+
+
+def test_over_tcp_an_mta_that_goes_quiet_is_closed_once_idle(make_decision, caplog):
+    site = Site(make_decision)
+    guard = ConnectionGuard(MtaSettings(idle_timeout_seconds=0.2), "milter")
+    negotiated = protocol.negotiated(NEGOTIATION)[1]
+    with caplog.at_level(logging.INFO, logger="pipeline.edges.connection_guard"):
+        # Between packets, and mid-packet.
+        assert served(site, [protocol.encode(protocol.NEGOTIATE, NEGOTIATION)], guard=guard) == negotiated
+        assert served(site, [b"\x00\x00\x00\x10C"], guard=guard) == b""
+    # The first close logged at once, the second counted for the next line.
+    assert caplog.messages == ["milter: closed 1 connections idle for 0.2 s"] and guard.idle.count == 1

@@ -3,15 +3,17 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from kafka import TopicPartition
 
 from pipeline.domain.windows import window_offset
 from pipeline.edges import mta, policy
+from pipeline.edges.connection_guard import ConnectionGuard
 from pipeline.edges.decision_cache import DecisionCache
 from pipeline.edges.mta import PolicyServer, with_new_partitions
+from pipeline.settings import MtaSettings
 
 BLOCKED = "ex13mbx01.contoso.example"
 THROTTLED = "ex10cas02.fabrikam.example"
@@ -42,24 +44,26 @@ class Service:
     `enforced` keeps (server, kind, client address) of what it applied; `ended` each connection's
     handler once it returned, or the exception it raised."""
 
-    def __init__(self, make_decision, minute_of: str):
+    def __init__(self, make_decision, minute_of: str, guard: ConnectionGuard | None = None):
         cache = DecisionCache()
         cache.apply(dataclasses.replace(make_decision(1, 3), server_id=BLOCKED, hostname=BLOCKED,
                                         block_minutes_per_hour=10, throttle_minutes_per_hour=0))
         cache.apply(dataclasses.replace(make_decision(1, 2), server_id=THROTTLED, hostname=THROTTLED,
                                         block_minutes_per_hour=0, throttle_minutes_per_hour=5))
         # The first minute of that server's windows: blocking for BLOCKED, throttling for THROTTLED.
-        now = datetime(2026, 3, 1, 10, window_offset(minute_of), tzinfo=timezone.utc)
+        now = datetime(2026, 3, 1, 10, window_offset(minute_of), tzinfo=UTC)
         self.enforced: list[tuple[str, str, str]] = []
         self.server = PolicyServer(cache, self._enforce, clock=lambda: now)
         self.ended: asyncio.Queue = asyncio.Queue()
+        # Where a test puts one, the guard that serve_decisions puts before the handler.
+        self.handle = guard.guarded(self.server.handle) if guard else self.server.handle
 
     def _enforce(self, decision, kind, now, request):
         self.enforced.append((decision.server_id, kind, request["client_address"]))
 
     async def _handle(self, reader, writer):
         try:
-            await self.server.handle(reader, writer)
+            await self.handle(reader, writer)
         except BaseException as exc:
             self.ended.put_nowait(exc)
             raise
@@ -107,9 +111,9 @@ class Client:
         self.writer.close()
 
 
-def served(make_decision, scenario, minute_of=BLOCKED) -> Service:
+def served(make_decision, scenario, minute_of=BLOCKED, guard=None) -> Service:
     """The service after `scenario` ran against it, at the first minute of `minute_of`'s windows."""
-    service = Service(make_decision, minute_of)
+    service = Service(make_decision, minute_of, guard)
 
     async def run():
         async with service.listening():
@@ -133,7 +137,8 @@ def test_a_decision_for_the_client_name_is_enforced(make_decision):
 def test_a_decision_for_the_helo_name_throttles_a_client_without_a_name(make_decision):
     async def scenario(service):
         client = await service.connect()
-        assert await client.ask(request(client_name="unknown", helo_name="EX10CAS02.Fabrikam.Example")) == THROTTLE_ANSWER
+        answer = await client.ask(request(client_name="unknown", helo_name="EX10CAS02.Fabrikam.Example"))
+        assert answer == THROTTLE_ANSWER
         client.close()
         assert await service.handler_end() == "returned"
 
@@ -210,6 +215,24 @@ def test_a_client_gone_mid_request_ends_its_connection_quietly(make_decision):
         assert await service.handler_end() == "returned"
 
     assert served(make_decision, scenario).enforced == []
+
+
+def test_behind_the_guard_a_connection_idle_between_requests_or_mid_request_is_closed(make_decision, caplog):
+    guard = ConnectionGuard(MtaSettings(idle_timeout_seconds=0.3), "policy service")
+
+    async def scenario(service):
+        between, mid_request = await service.connect(), await service.connect()
+        assert await between.ask(request(client_name=BLOCKED)) == BLOCK_ANSWER
+        mid_request.writer.write(wire(request(client_name=BLOCKED))[:-1])
+        for client in (between, mid_request):
+            assert await asyncio.wait_for(client.reader.read(), 5) == b""
+            assert await service.handler_end() == "returned"
+            client.close()
+
+    with caplog.at_level(logging.INFO, logger="pipeline.edges.connection_guard"):
+        assert served(make_decision, scenario, guard=guard).enforced == [(BLOCKED, "block", "192.0.2.25")]
+    # The first close logged at once, the second counted for the next line.
+    assert caplog.messages == ["policy service: closed 1 connections idle for 0.3 s"] and guard.idle.count == 1
 
 
 class _GrowingTopic:
@@ -300,7 +323,7 @@ def test_report_only_accepts_and_records_what_it_would_have_answered(make_decisi
     cache.apply(dataclasses.replace(make_decision(1, 3), server_id=server, hostname=server, report_only=True,
                                     throttle_minutes_per_hour=throttle, block_minutes_per_hour=block))
     enforced = []
-    now = datetime(2026, 3, 1, 10, window_offset(server), tzinfo=timezone.utc)
+    now = datetime(2026, 3, 1, 10, window_offset(server), tzinfo=UTC)
     answers = PolicyServer(cache, lambda decision, kind, at, request: enforced.append((kind, at)), clock=lambda: now)
     assert answers.decide({"client_name": server, "client_address": "192.0.2.25"}) == policy.DUNNO
     assert enforced == [(recorded, now)]
