@@ -212,6 +212,10 @@ def _faust_app(settings: Settings, app_id: str, datadir: Path, web: bool, store:
         # replaying the changelog from its start.
         table_standby_replicas=settings.standby_replicas,
         web_enabled=web,
+        # Faust's own /table pages would serve the tables' rows (every server's state) and /router
+        # the workers' addresses; nothing here routes requests to the worker holding a key.
+        web_tables_enabled=False,
+        web_router_enabled=False,
         web_bind=settings.web_host,
         web_port=settings.web_port,
         web_host=settings.web_host,
