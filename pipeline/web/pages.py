@@ -120,7 +120,9 @@ def login_page(next_path: str, refused: bool = False) -> str:
           "<label>Token <input type='password' name='token' autocomplete='current-password' required autofocus>"
           "</label> <button>Log in</button></form>"
           "<p class='note'>The viewers' token (web_view_token) or the operator's (web_token). The browser keeps a "
-          "cookie until it closes, the service restarts or you <a href='/logout'>log out</a>.</p>"
+          "cookie until it closes, the service restarts or you <a href='/logout'>log out</a>. Logged in already? "
+          "A link from another site, as from a mail, comes without the cookie: "
+          f"<a id='again' href='{escape(next_path)}'>open the page from here</a>.</p>"
     ))
 
 

@@ -282,6 +282,9 @@ def test_a_browser_logs_in_with_the_form_and_reads_with_the_cookie(report, submi
     # Without a token, a browser is shown the form, which leads back to the page asked for.
     assert asked[0] == 401 and b"<form method='post' action='/login'>" in asked[2]
     assert f"name='next' value='{page}'".encode() in asked[2] and f"value='{page}'".encode() in form[2]
+    # SameSite=Strict: a link from another site (a notice in a mail) comes without the cookie; a link
+    # of the form's own page brings it.
+    assert f"<a id='again' href='{page}'>".encode() in asked[2]
     assert wrong[0] == 401 and b"That is not a token of this port." in wrong[2]
     assert (logged_in[0], logged_in[1]["Location"]) == (303, page)
     [cookie] = logged_in[1].getall("Set-Cookie")
