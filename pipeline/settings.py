@@ -14,8 +14,13 @@
                     app_id               the same, not empty: the Faust app id and consumer group
     [clickhouse]    url                  "chdb:///dir" embedded, or http(s)://... for a server
     [worker]        data_dir, web_host, web_port (1 to 65535)
-                    web_token            the bearer token that control commands over HTTP, and SQL on
-                                         a web port bound beyond loopback, must bring
+                    web_token            the operator's token: control commands over HTTP need it; it
+                                         also reads what web_view_token reads
+                    web_view_token       the viewers' token: on a web port bound beyond loopback the
+                                         report, its API, /servers/*, /metrics and SQL need it (or
+                                         web_token); both at least 16 characters without spaces
+                    web_hostnames        the names (or addresses) besides the bind address that
+                                         clients may put in the Host header (see pipeline.web.access)
                     standby_replicas     copies of each table partition other workers keep up to date
                                          so one can take over at once (0 to 10, default 1)
     [catalog]       path                 the newer build list `patchgate catalog update` writes
@@ -41,7 +46,7 @@ Environment: KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHAN
 KAFKA_SASL_PASSWORD, KAFKA_SASL_PASSWORD_FILE, KAFKA_SSL_CAFILE, KAFKA_SSL_CERTFILE, KAFKA_SSL_KEYFILE,
 PATCHGATE_REPLICATION_FACTOR, PATCHGATE_MIN_INSYNC_REPLICAS, PATCHGATE_PARTITIONS, PATCHGATE_TOPIC_PREFIX,
 PATCHGATE_APP_ID, CLICKHOUSE_URL, PATCHGATE_DATA_DIR, PATCHGATE_WEB_HOST, PATCHGATE_WEB_PORT, PATCHGATE_WEB_TOKEN,
-PATCHGATE_STANDBY_REPLICAS, PATCHGATE_CATALOG,
+PATCHGATE_WEB_VIEW_TOKEN, PATCHGATE_WEB_HOSTNAMES (comma-separated), PATCHGATE_STANDBY_REPLICAS, PATCHGATE_CATALOG,
 PATCHGATE_SOURCE_IDLE_SECONDS, PATCHGATE_DLQ_MAX_RATIO, PATCHGATE_DLQ_MAX_CONSECUTIVE,
 PATCHGATE_MTA_IDLE_TIMEOUT, PATCHGATE_MTA_MAX_CONNECTIONS, PATCHGATE_MTA_CLIENT_NETWORKS, and
 PATCHGATE_CONFIG (the file). An empty variable counts as unset.
@@ -120,6 +125,8 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     web_token: str | None = None
+    web_view_token: str | None = None
+    web_hostnames: tuple[str, ...] = ()
     standby_replicas: int = 1
     catalog_path: Path | None = None
     stream: StreamSettings = StreamSettings()
@@ -151,6 +158,8 @@ _HOST_NAME = re.compile(r"[A-Za-z0-9._-]+")
 _HOST_PORT = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(?P<port>\d{1,5})")
 _CLICKHOUSE_SHAPE = "chdb:///path (the embedded engine) or an http(s)://host... URL of a server"
 _TOKEN = re.compile(r"\S{16,}")
+_TOKEN_SHAPE = "at least 16 characters without spaces"
+_HOSTNAMES_SHAPE = "host names or IP addresses, several separated by commas"
 _PASSWORD = re.compile(r"(//[^/@:]*):[^/@]*@")
 
 
@@ -201,6 +210,34 @@ def _client_networks(value: Any, key: str) -> tuple[IPNetwork, ...]:
     return networks
 
 
+def _hostnames(value: Any, key: str) -> tuple[str, ...]:
+    entries = [entry.strip() for entry in value.split(",")] if isinstance(value, str) else value
+    if isinstance(entries, list) and all(isinstance(entry, str) and _is_host(entry) for entry in entries):
+        return tuple(entry.lower() for entry in entries)
+    raise ConfigError(key, f"must be {_HOSTNAMES_SHAPE}, got {value!r}")
+
+
+def _is_host(name: str) -> bool:
+    if _HOST_NAME.fullmatch(name):
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _token(value: Any, key: str) -> str:
+    if isinstance(value, str) and _TOKEN.fullmatch(value):
+        return value
+    # A secret with a typo stays out of the message (and the logs): only its shape is said.
+    if not isinstance(value, str):
+        got = f"a value of type {type(value).__name__}"
+    else:
+        got = f"{len(value)} characters" + (" with white space" if re.search(r"\s", value) else "")
+    raise ConfigError(key, f"must be {_TOKEN_SHAPE}, got {got}")
+
+
 def _path(value: Any, key: str) -> Path:
     return Path(text(value, key, shape="a path"))
 
@@ -240,8 +277,9 @@ SOURCES = (
     Source("PATCHGATE_DATA_DIR", "worker", "data_dir", "data_dir", _path),
     Source("PATCHGATE_WEB_HOST", "worker", "web_host", "web_host", _host),
     Source("PATCHGATE_WEB_PORT", "worker", "web_port", "web_port", partial(integer, low=1, high=65535), int),
-    Source("PATCHGATE_WEB_TOKEN", "worker", "web_token", "web_token",
-           partial(text, pattern=_TOKEN, shape="at least 16 characters without spaces")),
+    Source("PATCHGATE_WEB_TOKEN", "worker", "web_token", "web_token", _token),
+    Source("PATCHGATE_WEB_VIEW_TOKEN", "worker", "web_view_token", "web_view_token", _token),
+    Source("PATCHGATE_WEB_HOSTNAMES", "worker", "web_hostnames", "web_hostnames", _hostnames),
     Source("PATCHGATE_STANDBY_REPLICAS", "worker", "standby_replicas", "standby_replicas",
            partial(integer, low=0, high=10), int),
     Source("PATCHGATE_CATALOG", "catalog", "path", "catalog_path", _path),
@@ -286,6 +324,7 @@ def load_settings(config_file: str | Path | None = None, environ: Mapping[str, s
             (groups[group] if group else flat)[name] = source.read(value, key)
             keys[source.field] = key
     _check_replicas(flat, keys)
+    _check_tokens(flat, keys)
     return Settings(
         **flat,
         kafka=checked(groups["kafka"], {field.removeprefix("kafka."): key for field, key in keys.items()}),
@@ -301,6 +340,12 @@ def _check_replicas(flat: Mapping[str, Any], keys: Mapping[str, str]) -> None:
     if factor is not None and least is not None and least > factor:
         raise ConfigError(keys["min_insync_replicas"], f"is {least}, more than the {factor} replicas of "
                                                        f"{keys['replication_factor']}: no write could succeed")
+
+
+def _check_tokens(flat: Mapping[str, Any], keys: Mapping[str, str]) -> None:
+    if flat.get("web_view_token") is not None and flat.get("web_view_token") == flat.get("web_token"):
+        raise ConfigError(keys["web_view_token"], f"is the same as {keys['web_token']}: viewers would hold the "
+                                                   "operator's token; give them another one")
 
 
 def _read_file(path: Path) -> dict[str, Any]:

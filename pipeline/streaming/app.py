@@ -131,7 +131,7 @@ def processing_app(settings: Settings, catalog: Catalog, store: str = "rocksdb:/
     agents.register(app, wired, tables, settings, catalog, metrics)
     controls.register(app, wired.control, wired.control_applied, wired.dead_letters, tables.control_state, settings)
     if web:
-        views.register_ops(app, lambda: worker_health(app), metrics)
+        views.register_ops(app, lambda: worker_health(app), metrics, settings)
     return app
 
 
@@ -164,7 +164,7 @@ def sink_app(settings: Settings, catalog: Catalog, clickhouse: ClickHouseHandle 
     metrics = metrics or Metrics()
     metrics.watch(app)
     sink_agents.register(app, wired, clickhouse, settings, metrics)
-    views.register_ops(app, lambda: health(handle, worker), metrics)
+    views.register_ops(app, lambda: health(handle, worker), metrics, settings)
     views.register_reports(app, clickhouse.read, settings, catalog)
     return app
 
@@ -212,6 +212,10 @@ def _faust_app(settings: Settings, app_id: str, datadir: Path, web: bool, store:
         # replaying the changelog from its start.
         table_standby_replicas=settings.standby_replicas,
         web_enabled=web,
+        # Faust's own /table pages would serve the tables' rows (every server's state) and /router
+        # the workers' addresses; nothing here routes requests to the worker holding a key.
+        web_tables_enabled=False,
+        web_router_enabled=False,
         web_bind=settings.web_host,
         web_port=settings.web_port,
         web_host=settings.web_host,

@@ -52,11 +52,12 @@ def _ask_worker(settings: Settings, method: str, path: str, body: dict | None = 
     """The sink's answer, or None when there is no sink to ask (or no need to)."""
     if not settings.clickhouse_dsn.startswith("chdb://"):
         return None
+    # The operator's token where the settings hold it, else the viewers' (reading needs either).
+    token = settings.web_token or settings.web_view_token
     request = urllib.request.Request(
         f"http://{settings.web_host}:{settings.web_port}{path}", method=method,
         data=json.dumps(body).encode() if body is not None else None,
-        headers={"Content-Type": "application/json",
-                 **({"Authorization": f"Bearer {settings.web_token}"} if settings.web_token else {})},
+        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
     )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:

@@ -109,6 +109,23 @@ def message_page(title: str, message: str, status_note: str = "") -> str:
                          f"<p>{escape(message)}</p>{escape(status_note)}")
 
 
+def login_page(next_path: str, refused: bool = False) -> str:
+    """The form that trades a token for the session cookie, then leads to `next_path` (a path of
+    this port); `refused` after a token that is none of the port's."""
+    return layout("Log in", (
+        "<h1>Log in</h1>"
+        + ("<p class='unsupported'>That is not a token of this port.</p>" if refused else "")
+        + "<form method='post' action='/login'>"
+          f"<input type='hidden' name='next' value='{escape(next_path)}'>"
+          "<label>Token <input type='password' name='token' autocomplete='current-password' required autofocus>"
+          "</label> <button>Log in</button></form>"
+          "<p class='note'>The viewers' token (web_view_token) or the operator's (web_token). The browser keeps a "
+          "cookie until it closes, the service restarts or you <a href='/logout'>log out</a>. Logged in already? "
+          "A link from another site, as from a mail, comes without the cookie: "
+          f"<a id='again' href='{escape(next_path)}'>open the page from here</a>.</p>"
+    ))
+
+
 def _as_of(facts: dict) -> str:
     newest = facts.get("newest_event")
     if not newest:

@@ -5,6 +5,7 @@ Every role answers (register_ops):
                           answered without ClickHouse, also while its writes fail
     GET  /healthz         the same, with status 200 when ok and 503 otherwise (for probes and load balancers)
     GET  /metrics         the app's Prometheus metrics (pipeline.streaming.metrics), text format 0.0.4
+    GET  /login, POST /login, GET /logout: pipeline.web.access
 
 The sink role answers the reads (register_reports); in embedded mode its process owns the
 ClickHouse folder, so reads go through it. Lists take ?org=&status=&stage=&sort= (pipeline.web.summary):
@@ -16,19 +17,17 @@ ClickHouse folder, so reads go through it. Lists take ?org=&status=&stage=&sort=
     GET  /api/servers             the servers table as JSON
     GET  /api/servers/<server_id> one server's page as JSON
     POST /sql             {"query": "SELECT ..."} -> {"columns": [...], "rows": [...]}: read-only, with
-                          time and result limits; on a web port bound beyond loopback, only with the token
+                          time and result limits
     POST /control         a control command: pause, resume, exempt, unexempt, report-only, enforce
-                          (pipeline.edges.control.submit); always only with the token
+                          (pipeline.edges.control.submit)
 
-The token is settings.web_token, sent as `Authorization: Bearer <token>`: 401 without it (or with
-another), 403 when none is configured where one is needed.
+Who may use which, with which token: pipeline.web.access, whose guard register_ops puts in front
+of every route of the port.
 """
 from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
-import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -43,15 +42,17 @@ from pipeline.settings import Settings
 from pipeline.sinks import queries, report_queries
 from pipeline.streaming.metrics import Metrics
 from pipeline.streaming.storage import ClickHouseBusy
-from pipeline.web import pages
+from pipeline.web import access, pages
 from pipeline.web.server_detail import server_detail
 from pipeline.web.summary import ServerFilter, summarize
 
 ClientCall = Callable[[Callable], Awaitable]
 
 
-def register_ops(app: faust.App, health: Callable[[], dict], metrics: Metrics) -> None:
-    """`health()` is what /health answers; /metrics reads `metrics` as it is scraped."""
+def register_ops(app: faust.App, health: Callable[[], dict], metrics: Metrics, settings: Settings) -> None:
+    """`health()` is what /health answers; /metrics reads `metrics` as it is scraped. The web
+    port's bind, tokens and host names come from `settings`."""
+    access.install(app, settings)
 
     @app.page("/health")
     class Health(View):
@@ -72,7 +73,7 @@ def register_ops(app: faust.App, health: Callable[[], dict], metrics: Metrics) -
 
 
 class Refused(Exception):
-    """A request answered otherwise than with its page: the 400, 401, 403, 404 or 503 `response`."""
+    """A request answered otherwise than with its page: the 400 or 503 `response`."""
 
     def __init__(self, response: Response):
         super().__init__(response.status)
@@ -93,7 +94,7 @@ def answering(handler: Callable[..., Awaitable[Response]]) -> Callable[..., Awai
 def register_reports(app: faust.App, with_client: ClientCall, settings: Settings, catalog: Catalog) -> None:
     """`with_client(fn)` runs fn(client) on the reader, whatever the sink's writes are doing. A read
     behind an earlier one that hangs fails fast (ClickHouseBusy): 503 with Retry-After. `settings`
-    give the policy's stages, the bind and the token; `catalog` the release names of builds."""
+    give the policy's stages; `catalog` the release names of builds. register_ops guards the port."""
 
     async def read(view: View, fn: Callable) -> Any:
         try:
@@ -175,8 +176,7 @@ def register_reports(app: faust.App, with_client: ClientCall, settings: Settings
     class Sql(View):
         @answering
         async def post(self, request: Request) -> Response:
-            _check_token(self, request, settings, write=False)
-            body = await request.json()
+            body = await json_body(self, request)
             query = body.get("query") if isinstance(body, dict) else None
             if not isinstance(query, str) or not query.strip():
                 return self.json({"error": 'send {"query": "SELECT ..."}'}, status=400)
@@ -193,11 +193,11 @@ def register_reports(app: faust.App, with_client: ClientCall, settings: Settings
     class Control(View):
         @answering
         async def post(self, request: Request) -> Response:
-            _check_token(self, request, settings, write=True)
+            payload = await json_body(self, request)
             try:
                 # Sending waits for the broker's acknowledgement: in a thread, not on the event loop.
-                return self.json(await asyncio.to_thread(control.submit, settings, await request.json()))
-            except ValueError as exc:  # also a body that is not JSON
+                return self.json(await asyncio.to_thread(control.submit, settings, payload))
+            except ValueError as exc:
                 return self.json({"error": str(exc)}, status=400)
             except TopicAuthorizationFailedError:
                 return self.json({"error": "the sink's Kafka principal may not write mail.control: grant it "
@@ -207,27 +207,12 @@ def register_reports(app: faust.App, with_client: ClientCall, settings: Settings
                 return self.json({"error": f"the command was not sent: {exc}"}, status=503)
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+async def json_body(view: View, request: Request) -> Any:
+    """The request's body read as JSON; Refused (400) when it is not JSON."""
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_token(view: View, request: Request, settings: Settings, write: bool) -> None:
-    """Refused (401 or 403) when the request needs the token and does not bring it. Writes always
-    need it; reads (SQL) only on a web port bound beyond loopback."""
-    if not write and is_loopback(settings.web_host):
-        return
-    if settings.web_token is None:
-        what = "writes over HTTP" if write else f"SQL on a web port bound to {settings.web_host}"
-        raise Refused(view.json({"error": f"{what} need a token: set web_token (PATCHGATE_WEB_TOKEN)"}, status=403))
-    scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(), settings.web_token.encode()):
-        raise Refused(view.json({"error": "send Authorization: Bearer <web_token>"}, status=401,
-                                headers={"WWW-Authenticate": "Bearer"}))
+        return await request.json()
+    except ValueError as exc:  # also UTF-8 that does not decode
+        raise Refused(view.json({"error": f"the body is not JSON: {exc}"}, status=400)) from None
 
 
 def _busy(view: View, exc: ClickHouseBusy) -> Response:

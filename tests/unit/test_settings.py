@@ -102,12 +102,26 @@ def test_values_of_every_accepted_shape(tmp_path):
     assert settings.clickhouse_dsn == "chdb:///var/lib/patchgate/clickhouse"
 
 
+def test_web_tokens_and_host_names_come_from_the_file_or_the_environment(tmp_path):
+    config = tmp_path / "patchgate.toml"
+    config.write_text('[worker]\nweb_token = "operator-token-0123456789"\nweb_view_token = "viewer-token-0123456789"\n'
+                      'web_hostnames = ["Report.Example", "10.0.0.5", "::1"]\n')
+    settings = load_settings(config, environ={})
+    assert (settings.web_token, settings.web_view_token) == ("operator-token-0123456789", "viewer-token-0123456789")
+    assert settings.web_hostnames == ("report.example", "10.0.0.5", "::1")
+    settings = load_settings(config, environ={"PATCHGATE_WEB_VIEW_TOKEN": "another-viewer-token-0123",
+                                              "PATCHGATE_WEB_HOSTNAMES": "sink.example, reports.example"})
+    assert settings.web_view_token == "another-viewer-token-0123"
+    assert settings.web_hostnames == ("sink.example", "reports.example")
+
+
 SECTIONS = "kafka, clickhouse, worker, catalog, stream, dead_letters, mta, policy, formats, notify"
 POLICY_KEYS = ("stages, vulnerable_products, baselines, enforce_products, exemptions, trusted_receivers, "
                "internal_hops, scope, build_window_days, pause_budget_days, pauses, max_exemption_days, report_only, "
                "report_only_orgs")
 TOPIC_CHARACTERS = "letters, digits, '.', '_' or '-' (Kafka's topic name characters)"
 CLICKHOUSE_URL = "chdb:///path (the embedded engine) or an http(s)://host... URL of a server"
+HOSTNAMES = "host names or IP addresses, several separated by commas"
 
 
 @pytest.mark.parametrize(("toml", "message"), [
@@ -119,7 +133,8 @@ CLICKHOUSE_URL = "chdb:///path (the embedded engine) or an http(s)://host... URL
      "sasl_mechanism, sasl_username, sasl_password, sasl_password_file, ssl_cafile, ssl_certfile, ssl_keyfile, "
      "replication_factor, min_insync_replicas)"),
     ("[worker]\nport = 6066\n",
-     "worker.port is not a setting (known: data_dir, web_host, web_port, web_token, standby_replicas)"),
+     "worker.port is not a setting (known: data_dir, web_host, web_port, web_token, web_view_token, web_hostnames, "
+     "standby_replicas)"),
     ("[dead_letters]\nmax_rate = 0.5\n", "dead_letters.max_rate is not a setting (known: max_ratio, max_consecutive)"),
     ("[mta]\nmax_idle = 300\n",
      "mta.max_idle is not a setting (known: idle_timeout_seconds, max_connections, client_networks)"),
@@ -135,6 +150,9 @@ CLICKHOUSE_URL = "chdb:///path (the embedded engine) or an http(s)://host... URL
      "kafka.bootstrap_servers must be host:port, several separated by commas, got 9092"),
     ("[worker]\nweb_port = true\n", "worker.web_port must be an integer from 1 to 65535, got True"),
     ("[worker]\ndata_dir = 5\n", "worker.data_dir must be a path, got 5"),
+    ("[worker]\nweb_view_token = 1234567890123456789\n",
+     "worker.web_view_token must be at least 16 characters without spaces, got a value of type int"),
+    ("[worker]\nweb_hostnames = 6066\n", f"worker.web_hostnames must be {HOSTNAMES}, got 6066"),
     ("[catalog]\npath = []\n", "catalog.path must be a path, got []"),
     ('[stream]\nsource_idle_seconds = "1h"\n', "stream.source_idle_seconds must be a number >= 0, got '1h'"),
     ("[dead_letters]\nmax_consecutive = 10.0\n", "dead_letters.max_consecutive must be an integer >= 1, got 10.0"),
@@ -157,6 +175,16 @@ CLICKHOUSE_URL = "chdb:///path (the embedded engine) or an http(s)://host... URL
     ("[worker]\nweb_port = 70000\n", "worker.web_port must be an integer from 1 to 65535, got 70000"),
     ('[worker]\nweb_host = "my host"\n', "worker.web_host must be a host name or an IP address, got 'my host'"),
     ('[worker]\ndata_dir = ""\n', "worker.data_dir must be a path, got ''"),
+    # A token that does not read is described, never shown.
+    ('[worker]\nweb_token = "s3cret"\n',
+     "worker.web_token must be at least 16 characters without spaces, got 6 characters"),
+    ('[worker]\nweb_view_token = "a viewer token with spaces"\n',
+     "worker.web_view_token must be at least 16 characters without spaces, got 26 characters with white space"),
+    ('[worker]\nweb_hostnames = ["report.example", "report.example:6066"]\n',
+     f"worker.web_hostnames must be {HOSTNAMES}, got ['report.example', 'report.example:6066']"),
+    ('[worker]\nweb_token = "the-same-token-for-all"\nweb_view_token = "the-same-token-for-all"\n',
+     "worker.web_view_token is the same as worker.web_token: viewers would hold the operator's token; "
+     "give them another one"),
     ("[stream]\nsource_idle_seconds = -1\n", "stream.source_idle_seconds must be a number >= 0, got -1"),
     ("[stream]\nsource_idle_seconds = inf\n", "stream.source_idle_seconds must be a number >= 0, got inf"),
     ("[dead_letters]\nmax_ratio = 0\n", "dead_letters.max_ratio must be a number > 0 and <= 1, got 0"),
@@ -196,6 +224,15 @@ def test_a_file_setting_that_does_not_read_names_its_key_and_the_problem(tmp_pat
     # The password stays out of the message.
     ({"CLICKHOUSE_URL": "ftp://reader:secret@clickhouse/patchgate"},
      f"CLICKHOUSE_URL must be {CLICKHOUSE_URL}, got 'ftp://reader:***@clickhouse/patchgate'"),
+    ({"PATCHGATE_WEB_VIEW_TOKEN": "short"},
+     "PATCHGATE_WEB_VIEW_TOKEN must be at least 16 characters without spaces, got 5 characters"),
+    ({"PATCHGATE_WEB_HOSTNAMES": "report.example,,sink.example"},
+     f"PATCHGATE_WEB_HOSTNAMES must be {HOSTNAMES}, got 'report.example,,sink.example'"),
+    ({"PATCHGATE_WEB_HOSTNAMES": "report.example/x"},
+     f"PATCHGATE_WEB_HOSTNAMES must be {HOSTNAMES}, got 'report.example/x'"),
+    ({"PATCHGATE_WEB_TOKEN": "0123456789abcdefgh", "PATCHGATE_WEB_VIEW_TOKEN": "0123456789abcdefgh"},
+     "PATCHGATE_WEB_VIEW_TOKEN is the same as PATCHGATE_WEB_TOKEN: viewers would hold the operator's token; "
+     "give them another one"),
     ({"PATCHGATE_SOURCE_IDLE_SECONDS": "soon"}, "PATCHGATE_SOURCE_IDLE_SECONDS must be a number >= 0, got 'soon'"),
     ({"PATCHGATE_SOURCE_IDLE_SECONDS": "-1"}, "PATCHGATE_SOURCE_IDLE_SECONDS must be a number >= 0, got -1.0"),
     ({"PATCHGATE_DLQ_MAX_RATIO": "2"}, "PATCHGATE_DLQ_MAX_RATIO must be a number > 0 and <= 1, got 2.0"),

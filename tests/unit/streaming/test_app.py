@@ -41,3 +41,12 @@ def test_one_process_runs_both_apps_with_one_web_port(role):
     assert (worker.conf.id, sink.conf.id) == ("pg-unit", "pg-unit-sink")
     assert not worker.conf.web_enabled and sink.conf.web_enabled
     assert worker.conf.datadir != sink.conf.datadir
+
+
+@pytest.mark.parametrize("role", [Role.WORKER, Role.SINK])
+def test_the_web_port_serves_no_table_rows_of_faust_s_own(role):
+    [app] = build_apps(SETTINGS, load_catalog(), role)
+    app.web.init_server()
+    paths = {route.resource.canonical for route in app.web.web_app.router.routes()}
+    assert {"/health", "/healthz", "/metrics", "/login"} <= paths
+    assert not [path for path in paths if path.startswith(("/table", "/router"))]

@@ -1,11 +1,17 @@
-"""Without a worker on the web port, the embedded ClickHouse folder is opened directly."""
+"""Without a worker on the web port, the embedded ClickHouse folder is opened directly; with one, the
+query goes through it."""
+import asyncio
 import socket
 
+import faust
 import pytest
+from aiohttp.test_utils import TestServer
 
+from pipeline.catalog_files import load_catalog
 from pipeline.settings import Settings
 from pipeline.sinks.clickhouse import connect, create_tables, insert_decisions
-from pipeline.web import client
+from pipeline.streaming.metrics import Metrics
+from pipeline.web import client, views
 
 
 def free_port():
@@ -24,3 +30,26 @@ def test_report_and_sql_read_the_folder_when_no_worker_runs(tmp_path, make_decis
     assert client.sql(settings, "SELECT count() AS n FROM decisions") == {"columns": ["n"], "rows": [[1]]}
     with pytest.raises(client.QueryError, match="readonly"):
         client.sql(settings, "DROP TABLE decisions")
+
+
+@pytest.mark.parametrize("tokens", [{"web_view_token": "viewer-token-0123456789"},
+                                    {"web_token": "operator-token-0123456789"}])
+def test_report_and_sql_bring_the_token_to_a_sink_bound_beyond_loopback(monkeypatch, tokens):
+    monkeypatch.setattr(views.queries, "report", lambda client: [{"server": "ex13mbx01.contoso.example"}])
+    monkeypatch.setattr(views.queries, "run_sql", lambda client, query: {"columns": ["q"], "rows": [[query]]})
+    # Connecting to 0.0.0.0 reaches the sink listening on 127.0.0.1.
+    settings = Settings(web_host="0.0.0.0", web_port=free_port(), **tokens)
+    app = faust.App("pg-client", broker="kafka://127.0.0.1:1", store="memory://")
+    views.register_ops(app, lambda: {"status": "ok"}, Metrics(), settings)
+
+    async def read(fn):
+        return fn("client")
+
+    views.register_reports(app, read, settings, load_catalog())
+
+    async def ask():
+        async with TestServer(app.web.web_app, host="127.0.0.1", port=settings.web_port):
+            return (await asyncio.to_thread(client.report, settings),
+                    await asyncio.to_thread(client.sql, settings, "SELECT 1"))
+
+    assert asyncio.run(ask()) == ([{"server": "ex13mbx01.contoso.example"}], {"columns": ["q"], "rows": [["SELECT 1"]]})
