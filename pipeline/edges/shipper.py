@@ -43,9 +43,10 @@ from kafka.errors import KafkaError
 
 from pipeline import kafka_clients
 from pipeline.contracts import packing
+from pipeline.domain.config import MAX_LINE_BYTES
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
 from pipeline.edges.topic_reading import records_to_end
-from pipeline.files import UTF16_BOMS, Chunk, DamagedFile, LineReader, decompressing, expand, transcoded
+from pipeline.files import UTF16_BOMS, Chunk, DamagedFile, LineReader, LongLine, decompressing, expand, transcoded
 from pipeline.settings import Settings
 from pipeline.streaming import topics
 
@@ -117,8 +118,9 @@ class OpenFile:
     new file may not have yet: they are looked at until something was read. A compressed file read
     to its end is closed: it has nothing more."""
 
-    def __init__(self, path: Path, start: Position | None):
+    def __init__(self, path: Path, start: Position | None, max_line_bytes: int = MAX_LINE_BYTES):
         self.path = path
+        self.max_line_bytes = max_line_bytes
         self.handle = path.open("rb")
         stat = os.fstat(self.handle.fileno())
         self.inode = stat.st_ino
@@ -150,14 +152,14 @@ class OpenFile:
             return self.start  # closed by now: its size was taken when it was done
         return Position(self.inode, self.offset, self.line)
 
-    def read(self, final: bool) -> Iterator[Chunk]:
-        """Records' worth of complete lines; a last line without its line end only when `final` (or
-        the file is compressed). Damaged compressed data ends the reading, kept in `damage`: a read
-        after the file changed starts again after the last whole line."""
+    def read(self, final: bool) -> Iterator[Chunk | LongLine]:
+        """Records' worth of complete lines, and lines too long (skipped); a last line without its
+        line end only when `final` (or the file is compressed). Damaged compressed data ends the
+        reading, kept in `damage`: a read after the file changed starts again after the last whole line."""
         if self.done or (self.damage is not None and self._size() == self.damaged_size):
             return
         reader = self.reader
-        if reader is None or (self.offset == 0 and not self.compressed):
+        if reader is None or (self.offset == 0 and not self.compressed and reader.skipped is None):
             reader = self._open_reader()
         if not self.compressed:
             yield from self._read(reader, final)
@@ -183,24 +185,26 @@ class OpenFile:
             self.compressed = self.stream is not None
         readable = self.stream or self.handle
         self.utf16 = self.start.offset == 0 and readable.read(2) in UTF16_BOMS
-        self.reader = LineReader(readable, self.start.offset, self.start.line, file_offsets=not self.compressed)
+        self.reader = LineReader(readable, self.start.offset, self.start.line, file_offsets=not self.compressed,
+                                 max_line_bytes=self.max_line_bytes)
         return self.reader
 
-    def _read(self, reader: LineReader, final: bool) -> Iterator[Chunk]:
+    def _read(self, reader: LineReader, final: bool) -> Iterator[Chunk | LongLine]:
         if self.utf16:
             # Exports in UTF-16 are written once, not appended to: decode the whole rest at once. Its
             # start and its end are the only places to resume from, so the position moves to the end
             # with the last record (a record not taken sends the file again from its start).
             data = reader.handle.read()
-            pieces = list(_pieces(transcoded(data))) if data else []
+            parts = transcoded(data, self.max_line_bytes) if data else []
+            pieces = [piece for part in parts for piece in (_pieces(part) if isinstance(part, Chunk) else [part])]
             for number, piece in enumerate(pieces, 1):
                 if number == len(pieces):
                     reader.offset += len(data)
-                    reader.line += sum(p.lines for p in pieces)
+                    reader.line += sum(p.lines if isinstance(p, Chunk) else 1 for p in pieces)
                 yield piece
             return
-        while chunk := reader.read(packing.MAX_RECORD_BYTES, final):
-            yield chunk
+        while found := reader.read(packing.MAX_RECORD_BYTES, final):
+            yield found
 
     def behind(self) -> int:
         """Bytes of the file not read yet (of a compressed file: compressed bytes)."""
@@ -340,6 +344,7 @@ class Shipper:
         # Made when lines are to be sent (`_connect`), again after a failure.
         self.producer: KafkaProducer | None = None
         self.open: dict[str, OpenFile] = {}
+        self.max_line_bytes = settings.formats.max_line_bytes
         self.sent = 0
         # Sent and not yet acknowledged: the records in the order sent, and how many lines they hold.
         self._pending: list[Sent] = []
@@ -411,7 +416,8 @@ class Shipper:
                 if saved is not None:
                     self.checkpoint.positions[identity] = saved
             try:
-                current = self.open[identity] = OpenFile(path, self.checkpoint.positions.get(identity))
+                start = self.checkpoint.positions.get(identity)
+                current = self.open[identity] = OpenFile(path, start, self.max_line_bytes)
             except FileNotFoundError:
                 return
         self._drain(identity, current, final)
@@ -423,11 +429,11 @@ class Shipper:
             # Rotated: the old file was read to its end above (with its last line, final=True).
             self._drain(identity, current, final=True)
             current.close()
-            current = self.open[identity] = OpenFile(path, None)
+            current = self.open[identity] = OpenFile(path, None, self.max_line_bytes)
             self._drain(identity, current, final)
         elif not current.compressed and now.st_size < current.offset:
             current.close()
-            current = self.open[identity] = OpenFile(path, None)
+            current = self.open[identity] = OpenFile(path, None, self.max_line_bytes)
             self._drain(identity, current, final)
 
     def _finish_rotated_away(self, path: Path, identity: str, saved: Position) -> None:
@@ -439,7 +445,7 @@ class Shipper:
             pass
         for sibling in path.parent.glob(path.name + "*"):
             if sibling.is_file() and sibling.stat().st_ino == saved.inode:
-                old = OpenFile(sibling, saved)
+                old = OpenFile(sibling, saved, self.max_line_bytes)
                 try:
                     self._drain(identity, old, final=True)
                 finally:
@@ -452,6 +458,12 @@ class Shipper:
         was_done, was_damaged = current.done, current.damage is not None
         before = current.position()
         for chunk in current.read(final):
+            if isinstance(chunk, LongLine):
+                # Not sent: the checkpoint moves past it with the records around it.
+                print(chunk.error(str(current.path), current.max_line_bytes), file=sys.stderr, flush=True)
+                self._pending.append(Sent(identity, 0, before, current.position()))
+                before = current.position()
+                continue
             record = Sent(identity, chunk.lines, before, current.position(),
                           mark=(chunk.first_line, chunk.first_offset, zlib.crc32(chunk.data)),
                           sent_ms=int(time.time() * 1000))
