@@ -28,6 +28,7 @@ checksum), rather than writing them twice.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import sys
@@ -36,7 +37,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from kafka import KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
@@ -116,12 +117,13 @@ class OpenFile:
     """A file being read: the handle, and how far it was read (line number, byte offset; for a
     compressed file, of its decompressed data). What the file is shows in its first bytes, which a
     new file may not have yet: they are looked at until something was read. A compressed file read
-    to its end is closed: it has nothing more."""
+    to its end is closed: it has nothing more. `real_path` is where the file is (see `opened_path`)."""
 
     def __init__(self, path: Path, start: Position | None, max_line_bytes: int = MAX_LINE_BYTES):
         self.path = path
         self.max_line_bytes = max_line_bytes
         self.handle = path.open("rb")
+        self.real_path = opened_path(self.handle, path)
         stat = os.fstat(self.handle.fileno())
         self.inode = stat.st_ino
         self.stream = decompressing(self.handle)
@@ -220,6 +222,15 @@ class OpenFile:
         if self.stream is not None:
             self.stream.close()
         self.handle.close()
+
+
+def opened_path(handle: BinaryIO, path: Path) -> Path:
+    """Where the file opened from `path` is, whatever links led there: the kernel's own name for it
+    (Linux), so that a link swapped in after `path` was resolved is caught."""
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{handle.fileno()}"))
+    except OSError:  # no /proc
+        return path.resolve()
 
 
 def _pieces(chunk: Chunk) -> Iterator[Chunk]:
@@ -345,6 +356,9 @@ class Shipper:
         self.producer: KafkaProducer | None = None
         self.open: dict[str, OpenFile] = {}
         self.max_line_bytes = settings.formats.max_line_bytes
+        # The paths given, resolved at each look (see `_within`), and the links refused, said once.
+        self.roots: list[Path] = []
+        self.refused: set[tuple[Path, Path]] = set()
         self.sent = 0
         # Sent and not yet acknowledged: the records in the order sent, and how many lines they hold.
         self._pending: list[Sent] = []
@@ -385,6 +399,7 @@ class Shipper:
                 try:
                     self._read_back_unconfirmed()
                     self._connect()
+                    self.roots = [Path(name).resolve() for name in paths]
                     for path in expand(paths):
                         self._ship_path(path, final=not follow)
                     self._acknowledged()
@@ -405,7 +420,10 @@ class Shipper:
                 handle.close()
 
     def _ship_path(self, path: Path, final: bool) -> None:
-        identity = str(path.resolve())
+        resolved = path.resolve()
+        if not self._within(path, resolved):
+            return
+        identity = str(resolved)
         current = self.open.get(identity)
         if current is None:
             saved = self.checkpoint.positions.get(identity)
@@ -415,10 +433,8 @@ class Shipper:
                 saved = self.checkpoint.finished(path)
                 if saved is not None:
                     self.checkpoint.positions[identity] = saved
-            try:
-                start = self.checkpoint.positions.get(identity)
-                current = self.open[identity] = OpenFile(path, start, self.max_line_bytes)
-            except FileNotFoundError:
+            current = self._open(path, identity, self.checkpoint.positions.get(identity))
+            if current is None:
                 return
         self._drain(identity, current, final)
         try:
@@ -428,13 +444,42 @@ class Shipper:
         if now.st_ino != current.inode:
             # Rotated: the old file was read to its end above (with its last line, final=True).
             self._drain(identity, current, final=True)
-            current.close()
-            current = self.open[identity] = OpenFile(path, None, self.max_line_bytes)
+        elif current.compressed or now.st_size >= current.offset:
+            return
+        # Rotated, or truncated: the new file from its start.
+        current.close()
+        current = self._open(path, identity, None)
+        if current is not None:
             self._drain(identity, current, final)
-        elif not current.compressed and now.st_size < current.offset:
-            current.close()
-            current = self.open[identity] = OpenFile(path, None, self.max_line_bytes)
-            self._drain(identity, current, final)
+
+    def _within(self, path: Path, target: Path) -> bool:
+        """Whether `target`, where `path` leads, is the file in `path`'s folder (no link) or lies under
+        one of the paths given (resolved at each look): a symbolic link planted in a log folder must
+        not ship whatever the shipper can read. A file refused is said once on stderr."""
+        if target == path.parent.resolve() / path.name or any(target.is_relative_to(root) for root in self.roots):
+            return True
+        if (path, target) not in self.refused:
+            self.refused.add((path, target))
+            print(f"{path}: not shipped: it leads to {target}, outside the paths given "
+                  f"({', '.join(map(str, self.roots))})", file=sys.stderr, flush=True)
+        return False
+
+    def _open(self, path: Path, identity: str | None, start: Position | None) -> OpenFile | None:
+        """The file at `path`, opened (kept as `identity`'s file, if given); None when it is gone, or
+        when what was opened lies outside the paths given after all: a link put in its place since
+        `path` was resolved."""
+        if identity is not None:
+            self.open.pop(identity, None)
+        try:
+            opened = OpenFile(path, start, self.max_line_bytes)
+        except FileNotFoundError:
+            return None
+        if not self._within(path, opened.real_path):
+            opened.close()
+            return None
+        if identity is not None:
+            self.open[identity] = opened
+        return opened
 
     def _finish_rotated_away(self, path: Path, identity: str, saved: Position) -> None:
         """Rotated while we were not running: finish the old file if it is still beside the new one."""
@@ -443,9 +488,12 @@ class Shipper:
                 return
         except FileNotFoundError:
             pass
-        for sibling in path.parent.glob(path.name + "*"):
+        # Escaped: a file name is no pattern (mail[1].log rotates to mail[1].log.1, not mail1.log.1).
+        for sibling in path.parent.glob(glob.escape(path.name) + "*"):
             if sibling.is_file() and sibling.stat().st_ino == saved.inode:
-                old = OpenFile(sibling, saved, self.max_line_bytes)
+                old = self._open(sibling, None, saved)
+                if old is None:
+                    return
                 try:
                     self._drain(identity, old, final=True)
                 finally:

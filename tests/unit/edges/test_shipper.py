@@ -261,3 +261,68 @@ def test_a_compressed_file_s_line_too_long_is_skipped_where_it_was(tmp_path):
     log.write_bytes(gzip.compress(b"a\n" + b"x" * 5000 + b"\nb\n"))
     assert list(OpenFile(log, None, max_line_bytes=4096).read(final=False)) == [
         shipper.Chunk(b"a\n", 1, None, 1), LongLine(2, None, 5000), shipper.Chunk(b"b\n", 3, None, 1)]
+
+
+def test_a_link_to_a_file_outside_the_paths_given_is_not_shipped_and_said_once(tmp_path, producer, capsys):
+    logs, secret = tmp_path / "logs", tmp_path / "secret.key"
+    logs.mkdir()
+    secret.write_bytes(b"not for the log topic\n")
+    (logs / "mail.log").write_bytes(b"line 1\n")
+    (logs / "planted.log").symlink_to(secret)
+    steps = appended(logs / "mail.log", b"line 2\n"), appended(secret, b"more\n")
+    assert follow(logs, tmp_path / "checkpoint.json", *steps) == 2
+    assert [value for _, value, _ in producer.sent] == [b"line 1\n", b"line 2\n"]
+    assert capsys.readouterr().err == (f"{logs / 'planted.log'}: not shipped: it leads to {secret.resolve()}, "
+                                       f"outside the paths given ({logs.resolve()})\n")
+
+
+def test_a_link_to_a_file_under_the_paths_given_is_shipped_once_as_that_file(tmp_path, producer, capsys):
+    logs, archive = tmp_path / "logs", tmp_path / "archive"
+    logs.mkdir()
+    archive.mkdir()
+    (archive / "mail.log").write_bytes(b"line\n")
+    (logs / "current.log").symlink_to(archive / "mail.log")
+    assert ship(Settings(), [str(logs), str(archive)]) == 1
+    assert producer.sent == [(str((archive / "mail.log").resolve()).encode(), b"line\n", (1, 0))]
+    assert capsys.readouterr().err == ""
+
+
+def test_a_link_put_in_place_of_a_file_once_it_was_looked_at_is_not_shipped(tmp_path, producer, monkeypatch, capsys):
+    logs, secret = tmp_path / "logs", tmp_path / "secret.key"
+    logs.mkdir()
+    secret.write_bytes(b"not for the log topic\n")
+    log = logs / "mail.log"
+    log.write_bytes(b"line\n")
+    opening = shipper.OpenFile
+
+    def swapped_first(path, *args):
+        # The race won: the file resolved inside the folder, and a link to elsewhere is opened.
+        path.unlink()
+        path.symlink_to(secret)
+        return opening(path, *args)
+
+    monkeypatch.setattr(shipper, "OpenFile", swapped_first)
+    assert ship(Settings(), [str(logs)]) == 0 and producer.sent == []
+    assert f"{log}: not shipped: it leads to {secret.resolve()}" in capsys.readouterr().err
+
+
+def rotated_while_stopped(tmp_path, rotated_name):
+    """mail[1].log shipped, then written on and renamed to `rotated_name` while the shipper was
+    stopped, and a new mail[1].log begun: the lines sent on the next run."""
+    log, checkpoint = tmp_path / "mail[1].log", tmp_path / "checkpoint.json"
+    log.write_bytes(b"shipped\n")
+    ship(Settings(), [str(log)], checkpoint=checkpoint)
+    appended(log, b"written before the rotation\n")()
+    log.rename(tmp_path / rotated_name)
+    log.write_bytes(b"new file\n")
+    _Producer.sent.clear()
+    ship(Settings(), [str(log)], checkpoint=checkpoint)
+    return [value for _, value, _ in _Producer.sent]
+
+
+def test_a_file_named_with_a_bracket_is_finished_from_its_rotated_file(tmp_path, producer):
+    assert rotated_while_stopped(tmp_path, "mail[1].log.1") == [b"written before the rotation\n", b"new file\n"]
+
+
+def test_a_file_that_matches_a_file_name_only_as_a_pattern_is_not_its_rotated_file(tmp_path, producer):
+    assert rotated_while_stopped(tmp_path, "mail1.log.1") == [b"new file\n"]
