@@ -1,7 +1,8 @@
 """`patchgate evaluate`: replay files offline through the parsers and rules the stream uses.
 
 Files are read in chunks; each chunk's lines go through the same parsers, identity and folding
-as a batch in the stream, and the folded observations are replayed in event-time order.
+as a batch in the stream, and the folded observations are replayed in event-time order. A line
+longer than `formats.max_line_bytes` is an error at its position, skipped unread.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pipeline.domain.parsers import dispatch
 from pipeline.domain.parsers.msgtrk_rows import TrackingRows
 from pipeline.domain.replay import replay
 from pipeline.domain.report import evaluate_row
-from pipeline.files import Chunk, DamagedFile, chunks, chunks_of_bytes, expand, modified
+from pipeline.files import Chunk, DamagedFile, LongLine, chunks, chunks_of_bytes, expand, modified
 from pipeline.settings import Settings
 
 EXIT_OK, EXIT_UNREADABLE = 0, 2
@@ -59,12 +60,12 @@ def read_observations(
 
     for name in paths:
         if name == STDIN:
-            sources = [("<stdin>", chunks_of_bytes(sys.stdin.buffer.read()), stdin_reference)]
+            sources = [("<stdin>", chunks_of_bytes(sys.stdin.buffer.read(), formats.max_line_bytes), stdin_reference)]
         else:
             sources = []
             for path in expand([name]):
                 try:
-                    sources.append((str(path), _read(path), modified(path)))
+                    sources.append((str(path), _read(path, formats.max_line_bytes), modified(path)))
                 except OSError as exc:
                     print(f"{path}: cannot read: {exc.strerror}", file=errors)
                     all_read = False
@@ -75,17 +76,17 @@ def read_observations(
     return observations, all_read
 
 
-def _read(path: Path) -> Iterator[Chunk]:
+def _read(path: Path, max_line_bytes: int) -> Iterator[Chunk | LongLine]:
     handle = path.open("rb")  # opened here, so that a file that cannot be read is reported at once
 
-    def read() -> Iterator[Chunk]:
+    def read() -> Iterator[Chunk | LongLine]:
         with handle:
-            yield from chunks(handle)
+            yield from chunks(handle, max_line_bytes=max_line_bytes)
 
     return read()
 
 
-def _read_source(source: str, pieces: Iterator[Chunk], reference: datetime, new_batch, until_ms: int | None,
+def _read_source(source: str, pieces: Iterator[Chunk | LongLine], reference: datetime, new_batch, until_ms: int | None,
                  errors: TextIO, formats: FormatConfig) -> tuple[list, bool]:
     """The source's observations, and whether it was read to its end (a damaged compressed file
     gives what came before the damage)."""
@@ -94,6 +95,9 @@ def _read_source(source: str, pieces: Iterator[Chunk], reference: datetime, new_
     whole = True
     try:
         for chunk in pieces:
+            if isinstance(chunk, LongLine):
+                print(chunk.error(source, formats.max_line_bytes), file=errors)
+                continue
             batch = new_batch()
             out = _Collected(batch, errors)
             rows = TrackingRows(until_ms)

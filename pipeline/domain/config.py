@@ -179,6 +179,9 @@ class PolicyConfig:
 
 
 DATE_ORDERS = ("auto", "month-first", "day-first")
+# The longest line read, by default, and the least it can be set to (a log line of a few KiB is common).
+MAX_LINE_BYTES = 1024 * 1024
+MIN_LINE_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -187,16 +190,22 @@ class FormatConfig:
 
     exo_date_order: Exchange Online trace exports write dates in the exporting machine's culture;
     "auto" infers month-first or day-first from the file's unambiguous dates.
+    max_line_bytes: a longer line (a binary file given by mistake) is one error at its position and
+    is skipped unread: parsing it would take many times its size in memory. Mail logs have no such lines.
     """
 
     exo_date_order: str = "auto"
+    max_line_bytes: int = MAX_LINE_BYTES
 
     @classmethod
     def from_mapping(cls, data: Any) -> FormatConfig:
-        formats = table(data, "formats", ("exo_date_order",))
-        if "exo_date_order" not in formats:
-            return cls()
-        return cls(exo_date_order=_one_of(formats["exo_date_order"], "formats.exo_date_order", DATE_ORDERS))
+        formats = table(data, "formats", ("exo_date_order", "max_line_bytes"))
+        read: dict[str, Any] = {}
+        if "exo_date_order" in formats:
+            read["exo_date_order"] = _one_of(formats["exo_date_order"], "formats.exo_date_order", DATE_ORDERS)
+        if "max_line_bytes" in formats:
+            read["max_line_bytes"] = integer(formats["max_line_bytes"], "formats.max_line_bytes", MIN_LINE_BYTES)
+        return cls(**read)
 
 
 # Readers: each returns the value it was given, typed, or raises ConfigError naming `key`.

@@ -3,13 +3,17 @@ sent them one by one, or `evaluate` read them from a file.
 
 Positions (file, line number, byte offset) are worked out only when something asks for one,
 which for most lines is never: a line's position matters when it is reported as bad.
+
+A line longer than `formats.max_line_bytes` is never parsed: parsing takes many times a line's size
+in memory. Readers of files skip it unread (pipeline.files); a record that brings one has it taken
+out here, as an error at its position.
 """
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipeline.domain.events import ParseError, SourcePosition
 
@@ -172,3 +176,65 @@ class LineRun:
             next_line = first_line + len(run)
             next_offset = None if first_offset is None else first_offset + len(raw)
         return contiguous
+
+
+def too_long(length: int, max_line_bytes: int, what: str = "line") -> str:
+    """Why a line was skipped, `length` bytes without its line end (or the record of one line it
+    came in, unread)."""
+    return f"{what} of {length} bytes is longer than formats.max_line_bytes ({max_line_bytes}); skipped"
+
+
+def long_line(data: bytes, max_line_bytes: int, start: int = 0) -> tuple[int, int] | None:
+    """Where the first line from `start` (where a line starts) on longer than `max_line_bytes` starts
+    and ends (at its \\n, or the end of `data`), or None.
+
+    It looks at windows of max_line_bytes + 1 bytes rather than at each line: the lines that start
+    in a window before its last \\n end there, so none of them is too long."""
+    at = start
+    while len(data) - at > max_line_bytes:
+        end = data.rfind(b"\n", at, at + max_line_bytes + 1)
+        if end < 0:
+            end = data.find(b"\n", at + max_line_bytes + 1)
+            return at, len(data) if end < 0 else end
+        at = end + 1
+    return None
+
+
+class Piece(NamedTuple):
+    """Part of some bytes of whole lines: data[start:end], with `lines_before` lines before it; either
+    lines of a fit length, or (`too_long`) one line without its line end."""
+
+    start: int
+    end: int
+    lines_before: int
+    too_long: bool
+
+
+def cut_at_long_lines(data: bytes, max_line_bytes: int) -> Iterator[Piece]:
+    """`data` in pieces, in order: its lines longer than `max_line_bytes`, and the runs of lines around them."""
+    at = line = 0
+    while (found := long_line(data, max_line_bytes, at)) is not None:
+        start, end = found
+        if start > at:
+            yield Piece(at, start, line, False)
+            line += data.count(b"\n", at, start)
+        yield Piece(start, end, line, True)
+        at, line = end + 1, line + 1
+    if at < len(data):
+        yield Piece(at, len(data), line, False)
+
+
+def packed_runs(source: str, data: bytes, first_line: int, first_offset: int | None, reference: datetime | None,
+                max_line_bytes: int, origin: Any = None) -> list[LineRun | ParseError]:
+    """`LineRun.packed`, with each line longer than `max_line_bytes` taken out as an error at its
+    position (the line is not in it): the runs around them, and the errors, in order."""
+    out: list[LineRun | ParseError] = []
+    for start, end, lines_before, too_long_line in cut_at_long_lines(data, max_line_bytes):
+        line = first_line + lines_before
+        offset = None if first_offset is None else first_offset + start
+        if too_long_line:
+            out.append(ParseError(SourcePosition(source, line, offset), too_long(end - start, max_line_bytes),
+                                  origin=origin))
+        else:  # data[0:len(data)] is data itself, not a copy: most records have no line too long
+            out.append(LineRun.packed(source, data[start:end], line, offset, reference, origin))
+    return out

@@ -28,6 +28,7 @@ checksum), rather than writing them twice.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import sys
@@ -36,16 +37,17 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from kafka import KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from pipeline import kafka_clients
 from pipeline.contracts import packing
+from pipeline.domain.config import MAX_LINE_BYTES
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
 from pipeline.edges.topic_reading import records_to_end
-from pipeline.files import UTF16_BOMS, Chunk, DamagedFile, LineReader, decompressing, expand, transcoded
+from pipeline.files import UTF16_BOMS, Chunk, DamagedFile, LineReader, LongLine, decompressing, expand, transcoded
 from pipeline.settings import Settings
 from pipeline.streaming import topics
 
@@ -115,11 +117,13 @@ class OpenFile:
     """A file being read: the handle, and how far it was read (line number, byte offset; for a
     compressed file, of its decompressed data). What the file is shows in its first bytes, which a
     new file may not have yet: they are looked at until something was read. A compressed file read
-    to its end is closed: it has nothing more."""
+    to its end is closed: it has nothing more. `real_path` is where the file is (see `opened_path`)."""
 
-    def __init__(self, path: Path, start: Position | None):
+    def __init__(self, path: Path, start: Position | None, max_line_bytes: int = MAX_LINE_BYTES):
         self.path = path
+        self.max_line_bytes = max_line_bytes
         self.handle = path.open("rb")
+        self.real_path = opened_path(self.handle, path)
         stat = os.fstat(self.handle.fileno())
         self.inode = stat.st_ino
         self.stream = decompressing(self.handle)
@@ -150,14 +154,14 @@ class OpenFile:
             return self.start  # closed by now: its size was taken when it was done
         return Position(self.inode, self.offset, self.line)
 
-    def read(self, final: bool) -> Iterator[Chunk]:
-        """Records' worth of complete lines; a last line without its line end only when `final` (or
-        the file is compressed). Damaged compressed data ends the reading, kept in `damage`: a read
-        after the file changed starts again after the last whole line."""
+    def read(self, final: bool) -> Iterator[Chunk | LongLine]:
+        """Records' worth of complete lines, and lines too long (skipped); a last line without its
+        line end only when `final` (or the file is compressed). Damaged compressed data ends the
+        reading, kept in `damage`: a read after the file changed starts again after the last whole line."""
         if self.done or (self.damage is not None and self._size() == self.damaged_size):
             return
         reader = self.reader
-        if reader is None or (self.offset == 0 and not self.compressed):
+        if reader is None or (self.offset == 0 and not self.compressed and reader.skipped is None):
             reader = self._open_reader()
         if not self.compressed:
             yield from self._read(reader, final)
@@ -183,24 +187,26 @@ class OpenFile:
             self.compressed = self.stream is not None
         readable = self.stream or self.handle
         self.utf16 = self.start.offset == 0 and readable.read(2) in UTF16_BOMS
-        self.reader = LineReader(readable, self.start.offset, self.start.line, file_offsets=not self.compressed)
+        self.reader = LineReader(readable, self.start.offset, self.start.line, file_offsets=not self.compressed,
+                                 max_line_bytes=self.max_line_bytes)
         return self.reader
 
-    def _read(self, reader: LineReader, final: bool) -> Iterator[Chunk]:
+    def _read(self, reader: LineReader, final: bool) -> Iterator[Chunk | LongLine]:
         if self.utf16:
             # Exports in UTF-16 are written once, not appended to: decode the whole rest at once. Its
             # start and its end are the only places to resume from, so the position moves to the end
             # with the last record (a record not taken sends the file again from its start).
             data = reader.handle.read()
-            pieces = list(_pieces(transcoded(data))) if data else []
+            parts = transcoded(data, self.max_line_bytes) if data else []
+            pieces = [piece for part in parts for piece in (_pieces(part) if isinstance(part, Chunk) else [part])]
             for number, piece in enumerate(pieces, 1):
                 if number == len(pieces):
                     reader.offset += len(data)
-                    reader.line += sum(p.lines for p in pieces)
+                    reader.line += sum(p.lines if isinstance(p, Chunk) else 1 for p in pieces)
                 yield piece
             return
-        while chunk := reader.read(packing.MAX_RECORD_BYTES, final):
-            yield chunk
+        while found := reader.read(packing.MAX_RECORD_BYTES, final):
+            yield found
 
     def behind(self) -> int:
         """Bytes of the file not read yet (of a compressed file: compressed bytes)."""
@@ -216,6 +222,15 @@ class OpenFile:
         if self.stream is not None:
             self.stream.close()
         self.handle.close()
+
+
+def opened_path(handle: BinaryIO, path: Path) -> Path:
+    """Where the file opened from `path` is, whatever links led there: the kernel's own name for it
+    (Linux), so that a link swapped in after `path` was resolved is caught."""
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{handle.fileno()}"))
+    except OSError:  # no /proc
+        return path.resolve()
 
 
 def _pieces(chunk: Chunk) -> Iterator[Chunk]:
@@ -340,6 +355,10 @@ class Shipper:
         # Made when lines are to be sent (`_connect`), again after a failure.
         self.producer: KafkaProducer | None = None
         self.open: dict[str, OpenFile] = {}
+        self.max_line_bytes = settings.formats.max_line_bytes
+        # The paths given, resolved at each look (see `_within`), and the links refused, said once.
+        self.roots: list[Path] = []
+        self.refused: set[tuple[Path, Path]] = set()
         self.sent = 0
         # Sent and not yet acknowledged: the records in the order sent, and how many lines they hold.
         self._pending: list[Sent] = []
@@ -380,6 +399,7 @@ class Shipper:
                 try:
                     self._read_back_unconfirmed()
                     self._connect()
+                    self.roots = [Path(name).resolve() for name in paths]
                     for path in expand(paths):
                         self._ship_path(path, final=not follow)
                     self._acknowledged()
@@ -400,7 +420,10 @@ class Shipper:
                 handle.close()
 
     def _ship_path(self, path: Path, final: bool) -> None:
-        identity = str(path.resolve())
+        resolved = path.resolve()
+        if not self._within(path, resolved):
+            return
+        identity = str(resolved)
         current = self.open.get(identity)
         if current is None:
             saved = self.checkpoint.positions.get(identity)
@@ -410,9 +433,8 @@ class Shipper:
                 saved = self.checkpoint.finished(path)
                 if saved is not None:
                     self.checkpoint.positions[identity] = saved
-            try:
-                current = self.open[identity] = OpenFile(path, self.checkpoint.positions.get(identity))
-            except FileNotFoundError:
+            current = self._open(path, identity, self.checkpoint.positions.get(identity))
+            if current is None:
                 return
         self._drain(identity, current, final)
         try:
@@ -422,13 +444,42 @@ class Shipper:
         if now.st_ino != current.inode:
             # Rotated: the old file was read to its end above (with its last line, final=True).
             self._drain(identity, current, final=True)
-            current.close()
-            current = self.open[identity] = OpenFile(path, None)
+        elif current.compressed or now.st_size >= current.offset:
+            return
+        # Rotated, or truncated: the new file from its start.
+        current.close()
+        current = self._open(path, identity, None)
+        if current is not None:
             self._drain(identity, current, final)
-        elif not current.compressed and now.st_size < current.offset:
-            current.close()
-            current = self.open[identity] = OpenFile(path, None)
-            self._drain(identity, current, final)
+
+    def _within(self, path: Path, target: Path) -> bool:
+        """Whether `target`, where `path` leads, is the file in `path`'s folder (no link) or lies under
+        one of the paths given (resolved at each look): a symbolic link planted in a log folder must
+        not ship whatever the shipper can read. A file refused is said once on stderr."""
+        if target == path.parent.resolve() / path.name or any(target.is_relative_to(root) for root in self.roots):
+            return True
+        if (path, target) not in self.refused:
+            self.refused.add((path, target))
+            print(f"{path}: not shipped: it leads to {target}, outside the paths given "
+                  f"({', '.join(map(str, self.roots))})", file=sys.stderr, flush=True)
+        return False
+
+    def _open(self, path: Path, identity: str | None, start: Position | None) -> OpenFile | None:
+        """The file at `path`, opened (kept as `identity`'s file, if given); None when it is gone, or
+        when what was opened lies outside the paths given after all: a link put in its place since
+        `path` was resolved."""
+        if identity is not None:
+            self.open.pop(identity, None)
+        try:
+            opened = OpenFile(path, start, self.max_line_bytes)
+        except FileNotFoundError:
+            return None
+        if not self._within(path, opened.real_path):
+            opened.close()
+            return None
+        if identity is not None:
+            self.open[identity] = opened
+        return opened
 
     def _finish_rotated_away(self, path: Path, identity: str, saved: Position) -> None:
         """Rotated while we were not running: finish the old file if it is still beside the new one."""
@@ -437,9 +488,12 @@ class Shipper:
                 return
         except FileNotFoundError:
             pass
-        for sibling in path.parent.glob(path.name + "*"):
+        # Escaped: a file name is no pattern (mail[1].log rotates to mail[1].log.1, not mail1.log.1).
+        for sibling in path.parent.glob(glob.escape(path.name) + "*"):
             if sibling.is_file() and sibling.stat().st_ino == saved.inode:
-                old = OpenFile(sibling, saved)
+                old = self._open(sibling, None, saved)
+                if old is None:
+                    return
                 try:
                     self._drain(identity, old, final=True)
                 finally:
@@ -452,6 +506,12 @@ class Shipper:
         was_done, was_damaged = current.done, current.damage is not None
         before = current.position()
         for chunk in current.read(final):
+            if isinstance(chunk, LongLine):
+                # Not sent: the checkpoint moves past it with the records around it.
+                print(chunk.error(str(current.path), current.max_line_bytes), file=sys.stderr, flush=True)
+                self._pending.append(Sent(identity, 0, before, current.position()))
+                before = current.position()
+                continue
             record = Sent(identity, chunk.lines, before, current.position(),
                           mark=(chunk.first_line, chunk.first_offset, zlib.crc32(chunk.data)),
                           sent_ms=int(time.time() * 1000))

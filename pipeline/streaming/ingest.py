@@ -5,7 +5,8 @@ A packed record is one run of lines; a one-line record (Filebeat, Fluent Bit, Ve
 from its envelope, and consecutive ones of a source are joined into one run. Each source's parser
 state is read once per batch, its runs are parsed into one ObservationBatch, and the state is
 written once, after what the batch produced was acknowledged (see agents.py). Lines the parsers
-reject become dead letters naming their file position and their record.
+reject become dead letters naming their file position and their record, and so do lines longer than
+`formats.max_line_bytes`, which are not parsed (a record of one line: when the record is longer).
 
 A source's state remembers the raw offset it has read up to when it changed. After a restart, a
 record at or below it was applied already (its output was acknowledged before the state was
@@ -31,7 +32,7 @@ from pipeline.contracts import packing
 from pipeline.domain.aggregate import ObservationBatch
 from pipeline.domain.config import FormatConfig, PolicyConfig
 from pipeline.domain.events import MessageTrace, ParseError, SourcePosition, TraceGroup, epoch_ms
-from pipeline.domain.lines import LineRun
+from pipeline.domain.lines import LineRun, cut_at_long_lines, long_line, packed_runs, too_long
 from pipeline.domain.parsers import dispatch, envelope
 from pipeline.domain.parsers.msgtrk_rows import TrackingRows
 from pipeline.domain.source_ends import OpenSources
@@ -65,6 +66,21 @@ class BareLines(NamedTuple):
 
     def line(self, index: int) -> bytes:
         return self.data.split(b"\n", index + 1)[index]
+
+    def position(self, index: int, source: str) -> SourcePosition:
+        """Where a line was: as its envelope said, else the source (the record key) alone."""
+        if self.unwrapped is None:
+            return SourcePosition(source)
+        return SourcePosition(self.unwrapped.source, self.unwrapped.numbers[index], self.unwrapped.places[index])
+
+    def part(self, first: int, start: int, end: int) -> BareLines:
+        """The lines in data[start:end], the first of which is line `first` (from 0)."""
+        count = self.data.count(b"\n", start, end)
+        unwrapped = self.unwrapped
+        if unwrapped is not None:
+            unwrapped = unwrapped._replace(numbers=unwrapped.numbers[first:first + count],
+                                           places=unwrapped.places[first:first + count])
+        return BareLines(self.topic, self.offset + first, self.data[start:end], count, self.reference, unwrapped)
 
     def after(self, offset: int) -> BareLines:
         """The lines past raw offset `offset` (a repacker that restarted may join them otherwise)."""
@@ -131,10 +147,11 @@ class RawBatch:
         partition = message.partition
         for key, raw_offset, start, end, first_line, first_offset, lines, unwrapped in segments:
             if lines:
-                last = raw_offset + lines - 1
                 source = unwrapped.source if unwrapped else key or f"{raw_topic}/{partition}"
-                self._runs.setdefault((partition, source), []).append(
-                    (event, last, BareLines(raw_topic, raw_offset, value[start:end], lines, reference, unwrapped)))
+                joined = BareLines(raw_topic, raw_offset, value[start:end], lines, reference, unwrapped)
+                for piece in self._fitting(joined, partition, source):
+                    self._runs.setdefault((partition, source), []).append(
+                        (event, piece.offset + piece.lines - 1, piece))
                 continue
             self._add_record(event, raw_topic, raw_offset, key, value[start:end],
                              (first_line, first_offset) if first_line is not None else None, reference)
@@ -144,6 +161,13 @@ class RawBatch:
         """One raw record (as it came, or out of a repacked one) of the event's partition."""
         partition = event.message.partition
         source = key or f"{topic}/{partition}"
+        max_line_bytes = self.formats.max_line_bytes
+        # A record of one line too long is not even read as an envelope: its size bounds the line's.
+        if packed is None and len(value) > max_line_bytes:
+            what = "line" if packing.is_bare_line(value) else "record"
+            self.errors.append(ParseError(SourcePosition(source), too_long(len(value), max_line_bytes, what),
+                                          origin=Origin(topic, partition, offset)))
+            return
         # One line (kcat, rsyslog, Filebeat): joined with the source's next ones into one run at `parse`.
         if packed is None and packing.is_bare_line(value):
             self._runs.setdefault((partition, source), []).append(
@@ -154,9 +178,11 @@ class RawBatch:
             self._runs.setdefault((partition, file), []).append(
                 (event, offset, OneLine(topic, offset, value, text, number, byte, reference)))
             return
+        parts: list[LineRun | ParseError] = []
         if packed is not None:
-            parts = envelope.unwrap_run(LineRun.packed(source, value, *packed, reference,
-                                                       Origin(topic, partition, offset)))
+            origin = Origin(topic, partition, offset)
+            for part in packed_runs(source, value, *packed, reference, max_line_bytes, origin):
+                parts += envelope.unwrap_run(part) if isinstance(part, LineRun) else [part]
         else:
             origin = Origin(topic, partition, offset, value)
             unwrapped = envelope.unwrap(value, SourcePosition(source))
@@ -170,6 +196,20 @@ class RawBatch:
                 self.errors.append(part)
             else:
                 self._runs.setdefault((partition, part.source), []).append((event, offset, part))
+
+    def _fitting(self, lines: BareLines, partition: int, source: str) -> list[BareLines]:
+        """`lines` without those longer than `formats.max_line_bytes`, each of which is an error."""
+        max_line_bytes = self.formats.max_line_bytes
+        if long_line(lines.data, max_line_bytes) is None:
+            return [lines]
+        pieces = []
+        for start, end, before, too_long_line in cut_at_long_lines(lines.data, max_line_bytes):
+            if too_long_line:
+                self.errors.append(ParseError(lines.position(before, source), too_long(end - start, max_line_bytes),
+                                              origin=Origin(lines.topic, partition, lines.offset + before)))
+            else:
+                pieces.append(lines.part(before, start, end))
+        return pieces
 
     def parse(self) -> None:
         rows = TrackingRows()

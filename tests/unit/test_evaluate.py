@@ -1,12 +1,16 @@
 """`patchgate evaluate` on the bundled samples: a golden test of the output contract."""
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from pipeline.evaluate import evaluate
 from pipeline.settings import Settings
 
-SAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "samples"
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "deploy" / "samples"
 
 
 def run(paths, at=None):
@@ -84,3 +88,40 @@ def test_a_damaged_compressed_file_gives_its_lines_before_the_damage_and_exit_2(
     code, rows, errors = run([cut])
     assert code == 2 and errors.startswith(f"{cut}: cannot read to its end: ")
     assert [r["server"] for r in rows] == ["mail1.fabrikam.example", "mail2.fabrikam.example", "mail3.fabrikam.example"]
+
+
+def test_a_line_too_long_is_one_error_and_the_lines_around_it_are_read(tmp_path):
+    lines = (SAMPLES / "MSGTRK_EXSE01_20260310.LOG").read_bytes().splitlines(keepends=True)
+    log = tmp_path / "MSGTRK_EXSE01.LOG"
+    log.write_bytes(b"".join(lines[:6]) + b"\x00" * 2_000_000 + b"\n" + b"".join(lines[6:]))
+    code, rows, errors = run([log])
+    assert code == 0 and [r["server"] for r in rows] == ["exse01.northwind.example"]
+    offset = len(b"".join(lines[:6]))
+    assert errors == (f"{log}:7 (byte {offset}): line of 2000000 bytes is longer than formats.max_line_bytes "
+                      "(1048576); skipped\n")
+
+
+def peak_memory_kib(path: Path) -> tuple[int, str]:
+    """The most memory `python -m pipeline evaluate path` held (KiB), and what it said on stderr."""
+    environ = {name: value for name, value in os.environ.items() if name != "PATCHGATE_CONFIG"}
+    process = subprocess.Popen([sys.executable, "-m", "pipeline", "evaluate", str(path)], cwd=ROOT,
+                               env={**environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    said = process.stderr.read().decode()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.stderr.close()
+    assert os.waitstatus_to_exitcode(status) == 0, said
+    return usage.ru_maxrss, said
+
+
+def test_a_binary_file_of_one_50_mb_line_takes_no_more_memory_than_a_small_file(tmp_path):
+    small = tmp_path / "MSGTRK_EXSE01.LOG"
+    small.write_bytes((SAMPLES / "MSGTRK_EXSE01_20260310.LOG").read_bytes())
+    binary = tmp_path / "misdirected.bin"
+    binary.write_bytes(b"\xff" * 50_000_000)
+    small_kib, _ = peak_memory_kib(small)
+    binary_kib, said = peak_memory_kib(binary)
+    assert said == (f"{binary}:1 (byte 0): line of 50000000 bytes is longer than formats.max_line_bytes (1048576); "
+                    "skipped\n")
+    # Before lines too long were skipped unread, this line took about 390 MB more.
+    assert binary_kib - small_kib < 100 * 1024, (small_kib, binary_kib)

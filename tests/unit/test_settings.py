@@ -141,7 +141,7 @@ HOSTNAMES = "host names or IP addresses, several separated by commas"
     ("[policy]\nbuild_windw_days = 3\n", f"policy.build_windw_days is not a setting (known: {POLICY_KEYS})"),
     ("[policy.scope]\nconnector = []\n",
      "policy.scope.connector is not a setting (known: connectors, client_networks, tls_peers)"),
-    ("[formats]\ndate_order = 'auto'\n", "formats.date_order is not a setting (known: exo_date_order)"),
+    ("[formats]\ndate_order = 'auto'\n", "formats.date_order is not a setting (known: exo_date_order, max_line_bytes)"),
     # wrong types
     ('kafka = "kafka:9092"\n', "kafka must be a table, got 'kafka:9092'"),
     ('[kafka]\npartitions = "8"\n', "kafka.partitions must be an integer from 1 to 10000, got '8'"),

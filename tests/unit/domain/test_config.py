@@ -151,8 +151,11 @@ def test_a_policy_setting_that_does_not_read_names_its_key_and_the_problem(polic
 @pytest.mark.parametrize(("formats", "message"), [
     ({"exo_date_order": "dmy"}, "formats.exo_date_order must be one of auto, month-first, day-first, got 'dmy'"),
     ({"exo_date_order": 1}, "formats.exo_date_order must be one of auto, month-first, day-first, got 1"),
-    ({"date_order": "auto"}, "formats.date_order is not a setting (known: exo_date_order)"),
+    ({"date_order": "auto"}, "formats.date_order is not a setting (known: exo_date_order, max_line_bytes)"),
     ("auto", "formats must be a table, got 'auto'"),
+    ({"max_line_bytes": 4095}, "formats.max_line_bytes must be an integer >= 4096, got 4095"),
+    ({"max_line_bytes": "1M"}, "formats.max_line_bytes must be an integer >= 4096, got '1M'"),
+    ({"max_line_bytes": True}, "formats.max_line_bytes must be an integer >= 4096, got True"),
 ])
 def test_a_formats_setting_that_does_not_read_names_its_key_and_the_problem(formats, message):
     with pytest.raises(ConfigError) as error:
@@ -163,3 +166,5 @@ def test_a_formats_setting_that_does_not_read_names_its_key_and_the_problem(form
 def test_formats_read():
     assert FormatConfig.from_mapping({"exo_date_order": "day-first"}).exo_date_order == "day-first"
     assert FormatConfig.from_mapping({}) == FormatConfig()
+    assert FormatConfig().max_line_bytes == 1048576
+    assert FormatConfig.from_mapping({"max_line_bytes": 65536}) == FormatConfig(max_line_bytes=65536)

@@ -1,5 +1,5 @@
-from pipeline.domain.events import SourcePosition
-from pipeline.domain.lines import LineRun
+from pipeline.domain.events import ParseError, SourcePosition
+from pipeline.domain.lines import LineRun, Piece, cut_at_long_lines, long_line, packed_runs
 
 DATA = "a,b\r\nÜber\r\nc".encode()
 
@@ -33,3 +33,35 @@ def test_runs_with_a_gap_keep_every_line_s_own_position():
     assert joined.raw_bytes() is None
     assert [(joined.position(i), joined.origin(i)) for i in range(2)] == [
         (SourcePosition("/f.log", 1, 0), "r1"), (SourcePosition("/f.log", 9, 80), "r9")]
+
+
+def test_a_line_longer_than_the_limit_is_found_where_it_starts_and_ends():
+    limit = 4
+    assert long_line(b"abcd\nabcd\nab", limit) is None  # a line of just the limit is not too long
+    assert long_line(b"ab\nabcde\nab", limit) == (3, 8)
+    assert long_line(b"ab\nab\nabcdefgh", limit) == (6, 14)  # the last one, without its line end
+    assert long_line(b"abcde\nab\nabcdefg\n", limit, start=6) == (9, 16)
+    # Many short lines and one long one far on: found all the same, window by window.
+    data = b"a\n" * 1000 + b"x" * 5 + b"\n" + b"b\n" * 10
+    assert long_line(data, limit) == (2000, 2005)
+
+
+def test_bytes_are_cut_around_their_lines_too_long():
+    data = b"a\nb\n" + b"x" * 9 + b"\nc\n" + b"y" * 7
+    assert list(cut_at_long_lines(data, 4)) == [
+        Piece(0, 4, 0, False), Piece(4, 13, 2, True), Piece(14, 16, 3, False), Piece(16, 23, 4, True)]
+    assert list(cut_at_long_lines(b"ab\n", 4)) == [Piece(0, 3, 0, False)]
+
+
+def test_a_packed_record_gives_its_lines_too_long_as_errors_at_their_position():
+    data = b"a\n" + b"x" * 9 + b"\r\nb\nc"
+    first, error, rest = packed_runs("/f.log", data, 10, 500, None, 8, origin="record-7")
+    assert (first.lines, first.position(0), first.origin(0)) == (["a"], SourcePosition("/f.log", 10, 500), "record-7")
+    assert error == ParseError(SourcePosition("/f.log", 11, 502),
+                               "line of 10 bytes is longer than formats.max_line_bytes (8); skipped")
+    assert (error.raw, error.origin) == ("", "record-7")
+    assert (rest.lines, rest.position(1)) == (["b", "c"], SourcePosition("/f.log", 13, 515))
+    # Without a line too long, the run holds the record's bytes themselves.
+    record = b"a\nb\n"
+    [run] = packed_runs("/f.log", record, 1, None, None, 8)
+    assert run.raw_bytes() is record and run.lines == ["a", "b"] and run.position(1) == SourcePosition("/f.log", 2)

@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.contracts import packing
+from pipeline.domain.config import FormatConfig
 from pipeline.edges import shipper
 from pipeline.edges.shipper import Checkpoint, OpenFile, Position, ship
+from pipeline.files import LongLine
 from pipeline.settings import Settings
 
 
@@ -163,7 +165,7 @@ def test_a_compressed_log_renamed_on_by_logrotate_is_not_sent_again(tmp_path, pr
     assert ship(Settings(), [str(logs)], checkpoint=checkpoint) == 21
 
 
-def follow(log, checkpoint, *between_polls):
+def follow(log, checkpoint, *between_polls, settings=None):
     """Ships `log` following it, without waiting between polls: each step changes the file after
     a poll (and its acknowledgement), and a last poll comes after the last step."""
     steps = iter(between_polls)
@@ -174,7 +176,7 @@ def follow(log, checkpoint, *between_polls):
             step()
         return step is None
 
-    return ship(Settings(), [str(log)], follow=True, checkpoint=checkpoint, stop=stop)
+    return ship(settings or Settings(), [str(log)], follow=True, checkpoint=checkpoint, stop=stop)
 
 
 def truncated(log, data=b""):
@@ -215,3 +217,112 @@ def test_a_file_truncated_and_written_again_between_two_polls_is_read_from_the_s
     assert [(value, position) for _, value, position in producer.sent] == [
         (b"before 1\nbefore 2\n", (1, 0)), (b"again 1\nagain 22\n", (1, 0)), (b"again 3\n", (3, 17))]
     assert Checkpoint(checkpoint).positions[str(log.resolve())] == Position(log.stat().st_ino, 25, 3)
+
+
+TOO_LONG = "line of 5000 bytes is longer than formats.max_line_bytes (4096); skipped"
+
+
+def test_a_line_too_long_is_not_sent_and_the_checkpoint_moves_past_it(tmp_path, producer, capsys):
+    log = tmp_path / "mail.log"
+    log.write_bytes(b"before\n" + b"\xff" * 5000 + b"\nafter\n")
+    checkpoint = tmp_path / "checkpoint.json"
+    settings = Settings(formats=FormatConfig(max_line_bytes=4096))
+    assert ship(settings, [str(log)], checkpoint=checkpoint) == 2
+    key = str(log.resolve()).encode()
+    assert producer.sent == [(key, b"before\n", (1, 0)), (key, b"after\n", (3, 5008))]
+    assert capsys.readouterr().err == f"{log}:2 (byte 7): {TOO_LONG}\n"
+    assert Checkpoint(checkpoint).positions[str(log.resolve())] == Position(log.stat().st_ino, 5014, 3)
+    assert ship(settings, [str(log)], checkpoint=checkpoint) == 0 and capsys.readouterr().err == ""
+
+
+def test_a_line_too_long_written_while_followed_is_said_once_when_it_ends(tmp_path, producer, capsys):
+    log = tmp_path / "mail.log"
+    log.write_bytes(b"first\n" + b"x" * 4200)  # too long already, not ended yet
+    steps = appended(log, b"x" * 400), appended(log, b"x" * 400 + b"\nlast\n")
+    settings = Settings(formats=FormatConfig(max_line_bytes=4096))
+    assert follow(log, tmp_path / "checkpoint.json", *steps, settings=settings) == 2
+    assert [value for _, value, _ in producer.sent] == [b"first\n", b"last\n"]
+    assert capsys.readouterr().err == f"{log}:2 (byte 6): {TOO_LONG}\n"
+
+
+def test_a_file_that_starts_with_a_line_too_long_is_not_read_again_from_its_start_at_each_look(tmp_path):
+    log = tmp_path / "mail.log"
+    log.write_bytes(b"x" * 4200)
+    opened = OpenFile(log, None, max_line_bytes=4096)
+    assert list(opened.read(final=False)) == []
+    reader = opened.reader
+    appended(log, b"x" * 800 + b"\nnext\n")()
+    assert list(opened.read(final=False)) == [LongLine(1, 0, 5000), shipper.Chunk(b"next\n", 2, 5001, 1)]
+    assert opened.reader is reader
+
+
+def test_a_compressed_file_s_line_too_long_is_skipped_where_it_was(tmp_path):
+    log = tmp_path / "mail.log.1.gz"
+    log.write_bytes(gzip.compress(b"a\n" + b"x" * 5000 + b"\nb\n"))
+    assert list(OpenFile(log, None, max_line_bytes=4096).read(final=False)) == [
+        shipper.Chunk(b"a\n", 1, None, 1), LongLine(2, None, 5000), shipper.Chunk(b"b\n", 3, None, 1)]
+
+
+def test_a_link_to_a_file_outside_the_paths_given_is_not_shipped_and_said_once(tmp_path, producer, capsys):
+    logs, secret = tmp_path / "logs", tmp_path / "secret.key"
+    logs.mkdir()
+    secret.write_bytes(b"not for the log topic\n")
+    (logs / "mail.log").write_bytes(b"line 1\n")
+    (logs / "planted.log").symlink_to(secret)
+    steps = appended(logs / "mail.log", b"line 2\n"), appended(secret, b"more\n")
+    assert follow(logs, tmp_path / "checkpoint.json", *steps) == 2
+    assert [value for _, value, _ in producer.sent] == [b"line 1\n", b"line 2\n"]
+    assert capsys.readouterr().err == (f"{logs / 'planted.log'}: not shipped: it leads to {secret.resolve()}, "
+                                       f"outside the paths given ({logs.resolve()})\n")
+
+
+def test_a_link_to_a_file_under_the_paths_given_is_shipped_once_as_that_file(tmp_path, producer, capsys):
+    logs, archive = tmp_path / "logs", tmp_path / "archive"
+    logs.mkdir()
+    archive.mkdir()
+    (archive / "mail.log").write_bytes(b"line\n")
+    (logs / "current.log").symlink_to(archive / "mail.log")
+    assert ship(Settings(), [str(logs), str(archive)]) == 1
+    assert producer.sent == [(str((archive / "mail.log").resolve()).encode(), b"line\n", (1, 0))]
+    assert capsys.readouterr().err == ""
+
+
+def test_a_link_put_in_place_of_a_file_once_it_was_looked_at_is_not_shipped(tmp_path, producer, monkeypatch, capsys):
+    logs, secret = tmp_path / "logs", tmp_path / "secret.key"
+    logs.mkdir()
+    secret.write_bytes(b"not for the log topic\n")
+    log = logs / "mail.log"
+    log.write_bytes(b"line\n")
+    opening = shipper.OpenFile
+
+    def swapped_first(path, *args):
+        # The race won: the file resolved inside the folder, and a link to elsewhere is opened.
+        path.unlink()
+        path.symlink_to(secret)
+        return opening(path, *args)
+
+    monkeypatch.setattr(shipper, "OpenFile", swapped_first)
+    assert ship(Settings(), [str(logs)]) == 0 and producer.sent == []
+    assert f"{log}: not shipped: it leads to {secret.resolve()}" in capsys.readouterr().err
+
+
+def rotated_while_stopped(tmp_path, rotated_name):
+    """mail[1].log shipped, then written on and renamed to `rotated_name` while the shipper was
+    stopped, and a new mail[1].log begun: the lines sent on the next run."""
+    log, checkpoint = tmp_path / "mail[1].log", tmp_path / "checkpoint.json"
+    log.write_bytes(b"shipped\n")
+    ship(Settings(), [str(log)], checkpoint=checkpoint)
+    appended(log, b"written before the rotation\n")()
+    log.rename(tmp_path / rotated_name)
+    log.write_bytes(b"new file\n")
+    _Producer.sent.clear()
+    ship(Settings(), [str(log)], checkpoint=checkpoint)
+    return [value for _, value, _ in _Producer.sent]
+
+
+def test_a_file_named_with_a_bracket_is_finished_from_its_rotated_file(tmp_path, producer):
+    assert rotated_while_stopped(tmp_path, "mail[1].log.1") == [b"written before the rotation\n", b"new file\n"]
+
+
+def test_a_file_that_matches_a_file_name_only_as_a_pattern_is_not_its_rotated_file(tmp_path, producer):
+    assert rotated_while_stopped(tmp_path, "mail1.log.1") == [b"new file\n"]

@@ -5,7 +5,7 @@ from dataclasses import replace
 import orjson
 
 from pipeline.contracts import packing
-from pipeline.domain.config import PolicyConfig
+from pipeline.domain.config import FormatConfig, PolicyConfig
 from pipeline.streaming.ingest import Origin, RawBatch
 
 LOG = "/logs/MSGTRK_EX16.LOG"
@@ -21,8 +21,8 @@ def packed(event, data: bytes, first_line: int, first_offset: int, offset: int, 
     return event(LOG.encode(), data, partition, offset, packing.headers(first_line, first_offset))
 
 
-def run_batch(tables, events):
-    batch = RawBatch(*tables, PolicyConfig())
+def run_batch(tables, events, formats=FormatConfig()):
+    batch = RawBatch(*tables, PolicyConfig(), formats)
     for e in events:
         batch.add(e)
     batch.parse()
@@ -251,3 +251,48 @@ def test_bare_lines_joined_again_after_a_repacker_restart_are_applied_once(table
     [observation] = again.observations.observations()
     assert observation.message_keys == ["<m1@x>", "<m2@x>"]
     assert [e.origin.offset for e in again.errors] == [4]
+
+
+SHORT_LINES = FormatConfig(max_line_bytes=4096)
+TOO_LONG = "line of 5000 bytes is longer than formats.max_line_bytes (4096); skipped"
+
+
+def test_a_line_too_long_in_a_packed_record_is_a_dead_letter_at_its_position_and_not_parsed(table, event):
+    before = HEADER + row(0)
+    data = before + b"\xff" * 5000 + b"\n" + row(1)
+    batch = run_batch((table(), table()), [packed(event, data, 1, 0, offset=7)], SHORT_LINES)
+    [observation] = batch.observations.observations()
+    assert observation.message_keys == ["<m0@x>", "<m1@x>"]
+    [error] = batch.errors
+    assert str(error) == f"{LOG}:5 (byte {len(before)}): {TOO_LONG}"
+    # The dead letter names the raw record that holds the line, and does not carry it.
+    assert (error.origin, error.raw) == (Origin("mail.logs.raw", 1, 7), "")
+
+
+def long_bare_line_records():
+    records = bare_line_records()
+    return [*records[:4], (LOG.encode(), b"x" * 5000, (), 4), *[(k, v, h, o + 1) for k, v, h, o in records[4:]]]
+
+
+def test_a_bare_line_too_long_is_a_dead_letter_whether_repacked_or_not(table, event):
+    records = long_bare_line_records()
+    one_by_one = run_batch((table(), table()), [event(key, value, 2, o, headers) for key, value, headers, o in records],
+                           SHORT_LINES)
+    together = run_batch((table(), table()), repacked(event, records, offset=40), SHORT_LINES)
+    assert together.observations.observations() == one_by_one.observations.observations()
+    assert [o.message_keys for o in together.observations.observations()] == [["<m0@x>", "<m1@x>", "<m2@x>"]]
+    too_long, broken = together.errors
+    assert [(str(e), e.origin) for e in together.errors] == [(str(e), e.origin) for e in one_by_one.errors]
+    assert (str(too_long), too_long.origin) == (f"{LOG}: {TOO_LONG}", Origin("mail.logs.raw", 2, 4))
+    assert broken.origin.offset == 5
+
+
+def test_a_line_too_long_in_an_envelope_is_a_dead_letter_at_the_position_the_envelope_gave(table, event):
+    envelope = orjson.dumps({"message": "y" * 5000, "log": {"file": {"path": LOG}, "offset": 4096}})
+    records = [(b"filebeat", envelope, (), 9)]
+    [error] = run_batch((table(), table()), repacked(event, records), SHORT_LINES).errors
+    assert (str(error), error.origin) == (f"{LOG} (byte 4096): {TOO_LONG}", Origin("mail.logs.raw", 2, 9))
+    # Read as it came, its envelope is not even read: the record is too long.
+    [error] = run_batch((table(), table()), [event(b"filebeat", envelope, 2, 9)], SHORT_LINES).errors
+    assert str(error) == (f"filebeat: record of {len(envelope)} bytes is longer than formats.max_line_bytes (4096); "
+                          "skipped")

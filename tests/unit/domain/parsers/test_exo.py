@@ -10,7 +10,8 @@ from pipeline.files import transcoded
 
 
 def test_extended_report_in_utf16(samples, feed):
-    lines = transcoded((samples / "exo" / "extended_report.utf16le.csv").read_bytes()).data.decode().splitlines()
+    [chunk] = transcoded((samples / "exo" / "extended_report.utf16le.csv").read_bytes())
+    lines = chunk.data.decode().splitlines()
     traces, errors, _ = feed(lines)
     assert errors == []
     first = traces[0]
