@@ -63,10 +63,12 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.domain.config import (
     ConfigError,
@@ -238,6 +240,14 @@ def _token(value: Any, key: str) -> str:
     raise ConfigError(key, f"must be {_TOKEN_SHAPE}, got {got}")
 
 
+def _time_zone(name: str) -> tzinfo:
+    """The zone of an IANA name from the system's time zone database (or the tzdata package)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(name) from exc
+
+
 def _path(value: Any, key: str) -> Path:
     return Path(text(value, key, shape="a path"))
 
@@ -330,7 +340,7 @@ def load_settings(config_file: str | Path | None = None, environ: Mapping[str, s
         kafka=checked(groups["kafka"], {field.removeprefix("kafka."): key for field, key in keys.items()}),
         **{name: kind(**groups[name]) for name, kind in _GROUPS.items()},
         policy=PolicyConfig.from_mapping(data.get("policy", {})),
-        formats=FormatConfig.from_mapping(data.get("formats", {})),
+        formats=FormatConfig.from_mapping(data.get("formats", {}), zone_named=_time_zone),
         notify=NotifyConfig.from_mapping(data.get("notify", {})),
     )
 

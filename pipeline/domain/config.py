@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
 from pipeline.domain.builds import Build
@@ -192,20 +192,38 @@ class FormatConfig:
     "auto" infers month-first or day-first from the file's unambiguous dates.
     max_line_bytes: a longer line (a binary file given by mistake) is one error at its position and
     is skipped unread: parsing it would take many times its size in memory. Mail logs have no such lines.
+    syslog_zone: the zone of the time stamps that carry none (BSD syslog, RFC 3339 without an offset,
+    Exim's main log without log_timezone): MTAs mostly log their server's local time.
     """
 
     exo_date_order: str = "auto"
     max_line_bytes: int = MAX_LINE_BYTES
+    syslog_zone: tzinfo = UTC
 
     @classmethod
-    def from_mapping(cls, data: Any) -> FormatConfig:
-        formats = table(data, "formats", ("exo_date_order", "max_line_bytes"))
+    def from_mapping(cls, data: Any, zone_named: Callable[[str], tzinfo] | None = None) -> FormatConfig:
+        """`zone_named` gives the zone of an IANA name, or raises ValueError (the time zone database is
+        the caller's to read)."""
+        formats = table(data, "formats", ("exo_date_order", "max_line_bytes", "syslog_timezone"))
         read: dict[str, Any] = {}
+        if "syslog_timezone" in formats:
+            name = text(formats["syslog_timezone"], "formats.syslog_timezone")
+            try:
+                read["syslog_zone"] = (zone_named or _utc_only)(name)
+            except ValueError:
+                raise ConfigError("formats.syslog_timezone",
+                                  f"must be an IANA time zone like Europe/Berlin, got {name!r}") from None
         if "exo_date_order" in formats:
             read["exo_date_order"] = _one_of(formats["exo_date_order"], "formats.exo_date_order", DATE_ORDERS)
         if "max_line_bytes" in formats:
             read["max_line_bytes"] = integer(formats["max_line_bytes"], "formats.max_line_bytes", MIN_LINE_BYTES)
         return cls(**read)
+
+
+def _utc_only(name: str) -> tzinfo:
+    if name.upper() in ("UTC", "ETC/UTC"):
+        return UTC
+    raise ValueError(f"no time zone database to read {name!r} from")
 
 
 # Readers: each returns the value it was given, typed, or raises ConfigError naming `key`.

@@ -89,11 +89,13 @@ def parse_run(state: dict | None, run: LineRun, out: ParseOutput, open_messages:
                      if msgtrk.is_header(lines[i]) and detect(lines[i]) == msgtrk.FORMAT), end)
         qualifying = _Qualifying(state["hosts"], out)
         if name == postfix.FORMAT:
-            postfix.parse(state["parser"], run, index, stop, qualifying, open_messages)
+            postfix.parse(state["parser"], run, index, stop, qualifying, open_messages, formats.syslog_zone)
         elif name == exo.FORMAT:
             exo.parse(state["parser"], run, index, stop, qualifying, formats)
+        elif name == exim.FORMAT:
+            exim.parse(state["parser"], run, index, stop, qualifying, formats.syslog_zone)
         else:
-            _LINE_PARSERS[name](state["parser"], run, index, stop, qualifying)
+            headers.parse(state["parser"], run, index, stop, qualifying)
         if stop < end:
             state["format"], state["parser"] = msgtrk.FORMAT, msgtrk.initial_state()
         index = stop
@@ -226,4 +228,3 @@ class _Qualifying:
 
 
 _HOST_FIELDS = ("logged_by", "client_hostname", "server_hostname")
-_LINE_PARSERS = {headers.FORMAT: headers.parse, exim.FORMAT: exim.parse}

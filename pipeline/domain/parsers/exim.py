@@ -8,12 +8,13 @@ An arrival from a loopback host (a content filter handing mail back), from a loc
 or from an authenticated user's mail program (A=, or P=esmtpa/esmtpsa) names no server. The other
 lines (deliveries, rejections, failed logins, connections, queue runs) are read past.
 
-Exim writes local time unless log_timezone adds the offset; without one the time is taken as UTC.
+Exim writes local time unless log_timezone adds the offset; without one the time is taken in the
+zone of formats.syslog_timezone (UTC unless set).
 """
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 from pipeline.domain.events import MessageTrace, SourcePosition
 from pipeline.domain.hostnames import is_loopback
@@ -50,7 +51,8 @@ def initial_state() -> dict:
     return {}
 
 
-def parse(state: dict, run: LineRun, start: int, end: int, out) -> None:
+def parse(state: dict, run: LineRun, start: int, end: int, out, zone: tzinfo = UTC) -> None:
+    """`zone`: of the time stamps without an offset (formats.syslog_timezone)."""
     lines = run.lines
     for index in range(start, end):
         text = lines[index].rstrip("\r\n")
@@ -62,13 +64,15 @@ def parse(state: dict, run: LineRun, start: int, end: int, out) -> None:
             continue
         arrival = _ARRIVAL.match(found.group("rest"))
         if arrival:
-            out.trace(_trace(found, arrival, run.position(index)))
+            out.trace(_trace(found, arrival, run.position(index), zone))
 
 
-def _trace(found: re.Match, arrival: re.Match, position: SourcePosition) -> MessageTrace:
-    stamp = found.group("stamp") + (found.group("zone") or "+0000")
-    pattern = "%Y-%m-%d %H:%M:%S.%f%z" if "." in found.group("stamp") else "%Y-%m-%d %H:%M:%S%z"
-    event_time = datetime.strptime(stamp, pattern).astimezone(UTC)
+def _trace(found: re.Match, arrival: re.Match, position: SourcePosition, zone: tzinfo) -> MessageTrace:
+    pattern = "%Y-%m-%d %H:%M:%S.%f" if "." in found.group("stamp") else "%Y-%m-%d %H:%M:%S"
+    offset = found.group("zone")
+    stated = zone if offset is None else timezone(
+        timedelta(hours=int(offset[:3]), minutes=int(offset[0] + offset[3:])))
+    event_time = datetime.strptime(found.group("stamp"), pattern).replace(tzinfo=stated).astimezone(UTC)
     fields = arrival.group("fields")
     host = _HOST.search(fields)
     if host and (is_loopback(host.group("name"), host.group("ip")) or _AUTHENTICATED.search(fields)):

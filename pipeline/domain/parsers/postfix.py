@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import UTC, tzinfo
 from typing import Protocol
 
 from pipeline.domain.events import MessageTrace, SourcePosition, epoch_ms, from_epoch_ms
@@ -93,13 +94,14 @@ def initial_state() -> dict:
     return {"open": 0, "oldest_ms": None, "newest_ms": None}
 
 
-def parse(state: dict, run: LineRun, start: int, end: int, out, store: OpenMessages) -> None:
+def parse(state: dict, run: LineRun, start: int, end: int, out, store: OpenMessages, zone: tzinfo = UTC) -> None:
+    """`zone`: of the time stamps without an offset (formats.syslog_timezone)."""
     lines = run.lines
     for index in range(start, end):
         text = lines[index].rstrip("\r\n")
         if not text.strip():
             continue
-        stamped = split_stamp(text, run.reference)
+        stamped = split_stamp(text, run.reference, zone)
         if isinstance(stamped, str):
             out.error(run.error(index, stamped, field="timestamp"))
             continue

@@ -151,7 +151,7 @@ def test_a_policy_setting_that_does_not_read_names_its_key_and_the_problem(polic
 @pytest.mark.parametrize(("formats", "message"), [
     ({"exo_date_order": "dmy"}, "formats.exo_date_order must be one of auto, month-first, day-first, got 'dmy'"),
     ({"exo_date_order": 1}, "formats.exo_date_order must be one of auto, month-first, day-first, got 1"),
-    ({"date_order": "auto"}, "formats.date_order is not a setting (known: exo_date_order, max_line_bytes)"),
+    ({"date_order": "auto"}, "formats.date_order is not a setting (known: exo_date_order, max_line_bytes, syslog_timezone)"),
     ("auto", "formats must be a table, got 'auto'"),
     ({"max_line_bytes": 4095}, "formats.max_line_bytes must be an integer >= 4096, got 4095"),
     ({"max_line_bytes": "1M"}, "formats.max_line_bytes must be an integer >= 4096, got '1M'"),

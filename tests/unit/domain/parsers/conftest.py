@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.domain.config import FormatConfig
 from pipeline.domain.events import SourcePosition
 from pipeline.domain.lines import LineRun
 from pipeline.domain.parsers import dispatch
@@ -32,8 +33,8 @@ class Source:
     """One source fed through the dispatcher as the stream and evaluate feed it: runs of lines,
     a batch at a time, with its state and open messages kept between runs."""
 
-    def __init__(self, name="sample", reference: datetime | None = None):
-        self.name, self.reference = name, reference
+    def __init__(self, name="sample", reference: datetime | None = None, formats: FormatConfig = FormatConfig()):
+        self.name, self.reference, self.formats = name, reference, formats
         self.state, self.open_messages, self.out = None, MemoryOpenMessages(), Collected()
         self.lines = 0
 
@@ -42,7 +43,7 @@ class Source:
         self.lines += len(lines)
         rows = TrackingRows()
         self.state = dispatch.parse_run(self.state, LineRun.of_lines(self.name, list(lines), positions, self.reference),
-                                        self.out, self.open_messages, rows)
+                                        self.out, self.open_messages, rows, self.formats)
         rows.flush(self.out)
         return self
 

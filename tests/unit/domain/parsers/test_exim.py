@@ -1,8 +1,9 @@
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from pipeline.domain.config import PolicyConfig
+from pipeline.domain.config import FormatConfig, PolicyConfig
 from pipeline.domain.identity import sightings
 from pipeline.domain.parsers import exim
 
@@ -83,3 +84,12 @@ def test_the_tls_peer_certificate_name_is_read_for_the_scope(feed):
     assert [s.in_scope for s in sightings(trace, config)] == [True]
     [plain], _, _ = feed([line.replace('DN="/CN=ex16edge01.contoso.example" ', "")])
     assert plain.tls_peer is None and [s.in_scope for s in sightings(plain, config)] == [False]
+
+
+def test_a_stamp_without_log_timezone_is_read_in_the_servers_zone(make_source):
+    line = ("2026-07-10 12:00:00 1vZz9G-0000000F3wb-1R0u <= billing@fabrikam.example H=mail.fabrikam.example "
+            "(mail.fabrikam.example) [203.0.113.25]:51544 P=esmtps S=8342 id=1@fabrikam.example")
+    berlin = make_source(formats=FormatConfig(syslog_zone=ZoneInfo("Europe/Berlin"))).feed([line, line.replace(
+        "12:00:00", "12:00:00 +0000")])
+    assert [t.event_time for t in berlin.out.traces] == [datetime(2026, 7, 10, 10, tzinfo=timezone.utc),
+                                                         datetime(2026, 7, 10, 12, tzinfo=timezone.utc)]

@@ -1,4 +1,5 @@
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -67,3 +68,23 @@ def test_a_day_ahead_of_the_reference_is_the_limit():
     ahead = REFERENCE + timedelta(days=1)
     assert split_stamp(f"{ahead:%b %d %H:%M:%S} {REST}", REFERENCE)[0] == ahead
     assert split_stamp(f"{ahead:%b %d} 00:00:01 {REST}", REFERENCE)[0] == ahead.replace(year=2025, second=1)
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def test_stamps_without_an_offset_are_read_in_the_servers_zone_and_the_year_turns_there():
+    # 23:30 UTC on New Year's Eve is already 00:30 on 1 January in Berlin.
+    reference = datetime(2026, 12, 31, 23, 30, tzinfo=timezone.utc)
+    assert split_stamp("Jan  1 00:20:00 mx1 postfix/smtpd[1]: x", reference, BERLIN)[0] == datetime(
+        2026, 12, 31, 23, 20, tzinfo=timezone.utc)
+    assert split_stamp("Dec 31 23:59:00 mx1 postfix/smtpd[1]: x", reference, BERLIN)[0] == datetime(
+        2026, 12, 31, 22, 59, tzinfo=timezone.utc)
+    # Summer time: two hours ahead of UTC.
+    assert split_stamp("Jul 10 12:00:00 mx1 postfix/smtpd[1]: x", reference, BERLIN)[0] == datetime(
+        2026, 7, 10, 10, 0, tzinfo=timezone.utc)
+    assert split_stamp("2026-07-10T12:00:00 mx1 postfix/smtpd[1]: x", None, BERLIN)[0] == datetime(
+        2026, 7, 10, 10, 0, tzinfo=timezone.utc)
+    # A stamp with its offset says its zone itself.
+    assert split_stamp("2026-07-10T12:00:00+00:00 mx1 postfix/smtpd[1]: x", None, BERLIN)[0] == datetime(
+        2026, 7, 10, 12, 0, tzinfo=timezone.utc)
