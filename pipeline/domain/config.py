@@ -209,7 +209,7 @@ class FormatConfig:
         if "syslog_timezone" in formats:
             name = text(formats["syslog_timezone"], "formats.syslog_timezone")
             try:
-                read["syslog_zone"] = (zone_named or _utc_only)(name)
+                read["syslog_zone"] = _zone(name, zone_named)
             except ValueError:
                 raise ConfigError("formats.syslog_timezone",
                                   f"must be an IANA time zone like Europe/Berlin, got {name!r}") from None
@@ -220,10 +220,13 @@ class FormatConfig:
         return cls(**read)
 
 
-def _utc_only(name: str) -> tzinfo:
-    if name.upper() in ("UTC", "ETC/UTC"):
+def _zone(name: str, zone_named: Callable[[str], tzinfo] | None) -> tzinfo:
+    """UTC by any of its names (equal to the default), else what the time zone database says."""
+    if name.upper() in ("UTC", "ETC/UTC", "Z"):
         return UTC
-    raise ValueError(f"no time zone database to read {name!r} from")
+    if zone_named is None:
+        raise ValueError(f"no time zone database to read {name!r} from")
+    return zone_named(name)
 
 
 # Readers: each returns the value it was given, typed, or raises ConfigError naming `key`.
