@@ -502,7 +502,8 @@ class Shipper:
 
     def _drain(self, identity: str, current: OpenFile, final: bool) -> None:
         producer = self._connect()
-        key = identity.encode("utf-8")
+        # The bytes of the file's name as the file system has them: a name need not be UTF-8.
+        key = identity.encode("utf-8", "surrogateescape")
         was_done, was_damaged = current.done, current.damage is not None
         before = current.position()
         for chunk in current.read(final):

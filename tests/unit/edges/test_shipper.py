@@ -1,5 +1,6 @@
 import bz2
 import gzip
+import os
 import shutil
 from pathlib import Path
 
@@ -326,3 +327,16 @@ def test_a_file_named_with_a_bracket_is_finished_from_its_rotated_file(tmp_path,
 
 def test_a_file_that_matches_a_file_name_only_as_a_pattern_is_not_its_rotated_file(tmp_path, producer):
     assert rotated_while_stopped(tmp_path, "mail1.log.1") == [b"new file\n"]
+
+
+def test_a_file_whose_name_is_not_utf8_is_shipped_under_the_bytes_of_its_name(tmp_path, producer):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    lines = b"Mar  5 10:26:02 mx1 postfix/smtpd[2012]: connect from a[192.0.2.1]\n"
+    for name in (b"a.log", b"mail\xff.log", b"z.log"):
+        (logs / os.fsdecode(name)).write_bytes(lines)
+    checkpoint = tmp_path / "checkpoint.json"
+    assert ship(Settings(), [str(logs)], checkpoint=checkpoint) == 3
+    assert sorted(key.rsplit(b"/", 1)[-1] for key, _, _ in producer.sent) == [b"a.log", b"mail\xff.log", b"z.log"]
+    # The checkpoint holds it too: nothing is sent again.
+    assert ship(Settings(), [str(logs)], checkpoint=checkpoint) == 0
