@@ -31,7 +31,8 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from pipeline import kafka_clients
 from pipeline.contracts import packing
 from pipeline.settings import Settings
-from pipeline.streaming import topics
+from pipeline.streaming import records, topics
+from pipeline.streaming.avro import DEAD_LETTER
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,13 @@ log = logging.getLogger(__name__)
 # partition, few enough that a fetch is repacked and acknowledged within a second.
 FETCH_RECORDS = 20_000
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.5, 5.0
+# The producer's request limit, and the largest raw record forwarded, with room for the headers of
+# the repacked record around it. A larger one (a binary file sent as one line by a shipper whose
+# limits were raised) would be refused by every send, the same one again after each restart: it
+# becomes a dead letter here, with the start of its value, and the records after it go on.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+MAX_FORWARDED_BYTES = 3 * 1024 * 1024
+KEPT_OF_OVERSIZED_BYTES = 64 * 1024
 
 
 class _StartWhereTheWorkersWere(ConsumerRebalanceListener):
@@ -91,7 +99,7 @@ async def _repack(settings: Settings, stop: asyncio.Event,
     # third of the repacker's CPU; zstd 362 MB/s and smaller (1:7.6 against 1:4.8 on tracking logs).
     producer = AIOKafkaProducer(**kafka_clients.options(
         settings, acks="all", enable_idempotence=True, compression_type="zstd", linger_ms=5,
-        max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024))
+        max_batch_size=1024 * 1024, max_request_size=MAX_REQUEST_BYTES))
     in_hand = asyncio.Lock()
     consumer.subscribe([raw], listener=_StartWhereTheWorkersWere(consumer, workers_committed, in_hand))
     await consumer.start()
@@ -102,16 +110,42 @@ async def _repack(settings: Settings, stop: asyncio.Event,
             async with in_hand:
                 sent = []
                 for tp, messages in fetched.items():
-                    records = (packing.RawRecord(m.offset, m.key, m.value, m.headers, m.timestamp) for m in messages)
+                    records = (packing.RawRecord(m.offset, m.key, m.value, m.headers, m.timestamp) for m in messages
+                               if len(m.value or b"") <= MAX_FORWARDED_BYTES)
                     sent += [await producer.send(packed, record.value, partition=tp.partition,
                                                  headers=record.headers, timestamp_ms=record.timestamp_ms)
                              for record in packing.repack(raw, records)]
+                    oversized = [m for m in messages if len(m.value or b"") > MAX_FORWARDED_BYTES]
+                    if oversized:
+                        sent.append(asyncio.ensure_future(_send_dead_letters(settings, oversized)))
                 await asyncio.gather(*sent)
                 if fetched:
                     await consumer.commit({tp: messages[-1].offset + 1 for tp, messages in fetched.items()})
     finally:
         await consumer.stop()
         await producer.stop()
+
+
+async def _send_dead_letters(settings: Settings, oversized: list) -> None:
+    """Through a producer of their own, uncompressed as the workers' dead letters are (every reader of
+    the topic reads them then); records this large are rare enough to pay for its connection."""
+    producer = AIOKafkaProducer(**kafka_clients.options(settings, acks="all", enable_idempotence=True))
+    await producer.start()
+    try:
+        await asyncio.gather(*[await producer.send(settings.topic(topics.DEAD_LETTERS), oversized_dead_letter(m))
+                               for m in oversized])
+    finally:
+        await producer.stop()
+
+
+def oversized_dead_letter(message) -> bytes:
+    """The dead letter of a raw record too large to forward: where it is, whose it is, its size."""
+    value = message.value or b""
+    key = (message.key or b"").decode("utf-8", "replace")
+    reason = (f"a record of {len(value)} bytes{f' from {key}' if key else ''} is larger than the repacker "
+              f"forwards ({MAX_FORWARDED_BYTES} bytes): not parsed; its first {KEPT_OF_OVERSIZED_BYTES} bytes kept")
+    return DEAD_LETTER.encode(records.dead_letter_record(reason, value[:KEPT_OF_OVERSIZED_BYTES], message.topic,
+                                                         message.partition, message.offset))
 
 
 def run_repacker(settings: Settings) -> None:

@@ -10,6 +10,7 @@ from pipeline import kafka_clients
 from pipeline.contracts import packing
 from pipeline.streaming import topics
 from pipeline.streaming.admin import _committed_offsets
+from pipeline.streaming.avro import DEAD_LETTER
 from pipeline.streaming.repack import repack_forever
 from tests.integration.conftest import _read_topic
 
@@ -94,3 +95,27 @@ def test_raw_records_arrive_repacked_in_order_on_their_partition(pipeline_env):
     assert by_partition == expected
     packed_records = len(packed)
     assert packed_records <= 4 * 10, f"{packed_records} repacked records for {len(raw)} raw ones"
+
+
+def test_a_record_too_large_to_forward_is_a_dead_letter_and_the_records_after_it_go_on(pipeline_env):
+    settings, _ = pipeline_env
+    # A binary file sent as one line by a shipper whose limits were raised: compressed, the broker takes it.
+    producer = kafka_clients.producer(settings, acks="all", compression_type="gzip", max_request_size=64 * 1024 * 1024)
+    try:
+        for value in (b"Mar  7 02:09:01 mx2 postfix/smtpd[1102]: before", b"\xff" * (5 * 1024 * 1024),
+                      b"Mar  7 02:09:02 mx2 postfix/smtpd[1102]: after"):
+            producer.send(settings.topic(topics.RAW), key=b"/var/log/mail.log", value=value)
+        producer.flush()
+    finally:
+        producer.close()
+    raw = _read_topic(settings, topics.RAW)
+    asyncio.run(_repack_until(settings, len(raw)))
+    packed = asyncio.run(_read_packed(settings))
+    assert b"".join(record.value for record in packed) == b"".join(
+        r.value + b"\n" for r in raw if len(r.value) < 1024)
+    [letter] = [DEAD_LETTER.decode(record.value) for record in _read_topic(settings, topics.DEAD_LETTERS)]
+    big = raw[1]
+    assert (letter["topic"], letter["partition"], letter["topic_offset"]) == (big.topic, big.partition, big.offset)
+    assert letter["reason"] == (f"a record of {5 * 1024 * 1024} bytes from /var/log/mail.log is larger than the "
+                                "repacker forwards (3145728 bytes): not parsed; its first 65536 bytes kept")
+    assert letter["raw"] == b"\xff" * 65536
