@@ -30,6 +30,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from pipeline import kafka_clients
 from pipeline.contracts import packing
+from pipeline.domain.events import SourcePosition
 from pipeline.settings import Settings
 from pipeline.streaming import records, topics
 from pipeline.streaming.avro import DEAD_LETTER
@@ -144,8 +145,10 @@ def oversized_dead_letter(message) -> bytes:
     key = (message.key or b"").decode("utf-8", "replace")
     reason = (f"a record of {len(value)} bytes{f' from {key}' if key else ''} is larger than the repacker "
               f"forwards ({MAX_FORWARDED_BYTES} bytes): not parsed; its first {KEPT_OF_OVERSIZED_BYTES} bytes kept")
+    # The record's key names its file, as the worker's dead letters of its lines do.
     return DEAD_LETTER.encode(records.dead_letter_record(reason, value[:KEPT_OF_OVERSIZED_BYTES], message.topic,
-                                                         message.partition, message.offset))
+                                                         message.partition, message.offset,
+                                                         SourcePosition(key) if key else None))
 
 
 def run_repacker(settings: Settings) -> None:

@@ -118,4 +118,4 @@ def test_a_record_too_large_to_forward_is_a_dead_letter_and_the_records_after_it
     assert (letter["topic"], letter["partition"], letter["topic_offset"]) == (big.topic, big.partition, big.offset)
     assert letter["reason"] == (f"a record of {5 * 1024 * 1024} bytes from /var/log/mail.log is larger than the "
                                 "repacker forwards (3145728 bytes): not parsed; its first 65536 bytes kept")
-    assert letter["raw"] == b"\xff" * 65536
+    assert letter["raw"] == b"\xff" * 65536 and letter["source"] == "/var/log/mail.log"
