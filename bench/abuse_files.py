@@ -14,9 +14,9 @@ from pathlib import Path
 from abuse_rig import SAMPLES, Finished, Rig, Row, renamed_lines, rss_mb, wait_until
 
 from pipeline import kafka_clients
+from pipeline.contracts import topics
+from pipeline.contracts.avro import DEAD_LETTER
 from pipeline.domain.config import MAX_LINE_BYTES
-from pipeline.streaming import topics
-from pipeline.streaming.avro import DEAD_LETTER
 
 BIG_LINE = 50 * 1024 * 1024
 # The valid lines the checks put after a bad one: a Postfix log of two sending servers.

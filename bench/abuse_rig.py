@@ -32,8 +32,8 @@ from pipeline import kafka_clients  # noqa: E402
 from pipeline.domain.policy import Decision  # noqa: E402
 from pipeline.edges.decisions import read_decisions  # noqa: E402
 from pipeline.edges.topic_reading import records_to_end  # noqa: E402
+from pipeline.kafka_admin import ensure_topics, wait_until_drained  # noqa: E402
 from pipeline.settings import Settings, load_settings  # noqa: E402
-from pipeline.streaming.admin import ensure_topics, wait_until_drained  # noqa: E402
 
 SAMPLES = ROOT / "tests" / "samples"
 # The samples' settings: our own MX hosts are trusted receivers.

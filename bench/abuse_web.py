@@ -9,7 +9,7 @@ import time
 
 from abuse_rig import Answer, Rig, Row
 
-from pipeline.streaming import topics
+from pipeline.contracts import topics
 
 READ_PATHS = ("/report.html", "/api/servers")
 

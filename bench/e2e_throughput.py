@@ -60,13 +60,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 from corpus import FORMATS, TRUSTED  # noqa: E402
 
 from pipeline import kafka_clients  # noqa: E402
-from pipeline.contracts import packing  # noqa: E402
+from pipeline.contracts import packing, topics  # noqa: E402
+from pipeline.contracts.avro import ENFORCEMENT_DECISION  # noqa: E402
 from pipeline.domain.events import epoch_ms  # noqa: E402
 from pipeline.edges.decisions import read_decisions  # noqa: E402
+from pipeline.kafka_admin import ensure_topics, lag  # noqa: E402
 from pipeline.settings import load_settings  # noqa: E402
-from pipeline.streaming import topics  # noqa: E402
-from pipeline.streaming.admin import ensure_topics, lag  # noqa: E402
-from pipeline.streaming.avro import ENFORCEMENT_DECISION  # noqa: E402
 
 TICK_S = 0.05
 

@@ -22,9 +22,9 @@ from pipeline.domain.replay import replay
 from pipeline.domain.report import evaluate_row
 from pipeline.edges.decisions import read_decisions
 from pipeline.evaluate import read_observations
-from pipeline.streaming import topics
-from pipeline.streaming.avro import DEAD_LETTER, SERVER_OBSERVATION
-from pipeline.streaming.records import observations_from_record
+from pipeline.contracts import topics
+from pipeline.contracts.avro import DEAD_LETTER, SERVER_OBSERVATION
+from pipeline.contracts.records import observations_from_record
 from tests.integration.conftest import _read_topic as read_topic
 
 # How `patchgate evaluate` prints a bad line (ParseError): "file:line (byte N): reason", after

@@ -34,8 +34,8 @@ for folder in (ROOT, BENCH):
         sys.path.insert(0, str(folder))
 
 from pipeline import kafka_clients  # noqa: E402
-from pipeline.streaming import topics  # noqa: E402
-from pipeline.streaming.admin import (  # noqa: E402
+from pipeline.contracts import topics  # noqa: E402
+from pipeline.kafka_admin import (  # noqa: E402
     CONSUMED,
     PROCESSED,
     _committed_offsets as committed_offsets,

@@ -31,12 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline import kafka_clients  # noqa: E402
+from pipeline.contracts import records, topics  # noqa: E402
+from pipeline.contracts.avro import ENFORCEMENT_DECISION  # noqa: E402
 from pipeline.domain.policy import Decision  # noqa: E402
 from pipeline.edges import milter_protocol as milter  # noqa: E402
+from pipeline.kafka_admin import ensure_topics  # noqa: E402
 from pipeline.settings import load_settings  # noqa: E402
-from pipeline.streaming import records, topics  # noqa: E402
-from pipeline.streaming.admin import ensure_topics  # noqa: E402
-from pipeline.streaming.avro import ENFORCEMENT_DECISION  # noqa: E402
 
 
 def free_port() -> int:

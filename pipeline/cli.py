@@ -138,7 +138,7 @@ class KafkaRefused(Exception):
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "topics":
-        from pipeline.streaming.admin import ensure_topics
+        from pipeline.kafka_admin import ensure_topics
 
         made = ensure_topics(settings)
         print(f"created {', '.join(made.created)}" if made.created else "all topics exist")
@@ -169,7 +169,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                           progress=progress_stream(), stop=lambda: bool(stopping))
         print(f"shipped {sent} lines", file=sys.stderr)
     elif args.command == "wait":
-        from pipeline.streaming.admin import wait_until_drained
+        from pipeline.kafka_admin import wait_until_drained
 
         wait_until_drained(settings, args.timeout)
     elif args.command == "repartition":
@@ -313,7 +313,7 @@ def _control(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import UTC, datetime
 
     from pipeline.edges.control import command_from_request, control_topics, operator, send_and_wait
-    from pipeline.streaming.admin import ensure_topics
+    from pipeline.kafka_admin import ensure_topics
 
     request = {"action": args.command, "target": args.target}
     request.update({name: getattr(args, name) for name in ("days", "reason", "start", "until", "all_servers")

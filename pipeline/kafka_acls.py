@@ -23,8 +23,8 @@ import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from pipeline.contracts import topics
 from pipeline.settings import Settings
-from pipeline.streaming import topics
 
 ROLES = ("operator", "worker", "sink", "shipper", "mta", "notify")
 

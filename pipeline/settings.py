@@ -115,7 +115,7 @@ class MtaSettings:
 class Settings:
     bootstrap_servers: str = "127.0.0.1:9092"
     kafka: KafkaConnection = field(default_factory=KafkaConnection)
-    # None: decided from the cluster when topics are created (see streaming.topics.replication).
+    # None: decided from the cluster when topics are created (see contracts.topics.replication).
     replication_factor: int | None = None
     min_insync_replicas: int | None = None
     # Room for several workers: a partition is the unit Faust hands to one of them.

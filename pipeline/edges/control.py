@@ -15,12 +15,12 @@ from datetime import UTC, date, datetime
 from kafka import TopicPartition
 
 from pipeline import kafka_clients
+from pipeline.contracts import topics
+from pipeline.contracts.control import CONTROL_APPLIED, CONTROL_COMMAND, command_record
 from pipeline.domain.config import day
 from pipeline.domain.control import ACTIONS, ControlCommand
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
 from pipeline.settings import Settings
-from pipeline.streaming import topics
-from pipeline.streaming.controls import CONTROL_APPLIED, CONTROL_COMMAND, command_record
 
 
 def command_from_request(payload: object, issued_at: datetime, issued_by: str) -> ControlCommand:

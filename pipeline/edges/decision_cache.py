@@ -2,7 +2,7 @@
 
 Rebuilt from the compacted topic at start and followed from there; persisted after changes so a
 restart without the broker still enforces the last known decisions. A tombstone deletes its
-server (streaming.compacted): lookups answer nothing for it, and the file no longer holds it.
+server (contracts.compacted): lookups answer nothing for it, and the file no longer holds it.
 """
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from pipeline.contracts import records
+from pipeline.contracts.avro import ENFORCEMENT_DECISION
+from pipeline.contracts.compacted import Compacted
 from pipeline.domain.policy import Decision
-from pipeline.streaming import records
-from pipeline.streaming.avro import ENFORCEMENT_DECISION
-from pipeline.streaming.compacted import Compacted
 
 
 class DecisionCache:

@@ -1,7 +1,7 @@
 """Read enforcement decisions from mail.decisions with kafka-python, as an MTA-side consumer does.
 
 mail.decisions is compacted and keyed by server id: a tombstone deletes its server's decisions
-(streaming.compacted).
+(contracts.compacted).
 """
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from kafka import TopicPartition
 from kafka.errors import UnknownTopicOrPartitionError
 
 from pipeline import kafka_clients
+from pipeline.contracts import records, topics
+from pipeline.contracts.avro import AvroDecodeError
+from pipeline.contracts.compacted import Compacted
 from pipeline.domain.policy import Decision
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
 from pipeline.settings import Settings
-from pipeline.streaming import records, topics
-from pipeline.streaming.avro import AvroDecodeError
-from pipeline.streaming.compacted import Compacted
 
 log = logging.getLogger(__name__)
 

@@ -24,6 +24,9 @@ from kafka import KafkaConsumer, TopicPartition
 
 from pipeline import kafka_clients
 from pipeline.catalog_files import load_catalog
+from pipeline.contracts import records, topics
+from pipeline.contracts.avro import AvroDecodeError
+from pipeline.contracts.compacted import Compacted
 from pipeline.domain.policy import Decision
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS, policy
 from pipeline.edges.connection_guard import ConnectionGuard, Handler, Reader, make_room
@@ -31,9 +34,6 @@ from pipeline.edges.decision_cache import DecisionCache
 from pipeline.edges.record_log import EnforcementLog, TraceLog
 from pipeline.edges.release import Releaser
 from pipeline.settings import Settings
-from pipeline.streaming import records, topics
-from pipeline.streaming.avro import AvroDecodeError
-from pipeline.streaming.compacted import Compacted
 
 log = logging.getLogger(__name__)
 MAX_LINE = 8192
@@ -167,7 +167,7 @@ class DecisionFollower(threading.Thread):
     def _keep_up(self, consumer: KafkaConsumer, name: str, partitions: list[TopicPartition],
                  ends: dict[TopicPartition, int]) -> None:
         """Read the assigned partitions of topic `name` from their start up to `ends` into a fold of
-        their own, which then replaces the cache (streaming.compacted: deleted servers left out);
+        their own, which then replaces the cache (contracts.compacted: deleted servers left out);
         from there on, apply each record to the cache as it comes, until stopped."""
         reading: Compacted[Decision] | None = records.latest_decisions()
         changed, last_save, checked = False, time.monotonic(), time.monotonic()

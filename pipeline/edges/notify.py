@@ -36,6 +36,9 @@ from pathlib import Path
 from kafka import KafkaConsumer, TopicPartition
 
 from pipeline import kafka_clients
+from pipeline.contracts import records, topics
+from pipeline.contracts.avro import AvroDecodeError
+from pipeline.contracts.compacted import Compacted
 from pipeline.domain.config import ConfigError
 from pipeline.domain.notices import Ledger, Notice, SentNotice, due_notices
 from pipeline.domain.notify_config import PASSWORD_VARIABLE, NotifyConfig
@@ -43,12 +46,9 @@ from pipeline.domain.policy import Decision
 from pipeline.domain.report import iso_utc
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
 from pipeline.edges.topic_reading import records_to_end
+from pipeline.kafka_admin import ensure_topics, read_compacted
 from pipeline.kafka_connection import password_from_file, readable_file
 from pipeline.settings import Settings
-from pipeline.streaming import records, topics
-from pipeline.streaming.admin import ensure_topics, read_compacted
-from pipeline.streaming.avro import AvroDecodeError
-from pipeline.streaming.compacted import Compacted
 
 log = logging.getLogger(__name__)
 # How often `--follow` looks for warnings that came due with time alone.

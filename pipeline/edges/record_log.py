@@ -12,13 +12,13 @@ from datetime import datetime
 from kafka import KafkaProducer
 
 from pipeline import kafka_clients
+from pipeline.contracts import records, topics
+from pipeline.contracts.avro import ENFORCEMENT, MESSAGE_TRACE, AvroContract
 from pipeline.domain.events import MessageTrace
 from pipeline.domain.policy import Decision
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
 from pipeline.edges.send_backlog import Backlog, sendable_again
 from pipeline.settings import Settings
-from pipeline.streaming import records, topics
-from pipeline.streaming.avro import ENFORCEMENT, MESSAGE_TRACE, AvroContract
 
 log = logging.getLogger(__name__)
 

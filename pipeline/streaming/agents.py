@@ -25,7 +25,10 @@ from dataclasses import dataclass
 
 import faust
 
-from pipeline.contracts import packing
+from pipeline.contracts import packing, records
+from pipeline.contracts.avro import ENFORCEMENT_DECISION, MESSAGE_TRACE, SERVER_OBSERVATION, SERVER_OBSERVATION_TIMES
+from pipeline.contracts.control import CONTROL_APPLIED, controls_from_applied
+from pipeline.contracts.topics import partition_for
 from pipeline.domain import policy
 from pipeline.domain.aggregate import ObservationBatch
 from pipeline.domain.catalog import Catalog
@@ -34,15 +37,7 @@ from pipeline.domain.control import Controls
 from pipeline.domain.events import ServerObservation
 from pipeline.domain.policy import ServerState
 from pipeline.settings import Settings
-from pipeline.streaming import records
-from pipeline.streaming.avro import ENFORCEMENT_DECISION, MESSAGE_TRACE, SERVER_OBSERVATION, SERVER_OBSERVATION_TIMES
-from pipeline.streaming.controls import (
-    CONTROL_APPLIED,
-    CONTROLS_KEY,
-    controls_from_applied,
-    decode_controls,
-    encode_controls,
-)
+from pipeline.streaming.controls import CONTROLS_KEY, decode_controls, encode_controls
 from pipeline.streaming.dead_letters import DeadLetterLimit, dead_letter, decoded, rejected_line
 from pipeline.streaming.failures import batches, stops_worker_on_failure
 from pipeline.streaming.ingest import RawBatch
@@ -58,7 +53,6 @@ from pipeline.streaming.outbox import (
     tails,
 )
 from pipeline.streaming.tables import TableBatch, flushed
-from pipeline.streaming.topics import partition_for
 
 log = logging.getLogger(__name__)
 # Raw records per batch: packed records hold up to 256 KiB of lines each (a batch of full ones is

@@ -26,10 +26,11 @@ import faust
 from faust.types import TableT
 from faust.types.auth import CredentialsT
 
+from pipeline.contracts import topics
 from pipeline.domain.catalog import Catalog
 from pipeline.kafka_connection import KafkaConnection
 from pipeline.settings import Settings
-from pipeline.streaming import agents, controls, sink_agents, topics
+from pipeline.streaming import agents, controls, sink_agents
 from pipeline.streaming.metrics import Metrics
 from pipeline.streaming.storage import ClickHouseHandle
 from pipeline.streaming.transport import InOrderTransport

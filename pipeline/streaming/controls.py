@@ -18,48 +18,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, date
+from datetime import date
 
 import faust
 import orjson
 
+from pipeline.contracts.compacted import is_tombstone
+from pipeline.contracts.control import CONTROL_APPLIED, CONTROL_COMMAND, applied_record, command_from_record
 from pipeline.domain.config import Exemption, Pause
-from pipeline.domain.control import ControlCommand, Controls, Outcome, apply
+from pipeline.domain.control import Controls, Outcome, apply
 from pipeline.settings import Settings
-from pipeline.streaming.avro import AvroContract
-from pipeline.streaming.compacted import is_tombstone
 from pipeline.streaming.dead_letters import DeadLetterLimit, decoded
 from pipeline.streaming.failures import batches, stops_worker_on_failure
 from pipeline.streaming.tables import TableBatch, flushed
 
 log = logging.getLogger(__name__)
-CONTROL_COMMAND = AvroContract("ControlCommand")
-CONTROL_APPLIED = AvroContract("ControlApplied")
 # The one key of both control tables (in each partition of controls-in-force).
 CONTROLS_KEY = b"controls"
-
-
-def command_record(command: ControlCommand) -> dict:
-    return {"command_id": command.command_id, "action": command.action, "target": command.target,
-            "issued_at": command.issued_at, "start": command.start, "days": command.days, "until": command.until,
-            "reason": command.reason, "issued_by": command.issued_by, "all_servers": command.all_servers}
-
-
-def command_from_record(record: dict) -> ControlCommand:
-    return ControlCommand(**{**record, "issued_at": record["issued_at"].astimezone(UTC)})
-
-
-def applied_record(command: ControlCommand, outcome: Outcome, controls: Controls) -> dict:
-    return {"command": command_record(command), "applied": outcome.applied, "detail": outcome.detail,
-            "pauses": [{"org": p.org, "start": p.start, "days": p.days} for p in controls.pauses],
-            "exemptions": [{"pattern": e.pattern, "until": e.until, "reason": e.reason} for e in controls.exemptions],
-            "report_only": list(controls.report_only)}
-
-
-def controls_from_applied(record: dict) -> Controls:
-    """What an outcome says is granted (without the outcomes: enforce needs none)."""
-    return Controls(tuple(Pause(**p) for p in record["pauses"]), tuple(Exemption(**e) for e in record["exemptions"]),
-                    report_only=tuple(record["report_only"]))
 
 
 def encode_controls(controls: Controls) -> bytes:

@@ -18,9 +18,9 @@ from typing import TypeVar
 import faust
 from faust.types import RecordMetadata
 
+from pipeline.contracts import records
+from pipeline.contracts.avro import DEAD_LETTER, AvroContract, AvroDecodeError
 from pipeline.domain.events import ParseError
-from pipeline.streaming import records
-from pipeline.streaming.avro import DEAD_LETTER, AvroContract, AvroDecodeError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -92,7 +92,7 @@ async def decoded(topic: faust.TopicT, event: faust.EventT, contract: AvroContra
     """The event's record as a domain object, or None once a record that does not decode was
     dead-lettered (its delivery future is added to `pending`). Raises DeadLetterLimitExceeded
     instead when `limit` says it is one bad record too many. A null value is one such record: on a
-    compacted topic it is a tombstone, which the agent skips before (streaming.compacted)."""
+    compacted topic it is a tombstone, which the agent skips before (contracts.compacted)."""
     try:
         value = from_record(contract.decode(event.message.value or b""))
     except AvroDecodeError as exc:

@@ -23,9 +23,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from pipeline import kafka_clients
+from pipeline.contracts.compacted import is_tombstone
 from pipeline.domain.policy import ServerState
 from pipeline.settings import Settings
-from pipeline.streaming.compacted import is_tombstone
 
 # One record of mail.decisions: key (the server id) and the Avro value, as bytes.
 Record = tuple[bytes, bytes]

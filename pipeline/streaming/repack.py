@@ -29,11 +29,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from pipeline import kafka_clients
-from pipeline.contracts import packing
+from pipeline.contracts import packing, records, topics
+from pipeline.contracts.avro import DEAD_LETTER
 from pipeline.domain.events import SourcePosition
 from pipeline.settings import Settings
-from pipeline.streaming import records, topics
-from pipeline.streaming.avro import DEAD_LETTER
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +152,7 @@ def oversized_dead_letter(message) -> bytes:
 
 def run_repacker(settings: Settings) -> None:
     """`patchgate repack`: repack until SIGTERM or SIGINT, then finish the fetch in hand."""
-    from pipeline.streaming.admin import workers_committed_raw
+    from pipeline.kafka_admin import workers_committed_raw
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -30,12 +30,12 @@ import orjson
 from kafka import TopicPartition
 from kafka.admin import NewPartitions
 
-from pipeline import kafka_clients
+from pipeline import kafka_admin as housekeeping, kafka_clients
+from pipeline.contracts import topics
+from pipeline.contracts.topics import partition_for
 from pipeline.domain.source_ends import OpenSources
 from pipeline.settings import Settings
-from pipeline.streaming import admin as housekeeping, topics
 from pipeline.streaming.ingest import open_sources_key
-from pipeline.streaming.topics import partition_for
 
 # The tables co-partitioned with the pipeline's topics (control-state keeps its one partition).
 TABLES = (topics.PARSER_STATE_TABLE, topics.OPEN_MESSAGES_TABLE, topics.SERVER_STATE_TABLE,

@@ -24,13 +24,13 @@ from functools import partial
 
 import faust
 
+from pipeline.contracts import records
+from pipeline.contracts.avro import ENFORCEMENT, ENFORCEMENT_DECISION, SERVER_OBSERVATION, AvroContract
+from pipeline.contracts.compacted import is_tombstone
+from pipeline.contracts.control import CONTROL_APPLIED
 from pipeline.settings import Settings
 from pipeline.sinks.clickhouse import insert_decisions, insert_enforcement, insert_observations
 from pipeline.sinks.control_log import command_row, config_rows, config_token, insert_control_log
-from pipeline.streaming import records
-from pipeline.streaming.avro import ENFORCEMENT, ENFORCEMENT_DECISION, SERVER_OBSERVATION, AvroContract
-from pipeline.streaming.compacted import is_tombstone
-from pipeline.streaming.controls import CONTROL_APPLIED
 from pipeline.streaming.dead_letters import DeadLetterLimit, decoded
 from pipeline.streaming.failures import batches, stops_worker_on_failure
 from pipeline.streaming.metrics import Metrics

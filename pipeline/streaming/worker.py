@@ -6,10 +6,10 @@ import sys
 from faust import Worker
 
 from pipeline.catalog_files import load_catalog
+from pipeline.kafka_admin import missing_topics
 from pipeline.kafka_clients import KafkaUnusable, check_connection
 from pipeline.settings import Settings
 from pipeline.sinks.clickhouse import FolderInUse, own_embedded_folder
-from pipeline.streaming.admin import missing_topics
 from pipeline.streaming.app import Role, build_apps
 from pipeline.streaming.repack import RepackerChild
 

@@ -29,9 +29,9 @@ from pipeline.catalog_files import load_catalog
 from pipeline.domain.replay import replay
 from pipeline.evaluate import read_observations
 from pipeline.settings import load_settings
-from pipeline.streaming import records, topics
-from pipeline.streaming.admin import ensure_topics, wait_until_drained
-from pipeline.streaming.avro import ENFORCEMENT_DECISION
+from pipeline.contracts import records, topics
+from pipeline.kafka_admin import ensure_topics, wait_until_drained
+from pipeline.contracts.avro import ENFORCEMENT_DECISION
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,8 +5,8 @@ servers it has no decision for, asks once per connection, and lets mail through 
 mta` is down."""
 from __future__ import annotations
 
-from pipeline.streaming import topics
-from pipeline.streaming.avro import ENFORCEMENT
+from pipeline.contracts import topics
+from pipeline.contracts.avro import ENFORCEMENT
 from tests.integration.conftest import isolated_env, publish_decisions_of, until_cached
 from tests.integration.test_mta import start_mta
 from tests.integration.test_postfix import POLICY, _free_port, write_logs

@@ -8,8 +8,8 @@ from pathlib import Path
 from pipeline import kafka_clients
 from pipeline.edges.decisions import read_decisions
 from pipeline.edges.shipper import ship
-from pipeline.streaming import topics
-from pipeline.streaming.avro import DEAD_LETTER, SERVER_OBSERVATION
+from pipeline.contracts import topics
+from pipeline.contracts.avro import DEAD_LETTER, SERVER_OBSERVATION
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.streaming import topics
-from pipeline.streaming.avro import ENFORCEMENT, MESSAGE_TRACE
+from pipeline.contracts import topics
+from pipeline.contracts.avro import ENFORCEMENT, MESSAGE_TRACE
 from tests.integration.conftest import isolated_env, publish_decisions_of, until_cached
 from tests.integration.test_postfix import POLICY, _free_port, write_logs
 

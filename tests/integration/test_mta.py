@@ -16,8 +16,8 @@ import pytest
 
 from pipeline import kafka_clients
 from pipeline.domain.policy import Decision
-from pipeline.streaming import records, topics
-from pipeline.streaming.avro import ENFORCEMENT, ENFORCEMENT_DECISION
+from pipeline.contracts import records, topics
+from pipeline.contracts.avro import ENFORCEMENT, ENFORCEMENT_DECISION
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK = "550 5.7.230 Connecting server version is out-of-date; connection blocked for 60 mins/hr."

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from pipeline.domain.notify_config import NotifyConfig
 from pipeline.domain.policy import Decision
 from pipeline.edges.notify import run
-from pipeline.streaming.topics import NOTICES
+from pipeline.contracts.topics import NOTICES
 from tests.integration.conftest import publish_decisions
 
 ADMINS, OPS, TAILSPIN = "exchange-admins@owners.example", "ops@owners.example", "it@owners.example"

@@ -8,9 +8,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline import kafka_clients
 from pipeline.contracts import packing
-from pipeline.streaming import topics
-from pipeline.streaming.admin import _committed_offsets
-from pipeline.streaming.avro import DEAD_LETTER
+from pipeline.contracts import topics
+from pipeline.kafka_admin import _committed_offsets
+from pipeline.contracts.avro import DEAD_LETTER
 from pipeline.streaming.repack import repack_forever
 from tests.integration.conftest import _read_topic
 

@@ -17,8 +17,8 @@ from pipeline.edges.decisions import read_decisions
 from pipeline.edges.shipper import ship
 from pipeline.evaluate import evaluate
 from pipeline.settings import load_settings
-from pipeline.streaming import topics
-from pipeline.streaming.topics import partition_for
+from pipeline.contracts import topics
+from pipeline.contracts.topics import partition_for
 from tests.integration.conftest import ROOT, Worker, _drained, _read_topic, isolated_env
 from tests.integration.test_pipeline import CONFIG, SAMPLES, latest_by_server
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from pipeline.domain import windows
 from pipeline.domain.policy import Decision
 from pipeline.edges.shipper import ship
-from pipeline.streaming import records
+from pipeline.contracts import records
 from pipeline.web import client
 
 from tests.integration.conftest import TESTS, Workers, _drained, isolated_env

@@ -15,7 +15,7 @@ from pipeline.edges.decisions import read_decisions
 from pipeline.edges.shipper import ship
 from pipeline.evaluate import evaluate
 from pipeline.settings import load_settings
-from pipeline.streaming.admin import wait_until_drained
+from pipeline.kafka_admin import wait_until_drained
 from pipeline.web import client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))

@@ -24,8 +24,8 @@ from pipeline import kafka_clients
 from pipeline.domain.report import evaluate_row
 from pipeline.evaluate import evaluate
 from pipeline.settings import load_settings
-from pipeline.streaming import records, topics
-from pipeline.streaming.avro import ENFORCEMENT, ENFORCEMENT_DECISION
+from pipeline.contracts import records, topics
+from pipeline.contracts.avro import ENFORCEMENT, ENFORCEMENT_DECISION
 from pipeline.web import client
 from tests.integration.conftest import ROOT, free_port
 from tests.integration.test_mta import BLOCK, ask, decision, request, wait_until_blocking

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pipeline.contracts import packing
 from pipeline.edges.shipper import ship
-from pipeline.streaming import topics
+from pipeline.contracts import topics
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.contracts import packing
-from pipeline.streaming import topics
+from pipeline.contracts import topics
 
 ROOT = Path(__file__).resolve().parents[2]
 KAFKA_SH = ROOT / "deploy" / "kafka" / "kafka.sh"

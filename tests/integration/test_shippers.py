@@ -19,9 +19,9 @@ from pipeline.domain.report import evaluate_row
 from pipeline.edges.decisions import read_decisions
 from pipeline.evaluate import evaluate
 from pipeline.settings import load_settings
-from pipeline.streaming import topics
+from pipeline.contracts import topics
 from pipeline.web import client
-from pipeline.streaming.avro import DEAD_LETTER
+from pipeline.contracts.avro import DEAD_LETTER
 from tests.integration.conftest import ROOT, Workers, _drained, _read_topic, isolated_env
 from tests.integration.test_pipeline import CONFIG, SAMPLES, latest_by_server
 

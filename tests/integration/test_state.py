@@ -13,7 +13,7 @@ from pipeline.edges.decisions import read_decisions
 from pipeline.edges.shipper import ship
 from pipeline.evaluate import evaluate
 from pipeline.files import chunks, expand
-from pipeline.streaming import topics
+from pipeline.contracts import topics
 
 TESTS = Path(__file__).resolve().parents[1]
 

@@ -15,8 +15,8 @@ from kafka import KafkaProducer
 from pipeline.domain.policy import Decision
 from pipeline.edges import mta, policy
 from pipeline.edges.decision_cache import DecisionCache
-from pipeline.streaming import records, topics
-from pipeline.streaming.avro import ENFORCEMENT_DECISION
+from pipeline.contracts import records, topics
+from pipeline.contracts.avro import ENFORCEMENT_DECISION
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,8 +10,8 @@ from pipeline.contracts import packing
 from pipeline.edges.decisions import read_decisions
 from pipeline.edges.shipper import ship
 from pipeline.sinks.clickhouse import connect
-from pipeline.streaming import topics
-from pipeline.streaming.admin import lag
+from pipeline.contracts import topics
+from pipeline.kafka_admin import lag
 
 SAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "samples"
 FILES = ["MSGTRK_EX13MBX01_20260102.LOG", "MSGTRK_EX16MBX01_20260210.LOG", "MSGTRK_EX19MBX01_20260301.LOG"]

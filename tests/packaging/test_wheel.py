@@ -41,7 +41,7 @@ DATA_SUFFIXES = (".avsc", ".sql", ".csv")
 CHECK_INSTALLED = """
 import json, sys, pipeline, pipeline.edges.mta, pipeline.streaming.worker
 from pipeline.sinks.clickhouse import create_tables
-from pipeline.streaming.avro import DEAD_LETTER
+from pipeline.contracts.avro import DEAD_LETTER
 
 class RecordingClient:
     def __init__(self):

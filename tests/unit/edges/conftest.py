@@ -5,8 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipeline.streaming import records
-from pipeline.streaming.avro import ENFORCEMENT_DECISION
+from pipeline.contracts import records
+from pipeline.contracts.avro import ENFORCEMENT_DECISION
 
 
 class DecisionsTopic:

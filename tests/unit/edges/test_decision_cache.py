@@ -3,8 +3,8 @@ import dataclasses
 import pytest
 
 from pipeline.edges.decision_cache import DecisionCache
-from pipeline.streaming import records
-from pipeline.streaming.avro import ENFORCEMENT_DECISION, AvroDecodeError
+from pipeline.contracts import records
+from pipeline.contracts.avro import ENFORCEMENT_DECISION, AvroDecodeError
 
 SHARED_HOST = "smtp.shared-hosting.example"
 

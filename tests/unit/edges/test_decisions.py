@@ -8,8 +8,8 @@ import pytest
 from pipeline.cli import main
 from pipeline.edges import decisions
 from pipeline.settings import SOURCES
-from pipeline.streaming import records
-from pipeline.streaming.avro import ENFORCEMENT_DECISION
+from pipeline.contracts import records
+from pipeline.contracts.avro import ENFORCEMENT_DECISION
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ from kafka.future import Future
 from pipeline.edges import mta
 from pipeline.edges.send_backlog import Backlog, sendable_again
 from pipeline.settings import Settings
-from pipeline.streaming.avro import ENFORCEMENT
+from pipeline.contracts.avro import ENFORCEMENT
 
 NOW = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ from pipeline.sinks.clickhouse import (
     insert_observations,
     insert_rows,
 )
-from pipeline.streaming import records
+from pipeline.contracts import records
 
 AT = datetime(2026, 2, 1, 23, 53, 27, tzinfo=timezone.utc)
 

@@ -9,20 +9,18 @@ import pytest
 from faust.agents.agent import AgentTestWrapper
 from faust.types import TP
 
-from pipeline.contracts import packing
-from pipeline.domain.config import Exemption
+from pipeline.catalog_files import load_catalog
+from pipeline.contracts import packing, records
+from pipeline.contracts.avro import DEAD_LETTER, ENFORCEMENT_DECISION, SERVER_OBSERVATION
+from pipeline.contracts.control import CONTROL_APPLIED, CONTROL_COMMAND, applied_record, command_record
+from pipeline.contracts.topics import partition_for
+from pipeline.domain.config import Exemption, PolicyConfig
 from pipeline.domain.control import ControlCommand, Controls, Outcome
 from pipeline.domain.events import ServerObservation
-from pipeline.settings import DeadLetterSettings, Settings
-from pipeline.streaming import records
-from pipeline.streaming.avro import DEAD_LETTER, ENFORCEMENT_DECISION, SERVER_OBSERVATION
-from pipeline.streaming.controls import CONTROL_APPLIED, CONTROL_COMMAND, applied_record, command_record
-from pipeline.streaming.dead_letters import DeadLetterLimitExceeded
-from pipeline.catalog_files import load_catalog
-from pipeline.domain.config import PolicyConfig
 from pipeline.domain.policy import step
+from pipeline.settings import DeadLetterSettings, Settings
+from pipeline.streaming.dead_letters import DeadLetterLimitExceeded
 from pipeline.streaming.outbox import OUTBOX, StoredServer, outbox_key, outbox_values
-from pipeline.streaming.topics import partition_for
 
 # 2026-02-17: the reference date of syslog lines, which carry no year.
 RECEIVED_AT = 1_771_300_000.0

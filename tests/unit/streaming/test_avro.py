@@ -3,7 +3,7 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from pipeline.streaming.avro import ENFORCEMENT_DECISION, MAGIC, SERVER_OBSERVATION, AvroDecodeError
+from pipeline.contracts.avro import ENFORCEMENT_DECISION, MAGIC, SERVER_OBSERVATION, AvroDecodeError
 
 DECISION = {
     "server_id": "ex13mbx01.contoso.example", "org": None, "hostname": "ex13mbx01.contoso.example",
@@ -44,8 +44,8 @@ def test_records_written_with_earlier_schemas_read_with_the_current_one():
     get their defaults, and a v2 record becomes an observation of one message."""
     import json
 
-    from pipeline.streaming import records
-    from pipeline.streaming.avro import SCHEMA_DIR, AvroContract
+    from pipeline.contracts import records
+    from pipeline.contracts.avro import SCHEMA_DIR, AvroContract
 
     v1_schema = SCHEMA_DIR.joinpath("history", "ServerObservation.v1.avsc").read_text(encoding="utf-8")
     assert "software" not in {f["name"] for f in json.loads(v1_schema)["fields"]}
@@ -67,8 +67,8 @@ def test_records_written_with_earlier_schemas_read_with_the_current_one():
 def test_records_without_a_scope_flag_were_in_scope():
     """ServerObservation v3 had no `in_scope` and MessageTrace v1 no `tls_peer`: readers get the defaults."""
     from pipeline.domain.events import ServerObservation
-    from pipeline.streaming import records
-    from pipeline.streaming.avro import MESSAGE_TRACE, AvroContract
+    from pipeline.contracts import records
+    from pipeline.contracts.avro import MESSAGE_TRACE, AvroContract
 
     observation = ServerObservation.once("ex13.contoso.example", "ex13.contoso.example", None,
                                          datetime(2026, 1, 2, tzinfo=timezone.utc), "15.0.1497.2", "received-id", "<m@x>", 10)
@@ -84,8 +84,8 @@ def test_records_without_a_scope_flag_were_in_scope():
 
 
 def test_decisions_and_control_outcomes_written_before_report_only_read_as_enforced():
-    from pipeline.streaming.avro import AvroContract
-    from pipeline.streaming.controls import CONTROL_APPLIED
+    from pipeline.contracts.avro import AvroContract
+    from pipeline.contracts.control import CONTROL_APPLIED
 
     assert ENFORCEMENT_DECISION.decode(AvroContract("history/EnforcementDecision.v1").encode(DECISION))[
         "report_only"] is False

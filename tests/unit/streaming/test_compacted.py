@@ -1,7 +1,7 @@
 """Records of a compacted topic folded per key: what compaction leaves of them, whenever it runs."""
 import pytest
 
-from pipeline.streaming.compacted import Compacted, is_tombstone
+from pipeline.contracts.compacted import Compacted, is_tombstone
 
 
 def test_only_a_null_value_is_a_tombstone():

@@ -15,11 +15,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline.contracts import packing
 from pipeline.domain.events import ServerObservation
 from pipeline.settings import Settings
-from pipeline.streaming import records
-from pipeline.streaming.avro import ENFORCEMENT_DECISION, SERVER_OBSERVATION
+from pipeline.contracts import records
+from pipeline.contracts.avro import ENFORCEMENT_DECISION, SERVER_OBSERVATION
 from pipeline.streaming.metrics import Metrics, stored_keys
 from pipeline.streaming.storage import ClickHouseHandle
-from pipeline.streaming.topics import partition_for
+from pipeline.contracts.topics import partition_for
 
 RECEIVED_AT = 1_771_300_000.0
 LOG = "/logs/MSGTRK_EX16.LOG"

@@ -5,8 +5,8 @@ from pipeline.catalog_files import load_catalog
 from pipeline.domain.config import PolicyConfig
 from pipeline.domain.events import MessageTrace, ServerObservation, SourcePosition, epoch_ms
 from pipeline.domain.policy import step
-from pipeline.streaming import records
-from pipeline.streaming.avro import (
+from pipeline.contracts import records
+from pipeline.contracts.avro import (
     DEAD_LETTER, ENFORCEMENT_DECISION, MESSAGE_TRACE, SERVER_OBSERVATION, SERVER_OBSERVATION_TIMES,
 )
 
@@ -45,7 +45,7 @@ def test_observation_and_decision_survive_the_wire():
 def test_the_sink_takes_records_of_every_version_and_refuses_messages_it_cannot_pass_on():
     import pytest
 
-    from pipeline.streaming.avro import AvroDecodeError
+    from pipeline.contracts.avro import AvroDecodeError
 
     one = ServerObservation.once("s", "s", None, AT, "15.0.1497.2", "received-id", "<m@x>", 10)
     v2 = {**records.observation_record(one), "first_event_time": None, "message_id": "<m@x>", "total_bytes": 10}
@@ -103,7 +103,7 @@ def test_a_partition_s_observations_are_cut_into_records_below_the_size_bound():
 
 
 def test_a_v4_record_is_one_observation():
-    from pipeline.streaming.avro import AvroContract
+    from pipeline.contracts.avro import AvroContract
 
     current = records.observation_record(seen(1))
     v4 = {name: value for name, value in current.items() if name != "more"}
@@ -127,7 +127,7 @@ def test_dead_letter_of_an_enveloped_line_names_the_envelope_too():
 
 
 def test_dead_letters_written_before_the_envelope_fields_read_without_them():
-    from pipeline.streaming.avro import AvroContract
+    from pipeline.contracts.avro import AvroContract
 
     old = {key: value for key, value in records.dead_letter_record("bad", b"\x00", "mail.traces", 2, 41).items()
            if not key.startswith("via_")}

@@ -18,7 +18,7 @@ from pipeline.streaming.repartition import (
     spread_controls,
     stays,
 )
-from pipeline.streaming.topics import partition_for
+from pipeline.contracts.topics import partition_for
 
 
 def names(count: int) -> list[bytes]:

@@ -11,9 +11,9 @@ from pipeline.domain.events import ServerObservation
 from pipeline.settings import DeadLetterSettings
 from pipeline.sinks import clickhouse as tables
 from pipeline.sinks.queries import run_sql
-from pipeline.streaming import records
+from pipeline.contracts import records
 from pipeline.streaming.app import health
-from pipeline.streaming.avro import ENFORCEMENT, ENFORCEMENT_DECISION, SERVER_OBSERVATION
+from pipeline.contracts.avro import ENFORCEMENT, ENFORCEMENT_DECISION, SERVER_OBSERVATION
 from pipeline.streaming.metrics import Metrics
 from pipeline.streaming.sink_agents import dedup_token
 from pipeline.streaming.storage import ClickHouseHandle

@@ -1,7 +1,7 @@
 import pytest
 
 from pipeline.settings import Settings
-from pipeline.streaming.topics import Replication, created_topics, pipeline_topics, replication
+from pipeline.contracts.topics import Replication, created_topics, pipeline_topics, replication
 
 
 def test_every_pipeline_topic_with_decisions_and_commands_compacted_and_commands_in_one_partition():

@@ -10,9 +10,9 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError, for_code
 
 from pipeline import kafka_clients
+from pipeline.contracts import topics
+from pipeline.contracts.compacted import Compacted
 from pipeline.settings import Settings
-from pipeline.streaming import topics
-from pipeline.streaming.compacted import Compacted
 
 # Topics whose committed offsets must reach the end before the pipeline has caught up: every
 # topic a consumer group of the pipeline reads, in flow order; the repackers' group reads

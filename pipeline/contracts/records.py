@@ -7,11 +7,11 @@ from dataclasses import dataclass, field, fields
 
 import orjson
 
+from pipeline.contracts.avro import ENFORCEMENT_DECISION, AvroDecodeError
+from pipeline.contracts.compacted import Compacted
+from pipeline.contracts.topics import partition_for
 from pipeline.domain.events import MessageTrace, ParseError, ServerObservation, SourcePosition
 from pipeline.domain.policy import Decision
-from pipeline.streaming.avro import ENFORCEMENT_DECISION, AvroDecodeError
-from pipeline.streaming.compacted import Compacted
-from pipeline.streaming.topics import partition_for
 
 # Field by field rather than dataclasses.asdict, which deep-copies and shows up in profiles.
 _TRACE_FIELDS = tuple(f.name for f in fields(MessageTrace) if f.name not in ("position", "recipients", "received"))
