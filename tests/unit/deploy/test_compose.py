@@ -207,3 +207,10 @@ def test_the_policy_service_listens_where_postfix_is_told_to_ask():
     assert command[command.index("--host") + 1] == "0.0.0.0"
     assert port in container_ports(service)
     assert service["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+
+
+def test_a_published_policy_port_answers_only_the_networks_it_names():
+    service = patchgate_services()["mta-policy"]
+    assert container_ports(service) == {10040}
+    networks = settings_of(service).mta.client_networks
+    assert networks and all(network.is_private for network in networks)
