@@ -3,7 +3,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from pipeline.catalog_files import load_catalog
-from pipeline.domain.config import PolicyConfig
+from pipeline.domain.config import Pause, PolicyConfig
 from pipeline.domain.events import ServerObservation
 from pipeline.domain.policy import ServerState, assess, step
 
@@ -207,3 +207,15 @@ def test_an_exchange_product_known_without_a_build_gives_way_to_a_build():
     assert (first.product, first.build, first.status) == ("Exchange2010", None, "unsupported")
     state, decision = step(state, seen("15.1.2507.61", T0 + timedelta(days=1)), CONFIG, CATALOG)
     assert (decision.product, decision.status) == ("Exchange2016", "current")
+
+
+def test_a_pause_starting_and_ending_between_two_sightings_is_decided_through_step():
+    # Each sighting is folded by `step`, as the stream does: the pause's first and last day must
+    # each make the next sighting decide again, or the stage of before the pause would stand.
+    paused = PolicyConfig(pauses=(Pause("contoso.example", date(2026, 2, 10), 10),))
+    days = (0, 34, 38, 48)
+    _, decisions = run([seen("15.0.1497.2", T0 + timedelta(days=day), org="contoso.example") for day in days],
+                       paused)
+    assert [(d.decided_at.date().isoformat(), d.stage, d.throttle_minutes_per_hour) for d in decisions] == [
+        ("2026-01-05", 1, 0), ("2026-02-08", 2, 5), ("2026-02-12", 1, 0), ("2026-02-22", 2, 5)]
+    assert decisions[2].reason.endswith("; enforcement paused until 2026-02-20")
