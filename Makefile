@@ -20,7 +20,7 @@ LOCK_FLAGS := --quiet --generate-hashes --python-version 3.11 --python-platform 
 # pyproject.toml allows; the other pins stay where they are unless a bound forces them to move.
 UPGRADE ?=
 
-.PHONY: demo test venv lock kafka-start kafka-stop
+.PHONY: demo test test-unit venv lock kafka-start kafka-stop
 
 # Every package from the lock, wheels only (an sdist's build would fetch unhashed build tools);
 # then patchgate itself, in a second step since a local folder has no hash to check: without
@@ -53,6 +53,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash deploy/test.sh
+
+# The inner loop: the unit tests, under a minute, with neither a broker nor the Debian packages.
+test-unit: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit
 
 kafka-start:
 	bash deploy/kafka/kafka.sh start
