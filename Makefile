@@ -56,7 +56,7 @@ test: $(STAMP)
 
 # The inner loop: the unit tests, under a minute, with neither a broker nor the Debian packages.
 test-unit: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit
+	$(VENV)/bin/python -m pytest -q tests/unit
 
 kafka-start:
 	bash deploy/kafka/kafka.sh start
