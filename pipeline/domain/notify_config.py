@@ -20,13 +20,13 @@ by `patchgate notify` at its start (pipeline.edges.notify), as no other command 
 """
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline.domain.config import ConfigError, integer, strings, table, text
+from pipeline.domain.hostnames import is_loopback
 
 _KEYS = ("smtp_host", "smtp_port", "smtp_tls", "smtp_username", "smtp_password_file", "smtp_ca_file", "sender",
          "report_url", "lead_days", "contacts")
@@ -81,21 +81,12 @@ class NotifyConfig:
         return self.contacts.get(org.lower(), ()) if org else ()
 
 
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _tls_mode(given: Mapping[str, Any], host: str) -> str:
     """The smtp_tls given, else the default: nobody can listen on a loopback relay's connection (and
     a local MTA seldom has a certificate for 127.0.0.1), while the way to any other host crosses a
     network, so its certificate is checked and nothing goes in clear text unless asked for."""
     if "smtp_tls" not in given:
-        return "none" if is_loopback(host) else "starttls"
+        return "none" if is_loopback(host, None) else "starttls"
     mode = text(given["smtp_tls"], "notify.smtp_tls", shape=f"one of {', '.join(TLS_MODES)}")
     if mode.lower() not in TLS_MODES:
         raise ConfigError("notify.smtp_tls", f"must be one of {', '.join(TLS_MODES)}, got {mode!r}")

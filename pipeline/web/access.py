@@ -46,6 +46,7 @@ import faust
 from aiohttp import web
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
+from pipeline.domain.hostnames import is_loopback
 from pipeline.settings import Settings
 from pipeline.web import pages
 
@@ -75,15 +76,6 @@ def install(app: faust.App, settings: Settings) -> None:
     web_app.router.add_get("/logout", access.logout)
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def local_path(value: object) -> str:
     """`value` when it is a path of this port (a login's `next`), else the report: never a URL of
     another site."""
@@ -104,7 +96,7 @@ class WebAccess:
 
     def __init__(self, settings: Settings, session_key: bytes = _SESSION_KEY):
         self.bound_to = settings.web_host
-        self.loopback = is_loopback(settings.web_host)
+        self.loopback = is_loopback(settings.web_host, None)
         self.readers = Tokens(tuple(token for token in (settings.web_view_token, settings.web_token) if token),
                               "web_view_token (PATCHGATE_WEB_VIEW_TOKEN), or web_token (PATCHGATE_WEB_TOKEN)",
                               "<web_view_token> (or <web_token>)")
@@ -202,7 +194,7 @@ def _one_of(sent: str, tokens: Iterable[str]) -> bool:
 def _allowed_hosts(settings: Settings) -> frozenset[str]:
     names = {_canonical(settings.web_host.lower()), *(_canonical(name) for name in settings.web_hostnames)}
     # A port bound to every address (0.0.0.0, ::) answers on loopback too.
-    if is_loopback(settings.web_host) or _canonical(settings.web_host) in ("0.0.0.0", "::"):
+    if is_loopback(settings.web_host, None) or _canonical(settings.web_host) in ("0.0.0.0", "::"):
         names |= LOOPBACK_NAMES
     return frozenset(names)
 
