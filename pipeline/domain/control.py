@@ -192,13 +192,9 @@ def _enforce(controls: Controls, target: str, config: PolicyConfig) -> tuple[Con
 
 
 def _report_only_by(config: PolicyConfig, controls: Controls, target: str) -> str | None:
-    """What puts `target` (an org or SITE) in report-only mode: for SITE, only a site-wide setting."""
-    in_force = controls.in_force(config)
-    if target == SITE:
-        if config.report_only:
-            return "policy.report_only"
-        return "a command for the whole site" if SITE in controls.report_only else None
-    return in_force.report_only_by(target)
+    """What puts `target` (an org or SITE) in report-only mode: for SITE, only a site-wide setting
+    (an org named nowhere)."""
+    return controls.in_force(config).report_only_by(None if target == SITE else target)
 
 
 def _named(target: str) -> str:
