@@ -110,12 +110,15 @@ async def _repack(settings: Settings, stop: asyncio.Event,
             async with in_hand:
                 sent = []
                 for tp, messages in fetched.items():
-                    records = (packing.RawRecord(m.offset, m.key, m.value, m.headers, m.timestamp) for m in messages
-                               if len(m.value or b"") <= MAX_FORWARDED_BYTES)
+                    records, oversized = [], []
+                    for m in messages:
+                        if len(m.value or b"") <= MAX_FORWARDED_BYTES:
+                            records.append(packing.RawRecord(m.offset, m.key, m.value, m.headers, m.timestamp))
+                        else:
+                            oversized.append(m)
                     sent += [await producer.send(packed, record.value, partition=tp.partition,
                                                  headers=record.headers, timestamp_ms=record.timestamp_ms)
                              for record in packing.repack(raw, records)]
-                    oversized = [m for m in messages if len(m.value or b"") > MAX_FORWARDED_BYTES]
                     if oversized:
                         sent.append(asyncio.ensure_future(_send_dead_letters(settings, oversized)))
                 await asyncio.gather(*sent)
