@@ -165,8 +165,13 @@ _HOSTNAMES_SHAPE = "host names or IP addresses, several separated by commas"
 _PASSWORD = re.compile(r"(//[^/@:]*):[^/@]*@")
 
 
+def _listed(value: Any) -> Any:
+    """A list as the file gives it, or the environment's text of entries separated by commas."""
+    return [entry.strip() for entry in value.split(",")] if isinstance(value, str) else value
+
+
 def _bootstrap_servers(value: Any, key: str) -> str:
-    entries = [entry.strip() for entry in value.split(",")] if isinstance(value, str) else value
+    entries = _listed(value)
     if isinstance(entries, list) and entries and all(isinstance(entry, str) for entry in entries):
         found = [_HOST_PORT.fullmatch(entry) for entry in entries]
         if all(match and 1 <= int(match["port"]) <= 65535 for match in found):
@@ -194,17 +199,13 @@ def _is_server_url(url: str) -> bool:
 
 def _host(value: Any, key: str) -> str:
     host = text(value, key, shape="a host name or an IP address")
-    if _HOST_NAME.fullmatch(host):
+    if _is_host(host):
         return host
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ConfigError(key, f"must be a host name or an IP address, got {value!r}") from None
-    return host
+    raise ConfigError(key, f"must be a host name or an IP address, got {value!r}")
 
 
 def _client_networks(value: Any, key: str) -> tuple[IPNetwork, ...]:
-    entries = [entry.strip() for entry in value.split(",")] if isinstance(value, str) else value
+    entries = _listed(value)
     networks = tuple(network(entry, f"{key}[{index}]", "a CIDR range like 192.0.2.0/24")
                      for index, entry in enumerate(strings(entries, key)))
     if not networks:
@@ -213,7 +214,7 @@ def _client_networks(value: Any, key: str) -> tuple[IPNetwork, ...]:
 
 
 def _hostnames(value: Any, key: str) -> tuple[str, ...]:
-    entries = [entry.strip() for entry in value.split(",")] if isinstance(value, str) else value
+    entries = _listed(value)
     if isinstance(entries, list) and all(isinstance(entry, str) and _is_host(entry) for entry in entries):
         return tuple(entry.lower() for entry in entries)
     raise ConfigError(key, f"must be {_HOSTNAMES_SHAPE}, got {value!r}")
