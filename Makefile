@@ -20,7 +20,7 @@ LOCK_FLAGS := --quiet --generate-hashes --python-version 3.11 --python-platform 
 # pyproject.toml allows; the other pins stay where they are unless a bound forces them to move.
 UPGRADE ?=
 
-.PHONY: demo test test-unit venv lock kafka-start kafka-stop
+.PHONY: demo test test-unit test-confluent venv lock kafka-start kafka-stop
 
 # Every package from the lock, wheels only (an sdist's build would fetch unhashed build tools);
 # then patchgate itself, in a second step since a local folder has no hash to check: without
@@ -53,6 +53,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash deploy/test.sh
+
+# The integration suite with every command writing the Confluent wire format, against a schema
+# registry double on loopback (tests/schema_registry_double.py).
+test-confluent: $(STAMP)
+	PATCHGATE_WIRE_FORMAT=confluent bash deploy/test.sh -m integration tests/integration
 
 # The inner loop: the unit tests, under a minute, with neither a broker nor the Debian packages.
 test-unit: $(STAMP)

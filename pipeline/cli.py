@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from pipeline.catalog_files import CatalogError
+from pipeline.contracts.schema_registry import SchemaRegistryError
 from pipeline.domain.config import ConfigError
 from pipeline.domain.control import ACTIONS as CONTROL_ACTIONS
 from pipeline.settings import Settings, load_settings
@@ -89,12 +90,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         _check_kafka(args.command, settings)
+        _configure_wire(args.command, settings)
         return _run(args, settings)
     except CatalogError as exc:
         print(f"patchgate {args.command}: {exc}", file=sys.stderr)
         return 2
     except KafkaRefused as exc:
         print(f"patchgate {args.command}: kafka: {exc}", file=sys.stderr)
+        return 1
+    except SchemaRegistryError as exc:
+        print(f"patchgate {args.command}: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
         # kafka-python is imported only by the commands that talk to Kafka (it takes a third of a
@@ -130,6 +135,19 @@ def _check_kafka(command: str, settings: Settings) -> None:
         if exc.lasting or patience is not None:
             raise KafkaRefused(str(exc)) from None
         print(f"patchgate {command}: kafka: {exc}; going on without it", file=sys.stderr)
+
+
+# The commands that write Avro records to Kafka, and so frame them as `[kafka] wire_format` says.
+WRITES_AVRO = ("worker", "sink", "run", "repack", "mta", "milter", *CONTROL_ACTIONS)
+
+
+def _configure_wire(command: str, settings: Settings) -> None:
+    """Register the schemas and frame records as the wire settings say, for a command that talks
+    to Kafka (readers included: they look up the registry ids they meet)."""
+    if command in KAFKA_PATIENCE_S or command in WRITES_AVRO:
+        from pipeline.contracts.wire import configure
+
+        configure(settings, writes=command in WRITES_AVRO)
 
 
 class KafkaRefused(Exception):

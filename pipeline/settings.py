@@ -12,6 +12,13 @@
                     partitions           1 to 10000
                     topic_prefix         letters, digits, ".", "_" and "-" (Kafka's topic name characters)
                     app_id               the same, not empty: the Faust app id and consumer group
+                    wire_format          single-object (default) or confluent: how the Avro records
+                                         the project writes are framed (pipeline.contracts.wire)
+                    schema_registry_url  http(s) URL of the schema registry; confluent needs it, and
+                                         any reader of Confluent-framed records it did not write
+                    schema_registry_username, schema_registry_password (or
+                    schema_registry_password_file)   basic auth; https, or http on loopback only.
+                                         TLS to it trusts what the Kafka client does (ssl_cafile)
     [clickhouse]    url                  "chdb:///dir" embedded, or http(s)://... for a server
     [worker]        data_dir, web_host, web_port (1 to 65535)
                     web_token            the operator's token: control commands over HTTP need it; it
@@ -45,7 +52,9 @@
 Environment: KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME,
 KAFKA_SASL_PASSWORD, KAFKA_SASL_PASSWORD_FILE, KAFKA_SSL_CAFILE, KAFKA_SSL_CERTFILE, KAFKA_SSL_KEYFILE,
 PATCHGATE_REPLICATION_FACTOR, PATCHGATE_MIN_INSYNC_REPLICAS, PATCHGATE_PARTITIONS, PATCHGATE_TOPIC_PREFIX,
-PATCHGATE_APP_ID, CLICKHOUSE_URL, PATCHGATE_DATA_DIR, PATCHGATE_WEB_HOST, PATCHGATE_WEB_PORT, PATCHGATE_WEB_TOKEN,
+PATCHGATE_APP_ID, PATCHGATE_WIRE_FORMAT, PATCHGATE_SCHEMA_REGISTRY_URL, PATCHGATE_SCHEMA_REGISTRY_USERNAME,
+PATCHGATE_SCHEMA_REGISTRY_PASSWORD, PATCHGATE_SCHEMA_REGISTRY_PASSWORD_FILE,
+CLICKHOUSE_URL, PATCHGATE_DATA_DIR, PATCHGATE_WEB_HOST, PATCHGATE_WEB_PORT, PATCHGATE_WEB_TOKEN,
 PATCHGATE_WEB_VIEW_TOKEN, PATCHGATE_WEB_HOSTNAMES (comma-separated), PATCHGATE_STANDBY_REPLICAS, PATCHGATE_CATALOG,
 PATCHGATE_SOURCE_IDLE_SECONDS, PATCHGATE_DLQ_MAX_RATIO, PATCHGATE_DLQ_MAX_CONSECUTIVE,
 PATCHGATE_MTA_IDLE_TIMEOUT, PATCHGATE_MTA_MAX_CONNECTIONS, PATCHGATE_MTA_CLIENT_NETWORKS, and
@@ -77,10 +86,12 @@ from pipeline.domain.config import (
     integer,
     network,
     number,
+    one_of,
     strings,
     table,
     text,
 )
+from pipeline.domain.hostnames import is_loopback
 from pipeline.domain.notify_config import NotifyConfig
 from pipeline.domain.scope import IPNetwork
 from pipeline.kafka_connection import KafkaConnection, checked, mechanism, password_from_file, protocol, readable_file
@@ -111,10 +122,25 @@ class MtaSettings:
     client_networks: tuple[IPNetwork, ...] | None = None
 
 
+WIRE_FORMATS = ("single-object", "confluent")
+
+
+@dataclass(frozen=True)
+class WireSettings:
+    """How the Avro records the project writes are framed, and the schema registry Confluent framing
+    needs. Readers take both framings whatever `format` says (pipeline.contracts.wire)."""
+
+    format: str = WIRE_FORMATS[0]
+    registry_url: str | None = None
+    registry_username: str | None = None
+    registry_password: str | None = field(default=None, repr=False)
+
+
 @dataclass(frozen=True)
 class Settings:
     bootstrap_servers: str = "127.0.0.1:9092"
     kafka: KafkaConnection = field(default_factory=KafkaConnection)
+    wire: WireSettings = WireSettings()
     # None: decided from the cluster when topics are created (see contracts.topics.replication).
     replication_factor: int | None = None
     min_insync_replicas: int | None = None
@@ -183,9 +209,23 @@ def _clickhouse_url(value: Any, key: str) -> str:
     url = text(value, key, shape=_CLICKHOUSE_SHAPE)
     if (url.startswith("chdb://") and url.removeprefix("chdb://")) or _is_server_url(url):
         return url
-    # A password in the URL stays out of the message.
-    shown = _PASSWORD.sub(r"\1:***@", url)
-    raise ConfigError(key, f"must be {_CLICKHOUSE_SHAPE}, got {shown!r}")
+    raise ConfigError(key, f"must be {_CLICKHOUSE_SHAPE}, got {_without_password(url)!r}")
+
+
+def _registry_url(value: Any, key: str) -> str:
+    url = text(value, key, shape="an http(s):// URL")
+    parts = urlsplit(url)
+    if not _is_server_url(url) or parts.query or parts.fragment:
+        raise ConfigError(key, f"must be an http(s)://host[:port][/path] URL, got {_without_password(url)!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(key, "must not hold credentials: set PATCHGATE_SCHEMA_REGISTRY_USERNAME and "
+                               "PATCHGATE_SCHEMA_REGISTRY_PASSWORD(_FILE)")
+    return url.rstrip("/")
+
+
+def _without_password(url: str) -> str:
+    """The URL for a message: a password in it stays out."""
+    return _PASSWORD.sub(r"\1:***@", url)
 
 
 def _is_server_url(url: str) -> bool:
@@ -284,6 +324,13 @@ SOURCES = (
            partial(integer, low=1, high=100), int),
     Source("PATCHGATE_MIN_INSYNC_REPLICAS", "kafka", "min_insync_replicas", "min_insync_replicas",
            partial(integer, low=1, high=100), int),
+    Source("PATCHGATE_WIRE_FORMAT", "kafka", "wire_format", "wire.format",
+           partial(one_of, options=WIRE_FORMATS)),
+    Source("PATCHGATE_SCHEMA_REGISTRY_URL", "kafka", "schema_registry_url", "wire.registry_url", _registry_url),
+    Source("PATCHGATE_SCHEMA_REGISTRY_USERNAME", "kafka", "schema_registry_username", "wire.registry_username", text),
+    Source("PATCHGATE_SCHEMA_REGISTRY_PASSWORD", "kafka", "schema_registry_password", "wire.registry_password", text),
+    Source("PATCHGATE_SCHEMA_REGISTRY_PASSWORD_FILE", "kafka", "schema_registry_password_file",
+           "wire.registry_password_file", password_from_file),
     Source("CLICKHOUSE_URL", "clickhouse", "url", "clickhouse_url", _clickhouse_url),
     Source("PATCHGATE_DATA_DIR", "worker", "data_dir", "data_dir", _path),
     Source("PATCHGATE_WEB_HOST", "worker", "web_host", "web_host", _host),
@@ -320,7 +367,7 @@ def load_settings(config_file: str | Path | None = None, environ: Mapping[str, s
     table(data, "", [*_SECTIONS, "policy", "formats", "notify"], what="a settings section")
     sections = {name: table(data.get(name, {}), name, keys) for name, keys in _SECTIONS.items()}
     flat: dict[str, Any] = {}
-    groups: dict[str, dict[str, Any]] = {name: {} for name in (*_GROUPS, "kafka")}
+    groups: dict[str, dict[str, Any]] = {name: {} for name in (*_GROUPS, "kafka", "wire")}
     # The key each value was given by, for the checks that join several of them.
     keys: dict[str, str] = {}
     for source in SOURCES:
@@ -339,6 +386,7 @@ def load_settings(config_file: str | Path | None = None, environ: Mapping[str, s
     return Settings(
         **flat,
         kafka=checked(groups["kafka"], {field.removeprefix("kafka."): key for field, key in keys.items()}),
+        wire=_wire(groups["wire"], keys),
         **{name: kind(**groups[name]) for name, kind in _GROUPS.items()},
         policy=PolicyConfig.from_mapping(data.get("policy", {})),
         formats=FormatConfig.from_mapping(data.get("formats", {}), zone_named=_time_zone),
@@ -357,6 +405,32 @@ def _check_tokens(flat: Mapping[str, Any], keys: Mapping[str, str]) -> None:
     if flat.get("web_view_token") is not None and flat.get("web_view_token") == flat.get("web_token"):
         raise ConfigError(keys["web_view_token"], f"is the same as {keys['web_token']}: viewers would hold the "
                                                    "operator's token; give them another one")
+
+
+def _wire(values: Mapping[str, Any], keys: Mapping[str, str]) -> WireSettings:
+    """The wire settings read (field -> value), checked as a whole; `keys` names each field's key."""
+    def key(name: str) -> str:
+        return keys[f"wire.{name}"]
+
+    if "registry_password" in values and "registry_password_file" in values:
+        raise ConfigError(key("registry_password_file"), f"and {key('registry_password')} are both set: give one")
+    password = values.get("registry_password", values.get("registry_password_file"))
+    url, username = values.get("registry_url"), values.get("registry_username")
+    if values.get("format") == "confluent" and url is None:
+        raise ConfigError(key("format"), "is confluent, which needs a schema registry: PATCHGATE_SCHEMA_REGISTRY_URL "
+                                         "(kafka.schema_registry_url) is not set")
+    given = [name for name in ("registry_username", "registry_password", "registry_password_file") if name in values]
+    if given and url is None:
+        raise ConfigError(key(given[0]), "is set without PATCHGATE_SCHEMA_REGISTRY_URL (kafka.schema_registry_url)")
+    if (username is None) != (password is None):
+        raise ConfigError(key(given[0]), "needs both a registry username and a password (or password file)")
+    if password is not None and url is not None:
+        parts = urlsplit(url)
+        if parts.scheme == "http" and not is_loopback(parts.hostname, None):
+            raise ConfigError(key("registry_url"), "is plain http beyond loopback: the registry password would "
+                                                   "cross the network in clear text; use https")
+    return WireSettings(format=values.get("format", WIRE_FORMATS[0]), registry_url=url, registry_username=username,
+                        registry_password=password)
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -214,7 +214,7 @@ class FormatConfig:
                 raise ConfigError("formats.syslog_timezone",
                                   f"must be an IANA time zone like Europe/Berlin, got {name!r}") from None
         if "exo_date_order" in formats:
-            read["exo_date_order"] = _one_of(formats["exo_date_order"], "formats.exo_date_order", DATE_ORDERS)
+            read["exo_date_order"] = one_of(formats["exo_date_order"], "formats.exo_date_order", DATE_ORDERS)
         if "max_line_bytes" in formats:
             read["max_line_bytes"] = integer(formats["max_line_bytes"], "formats.max_line_bytes", MIN_LINE_BYTES)
         return cls(**read)
@@ -278,7 +278,7 @@ def strings(value: Any, key: str) -> tuple[str, ...]:
     return tuple(text(item, f"{key}[{index}]") for index, item in enumerate(value))
 
 
-def _one_of(value: Any, key: str, options: Iterable[str]) -> str:
+def one_of(value: Any, key: str, options: Iterable[str]) -> str:
     options = tuple(options)
     if value in options:
         return value
@@ -327,7 +327,7 @@ def _stages(value: Any, key: str) -> tuple[Stage, ...]:
 
 
 def _products(value: Any, key: str) -> frozenset[str]:
-    return frozenset(_one_of(name, f"{key}[{index}]", PRODUCTS) for index, name in enumerate(strings(value, key)))
+    return frozenset(one_of(name, f"{key}[{index}]", PRODUCTS) for index, name in enumerate(strings(value, key)))
 
 
 def _baselines(value: Any, key: str) -> dict[str, Build]:

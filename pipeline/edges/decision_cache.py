@@ -95,7 +95,7 @@ class DecisionCache:
         if self.path is None:
             return
         with self._lock:
-            lines = [base64.b64encode(ENFORCEMENT_DECISION.encode(records.decision_record(d))).decode()
+            lines = [base64.b64encode(ENFORCEMENT_DECISION.single_object(records.decision_record(d))).decode()
                      for d in self._decisions.by_key.values()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(self.path.name + ".tmp")

@@ -32,8 +32,27 @@ from pipeline.settings import load_settings
 from pipeline.contracts import records, topics
 from pipeline.kafka_admin import ensure_topics, wait_until_drained
 from pipeline.contracts.avro import ENFORCEMENT_DECISION
+from pipeline.contracts import wire
+from tests.schema_registry_double import SchemaRegistryDouble
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def wire_format_of_the_run():
+    """`PATCHGATE_WIRE_FORMAT=confluent` (make test-confluent) runs the suite in the Confluent wire
+    format: a registry double for the session unless PATCHGATE_SCHEMA_REGISTRY_URL names one, in
+    the environment every command of the tests inherits, and this process writing as they do."""
+    if os.environ.get("PATCHGATE_WIRE_FORMAT") != "confluent":
+        yield
+        return
+    double = None if os.environ.get("PATCHGATE_SCHEMA_REGISTRY_URL") else SchemaRegistryDouble().start()
+    if double is not None:
+        os.environ["PATCHGATE_SCHEMA_REGISTRY_URL"] = double.url
+    wire.configure(load_settings(None, environ=os.environ), writes=True)
+    yield
+    if double is not None:
+        double.stop()
 
 
 def free_port() -> int:

@@ -64,7 +64,7 @@ def test_poison_input_goes_to_the_dead_letter_topic_and_the_rest_flows(pipeline_
         ("mail.logs.raw", "/var/log/utf16.log", "not UTF-8 at byte 0"),
         ("mail.traces", where(topics.TRACES, b"x"), "unknown writer schema fingerprint 0000000000000000"),
         ("mail.observations", where(topics.OBSERVATIONS, b"y"),
-         "not an Avro single-object record (15 bytes, starts 6e6f)"),
+         "not an Avro record in single-object or Confluent framing (15 bytes, starts 6e6f)"),
     }
     assert expected <= found
     [wrong_type] = found - expected

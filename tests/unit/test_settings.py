@@ -5,7 +5,15 @@ from pathlib import Path
 import pytest
 
 from pipeline.domain.config import ConfigError
-from pipeline.settings import SOURCES, DeadLetterSettings, MtaSettings, Settings, StreamSettings, load_settings
+from pipeline.settings import (
+    SOURCES,
+    DeadLetterSettings,
+    MtaSettings,
+    Settings,
+    StreamSettings,
+    WireSettings,
+    load_settings,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "patchgate.example.toml"
@@ -131,7 +139,8 @@ HOSTNAMES = "host names or IP addresses, several separated by commas"
     ("[kafka]\npartitons = 8\n",
      "kafka.partitons is not a setting (known: bootstrap_servers, partitions, topic_prefix, app_id, security_protocol, "
      "sasl_mechanism, sasl_username, sasl_password, sasl_password_file, ssl_cafile, ssl_certfile, ssl_keyfile, "
-     "replication_factor, min_insync_replicas)"),
+     "replication_factor, min_insync_replicas, wire_format, schema_registry_url, schema_registry_username, "
+     "schema_registry_password, schema_registry_password_file)"),
     ("[worker]\nport = 6066\n",
      "worker.port is not a setting (known: data_dir, web_host, web_port, web_token, web_view_token, web_hostnames, "
      "standby_replicas)"),
@@ -247,11 +256,43 @@ def test_a_file_setting_that_does_not_read_names_its_key_and_the_problem(tmp_pat
      "PATCHGATE_MTA_CLIENT_NETWORKS[1] must be a non-empty string, got ''"),
     ({"PATCHGATE_MTA_CLIENT_NETWORKS": "mx.example.net"},
      "PATCHGATE_MTA_CLIENT_NETWORKS[0] must be a CIDR range like 192.0.2.0/24, got 'mx.example.net'"),
+    ({"PATCHGATE_WIRE_FORMAT": "avro"}, "PATCHGATE_WIRE_FORMAT must be one of single-object, confluent, got 'avro'"),
+    ({"PATCHGATE_WIRE_FORMAT": "confluent"},
+     "PATCHGATE_WIRE_FORMAT is confluent, which needs a schema registry: PATCHGATE_SCHEMA_REGISTRY_URL "
+     "(kafka.schema_registry_url) is not set"),
+    ({"PATCHGATE_SCHEMA_REGISTRY_URL": "registry:8081"},
+     "PATCHGATE_SCHEMA_REGISTRY_URL must be an http(s)://host[:port][/path] URL, got 'registry:8081'"),
+    ({"PATCHGATE_SCHEMA_REGISTRY_URL": "https://reader:secret@registry.example"},
+     "PATCHGATE_SCHEMA_REGISTRY_URL must not hold credentials: set PATCHGATE_SCHEMA_REGISTRY_USERNAME and "
+     "PATCHGATE_SCHEMA_REGISTRY_PASSWORD(_FILE)"),
+    ({"PATCHGATE_SCHEMA_REGISTRY_USERNAME": "patchgate"},
+     "PATCHGATE_SCHEMA_REGISTRY_USERNAME is set without PATCHGATE_SCHEMA_REGISTRY_URL (kafka.schema_registry_url)"),
+    ({"PATCHGATE_SCHEMA_REGISTRY_URL": "https://registry.example", "PATCHGATE_SCHEMA_REGISTRY_PASSWORD": "pw"},
+     "PATCHGATE_SCHEMA_REGISTRY_PASSWORD needs both a registry username and a password (or password file)"),
+    ({"PATCHGATE_SCHEMA_REGISTRY_URL": "http://registry.example:8081", "PATCHGATE_SCHEMA_REGISTRY_USERNAME": "u",
+      "PATCHGATE_SCHEMA_REGISTRY_PASSWORD": "pw"},
+     "PATCHGATE_SCHEMA_REGISTRY_URL is plain http beyond loopback: the registry password would cross the network "
+     "in clear text; use https"),
 ])
 def test_an_environment_variable_that_does_not_read_names_itself_and_the_problem(environ, message):
     with pytest.raises(ConfigError) as error:
         load_settings(None, environ=environ)
     assert str(error.value) == message
+
+
+def test_the_wire_settings_come_from_the_file_or_the_environment(tmp_path):
+    secret = tmp_path / "registry-password"
+    secret.write_text("from-a-file\n")
+    config = tmp_path / "patchgate.toml"
+    config.write_text('[kafka]\nwire_format = "confluent"\nschema_registry_url = "https://registry.example/sr/"\n'
+                      f'schema_registry_username = "patchgate"\nschema_registry_password_file = "{secret}"\n')
+    wire = load_settings(config, environ={}).wire
+    assert wire == WireSettings("confluent", "https://registry.example/sr", "patchgate", "from-a-file")
+    assert "from-a-file" not in repr(wire)
+    loopback = load_settings(None, environ={"PATCHGATE_SCHEMA_REGISTRY_URL": "http://127.0.0.1:8081",
+                                            "PATCHGATE_SCHEMA_REGISTRY_USERNAME": "u",
+                                            "PATCHGATE_SCHEMA_REGISTRY_PASSWORD": "pw"}).wire
+    assert (loopback.format, loopback.registry_password) == ("single-object", "pw")
 
 
 def test_a_bad_file_value_is_an_error_also_where_the_environment_overrides_it(tmp_path):

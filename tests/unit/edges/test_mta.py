@@ -295,7 +295,7 @@ def test_the_follower_drops_deleted_servers_and_keeps_following(decisions_topic,
         follower.run()  # returns once stopped: an error would have it read the topic from the start again
     assert topic.seeks_to_start == 1 and topic.closed
     assert at_catch_up == [blocked, None, None], "what the topic held at the start replaced the file's"
-    assert caplog.messages == ["skipped mail.decisions/0/1: not an Avro single-object record (14 bytes, starts 6e6f)"]
+    assert caplog.messages == ["skipped mail.decisions/0/1: not an Avro record in single-object or Confluent framing (14 bytes, starts 6e6f)"]
     assert cache.held(BLOCKED) is None and cache.lookup([BLOCKED]) is None
     assert cache.lookup([THROTTLED]).version == 2
     server = PolicyServer(cache, lambda *applied: pytest.fail("nothing to enforce"))

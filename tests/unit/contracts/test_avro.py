@@ -26,7 +26,7 @@ def test_single_object_encoding_round_trip():
 
 
 def test_garbage_and_foreign_records_are_refused_with_a_reason():
-    with pytest.raises(AvroDecodeError, match="not an Avro single-object record"):
+    with pytest.raises(AvroDecodeError, match="not an Avro record in single-object or Confluent framing"):
         ENFORCEMENT_DECISION.decode(b'{"json": true}')
     with pytest.raises(AvroDecodeError, match="unknown writer schema fingerprint"):
         ENFORCEMENT_DECISION.decode(MAGIC + b"\x00" * 8 + b"\x02")
