@@ -49,10 +49,15 @@ def wire_format_of_the_run():
     double = None if os.environ.get("PATCHGATE_SCHEMA_REGISTRY_URL") else SchemaRegistryDouble().start()
     if double is not None:
         os.environ["PATCHGATE_SCHEMA_REGISTRY_URL"] = double.url
-    wire.configure(load_settings(None, environ=os.environ), writes=True)
+    frame_as_the_run_does()
     yield
     if double is not None:
         double.stop()
+
+
+def frame_as_the_run_does() -> None:
+    """This process's framing back to the run's, after a test that changed it."""
+    wire.configure(load_settings(None, environ=os.environ), writes=True)
 
 
 def free_port() -> int:

@@ -17,8 +17,16 @@ import pytest
 from pipeline.contracts import records, topics, wire
 from pipeline.contracts.avro import CONFLUENT_MAGIC, ENFORCEMENT_DECISION
 from pipeline.edges.shipper import ship
-from pipeline.settings import Settings
-from tests.integration.conftest import ROOT, Workers, _drained, _read_topic, free_port, isolated_env, publish_decisions
+from tests.integration.conftest import (
+    ROOT,
+    Workers,
+    _drained,
+    _read_topic,
+    frame_as_the_run_does,
+    free_port,
+    isolated_env,
+    publish_decisions,
+)
 from tests.schema_registry_double import SchemaRegistryDouble
 from tests.unit.contracts.test_avro import DECISION
 
@@ -47,7 +55,7 @@ def confluent_env(tmp_path, registry):
     settings, env = isolated_env(tmp_path / "data", base=base)
     wire.configure(settings, writes=False)  # this process reads as a reader given the registry does
     yield settings, env
-    wire.configure(Settings(), writes=False)
+    frame_as_the_run_does()
 
 
 def patchgate(env: dict, *args: str) -> subprocess.CompletedProcess:
