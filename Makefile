@@ -5,9 +5,11 @@ STAMP := $(VENV)/.installed
 
 # Every dependency at an exact version with its hashes (README "Upgrading dependencies"):
 # requirements.lock for development and CI (runtime, test tools, pip and setuptools),
-# requirements-runtime.lock for the image (the runtime part of it, with the build backend).
+# requirements-runtime.lock for the image (the worker's part of it, with the build backend),
+# requirements-edges.lock for the MTA and shipper hosts (the light part: no Faust, chdb or Arrow).
 LOCK := requirements.lock
 RUNTIME_LOCK := requirements-runtime.lock
+EDGES_LOCK := requirements-edges.lock
 # The lock tool, pinned: another uv release may resolve or write the files differently. It lives
 # in a venv of its own, outside the project's, one per version.
 UV_VERSION := 0.13.8
@@ -39,14 +41,17 @@ $(UV):
 	$(PYTHON) -m venv $(dir $(@D))
 	$(dir $(@D))bin/python -m pip install -q uv==$(UV_VERSION)
 
-# The runtime lock is resolved under the full one as constraints, so both pin the same versions.
-# It adds pyproject.toml's build requirements: the image builds patchgate without build isolation.
+# The full lock has every extra. The others are resolved under it as constraints, so all pin the
+# same versions. The runtime lock adds pyproject.toml's build requirements: the image builds
+# patchgate without build isolation. The edges lock has none: those hosts install a built wheel.
 lock: $(UV)
-	$(UV) pip compile pyproject.toml --extra test $(LOCK_FLAGS) \
+	$(UV) pip compile pyproject.toml --all-extras $(LOCK_FLAGS) \
 		$(foreach name,$(UPGRADE),--upgrade-package $(name)) --output-file $(LOCK)
 	$(PYTHON) -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires'], sep='\n')" \
-		| $(UV) pip compile pyproject.toml - $(LOCK_FLAGS) --constraints $(LOCK) \
+		| $(UV) pip compile pyproject.toml - --extra worker $(LOCK_FLAGS) --constraints $(LOCK) \
 		--output-file $(RUNTIME_LOCK)
+	$(UV) pip compile pyproject.toml --extra mta --extra shipper $(LOCK_FLAGS) --constraints $(LOCK) \
+		--output-file $(EDGES_LOCK)
 
 demo: $(STAMP)
 	bash deploy/demo.sh

@@ -101,6 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     except SchemaRegistryError as exc:
         print(f"patchgate {args.command}: {exc}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").partition(".")[0]
+        if missing not in WORKER_EXTRA_MODULES:
+            raise
+        print(f"patchgate {args.command}: {missing} is not installed: this command needs the worker's "
+              "dependencies (pip install 'patchgate[worker]')", file=sys.stderr)
+        return 2
     except Exception as exc:
         # kafka-python is imported only by the commands that talk to Kafka (it takes a third of a
         # second): an error of its own can only come once it is loaded.
@@ -109,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"patchgate {args.command}: kafka: {exc}", file=sys.stderr)
         return 1
+
+
+# The modules of pyproject.toml's `worker` extra. An MTA or shipper host installs patchgate without
+# it, and its commands import none of them; a command that does names the extra to install.
+WORKER_EXTRA_MODULES = frozenset(
+    ("faust", "mode", "intervaltree", "rocksdict", "clickhouse_connect", "chdb", "pyarrow", "cramjam",
+     "prometheus_client"))
 
 
 # The commands that talk to Kafka (but the workers and sinks, which check for themselves), and

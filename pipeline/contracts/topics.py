@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from aiokafka.partitioner import murmur2
+from kafka.partitioner.default import murmur2
 
 from pipeline.settings import Settings
 

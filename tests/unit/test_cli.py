@@ -1,12 +1,16 @@
+import importlib.metadata
 import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
-from pipeline.cli import main
+from pipeline.cli import WORKER_EXTRA_MODULES, main
 from pipeline.settings import SOURCES
 
 
@@ -110,3 +114,99 @@ def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
                               capture_output=True, text=True, timeout=60)
     assert (finished.returncode, finished.stdout) == (2, "")
     assert finished.stderr == "patchgate: config: PATCHGATE_DLQ_MAX_RATIO must be a number > 0 and <= 1, got 1.5\n"
+
+
+ROOT = Path(__file__).resolve().parents[2]
+# What an MTA or shipper host runs: the entry point, the Kafka clients and their preflight, the
+# edges and the contracts, and the operator's commands that need no worker.
+LIGHT_MODULES = ["pipeline.cli", "pipeline.kafka_clients", "pipeline.kafka_admin", "pipeline.kafka_acls",
+                 "pipeline.catalog_update",
+                 *(".".join(path.relative_to(ROOT).with_suffix("").parts)
+                   for room in ("edges", "contracts") for path in sorted((ROOT / "pipeline" / room).glob("*.py")))]
+
+
+def distributions_brought_by(texts: list[str]) -> set[str]:
+    """Every distribution these requirements install, theirs included, as this environment has them."""
+    seen: set[tuple[str, frozenset[str]]] = set()
+    todo = [Requirement(text) for text in texts]
+    while todo:
+        requirement = todo.pop()
+        key = (canonicalize_name(requirement.name), frozenset(requirement.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        for text in importlib.metadata.requires(requirement.name) or []:
+            needed = Requirement(text)
+            if needed.marker is None or any(needed.marker.evaluate({"extra": extra})
+                                            for extra in requirement.extras | {""}):
+                todo.append(needed)
+    return {name for name, _ in seen}
+
+
+def modules_of(distributions: set[str]) -> set[str]:
+    return {module for module, names in importlib.metadata.packages_distributions().items()
+            if {canonicalize_name(name) for name in names} & distributions}
+
+
+def worker_only_modules() -> set[str]:
+    """The top-level modules that only the `worker` extra installs (Faust, chdb, Arrow and theirs)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    base = distributions_brought_by(project["dependencies"])
+    worker = distributions_brought_by(project["dependencies"] + project["optional-dependencies"]["worker"])
+    return modules_of(worker - base) - modules_of(base)
+
+
+def test_the_light_hosts_commands_import_without_the_worker_extra():
+    """Each module of the worker extra made unimportable, as on a host without it: aiokafka and
+    fastavro look for cramjam and backports.zstd and go on without them; patchgate must not stop."""
+    heavy = worker_only_modules()
+    assert {"faust", "mode", "chdb", "pyarrow", "clickhouse_connect", "rocksdict", "pandas", "cramjam"} <= heavy
+    script = ("import json, sys; sys.modules.update(dict.fromkeys(json.loads(sys.argv[1]), None)); "
+              f"import {', '.join(LIGHT_MODULES)}; "
+              "print(json.dumps(sorted(name for name, module in sys.modules.items() if module is not None)))")
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(sorted(heavy))],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout)
+    assert {"pipeline.edges.milter", "pipeline.edges.shipper", "kafka"} <= set(loaded)
+    assert [name for name in loaded if name.partition(".")[0] in heavy] == []
+
+
+def test_the_modules_the_entry_point_names_are_the_worker_extras():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert WORKER_EXTRA_MODULES <= worker_only_modules()
+    for text in project["optional-dependencies"]["worker"]:
+        assert modules_of({canonicalize_name(Requirement(text).name)}) & WORKER_EXTRA_MODULES, text
+
+
+# A worker command on a host without the worker extra, and the module it misses first.
+WORKER_COMMANDS = [
+    (["worker"], "faust"), (["sink"], "faust"), (["run"], "faust"), (["evaluate", str(SAMPLE)], "pyarrow"),
+    (["report"], "clickhouse_connect"), (["sql", "SELECT 1"], "clickhouse_connect"),
+    (["clickhouse-ddl", "--cluster", "mail"], "clickhouse_connect"),
+]
+
+
+def test_a_worker_command_without_the_worker_extra_names_it_in_one_line(tmp_path):
+    # None in sys.modules makes an import fail as a missing module does (the light venv of
+    # tests/packaging runs some of these for real).
+    script = ("import json, sys; sys.modules.update(dict.fromkeys(json.loads(sys.argv[1]), None)); "
+              "from pipeline.cli import main; "
+              "print(json.dumps([main(command) for command in json.loads(sys.argv[2])]))")
+    env = {name: value for name, value in os.environ.items() if name not in {source.env for source in SOURCES}}
+    env.pop("PATCHGATE_CONFIG", None)
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(sorted(WORKER_EXTRA_MODULES)),
+                           json.dumps([command for command, _ in WORKER_COMMANDS])],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [2] * len(WORKER_COMMANDS)
+    assert done.stderr.splitlines() == [
+        f"patchgate {command[0]}: {module} is not installed: this command needs the worker's dependencies "
+        "(pip install 'patchgate[worker]')" for command, module in WORKER_COMMANDS]
+
+
+def test_a_missing_module_of_the_light_install_is_not_taken_for_the_worker_extra(tmp_path):
+    done = subprocess.run([sys.executable, "-c", "import sys; sys.modules['fastavro'] = None; "
+                           "from pipeline.cli import main; main(['decisions'])"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" in done.stderr and "patchgate[worker]" not in done.stderr

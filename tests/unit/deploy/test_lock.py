@@ -1,9 +1,10 @@
 """The lock files pin every dependency with its hashes and agree with pyproject.toml.
 
-requirements.lock (runtime, test tools, pip and setuptools) drives `make venv` and so CI;
-requirements-runtime.lock, its runtime part plus the build backend, drives the image. A dependency
-added to pyproject.toml or bounded anew there without `make lock` fails here, before an install
-refuses it (pip --require-hashes stops at a requirement without a pinned, hashed line).
+requirements.lock (runtime, every extra, test tools, pip and setuptools) drives `make venv` and so
+CI; requirements-runtime.lock, the worker's part plus the build backend, drives the image;
+requirements-edges.lock, the light part, is for the MTA and shipper hosts. A dependency added to
+pyproject.toml or bounded anew there without `make lock` fails here, before an install refuses it
+(pip --require-hashes stops at a requirement without a pinned, hashed line).
 """
 import re
 import tomllib
@@ -17,6 +18,7 @@ from packaging.version import Version
 ROOT = Path(__file__).resolve().parents[3]
 LOCK = ROOT / "requirements.lock"
 RUNTIME_LOCK = ROOT / "requirements-runtime.lock"
+EDGES_LOCK = ROOT / "requirements-edges.lock"
 # What `make lock` resolves for (its --python-version and --python-platform): markers are read so.
 LOCKED_FOR = {"python_version": "3.11", "python_full_version": "3.11.0", "sys_platform": "linux",
               "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
@@ -65,27 +67,38 @@ def unpinned(requirements: list[Requirement], locked: dict) -> list[str]:
     return missing
 
 
-@pytest.mark.parametrize("path", [LOCK, RUNTIME_LOCK], ids=lambda path: path.name)
-def test_every_requirement_is_pinned_with_hashes(path):
-    assert len(pins(path)) > 20
+@pytest.mark.parametrize(("path", "at_least"), [(LOCK, 20), (RUNTIME_LOCK, 20), (EDGES_LOCK, 6)],
+                         ids=[LOCK.name, RUNTIME_LOCK.name, EDGES_LOCK.name])
+def test_every_requirement_is_pinned_with_hashes(path, at_least):
+    assert len(pins(path)) >= at_least
 
 
 def test_the_lock_pins_what_pyproject_declares():
-    missing = unpinned(declared("runtime", "test"), pins(LOCK))
+    missing = unpinned(declared("runtime", *pyproject()["project"]["optional-dependencies"]), pins(LOCK))
     assert not missing, f"requirements.lock does not satisfy pyproject.toml: {missing}; run `make lock`"
 
 
-def test_the_runtime_lock_pins_the_runtime_and_the_build_backend():
-    missing = unpinned(declared("runtime", "build"), pins(RUNTIME_LOCK))
+def test_the_runtime_lock_pins_the_worker_and_the_build_backend():
+    missing = unpinned(declared("runtime", "worker", "build"), pins(RUNTIME_LOCK))
     assert not missing, f"requirements-runtime.lock does not satisfy pyproject.toml: {missing}; run `make lock`"
 
 
-def test_the_runtime_lock_is_part_of_the_lock():
-    # `make lock` resolves it under the full lock as constraints: the image runs what CI tested.
-    full, runtime = pins(LOCK), pins(RUNTIME_LOCK)
-    differing = {name: (pin[0], full.get(name, (None,))[0]) for name, pin in runtime.items() if full.get(name) != pin}
+def test_the_edges_lock_pins_the_mta_and_the_shipper_and_nothing_of_the_worker():
+    edges = pins(EDGES_LOCK)
+    missing = unpinned(declared("runtime", "mta", "shipper"), edges)
+    assert not missing, f"requirements-edges.lock does not satisfy pyproject.toml: {missing}; run `make lock`"
+    heavy = {"faust-streaming", "mode-streaming", "chdb", "chdb-core", "clickhouse-connect", "pyarrow", "rocksdict"}
+    assert not heavy & set(edges), "the MTA and shipper hosts would carry the worker's dependencies"
+
+
+@pytest.mark.parametrize("path", [RUNTIME_LOCK, EDGES_LOCK], ids=lambda path: path.name)
+def test_a_part_lock_is_part_of_the_lock(path):
+    # `make lock` resolves it under the full lock as constraints: the image and the light hosts run
+    # what CI tested.
+    full, part = pins(LOCK), pins(path)
+    differing = {name: (pin[0], full.get(name, (None,))[0]) for name, pin in part.items() if full.get(name) != pin}
     assert not differing, f"pinned otherwise in requirements.lock (or not at all): {differing}; run `make lock`"
-    assert not {"pytest", "hypothesis", "mypy", "ruff"} & set(runtime), "the image would carry test tools"
+    assert not {"pytest", "hypothesis", "mypy", "ruff"} & set(part), f"{path.name} would carry test tools"
 
 
 def test_make_venv_and_so_ci_install_from_the_lock():
