@@ -12,10 +12,12 @@ from pipeline.contracts.compacted import Compacted
 from pipeline.contracts.topics import partition_for
 from pipeline.domain.events import MessageTrace, ParseError, ServerObservation, SourcePosition
 from pipeline.domain.policy import Decision
+from pipeline.domain.schedule import Step
 
 # Field by field rather than dataclasses.asdict, which deep-copies and shows up in profiles.
 _TRACE_FIELDS = tuple(f.name for f in fields(MessageTrace) if f.name not in ("position", "recipients", "received"))
 _DECISION_FIELDS = tuple(f.name for f in fields(Decision))
+_STEP_FIELDS = tuple(f.name for f in fields(Step))
 
 
 def trace_record(trace: MessageTrace) -> dict:
@@ -138,11 +140,14 @@ def observation_rows(record: dict) -> list[dict]:
 def decision_record(decision: Decision) -> dict:
     record = {name: getattr(decision, name) for name in _DECISION_FIELDS}
     record["recommended_builds"] = list(decision.recommended_builds)
+    record["schedule"] = [{name: getattr(step, name) for name in _STEP_FIELDS} for step in decision.schedule]
     return record
 
 
 def decision_from_record(record: dict) -> Decision:
-    return Decision(**{**record, "recommended_builds": tuple(record["recommended_builds"])})
+    """The decision of a record of any version (v1, v2: no schedule)."""
+    return Decision(**{**record, "recommended_builds": tuple(record["recommended_builds"]),
+                       "schedule": tuple(Step(**step) for step in record.get("schedule", ()))})
 
 
 def decision_from_value(value: bytes) -> Decision:

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from copy import copy
 from dataclasses import dataclass, field, fields, replace
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from typing import Any
 
 from pipeline.domain.builds import Build
 from pipeline.domain.catalog import CURRENT, UNKNOWN, UNSUPPORTED, VULNERABLE_STATUSES, Catalog, line_of, product_of
 from pipeline.domain.config import PolicyConfig, Stage
 from pipeline.domain.events import ServerObservation, epoch_ms, from_epoch_ms
-from pipeline.domain.pauses import enforcement_moment, pause_intervals, paused_at, paused_between
+from pipeline.domain.pauses import pause_intervals, paused_at
+from pipeline.domain.schedule import Schedule, schedule, stage_at, stage_start, step_at
 from pipeline.domain.windows import block_reply, throttle_reply
 
 
@@ -46,6 +47,9 @@ class Decision:
     # Report-only rollout (site or org): the MTAs accept the server's mail and record what the
     # stage would have done. Set only where an enforcement clock runs.
     report_only: bool = False
+    # Where an enforcement clock runs, from which moment each stage applies (pauses included):
+    # what the MTAs apply at their wall-clock time and the pages render (pipeline.domain.schedule).
+    schedule: Schedule = ()
 
 
 @dataclass
@@ -284,7 +288,7 @@ def assess(state: ServerState, at: datetime, config: PolicyConfig, catalog: Cata
         limits.append(f"behind relay {state.relay}, report only")
     stages = config.stages[:1] if limits else config.stages
     pauses = pause_intervals(config, state.org)
-    current, following = _stage_at(stages, at - first - paused_between(pauses, first, at))
+    enforced, following, _ = stage_at(stages, first, pauses, at)
     reason = "; ".join([_vulnerable_reason(status, product, build, at, config, catalog)] + limits)
     pause = paused_at(pauses, at)
     if pause:
@@ -294,9 +298,8 @@ def assess(state: ServerState, at: datetime, config: PolicyConfig, catalog: Cata
         reason += f"; report-only rollout ({report_only}): the MTAs accept its mail and record what they would do"
 
     def day(stage: Stage | None) -> date | None:
-        return enforcement_moment(first, timedelta(days=stage.start_day), pauses).date() if stage else None
+        return stage_start(first, stage, pauses).date() if stage else None
 
-    enforced = stages[0] if pause else current
     return Decision(
         **base,
         stage=enforced.number,
@@ -311,6 +314,7 @@ def assess(state: ServerState, at: datetime, config: PolicyConfig, catalog: Cata
         reason=reason,
         smtp_reply=_reply(enforced),
         report_only=report_only is not None,
+        schedule=schedule(stages, first, pauses),
     )
 
 
@@ -327,27 +331,37 @@ def _next_change_ms(state: ServerState, at: datetime, config: PolicyConfig, cata
     if state.first_detected_ms is not None:
         first = from_epoch_ms(state.first_detected_ms)
         pauses = pause_intervals(config, state.org)
-        moments += [enforcement_moment(first, timedelta(days=s.start_day), pauses) for s in config.stages]
+        moments += [stage_start(first, stage, pauses) for stage in config.stages]
         moments += [edge for interval in pauses for edge in interval]
     later = [m for m in moments if m > at]
     return epoch_ms(min(later)) if later else None
 
 
-def _stage_at(stages: tuple[Stage, ...], elapsed: timedelta) -> tuple[Stage, Stage | None]:
-    index = 0
-    for i, stage in enumerate(stages):
-        if elapsed >= timedelta(days=stage.start_day):
-            index = i
-    following = stages[index + 1] if index + 1 < len(stages) else None
-    return stages[index], following
-
-
 def _reply(stage: Stage) -> str | None:
-    if stage.block_minutes:
-        return block_reply(stage.block_minutes)
-    if stage.throttle_minutes:
-        return throttle_reply(stage.throttle_minutes)
+    return reply(stage.throttle_minutes, stage.block_minutes)
+
+
+def reply(throttle_minutes: int, block_minutes: int) -> str | None:
+    """The SMTP reply a stage with these windows gives in its harshest one."""
+    if block_minutes:
+        return block_reply(block_minutes)
+    if throttle_minutes:
+        return throttle_reply(throttle_minutes)
     return None
+
+
+def in_force(decision: Decision, at: datetime) -> Decision:
+    """The decision as it applies at `at`: with the stage its schedule gives then, which may be a
+    later one than the stage decided at the server's newest event (its mail stays blocked or
+    throttled on the schedule's dates without waiting for another message). A decision without a
+    schedule (no enforcement clock) applies as it is."""
+    step = step_at(decision.schedule, at)
+    if step is None or (step.stage, step.throttle_minutes_per_hour, step.block_minutes_per_hour) == (
+            decision.stage, decision.throttle_minutes_per_hour, decision.block_minutes_per_hour):
+        return decision
+    return replace(decision, stage=step.stage, throttle_minutes_per_hour=step.throttle_minutes_per_hour,
+                   block_minutes_per_hour=step.block_minutes_per_hour,
+                   smtp_reply=reply(step.throttle_minutes_per_hour, step.block_minutes_per_hour))
 
 
 def _not_enforced(base: dict[str, Any], reason: str) -> Decision:

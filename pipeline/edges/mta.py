@@ -27,7 +27,7 @@ from pipeline.catalog_files import load_catalog
 from pipeline.contracts import records, topics
 from pipeline.contracts.avro import AvroDecodeError
 from pipeline.contracts.compacted import Compacted
-from pipeline.domain.policy import Decision
+from pipeline.domain.policy import Decision, in_force
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS, policy
 from pipeline.edges.connection_guard import ConnectionGuard, Handler, Reader, make_room
 from pipeline.edges.decision_cache import DecisionCache
@@ -85,8 +85,10 @@ class PolicyServer:
         if decision is None:
             log.info("no decision for %s: DUNNO", ", ".join(names) or "an unnamed client")
             return Verdict(None, policy.DUNNO, None, now)
-        action, kind = policy.action_for(decision, now)
-        return Verdict(decision, action, kind, now)
+        # The stage the schedule gives for now, not only the one decided at the server's last message.
+        applied = in_force(decision, now)
+        action, kind = policy.action_for(applied, now)
+        return Verdict(applied, action, kind, now)
 
     def settle(self, verdict: Verdict, request: dict[str, str], received: list[str]) -> str:
         """The answer to give: DUNNO where the message's own Received headers (newest first) show

@@ -99,12 +99,21 @@ def test_clickhouse_reads_the_pipelines_decisions_with_avro_confluent(confluent_
     assert ("GET", f"/schemas/ids/{decisions_id}") in registry.requests
     read = [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
     assert list(result.column_names) == [field["name"] for field in ENFORCEMENT_DECISION.document["fields"]]
-    assert read == [{name: _as_clickhouse_gives(value) for name, value in record.items()} for record in decoded]
+    assert len(read) == len(decoded)
+    for got, record in zip(read, decoded, strict=True):
+        want = {name: _as_clickhouse_gives(value) for name, value in record.items()}
+        assert got == want, {name: (got[name], want[name]) for name in want if got[name] != want[name]}
 
 
 def _as_clickhouse_gives(value):
-    """A decoded Avro value as ClickHouse returns it: timestamps without their (UTC) zone."""
-    return value.astimezone(UTC).replace(tzinfo=None) if isinstance(value, datetime) else value
+    """A decoded Avro value as ClickHouse returns it: timestamps without their (UTC) zone, in the
+    records of an array too."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None)
+    if isinstance(value, list):
+        return [{name: _as_clickhouse_gives(field) for name, field in item.items()} if isinstance(item, dict) else item
+                for item in value]
+    return value
 
 
 def test_a_topic_holding_both_framings_reads(confluent_env, registry):

@@ -9,13 +9,17 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import UTC, date, datetime
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import until_cached
+
 from pipeline import kafka_clients
 from pipeline.domain.policy import Decision
+from pipeline.domain.schedule import Step
 from pipeline.contracts import records, topics
 from pipeline.contracts.avro import ENFORCEMENT, ENFORCEMENT_DECISION
 
@@ -126,6 +130,34 @@ def test_policy_service_many_clients_bad_clients_and_no_broker(pipeline_env, rea
     finally:
         mta.terminate()
         mta.wait(30)
+
+
+def test_the_mta_escalates_on_the_schedules_date_without_a_new_decision(pipeline_env, read_topic, tmp_path):
+    """A decision taken at the server's last message, stage 1, whose schedule starts stage 8 a few
+    seconds from now on the MTA's clock: the MTA blocks from then on, with no message and no new
+    decision in between, and records the stage it applied."""
+    settings, env = pipeline_env
+    escalation = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=8)
+    quiet = replace(decision("quiet.example", 1, 0, 0), schedule=(
+        Step(datetime(2026, 1, 1, tzinfo=UTC), 1, 0, 0), Step(escalation, 8, 0, 60)))
+    producer = kafka_clients.producer(settings, acks="all")
+    producer.send(settings.topic(topics.DECISIONS), key=b"quiet.example",
+                  value=ENFORCEMENT_DECISION.encode(records.decision_record(quiet)))
+    producer.flush()
+    port, cache = free_port(), tmp_path / "cache.json"
+    mta = start_mta(env, port, cache)
+    try:
+        until_cached(cache, 1)
+        before = asyncio.run(ask(port, [request("quiet.example")]))
+        assert datetime.now(UTC) < escalation, "the MTA took too long to start for this test"
+        assert before == ["action=DUNNO"]
+        time.sleep(max(0.0, (escalation - datetime.now(UTC)).total_seconds()) + 0.2)
+        assert asyncio.run(ask(port, [request("quiet.example")])) == [f"action={BLOCK}"]
+    finally:
+        mta.terminate()
+        assert mta.wait(30) == 0, mta.stderr.read().decode()
+    [applied] = [ENFORCEMENT.decode(r.value) for r in read_topic(settings, topics.ENFORCEMENT)]
+    assert (applied["action"], applied["stage"], applied["decision_version"]) == ("block", 8, 1)
 
 
 # Idle connections crowding the policy service: more than its limit, closed once idle.

@@ -7,7 +7,7 @@ import random
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,10 +42,14 @@ def write_logs(folder: Path) -> None:
     make = generator()
     rng = random.Random(5)
     folder.mkdir()
+    # The logs end yesterday: the MTA applies the stage each server's schedule gives for its own
+    # clock, which is then the stage of the server's last message. fine.example runs the newest
+    # Exchange SE build the catalog knows.
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     for host, version, days in (("throttled.example", "15.00.1497.002", 15), ("blocked.example", "15.01.2507.009", 25),
-                                ("fine.example", "15.02.1748.039", 25)):
+                                ("fine.example", "15.02.2562.053", 25)):
         server = make.Server(host, "198.51.100.50", version, tuple(make.FIELDS_2013_LATER), host)
-        text = make.render(server, datetime(2026, 1, 1, tzinfo=timezone.utc), days, 2, rng)
+        text = make.render(server, today - timedelta(days=days), days, 2, rng)
         (folder / f"MSGTRK_{host.split('.')[0].upper()}.LOG").write_text(text, newline="")
 
 

@@ -15,6 +15,12 @@ DECISION = {
     "recommended_builds": [], "reason": "Exchange2013 is out of support (build 15.0.1497.2)",
     "smtp_reply": "450 4.7.230 Connecting server version is out-of-date; connection throttled for 5 mins/hr.",
     "decided_at": datetime(2026, 2, 1, 23, 53, 27, tzinfo=timezone.utc), "version": 2, "report_only": False,
+    "schedule": [
+        {"start": datetime(2026, 1, 2, 23, 53, 27, tzinfo=timezone.utc), "stage": 1, "throttle_minutes_per_hour": 0,
+         "block_minutes_per_hour": 0, "paused": False},
+        {"start": datetime(2026, 2, 1, 23, 53, 27, tzinfo=timezone.utc), "stage": 2, "throttle_minutes_per_hour": 5,
+         "block_minutes_per_hour": 0, "paused": False},
+    ],
 }
 
 
@@ -94,3 +100,13 @@ def test_decisions_and_control_outcomes_written_before_report_only_read_as_enfor
                            "until": None, "reason": "r", "issued_by": "ops"},
                "applied": True, "detail": "", "pauses": [], "exemptions": []}
     assert CONTROL_APPLIED.decode(AvroContract("history/ControlApplied.v1").encode(applied))["report_only"] == []
+
+
+def test_a_decision_written_before_the_schedule_reads_without_one():
+    from pipeline.contracts import records
+    from pipeline.contracts.avro import AvroContract
+
+    v2 = {name: value for name, value in DECISION.items() if name != "schedule"}
+    read = ENFORCEMENT_DECISION.decode(AvroContract("history/EnforcementDecision.v2").single_object(v2))
+    assert read == {**v2, "schedule": []}
+    assert records.decision_from_record(read).schedule == ()
