@@ -4,11 +4,10 @@
 - the Confluent wire format (0x00, the schema's 4-byte id in a schema registry, the body), which
   ClickHouse's AvroConfluent format, Kafka Connect and most Kafka tools read.
 
-Every schema file shipped in pipeline/schemas/avro (current and older versions, the latter in
-history/) is known by fingerprint, so a reader always finds the schema a single-object record was
-written with and resolves it to the current one. Registry ids are known once this process
-registered the schema (pipeline.contracts.wire), or fetched from the registry at the first record
-that carries one.
+Every schema file in schemas/avro (current and older versions, the latter in history/) is known
+by fingerprint, so a reader always finds the schema a single-object record was written with and
+resolves it to the current one. Registry ids are known once this process registered the schema
+(pipeline.contracts.wire), or fetched from the registry at the first record that carries one.
 
 A contract writes single-object records until `frame_with_id` gives it its registry id.
 """
@@ -18,15 +17,15 @@ import io
 import json
 from collections.abc import Callable, Iterator
 from functools import cache
-from importlib.resources import files
 from importlib.resources.abc import Traversable
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 from fastavro.types import Schema
 
-# Package data, read through importlib.resources so an installed wheel finds it too.
-SCHEMA_DIR = files("pipeline").joinpath("schemas", "avro")
+from pipeline.contracts.schema_files import schema_folder
+
+SCHEMA_DIR = schema_folder("avro")
 MAGIC = b"\xc3\x01"
 _HEADER_SIZE = len(MAGIC) + 8
 CONFLUENT_MAGIC = b"\x00"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-from importlib.resources import files
 from pathlib import Path
 from typing import IO
 
@@ -24,10 +23,10 @@ import clickhouse_connect
 import orjson
 from clickhouse_connect.driver.client import Client
 
+from pipeline.contracts.schema_files import schema_folder
 from pipeline.domain.policy import Decision
 
-# Package data, read through importlib.resources so an installed wheel finds it too.
-DDL_DIR = files("pipeline").joinpath("schemas", "clickhouse")
+DDL_DIR = schema_folder("clickhouse")
 
 # Synchronous inserts: an insert that returned is stored, which is what lets offsets be committed.
 # Times travel as ISO-8601 text, which best_effort reads with their zone.

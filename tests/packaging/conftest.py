@@ -18,7 +18,8 @@ def wheel(tmp_path_factory) -> Path:
     readme = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["readme"]
     for name in ("pyproject.toml", readme):
         shutil.copy(ROOT / name, source / name)
-    shutil.copytree(ROOT / "pipeline", source / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("pipeline", "schemas"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     dist = tmp_path_factory.mktemp("dist")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                     "--wheel-dir", str(dist), str(source)], check=True)

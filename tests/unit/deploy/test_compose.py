@@ -1,6 +1,7 @@
 """docker-compose.yml cannot run here (no Docker engine): check that it parses and fits the app."""
 import json
 import re
+import tomllib
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -75,6 +76,19 @@ def test_the_image_installs_its_dependencies_from_the_runtime_lock():
     assert lock == "requirements-runtime.lock" and (ROOT / lock).is_file()
     # The rest, patchgate itself, brings no dependency the lock did not pin.
     assert all("--no-deps" in words for words in installs if words is not locked)
+
+
+def test_the_image_builds_patchgate_from_every_folder_of_its_wheel():
+    # The schemas are not inside the package folder (pyproject.toml maps them into the wheel): an
+    # image built without them would find no contracts only when a process starts.
+    dockerfile = ROOT / "deploy/Dockerfile"
+    commands = [command.split() for words in instructions(dockerfile, "RUN") for command in " ".join(words).split("&&")]
+    [project] = [words[-1] for words in commands if words[:2] == ["pip", "install"] and "-r" not in words]
+    copied = {target.rstrip("/"): sources for *sources, target in instructions(dockerfile, "COPY")}
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {package.split(".")[0] for package in setuptools["packages"]} | set(setuptools["package-dir"].values())
+    assert folders >= {"pipeline", "schemas"}
+    assert {folder: copied.get(f"{project}/{folder}") for folder in folders} == {folder: [folder] for folder in folders}
 
 
 def test_the_image_runs_as_an_unprivileged_user_that_owns_the_data_folder():
