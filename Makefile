@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-# Every dependency at an exact version with its hashes (README "Upgrading dependencies"):
+# Every dependency at an exact version with its hashes (docs/operations.md, "Upgrading dependencies"):
 # requirements.lock for development and CI (runtime, test tools, pip and setuptools),
 # requirements-runtime.lock for the image (the worker's part of it, with the build backend),
 # requirements-edges.lock for the MTA and shipper hosts (the light part: no Faust, chdb or Arrow).

@@ -15,7 +15,7 @@ In one run:
    at most --record-lines each, with its position headers); `lines`, one bare line per record
    keyed by its file's path and without headers (kcat -P -K, rsyslog's omkafka); `filebeat`, one
    Filebeat event per line (the JSON of its Kafka output: message, log.file.path, log.offset, and
-   the fields every event carries), keyed by the path as the README's Filebeat setting does; all at
+   the fields every event carries), keyed by the path as docs/shipping.md's Filebeat setting does; all at
    once, or at --rate lines/s in ticks of 50 ms (a shipper following growing files); one-line
    records go out through kafka-python or, with --producer kcat, through `kcat -P -K` fed on its
    standard input (librdkafka, as rsyslog, Fluent Bit and Vector send them: the benchmark then
@@ -94,7 +94,7 @@ def interleaved(sources) -> list[tuple[int, int]]:
 
 class KcatPipe:
     """One-line records through `kcat -P`: a line per record on its standard input, the key before a
-    tab (-K), partitioned by murmur2 as the README asks of librdkafka shippers."""
+    tab (-K), partitioned by murmur2 as docs/shipping.md asks of librdkafka shippers."""
 
     def __init__(self, bootstrap: str, topic: str):
         self.process = subprocess.Popen(

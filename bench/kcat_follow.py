@@ -1,6 +1,6 @@
 """Follow log files as a one-line-per-record shipper does, for the fault campaign: for each file,
 `tail -F` into `kcat -P`, one Kafka record per line keyed by the file's path, with the partitioner
-the README recommends, and librdkafka's idempotent producer (a send the broker took but never
+docs/shipping.md recommends, and librdkafka's idempotent producer (a send the broker took but never
 confirmed is not written twice).
 
     python bench/kcat_follow.py BOOTSTRAP TOPIC FILE...

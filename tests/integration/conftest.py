@@ -333,9 +333,9 @@ def _policy_settings(policy_port: int | None, milter_port: int | None = None,
                      header_checks: Path | None = None) -> list[str]:
     """Mail for example.net, each RCPT TO checked by the policy service on `policy_port` (with
     `header_checks`, a copy of deploy/mta/postfix-header_checks: each message at its end, its
-    Received headers logged as the README sets it up, and XCLIENT allowed from loopback so that a
-    test can speak for a remote client), or by the milter on `milter_port` (accepting when it
-    cannot be asked, as the README sets it)."""
+    Received headers logged as docs/enforcement.md sets it up, and XCLIENT allowed from loopback so
+    that a test can speak for a remote client), or by the milter on `milter_port` (accepting when it
+    cannot be asked, as docs/enforcement.md sets it)."""
     end_of_data = header_checks is not None
     asked = f"check_policy_service inet:127.0.0.1:{policy_port}"
     return [
@@ -474,7 +474,7 @@ EXIM_DATA_ACL = ROOT / "deploy" / "mta" / "exim-patchgate-data.acl"
 
 
 class EximHost:
-    """Debian's Exim with the README's ACL statements asking the policy service on `policy_port`:
+    """Debian's Exim with docs/enforcement.md's ACL statements asking the policy service on `policy_port`:
     at RCPT (deploy/mta/exim-patchgate-rcpt.acl) or, with `at_data`, once the message is in
     (deploy/mta/exim-patchgate-data.acl). Each session runs in Exim's host-checking mode (-bh): the
     SMTP dialogue of a client at an address, through the configuration's ACLs, delivering nothing."""
@@ -561,7 +561,7 @@ SENDMAIL_MILTER = ROOT / "deploy" / "mta" / "sendmail-patchgate.m4"
 
 
 class SendmailHost:
-    """Debian's Sendmail with the README's milter lines (deploy/mta/sendmail-patchgate.m4) pointing
+    """Debian's Sendmail with docs/enforcement.md's milter lines (deploy/mta/sendmail-patchgate.m4) pointing
     at `milter_port`, its sendmail.cf built by m4 from Debian's sendmail-cf. Each session is one SMTP
     conversation on Sendmail's standard input and output (-bs), a reply awaited before each command
     (Sendmail refuses a client that talks first), in a UTS namespace of its own whose host name has a

@@ -1,4 +1,4 @@
-"""A real Exim (Debian's exim4-daemon-light) with the README's RCPT ACL statements asks `patchgate
+"""A real Exim (Debian's exim4-daemon-light) with docs/enforcement.md's RCPT ACL statements asks `patchgate
 mta`, which follows the decisions the policy takes on the same logs as the Postfix test: it defers
 in a throttle window, rejects in a block window with the enhanced codes passed through, accepts
 servers it has no decision for, asks once per connection, and lets mail through when `patchgate

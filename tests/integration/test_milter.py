@@ -1,4 +1,4 @@
-"""`patchgate milter` behind a real Postfix (smtpd_milters, as the README sets it up) and a real
+"""`patchgate milter` behind a real Postfix (smtpd_milters, as docs/enforcement.md sets it up) and a real
 Sendmail, following the decisions the policy takes on the Postfix test's logs: at the end of a
 message's headers, 450 4.7.230 in a throttle window and 550 5.7.230 in a block window; accepted for
 servers it has no decision for and for a blocked server whose own Received header shows a current
@@ -15,7 +15,7 @@ from tests.integration.conftest import isolated_env, publish_decisions_of, until
 from tests.integration.test_postfix import POLICY, _free_port, write_logs
 
 ROOT = Path(__file__).resolve().parents[2]
-# Our own MTA's name, so that the pipeline reads its Received header as ours (as the README asks).
+# Our own MTA's name, so that the pipeline reads its Received header as ours (docs/enforcement.md).
 TRUSTED = '\ntrusted_receivers = ["mx-test.example.net"]\n'
 
 

@@ -1,7 +1,7 @@
 """The owners' report in a real browser: Debian's chromium (headless) loads the pages of a pipeline
 that processed every sample file and the test reads the DOM it rendered. Expectations come from the
 decisions the pipeline published. With PATCHGATE_WRITE_SCREENSHOT=1 the screenshots are also
-copied to docs/ (docs/report.png, docs/report-server.png), where the README shows them."""
+copied to docs/ (docs/report.png, docs/report-server.png), where docs/report.md shows them."""
 from __future__ import annotations
 
 import os

@@ -17,6 +17,7 @@ from pipeline.settings import (
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "patchgate.example.toml"
+OPERATIONS = ROOT / "docs" / "operations.md"
 
 
 def test_defaults(tmp_path):
@@ -47,12 +48,24 @@ def test_the_example_file_holds_the_defaults():
     assert load_settings(EXAMPLE, environ={}) == Settings()
 
 
-def test_the_example_file_and_the_readme_name_every_setting():
-    example, readme = EXAMPLE.read_text(), (ROOT / "README.md").read_text()
+def settings_table(guide: str) -> dict[str, str]:
+    """Each variable of the settings table in docs/operations.md -> the file keys cell of its row."""
+    rows = {}
+    for line in guide.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 4:
+            for variable in re.findall(r"`([A-Z_]+)`", cells[0]):
+                rows[variable] = cells[1]
+    return rows
+
+
+def test_the_example_file_and_the_operations_guide_name_every_setting():
+    example, table = EXAMPLE.read_text(), settings_table(OPERATIONS.read_text())
     for source in SOURCES:
         assert re.search(rf"^\[{source.section}\]$", example, re.MULTILINE), source.section
         assert re.search(rf"^#? ?{source.key} = ", example, re.MULTILINE), source.key
-        assert f"`{source.env}`" in readme, source.env
+        assert source.env in table, f"{source.env} has no row in the settings table of {OPERATIONS.name}"
+        assert f"`{source.section}.{source.key}`" in table[source.env], source.env
 
 
 def test_the_catalog_path_comes_from_the_file_or_the_environment(tmp_path):

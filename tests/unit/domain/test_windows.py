@@ -16,8 +16,8 @@ def test_windows_cover_exactly_the_configured_minutes_from_the_offset():
 
 
 def test_offset_is_crc32_of_the_server_id_mod_60():
-    # The README publishes the offset (CRC-32 of the server id, mod 60) for MTAs and owners to
-    # compute: pinned values, worked out with a bitwise CRC-32 apart from zlib.
+    # docs/enforcement.md publishes the offset (CRC-32 of the server id, mod 60) for MTAs and owners
+    # to compute: pinned values, worked out with a bitwise CRC-32 apart from zlib.
     assert window_offset("contoso.example/ex01") == 21
     assert window_offset("ex13mbx01.contoso.example") == 14
     assert window_offset("fabrikam.example/mail19.fabrikam.example") == 23

@@ -7,8 +7,8 @@ partition databases straight from its RocksDB store and sets its current event (
 talks to aiokafka's client underneath (tables.py, outbox.py). None of that is public API: a release,
 a patch release too, may rename it, and then the worker does not fail at once but loses or replays
 records at the next rebalance. requirements.lock pins the versions checked (CHECKED_AGAINST);
-after an upgrade this test names each part that changed. README "Upgrading dependencies" says what
-to do then.
+after an upgrade this test names each part that changed. docs/operations.md, "Upgrading
+dependencies", says what to do then.
 
 A row of INTERNALS is checked in one of three ways:
 - a method's shape (`def`, `async def` or `async generator def`, with its parameters' names and
@@ -45,7 +45,8 @@ BROKER = "kafka://localhost:9092"  # never dialled: nothing here starts a client
 
 def upgrade_note(package: str) -> str:
     return (f"{package} {CHECKED_AGAINST[package]} is the version this was checked against (installed: "
-            f"{importlib.metadata.version(package)}); an upgrade changed it: see README 'Upgrading dependencies'")
+            f"{importlib.metadata.version(package)}); an upgrade changed it: see docs/operations.md, "
+            "'Upgrading dependencies'")
 
 
 # --- reading a name ---
@@ -365,5 +366,5 @@ def test_the_installed_release_is_the_one_checked(package: str):
     installed = importlib.metadata.version(package)
     assert installed == CHECKED_AGAINST[package], (
         f"{package} {installed} is installed, the internals were checked against {CHECKED_AGAINST[package]}: "
-        f"once every other test here passes on {installed} and the fault campaign holds (README 'Upgrading "
-        f"dependencies'), set CHECKED_AGAINST[{package!r}] to {installed!r}")
+        f"once every other test here passes on {installed} and the fault campaign holds "
+        f"(docs/operations.md, 'Upgrading dependencies'), set CHECKED_AGAINST[{package!r}] to {installed!r}")
