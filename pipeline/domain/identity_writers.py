@@ -5,7 +5,8 @@ in SMTP rows. A short writer name is joined to the FQDN with the same first labe
 file named earlier, or that the same row names. A row whose short name no FQDN of its file
 resolved yet is held back in the file's parser state (HeldRows) until the file names that server
 in full, and then goes under the FQDN, in the batch that found it; held rows that wait too long
-go as they are.
+go as they are. How much row text a state may hold is the caller's to say: it knows how the state
+is stored (the stream: one Kafka record).
 
 The tracking-log reader (parsers.msgtrk_rows) reads a batch's rows column-wise, and hands the rows
 whose names it cannot settle column-wise to `qualify_rows`, one segment at a time.
@@ -19,9 +20,6 @@ from pipeline.domain.events import SourcePosition
 from pipeline.domain.lines import LineRun
 from pipeline.domain.parsers.msgtrk import MAX_KNOWN_HOSTS, Segment
 
-# Held rows travel in their source's state, one Kafka record (1 MB at most by default, with the
-# learnt host names): past this many bytes of row text the oldest go, down to half of it.
-MAX_HELD_BYTES = 256 * 1024
 # A held row goes as it is when a row this much newer (event time) follows it in its file.
 MAX_HELD_MS = 3_600_000
 # A held row: [number of its layout, writer (a short name), time in ms, line number, text].
@@ -41,13 +39,13 @@ class HeldRows:
 
     A held row goes under the FQDN when the file first names one with its writer as first label,
     and as it is when a row more than MAX_HELD_MS newer follows it, when the held rows' text
-    outgrows MAX_HELD_BYTES (the oldest first), or when the file or the source ends.
+    outgrows `max_bytes` (the oldest first; None: no bound), or when the file or the source ends.
     A row that goes while the read that held it goes on stays in it (most rows wait only for the
     next few rows); one held before is queued again, in a segment of its own with its name
     settled, and read like any other."""
 
-    def __init__(self, file: dict, source: str) -> None:
-        self.file, self.source = file, source
+    def __init__(self, file: dict, source: str, max_bytes: int | None) -> None:
+        self.file, self.source, self.max_bytes = file, source, max_bytes
         stored = file.get("held") or {"layouts": [], "rows": []}
         self.layouts: list[list] = stored["layouts"]
         self.rows: list[list] = stored["rows"]
@@ -75,11 +73,11 @@ class HeldRows:
         self.writers[writer] += 1
         self.size += len(text.encode("utf-8"))
         self.oldest = time_ms if self.oldest is None else min(self.oldest, time_ms)
-        if self.size > MAX_HELD_BYTES:
+        if self.max_bytes is not None and self.size > self.max_bytes:
             # Down to half the bound, so that a file that never names its writer in full does not
             # release a row (and copy the list) for every row it holds.
             count, size = 0, self.size
-            while size > MAX_HELD_BYTES // 2:
+            while size > self.max_bytes // 2:
                 size -= len(self.rows[count][_TEXT].encode("utf-8"))
                 count += 1
             self._go(self.rows[:count], self._released)

@@ -54,11 +54,14 @@ _UNCLOSED = "broken CSV quoting: a quoted value is not closed"
 
 class TrackingRows:
     """The data rows of a batch, queued by column layout until `flush`. Rows after `until_ms`
-    (`evaluate --at`) are left out."""
+    (`evaluate --at`) are left out. `max_held_bytes`: how much row text a file's parser state may
+    hold back for its writer's FQDN, as the caller stores the state (see identity_writers.HeldRows;
+    None: no bound)."""
 
-    def __init__(self, until_ms: int | None = None) -> None:
+    def __init__(self, until_ms: int | None = None, max_held_bytes: int | None = None) -> None:
         self._layouts: dict[tuple[str, ...], list[Segment]] = {}
         self._until_ms = until_ms
+        self._max_held_bytes = max_held_bytes
         # During a flush: the held rows of the files read, by the identity of their parser state.
         self._held: dict[int, HeldRows] = {}
         self._ended: list[tuple[dict, str]] = []
@@ -89,7 +92,7 @@ class TrackingRows:
         """The rows the file holds; None when it holds none and none are to be held (`create`)."""
         held = self._held.get(id(file))
         if held is None and (create or "held" in file):
-            held = self._held[id(file)] = HeldRows(file, source)
+            held = self._held[id(file)] = HeldRows(file, source, self._max_held_bytes)
         return held
 
 

@@ -75,7 +75,7 @@ def smtp_row(at: str, message: str) -> str:
     return SMTP_2013.replace("2026-01-20T07:12:46.055Z", at, 1).replace("<b91c@", f"<{message}@")
 
 
-def feed_batch(source, lines, until=None, packed=False):
+def feed_batch(source, lines, until=None, packed=False, max_held_bytes=None):
     """One batch as the stream reads it (`until`: as `evaluate --at` does; `packed`: the lines as
     one packed record), the state stored as JSON before and after, as the stream's table stores it."""
 
@@ -86,7 +86,7 @@ def feed_batch(source, lines, until=None, packed=False):
         run = LineRun.of_lines(source.name, lines, [SourcePosition(source.name, source.lines + i)
                                                     for i in range(1, len(lines) + 1)], None)
     source.lines += len(lines)
-    rows = TrackingRows(epoch_ms(until) if until else None)
+    rows = TrackingRows(epoch_ms(until) if until else None, max_held_bytes)
     state = orjson.loads(orjson.dumps(source.state)) if source.state else None
     state = dispatch.parse_run(state, run, source.out, source.open_messages, rows)
     rows.flush(source.out)
@@ -164,16 +164,14 @@ def test_held_rows_go_as_they_are_after_an_hour_of_rows(make_source):
                           ("ex13mbx04.tailspin.example", "<d@EX13MBX02.tailspin.example>")]
 
 
-def test_held_rows_past_the_size_bound_go_as_they_are_the_oldest_first(make_source, monkeypatch):
-    from pipeline.domain import identity_writers
-
-    monkeypatch.setattr(identity_writers, "MAX_HELD_BYTES", 3 * len(MAILBOX_2013.encode()))
+def test_held_rows_past_the_size_bound_go_as_they_are_the_oldest_first(make_source):
+    bound = 3 * len(MAILBOX_2013.encode())
     rows = [mailbox_row(f"2026-01-20T07:12:4{n}.000Z", f"m{n}") for n in range(4)]
-    source = feed_batch(make_source("f.log"), header("15.00.1104.000", F27) + rows)
+    source = feed_batch(make_source("f.log"), header("15.00.1104.000", F27) + rows, max_held_bytes=bound)
     # Four rows outgrow three rows' worth: the oldest go, down to half the bound.
     assert [key.split("@")[0] for _, key in servers(source)] == ["<m0", "<m1", "<m2"]
     assert {server for server, _ in servers(source)} == {"ex13mbx02"}
-    feed_batch(source, [smtp_row("2026-01-20T07:12:50.000Z", "m9")])
+    feed_batch(source, [smtp_row("2026-01-20T07:12:50.000Z", "m9")], max_held_bytes=bound)
     assert servers(source)[3:] == [(EX13, "<m3@EX13MBX02.tailspin.example>"), (EX13, "<m9@EX13MBX02.tailspin.example>")]
 
 
