@@ -24,6 +24,7 @@ from pipeline.domain.replay import replay
 from pipeline.domain.report import evaluate_row
 from pipeline.files import Chunk, DamagedFile, LongLine, chunks, chunks_of_bytes, expand, modified
 from pipeline.settings import Settings
+from pipeline.streaming.state_bounds import HELD_ROWS_BYTES
 
 EXIT_OK, EXIT_UNREADABLE = 0, 2
 STDIN = "-"
@@ -100,7 +101,7 @@ def _read_source(source: str, pieces: Iterator[Chunk | LongLine], reference: dat
                 continue
             batch = new_batch()
             out = _Collected(batch, errors)
-            rows = TrackingRows(until_ms)
+            rows = TrackingRows(until_ms, HELD_ROWS_BYTES)
             run = LineRun.packed(source, chunk.data, chunk.first_line, chunk.first_offset, reference)
             sources.parse(run, out, rows)
             rows.flush(out)

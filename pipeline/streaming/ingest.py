@@ -36,6 +36,7 @@ from pipeline.domain.lines import LineRun, cut_at_long_lines, long_line, packed_
 from pipeline.domain.parsers import dispatch, envelope
 from pipeline.domain.parsers.msgtrk_rows import TrackingRows
 from pipeline.domain.source_ends import OpenSources
+from pipeline.streaming.state_bounds import HELD_ROWS_BYTES
 from pipeline.streaming.tables import TableBatch, TableOpenMessages
 
 
@@ -212,7 +213,7 @@ class RawBatch:
         return pieces
 
     def parse(self) -> None:
-        rows = TrackingRows()
+        rows = TrackingRows(max_held_bytes=HELD_ROWS_BYTES)
         parsed = []
         for (partition, source), runs in self._runs.items():
             event, last_offset = runs[-1][0], runs[-1][1]

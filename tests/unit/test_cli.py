@@ -1,3 +1,4 @@
+import argparse
 import importlib.metadata
 import json
 import os
@@ -10,7 +11,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from pipeline.cli import WORKER_EXTRA_MODULES, main
+from pipeline.cli import KAFKA_PATIENCE_S, WORKER_EXTRA_MODULES, WRITES_AVRO, command_parser, main
+from pipeline.domain.control import ACTIONS as CONTROL_ACTIONS
 from pipeline.settings import SOURCES
 
 
@@ -66,6 +68,25 @@ def test_a_broken_configured_catalog_stops_evaluate_with_its_file_and_line(tmp_p
     assert main(["--config", str(config), "evaluate", str(log)]) == 2
     assert capsys.readouterr().err == (f"patchgate evaluate: {broken}:2: field build: '15.2.x' is not a build "
                                        "(fix the file, or run `patchgate catalog update` again)\n")
+
+
+def leaf_commands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Every sub-command's parser by its full name ("catalog update"), sub-commands of its own below it."""
+    found = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found |= leaf_commands(sub, f"{prefix}{name} ") or {f"{prefix}{name}": sub}
+    return found
+
+
+def test_every_command_names_its_handler_and_the_kafka_checks_name_only_commands():
+    commands = leaf_commands(command_parser())
+    assert [name for name, sub in commands.items() if not callable(sub.get_default("handler"))] == []
+    tops = {name.split()[0] for name in commands}
+    assert {"catalog", *KAFKA_PATIENCE_S, *WRITES_AVRO, *CONTROL_ACTIONS} <= tops
+    # The six control commands share one handler: the action is the command's name.
+    assert len({commands[action].get_default("handler") for action in CONTROL_ACTIONS}) == 1
 
 
 # Every sub-command with the arguments it needs: each reads the settings before anything else, so

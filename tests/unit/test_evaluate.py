@@ -125,3 +125,20 @@ def test_a_binary_file_of_one_50_mb_line_takes_no_more_memory_than_a_small_file(
                     "skipped\n")
     # Before lines too long were skipped unread, this line took about 390 MB more.
     assert binary_kib - small_kib < 100 * 1024, (small_kib, binary_kib)
+
+
+def test_rows_held_for_their_writers_fqdn_are_bounded_as_the_stream_bounds_them(tmp_path):
+    """Mailbox rows name their writer short: a file holds them back until it names the writer in
+    full, but no more row text than the stream's state may carry; the oldest go as they are."""
+    from pipeline.streaming.state_bounds import HELD_ROWS_BYTES
+
+    rows = [f"2026-02-10T08:{n // 120:02d}:{n % 120 // 2:02d}.{n % 2 * 500:03d}Z,app1.contoso.example,EX16,RECEIVE,"
+            f"<m{n}@contoso.example>,100" for n in range(4000)]
+    assert sum(len(row) for row in rows) > HELD_ROWS_BYTES
+    log = tmp_path / "MSGTRK2026021008-1.LOG"
+    log.write_text("\n".join(["#Software: Microsoft Exchange Server", "#Version: 15.01.2507.039",
+                              "#Fields: date-time,client-hostname,server-hostname,event-id,message-id,total-bytes",
+                              *rows, "2026-02-10T08:40:00.000Z,EX16.contoso.example,mx.partner.example,SEND,<m0@x>,1"]))
+    code, found, errors = run([log])
+    assert (code, errors) == (0, "")
+    assert [row["server"] for row in found] == ["ex16", "ex16.contoso.example"]

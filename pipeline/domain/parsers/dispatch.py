@@ -16,9 +16,10 @@ from typing import Any, Protocol
 from pipeline.domain import hostnames
 from pipeline.domain.config import FormatConfig
 from pipeline.domain.events import MessageTrace, ParseError, TraceGroup
+from pipeline.domain.identity_writers import held_rows_newest_ms
 from pipeline.domain.lines import LineRun
 from pipeline.domain.parsers import envelope, exim, exo, headers, msgtrk, postfix
-from pipeline.domain.parsers.msgtrk_rows import TrackingRows, held_rows_newest_ms
+from pipeline.domain.parsers.msgtrk_rows import TrackingRows
 from pipeline.domain.parsers.postfix import MemoryOpenMessages, OpenMessages
 
 # Detection order matters: a message tracking log's "#" header (or a row of one without it: an

@@ -11,12 +11,12 @@ Other Exchange logs share the header block (SMTP protocol logs, connectivity log
 a block whose #Log-type or #Fields is not a tracking log's is reported once, and its rows skipped.
 
 `parse` reads the header lines at once and queues the data rows (a Segment per run of rows under
-one header block) in a TrackingRows, which reads the rows of every source of a batch column-wise
-when it is flushed (msgtrk_rows).
+one header block) in a RowQueue: msgtrk_rows.TrackingRows, which reads the rows of every source of
+a batch column-wise when it is flushed.
 
 Exchange names the writing server by its short name in mailbox rows (STOREDRIVER) and by its FQDN
 in SMTP rows. The rows before a file's first FQDN are held back in the file's parser state until
-it shows (msgtrk_rows.HeldRows): a new file (its #Software line) lets them go as they are.
+it shows (identity_writers.HeldRows): a new file (its #Software line) lets them go as they are.
 """
 from __future__ import annotations
 
@@ -24,13 +24,10 @@ import csv
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pipeline.domain.builds import Build
 from pipeline.domain.lines import LineRun
-
-if TYPE_CHECKING:
-    from pipeline.domain.parsers.msgtrk_rows import TrackingRows
 
 FORMAT = "msgtrk"
 _HEADER_NAMES = ("#software:", "#version:", "#log-type:", "#date:", "#fields:")
@@ -123,7 +120,17 @@ class Segment:
     file: dict | None = None
 
 
-def parse(source_state: dict, run: LineRun, start: int, end: int, rows: TrackingRows, out) -> None:
+class RowQueue(Protocol):
+    """Where `parse` queues the data rows until its caller reads them (msgtrk_rows.TrackingRows)."""
+
+    def add(self, fields: list[str], segment: Segment) -> None:
+        """Queue the segment's rows, to be read under the columns `fields`."""
+
+    def end_file(self, file: dict, source: str) -> None:
+        """The file whose parser state is `file` ended: the rows it holds back go as they are."""
+
+
+def parse(source_state: dict, run: LineRun, start: int, end: int, rows: RowQueue, out) -> None:
     """Read lines [start, end) of `run`. `source_state` is the dispatcher's state of the source:
     header lines update its "parser" part (a new file's #Software line starts a new one, and a new
     "hosts" map); data rows are queued in `rows`, and reach `out` when the batch flushes them."""
@@ -142,7 +149,7 @@ def parse(source_state: dict, run: LineRun, start: int, end: int, rows: Tracking
         segment = index + 1
 
 
-def _parse_bytes(source_state: dict, run: LineRun, raw: bytes, rows: TrackingRows, out) -> None:
+def _parse_bytes(source_state: dict, run: LineRun, raw: bytes, rows: RowQueue, out) -> None:
     """A packed run read from its bytes: header lines are decoded one by one, and the rows between
     them queued as the bytes they are (empty lines among them are found when the CSV reader
     returns fewer rows than there are lines: msgtrk_rows._Read._rows)."""
@@ -174,7 +181,7 @@ def _header_starts(raw: bytes) -> list[int]:
     return found
 
 
-def _queue(source_state: dict, run: LineRun, kept: list[int] | range, raw: bytes | None, rows: TrackingRows,
+def _queue(source_state: dict, run: LineRun, kept: list[int] | range, raw: bytes | None, rows: RowQueue,
            out) -> None:
     state = source_state["parser"]
     if state.get("refused"):
@@ -185,7 +192,7 @@ def _queue(source_state: dict, run: LineRun, kept: list[int] | range, raw: bytes
         rows.add(state["fields"], Segment(run, kept, state["version"], source_state["hosts"], raw, file=state))
 
 
-def _queue_inferred(source_state: dict, run: LineRun, kept: list[int] | range, raw: bytes | None, rows: TrackingRows,
+def _queue_inferred(source_state: dict, run: LineRun, kept: list[int] | range, raw: bytes | None, rows: RowQueue,
                     out) -> None:
     """Rows without a #Fields line (a shipper dropped the header lines): the first one's number of
     values gives the columns (rows of another version among them are moved to theirs when the
@@ -242,7 +249,7 @@ def _value_count(line: str) -> int:
         return 0
 
 
-def _header_line(source_state: dict, run: LineRun, index: int, text: str, rows: TrackingRows, out) -> None:
+def _header_line(source_state: dict, run: LineRun, index: int, text: str, rows: RowQueue, out) -> None:
     name, _, value = text[1:].partition(":")
     name, value = name.strip().lower(), value.strip()
     state = source_state["parser"]

@@ -6,9 +6,10 @@ agree on what identity reads (source, writing server, build, org, connector) int
 with one entry per message. A row that does not convert, or whose writing server's name is no
 host name, is reported on its own and the rest goes on.
 
-A row whose writer is a short name that no FQDN of its file resolved yet is held back in the
-file's parser state (HeldRows) until the file names that server in full, and then goes under the
-FQDN, in the flush that found it.
+Short writer names are joined to their FQDN as identity_writers says: the names a segment's rows
+teach are found column-wise, and a segment whose order matters (a short writer, a name that
+changes) goes to identity_writers.qualify_rows row by row. The rows it holds back for their
+writer's FQDN are queued again, in a later flush, once they go.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from pipeline.domain.events import (
     from_epoch_ms,
     message_key,
 )
-from pipeline.domain.lines import LineRun
+from pipeline.domain.identity_writers import HeldRows, first_label, is_short, qualify_rows
 from pipeline.domain.parsers.msgtrk import (
     EXCHANGE_2007_VERSION,
     FORMAT,
@@ -49,22 +50,18 @@ _READ = ("date-time", "client-hostname", "server-hostname", "event-id", "message
          "tenant-id", "connector-id", "schema-version")
 _TIME = pa.timestamp("ms", tz="UTC")
 _UNCLOSED = "broken CSV quoting: a quoted value is not closed"
-# Held rows travel in their source's state, one Kafka record (1 MB at most by default, with the
-# learnt host names): past this many bytes of row text the oldest go, down to half of it.
-MAX_HELD_BYTES = 256 * 1024
-# A held row goes as it is when a row this much newer (event time) follows it in its file.
-MAX_HELD_MS = 3_600_000
-# A held row: [number of its layout, writer (a short name), time in ms, line number, text].
-_LAYOUT, _WRITER, _MS, _LINE, _TEXT = range(5)
 
 
 class TrackingRows:
     """The data rows of a batch, queued by column layout until `flush`. Rows after `until_ms`
-    (`evaluate --at`) are left out."""
+    (`evaluate --at`) are left out. `max_held_bytes`: how much row text a file's parser state may
+    hold back for its writer's FQDN, as the caller stores the state (see identity_writers.HeldRows;
+    None: no bound)."""
 
-    def __init__(self, until_ms: int | None = None) -> None:
+    def __init__(self, until_ms: int | None = None, max_held_bytes: int | None = None) -> None:
         self._layouts: dict[tuple[str, ...], list[Segment]] = {}
         self._until_ms = until_ms
+        self._max_held_bytes = max_held_bytes
         # During a flush: the held rows of the files read, by the identity of their parser state.
         self._held: dict[int, HeldRows] = {}
         self._ended: list[tuple[dict, str]] = []
@@ -95,125 +92,8 @@ class TrackingRows:
         """The rows the file holds; None when it holds none and none are to be held (`create`)."""
         held = self._held.get(id(file))
         if held is None and (create or "held" in file):
-            held = self._held[id(file)] = HeldRows(file, source)
+            held = self._held[id(file)] = HeldRows(file, source, self._max_held_bytes)
         return held
-
-
-def held_rows_newest_ms(file: dict) -> int | None:
-    """The newest event time of the rows the file's parser state holds back, if any."""
-    return max((row[_MS] for row in (file.get("held") or {}).get("rows", ())), default=None)
-
-
-class HeldRows:
-    """The rows a file holds back, kept in its parser state as plain JSON ("held": the layouts the
-    rows were read under, and the rows, see _LAYOUT): rows whose writer is a short name that no
-    FQDN of the file resolved yet. Exchange names itself short in mailbox rows and in full in SMTP
-    rows, so the rows before a file's first SMTP row would otherwise name a second server.
-
-    A held row goes under the FQDN when the file first names one with its writer as first label,
-    and as it is when a row more than MAX_HELD_MS newer follows it, when the held rows outgrow
-    MAX_HELD_BYTES (the oldest first), or when the file or the source ends. A row that goes while
-    the read that held it goes on stays in it (most rows wait only for the next few rows); one
-    held before is queued again, in a segment of its own with its name settled, and read like
-    any other."""
-
-    def __init__(self, file: dict, source: str) -> None:
-        self.file, self.source = file, source
-        stored = file.get("held") or {"layouts": [], "rows": []}
-        self.layouts: list[list] = stored["layouts"]
-        self.rows: list[list] = stored["rows"]
-        self.writers = Counter(row[_WRITER] for row in self.rows)
-        self.size = sum(len(row[_TEXT].encode("utf-8")) for row in self.rows)
-        self.oldest = min((row[_MS] for row in self.rows), default=None)
-        # Rows that went and wait to be queued: (layout, row), and the FQDNs of the resolved ones.
-        self._resolved: list[tuple[list, list]] = []
-        self._names: dict[str, str] = {}
-        self._released: list[tuple[list, list]] = []
-        # Rows held by the read going on, by identity: where it keeps their writer and whether held.
-        self._here: dict[int, tuple[list[str], list[bool], int]] = {}
-
-    def hold(self, fields: list[str], segment: Segment, index: int, text: str, writer: str, time_ms: int,
-             place: tuple[list[str], list[bool], int]) -> None:
-        """Hold line `index` of the segment's run (`text`), read under `fields`; `place`: the
-        read's writer names and held flags of the segment's rows, and the row's number in them."""
-        layout = [fields, segment.version, segment.inferred]
-        if layout not in self.layouts:
-            self.layouts.append(layout)
-        row = [self.layouts.index(layout), writer, time_ms, segment.run.line_number(index), text]
-        self.rows.append(row)
-        self._here[id(row)] = place
-        self.file["held"] = {"layouts": self.layouts, "rows": self.rows}
-        self.writers[writer] += 1
-        self.size += len(text.encode("utf-8"))
-        self.oldest = time_ms if self.oldest is None else min(self.oldest, time_ms)
-        if self.size > MAX_HELD_BYTES:
-            # Down to half the bound, so that a file that never names its writer in full does not
-            # release a row (and copy the list) for every row it holds.
-            count, size = 0, self.size
-            while size > MAX_HELD_BYTES // 2:
-                size -= len(self.rows[count][_TEXT].encode("utf-8"))
-                count += 1
-            self._go(self.rows[:count], self._released)
-
-    def resolve(self, label: str, host: str) -> None:
-        """The file names `host` (first label `label`) for the first time: the rows held for
-        `label` go under it."""
-        if self.writers.get(label):
-            self._names[label] = host
-            self._go([row for row in self.rows if row[_WRITER] == label], self._resolved, host)
-
-    def release_older(self, time_ms: int) -> None:
-        """A row of `time_ms` follows: rows more than MAX_HELD_MS older go as they are."""
-        if self.oldest is not None and time_ms - MAX_HELD_MS > self.oldest:
-            self._go([row for row in self.rows if row[_MS] < time_ms - MAX_HELD_MS], self._released)
-
-    def release_all(self, add) -> None:
-        """The file ended: every held row goes as it is, queued (`add`: TrackingRows.add)."""
-        self._go(list(self.rows), self._released)
-        self.queue(add)
-
-    def end_read(self, add) -> None:
-        """The read going on is over: its rows still held stay so, those held before that went
-        are queued (`add`: TrackingRows.add)."""
-        self._here.clear()
-        self.queue(add)
-
-    def queue(self, add) -> None:
-        """Queue the rows that went, a segment per layout: the resolved ones know their FQDNs, the
-        others keep their short names."""
-        if not (self._resolved or self._released):
-            return
-        for gone, names in ((self._resolved, self._names), (self._released, {})):
-            by_layout: dict[int, tuple[list, list[list]]] = {}
-            for layout, row in gone:
-                by_layout.setdefault(id(layout), (layout, []))[1].append(row)
-            for (fields, version, inferred), rows in by_layout.values():
-                run = LineRun.of_lines(self.source, [row[_TEXT] for row in rows],
-                                       [SourcePosition(self.source, row[_LINE]) for row in rows], None)
-                add(fields, Segment(run, range(len(rows)), version, dict(names), inferred=inferred))
-            gone.clear()
-        self._names = {}
-
-    def _go(self, rows: list[list], into: list[tuple[list, list]], host: str | None = None) -> None:
-        """`rows` go (under `host`, when given): back into the read going on when it held them."""
-        for row in rows:
-            place = self._here.pop(id(row), None)
-            if place is None:
-                into.append((self.layouts[row[_LAYOUT]], row))
-            else:
-                writers, held, number = place
-                held[number] = False
-                if host is not None:
-                    writers[number] = host
-        going = {id(row) for row in rows}
-        self.rows[:] = [row for row in self.rows if id(row) not in going]
-        for row in rows:
-            self.writers[row[_WRITER]] -= 1
-            self.size -= len(row[_TEXT].encode("utf-8"))
-        self.oldest = min((row[_MS] for row in self.rows), default=None)
-        if not self.rows:
-            self.layouts.clear()
-            self.file.pop("held", None)
 
 
 class _Read:
@@ -461,22 +341,21 @@ class _Read:
             learnt: dict[str, set[str]] = {}
             for values in seen[number]:
                 for host in values:
-                    if (label := _label(host)) and "." in host and host not in problems:
+                    if (label := first_label(host)) and "." in host and host not in problems:
                         learnt.setdefault(label, set()).add(host)
             hosts = segment.hosts
-            short_writer = any(_is_short(host) for host in seen[number][0])
+            short_writer = any(is_short(host) for host in seen[number][0])
             held = None if segment.file is None else self.rows.held(segment.file, segment.run.source, short_writer)
             if held is not None:
                 touched[id(held)] = held
             crowded = len(hosts.keys() | learnt.keys()) > MAX_KNOWN_HOSTS
-            # A row more than MAX_HELD_MS newer than a held one lets it go, before the rows after it.
-            overdue = held is not None and held.oldest is not None and (
-                pc.max(times.slice(start, length)).as_py() or 0) - MAX_HELD_MS > held.oldest
+            # A row far newer than a held one lets it go, before the rows after it.
+            overdue = held is not None and held.overdue(pc.max(times.slice(start, length)).as_py() or 0)
             if short_writer or crowded or overdue or any(len(found) > 1 for found in learnt.values()):
                 # Order decides: go row by row, as a line-by-line reader would.
-                replaced.append((start, length, *self._row_by_row(
-                    segment, held, problems, *(a.slice(start, length).to_pylist() for a in (
-                        writer, client, server, times, holdable)))))
+                replaced.append((start, length, *qualify_rows(
+                    self.fields, segment, held, problems, _RowTexts(segment).text,
+                    *(a.slice(start, length).to_pylist() for a in (writer, client, server, times, holdable)))))
             else:
                 for label, (host,) in learnt.items():
                     if held is not None and label not in hosts:
@@ -495,41 +374,6 @@ class _Read:
         flags.append(pa.repeat(False, len(writer) - at))
         held_rows = pa.concat_arrays(flags) if any(any(kept_back) for *_, kept_back in replaced) else None
         return pa.concat_arrays(pieces), unnamed, held_rows
-
-    def _row_by_row(self, segment: Segment, held: HeldRows | None, problems: dict[str, str], writers: list[str],
-                    clients: list[str], servers: list[str], times: list[int | None],
-                    holdable: list[bool]) -> tuple[list[str], list[bool]]:
-        """The segment's writers qualified row by row, and which rows are held (both may change
-        until the read is over, as the rows after them let held ones go). Rows that were held
-        before (no file) have their names settled: they learn nothing."""
-        hosts = segment.hosts
-        learn = segment.file is not None
-        kept_back = [False] * len(writers)
-        texts = _RowTexts(segment)
-        for row, names in enumerate(zip(writers, clients, servers, strict=True)):
-            if learn:
-                # A row's own FQDNs first: client EX01.CORP.TEST and server EX01 are one server.
-                for host in names:
-                    if "." in host and (label := _label(host)) and host not in problems and (
-                            len(hosts) < MAX_KNOWN_HOSTS or label in hosts):
-                        if held is not None and label not in hosts:
-                            held.resolve(label, host)
-                        hosts[label] = host
-            time_ms = times[row]
-            if held is not None and held.oldest is not None and time_ms is not None:
-                held.release_older(time_ms)
-            name = writers[row]
-            if "." in name or not _is_short(name):  # the dot first: most writers are FQDNs
-                continue
-            if name in hosts:
-                writers[row] = hosts[name]
-            elif held is not None and holdable[row] and name not in problems:
-                assert time_ms is not None, "a holdable row is one whose time reads"
-                kept_back[row] = True
-                held.hold(self.fields, segment, segment.kept[row], texts.text(row), name, time_ms,
-                          (writers, kept_back, row))
-        return writers, kept_back
-
 
 class _RowTexts:
     """The texts of a segment's rows, asked for in order: from its bytes when it was read from them
@@ -614,16 +458,3 @@ def _moved_version(version: str | None, fields: tuple[str, ...]) -> str | None:
     if version is None or version == EXCHANGE_2007_VERSION:
         return version_of_rows(fields)
     return version
-
-
-def _label(host: str | None) -> str | None:
-    """The first label of a host name, or None for what is no name (empty, an IP address)."""
-    label = (host or "").split(".")[0]
-    return None if not label or label.isdigit() else label
-
-
-def _is_short(host: str | None) -> bool:
-    """Whether `host` is a short host name: one label, not an IP address."""
-    if not host:
-        return False
-    return "." not in host and ":" not in host and not host.isdigit()

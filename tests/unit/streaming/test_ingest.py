@@ -296,3 +296,20 @@ def test_a_line_too_long_in_an_envelope_is_a_dead_letter_at_the_position_the_env
     [error] = run_batch((table(), table()), [event(b"filebeat", envelope, 2, 9)], SHORT_LINES).errors
     assert str(error) == (f"filebeat: record of {len(envelope)} bytes is longer than formats.max_line_bytes (4096); "
                           "skipped")
+
+
+def test_the_rows_a_source_holds_for_its_writers_fqdn_stay_within_the_states_bound(table, event):
+    """Rows that name their writer short wait in the source's state for its FQDN: no more row text
+    than one changelog record may carry; past it the oldest go as they are."""
+    from pipeline.streaming.state_bounds import HELD_ROWS_BYTES
+
+    rows = b"".join(f"2026-02-10T08:{n // 120:02d}:{n % 120 // 2:02d}.{n % 2 * 500:03d}Z,app1.contoso.example,EX16,"
+                    f"RECEIVE,<m{n}@x>,100\r\n".encode() for n in range(4000))
+    assert len(rows) > HELD_ROWS_BYTES
+    tables = (table(), table())
+    batch = run_batch(tables, [packed(event, HEADER + rows, 1, 0, offset=7)])
+    batch.states.flush()
+    held = orjson.loads(tables[0].partitions[1][LOG.encode()])["parser"]["held"]["rows"]
+    assert HELD_ROWS_BYTES // 4 < sum(len(text.encode()) for *_, text in held) <= HELD_ROWS_BYTES
+    [gone] = batch.observations.observations()
+    assert gone.server == "ex16" and gone.count + len(held) == 4000
