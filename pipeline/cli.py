@@ -61,7 +61,7 @@ def command_parser() -> argparse.ArgumentParser:
 # it, and its commands import none of them; a command that does names the extra to install.
 WORKER_EXTRA_MODULES = frozenset(
     ("faust", "mode", "intervaltree", "rocksdict", "clickhouse_connect", "chdb", "pyarrow", "cramjam",
-     "prometheus_client"))
+     "prometheus_client", "jinja2"))
 
 
 # The commands that talk to Kafka (but the workers and sinks, which check for themselves), and

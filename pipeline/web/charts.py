@@ -1,8 +1,8 @@
-"""Inline SVG charts: drawn on the server, shown by any browser without JavaScript."""
+"""Inline SVG charts: drawn on the server, shown by any browser without JavaScript. The geometry is
+worked out here; templates/daily_bars.html draws it."""
 from __future__ import annotations
 
 from datetime import date, timedelta
-from html import escape
 
 MAX_DAYS = 90
 SERIES = (("messages", "messages", "#4a78b5"), ("deferred", "deferred (450)", "#e0a100"),
@@ -10,22 +10,21 @@ SERIES = (("messages", "messages", "#4a78b5"), ("deferred", "deferred (450)", "#
 WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 960, 240, 44, 36, 24
 
 
-def daily_bars(days: list[dict]) -> str:
+def daily_chart(days: list[dict]) -> dict | None:
     """Messages, deferred and rejected attempts per day as grouped bars: the last MAX_DAYS days up to
-    the newest one, days without any shown as empty. Each bar names its day and count on hover."""
+    the newest one, days without any shown as empty; None without days. Each bar names its day,
+    count and series, for the chart to show on hover."""
     if not days:
-        return "<p>No messages recorded for this server.</p>"
+        return None
     counts = {date.fromisoformat(d["day"]): d for d in days}
     last = max(counts)
     first = max(min(counts), last - timedelta(days=MAX_DAYS - 1))
     span = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     peak = max(max(counts.get(day, {}).get(name, 0) for name, _, _ in SERIES) for day in span) or 1
     slot = (WIDTH - LEFT) / len(span)
-    bar = min(max(slot / (len(SERIES) + 1), 1), 16)
+    bar = float(min(max(slot / (len(SERIES) + 1), 1), 16))
     plot = HEIGHT - BOTTOM - TOP
-    shapes = [f'<line x1="{LEFT}" y1="{TOP + plot}" x2="{WIDTH}" y2="{TOP + plot}" stroke="#888"/>',
-              f'<text x="{LEFT - 4}" y="{TOP + 4}" text-anchor="end" font-size="11">{peak}</text>',
-              f'<text x="{LEFT - 4}" y="{TOP + plot}" text-anchor="end" font-size="11">0</text>']
+    bars, labels = [], []
     label_every = max(1, len(span) // 8)
     for index, day in enumerate(span):
         x = LEFT + index * slot
@@ -33,15 +32,14 @@ def daily_bars(days: list[dict]) -> str:
             value = counts.get(day, {}).get(name, 0)
             if value:
                 height = plot * value / peak
-                shapes.append(f'<rect x="{x + series * bar:.1f}" y="{TOP + plot - height:.1f}" width="{bar:.1f}" '
-                              f'height="{height:.1f}" fill="{colour}"><title>{day.isoformat()}: {value} {escape(label)}'
-                              "</title></rect>")
+                bars.append({"x": round(x + series * bar, 1), "y": round(TOP + plot - height, 1),
+                             "width": round(bar, 1), "height": round(height, 1), "colour": colour,
+                             "day": day.isoformat(), "value": value, "label": label})
         if index % label_every == 0:
-            shapes.append(f'<text x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" font-size="11">{day.isoformat()}</text>')
-    for series, (_, label, colour) in enumerate(SERIES):
-        x = LEFT + series * 150
-        shapes.append(f'<rect x="{x}" y="4" width="10" height="10" fill="{colour}"/>'
-                      f'<text x="{x + 14}" y="13" font-size="12">{escape(label)}</text>')
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" '
-            f'height="{HEIGHT}" role="img" aria-label="messages, deferred and rejected attempts per day">'
-            + "".join(shapes) + "</svg>")
+            labels.append({"x": round(x, 1), "day": day.isoformat()})
+    return {
+        "width": WIDTH, "height": HEIGHT, "left": LEFT, "top": TOP, "axis_y": TOP + plot,
+        "labels_y": HEIGHT - BOTTOM + 16, "peak": peak, "bars": bars, "labels": labels,
+        "legend": [{"x": LEFT + series * 150, "colour": colour, "label": label}
+                   for series, (_, label, colour) in enumerate(SERIES)],
+    }

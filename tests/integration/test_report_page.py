@@ -15,6 +15,7 @@ import pytest
 
 from pipeline.edges.decisions import read_decisions
 from pipeline.web.server_detail import enforcement_text
+from tests.unit.web.test_pages import HOSTILE_REASON, HOSTILE_SERVER, Dom, hostile_pages
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -85,3 +86,21 @@ def test_a_server_page_says_what_is_wrong_what_comes_next_and_what_to_install(mi
     assert f"<td>{decision.recommended_builds[0]}</td>" in page
     assert "<svg" in page and "messages per day" in page.lower()
     screenshot(tmp_path, url, "report-server.png")
+
+
+def test_markup_in_a_host_name_or_a_reason_stays_text_in_the_browsers_dom(tmp_path):
+    """Every page of the web port with markup in the values from logs and requests
+    (tests/unit/web/test_pages.hostile_pages), as chromium builds it: no script or image element,
+    and the markup shown as written."""
+    for name, page in hostile_pages().items():
+        path = tmp_path / f"{name}.html"
+        path.write_text(page, encoding="utf-8")
+        try:
+            built = Dom(chromium(tmp_path, "--dump-dom", path.as_uri()))
+        except subprocess.TimeoutExpired:
+            # chromium dumps the DOM with a script of its own, which waits while a dialog is open.
+            pytest.fail(f"{name}: no DOM from chromium: a script that got into the page opened alert()'s dialog")
+        assert {"script", "img"} & set(built.elements) == set(), name
+        assert {"src", "onerror"} & built.attribute_names == set(), name
+        assert HOSTILE_SERVER in built.text or name == "login", name
+        assert (HOSTILE_REASON in built.text) == (name in ("overview", "server")), name

@@ -32,14 +32,15 @@ pytestmark = pytest.mark.packaging
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
-DATA_SUFFIXES = (".avsc", ".sql", ".csv")
+DATA_SUFFIXES = (".avsc", ".sql", ".csv", ".html")
 
 # Run in both environments: where `pipeline` comes from and whether an editable finder is loaded,
-# one Avro round trip, the DDL statements create_tables finds.
+# one Avro round trip, the DDL statements create_tables finds, a report page from its templates.
 CHECK_INSTALLED = """
 import json, sys, pipeline, pipeline.edges.mta, pipeline.streaming.worker
 from pipeline.sinks.clickhouse import create_tables
 from pipeline.contracts.avro import DEAD_LETTER, SCHEMA_DIR
+from pipeline.web.pages import message_page
 
 class RecordingClient:
     def __init__(self):
@@ -55,7 +56,8 @@ client = RecordingClient()
 create_tables(client)
 print(json.dumps({"pipeline": pipeline.__file__, "schemas": str(SCHEMA_DIR), "round_trip": decoded == record,
                   "ddl": client.statements,
-                  "editable_finders": [name for name in sys.modules if name.startswith("__editable__")]}))
+                  "editable_finders": [name for name in sys.modules if name.startswith("__editable__")],
+                  "page": message_page("Unknown server", "No server <b>")}))
 """
 
 
@@ -98,6 +100,7 @@ def test_the_wheel_carries_every_data_file(wheel):
     expected = in_source(DATA_SUFFIXES)
     assert {Path(name).suffix for name in expected} == set(DATA_SUFFIXES)
     assert "pipeline/schemas/avro/history/ServerObservation.v1.avsc" in expected
+    assert "pipeline/web/templates/layout.html" in expected
     assert in_wheel(wheel, DATA_SUFFIXES) == expected
 
 
@@ -133,6 +136,8 @@ def test_worker_and_mta_import_and_read_their_schemas(installed, tmp_path):
     assert facts["round_trip"]
     assert "CREATE TABLE IF NOT EXISTS decisions" in expected["ddl"]
     assert facts["ddl"] == expected["ddl"]
+    assert "<title>Unknown server</title>" in expected["page"] and "No server &lt;b&gt;" in expected["page"]
+    assert facts["page"] == expected["page"]
 
 
 def test_the_borrowed_dependencies_are_the_locked_ones(wheel):

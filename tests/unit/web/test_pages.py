@@ -1,15 +1,17 @@
 import csv
 import io
 import re
+from html.parser import HTMLParser
 
 from pipeline.catalog_files import load_catalog
 from pipeline.domain.config import DEFAULT_STAGES, PolicyConfig
 from pipeline.sinks.report_queries import SERVER_COLUMNS
-from pipeline.web.charts import daily_bars
-from pipeline.web.pages import overview_page, server_page, servers_csv
+from pipeline.web.charts import daily_chart
+from pipeline.web.pages import login_page, message_page, overview_page, server_page, servers_csv
+from pipeline.web.rendering import render, server_href
 from pipeline.web.server_detail import server_detail
 from pipeline.web.summary import ServerFilter, summarize
-
+from tests.unit.web.conftest import control, row
 
 CONTROLS = [{"command_id": "c1", "issued_at": "2026-02-01T09:00:00.000Z", "action": "pause",
              "target": "contoso.example", "start_date": "2026-02-01", "until_date": "2026-03-03",
@@ -72,6 +74,10 @@ def test_server_page_answers_what_is_wrong_what_next_and_what_to_install(outdate
     assert "href='/api/servers/contoso.example/ex16mbx01.contoso.example'" in page
 
 
+def daily_bars(days):
+    return render("daily_bars.html", chart=daily_chart(days))
+
+
 def test_chart_shows_every_day_in_the_span_and_nothing_without_data():
     svg = daily_bars([{"day": "2026-02-01", "messages": 10, "deferred": 2, "rejected": 1},
                       {"day": "2026-02-04", "messages": 5, "deferred": 0, "rejected": 0}])
@@ -105,3 +111,78 @@ def test_server_page_in_report_only_mode_says_the_mail_is_accepted_and_what_woul
     detail = server_detail(outdated_page, PolicyConfig(), load_catalog())
     assert ("<strong>Report-only:</strong> for now the MTAs accept this server's mail. They would have deferred 12 "
             "/ rejected 0 attempts so far.") in server_page(detail)
+
+
+# Markup that log fields, the database or a link could bring: a script, and an attribute broken out
+# of (quoted either way) for an element with a handler.
+SCRIPT = "<script>alert(1)</script>"
+BREAKS_OUT = """'"><img src=x onerror=alert(1)>"""
+HOSTILE_SERVER, HOSTILE_ORG = f"mx.{SCRIPT}.example", f"{BREAKS_OUT}.example"
+HOSTILE_REASON = f"below the baseline {SCRIPT}{BREAKS_OUT}"
+
+
+class Dom(HTMLParser):
+    """A page as a browser's parser reads it: its elements, attribute names and values, and text."""
+
+    def __init__(self, page: str):
+        super().__init__(convert_charrefs=True)
+        self.elements, self.attribute_names, self.attribute_values, self.texts = [], set(), [], []
+        self.feed(page)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.elements.append(tag)
+        self.attribute_names.update(name for name, _ in attrs)
+        self.attribute_values.extend(value for _, value in attrs)
+
+    def handle_data(self, data):
+        self.texts.append(data)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.texts)
+
+
+def hostile_pages() -> dict[str, str]:
+    """Every page of the web port, with markup in each value that comes from logs, the database or
+    the request: the host name, the org, the product, the build, the reason, a pause."""
+    org, server = HOSTILE_ORG, HOSTILE_SERVER
+    hostile = row(server_id=f"{org}/{server}", server=server, org=org, product=f"Exchange{SCRIPT}", build=BREAKS_OUT,
+                  status="outdated", stage=2, first_detected="2026-01-02T23:53:27.000Z",
+                  next_stage_start_date="2026-02-11", next_stage_throttle_rate=10, next_stage_block_rate=0,
+                  reason=HOSTILE_REASON, recommended_builds=[SCRIPT], report_only=True,
+                  last_seen="2026-02-08T10:00:00.000Z")
+    controls = [control("c1", "pause", org) | {"reason": SCRIPT, "detail": BREAKS_OUT}]
+    page = {"row": hostile, "newest_event": "2026-02-08T10:00:00.000Z", "control": controls,
+            "history": [{"version": 1, "stage": 2, "status": "outdated", "build": BREAKS_OUT,
+                         "throttle_minutes_per_hour": 5, "block_minutes_per_hour": 0,
+                         "first_detected": "2026-01-02T23:53:27.000Z", "next_stage_start_date": "2026-02-11",
+                         "reason": HOSTILE_REASON, "smtp_reply": None, "decided_at": "2026-02-02T09:00:00.000Z"}],
+            "daily": [{"day": "2026-02-05", "messages": 4, "deferred": 3, "rejected": 0}]}
+    return {
+        "overview": overview([hostile], {"org": org}, controls),
+        "server": server_page(server_detail(page, PolicyConfig(), load_catalog())),
+        "login": login_page(f"/report.html?org={BREAKS_OUT}{SCRIPT}", refused=True),
+        "message": message_page("Unknown server", f"The report has no server {server!r}."),
+    }
+
+
+def test_markup_in_a_host_name_an_org_or_a_reason_reaches_every_page_as_text():
+    pages = hostile_pages()
+    server_id = f"{HOSTILE_ORG}/{HOSTILE_SERVER}"
+    for name, page in pages.items():
+        dom = Dom(page)
+        assert {"script", "img"} & set(dom.elements) == set(), name
+        assert {"src", "onerror"} & dom.attribute_names == set(), name
+    overview_dom, server_dom = Dom(pages["overview"]), Dom(pages["server"])
+    for dom in (overview_dom, server_dom):
+        assert HOSTILE_SERVER in dom.text and HOSTILE_REASON in dom.text
+        assert HOSTILE_ORG in dom.text  # in the table and as the pause's target
+    # Links to the server, quoted; the org filter's option, with the org as it is.
+    assert server_href(server_id).startswith("/servers/%27%22%3E%3Cimg")
+    assert server_href(server_id) in overview_dom.attribute_values
+    assert "/api" + server_href(server_id) in server_dom.attribute_values
+    assert HOSTILE_ORG in overview_dom.attribute_values
+    assert f"Exchange{SCRIPT}" in server_dom.text and BREAKS_OUT in server_dom.text  # the product and the build
+    assert "/report.html?org=" + BREAKS_OUT + SCRIPT in Dom(pages["login"]).attribute_values
+    assert HOSTILE_SERVER in Dom(pages["message"]).text
