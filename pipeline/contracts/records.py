@@ -12,7 +12,7 @@ from pipeline.contracts.compacted import Compacted
 from pipeline.contracts.topics import partition_for
 from pipeline.domain.events import MessageTrace, ParseError, ServerObservation, SourcePosition
 from pipeline.domain.policy import Decision
-from pipeline.domain.schedule import Step
+from pipeline.domain.schedule import Schedule, Step
 
 # Field by field rather than dataclasses.asdict, which deep-copies and shows up in profiles.
 _TRACE_FIELDS = tuple(f.name for f in fields(MessageTrace) if f.name not in ("position", "recipients", "received"))
@@ -140,8 +140,13 @@ def observation_rows(record: dict) -> list[dict]:
 def decision_record(decision: Decision) -> dict:
     record = {name: getattr(decision, name) for name in _DECISION_FIELDS}
     record["recommended_builds"] = list(decision.recommended_builds)
-    record["schedule"] = [{name: getattr(step, name) for name in _STEP_FIELDS} for step in decision.schedule]
+    record["schedule"] = schedule_records(decision.schedule)
     return record
+
+
+def schedule_records(schedule: Schedule) -> list[dict]:
+    """A decision's schedule as its records (Avro ScheduleStep, the decisions table's tuples)."""
+    return [{name: getattr(step, name) for name in _STEP_FIELDS} for step in schedule]
 
 
 def decision_from_record(record: dict) -> Decision:

@@ -23,6 +23,7 @@ import clickhouse_connect
 import orjson
 from clickhouse_connect.driver.client import Client
 
+from pipeline.contracts.records import schedule_records
 from pipeline.contracts.schema_files import schema_folder
 from pipeline.domain.policy import Decision
 
@@ -130,12 +131,14 @@ def _decision_row(d: Decision) -> dict:
         "next_stage_block_rate": d.next_stage_block_rate, "recommended_builds": list(d.recommended_builds),
         "reason": d.reason, "smtp_reply": d.smtp_reply, "decided_at": d.decided_at, "version": d.version,
         "report_only": d.report_only,
+        "schedule": schedule_records(d.schedule),
     }
 
 
 def _server_state_row(d: Decision) -> dict:
     row = _decision_row(d)
-    for gone in ("hostname", "throttle_minutes_per_hour", "block_minutes_per_hour", "smtp_reply", "decided_at"):
+    for gone in ("hostname", "throttle_minutes_per_hour", "block_minutes_per_hour", "smtp_reply", "decided_at",
+                 "schedule"):
         row.pop(gone)
     return {**row, "server": d.hostname, "last_decided": d.decided_at}
 

@@ -46,4 +46,6 @@ def plain(value):
         return value.isoformat()
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
+    if isinstance(value, dict):  # a named tuple
+        return {name: plain(v) for name, v in value.items()}
     return value

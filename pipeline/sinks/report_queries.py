@@ -20,7 +20,7 @@ SELECT greatest(ifNull((SELECT maxOrNull(event_time) FROM server_messages), toDa
                 ifNull((SELECT maxOrNull(decided_at) FROM decisions), toDateTime64(0, 3, 'UTC'))) AS newest
 """
 _HISTORY = ("SELECT version, stage, status, build, throttle_minutes_per_hour, block_minutes_per_hour, first_detected, "
-            "next_stage_start_date, reason, smtp_reply, decided_at "
+            "next_stage_start_date, reason, smtp_reply, decided_at, schedule "
             "FROM decisions FINAL WHERE server_id = %(server_id)s ORDER BY version")
 # Messages from the messages seen, deferred and rejected attempts from what the MTAs reported.
 _DAILY = """

@@ -1,16 +1,19 @@
 """One server's report in plain words: what is wrong, what happens next and when, what to install.
 
 Built from what pipeline.sinks.report_queries.server_page read; the page and /api/servers/<id>
-show the same dict. The minutes named are the MTA's predictable window (pipeline.domain.windows):
-from the server's offset on, the block minutes first, then the throttle minutes.
+show the same dict. The stages and their dates are the newest decision's schedule as the policy
+computed it (pipeline.domain.schedule): the page only picks the step of its "today". The minutes
+named are the MTA's predictable window (pipeline.domain.windows): from the server's offset on, the
+block minutes first, then the throttle minutes.
 """
 from __future__ import annotations
 
 import fnmatch
-from datetime import date, timedelta
+from datetime import datetime
 
 from pipeline.domain.catalog import Catalog, CatalogBuild
-from pipeline.domain.config import PolicyConfig, Stage
+from pipeline.domain.config import PolicyConfig
+from pipeline.domain.schedule import Schedule, Step, step_at
 from pipeline.domain.windows import minutes_text, window_offset
 
 KB_URL = "https://support.microsoft.com/help/{number}"
@@ -19,20 +22,38 @@ DEFERRED, REJECTED = "450 4.7.230", "550 5.7.230"
 
 def server_detail(page: dict, policy: PolicyConfig, catalog: Catalog) -> dict:
     row = page["row"]
-    following = following_stage(row, policy.stages)
-    stages = timeline(row, page["history"], policy.stages, following)
+    decision = page["history"][-1] if page["history"] else {}
+    steps = schedule_of(decision)
+    # The page's "today" is the newest event the pipeline has seen, so that a replay shows the same.
+    today = _moment(page["newest_event"] or decision.get("decided_at"))
     return {
         "server": row,
         "newest_event": page["newest_event"],
-        "now": now_text(row, page["history"], stages),
-        "next": next_text(row, following),
-        "timeline": stages,
+        "now": now_text(row, decision, steps, today),
+        "next": next_text(row, steps, today),
+        "last_message": last_message_text(row, decision, steps),
+        "timeline": timeline(row, page["history"], steps, today),
         "recommended": [catalog_entry(build, catalog) for build in row["recommended_builds"]],
         "upgrade": upgrade_target(row, policy, catalog),
         "daily": page["daily"],
         "controls": controls_for(row, page["control"]),
         "history": page["history"],
     }
+
+
+def schedule_of(decision: dict) -> Schedule:
+    """The schedule of a decision as the report reads it (none before decisions carried one)."""
+    return tuple(Step(_at(step["start"]), step["stage"], step["throttle_minutes_per_hour"],
+                      step["block_minutes_per_hour"], step["paused"]) for step in decision.get("schedule") or ())
+
+
+def _moment(text: str | None) -> datetime | None:
+    return _at(text) if text else None
+
+
+def _at(text: str) -> datetime:
+    """A time as the report reads it (ISO, Z for UTC)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def enforcement_text(server_id: str, throttle: int | None, block: int | None) -> str:
@@ -50,73 +71,62 @@ def enforcement_text(server_id: str, throttle: int | None, block: int | None) ->
     return "; ".join(parts) if parts else "no mail is deferred or rejected (reported only)"
 
 
-def now_text(row: dict, history: list[dict], stages: list[dict]) -> str:
-    """The current stage in words, with the rates of the decision in force (the newest version)."""
+def now_text(row: dict, decision: dict, steps: Schedule, today: datetime | None) -> str:
+    """The stage the schedule gives for today, with its rates; without a schedule, the decision's."""
     if row["stage"] == 0:
         return f"Not enforced: {row['reason']}."
-    current = history[-1] if history else {}
-    since = next((f" since {entry['starts']}" for entry in stages if entry["state"] == "current"), "")
-    rates = current.get("throttle_minutes_per_hour"), current.get("block_minutes_per_hour")
-    return f"Stage {row['stage']}{since}: {enforcement_text(row['server_id'], *rates)}."
+    step = step_at(steps, today) if today else None
+    if step is None:
+        rates = decision.get("throttle_minutes_per_hour"), decision.get("block_minutes_per_hour")
+        return f"Stage {row['stage']}: {enforcement_text(row['server_id'], *rates)}."
+    held = " (its org's pause holds it at the first stage)" if step.paused else ""
+    return (f"Stage {step.stage} since {step.start.date().isoformat()}{held}: "
+            f"{enforcement_text(row['server_id'], step.throttle_minutes_per_hour, step.block_minutes_per_hour)}.")
 
 
-def next_text(row: dict, following: Stage | None) -> str:
-    starts = row["next_stage_start_date"]
-    if starts is None:
-        if row["stage"] == 0:
+def next_text(row: dict, steps: Schedule, today: datetime | None) -> str:
+    """The schedule's next step after today."""
+    coming = next((step for step in steps if today is None or step.start > today), None)
+    if coming is None:
+        if row["stage"] == 0 or not steps:
             return "Nothing: no enforcement is planned for this server."
         return "Nothing further: this is the last stage, it lasts until the server is patched."
-    number = following.number if following else row["stage"] + 1
-    return (f"From {starts}, stage {number}: "
-            f"{enforcement_text(row['server_id'], row['next_stage_throttle_rate'], row['next_stage_block_rate'])}.")
+    held = " while its org's pause lasts" if coming.paused else ""
+    return (f"From {coming.start.date().isoformat()}, stage {coming.stage}{held}: "
+            f"{enforcement_text(row['server_id'], coming.throttle_minutes_per_hour, coming.block_minutes_per_hour)}.")
 
 
-def following_stage(row: dict, stages: tuple[Stage, ...]) -> Stage | None:
-    """The stage that starts on the decision's next-stage date. Not always the one after the
-    decision's stage: while its org is paused a server is held at stage 1 and its clock runs on
-    later. The stage with the next rates whose plain day count is the latest not after that date
-    (a pause only ever moves a stage later)."""
-    starts = row["next_stage_start_date"]
-    if starts is None or row["first_detected"] is None:
+def last_message_text(row: dict, decision: dict, steps: Schedule) -> str | None:
+    """When the server was last seen, and the stage decided then where the schedule has moved on:
+    the MTAs apply the schedule's stage for their own clock, not only the last message's."""
+    if not row.get("last_seen"):
         return None
-    detected = date.fromisoformat(row["first_detected"][:10])
-    rates = (row["next_stage_throttle_rate"] or 0, row["next_stage_block_rate"] or 0)
-    fitting = [s for s in stages if s.number > row["stage"] and (s.throttle_minutes, s.block_minutes) == rates
-               and detected + timedelta(days=s.start_day) <= date.fromisoformat(starts)]
-    return max(fitting, key=lambda s: s.start_day, default=next((s for s in stages if s.number == row["stage"] + 1),
-                                                                None))
+    seen = f"Its last message was seen on {row['last_seen'][:10]}"
+    step = step_at(steps, _at(row["last_seen"])) if steps else None
+    return f"{seen}, at stage {step.stage}." if step else f"{seen}."
 
 
-def timeline(row: dict, history: list[dict], stages: tuple[Stage, ...], following: Stage | None) -> list[dict]:
-    """Every stage of the running enforcement cycle with its start date: passed, current, held back
-    by a pause, next or later. Later stages are projected from the next one's date (a pause or a
-    patch changes them)."""
-    if row["first_detected"] is None:
-        return []
-    detected = date.fromisoformat(row["first_detected"][:10])
-    # Where the stage clock is: ahead of the decision's stage while a pause holds the server back.
-    reached = following.number - 1 if following else row["stage"]
-    # How far pauses pushed the next stage beyond its plain day count; later stages move as much.
-    shift = timedelta()
-    if following and row["next_stage_start_date"]:
-        shift = date.fromisoformat(row["next_stage_start_date"]) - (detected + timedelta(days=following.start_day))
+def timeline(row: dict, history: list[dict], steps: Schedule, today: datetime | None) -> list[dict]:
+    """Every step of the schedule with its start date: passed, current, paused, next or later."""
+    current = step_at(steps, today) if today else None
+    coming = next((step for step in steps if today is not None and step.start > today), None)
     this_cycle = [d for d in history if d["first_detected"] == row["first_detected"]]
     entries = []
-    for stage in stages:
-        if stage.number == row["stage"]:
-            state, starts = "current", detected + timedelta(days=stage.start_day)
-        elif stage.number < reached:
-            state, starts = "passed", detected + timedelta(days=stage.start_day)
-        elif stage.number == reached:
-            state, starts = "held back by the pause", detected + timedelta(days=stage.start_day)
+    for step in steps:
+        if step is current:
+            state = "current"
+        elif step is coming:
+            state = "next"
+        elif today is not None and step.start <= today:
+            state = "passed"
         else:
-            state = "next" if following and stage.number == following.number else "later"
-            starts = detected + timedelta(days=stage.start_day) + shift
-        applied = next((d["decided_at"] for d in this_cycle if d["stage"] == stage.number), None)
+            state = "later"
+        applied = next((d["decided_at"] for d in this_cycle if d["stage"] == step.stage), None)
         entries.append({
-            "stage": stage.number, "state": state, "starts": starts.isoformat(), "applied_since": applied,
-            "throttle_minutes": stage.throttle_minutes, "block_minutes": stage.block_minutes,
-            "text": enforcement_text(row["server_id"], stage.throttle_minutes, stage.block_minutes),
+            "stage": step.stage, "state": f"{state}, paused" if step.paused else state,
+            "starts": step.start.date().isoformat(), "applied_since": applied,
+            "throttle_minutes": step.throttle_minutes_per_hour, "block_minutes": step.block_minutes_per_hour,
+            "text": enforcement_text(row["server_id"], step.throttle_minutes_per_hour, step.block_minutes_per_hour),
         })
     return entries
 

@@ -23,10 +23,16 @@ CREATE TABLE IF NOT EXISTS decisions
     smtp_reply                Nullable(String),
     decided_at                DateTime64(3, 'UTC'),
     version                   UInt64,
-    report_only               Bool DEFAULT false
+    report_only               Bool DEFAULT false,
+    -- From which moment each stage applies, pauses included (pipeline.domain.schedule).
+    schedule                  Array(Tuple(start DateTime64(3, 'UTC'), stage UInt8, throttle_minutes_per_hour UInt8,
+                                          block_minutes_per_hour UInt8, paused Bool))
 )
 ENGINE = ReplacingMergeTree(version)
 ORDER BY (server_id, version)
 SETTINGS non_replicated_deduplication_window = 10000;
 -- A table created before report-only mode existed gets its column (a no-op on a new one).
 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS report_only Bool DEFAULT false;
+-- ... and one created before decisions carried their schedule.
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS schedule Array(Tuple(start DateTime64(3, 'UTC'), stage UInt8,
+    throttle_minutes_per_hour UInt8, block_minutes_per_hour UInt8, paused Bool));

@@ -4,15 +4,19 @@ decisions the pipeline published. With PATCHGATE_WRITE_SCREENSHOT=1 the screensh
 copied to docs/ (docs/report.png, docs/report-server.png), where docs/report.md shows them."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+from datetime import datetime
 from html import unescape
 from pathlib import Path
 from urllib.parse import quote
+from urllib.request import urlopen
 
 import pytest
 
+from pipeline.domain.schedule import step_at
 from pipeline.edges.decisions import read_decisions
 from pipeline.web.server_detail import enforcement_text
 from tests.unit.web.test_pages import HOSTILE_REASON, HOSTILE_SERVER, Dom, hostile_pages
@@ -81,8 +85,17 @@ def test_a_server_page_says_what_is_wrong_what_comes_next_and_what_to_install(mi
     url = f"{base}/servers/{quote(decision.server_id, safe='/@')}"
     page = dom(tmp_path, url)
     assert decision.reason in page
-    words = enforcement_text(decision.server_id, decision.next_stage_throttle_rate, decision.next_stage_block_rate)
-    assert f"From {decision.next_stage_start_date.isoformat()}, stage {decision.stage + 1}: {words}." in page
+    # The page's today is the newest event of the run: the schedule's step then, and the one after.
+    with urlopen(f"{base}/api/servers/{quote(decision.server_id, safe='/@')}", timeout=30) as answer:
+        today = datetime.fromisoformat(json.load(answer)["newest_event"].replace("Z", "+00:00"))
+    now = step_at(decision.schedule, today)
+    assert now is not None, "the decision carries its schedule"
+    words = enforcement_text(decision.server_id, now.throttle_minutes_per_hour, now.block_minutes_per_hour)
+    assert f"Stage {now.stage} since {now.start.date().isoformat()}" in page and words in page
+    coming = next((step for step in decision.schedule if step.start > today), None)
+    if coming is not None:
+        words = enforcement_text(decision.server_id, coming.throttle_minutes_per_hour, coming.block_minutes_per_hour)
+        assert f"From {coming.start.date().isoformat()}, stage {coming.stage}: {words}." in page
     assert f"<td>{decision.recommended_builds[0]}</td>" in page
     assert "<svg" in page and "messages per day" in page.lower()
     screenshot(tmp_path, url, "report-server.png")

@@ -34,7 +34,7 @@ def test_the_schema_statements_are_the_ones_the_sink_runs():
     client = RecordingClient()
     create_tables(client)
     assert client.commands == schema_statements()
-    assert len(client.commands) == 11
+    assert len(client.commands) == 12
 
 
 def test_every_statement_is_created_on_the_cluster_right_after_its_name_in_file_order():

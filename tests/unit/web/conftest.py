@@ -1,7 +1,24 @@
 """Report rows and one server's page data as pipeline.sinks.report_queries reads them."""
+from datetime import UTC, datetime
+
 import pytest
 
+from pipeline.contracts.records import schedule_records
+from pipeline.domain.config import PolicyConfig
+from pipeline.domain.pauses import pause_intervals
+from pipeline.domain.schedule import schedule
+from pipeline.sinks.queries import plain
 from pipeline.sinks.report_queries import SERVER_COLUMNS
+
+OUTDATED_FIRST = datetime(2026, 1, 2, 23, 53, 27, tzinfo=UTC)
+
+
+def schedule_as_read(config: PolicyConfig | None = None, org: str = "contoso.example") -> list[dict]:
+    """The schedule the policy gives ex16mbx01 (first detected OUTDATED_FIRST) as the report reads
+    it from the decisions table."""
+    config = config or PolicyConfig()
+    steps = schedule(config.stages, OUTDATED_FIRST, pause_intervals(config, org))
+    return plain(schedule_records(steps))
 
 OUTDATED_ID = "contoso.example/ex16mbx01.contoso.example"  # window offset 44
 RECOMMENDED = ["15.1.2507.75", "15.1.2507.73", "15.1.2507.72", "15.1.2507.71", "15.1.2507.69", "15.1.2507.66"]
@@ -48,7 +65,7 @@ def outdated_page(servers):
             {"version": 2, "stage": 2, "status": "outdated", "build": "15.1.2507.39", "throttle_minutes_per_hour": 5,
              "block_minutes_per_hour": 0, "first_detected": "2026-01-02T23:53:27.000Z",
              "next_stage_start_date": "2026-02-11", "reason": "below", "smtp_reply": "450 ...",
-             "decided_at": "2026-02-02T09:00:00.000Z"},
+             "decided_at": "2026-02-02T09:00:00.000Z", "schedule": schedule_as_read()},
         ],
         "daily": [{"day": "2026-02-02", "messages": 7, "deferred": 0, "rejected": 0},
                   {"day": "2026-02-05", "messages": 4, "deferred": 3, "rejected": 0}],

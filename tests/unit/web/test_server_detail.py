@@ -1,6 +1,11 @@
+from datetime import date
+
 from pipeline.catalog_files import load_catalog
-from pipeline.domain.config import PolicyConfig
+from pipeline.domain.config import Pause, PolicyConfig
+from pipeline.domain.pauses import pause_intervals
+from pipeline.domain.schedule import schedule
 from pipeline.web.server_detail import catalog_entry, enforcement_text, server_detail
+from tests.unit.web.conftest import OUTDATED_FIRST, schedule_as_read
 
 OUTDATED_ID = "contoso.example/ex16mbx01.contoso.example"  # window offset 44
 
@@ -29,22 +34,33 @@ def test_the_detail_says_what_is_now_what_comes_next_and_when(outdated_page):
     assert detail["upgrade"] is None
 
 
-def test_a_paused_cycle_moves_the_projected_stages_with_the_next_one(outdated_page):
-    outdated_page["row"] = outdated_page["row"] | {"next_stage_start_date": "2026-02-16"}  # five days of pause
-    detail = server_detail(outdated_page, PolicyConfig(), load_catalog())
-    assert [(e["stage"], e["starts"]) for e in detail["timeline"][2:4]] == [(3, "2026-02-16"), (4, "2026-02-26")]
+def test_a_paused_server_shows_the_schedules_dates_and_the_stage_it_gives_for_today(outdated_page):
+    """contoso.example pauses from 2026-02-20 for 10 days, in stage 3 of the clock: the page's
+    dates are the policy's schedule, today (2026-02-25) is in the pause, and the clock resumes at
+    stage 3 when it ends."""
+    config = PolicyConfig(pauses=(Pause("contoso.example", date(2026, 2, 20), 10),))
+    steps = schedule(config.stages, OUTDATED_FIRST, pause_intervals(config, "contoso.example"))
+    outdated_page["history"][-1]["schedule"] = schedule_as_read(config)
+    outdated_page["newest_event"] = "2026-02-25T12:00:00.000Z"
+    detail = server_detail(outdated_page, config, load_catalog())
+    assert [(e["stage"], e["starts"]) for e in detail["timeline"]] == [
+        (step.stage, step.start.date().isoformat()) for step in steps]
+    assert [e["state"] for e in detail["timeline"][:5]] == ["passed", "passed", "passed", "current, paused", "next"]
+    assert detail["now"] == ("Stage 1 since 2026-02-20 (its org's pause holds it at the first stage): no mail is "
+                             "deferred or rejected (reported only).")
+    assert detail["next"].startswith("From 2026-03-02, stage 3: 10 minutes of every hour are deferred")
+    # Stage 4 was due on day 50 (2026-02-21), inside the pause: ten days later, and every later stage too.
+    assert [(e["stage"], e["starts"]) for e in detail["timeline"][5:7]] == [(4, "2026-03-03"), (5, "2026-03-13")]
 
 
-def test_a_server_held_at_stage_1_by_a_pause_shows_where_its_clock_is(outdated_page):
-    # Paused for 10 days after day 50: stage 1 enforced, the clock in stage 4; stage 5 (day 60,
-    # 5 minutes rejected and 30 deferred) comes 10 days late.
-    outdated_page["row"] = outdated_page["row"] | {
-        "stage": 1, "next_stage_start_date": "2026-03-13", "next_stage_throttle_rate": 30, "next_stage_block_rate": 5}
+def test_the_page_follows_the_schedule_past_the_stage_of_the_last_message(outdated_page):
+    """The newest decision was taken at stage 2; months later (the report's today) the schedule,
+    which the MTAs apply, is at stage 8: the page says so, and when the last message was."""
+    outdated_page["newest_event"] = "2026-10-13T08:00:00.000Z"
     detail = server_detail(outdated_page, PolicyConfig(), load_catalog())
-    assert detail["next"].startswith("From 2026-03-13, stage 5: 5 minutes of every hour are rejected")
-    assert [(e["stage"], e["state"], e["starts"]) for e in detail["timeline"]][:6] == [
-        (1, "current", "2026-01-02"), (2, "passed", "2026-02-01"), (3, "passed", "2026-02-11"),
-        (4, "held back by the pause", "2026-02-21"), (5, "next", "2026-03-13"), (6, "later", "2026-03-23")]
+    assert detail["now"] == "Stage 8 since 2026-04-02: all its mail is rejected (550 5.7.230)."
+    assert detail["next"] == "Nothing further: this is the last stage, it lasts until the server is patched."
+    assert detail["last_message"] == "Its last message was seen on 2026-02-08, at stage 2."
 
 
 def test_builds_come_with_release_names_and_kb_links_and_unsupported_products_with_an_upgrade(servers, outdated_page):
@@ -55,5 +71,6 @@ def test_builds_come_with_release_names_and_kb_links_and_unsupported_products_wi
     assert catalog_entry("1.2.3", catalog)["release"] is None
     unsupported = server_detail({**outdated_page, "row": servers[0], "history": []}, PolicyConfig(), catalog)
     assert unsupported["upgrade"]["product"] == "ExchangeSE"
-    assert unsupported["timeline"][0]["state"] == "current"
-    assert unsupported["now"].startswith("Stage 1 since 2026-02-01: no mail is deferred or rejected")
+    # No decision read yet: no schedule to show, the row's stage with no rates.
+    assert unsupported["timeline"] == []
+    assert unsupported["now"].startswith("Stage 1: no mail is deferred or rejected")
