@@ -28,6 +28,10 @@
                                          web_token); both at least 16 characters without spaces
                     web_hostnames        the names (or addresses) besides the bind address that
                                          clients may put in the Host header (see pipeline.web.access)
+                    session_timeout_seconds  how long a worker that stopped answering (kill -9, a
+                                         lost host) keeps its partitions before the group hands them
+                                         to another (6 to 300, default 15; 6 s is the brokers'
+                                         default group.min.session.timeout.ms)
                     standby_replicas     copies of each table partition other workers keep up to date
                                          so one can take over at once (0 to 10, default 1)
     [catalog]       path                 the newer build list `patchgate catalog update` writes
@@ -55,7 +59,8 @@ PATCHGATE_REPLICATION_FACTOR, PATCHGATE_MIN_INSYNC_REPLICAS, PATCHGATE_PARTITION
 PATCHGATE_APP_ID, PATCHGATE_WIRE_FORMAT, PATCHGATE_SCHEMA_REGISTRY_URL, PATCHGATE_SCHEMA_REGISTRY_USERNAME,
 PATCHGATE_SCHEMA_REGISTRY_PASSWORD, PATCHGATE_SCHEMA_REGISTRY_PASSWORD_FILE,
 CLICKHOUSE_URL, PATCHGATE_DATA_DIR, PATCHGATE_WEB_HOST, PATCHGATE_WEB_PORT, PATCHGATE_WEB_TOKEN,
-PATCHGATE_WEB_VIEW_TOKEN, PATCHGATE_WEB_HOSTNAMES (comma-separated), PATCHGATE_STANDBY_REPLICAS, PATCHGATE_CATALOG,
+PATCHGATE_WEB_VIEW_TOKEN, PATCHGATE_WEB_HOSTNAMES (comma-separated), PATCHGATE_STANDBY_REPLICAS,
+PATCHGATE_SESSION_TIMEOUT, PATCHGATE_CATALOG,
 PATCHGATE_SOURCE_IDLE_SECONDS, PATCHGATE_DLQ_MAX_RATIO, PATCHGATE_DLQ_MAX_CONSECUTIVE,
 PATCHGATE_MTA_IDLE_TIMEOUT, PATCHGATE_MTA_MAX_CONNECTIONS, PATCHGATE_MTA_CLIENT_NETWORKS, and
 PATCHGATE_CONFIG (the file). An empty variable counts as unset.
@@ -156,6 +161,7 @@ class Settings:
     web_view_token: str | None = None
     web_hostnames: tuple[str, ...] = ()
     standby_replicas: int = 1
+    session_timeout_seconds: float = 15.0
     catalog_path: Path | None = None
     stream: StreamSettings = StreamSettings()
     dead_letters: DeadLetterSettings = DeadLetterSettings()
@@ -338,6 +344,8 @@ SOURCES = (
     Source("PATCHGATE_WEB_TOKEN", "worker", "web_token", "web_token", _token),
     Source("PATCHGATE_WEB_VIEW_TOKEN", "worker", "web_view_token", "web_view_token", _token),
     Source("PATCHGATE_WEB_HOSTNAMES", "worker", "web_hostnames", "web_hostnames", _hostnames),
+    Source("PATCHGATE_SESSION_TIMEOUT", "worker", "session_timeout_seconds", "session_timeout_seconds",
+           partial(number, low=6, high=300), float),
     Source("PATCHGATE_STANDBY_REPLICAS", "worker", "standby_replicas", "standby_replicas",
            partial(integer, low=0, high=10), int),
     Source("PATCHGATE_CATALOG", "catalog", "path", "catalog_path", _path),

@@ -193,7 +193,7 @@ def _faust_app(settings: Settings, app_id: str, datadir: Path, web: bool, store:
         broker_commit_interval=0.25,
         # A worker that died (kill -9, lost host) hands its partitions over after this long;
         # Kafka's 45-60 s defaults would stall the replacement for a minute.
-        broker_session_timeout=15.0,
+        broker_session_timeout=settings.session_timeout_seconds,
         # A consumer that joined its group before its topics were in its metadata (just created, as
         # at a first start) holds no partitions until the next refresh: 10 s rather than Kafka's 5
         # minutes (a sink started beside new topics idled that long, and a test timed out).

@@ -83,6 +83,8 @@ def isolated_env(data_dir: Path, config: Path | None = None, partitions: int = 4
         "PATCHGATE_PARTITIONS": str(partitions),
         # Sources end after 2 s of quiet, so that the stream lets go what they hold as evaluate does.
         "PATCHGATE_SOURCE_IDLE_SECONDS": "2",
+        # A killed worker's partitions move on after 6 s (the brokers' least), not the default 15 s.
+        "PATCHGATE_SESSION_TIMEOUT": "6",
     }
     env.pop("CLICKHOUSE_URL", None)
     if config is not None:

@@ -156,7 +156,7 @@ HOSTNAMES = "host names or IP addresses, several separated by commas"
      "schema_registry_password, schema_registry_password_file)"),
     ("[worker]\nport = 6066\n",
      "worker.port is not a setting (known: data_dir, web_host, web_port, web_token, web_view_token, web_hostnames, "
-     "standby_replicas)"),
+     "session_timeout_seconds, standby_replicas)"),
     ("[dead_letters]\nmax_rate = 0.5\n", "dead_letters.max_rate is not a setting (known: max_ratio, max_consecutive)"),
     ("[mta]\nmax_idle = 300\n",
      "mta.max_idle is not a setting (known: idle_timeout_seconds, max_connections, client_networks)"),
