@@ -7,7 +7,6 @@ integer, number, text, strings) check pipeline.settings' values the same way.
 """
 from __future__ import annotations
 
-import fnmatch
 import ipaddress
 import math
 import re
@@ -17,6 +16,7 @@ from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
 from pipeline.domain.builds import Build
+from pipeline.domain.hostnames import matches
 from pipeline.domain.scope import Scope
 
 
@@ -75,7 +75,7 @@ class Pause:
 
 @dataclass(frozen=True)
 class Exemption:
-    """A server name or fnmatch pattern exempt from throttling and blocking until a day (the first
+    """A server name or name pattern (hostnames.matches) exempt from throttling and blocking until a day (the first
     one it is enforced again), granted by a control command."""
 
     pattern: str
@@ -83,7 +83,7 @@ class Exemption:
     reason: str
 
     def covers(self, server: str, at: datetime) -> bool:
-        return at.date() < self.until and fnmatch.fnmatch(server, self.pattern.lower())
+        return at.date() < self.until and matches(self.pattern, server)
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ class PolicyConfig:
     def is_exempt(self, server: str, at: datetime | None = None) -> str | None:
         """What exempts `server` at `at`, if anything: the config file's pattern that matches, or
         a granted exemption (pattern, end and reason)."""
-        pattern = next((p for p in self.exemptions if fnmatch.fnmatch(server, p.lower())), None)
+        pattern = next((p for p in self.exemptions if matches(p, server)), None)
         if pattern or at is None:
             return pattern
         granted = next((e for e in self.granted_exemptions if e.covers(server, at)), None)
@@ -149,13 +149,13 @@ class PolicyConfig:
 
     def exemption_ends(self, server: str) -> list[date]:
         """The days on which a granted exemption of `server` ends."""
-        return [e.until for e in self.granted_exemptions if fnmatch.fnmatch(server, e.pattern.lower())]
+        return [e.until for e in self.granted_exemptions if matches(e.pattern, server)]
 
     def controls_of(self, org: str | None, server: str) -> str:
         """The pauses and granted exemptions that can bear on the server, as text: a decision is
         taken again when it changes."""
         pauses = [p for p in self.pauses if org and p.org.lower() == org.lower()]
-        exemptions = [e for e in self.granted_exemptions if fnmatch.fnmatch(server, e.pattern.lower())]
+        exemptions = [e for e in self.granted_exemptions if matches(e.pattern, server)]
         report_only = self.report_only_by(org)
         # Kept out of the text while off: states decided before report-only existed stay as decided.
         return repr((pauses, exemptions, report_only) if report_only else (pauses, exemptions))

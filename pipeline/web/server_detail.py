@@ -6,11 +6,11 @@ from the server's offset on, the block minutes first, then the throttle minutes.
 """
 from __future__ import annotations
 
-import fnmatch
 from datetime import date, timedelta
 
 from pipeline.domain.catalog import Catalog, CatalogBuild
 from pipeline.domain.config import PolicyConfig, Stage
+from pipeline.domain.hostnames import matches
 from pipeline.domain.windows import minutes_text, window_offset
 
 KB_URL = "https://support.microsoft.com/help/{number}"
@@ -149,6 +149,6 @@ def controls_for(row: dict, entries: list[dict]) -> list[dict]:
     def applies(entry: dict) -> bool:
         if entry["action"] in ("pause", "resume"):
             return bool(org) and entry["target"].lower() == org
-        return fnmatch.fnmatch(server, entry["target"].lower())
+        return matches(entry["target"], server)
     return [entry for entry in entries if applies(entry)]
 
