@@ -17,6 +17,7 @@ from typing import Any
 
 from pipeline.domain.builds import Build
 from pipeline.domain.hostnames import matches
+from pipeline.domain.orgs import same_org
 from pipeline.domain.scope import Scope
 
 
@@ -154,7 +155,7 @@ class PolicyConfig:
     def controls_of(self, org: str | None, server: str) -> str:
         """The pauses and granted exemptions that can bear on the server, as text: a decision is
         taken again when it changes."""
-        pauses = [p for p in self.pauses if org and p.org.lower() == org.lower()]
+        pauses = [p for p in self.pauses if same_org(p.org, org)]
         exemptions = [e for e in self.granted_exemptions if matches(e.pattern, server)]
         report_only = self.report_only_by(org)
         # Kept out of the text while off: states decided before report-only existed stay as decided.
@@ -163,16 +164,14 @@ class PolicyConfig:
     def report_only_by(self, org: str | None) -> str | None:
         """What puts the org's servers in report-only mode, if anything (the config file's setting
         first: a command cannot end it)."""
-        named = (org or "").lower()
         if self.report_only:
             return "policy.report_only"
-        if named and named in (o.lower() for o in self.report_only_orgs):
+        if any(same_org(named, org) for named in self.report_only_orgs):
             return "policy.report_only_orgs"
         if SITE in self.granted_report_only:
             return "a command for the whole site"
-        if named and named in self.granted_report_only:
-            return f"a command for {named}"
-        return None
+        granted = next((named for named in self.granted_report_only if same_org(named, org)), None)
+        return f"a command for {granted}" if granted else None
 
     def in_enforcement_scope(self, product: str | None) -> bool:
         return self.enforce_products is None or product in self.enforce_products

@@ -29,6 +29,7 @@ from datetime import date, datetime, timedelta
 
 from pipeline.domain.config import SITE, Exemption, Pause, PolicyConfig
 from pipeline.domain.hostnames import matches
+from pipeline.domain.orgs import same_org
 from pipeline.domain.pauses import pause_intervals
 
 ACTIONS = ("pause", "resume", "exempt", "unexempt", "report-only", "enforce")
@@ -157,7 +158,7 @@ def _pause(controls: Controls, command: ControlCommand, org: str, today: date,
 def _resume(controls: Controls, org: str, today: date) -> tuple[Controls, Outcome]:
     kept, cut = [], False
     for pause in controls.pauses:
-        if pause.org.lower() != org or pause.start + timedelta(days=pause.days) <= today:
+        if not same_org(pause.org, org) or pause.start + timedelta(days=pause.days) <= today:
             kept.append(pause)
             continue
         cut = True
