@@ -46,9 +46,9 @@ from pipeline import kafka_clients
 from pipeline.contracts import packing, topics
 from pipeline.domain.config import MAX_LINE_BYTES
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
-from pipeline.edges.topic_reading import records_to_end
 from pipeline.files import UTF16_BOMS, Chunk, DamagedFile, LineReader, LongLine, decompressing, expand, transcoded
 from pipeline.settings import Settings
+from pipeline.topic_reading import records_to_end
 
 # A file being tailed is looked at this often: it bounds how long a written line waits.
 POLL_SECONDS = 0.1
