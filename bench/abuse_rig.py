@@ -31,9 +31,9 @@ from kafka import TopicPartition  # noqa: E402
 from pipeline import kafka_clients  # noqa: E402
 from pipeline.domain.policy import Decision  # noqa: E402
 from pipeline.edges.decisions import read_decisions  # noqa: E402
-from pipeline.edges.topic_reading import records_to_end  # noqa: E402
 from pipeline.kafka_admin import ensure_topics, wait_until_drained  # noqa: E402
 from pipeline.settings import Settings, load_settings  # noqa: E402
+from pipeline.topic_reading import from_start, records_to_end  # noqa: E402
 
 SAMPLES = ROOT / "tests" / "samples"
 # The samples' settings: our own MX hosts are trusted receivers.
@@ -257,10 +257,7 @@ class Rig:
         """Every record of pipeline topic `name`, from its start to its current end."""
         consumer = kafka_clients.consumer(self.settings)
         try:
-            topic = self.settings.topic(name)
-            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-            consumer.assign(partitions)
-            consumer.seek_to_beginning(*partitions)
+            partitions = from_start(consumer, self.settings.topic(name))
             return list(records_to_end(consumer, partitions, timeout))
         finally:
             consumer.close()

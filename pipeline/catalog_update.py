@@ -6,11 +6,11 @@ writes the result to the configured catalog path, where evaluate and the workers
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TextIO
 
+from pipeline.atomic_write import write_atomically
 from pipeline.catalog_files import load_catalog
 from pipeline.domain.catalog import builds_csv
 from pipeline.domain.catalog_source import CatalogChange, merge, read_published
@@ -39,7 +39,8 @@ def update_catalog(settings: Settings, source: Path, output: Path | None = None,
     for problem in published.skipped:
         print(f"{problem} (row skipped)", file=errors)
     try:
-        _write(output, builds_csv(change.builds))
+        # Whole or not at all: a worker starting meanwhile reads the old file or the new one.
+        write_atomically(output, builds_csv(change.builds))
     except OSError as exc:
         print(f"patchgate catalog update: {output}: cannot write: {exc.strerror}", file=errors)
         return EXIT_UNREADABLE
@@ -66,12 +67,3 @@ def _summary(change: CatalogChange, source: Path, output: Path, skipped: int, in
 
 def _count(number: int, thing: str) -> str:
     return f"{number} {thing}{'' if number == 1 else 's'}"
-
-
-def _write(path: Path, text: str) -> None:
-    """Whole or not at all: a worker starting meanwhile reads the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
-    os.replace(partial, path)

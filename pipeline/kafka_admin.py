@@ -9,7 +9,7 @@ from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError, for_code
 
-from pipeline import kafka_clients
+from pipeline import kafka_clients, topic_reading
 from pipeline.contracts import topics
 from pipeline.contracts.compacted import Compacted
 from pipeline.settings import Settings
@@ -162,21 +162,13 @@ def wait_until_drained(
     raise TimeoutError(f"the worker still had {lag(settings)} messages to process after {timeout:.0f} s")
 
 
-def read_compacted(settings: Settings, topic: str) -> dict[int, dict[bytes, bytes]]:
+def read_compacted(settings: Settings, topic: str, timeout_s: float = 60.0) -> dict[int, dict[bytes, bytes]]:
     """A compacted topic (a table's changelog, mail.notices) read to its end: the latest value of
-    each key per partition, deleted keys left out (compaction may not have run yet)."""
+    each key per partition, deleted keys left out (compaction may not have run yet). Raises as
+    topic_reading.read_compacted does: for a topic the brokers do not know, or a read that stalls."""
     consumer = kafka_clients.consumer(settings)
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        latest: dict[int, Compacted[bytes]] = {tp.partition: Compacted(bytes) for tp in partitions}
-        while any(consumer.position(tp) < ends[tp] for tp in partitions):
-            for tp, records in consumer.poll(timeout_ms=1000).items():
-                for record in records:
-                    if record.offset < ends[tp]:
-                        latest[tp.partition].add(record.key, record.value)
+        latest = topic_reading.read_compacted(consumer, topic, lambda: Compacted(bytes), timeout_s)
         return {partition: values.by_key for partition, values in latest.items()}
     finally:
         consumer.close()

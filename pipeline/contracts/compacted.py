@@ -4,8 +4,8 @@ tables' changelogs): a record whose value is null, a tombstone, deletes its key.
 Compaction leaves the newest record of each key, and a tombstone for delete.retention.ms (a day by
 default), after which its key has left no trace. Until compaction has run, a reader sees the
 records it will remove as well. A reader that takes a topic from its start folds the records
-with `Compacted` and so sees what compaction leaves, whenever it runs; a reader that handles one
-record at a time (an agent, the MTA's cache following the topic) asks `is_tombstone` first.
+with `Compacted` (pipeline.topic_reading.read_compacted) and so sees what compaction leaves, whenever
+it runs; a reader that handles one record at a time (an agent) asks `is_tombstone` first.
 """
 from __future__ import annotations
 

@@ -7,7 +7,6 @@ integer, number, text, strings) check pipeline.settings' values the same way.
 """
 from __future__ import annotations
 
-import fnmatch
 import ipaddress
 import math
 import re
@@ -17,6 +16,8 @@ from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
 from pipeline.domain.builds import Build
+from pipeline.domain.hostnames import matches
+from pipeline.domain.orgs import same_org
 from pipeline.domain.scope import Scope
 
 
@@ -75,7 +76,7 @@ class Pause:
 
 @dataclass(frozen=True)
 class Exemption:
-    """A server name or fnmatch pattern exempt from throttling and blocking until a day (the first
+    """A server name or name pattern (hostnames.matches) exempt from throttling and blocking until a day (the first
     one it is enforced again), granted by a control command."""
 
     pattern: str
@@ -83,7 +84,7 @@ class Exemption:
     reason: str
 
     def covers(self, server: str, at: datetime) -> bool:
-        return at.date() < self.until and fnmatch.fnmatch(server, self.pattern.lower())
+        return at.date() < self.until and matches(self.pattern, server)
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ class PolicyConfig:
     def is_exempt(self, server: str, at: datetime | None = None) -> str | None:
         """What exempts `server` at `at`, if anything: the config file's pattern that matches, or
         a granted exemption (pattern, end and reason)."""
-        pattern = next((p for p in self.exemptions if fnmatch.fnmatch(server, p.lower())), None)
+        pattern = next((p for p in self.exemptions if matches(p, server)), None)
         if pattern or at is None:
             return pattern
         granted = next((e for e in self.granted_exemptions if e.covers(server, at)), None)
@@ -149,13 +150,13 @@ class PolicyConfig:
 
     def exemption_ends(self, server: str) -> list[date]:
         """The days on which a granted exemption of `server` ends."""
-        return [e.until for e in self.granted_exemptions if fnmatch.fnmatch(server, e.pattern.lower())]
+        return [e.until for e in self.granted_exemptions if matches(e.pattern, server)]
 
     def controls_of(self, org: str | None, server: str) -> str:
         """The pauses and granted exemptions that can bear on the server, as text: a decision is
         taken again when it changes."""
-        pauses = [p for p in self.pauses if org and p.org.lower() == org.lower()]
-        exemptions = [e for e in self.granted_exemptions if fnmatch.fnmatch(server, e.pattern.lower())]
+        pauses = [p for p in self.pauses if same_org(p.org, org)]
+        exemptions = [e for e in self.granted_exemptions if matches(e.pattern, server)]
         report_only = self.report_only_by(org)
         # Kept out of the text while off: states decided before report-only existed stay as decided.
         return repr((pauses, exemptions, report_only) if report_only else (pauses, exemptions))
@@ -163,16 +164,14 @@ class PolicyConfig:
     def report_only_by(self, org: str | None) -> str | None:
         """What puts the org's servers in report-only mode, if anything (the config file's setting
         first: a command cannot end it)."""
-        named = (org or "").lower()
         if self.report_only:
             return "policy.report_only"
-        if named and named in (o.lower() for o in self.report_only_orgs):
+        if any(same_org(named, org) for named in self.report_only_orgs):
             return "policy.report_only_orgs"
         if SITE in self.granted_report_only:
             return "a command for the whole site"
-        if named and named in self.granted_report_only:
-            return f"a command for {named}"
-        return None
+        granted = next((named for named in self.granted_report_only if same_org(named, org)), None)
+        return f"a command for {granted}" if granted else None
 
     def in_enforcement_scope(self, product: str | None) -> bool:
         return self.enforce_products is None or product in self.enforce_products

@@ -9,7 +9,7 @@ config file's pauses and exemptions together with the granted ones (`in_force`).
                    per calendar year; a pause that would go over is refused whole.
     resume ORG     ends the org's granted pauses on the day it was issued: that day and the
                    following ones are enforced again (and count no more against the budget).
-    exempt SERVER  a server name or fnmatch pattern, until a day (the first one enforced again), at
+    exempt SERVER  a server name or name pattern (hostnames.matches), until a day (the first one enforced again), at
                    most `max_exemption_days` after the day it was issued. A pattern that matches
                    every server (`*`, `*.*`) needs `all_servers`: it would switch enforcement off.
     unexempt       lifts a granted exemption of the same name or pattern.
@@ -23,12 +23,13 @@ last as long as the file says. A command read again (its id already folded) chan
 """
 from __future__ import annotations
 
-import fnmatch
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 from pipeline.domain.config import SITE, Exemption, Pause, PolicyConfig
+from pipeline.domain.hostnames import matches
+from pipeline.domain.orgs import same_org
 from pipeline.domain.pauses import pause_intervals
 
 ACTIONS = ("pause", "resume", "exempt", "unexempt", "report-only", "enforce")
@@ -121,7 +122,7 @@ def _apply(controls: Controls, command: ControlCommand, config: PolicyConfig) ->
         exemption = Exemption(target, command.until, command.reason)
         return (replace(controls, exemptions=(*kept, exemption)),
                 Outcome(True, f"{target} exempt until {command.until.isoformat()}"))
-    if any(fnmatch.fnmatch(target, pattern.lower()) for pattern in config.exemptions):
+    if any(matches(pattern, target) for pattern in config.exemptions):
         return controls, Outcome(False, f"{target} is exempt by the config file (policy.exemptions)")
     kept = tuple(e for e in controls.exemptions if e.pattern != target)
     if len(kept) == len(controls.exemptions):
@@ -130,7 +131,7 @@ def _apply(controls: Controls, command: ControlCommand, config: PolicyConfig) ->
 
 
 def matches_every_server(pattern: str) -> bool:
-    return all(fnmatch.fnmatch(name, pattern) for name in EVERY_KIND_OF_SERVER)
+    return all(matches(pattern, name) for name in EVERY_KIND_OF_SERVER)
 
 
 def _pause(controls: Controls, command: ControlCommand, org: str, today: date,
@@ -157,7 +158,7 @@ def _pause(controls: Controls, command: ControlCommand, org: str, today: date,
 def _resume(controls: Controls, org: str, today: date) -> tuple[Controls, Outcome]:
     kept, cut = [], False
     for pause in controls.pauses:
-        if pause.org.lower() != org or pause.start + timedelta(days=pause.days) <= today:
+        if not same_org(pause.org, org) or pause.start + timedelta(days=pause.days) <= today:
             kept.append(pause)
             continue
         cut = True

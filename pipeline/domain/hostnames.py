@@ -1,10 +1,12 @@
-"""What may be a server's name: a DNS host name or an IP address literal.
+"""What may be a server's name: a DNS host name or an IP address literal; and the one rule by
+which a name pattern of the settings or a command matches a name.
 
 Log fields are written by the remote side (HELO names, Received headers), so they can hold
 anything; a name that no DNS could hold is reported where it was read, never made a server.
 """
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import re
 from functools import lru_cache
@@ -62,3 +64,14 @@ def is_loopback(host: str | None, ip: str | None) -> bool:
     # ::ffff:127.0.0.1 is IPv4's loopback seen through an IPv6 socket.
     mapped = getattr(found, "ipv4_mapped", None)
     return (mapped or found).is_loopback
+
+
+def matches(pattern: str, name: str) -> bool:
+    """Whether `name` matches `pattern`, a name with shell wildcards (`*` any run of characters,
+    dots included; `?` one character; `[...]` one of a set, `[!...]` one not in it).
+
+    Host names are the same in any case (RFC 4343), so both sides are compared in lower case,
+    whatever the platform: exemptions, trusted receivers, internal hops, the enforcement scope's
+    connectors and TLS peers all match by this rule."""
+    # fnmatch.fnmatch would fold case only where the file system does (Windows): spelled out instead.
+    return fnmatch.fnmatchcase(name.lower(), pattern.lower())

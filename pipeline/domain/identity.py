@@ -18,7 +18,6 @@ many traces that share them.
 """
 from __future__ import annotations
 
-import fnmatch
 import ipaddress
 import re
 from functools import lru_cache
@@ -72,7 +71,7 @@ def is_internal(host: str | None, ip: str | None, config: PolicyConfig) -> bool:
 
 @lru_cache(maxsize=65536)
 def _matches_any(host: str, patterns: tuple[str, ...]) -> bool:
-    return any(fnmatch.fnmatch(host, pattern.lower()) for pattern in patterns)
+    return any(hostnames.matches(pattern, host) for pattern in patterns)
 
 
 @lru_cache(maxsize=65536)
@@ -83,7 +82,7 @@ def _internal(host: str, ip: str, patterns: tuple[str, ...]) -> bool:
     found = hostnames.address(ip) or hostnames.address(host)
     if found is not None and any(found in network for network in _networks(patterns)):
         return True
-    return bool(host) and any(fnmatch.fnmatch(host, pattern.lower()) for pattern in patterns if "/" not in pattern)
+    return bool(host) and any(hostnames.matches(pattern, host) for pattern in patterns if "/" not in pattern)
 
 
 @lru_cache(maxsize=64)

@@ -8,16 +8,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 
 from pipeline.domain.config import PolicyConfig
+from pipeline.domain.orgs import same_org
 
 Interval = tuple[datetime, datetime]
 
 
 def pause_intervals(config: PolicyConfig, org: str | None) -> list[Interval]:
-    if org is None:
-        return []
     used: dict[int, int] = {}
     days = set()
-    for pause in sorted((p for p in config.pauses if p.org.lower() == org.lower()), key=lambda p: p.start):
+    for pause in sorted((p for p in config.pauses if same_org(p.org, org)), key=lambda p: p.start):
         for offset in range(pause.days):
             day = pause.start + timedelta(days=offset)
             if day not in days and used.get(day.year, 0) < config.pause_budget_days:

@@ -15,7 +15,6 @@ Servers seen only outside the scope are still reported, never throttled or block
 """
 from __future__ import annotations
 
-import fnmatch
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -49,9 +48,9 @@ class Scope:
 
 @lru_cache(maxsize=65536)
 def _admits(scope: Scope, connector: str, client_ip: str, tls_peer: str) -> bool:
-    if connector and any(fnmatch.fnmatchcase(connector, pattern) for pattern in scope.connectors):
+    if connector and any(hostnames.matches(pattern, connector) for pattern in scope.connectors):
         return True
-    if tls_peer and any(fnmatch.fnmatchcase(tls_peer, pattern) for pattern in scope.tls_peers):
+    if tls_peer and any(hostnames.matches(pattern, tls_peer) for pattern in scope.tls_peers):
         return True
     if client_ip and scope.client_networks:
         found = hostnames.address(client_ip)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from pipeline.atomic_write import write_atomically
 from pipeline.contracts import records
 from pipeline.contracts.avro import ENFORCEMENT_DECISION
 from pipeline.contracts.compacted import Compacted
@@ -97,10 +97,4 @@ class DecisionCache:
         with self._lock:
             lines = [base64.b64encode(ENFORCEMENT_DECISION.single_object(records.decision_record(d))).decode()
                      for d in self._decisions.by_key.values()]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        with temporary.open("w") as handle:
-            json.dump(lines, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.replace(self.path)
+        write_atomically(self.path, json.dumps(lines))

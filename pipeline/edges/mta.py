@@ -22,10 +22,9 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 
-from pipeline import kafka_clients
+from pipeline import kafka_clients, topic_reading
 from pipeline.catalog_files import load_catalog
 from pipeline.contracts import records, topics
-from pipeline.contracts.avro import AvroDecodeError
 from pipeline.contracts.compacted import Compacted
 from pipeline.domain.policy import Decision, in_force
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS, policy
@@ -156,41 +155,33 @@ class DecisionFollower(threading.Thread):
         consumer = kafka_clients.consumer(self.settings, reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
                                  metadata_max_age_ms=int(PARTITIONS_CHECK_S * 1000))
         try:
-            partitions = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
-            if not partitions:  # following nothing would last forever: try again later
-                raise RuntimeError("no partitions known: the topic is not created yet, or the broker not ready")
-            consumer.assign(partitions)
-            consumer.seek_to_beginning(*partitions)
-            ends = consumer.end_offsets(partitions)
-            self._keep_up(consumer, name, partitions, ends)
+            # Following nothing would last forever: a topic not known yet is an error, tried again later.
+            partitions = topic_reading.from_start(consumer, name)
+            reading = records.latest_decisions()
+            for message in topic_reading.records_to_end(consumer, partitions, None, stop=self.stopping.is_set):
+                topic_reading.folded(reading.add, message)
+            if not self.stopping.is_set():
+                self._keep_up(consumer, name, partitions, reading)
         finally:
             consumer.close()
 
     def _keep_up(self, consumer: KafkaConsumer, name: str, partitions: list[TopicPartition],
-                 ends: dict[TopicPartition, int]) -> None:
-        """Read the assigned partitions of topic `name` from their start up to `ends` into a fold of
-        their own, which then replaces the cache (contracts.compacted: deleted servers left out);
-        from there on, apply each record to the cache as it comes, until stopped."""
-        reading: Compacted[Decision] | None = records.latest_decisions()
+                 reading: Compacted[Decision]) -> None:
+        """Replace the cache with `reading`, what the topic held from its start up to where the
+        consumer stands (contracts.compacted: deleted servers left out); from there on, apply each
+        record to the cache as it comes, until stopped."""
+        self.cache.replace(reading)
+        self.cache.save()
+        self.caught_up.set()
+        log.info("decision cache caught up: %d servers", len(self.cache))
         changed, last_save, checked = False, time.monotonic(), time.monotonic()
         while not self.stopping.is_set():
-            for tp, messages in consumer.poll(timeout_ms=500).items():
+            for messages in consumer.poll(timeout_ms=500).values():
                 for message in messages:
-                    try:
-                        if reading is not None:
-                            reading.add(message.key, message.value)
-                        else:
-                            changed |= self.cache.apply_record(message.key, message.value)
-                    except AvroDecodeError as exc:  # one bad record must not stop enforcement
-                        log.warning("skipped %s/%s/%s: %s", tp.topic, tp.partition, message.offset, exc)
+                    changed |= topic_reading.folded(self.cache.apply_record, message)
             if time.monotonic() - checked >= PARTITIONS_CHECK_S:
                 partitions = with_new_partitions(consumer, name, partitions)
                 checked = time.monotonic()
-            if reading is not None and all(consumer.position(tp) >= end for tp, end in ends.items()):
-                self.cache.replace(reading)
-                reading, changed = None, True
-                self.caught_up.set()
-                log.info("decision cache caught up: %d servers", len(self.cache))
             if changed and time.monotonic() - last_save >= SAVE_EVERY_S:
                 self.cache.save()
                 changed, last_save = False, time.monotonic()

@@ -34,18 +34,16 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import UnknownTopicOrPartitionError
 
-from pipeline import kafka_clients
+from pipeline import kafka_clients, topic_reading
 from pipeline.contracts import records, topics
-from pipeline.contracts.avro import AvroDecodeError
-from pipeline.contracts.compacted import Compacted
 from pipeline.domain.config import ConfigError
 from pipeline.domain.notices import Ledger, Notice, SentNotice, due_notices
 from pipeline.domain.notify_config import PASSWORD_VARIABLE, NotifyConfig
 from pipeline.domain.policy import Decision
 from pipeline.domain.report import iso_utc
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
-from pipeline.edges.topic_reading import records_to_end
 from pipeline.kafka_admin import ensure_topics, read_compacted
 from pipeline.kafka_connection import password_from_file, readable_file
 from pipeline.settings import Settings
@@ -53,7 +51,7 @@ from pipeline.settings import Settings
 log = logging.getLogger(__name__)
 # How often `--follow` looks for warnings that came due with time alone.
 RECHECK_EVERY_S = 60.0
-# How long a single pass waits for mail.decisions to exist, and reading it to its end may take.
+# How long a single pass waits for mail.decisions to exist, and reading it to its end may stall.
 DECISIONS_PATIENCE_S = 30.0
 READ_TIMEOUT_S = 60.0
 SMTP_TIMEOUT_S = 30.0
@@ -296,8 +294,8 @@ def run(settings: Settings, at: datetime | None = None, follow: bool = False,
         ledger_topic = ensure_ledger_topic(settings)
         writer = LedgerWriter(settings, ledger_topic)
         notifier = Notifier(settings.notify, read_ledger(settings, ledger_topic), writer, relay.connect)
-        for message in records_to_end(consumer, partitions, READ_TIMEOUT_S):
-            _fold(newest, message)
+        for message in topic_reading.records_to_end(consumer, partitions, READ_TIMEOUT_S):
+            topic_reading.folded(newest.add, message)
         sent, failed = notifier.send_due(newest.by_key.values(), now())
         if not follow:
             if failed:
@@ -307,7 +305,7 @@ def run(settings: Settings, at: datetime | None = None, follow: bool = False,
         while not stop():
             changed: set[bytes] = set()
             for messages in consumer.poll(timeout_ms=1000).values():
-                changed.update(message.key for message in messages if _fold(newest, message))
+                changed.update(message.key for message in messages if topic_reading.folded(newest.add, message))
             # Every minute all servers (warnings due with time, notices that failed), else the changed ones.
             if time.monotonic() - checked >= RECHECK_EVERY_S:
                 sent += notifier.send_due(newest.by_key.values(), now())[0]
@@ -351,8 +349,11 @@ def _assign_from_start(consumer: KafkaConsumer, topic: str, patience_s: float | 
     `patience_s` (None: as long as it takes), else DecisionsMissing; None if `stop()` came first."""
     deadline = None if patience_s is None else time.monotonic() + patience_s
     waiting_said = False
-    # A topic created a moment ago may not be in the broker's metadata yet.
-    while not (numbers := consumer.partitions_for_topic(topic)):
+    while True:
+        try:
+            return topic_reading.from_start(consumer, topic)
+        except UnknownTopicOrPartitionError:
+            pass  # a topic created a moment ago may not be in the broker's metadata yet
         if deadline is not None and time.monotonic() > deadline:
             raise DecisionsMissing(f"{topic} does not exist after {patience_s:g} s: no worker has created the "
                                    "pipeline's topics yet (`patchgate topics` creates them)")
@@ -362,19 +363,6 @@ def _assign_from_start(consumer: KafkaConsumer, topic: str, patience_s: float | 
             log.info("waiting for %s: no worker has created it yet", topic)
             waiting_said = True
         time.sleep(0.5)
-    partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    return partitions
-
-
-def _fold(newest: Compacted[Decision], message) -> bool:
-    """A record of mail.decisions into the newest decision per server; whether it changed them."""
-    try:
-        return newest.add(message.key, message.value)
-    except AvroDecodeError as exc:
-        log.warning("skipped %s/%s/%s: %s", message.topic, message.partition, message.offset, exc)
-        return False
 
 
 def _close(smtp: smtplib.SMTP) -> None:

@@ -43,12 +43,13 @@ from kafka import KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from pipeline import kafka_clients
+from pipeline.atomic_write import write_atomically
 from pipeline.contracts import packing, topics
 from pipeline.domain.config import MAX_LINE_BYTES
 from pipeline.edges import RECONNECT_BACKOFF_MAX_MS
-from pipeline.edges.topic_reading import records_to_end
 from pipeline.files import UTF16_BOMS, Chunk, DamagedFile, LineReader, LongLine, decompressing, expand, transcoded
 from pipeline.settings import Settings
+from pipeline.topic_reading import records_to_end
 
 # A file being tailed is looked at this often: it bounds how long a written line waits.
 POLL_SECONDS = 0.1
@@ -83,7 +84,7 @@ class Position:
 
 
 class Checkpoint:
-    """path -> Position, saved atomically (write, fsync, rename) after each acknowledged batch."""
+    """path -> Position, saved whole (atomic_write) after each acknowledged batch."""
 
     def __init__(self, path: Path | None):
         self.path = path
@@ -103,13 +104,7 @@ class Checkpoint:
     def save(self) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        with temporary.open("w") as handle:
-            json.dump({k: vars(v) for k, v in self.positions.items()}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.replace(self.path)
+        write_atomically(self.path, json.dumps({k: vars(v) for k, v in self.positions.items()}))
 
 
 class OpenFile:

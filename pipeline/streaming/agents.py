@@ -79,9 +79,6 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
     idle_ms = int(idle_s * 1000)
     arrivals: dict[int, Arrival] = {}
 
-    def limit(agent: str) -> DeadLetterLimit:
-        return DeadLetterLimit(agent, settings.dead_letters.max_ratio, settings.dead_letters.max_consecutive)
-
     async def send_observations(observations: list[ServerObservation], pending: list) -> None:
         """A record per partition of mail.observations, keyed by its first server (records.observation_records)."""
         pending.extend([
@@ -130,7 +127,7 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
 
     @app.agent(topics.traces)
     async def observe(stream):
-        dead_letters = limit("observe")
+        dead_letters = DeadLetterLimit.for_agent("observe", settings.dead_letters)
         published, rejected = metrics.observations.labels("observe"), metrics.dead_letters.labels("observe")
         async with stops_worker_on_failure(app, "observe"):
             async for events in batches(stream, OBSERVATION_BATCH, OBSERVATION_WITHIN):
@@ -152,7 +149,7 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
 
     @app.agent(topics.enforce_input)
     async def enforce(stream):
-        dead_letters = limit("enforce")
+        dead_letters = DeadLetterLimit.for_agent("enforce", settings.dead_letters)
         rejected = metrics.dead_letters.labels("enforce")
         applied_topic = topics.control_applied.get_topic_name()
         async with stops_worker_on_failure(app, "enforce"):

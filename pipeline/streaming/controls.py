@@ -64,7 +64,7 @@ def register(app: faust.App, control: faust.TopicT, applied: faust.TopicT, dead_
 
     @app.agent(control)
     async def fold_commands(stream):
-        limit = DeadLetterLimit("control", settings.dead_letters.max_ratio, settings.dead_letters.max_consecutive)
+        limit = DeadLetterLimit.for_agent("control", settings.dead_letters)
         async with stops_worker_on_failure(app, "control"):
             async for events in batches(stream, 100, 0.05):
                 pending: list = []

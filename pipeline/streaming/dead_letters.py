@@ -21,6 +21,7 @@ from faust.types import RecordMetadata
 from pipeline.contracts import records
 from pipeline.contracts.avro import DEAD_LETTER, AvroContract, AvroDecodeError
 from pipeline.domain.events import ParseError
+from pipeline.settings import DeadLetterSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,6 +44,11 @@ class DeadLetterLimit:
         self.agent, self.max_ratio, self.max_consecutive = agent, max_ratio, max_consecutive
         self.consecutive = 0
         self.window_records = self.window_bad = 0
+
+    @classmethod
+    def for_agent(cls, agent: str, settings: DeadLetterSettings) -> DeadLetterLimit:
+        """The limit the `[dead_letters]` settings set, counting the records of one agent."""
+        return cls(agent, settings.max_ratio, settings.max_consecutive)
 
     def good(self) -> None:
         self.consecutive = 0

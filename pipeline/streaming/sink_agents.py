@@ -52,9 +52,6 @@ def dedup_token(topic: str, partition: int, offsets: list[int]) -> str:
 def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Settings, metrics: Metrics) -> None:
     metrics.watch_writes(clickhouse.health)
 
-    def limit(agent: str) -> DeadLetterLimit:
-        return DeadLetterLimit(agent, settings.dead_letters.max_ratio, settings.dead_letters.max_consecutive)
-
     async def store(batch, contract: AvroContract, from_record, insert, table: str,
                     dead_letters: DeadLetterLimit, compacted: bool = False) -> None:
         """`from_record` gives the rows of one record (a ServerObservation holds one per server);
@@ -86,7 +83,7 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
 
     @app.agent(topics.decisions)
     async def store_decisions(stream):
-        dead_letters = limit("store_decisions")
+        dead_letters = DeadLetterLimit.for_agent("store_decisions", settings.dead_letters)
         async with stops_worker_on_failure(app, "store_decisions"):
             async for batch in batches(stream, BATCH_SIZE, BATCH_SECONDS):
                 await store(batch, ENFORCEMENT_DECISION, lambda record, message: [records.decision_from_record(record)],
@@ -94,7 +91,7 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
 
     @app.agent(topics.observations)
     async def store_observations(stream):
-        dead_letters = limit("store_observations")
+        dead_letters = DeadLetterLimit.for_agent("store_observations", settings.dead_letters)
         async with stops_worker_on_failure(app, "store_observations"):
             async for batch in batches(stream, BATCH_SIZE, BATCH_SECONDS):
                 await store(batch, SERVER_OBSERVATION,
@@ -103,7 +100,7 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
 
     @app.agent(topics.control_applied)
     async def store_control_log(stream):
-        dead_letters = limit("store_control_log")
+        dead_letters = DeadLetterLimit.for_agent("store_control_log", settings.dead_letters)
         async with stops_worker_on_failure(app, "store_control_log"):
             async for batch in batches(stream, BATCH_SIZE, BATCH_SECONDS):
                 await store(batch, CONTROL_APPLIED, lambda record, message: [command_row(record)], insert_control_log,
@@ -118,7 +115,7 @@ def register(app: faust.App, topics, clickhouse: ClickHouseHandle, settings: Set
 
     @app.agent(topics.enforcement)
     async def store_enforcement(stream):
-        dead_letters = limit("store_enforcement")
+        dead_letters = DeadLetterLimit.for_agent("store_enforcement", settings.dead_letters)
         async with stops_worker_on_failure(app, "store_enforcement"):
             async for batch in batches(stream, BATCH_SIZE, BATCH_SECONDS):
                 await store(batch, ENFORCEMENT, lambda record, message: [(record, message.partition, message.offset)],

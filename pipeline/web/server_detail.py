@@ -8,11 +8,11 @@ block minutes first, then the throttle minutes.
 """
 from __future__ import annotations
 
-import fnmatch
 from datetime import datetime
 
 from pipeline.domain.catalog import Catalog, CatalogBuild
 from pipeline.domain.config import PolicyConfig
+from pipeline.domain.hostnames import matches
 from pipeline.domain.schedule import Schedule, Step, step_at
 from pipeline.domain.windows import minutes_text, window_offset
 
@@ -159,6 +159,6 @@ def controls_for(row: dict, entries: list[dict]) -> list[dict]:
     def applies(entry: dict) -> bool:
         if entry["action"] in ("pause", "resume"):
             return bool(org) and entry["target"].lower() == org
-        return fnmatch.fnmatch(server, entry["target"].lower())
+        return matches(entry["target"], server)
     return [entry for entry in entries if applies(entry)]
 

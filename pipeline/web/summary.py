@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from pipeline.domain.config import Stage
+from pipeline.domain.orgs import same_org
 
 UPCOMING_DAYS = 7
 NO_ORG = "-"
@@ -60,7 +61,7 @@ class ServerFilter:
         return present + [row for row in chosen if row[self.sort] is None]
 
     def _keeps(self, row: dict) -> bool:
-        if self.org is not None and (row["org"] or NO_ORG).lower() != self.org.lower():
+        if self.org is not None and not same_org(self.org, row["org"] or NO_ORG):
             return False
         return ((self.status is None or row["status"] == self.status)
                 and (self.stage is None or row["stage"] == self.stage))

@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.domain.hostnames import address, is_loopback, problem
+from pipeline.domain.hostnames import address, is_loopback, matches, problem
 
 
 @pytest.mark.parametrize("name", ["ex01.corp.test", "EX01", "mail_01.corp", "192.0.2.1", "2001:db8::1", "[203.0.113.9]",
@@ -37,3 +37,23 @@ def test_addresses_bare_or_in_brackets():
 ])
 def test_loopback_clients(host, ip, loopback):
     assert is_loopback(host, ip) is loopback
+
+
+@pytest.mark.parametrize("pattern, name, matched", [
+    ("ex01.contoso.example", "ex01.contoso.example", True),
+    ("EX01.Contoso.example", "ex01.contoso.example", True),
+    ("ex01.contoso.example", "EX01.CONTOSO.EXAMPLE", True),
+    ("*.Contoso.example", "MX1.contoso.EXAMPLE", True),
+    ("*.contoso.example", "contoso.example", False),
+    ("*.contoso.example", "mx1.lab.contoso.example", True),
+    ("ex0?.contoso.example", "ex07.contoso.example", True),
+    ("ex0?.contoso.example", "ex10.contoso.example", False),
+    ("ex0[1-3].contoso.example", "EX02.contoso.example", True),
+    ("ex0[!1-3].contoso.example", "ex02.contoso.example", False),
+    ("192.0.2.*", "192.0.2.25", True),
+    ("192.0.2.?", "192.0.2.25", False),
+    ("192.0.2.25", "192.0.2.250", False),
+    ("*", "anything.example", True),
+])
+def test_a_name_pattern_matches_in_any_case_with_shell_wildcards(pattern, name, matched):
+    assert matches(pattern, name) is matched

@@ -2,9 +2,9 @@ import dataclasses
 
 import pytest
 
-from pipeline.edges.decision_cache import DecisionCache
 from pipeline.contracts import records
 from pipeline.contracts.avro import ENFORCEMENT_DECISION, AvroDecodeError
+from pipeline.edges.decision_cache import DecisionCache
 
 SHARED_HOST = "smtp.shared-hosting.example"
 
@@ -77,7 +77,7 @@ def test_saved_decisions_come_back_after_a_restart(decision_of, tmp_path):
     cache.save()
     reloaded = DecisionCache(path)
     assert len(reloaded) == 2 and reloaded.lookup([SHARED_HOST]).org == "fabrikam"
-    assert not (tmp_path / "decisions" / "cache.json.tmp").exists()
+    assert [p.name for p in path.parent.iterdir()] == ["cache.json"]
 
 
 def test_a_record_that_is_not_a_decision_changes_nothing(decision_of):
