@@ -59,8 +59,9 @@ def ensure_topics(settings: Settings, specs: list[topics.TopicSpec] | None = Non
                 # Another process may have created one meanwhile: that is what was wanted.
                 if topic["error_code"] not in (0, TopicAlreadyExistsError.errno):
                     raise for_code(topic["error_code"])(f"creating {topic['name']}: {topic['error_message']}")
-            # Created is not yet usable: wait until every partition has a leader.
-            admin.wait_for_topics(list(missing))
+            # Created is not yet usable: wait until every partition has a leader. A busy controller
+            # electing a few hundred leaders can take longer than kafka-python's 10 s.
+            admin.wait_for_topics(list(missing), timeout_ms=60_000)
         under = [f"topic {spec.name} has {fewest} replicas, {wanted.factor} asked"
                  for spec in specs if spec.name in existing
                  and (fewest := min(len(p["replica_nodes"]) for p in existing[spec.name])) < wanted.factor]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from datetime import UTC, date, datetime, timedelta
 
 from pipeline.domain import windows
@@ -44,6 +45,18 @@ def later_mail_from_the_contoso_edge(folder):
     return later
 
 
+def until_answered(port: int, host: str, action: str, timeout: float = 60) -> None:
+    """Until the MTA answers `action` for `host` (it follows mail.decisions as they come)."""
+    deadline = time.monotonic() + timeout
+    answer = None
+    while time.monotonic() < deadline:
+        answer = asyncio.run(ask(port, [request(host)]))
+        if answer == [f"action={action}"]:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"the MTA still answers {answer} for {host}, not action={action}")
+
+
 def test_pause_resume_budget_and_an_exemption_that_ends_on_its_day(tmp_path):
     settings, env = isolated_env(tmp_path / "data", config=TESTS / "samples.toml")
     workers = Workers(env, tmp_path)
@@ -69,7 +82,12 @@ def test_pause_resume_budget_and_an_exemption_that_ends_on_its_day(tmp_path):
         # Paused days do not count: by 20 May 08:14, 79 days and 16 hours of 99 were unpaused, so
         # stage 7 (day 80) comes due as the pause ends, on 31 May.
         assert before[PAUSED].next_stage_start_date is None and during.next_stage_start_date == date(2026, 5, 31)
-        assert asyncio.run(ask(mta_port, [request(PAUSED[0])])) == ["action=DUNNO"]
+        may = datetime(2026, 5, 1, tzinfo=UTC)
+        # The schedule holds stage 1 through May, resumes stage 6 where the clock stood, stage 7 that day.
+        assert [(step.start.date(), step.stage, step.paused) for step in during.schedule if step.start >= may][:3] == [
+            (date(2026, 5, 1), 1, True), (date(2026, 5, 31), 6, False), (date(2026, 5, 31), 7, False)]
+        # The MTA applies the schedule for its own clock, long after May: the pause is over there.
+        until_answered(mta_port, PAUSED[0], windows.block_reply(60))
 
         # 30 of 90 days used in 2026: 70 more are refused, whole, with the reason.
         over = patchgate(env, "pause", "contoso.example", "--days", "70", "--from", "2026-06-01", "--reason", "more")
@@ -79,9 +97,12 @@ def test_pause_resume_budget_and_an_exemption_that_ends_on_its_day(tmp_path):
         # A pause from today, ended by a resume on the same day: no paused day is left of it.
         today = datetime.now(UTC).date()
         assert patchgate(env, "pause", "contoso.example", "--days", "5", "--reason", "freeze").returncode == 0
+        # The pause covers the MTA's today: its mail is accepted at once, with no new message.
+        until_answered(mta_port, PAUSED[0], "DUNNO")
         resumed = patchgate(env, "resume", "contoso.example")
         assert (resumed.returncode, resumed.stdout.strip()) == (
             0, f"applied: contoso.example enforced again from {today.isoformat()}")
+        until_answered(mta_port, PAUSED[0], windows.block_reply(60))
 
         # An exemption until a day after today (commands cannot end in the past): exempt at once ...
         until = datetime.now(UTC).date() + timedelta(days=40)

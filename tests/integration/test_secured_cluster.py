@@ -75,9 +75,15 @@ class SecuredPipeline:
                          for log in sorted(self.folder.glob("*.log")))
 
 
+# The run's wire format (make test-confluent) is the one setting every role keeps.
+_WIRE = ("PATCHGATE_WIRE_FORMAT", "PATCHGATE_SCHEMA_REGISTRY_URL")
+
+
 def _clean_environment() -> dict:
-    """This process's environment without any Kafka or patchgate setting: the roles bring theirs."""
-    return {name: value for name, value in os.environ.items() if not name.startswith(("KAFKA_", "PATCHGATE_"))}
+    """This process's environment without any Kafka or patchgate setting but the wire format: the
+    roles bring theirs."""
+    return {name: value for name, value in os.environ.items()
+            if not name.startswith(("KAFKA_", "PATCHGATE_")) or name in _WIRE}
 
 
 @pytest.fixture(scope="module")
