@@ -88,7 +88,7 @@ def register(app: faust.App, topics, tables, settings: Settings, catalog: Catalo
                 observations = batch.observations.observations()
                 await send_observations(observations, pending)
                 await asyncio.gather(*pending)
-                await flushed(batch.states, batch.open_messages)
+                await flushed(batch.states, batch.open_sources, batch.open_messages)
                 metrics.raw_records.inc(len(events))
                 for format_name, lines in batch.lines.items():
                     metrics.lines.labels(format_name).inc(lines)
