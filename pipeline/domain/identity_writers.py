@@ -18,24 +18,22 @@ from collections.abc import Callable
 
 from pipeline.domain.events import SourcePosition
 from pipeline.domain.lines import LineRun
-from pipeline.domain.parsers.msgtrk import MAX_KNOWN_HOSTS, Segment
+from pipeline.domain.parsers.msgtrk import MAX_KNOWN_HOSTS, HeldLayout, HeldRow, HeldState, Segment, TrackingState
 
 # A held row goes as it is when a row this much newer (event time) follows it in its file.
 MAX_HELD_MS = 3_600_000
-# A held row: [number of its layout, writer (a short name), time in ms, line number, text].
-_LAYOUT, _WRITER, _MS, _LINE, _TEXT = range(5)
 
 
-def held_rows_newest_ms(file: dict) -> int | None:
+def held_rows_newest_ms(file: TrackingState) -> int | None:
     """The newest event time of the rows the file's parser state holds back, if any."""
-    return max((row[_MS] for row in (file.get("held") or {}).get("rows", ())), default=None)
+    return None if file.held is None else max((row.time_ms for row in file.held.rows), default=None)
 
 
 class HeldRows:
-    """The rows a file holds back, kept in its parser state as plain JSON ("held": the layouts the
-    rows were read under, and the rows, see _LAYOUT): rows whose writer is a short name that no
-    FQDN of the file resolved yet. Exchange names itself short in mailbox rows and in full in SMTP
-    rows, so the rows before a file's first SMTP row would otherwise name a second server.
+    """The rows a file holds back, kept in its parser state (TrackingState.held: the layouts the
+    rows were read under, and the rows): rows whose writer is a short name that no FQDN of the file
+    resolved yet. Exchange names itself short in mailbox rows and in full in SMTP rows, so the rows
+    before a file's first SMTP row would otherwise name a second server.
 
     A held row goes under the FQDN when the file first names one with its writer as first label,
     and as it is when a row more than MAX_HELD_MS newer follows it, when the held rows' text
@@ -44,18 +42,17 @@ class HeldRows:
     next few rows); one held before is queued again, in a segment of its own with its name
     settled, and read like any other."""
 
-    def __init__(self, file: dict, source: str, max_bytes: int | None) -> None:
+    def __init__(self, file: TrackingState, source: str, max_bytes: int | None) -> None:
         self.file, self.source, self.max_bytes = file, source, max_bytes
-        stored = file.get("held") or {"layouts": [], "rows": []}
-        self.layouts: list[list] = stored["layouts"]
-        self.rows: list[list] = stored["rows"]
-        self.writers = Counter(row[_WRITER] for row in self.rows)
-        self.size = sum(len(row[_TEXT].encode("utf-8")) for row in self.rows)
-        self.oldest = min((row[_MS] for row in self.rows), default=None)
+        self.stored = file.held or HeldState()
+        self.layouts, self.rows = self.stored.layouts, self.stored.rows
+        self.writers = Counter(row.writer for row in self.rows)
+        self.size = sum(len(row.text.encode("utf-8")) for row in self.rows)
+        self.oldest = min((row.time_ms for row in self.rows), default=None)
         # Rows that went and wait to be queued: (layout, row), and the FQDNs of the resolved ones.
-        self._resolved: list[tuple[list, list]] = []
+        self._resolved: list[tuple[HeldLayout, HeldRow]] = []
         self._names: dict[str, str] = {}
-        self._released: list[tuple[list, list]] = []
+        self._released: list[tuple[HeldLayout, HeldRow]] = []
         # Rows held by the read going on, by identity: where it keeps their writer and whether held.
         self._here: dict[int, tuple[list[str], list[bool], int]] = {}
 
@@ -63,13 +60,13 @@ class HeldRows:
              place: tuple[list[str], list[bool], int]) -> None:
         """Hold line `index` of the segment's run (`text`), read under `fields`; `place`: the
         read's writer names and held flags of the segment's rows, and the row's number in them."""
-        layout = [fields, segment.version, segment.inferred]
+        layout = HeldLayout(fields, segment.version, segment.inferred)
         if layout not in self.layouts:
             self.layouts.append(layout)
-        row = [self.layouts.index(layout), writer, time_ms, segment.run.line_number(index), text]
+        row = HeldRow(self.layouts.index(layout), writer, time_ms, segment.run.line_number(index), text)
         self.rows.append(row)
         self._here[id(row)] = place
-        self.file["held"] = {"layouts": self.layouts, "rows": self.rows}
+        self.file.held = self.stored
         self.writers[writer] += 1
         self.size += len(text.encode("utf-8"))
         self.oldest = time_ms if self.oldest is None else min(self.oldest, time_ms)
@@ -78,7 +75,7 @@ class HeldRows:
             # release a row (and copy the list) for every row it holds.
             count, size = 0, self.size
             while size > self.max_bytes // 2:
-                size -= len(self.rows[count][_TEXT].encode("utf-8"))
+                size -= len(self.rows[count].text.encode("utf-8"))
                 count += 1
             self._go(self.rows[:count], self._released)
 
@@ -87,7 +84,7 @@ class HeldRows:
         `label` go under it."""
         if self.writers.get(label):
             self._names[label] = host
-            self._go([row for row in self.rows if row[_WRITER] == label], self._resolved, host)
+            self._go([row for row in self.rows if row.writer == label], self._resolved, host)
 
     def overdue(self, time_ms: int) -> bool:
         """Whether a row of `time_ms` lets a held row go (one more than MAX_HELD_MS older)."""
@@ -96,7 +93,7 @@ class HeldRows:
     def release_older(self, time_ms: int) -> None:
         """A row of `time_ms` follows: rows more than MAX_HELD_MS older go as they are."""
         if self.overdue(time_ms):
-            self._go([row for row in self.rows if row[_MS] < time_ms - MAX_HELD_MS], self._released)
+            self._go([row for row in self.rows if row.time_ms < time_ms - MAX_HELD_MS], self._released)
 
     def release_all(self, add) -> None:
         """The file ended: every held row goes as it is, queued (`add`: TrackingRows.add)."""
@@ -115,22 +112,22 @@ class HeldRows:
         if not (self._resolved or self._released):
             return
         for gone, names in ((self._resolved, self._names), (self._released, {})):
-            by_layout: dict[int, tuple[list, list[list]]] = {}
+            by_layout: dict[int, tuple[HeldLayout, list[HeldRow]]] = {}
             for layout, row in gone:
                 by_layout.setdefault(id(layout), (layout, []))[1].append(row)
             for (fields, version, inferred), rows in by_layout.values():
-                run = LineRun.of_lines(self.source, [row[_TEXT] for row in rows],
-                                       [SourcePosition(self.source, row[_LINE]) for row in rows], None)
+                run = LineRun.of_lines(self.source, [row.text for row in rows],
+                                       [SourcePosition(self.source, row.line) for row in rows], None)
                 add(fields, Segment(run, range(len(rows)), version, dict(names), inferred=inferred))
             gone.clear()
         self._names = {}
 
-    def _go(self, rows: list[list], into: list[tuple[list, list]], host: str | None = None) -> None:
+    def _go(self, rows: list[HeldRow], into: list[tuple[HeldLayout, HeldRow]], host: str | None = None) -> None:
         """`rows` go (under `host`, when given): back into the read going on when it held them."""
         for row in rows:
             place = self._here.pop(id(row), None)
             if place is None:
-                into.append((self.layouts[row[_LAYOUT]], row))
+                into.append((self.layouts[row.layout], row))
             else:
                 writers, held, number = place
                 held[number] = False
@@ -139,12 +136,12 @@ class HeldRows:
         going = {id(row) for row in rows}
         self.rows[:] = [row for row in self.rows if id(row) not in going]
         for row in rows:
-            self.writers[row[_WRITER]] -= 1
-            self.size -= len(row[_TEXT].encode("utf-8"))
-        self.oldest = min((row[_MS] for row in self.rows), default=None)
+            self.writers[row.writer] -= 1
+            self.size -= len(row.text.encode("utf-8"))
+        self.oldest = min((row.time_ms for row in self.rows), default=None)
         if not self.rows:
             self.layouts.clear()
-            self.file.pop("held", None)
+            self.file.held = None
 
 
 def qualify_rows(fields: list[str], segment: Segment, held: HeldRows | None, problems: dict[str, str],

@@ -8,10 +8,11 @@ written once, after what the batch produced was acknowledged (see agents.py). Li
 reject become dead letters naming their file position and their record, and so do lines longer than
 `formats.max_line_bytes`, which are not parsed (a record of one line: when the record is longer).
 
-A source's state remembers the raw offset it has read up to when it changed. After a restart, a
-record at or below it was applied already (its output was acknowledged before the state was
-written) and is skipped, so a line never changes a state twice, even when offsets had not been
-committed. A batch that leaves a state as it was writes nothing: applying it again is harmless.
+A source's stored state (StoredSource) remembers the raw offset it has read up to when it changed.
+After a restart, a record at or below it was applied already (its output was acknowledged before
+the state was written) and is skipped, so a line never changes a state twice, even when offsets had
+not been committed. A batch that leaves a state as it was writes nothing: applying it again is
+harmless.
 
 Sources that hold lines back are ended as `evaluate` ends a file once they have been idle (see
 pipeline.domain.source_ends): each partition keeps its OpenSources in the parser-state table under
@@ -34,6 +35,7 @@ from pipeline.domain.config import FormatConfig, PolicyConfig
 from pipeline.domain.events import MessageTrace, ParseError, SourcePosition, TraceGroup, epoch_ms
 from pipeline.domain.lines import LineRun, cut_at_long_lines, long_line, packed_runs, too_long
 from pipeline.domain.parsers import dispatch, envelope
+from pipeline.domain.parsers.dispatch import SourceState
 from pipeline.domain.parsers.msgtrk_rows import TrackingRows
 from pipeline.domain.source_ends import OpenSources
 from pipeline.streaming.state_bounds import HELD_ROWS_BYTES
@@ -93,6 +95,28 @@ class BareLines(NamedTuple):
         return BareLines(self.topic, offset + 1, rest, self.lines - skipped, self.reference, unwrapped)
 
 
+@dataclass
+class StoredSource:
+    """The value of a source in the parser-state table: its parser state, and the raw record
+    (partition, offset) it had read up to when the state last changed (None: stored before that
+    was kept)."""
+
+    state: SourceState
+    read: tuple[int, int] | None = None
+
+    @classmethod
+    def decode(cls, data: bytes) -> StoredSource:
+        stored = orjson.loads(data)
+        read = stored.pop("read", None)
+        return cls(SourceState.from_json(stored), None if read is None else (read[0], read[1]))
+
+    def encode(self) -> bytes:
+        stored = self.state.to_json()
+        if self.read is not None:
+            stored["read"] = list(self.read)
+        return orjson.dumps(stored)
+
+
 @dataclass(frozen=True)
 class Origin:
     """The Kafka record a line travelled in; `raw` is the record's value when it held one line (the
@@ -115,7 +139,9 @@ class RawBatch:
         self.errors: list[ParseError] = []
         # Lines parsed per format (of their source; "unknown" until a line tells it), for the metrics.
         self.lines: dict[str, int] = {}
-        self.states = TableBatch(parser_states)
+        self.states = TableBatch(parser_states, decode=StoredSource.decode, encode=StoredSource.encode)
+        # The partitions' OpenSources, in the same table under keys no source has.
+        self.open_sources = TableBatch(parser_states)
         self.open_messages = TableBatch(open_messages)
         self._origin: Origin | None = None
         # Each source's runs of the batch, with the event that brought them and their raw offset.
@@ -218,9 +244,9 @@ class RawBatch:
         for (partition, source), runs in self._runs.items():
             event, last_offset = runs[-1][0], runs[-1][1]
             key = source.encode("utf-8")
-            state = self.states.get(key, event)
-            read = (state or {}).pop("read", None)
-            before = orjson.dumps(state)
+            stored: StoredSource | None = self.states.get(key, event)
+            state, read = (stored.state, stored.read) if stored else (None, None)
+            before = None if state is None else orjson.dumps(state.to_json())
             # Raw offsets: a repacker that restarted forwards again what it had not committed.
             fresh = [run for _, offset, run in runs if read is None or read[0] != partition or offset > read[1]]
             if read is not None and read[0] == partition:
@@ -232,19 +258,16 @@ class RawBatch:
                 # is charged to the run's last record.
                 self._origin = run.origin(len(run) - 1)
                 state = dispatch.parse_run(state, run, self, store, rows, self.formats)
-                format_name = state["format"] or "unknown"
+                format_name = state.format or "unknown"
                 self.lines[format_name] = self.lines.get(format_name, 0) + len(run)
-            parsed.append((key, state, before, read, partition, event, last_offset))
+            parsed.append((key, state, before, partition, event, last_offset))
         # Tracking-log rows are read now, and may teach the states host names.
         rows.flush(self)
-        for key, state, before, read, partition, event, last_offset in parsed:
-            if orjson.dumps(state) != before:
-                state["read"] = [partition, last_offset]
-                self.states.put(key, state, event)
-            elif read is not None:
-                # Unchanged (data rows of a tracking log, say), the state needs no write: reading
-                # the same records again from the same state gives the same results.
-                state["read"] = read
+        for key, state, before, partition, event, last_offset in parsed:
+            # Unchanged (data rows of a tracking log, say), the state needs no write: reading the
+            # same records again from the same state gives the same results.
+            if state is not None and orjson.dumps(state.to_json()) != before:
+                self.states.put(key, StoredSource(state, (partition, last_offset)), event)
         if self.source_idle_ms > 0:
             self._end_idle_sources()
 
@@ -254,10 +277,10 @@ class RawBatch:
             touched.setdefault(partition, {})[source] = runs[-1][0].message.offset
         for partition, event in self._last_events.items():
             key = open_sources_key(partition)
-            stored = self.states.get(key, event)
+            stored = self.open_sources.get(key, event)
             open_sources = OpenSources.from_json(stored)
             sources = touched.get(partition, {})
-            states = {source: self.states.get(source.encode("utf-8"), event) for source in sources}
+            states = {source: self._state(source, event) for source in sources}
             times: list[int | None] = [epoch_ms(self._newest[s]) for s in sources if s in self._newest]
             times += [dispatch.held_newest_ms(state) for state in states.values()]
             open_sources.advance(max((t for t in times if t is not None), default=None))
@@ -266,20 +289,22 @@ class RawBatch:
             for source in open_sources.ended(self.source_idle_ms, self._quiet.get(partition)):
                 self._end_source(source, partition, event)
             if (after := open_sources.to_json()) != stored:
-                self.states.put(key, after, event)
+                self.open_sources.put(key, after, event)
+
+    def _state(self, source: str, event: faust.EventT) -> SourceState | None:
+        stored: StoredSource | None = self.states.get(source.encode("utf-8"), event)
+        return None if stored is None else stored.state
 
     def _end_source(self, source: str, partition: int, event: faust.EventT) -> None:
-        """What `evaluate` does at the end of a file, with the source's stored state."""
+        """What `evaluate` does at the end of a file, with the source's stored state (its raw
+        offset as it was)."""
         key = source.encode("utf-8")
-        state = self.states.get(key, event)
-        if state is None:
+        stored: StoredSource | None = self.states.get(key, event)
+        if stored is None:
             return
-        read = state.pop("read", None)
         self._origin = Origin(event.message.topic, partition, event.message.offset)
-        dispatch.finish(state, source, self, TableOpenMessages(self.open_messages, source, event))
-        if read is not None:
-            state["read"] = read
-        self.states.put(key, state, event)
+        dispatch.finish(stored.state, source, self, TableOpenMessages(self.open_messages, source, event))
+        self.states.put(key, stored, event)
 
     # ParseOutput
     def trace(self, trace: MessageTrace) -> None:

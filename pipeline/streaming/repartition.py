@@ -35,7 +35,7 @@ from pipeline.contracts import topics
 from pipeline.contracts.topics import partition_for
 from pipeline.domain.source_ends import OpenSources
 from pipeline.settings import Settings
-from pipeline.streaming.ingest import open_sources_key
+from pipeline.streaming.ingest import StoredSource, open_sources_key
 
 # The tables co-partitioned with the pipeline's topics (control-state keeps its one partition).
 TABLES = (topics.PARSER_STATE_TABLE, topics.OPEN_MESSAGES_TABLE, topics.SERVER_STATE_TABLE,
@@ -236,9 +236,9 @@ def _not_placed_by_name(parser_states: Changelog, count: int) -> dict[tuple[int,
         for key, value in values.items():
             if key.startswith(b"\0") or partition_for(key, count) == partition:
                 continue
-            read = orjson.loads(value).get("read")
+            read = StoredSource.decode(value).read
             if read and read[0] == partition:
-                wanted[(partition, key)] = (read[0], read[1])
+                wanted[(partition, key)] = read
     return wanted
 
 

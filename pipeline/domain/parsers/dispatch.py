@@ -1,16 +1,18 @@
 """One entry point for every format: detect the format of a source from its first meaningful line,
 then hand its lines, a run at a time, to that format's parser with the source's state.
 
-The state is a plain JSON-able dict that the parsers change in place while they read a run. The
-stream keeps it in a Faust table keyed by source, read once and written once per batch, and
-`patchgate evaluate` in a dict: both run exactly this code. Postfix keeps its open messages apart
+The state is a SourceState, which the parsers change in place while they read a run: the format's
+own state (each parser's dataclass), and the host names learnt. The stream keeps its JSON
+(`to_json`) in a Faust table keyed by source, read once and written once per batch, and `patchgate
+evaluate` in a dict: both run exactly this code. Postfix keeps its open messages apart
 from it, one entry per queue id (see postfix.OpenMessages). Message tracking log rows wait in a
 TrackingRows until the caller flushes it at the end of its batch, so that the rows of every
 source in the batch are read in one go.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+import dataclasses
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from pipeline.domain import hostnames
@@ -19,8 +21,12 @@ from pipeline.domain.events import MessageTrace, ParseError, TraceGroup
 from pipeline.domain.identity_writers import held_rows_newest_ms
 from pipeline.domain.lines import LineRun
 from pipeline.domain.parsers import envelope, exim, exo, headers, msgtrk, postfix
+from pipeline.domain.parsers.exim import EximState
+from pipeline.domain.parsers.exo import ExportState
+from pipeline.domain.parsers.headers import HeaderState
+from pipeline.domain.parsers.msgtrk import TrackingState
 from pipeline.domain.parsers.msgtrk_rows import TrackingRows
-from pipeline.domain.parsers.postfix import MemoryOpenMessages, OpenMessages
+from pipeline.domain.parsers.postfix import MemoryOpenMessages, OpenMessages, PostfixState
 
 # Detection order matters: a message tracking log's "#" header (or a row of one without it: an
 # ISO-8601 time, then as many values as a version's columns) and an export's CSV header are
@@ -32,13 +38,36 @@ DETECTORS = (
     (postfix.FORMAT, postfix.looks_like),
     (exim.FORMAT, exim.looks_like),
 )
-_INITIAL = {
-    msgtrk.FORMAT: msgtrk.initial_state,
-    exo.FORMAT: exo.initial_state,
-    headers.FORMAT: headers.initial_state,
-    postfix.FORMAT: postfix.initial_state,
-    exim.FORMAT: exim.initial_state,
-}
+ParserState = TrackingState | ExportState | HeaderState | PostfixState | EximState
+_STATES: dict[str, type[ParserState]] = {
+    state.FORMAT: state for state in (TrackingState, ExportState, HeaderState, PostfixState, EximState)}
+
+
+@dataclass
+class SourceState:
+    """What a source carries from one run to the next: its format's state (None until a line told
+    the format) and the host names it learnt (first label -> FQDN, see _Qualifying)."""
+
+    parser: ParserState | None = None
+    hosts: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def format(self) -> str | None:
+        return None if self.parser is None else self.parser.FORMAT
+
+    def to_json(self) -> dict:
+        return {"format": self.format, "parser": None if self.parser is None else self.parser.to_json(),
+                "hosts": self.hosts}
+
+    @classmethod
+    def from_json(cls, data: dict) -> SourceState:
+        """The state `to_json` gave, by this version or an earlier one."""
+        name, parser = data["format"], data["parser"]
+        if name is None or parser is None:
+            return cls(None, data["hosts"])
+        if name not in _STATES:
+            raise ValueError(f"a parser state of format {name!r}, which no parser reads ({', '.join(_STATES)})")
+        return cls(_STATES[name].from_json(parser), data["hosts"])
 
 
 class ParseOutput(Protocol):
@@ -58,22 +87,18 @@ def detect(line: str) -> str | None:
     return next((name for name, looks_like in DETECTORS if looks_like(text)), None)
 
 
-def new_state() -> dict:
-    return {"format": None, "parser": None, "hosts": {}}
-
-
-def parse_run(state: dict | None, run: LineRun, out: ParseOutput, open_messages: OpenMessages,
-              tracking_rows: TrackingRows, formats: FormatConfig = FormatConfig()) -> dict:
+def parse_run(state: SourceState | None, run: LineRun, out: ParseOutput, open_messages: OpenMessages,
+              tracking_rows: TrackingRows, formats: FormatConfig = FormatConfig()) -> SourceState:
     """Feed a run of lines of one source; returns its state after them (changed in place). Rows of
     message tracking logs reach `out` when the caller flushes `tracking_rows`."""
-    state = state or new_state()
+    state = state or SourceState()
     index, end = 0, len(run)
     while index < end:
-        name = state["format"]
-        if name == msgtrk.FORMAT:
-            msgtrk.parse(state, run, index, end, tracking_rows, out)
+        parser = state.parser
+        if isinstance(parser, TrackingState):
+            state.parser, state.hosts = msgtrk.parse(parser, state.hosts, run, index, end, tracking_rows, out)
             return state
-        if name is None:
+        if parser is None:
             line = run.line(index)
             found = detect(line)
             if found is None:
@@ -82,67 +107,64 @@ def parse_run(state: dict | None, run: LineRun, out: ParseOutput, open_messages:
                     out.error(run.error(index, "unknown format: not a line of any supported log"))
                 index += 1
             else:
-                state["format"], state["parser"] = found, _INITIAL[found]()
+                state.parser = _STATES[found]()
             continue
         lines = run.lines
         # Shippers concatenate files: a message tracking log's header block can start anywhere.
         stop = next((i for i in range(index, end)
                      if msgtrk.is_header(lines[i]) and detect(lines[i]) == msgtrk.FORMAT), end)
-        qualifying = _Qualifying(state["hosts"], out)
-        if name == postfix.FORMAT:
-            postfix.parse(state["parser"], run, index, stop, qualifying, open_messages, formats.syslog_zone)
-        elif name == exo.FORMAT:
-            exo.parse(state["parser"], run, index, stop, qualifying, formats)
-        elif name == exim.FORMAT:
-            exim.parse(state["parser"], run, index, stop, qualifying, formats.syslog_zone)
+        qualifying = _Qualifying(state.hosts, out)
+        if isinstance(parser, PostfixState):
+            postfix.parse(parser, run, index, stop, qualifying, open_messages, formats.syslog_zone)
+        elif isinstance(parser, ExportState):
+            exo.parse(parser, run, index, stop, qualifying, formats)
+        elif isinstance(parser, EximState):
+            exim.parse(parser, run, index, stop, qualifying, formats.syslog_zone)
         else:
-            headers.parse(state["parser"], run, index, stop, qualifying)
+            headers.parse(parser, run, index, stop, qualifying)
         if stop < end:
-            state["format"], state["parser"] = msgtrk.FORMAT, msgtrk.initial_state()
+            state.parser = TrackingState()
         index = stop
     return state
 
 
-def finish(state: dict | None, source: str, out: ParseOutput, open_messages: OpenMessages) -> dict:
+def finish(state: SourceState | None, source: str, out: ParseOutput, open_messages: OpenMessages) -> SourceState:
     """At the end of a source: emit what formats that span lines still hold (a tracking log, the
     rows it holds back for a writer's FQDN: as they are)."""
-    state = state or new_state()
-    qualifying = _Qualifying(state["hosts"], out)
-    if state["format"] == headers.FORMAT:
-        headers.finish(state["parser"], source, qualifying)
-    elif state["format"] == postfix.FORMAT:
-        postfix.finish(state["parser"], source, qualifying, open_messages)
-    elif state["format"] == msgtrk.FORMAT:
+    state = state or SourceState()
+    parser = state.parser
+    qualifying = _Qualifying(state.hosts, out)
+    if isinstance(parser, HeaderState):
+        headers.finish(parser, source, qualifying)
+    elif isinstance(parser, PostfixState):
+        postfix.finish(parser, source, qualifying, open_messages)
+    elif isinstance(parser, TrackingState):
         rows = TrackingRows()
-        rows.end_file(state["parser"], source)
+        rows.end_file(parser, source)
         rows.flush(qualifying)
     return state
 
 
-def holds(state: dict | None) -> bool:
+def holds(state: SourceState | None) -> bool:
     """Whether the source holds lines back that `finish` would let go (a stream ends it after it
     was idle a while: see domain.source_ends)."""
-    if not state or state["parser"] is None:
-        return False
-    parser = state["parser"]
-    if state["format"] == headers.FORMAT:
+    parser = None if state is None else state.parser
+    if isinstance(parser, HeaderState):
         return headers.holds(parser)
-    if state["format"] == postfix.FORMAT:
-        return parser["open"] > 0
-    if state["format"] == msgtrk.FORMAT:
-        return bool((parser.get("held") or {}).get("rows"))
+    if isinstance(parser, PostfixState):
+        return parser.open > 0
+    if isinstance(parser, TrackingState):
+        return parser.held is not None and bool(parser.held.rows)
     return False
 
 
-def held_newest_ms(state: dict | None) -> int | None:
+def held_newest_ms(state: SourceState | None) -> int | None:
     """The newest event time among the lines a source holds back, where its format knows it (a
     header block's time is known only once it is closed)."""
-    if not state or state["parser"] is None:
-        return None
-    parser = state["parser"]
-    if state["format"] == postfix.FORMAT:
-        return parser["newest_ms"]
-    if state["format"] == msgtrk.FORMAT:
+    parser = None if state is None else state.parser
+    if isinstance(parser, PostfixState):
+        return parser.newest_ms
+    if isinstance(parser, TrackingState):
         return held_rows_newest_ms(parser)
     return None
 
@@ -154,7 +176,7 @@ class Sources:
 
     def __init__(self, formats: FormatConfig = FormatConfig()) -> None:
         self.formats = formats
-        self.states: dict[str, dict] = {}
+        self.states: dict[str, SourceState] = {}
         self.open_messages: dict[str, MemoryOpenMessages] = {}
 
     def parse(self, run: LineRun, out: ParseOutput, tracking_rows: TrackingRows) -> None:

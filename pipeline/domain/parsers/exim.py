@@ -14,7 +14,9 @@ zone of formats.syslog_timezone (UTC unless set).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import ClassVar
 
 from pipeline.domain.events import MessageTrace, SourcePosition
 from pipeline.domain.hostnames import is_loopback
@@ -47,11 +49,21 @@ def looks_like(line: str) -> bool:
     return bool(found and _MAIN_LOG_LINE.match(found.group("rest")))
 
 
-def initial_state() -> dict:
-    return {}
+@dataclass
+class EximState:
+    """A source's state while it is an Exim main log: empty, as each arrival line is read alone."""
+
+    FORMAT: ClassVar[str] = FORMAT
+
+    def to_json(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_json(cls, data: dict) -> EximState:
+        return cls()
 
 
-def parse(state: dict, run: LineRun, start: int, end: int, out, zone: tzinfo = UTC) -> None:
+def parse(state: EximState, run: LineRun, start: int, end: int, out, zone: tzinfo = UTC) -> None:
     """`zone`: of the time stamps without an offset (formats.syslog_timezone)."""
     lines = run.lines
     for index in range(start, end):

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import csv
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from pipeline.domain.config import FormatConfig
 from pipeline.domain.events import MessageTrace, ParseError
@@ -84,12 +86,50 @@ def _may_be_header(line: str) -> bool:
     return any(name in lowered for name in _HEADER_NAMES)
 
 
-def initial_state() -> dict:
-    # "dates": the order of the file's dates once known (see _DateOrder).
-    return {"columns": None, "dates": None}
+@dataclass
+class DateOrder:
+    """The order of a file's dates (see _DateOrder): told by `stamp`, a date that fits only that
+    order, on `line`; or `assumed` when no date told."""
+
+    order: str
+    line: int | None = None
+    stamp: str | None = None
+    assumed: bool = False
+
+    def to_json(self) -> dict:
+        if self.assumed:
+            return {"order": self.order, "assumed": True}
+        return {"order": self.order, "line": self.line, "stamp": self.stamp}
+
+    @classmethod
+    def from_json(cls, data: dict) -> DateOrder:
+        return cls(data["order"], data.get("line"), data.get("stamp"), data.get("assumed", False))
+
+    def where(self) -> str:
+        """The date that told the order, for an error that names it."""
+        return f"line {self.line}: {self.stamp!r}" if self.line is not None else repr(self.stamp)
 
 
-def parse(state: dict, run: LineRun, start: int, end: int, out, formats: FormatConfig = FormatConfig()) -> None:
+@dataclass
+class ExportState:
+    """A source's state while it is a message trace export: the columns of its header row, and the
+    order of its dates once known."""
+
+    FORMAT: ClassVar[str] = FORMAT
+
+    columns: list[str] | None = None
+    dates: DateOrder | None = None
+
+    def to_json(self) -> dict:
+        return {"columns": self.columns, "dates": None if self.dates is None else self.dates.to_json()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> ExportState:
+        dates = data.get("dates")
+        return cls(data["columns"], None if dates is None else DateOrder.from_json(dates))
+
+
+def parse(state: ExportState, run: LineRun, start: int, end: int, out, formats: FormatConfig = FormatConfig()) -> None:
     dates = _DateOrder(state, formats.exo_date_order, run, end, out)
     for index, fields in _rows(state, run, start, end, out):
         result = _trace(fields, run, index, dates)
@@ -99,19 +139,19 @@ def parse(state: dict, run: LineRun, start: int, end: int, out, formats: FormatC
             out.trace(result)
 
 
-def _rows(state: dict, run: LineRun, start: int, end: int, out):
+def _rows(state: ExportState, run: LineRun, start: int, end: int, out):
     """(index, canonical name -> (column, value) or None) of the data rows among lines start..end.
-    Header rows set state["columns"] (a repeated one, of concatenated exports, replaces the one
+    Header rows set state.columns (a repeated one, of concatenated exports, replaces the one
     before); rows that cannot be read are reported to `out` unless it is None."""
     lines = run.lines
-    picks = _picks(state["columns"])
+    picks = _picks(state.columns)
     for index in range(start, end):
         text = lines[index].lstrip("\ufeff").rstrip("\r\n")
         if not text.strip() or text.startswith(_POWERSHELL_TYPE):
             continue
-        if state["columns"] is None or (_may_be_header(text) and looks_like(text)):
-            state["columns"] = header_columns(text)
-            picks = _picks(state["columns"])
+        if state.columns is None or (_may_be_header(text) and looks_like(text)):
+            state.columns = header_columns(text)
+            picks = _picks(state.columns)
             continue
         try:
             values = next(csv.reader([text], strict=True))
@@ -119,7 +159,7 @@ def _rows(state: dict, run: LineRun, start: int, end: int, out):
             if out is not None:
                 out.error(run.error(index, f"broken CSV quoting: {exc}"))
             continue
-        width = len(state["columns"])
+        width = len(state.columns)
         if len(values) != width:
             if out is not None:
                 out.error(run.error(index, f"{len(values)} values for the {width} columns of the header row"))
@@ -184,11 +224,11 @@ def _trace(fields: dict, run: LineRun, index: int, dates: _DateOrder) -> Message
 class _DateOrder:
     """Reads a run's culture-formatted dates in the order the setting names or the file shows.
 
-    What the file showed is kept in state["dates"]: {"order", "line", "stamp"} from a date that
-    fits only that order, or {"order": "month-first", "assumed": True} when no date told.
+    What the file showed is kept in state.dates: the order from a date that fits only that order,
+    or month-first, assumed, when no date told.
     """
 
-    def __init__(self, state: dict, setting: str, run: LineRun, end: int, out):
+    def __init__(self, state: ExportState, setting: str, run: LineRun, end: int, out):
         self.state, self.setting, self.run, self.end, self.out = state, setting, run, end, out
 
     def time(self, found: re.Match, fields: dict, index: int, column: str) -> datetime | ParseError | None:
@@ -199,27 +239,28 @@ class _DateOrder:
                 return self.run.error(index, f"{stamp!r} is not a {self.setting} date (formats.exo_date_order)",
                                       field=column)
             return moment
-        known = self.state.get("dates")
-        if known is None or known.get("assumed"):
+        known = self.state.dates
+        if known is None or known.assumed:
             self._learn(fields, index, column)
-            known = self.state["dates"]
-        moment = _slash_time(found, known["order"])
-        if moment is None and _slash_time(found, _other(known["order"])) is not None:
+            known = self.state.dates
+            assert known is not None  # _learn leaves an order, told or assumed
+        moment = _slash_time(found, known.order)
+        if moment is None and _slash_time(found, _other(known.order)) is not None:
             # learn() took this row's own date if it told: the order came from another line.
-            return self.run.error(index, f"{stamp!r} is {_other(known['order'])}, but the file's dates are "
-                                         f"{known['order']} ({_where(known)})", field=column)
+            return self.run.error(index, f"{stamp!r} is {_other(known.order)}, but the file's dates are "
+                                         f"{known.order} ({known.where()})", field=column)
         return moment
 
     def _learn(self, fields: dict, index: int, column: str) -> None:
         """Take the order from this row's dates, else (when none is known yet) from the rest of
         the run's, else assume month-first and say so."""
-        known = self.state.get("dates")
+        known = self.state.dates
         told = _told_order(fields)
         if told is None and known is None:
             index, told = self._ahead(index) or (index, None)
         if told is None:
             if known is None:
-                self.state["dates"] = {"order": MONTH_FIRST, "assumed": True}
+                self.state.dates = DateOrder(MONTH_FIRST, assumed=True)
                 self.out.error(self.run.error(
                     index, f"the file's dates fit month-first and day-first alike (as {fields['time'][1]!r}) and "
                            f"none tells which: read month-first, Export-Csv's default (en-US); if the export "
@@ -227,16 +268,16 @@ class _DateOrder:
                            + _SETTING_HINT.format(order=DAY_FIRST), field=column))
             return
         order, stamp = told
-        self.state["dates"] = {"order": order, "line": self.run.line_number(index), "stamp": stamp}
-        if known is not None and known["order"] != order:
+        self.state.dates = DateOrder(order, self.run.line_number(index), stamp)
+        if known is not None and known.order != order:
             self.out.error(self.run.error(
                 index, f"{stamp!r} is {order}, but earlier rows of the file, whose dates fit either order, were "
-                       f"read {known['order']}: " + _SETTING_HINT.format(order=order) + " and read the file again",
+                       f"read {known.order}: " + _SETTING_HINT.format(order=order) + " and read the file again",
                 field=column))
 
     def _ahead(self, index: int) -> tuple[int, tuple[str, str]] | None:
         """The first later row of the run whose dates tell the order: (its index, _told_order)."""
-        for later, fields in _rows({"columns": self.state["columns"]}, self.run, index + 1, self.end, None):
+        for later, fields in _rows(ExportState(self.state.columns), self.run, index + 1, self.end, None):
             told = _told_order(fields)
             if told is not None:
                 return later, told
@@ -259,9 +300,6 @@ def _told_order(fields: dict) -> tuple[str, str] | None:
 def _other(order: str) -> str:
     return DAY_FIRST if order == MONTH_FIRST else MONTH_FIRST
 
-
-def _where(known: dict) -> str:
-    return f"line {known['line']}: {known['stamp']!r}" if known.get("line") is not None else repr(known["stamp"])
 
 
 def _slash_time(found: re.Match, order: str) -> datetime | None:

@@ -21,9 +21,12 @@ block; bodies are never kept.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
+from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
+from typing import ClassVar
 
 from pipeline.domain.events import MessageTrace, ParseError, SourcePosition
 from pipeline.domain.lines import LineRun
@@ -46,81 +49,96 @@ def looks_like(line: str) -> bool:
     return line.startswith("From ") or bool(_BLOCK_OPENERS.match(line))
 
 
-def initial_state() -> dict:
-    # mbox: None until the first line says what the source is.
-    return {"mbox": None, "phase": _GAP, "fields": [], "start": None, "chars": 0}
+@dataclass
+class HeaderState:
+    """A source's state while it holds header blocks: whether it is an mbox (None until its first
+    line tells), its phase, and the block open in it: its fields (each a list of its folded lines),
+    first line, place (SourcePosition.stored) and size in characters."""
+
+    FORMAT: ClassVar[str] = FORMAT
+
+    mbox: bool | None = None
+    phase: str = _GAP
+    fields: list[list[str]] = dataclasses.field(default_factory=list)
+    start: int | None = None
+    chars: int = 0
+    place: list | None = None
+
+    def to_json(self) -> dict:
+        return {"mbox": self.mbox, "phase": self.phase, "fields": self.fields, "start": self.start,
+                "chars": self.chars, "place": self.place}
+
+    @classmethod
+    def from_json(cls, data: dict) -> HeaderState:
+        if "in_headers" in data:
+            # Stored before phases existed: in a block, or after one.
+            phase = _HEADERS if data["in_headers"] else _BODY if data["mbox"] else _GAP
+        else:
+            phase = data["phase"]
+        # (A block opened before the place was kept has none.)
+        return cls(data["mbox"], phase, data["fields"], data["start"], data["chars"], data.get("place"))
 
 
-def parse(state: dict, run: LineRun, start: int, end: int, out) -> None:
-    _upgrade(state)
+def parse(state: HeaderState, run: LineRun, start: int, end: int, out) -> None:
     lines = run.lines
     for index in range(start, end):
         text = lines[index].lstrip("\ufeff").rstrip("\r\n")
-        phase = state["phase"]
+        phase = state.phase
         if phase == _HEADERS:
             if not text.strip():
                 _close(state, run.source, out)
                 continue
-            state["chars"] += len(text)
-            if state["chars"] > MAX_BLOCK_CHARS:
+            state.chars += len(text)
+            if state.chars > MAX_BLOCK_CHARS:
                 out.error(run.error(index, f"header block longer than {MAX_BLOCK_CHARS} characters, dropped"))
                 # An mbox skips the rest as a body; elsewhere blocks may follow its blank line.
-                state.update(phase=_BODY if state["mbox"] else _DROPPED, fields=[], start=None, chars=0)
+                state.phase, state.fields, state.start, state.chars = _BODY if state.mbox else _DROPPED, [], None, 0
             elif text[0] in " \t":
-                if state["fields"]:
-                    state["fields"][-1].append(text)
+                if state.fields:
+                    state.fields[-1].append(text)
                 else:
                     out.error(run.error(index, "continuation line before any header field"))
             elif _FIELD.match(text):
-                state["fields"].append([text])
+                state.fields.append([text])
             else:
                 out.error(run.error(index, "not a header field (name: value)"))
         elif phase == _BODY:
-            if state["mbox"] and text.startswith("From "):
+            if state.mbox and text.startswith("From "):
                 _open(state, run, index, [])
         elif phase == _GAP:
             if not text.strip():
                 continue
-            if state["mbox"] is None and text.startswith("From "):
-                state["mbox"] = True
+            if state.mbox is None and text.startswith("From "):
+                state.mbox = True
                 _open(state, run, index, [])
             elif _BLOCK_OPENERS.match(text):
-                state["mbox"] = False
+                state.mbox = False
                 _open(state, run, index, [[text]])
             else:
-                state["phase"] = _BODY
+                state.phase = _BODY
         elif not text.strip():  # the end of a dropped block
-            state["phase"] = _GAP
+            state.phase = _GAP
 
 
-def finish(state: dict, source: str, out) -> None:
+def finish(state: HeaderState, source: str, out) -> None:
     """End the open header block at the end of the source."""
-    _upgrade(state)
-    if state["phase"] == _HEADERS:
+    if state.phase == _HEADERS:
         _close(state, source, out)
 
 
-def holds(state: dict) -> bool:
+def holds(state: HeaderState) -> bool:
     """Whether a header block is open that `finish` would end."""
-    _upgrade(state)
-    return state["phase"] == _HEADERS and bool(state["fields"])
+    return state.phase == _HEADERS and bool(state.fields)
 
 
-def _upgrade(state: dict) -> None:
-    """A state a stream stored before phases existed ({"in_headers": bool, "mbox": bool, ...})."""
-    if "in_headers" in state:
-        in_headers = state.pop("in_headers")
-        state["phase"] = _HEADERS if in_headers else _BODY if state["mbox"] else _GAP
+def _open(state: HeaderState, run: LineRun, index: int, fields: list[list[str]]) -> None:
+    state.phase, state.fields, state.start, state.chars = _HEADERS, fields, run.line_number(index), 0
+    state.place = run.position(index).stored()
 
 
-def _open(state: dict, run: LineRun, index: int, fields: list) -> None:
-    state.update(phase=_HEADERS, fields=fields, start=run.line_number(index), place=run.position(index).stored(),
-                 chars=0)
-
-
-def _close(state: dict, source: str, out) -> None:
-    fields, start, place = state["fields"], state["start"], state.get("place")
-    state.update(phase=_BODY if state["mbox"] else _GAP, fields=[], start=None, place=None, chars=0)
+def _close(state: HeaderState, source: str, out) -> None:
+    fields, start, place = state.fields, state.start, state.place
+    state.phase, state.fields, state.start, state.place, state.chars = _BODY if state.mbox else _GAP, [], None, None, 0
     if not fields:
         return
     headers: dict[str, list[str]] = {}
@@ -128,7 +146,7 @@ def _close(state: dict, source: str, out) -> None:
         name, _, value = " ".join(part.strip() if i else part for i, part in enumerate(field)).partition(":")
         headers.setdefault(name.strip().lower(), []).append(value.strip())
     if (_first(headers, "content-type") or "").lower().startswith(_MESSAGE_BODIES):
-        state["phase"] = _BODY
+        state.phase = _BODY
     # (A block opened before the place was kept has its first line only.)
     result = _trace(headers, SourcePosition.restored(source, place) if place else SourcePosition(source, start, None))
     if isinstance(result, ParseError):

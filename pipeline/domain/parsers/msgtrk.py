@@ -12,7 +12,7 @@ a block whose #Log-type or #Fields is not a tracking log's is reported once, and
 
 `parse` reads the header lines at once and queues the data rows (a Segment per run of rows under
 one header block) in a RowQueue: msgtrk_rows.TrackingRows, which reads the rows of every source of
-a batch column-wise when it is flushed.
+a batch column-wise when it is flushed. What a file's header block said is its TrackingState.
 
 Exchange names the writing server by its short name in mailbox rows (STOREDRIVER) and by its FQDN
 in SMTP rows. The rows before a file's first FQDN are held back in the file's parser state until
@@ -23,8 +23,8 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import ClassVar, NamedTuple, Protocol
 
 from pipeline.domain.builds import Build
 from pipeline.domain.lines import LineRun
@@ -98,9 +98,64 @@ def no_layout(count: int) -> str:
     return f"{count} values: no message tracking log has that many columns ({', '.join(map(str, LAYOUTS))})"
 
 
-def initial_state() -> dict:
-    # "refused": the current header block is of another log, whose rows are skipped.
-    return {"version": None, "fields": None, "refused": False}
+class HeldLayout(NamedTuple):
+    """The columns held rows were read under (see Segment)."""
+
+    fields: list[str]
+    version: str | None
+    inferred: bool
+
+
+class HeldRow(NamedTuple):
+    """A row held back for its writer's FQDN (identity_writers.HeldRows): `layout` is the number of
+    its HeldLayout, `writer` its short writer name, `time_ms` its event time."""
+
+    layout: int
+    writer: str
+    time_ms: int
+    line: int | None
+    text: str
+
+
+@dataclass
+class HeldState:
+    """The rows a file holds back, as its state stores them (JSON: each layout and row a list)."""
+
+    layouts: list[HeldLayout] = field(default_factory=list)
+    rows: list[HeldRow] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"layouts": [list(layout) for layout in self.layouts], "rows": [list(row) for row in self.rows]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> HeldState:
+        return cls([HeldLayout(*layout) for layout in data["layouts"]], [HeldRow(*row) for row in data["rows"]])
+
+
+@dataclass
+class TrackingState:
+    """A source's state while it is a tracking log: what the current header block said, and the rows
+    the file holds back (None: none)."""
+
+    FORMAT: ClassVar[str] = FORMAT
+
+    version: str | None = None
+    fields: list[str] | None = None
+    # The current header block is of another log, whose rows are skipped.
+    refused: bool = False
+    held: HeldState | None = None
+
+    def to_json(self) -> dict:
+        stored: dict = {"version": self.version, "fields": self.fields, "refused": self.refused}
+        if self.held is not None:
+            stored["held"] = self.held.to_json()
+        return stored
+
+    @classmethod
+    def from_json(cls, data: dict) -> TrackingState:
+        held = data.get("held")
+        return cls(data["version"], data["fields"], data.get("refused", False),
+                   None if held is None else HeldState.from_json(held))
 
 
 @dataclass
@@ -117,7 +172,7 @@ class Segment:
     hosts: dict[str, str]
     raw: bytes | None = None
     inferred: bool = False
-    file: dict | None = None
+    file: TrackingState | None = None
 
 
 class RowQueue(Protocol):
@@ -126,30 +181,43 @@ class RowQueue(Protocol):
     def add(self, fields: list[str], segment: Segment) -> None:
         """Queue the segment's rows, to be read under the columns `fields`."""
 
-    def end_file(self, file: dict, source: str) -> None:
+    def end_file(self, file: TrackingState, source: str) -> None:
         """The file whose parser state is `file` ended: the rows it holds back go as they are."""
 
 
-def parse(source_state: dict, run: LineRun, start: int, end: int, rows: RowQueue, out) -> None:
-    """Read lines [start, end) of `run`. `source_state` is the dispatcher's state of the source:
-    header lines update its "parser" part (a new file's #Software line starts a new one, and a new
-    "hosts" map); data rows are queued in `rows`, and reach `out` when the batch flushes them."""
+@dataclass
+class _Reading:
+    """The file being read and the host names its source learnt: a new file's #Software line
+    replaces both."""
+
+    state: TrackingState
+    hosts: dict[str, str]
+
+
+def parse(state: TrackingState, hosts: dict[str, str], run: LineRun, start: int, end: int, rows: RowQueue,
+          out) -> tuple[TrackingState, dict[str, str]]:
+    """Read lines [start, end) of `run`, of a file whose state is `state` in a source that learnt
+    `hosts`; returns those of the file the lines end in (a new file's #Software line starts new
+    ones). Header lines update the state; data rows are queued in `rows`, and reach `out` when the
+    batch flushes them (which may teach `hosts` names and hold rows back in the state)."""
+    reading = _Reading(state, hosts)
     raw = run.raw_bytes()
     if raw is not None and start == 0 and end == len(run):
-        _parse_bytes(source_state, run, raw, rows, out)
-        return
+        _parse_bytes(reading, run, raw, rows, out)
+        return reading.state, reading.hosts
     lines = run.lines
     segment = start
     for index in [i for i in range(start, end) if is_header(lines[i])] + [end]:
         if index > segment:
-            _queue(source_state, run, [i for i in range(segment, index) if lines[i] and not lines[i].isspace()], None,
+            _queue(reading, run, [i for i in range(segment, index) if lines[i] and not lines[i].isspace()], None,
                    rows, out)
         if index < end:
-            _header_line(source_state, run, index, lines[index].lstrip("\ufeff").rstrip("\r\n"), rows, out)
+            _header_line(reading, run, index, lines[index].lstrip("\ufeff").rstrip("\r\n"), rows, out)
         segment = index + 1
+    return reading.state, reading.hosts
 
 
-def _parse_bytes(source_state: dict, run: LineRun, raw: bytes, rows: RowQueue, out) -> None:
+def _parse_bytes(reading: _Reading, run: LineRun, raw: bytes, rows: RowQueue, out) -> None:
     """A packed run read from its bytes: header lines are decoded one by one, and the rows between
     them queued as the bytes they are (empty lines among them are found when the CSV reader
     returns fewer rows than there are lines: msgtrk_rows._Read._rows)."""
@@ -159,11 +227,11 @@ def _parse_bytes(source_state: dict, run: LineRun, raw: bytes, rows: RowQueue, o
         if header > offset:
             # The run knows its own length: the last piece (often the only one) needs no count.
             count = len(run) - line if header == len(raw) else raw.count(b"\n", offset, header)
-            _queue(source_state, run, range(line, line + count), raw[offset:header], rows, out)
+            _queue(reading, run, range(line, line + count), raw[offset:header], rows, out)
             line += count
         if header < len(raw):
             stop = raw.find(b"\n", header) + 1 or len(raw)
-            _header_line(source_state, run, line,
+            _header_line(reading, run, line,
                          raw[header:stop].decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r\n"), rows, out)
             line, offset = line + 1, stop
 
@@ -181,34 +249,34 @@ def _header_starts(raw: bytes) -> list[int]:
     return found
 
 
-def _queue(source_state: dict, run: LineRun, kept: list[int] | range, raw: bytes | None, rows: RowQueue,
+def _queue(reading: _Reading, run: LineRun, kept: list[int] | range, raw: bytes | None, rows: RowQueue,
            out) -> None:
-    state = source_state["parser"]
-    if state.get("refused"):
+    state = reading.state
+    if state.refused:
         return
-    if state["fields"] is None:
-        _queue_inferred(source_state, run, kept, raw, rows, out)
+    if state.fields is None:
+        _queue_inferred(reading, run, kept, raw, rows, out)
     elif kept:
-        rows.add(state["fields"], Segment(run, kept, state["version"], source_state["hosts"], raw, file=state))
+        rows.add(state.fields, Segment(run, kept, state.version, reading.hosts, raw, file=state))
 
 
-def _queue_inferred(source_state: dict, run: LineRun, kept: list[int] | range, raw: bytes | None, rows: RowQueue,
+def _queue_inferred(reading: _Reading, run: LineRun, kept: list[int] | range, raw: bytes | None, rows: RowQueue,
                     out) -> None:
     """Rows without a #Fields line (a shipper dropped the header lines): the first one's number of
     values gives the columns (rows of another version among them are moved to theirs when the
     batch is read). Rows before the first of a known version are errors."""
-    state = source_state["parser"]
+    state = reading.state
     first = _first_known_row(state, run, kept, raw, out)
     if first is None:
         return
     number, offset, fields = first
     if number:
         kept, raw = kept[number:], None if raw is None else raw[offset:]
-    version = state["version"] or version_of_rows(fields)
-    rows.add(list(fields), Segment(run, kept, version, source_state["hosts"], raw, inferred=True, file=state))
+    version = state.version or version_of_rows(fields)
+    rows.add(list(fields), Segment(run, kept, version, reading.hosts, raw, inferred=True, file=state))
 
 
-def _first_known_row(state: dict, run: LineRun, kept: list[int] | range, raw: bytes | None,
+def _first_known_row(state: TrackingState, run: LineRun, kept: list[int] | range, raw: bytes | None,
                      out) -> tuple[int, int, tuple[str, ...]] | None:
     """(place among the kept lines, byte offset in `raw`, columns) of the first row of a known
     version, if any; the rows before it are errors. None too for the rows of a protocol log."""
@@ -249,21 +317,21 @@ def _value_count(line: str) -> int:
         return 0
 
 
-def _header_line(source_state: dict, run: LineRun, index: int, text: str, rows: RowQueue, out) -> None:
+def _header_line(reading: _Reading, run: LineRun, index: int, text: str, rows: RowQueue, out) -> None:
     name, _, value = text[1:].partition(":")
     name, value = name.strip().lower(), value.strip()
-    state = source_state["parser"]
+    state = reading.state
     if name == "software":
         # A new log file starts: nothing of the previous one carries over, so reading the same
         # file again gives the same events. (New objects: rows still queued keep the old file's
         # names and state; the rows it holds go as they are once those are read.)
         rows.end_file(state, run.source)
-        state = source_state["parser"] = initial_state()
-        source_state["hosts"] = {}
-    elif state.get("refused"):
+        state = reading.state = TrackingState()
+        reading.hosts = {}
+    elif state.refused:
         return
     if name == "version":
-        state["version"] = value
+        state.version = value
     elif name == "log-type" and value.lower() != _TRACKING_LOG_TYPE:
         _refuse(state, run, index, f"log type {value!r}, not a message tracking log: its rows are skipped", out)
     elif name == "fields":
@@ -273,13 +341,13 @@ def _header_line(source_state: dict, run: LineRun, index: int, text: str, rows: 
             _refuse(state, run, index,
                     f"#Fields name no {', '.join(missing)}: not a message tracking log, its rows are skipped", out)
         else:
-            state["fields"] = fields
+            state.fields = fields
 
 
-def _refuse(state: dict, run: LineRun, index: int, reason: str, out) -> None:
+def _refuse(state: TrackingState, run: LineRun, index: int, reason: str, out) -> None:
     """Another Exchange log (an SMTP protocol log, a connectivity log...): one error for its header
     block, and its rows skipped up to the next #Software line."""
-    state.update(fields=None, refused=True)
+    state.fields, state.refused = None, True
     out.error(run.error(index, reason))
 
 

@@ -39,6 +39,7 @@ from pipeline.domain.parsers.msgtrk import (
     MAX_KNOWN_HOSTS,
     PRODUCT_VERSIONS,
     Segment,
+    TrackingState,
     no_layout,
     version_of_rows,
     writer_build,
@@ -64,7 +65,7 @@ class TrackingRows:
         self._max_held_bytes = max_held_bytes
         # During a flush: the held rows of the files read, by the identity of their parser state.
         self._held: dict[int, HeldRows] = {}
-        self._ended: list[tuple[dict, str]] = []
+        self._ended: list[tuple[TrackingState, str]] = []
 
     def flush(self, out) -> None:
         # Rows without header lines that have another version's number of values come back under
@@ -83,15 +84,15 @@ class TrackingRows:
     def add(self, fields: list[str], segment: Segment) -> None:
         self._layouts.setdefault(tuple(fields), []).append(segment)
 
-    def end_file(self, file: dict, source: str) -> None:
+    def end_file(self, file: TrackingState, source: str) -> None:
         """The file whose parser state is `file` ended (a new #Software line, the end of the
         source): the rows it holds go as they are, after the rows queued so far are read."""
         self._ended.append((file, source))
 
-    def held(self, file: dict, source: str, create: bool) -> HeldRows | None:
+    def held(self, file: TrackingState, source: str, create: bool) -> HeldRows | None:
         """The rows the file holds; None when it holds none and none are to be held (`create`)."""
         held = self._held.get(id(file))
-        if held is None and (create or "held" in file):
+        if held is None and (create or file.held is not None):
             held = self._held[id(file)] = HeldRows(file, source, self._max_held_bytes)
         return held
 

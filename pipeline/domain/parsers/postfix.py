@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, tzinfo
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from pipeline.domain.events import MessageTrace, SourcePosition, epoch_ms, from_epoch_ms
 from pipeline.domain.hostnames import is_loopback
@@ -90,11 +91,27 @@ def _other_program(rest: str) -> bool:
     return name is not None and not name.startswith(_MTAS)
 
 
-def initial_state() -> dict:
-    return {"open": 0, "oldest_ms": None, "newest_ms": None}
+@dataclass
+class PostfixState:
+    """A source's state while it is a Postfix log: how many messages it holds open, the event time
+    of the oldest one's first line, and the newest event time of the source's queued lines."""
+
+    FORMAT: ClassVar[str] = FORMAT
+
+    open: int = 0
+    oldest_ms: int | None = None
+    newest_ms: int | None = None
+
+    def to_json(self) -> dict:
+        return {"open": self.open, "oldest_ms": self.oldest_ms, "newest_ms": self.newest_ms}
+
+    @classmethod
+    def from_json(cls, data: dict) -> PostfixState:
+        return cls(data["open"], data["oldest_ms"], data["newest_ms"])
 
 
-def parse(state: dict, run: LineRun, start: int, end: int, out, store: OpenMessages, zone: tzinfo = UTC) -> None:
+def parse(state: PostfixState, run: LineRun, start: int, end: int, out, store: OpenMessages,
+          zone: tzinfo = UTC) -> None:
     """`zone`: of the time stamps without an offset (formats.syslog_timezone)."""
     lines = run.lines
     for index in range(start, end):
@@ -118,13 +135,13 @@ def parse(state: dict, run: LineRun, start: int, end: int, out, store: OpenMessa
     _bound(state, run.source, out, store)
 
 
-def _queued_line(state: dict, run: LineRun, index: int, at_ms: int, daemon: str, qid: str, what: str, out,
+def _queued_line(state: PostfixState, run: LineRun, index: int, at_ms: int, daemon: str, qid: str, what: str, out,
                  store: OpenMessages) -> None:
     client = header = message_id = active = None
     if not ((client := _CLIENT.match(what)) or (header := _HEADER_WARN.match(what))
             or (message_id := _MESSAGE_ID.match(what)) or (active := _QUEUE_ACTIVE.match(what))):
         return
-    state["newest_ms"] = max(state["newest_ms"] or at_ms, at_ms)
+    state.newest_ms = max(state.newest_ms or at_ms, at_ms)
     message = store.get(qid)
     new = message is None
     if message is None:
@@ -150,15 +167,15 @@ def _queued_line(state: dict, run: LineRun, index: int, at_ms: int, daemon: str,
         message.update(sender=active.group("sender"), size=int(active.group("size")))
         if not new:
             store.delete(qid)
-            state["open"] -= 1
-            if not state["open"]:
-                state["oldest_ms"] = None
+            state.open -= 1
+            if not state.open:
+                state.oldest_ms = None
         out.trace(_trace(message, run.source))
         return
     store.put(qid, message)
     if new:
-        state["open"] += 1
-        state["oldest_ms"] = min(state["oldest_ms"] or at_ms, at_ms)
+        state.open += 1
+        state.oldest_ms = min(state.oldest_ms or at_ms, at_ms)
 
 
 def _logged_header(value: str) -> str:
@@ -171,16 +188,19 @@ def _logged_header(value: str) -> str:
     return value
 
 
-def _bound(state: dict, source: str, out, store: OpenMessages) -> None:
+def _bound(state: PostfixState, source: str, out, store: OpenMessages) -> None:
     """Emit the messages that stayed open too long, or beyond the MAX_OPEN newest.
 
     A pass also takes what would expire within the next tenth of the age, and leaves a tenth of
     MAX_OPEN free, so passes over the open messages stay rare.
     """
-    too_old = state["oldest_ms"] is not None and state["newest_ms"] - state["oldest_ms"] > MAX_OPEN_AGE_MS
-    if not too_old and state["open"] <= MAX_OPEN:
+    newest = state.newest_ms
+    if newest is None:  # no queued line yet, so no message open
         return
-    horizon = state["newest_ms"] - MAX_OPEN_AGE_MS + MAX_OPEN_AGE_MS // 10
+    too_old = state.oldest_ms is not None and newest - state.oldest_ms > MAX_OPEN_AGE_MS
+    if not too_old and state.open <= MAX_OPEN:
+        return
+    horizon = newest - MAX_OPEN_AGE_MS + MAX_OPEN_AGE_MS // 10
     waiting = sorted(store.items(), key=lambda item: (item[1]["at"], item[0]))
     expired = sum(1 for _, message in waiting if message["at"] < horizon)
     if len(waiting) - expired > MAX_OPEN:
@@ -189,16 +209,16 @@ def _bound(state: dict, source: str, out, store: OpenMessages) -> None:
         store.delete(qid)
         out.trace(_trace(message, source))
     rest = waiting[expired:]
-    state["open"] = len(rest)
-    state["oldest_ms"] = rest[0][1]["at"] if rest else None
+    state.open = len(rest)
+    state.oldest_ms = rest[0][1]["at"] if rest else None
 
 
-def finish(state: dict, source: str, out, store: OpenMessages) -> None:
+def finish(state: PostfixState, source: str, out, store: OpenMessages) -> None:
     """At the end of a source, emit the messages whose queue-active line never came."""
     for qid, message in sorted(store.items(), key=lambda item: (item[1]["at"], item[0])):
         store.delete(qid)
         out.trace(_trace(message, source))
-    state.update(initial_state())
+    state.open, state.oldest_ms, state.newest_ms = 0, None, None
 
 
 def _trace(message: dict, source: str) -> MessageTrace:

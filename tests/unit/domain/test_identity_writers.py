@@ -8,6 +8,7 @@ import pytest
 from pipeline.domain.events import SourcePosition, epoch_ms
 from pipeline.domain.lines import LineRun
 from pipeline.domain.parsers import dispatch
+from pipeline.domain.parsers.dispatch import SourceState
 from pipeline.domain.parsers.msgtrk_rows import TrackingRows
 from tests.unit.domain.parsers.conftest import SAMPLES, Source
 from tests.unit.domain.parsers.test_msgtrk import F30, feed_packed, header
@@ -37,14 +38,14 @@ def test_short_writer_names_join_the_fqdn_of_the_same_file_only(make_source):
     # The second file has not named its writer in full yet: its row waits.
     assert [(g.template.logged_by, g.message_keys) for g in source.out.groups] == [
         ("ex16mbx01.contoso.example", ["<m0@x>", "<m1@x>", "<m2@x>"])]
-    assert [row[1:4] for row in source.state["parser"]["held"]["rows"]] == [["ex16mbx01", epoch_ms(datetime(
-        2026, 2, 11, 8, 14, 4, tzinfo=UTC)), 10]]
+    assert [(row.writer, row.time_ms, row.line) for row in source.state.parser.held.rows] == [
+        ("ex16mbx01", epoch_ms(datetime(2026, 2, 11, 8, 14, 4, tzinfo=UTC)), 10)]
     # Only the second file's names are remembered: a new #Software line starts afresh.
-    assert source.state["hosts"] == {"app1": "app1.contoso.example"}
+    assert source.state.hosts == {"app1": "app1.contoso.example"}
     source.out.groups.clear()
     source.finish()
     assert [(g.template.logged_by, g.message_keys) for g in source.out.groups] == [("ex16mbx01", ["<m3@x>"])]
-    assert "held" not in source.state["parser"]
+    assert source.state.parser.held is None
 
 
 F27 = ",".join(F30.split(",")[:27])
@@ -87,10 +88,10 @@ def feed_batch(source, lines, until=None, packed=False, max_held_bytes=None):
                                                     for i in range(1, len(lines) + 1)], None)
     source.lines += len(lines)
     rows = TrackingRows(epoch_ms(until) if until else None, max_held_bytes)
-    state = orjson.loads(orjson.dumps(source.state)) if source.state else None
+    state = SourceState.from_json(orjson.loads(orjson.dumps(source.state.to_json()))) if source.state else None
     state = dispatch.parse_run(state, run, source.out, source.open_messages, rows)
     rows.flush(source.out)
-    source.state = orjson.loads(orjson.dumps(state))
+    source.state = SourceState.from_json(orjson.loads(orjson.dumps(state.to_json())))
     return source
 
 
@@ -112,11 +113,12 @@ def test_rows_wait_in_the_state_for_a_later_batch_that_names_their_writer_in_ful
     first = header("15.00.1104.000", F27) + [mailbox_row("2026-01-20T07:12:45.301Z", "a")]
     source = feed_batch(make_source("f.log"), first)
     assert source.out.groups == [] and source.out.errors == []
-    [held] = source.state["parser"]["held"]["rows"]
-    assert held[1:4] == ["ex13mbx02", epoch_ms(datetime(2026, 1, 20, 7, 12, 45, 301000, tzinfo=UTC)), 6]
+    [held] = source.state.parser.held.rows
+    assert (held.writer, held.time_ms, held.line) == (
+        "ex13mbx02", epoch_ms(datetime(2026, 1, 20, 7, 12, 45, 301000, tzinfo=UTC)), 6)
     feed_batch(source, [smtp_row("2026-01-20T07:12:46.055Z", "a")])
     assert servers(source) == [(EX13, "<a@EX13MBX02.tailspin.example>")] * 2
-    assert "held" not in source.state["parser"] and source.out.errors == []
+    assert source.state.parser.held is None and source.out.errors == []
 
 
 def test_as_of_a_time_before_the_fqdn_the_rows_before_it_still_take_it(make_source):
@@ -126,7 +128,7 @@ def test_as_of_a_time_before_the_fqdn_the_rows_before_it_still_take_it(make_sour
     source = feed_batch(make_source("f.log"), first, at)
     feed_batch(source, [smtp_row("2026-01-20T07:12:46.055Z", "b")], at)
     assert servers(source) == [(EX13, "<a@EX13MBX02.tailspin.example>")]
-    assert "held" not in source.state["parser"]
+    assert source.state.parser.held is None
 
 
 def test_held_rows_go_as_they_are_when_a_new_file_starts_or_the_source_ends(make_source):
@@ -142,7 +144,7 @@ def test_held_rows_go_as_they_are_when_a_new_file_starts_or_the_source_ends(make
                                    (EX13, "<b@EX13MBX02.tailspin.example>"), (EX13, "<c@EX13MBX02.tailspin.example>")]
     source = feed_batch(make_source("f.log"), first)
     assert servers(source.finish()) == [("ex13mbx02", "<a@EX13MBX02.tailspin.example>")]
-    assert "held" not in source.state["parser"]
+    assert source.state.parser.held is None
 
 
 def test_held_rows_go_as_they_are_after_an_hour_of_rows(make_source):

@@ -212,7 +212,7 @@ def tails_ending_with(monkeypatch, published):
     async def tail(settings, topic, records):
         asked.append((topic, records))
         return [(b"ex05.contoso.example", b"other"), published]
-    monkeypatch.setattr("pipeline.streaming.agents.tails", tail)
+    monkeypatch.setattr("pipeline.streaming.enforce.tails", tail)
     return asked
 
 

@@ -116,6 +116,7 @@ def idle_batch(tables, events, idle_ms=3_600_000):
         batch.add(e)
     batch.parse()
     batch.states.flush()
+    batch.open_sources.flush()
     batch.open_messages.flush()
     return batch
 
@@ -313,3 +314,35 @@ def test_the_rows_a_source_holds_for_its_writers_fqdn_stay_within_the_states_bou
     assert HELD_ROWS_BYTES // 4 < sum(len(text.encode()) for *_, text in held) <= HELD_ROWS_BYTES
     [gone] = batch.observations.observations()
     assert gone.server == "ex16" and gone.count + len(held) == 4000
+
+
+# A row whose writer (EX16) is named short, and the value the version before typed parser states
+# stored for LOG once a batch read it at offset 7 of partition 1: the row waits there.
+SHORT_WRITER_ROW = b"2026-02-10T08:00:00.000Z,app1.contoso.example,EX16,RECEIVE,<m0@x>,100\r\n"
+STORED_BEFORE = (
+    b'{"format":"msgtrk","parser":{"version":"15.01.2507.039","fields":["date-time","client-hostname",'
+    b'"server-hostname","event-id","message-id","total-bytes"],"refused":false,"held":{"layouts":[[["date-time",'
+    b'"client-hostname","server-hostname","event-id","message-id","total-bytes"],"15.01.2507.039",false]],'
+    b'"rows":[[0,"ex16",1770710400000,4,"2026-02-10T08:00:00.000Z,app1.contoso.example,EX16,RECEIVE,<m0@x>,100\\r"]]}},'
+    b'"hosts":{"app1":"app1.contoso.example"},"read":[1,7]}')
+
+
+def test_a_state_stored_before_parser_states_were_typed_is_written_and_read_as_it_was(table, event):
+    first = packed(event, HEADER + SHORT_WRITER_ROW, 1, 0, offset=7)
+    written = (table(), table())
+    run_batch(written, [first]).states.flush()
+    assert written[0].partitions[1][LOG.encode()] == STORED_BEFORE
+    # The same record again (before a commit) is skipped; the next names EX16 in full, and the
+    # waiting row goes under that name, as it would have before.
+    stored = (table(), table())
+    stored[0].partitions[1] = {LOG.encode(): STORED_BEFORE}
+    later = run_batch(stored, [first, packed(event, row(1), 5, len(HEADER + SHORT_WRITER_ROW), offset=8)])
+    [observation] = later.observations.observations()
+    # (The row that waited is read after the batch's own.)
+    assert (observation.server, observation.message_keys, later.errors) == (
+        "ex16.contoso.example", ["<m1@x>", "<m0@x>"], [])
+    later.states.flush()
+    assert stored[0].partitions[1][LOG.encode()] == (
+        b'{"format":"msgtrk","parser":{"version":"15.01.2507.039","fields":["date-time","client-hostname",'
+        b'"server-hostname","event-id","message-id","total-bytes"],"refused":false},'
+        b'"hosts":{"app1":"app1.contoso.example","ex16":"ex16.contoso.example"},"read":[1,8]}')

@@ -55,7 +55,7 @@ class Source:
 def _feed(lines, source="sample", reference=None):
     """Feed lines as one run; return (traces, errors, parser state of the detected format)."""
     fed = Source(source, reference).feed(lines)
-    return fed.out.traces, fed.out.errors, fed.state["parser"]
+    return fed.out.traces, fed.out.errors, fed.state.parser
 
 
 @pytest.fixture

@@ -1,6 +1,11 @@
-from datetime import datetime, timezone
+import copy
+from datetime import UTC, datetime, timezone
+
+import orjson
+import pytest
 
 from pipeline.domain.parsers import dispatch
+from pipeline.domain.parsers.dispatch import SourceState
 
 
 def test_detection_by_first_meaningful_line():
@@ -20,7 +25,7 @@ def test_unknown_first_line_is_an_error_and_the_format_is_kept_per_source(make_s
     [error] = source.out.errors
     assert error.reason == "unknown format: not a line of any supported log"
     source.feed(["#Software: Microsoft Exchange Server"])
-    assert source.state["format"] == "msgtrk"
+    assert source.state.format == "msgtrk"
 
 
 def test_short_host_names_of_line_formats_join_the_fqdn_seen_earlier_in_the_source(make_source):
@@ -48,7 +53,7 @@ def test_a_tracking_log_after_another_format_in_the_same_source_switches_the_par
         "#Fields: date-time,client-hostname,server-hostname,event-id",
         "2026-02-10T08:14:04.000Z,app1.contoso.example,EX16MBX01.contoso.example,RECEIVE",
     ])
-    assert source.state["format"] == "msgtrk"
+    assert source.state.format == "msgtrk"
     assert [t.client_hostname for t in source.out.traces] == ["mail.fabrikam.example"]
     assert [g.template.logged_by for g in source.out.groups] == ["ex16mbx01.contoso.example"]
 
@@ -101,3 +106,44 @@ def test_received_headers_with_control_characters_leave_the_chain(make_source):
     assert error.field == "Received" and "control characters" in error.reason
     [trace] = source.out.traces
     assert [h.split(" by ")[1].split()[0] for h in trace.received] == ["ex16mbx01.contoso.example"]
+
+
+# Source states as the version before typed parser states stored them (the stream's offset aside),
+# each after the first lines of a sample: (sample, lines read, state). Tracking logs: test_ingest.
+STORED_BEFORE = [
+    ("exo/get-messagetrace.en-gb.csv", 3,
+     b'{"format":"exo_trace","parser":{"columns":["pscomputername","runspaceid","psshowcomputername","organization",'
+     b'"messageid","received","senderaddress","recipientaddress","subject","status","toip","fromip","size",'
+     b'"messagetraceid","startdate","enddate","index"],"dates":{"order":"day-first","line":3,'
+     b'"stamp":"13/02/2026 16:41:09"}},"hosts":{}}'),
+    ("headers/inbound.mbox", 3,
+     b'{"format":"rfc5322","parser":{"mbox":true,"phase":"headers","fields":[["Received: from '
+     b'DM6PR12MB4123.namprd12.prod.outlook.com (2603:10b6:5:1c0::15) by"," DM6PR12MB4124.namprd12.prod.outlook.com '
+     b'with HTTPS; Tue, 10 Feb 2026 08:14:09"]],"start":1,"chars":157,"place":[1,null,null]},"hosts":{}}'),
+    ("postfix/mail.log", 4,
+     b'{"format":"postfix","parser":{"open":1,"oldest_ms":1771240832000,"newest_ms":1771240833000},"hosts":{}}'),
+    ("exim/mainlog", 2, b'{"format":"exim","parser":{},"hosts":{"mail":"mail.fabrikam.example"}}'),
+]
+
+
+@pytest.mark.parametrize(("sample", "read", "stored"), STORED_BEFORE, ids=[s.split("/")[0] for s, *_ in STORED_BEFORE])
+def test_a_state_stored_before_parser_states_were_typed_is_written_and_read_as_it_was(samples, make_source, sample,
+                                                                                    read, stored):
+    reference = datetime(2026, 2, 17, tzinfo=UTC)
+    lines = (samples / sample).read_text(encoding="utf-8").splitlines()
+    live = make_source(sample, reference).feed(lines[:read])
+    assert orjson.dumps(live.state.to_json()) == stored
+    restored = make_source(sample, reference)
+    restored.state = SourceState.from_json(orjson.loads(stored))
+    restored.open_messages, restored.lines = copy.deepcopy(live.open_messages), read
+    assert restored.state == live.state
+    for source in (live, restored):
+        source.out.traces.clear()
+        source.out.errors.clear()
+        source.feed(lines[read:]).finish()
+    assert live.out.traces and (restored.out.traces, restored.out.errors) == (live.out.traces, live.out.errors)
+
+
+def test_a_state_of_a_format_no_parser_reads_is_refused_by_name():
+    with pytest.raises(ValueError, match="a parser state of format 'sendmail', which no parser reads"):
+        SourceState.from_json({"format": "sendmail", "parser": {}, "hosts": {}})

@@ -58,11 +58,11 @@ class _Collected:
 
 def _parse_runs(runs, formats=FormatConfig(), source="trace.csv"):
     """Feed runs of lines to the parser as the stream does, one state kept between them."""
-    state, out, first = exo.initial_state(), _Collected(), 1
+    state, out, first = exo.ExportState(), _Collected(), 1
     for lines in runs:
         positions = [SourcePosition(source, first + i) for i in range(len(lines))]
         exo.parse(state, LineRun.of_lines(source, lines, positions, None), 0, len(lines), out, formats)
-        json.dumps(state)  # the stream keeps it in a table
+        state = exo.ExportState.from_json(json.loads(json.dumps(state.to_json())))  # the stream keeps it in a table
         first += len(lines)
     return out.traces, out.errors, state
 
@@ -93,7 +93,7 @@ def test_an_en_gb_export_is_read_day_first(samples, feed):
     assert (traces[3].client_ip, traces[3].server_ip, traces[3].org) == (
         "198.51.100.112", "203.0.113.25", "fabrikam.onmicrosoft.com")
     # The query window's EndDate (16/02/2026) told the order on the first row.
-    assert state["dates"] == {"order": "day-first", "line": 3, "stamp": "13/02/2026 16:41:09"}
+    assert state.dates.to_json() == {"order": "day-first", "line": 3, "stamp": "13/02/2026 16:41:09"}
 
 
 def test_ambiguous_dates_wait_for_a_later_row_of_the_run_that_tells(samples):
@@ -103,7 +103,7 @@ def test_ambiguous_dates_wait_for_a_later_row_of_the_run_that_tells(samples):
     traces, errors, state = _parse_runs([lines])
     assert errors == []
     assert [t.event_time.day for t in traces] == [10, 11, 12, 13, 13]
-    assert state["dates"] == {"order": "day-first", "line": 6, "stamp": "13/02/2026 15:02:07"}
+    assert state.dates.to_json() == {"order": "day-first", "line": 6, "stamp": "13/02/2026 15:02:07"}
 
 
 def test_a_file_whose_dates_never_tell_is_read_month_first_with_one_error_naming_the_setting(samples):
@@ -113,7 +113,7 @@ def test_a_file_whose_dates_never_tell_is_read_month_first_with_one_error_naming
     assert str(error).startswith("trace.csv:3: field received: the file's dates fit month-first and day-first alike "
                                  "(as '12/02/2026 08:30:55') and none tells which: read month-first")
     assert 'set exo_date_order = "day-first" in the [formats] settings' in error.reason
-    assert state["dates"] == {"order": "month-first", "assumed": True}
+    assert state.dates.to_json() == {"order": "month-first", "assumed": True}
     # Told, the same file reads day-first without complaint.
     traces, errors, _ = _parse_runs([lines], FormatConfig(exo_date_order="day-first"))
     assert errors == [] and [t.event_time.day for t in traces] == [12, 11, 10]
@@ -137,7 +137,7 @@ def test_an_order_assumed_in_one_run_and_contradicted_in_a_later_one_is_reported
     assert errors[1].reason == ("'13/02/2026 15:02:07' is day-first, but earlier rows of the file, whose dates fit either "
                                 'order, were read month-first: set exo_date_order = "day-first" in the [formats] '
                                 "settings and read the file again")
-    assert state["dates"]["order"] == "day-first"
+    assert state.dates.order == "day-first"
 
 
 def test_the_setting_rules_and_dates_that_do_not_fit_it_are_errors(samples):

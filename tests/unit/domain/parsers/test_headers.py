@@ -118,7 +118,7 @@ def test_from_lines_and_header_lines_in_an_eml_body_are_body(feed):
              "Received: from c.example by d.example; Mon, 16 Feb 2026 11:20:00 +0000"]
     traces, errors, state = feed(lines)
     assert errors == [] and [t.message_id for t in traces] == ["<m@a.example>"]
-    assert (state["mbox"], state["phase"], state["fields"]) == (False, "body", [])  # nothing of the body is kept
+    assert (state.mbox, state.phase, state.fields) == (False, "body", [])  # nothing of the body is kept
 
 
 def test_a_file_of_pasted_header_blocks_gives_one_trace_per_block(feed):
@@ -148,11 +148,13 @@ def test_a_bounce_read_a_line_per_run_is_still_one_message(samples, make_source)
 
 def test_a_state_stored_before_phases_existed_goes_on(make_source):
     from pipeline.domain.parsers import headers
+    from pipeline.domain.parsers.dispatch import SourceState
 
     source = make_source()
-    source.state = {"format": "rfc5322", "hosts": {}, "parser": {
+    source.state = SourceState.from_json({"format": "rfc5322", "hosts": {}, "parser": {
         "mbox": True, "in_headers": True, "start": 1, "chars": 30,
-        "fields": [["Received: from a by b.example with Microsoft SMTP Server id 15.1.2507.6; Mon, 16 Feb 2026 11:20:31 +0000"]]}}
+        "fields": [["Received: from a by b.example with Microsoft SMTP Server id 15.1.2507.6; "
+                    "Mon, 16 Feb 2026 11:20:31 +0000"]]}})
     source.feed(["Message-ID: <m@b>", "", "body", "From x@y Mon Feb 16 11:20:32 2026"])
     [trace] = source.out.traces
-    assert trace.message_id == "<m@b>" and source.state["parser"]["phase"] == headers._HEADERS
+    assert trace.message_id == "<m@b>" and source.state.parser.phase == headers._HEADERS

@@ -63,7 +63,7 @@ def test_a_2010_send_row_is_written_by_the_client_host_and_carries_the_2010_cons
 
 def test_a_new_header_block_replaces_the_old_columns(make_source):
     source = make_source().feed(header("14.0.0.0", F26) + [SEND_2010] + header("15.01.2507.039", F30) + [RECEIVE_2016])
-    assert (source.state["parser"]["version"], source.state["parser"]["fields"]) == ("15.01.2507.039", F30.split(","))
+    assert (source.state.parser.version, source.state.parser.fields) == ("15.01.2507.039", F30.split(","))
     assert [(g.template.logged_by, g.template.logged_by_build) for g in source.out.groups] == [
         ("ex10hub01.contoso.example", "14.0.0.0"), ("ex16mbx01.contoso.example", "15.1.2507.39")]
 
@@ -198,7 +198,7 @@ def test_rows_shipped_without_their_header_lines_take_the_columns_of_their_field
             ("ex19mbx05.fourthcoffee.example", "15.2.1544.14", "", 1),
             ("ex19mbx05.fourthcoffee.example", "15.2.1544.14", "ex19mbx05\\default ex19mbx05", 1),
             ("ex19mbx05.fourthcoffee.example", "15.2.1544.14", "outbound to internet", 1)]
-        assert source.state["format"] == "msgtrk"
+        assert source.state.format == "msgtrk"
 
 
 def test_rows_without_header_lines_of_2007_and_2010_name_their_product_only_and_other_counts_are_errors(make_source):
@@ -287,7 +287,7 @@ def test_a_writer_name_that_is_no_host_name_is_an_error_and_no_server(make_sourc
         (8, "date-time", "'yesterday' is not an ISO-8601 time")]
     # Names with control characters are never learnt: the short name of line 4 stays unknown.
     assert [(g.template.logged_by, g.message_keys) for g in source.out.groups] == [("ex_01.contoso.example", ["<m3@x>"])]
-    assert source.state["hosts"] == {"app1": "app1.contoso.example", "ex_01": "ex_01.contoso.example",
+    assert source.state.hosts == {"app1": "app1.contoso.example", "ex_01": "ex_01.contoso.example",
                                      "mx": "mx.partner.example"}
 
 

@@ -19,7 +19,7 @@ def servers(traces):
 def test_messages_are_assembled_from_their_queue_id_lines(samples, feed):
     lines = (samples / "postfix" / "mail.log").read_text().splitlines()
     traces, errors, state = feed(lines, reference=REFERENCE)
-    assert (state["open"], state["oldest_ms"]) == (0, None)
+    assert (state.open, state.oldest_ms) == (0, None)
     assert [str(e) for e in errors] == ["sample:13: field timestamp: no syslog time stamp at the start of the line"]
     first, second, third = traces
     assert first.event_time == datetime(2026, 2, 16, 11, 20, 32, tzinfo=timezone.utc)
@@ -149,14 +149,14 @@ def test_open_messages_are_emitted_at_the_end_of_the_source(make_source):
     assert source.out.traces == [] and len(source.open_messages) == 3
     source.finish()
     assert [t.client_hostname for t in source.out.traces] == ["h0.example", "h1.example", "h2.example"]
-    assert (source.state["parser"]["open"], dict(source.open_messages)) == (0, {})
+    assert (source.state.parser.open, dict(source.open_messages)) == (0, {})
 
 
 def test_beyond_max_open_the_oldest_are_emitted_and_a_tenth_is_left_free(monkeypatch, make_source):
     monkeypatch.setattr(postfix, "MAX_OPEN", 10)
     source = make_source().feed(opened(11))
     assert [t.client_hostname for t in source.out.traces] == ["h0.example", "h1.example"]
-    assert source.state["parser"]["open"] == len(source.open_messages) == 9
+    assert source.state.parser.open == len(source.open_messages) == 9
 
 
 def test_messages_open_longer_than_the_age_limit_are_emitted(make_source):
@@ -166,7 +166,7 @@ def test_messages_open_longer_than_the_age_limit_are_emitted(make_source):
     assert source.out.traces == []
     source.feed(opened(4, step_s=1800)[3:])
     assert [t.client_hostname for t in source.out.traces] == ["h0.example", "h1.example"]
-    assert source.state["parser"]["open"] == len(source.open_messages) == 2
+    assert source.state.parser.open == len(source.open_messages) == 2
 
 
 def test_100000_open_messages_keep_a_small_source_state(make_source):
@@ -174,7 +174,7 @@ def test_100000_open_messages_keep_a_small_source_state(make_source):
 
     source = make_source().feed(opened(100_000, step_s=0))
     assert len(source.open_messages) == 100_000 and source.out.traces == []
-    assert len(json.dumps(source.state)) < 1_000
+    assert len(json.dumps(source.state.to_json())) < 1_000
     assert max(len(json.dumps(message)) for message in source.open_messages.values()) < 200
 
 
@@ -198,7 +198,7 @@ def test_a_mail_log_may_open_with_another_programs_line(make_source):
         "Mar 7 02:09:31 mx1 dovecot: imap-login: Login: user=<alice>",
         "Mar  7 02:09:33 mx1 postfix/smtpd[4711]: 4T9xYz1: client=mail.partner.example[203.0.113.5]",
     ]).finish()
-    assert source.out.errors == [] and source.state["format"] == "postfix"
+    assert source.out.errors == [] and source.state.format == "postfix"
     assert [t.client_hostname for t in source.out.traces] == ["mail.partner.example"]
 
 
