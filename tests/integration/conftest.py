@@ -11,7 +11,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,13 +25,13 @@ from kafka import TopicPartition
 
 from pipeline import kafka_clients
 from pipeline.catalog_files import load_catalog
+from pipeline.contracts import records, topics, wire
+from pipeline.contracts.avro import ENFORCEMENT_DECISION
 from pipeline.domain.replay import replay
 from pipeline.evaluate import read_observations
-from pipeline.settings import load_settings
-from pipeline.contracts import records, topics
 from pipeline.kafka_admin import ensure_topics, wait_until_drained
-from pipeline.contracts.avro import ENFORCEMENT_DECISION
-from pipeline.contracts import wire
+from pipeline.settings import load_settings
+from tests.conftest import free_port
 from tests.schema_registry_double import SchemaRegistryDouble
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,12 +57,6 @@ def wire_format_of_the_run():
 def frame_as_the_run_does() -> None:
     """This process's framing back to the run's, after a test that changed it."""
     wire.configure(load_settings(None, environ=os.environ), writes=True)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def isolated_env(data_dir: Path, config: Path | None = None, partitions: int = 4, base: dict | None = None,

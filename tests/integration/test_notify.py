@@ -7,26 +7,26 @@ import time
 from dataclasses import replace
 from datetime import UTC, date, datetime
 
-from pipeline.domain.notify_config import NotifyConfig
-from pipeline.domain.policy import Decision
-from pipeline.edges.notify import run
 from pipeline.contracts.topics import NOTICES
+from pipeline.domain.notify_config import NotifyConfig
+from pipeline.edges.notify import run
+from tests.conftest import decision as published_decision
 from tests.integration.conftest import publish_decisions
 
 ADMINS, OPS, TAILSPIN = "exchange-admins@owners.example", "ops@owners.example", "it@owners.example"
 
 
 def decision(server, org, stage, version, status="unsupported", throttle=date(2026, 1, 30), block=date(2026, 3, 1)):
-    enforced = stage not in (0, 1)
-    return Decision(
-        server_id=f"{org.lower()}/{server}", org=org, hostname=server, product="Exchange2013", build="15.0.1497.2",
-        status=status, stage=stage, throttle_minutes_per_hour=5 if enforced else 0, block_minutes_per_hour=0,
-        first_detected=datetime(2025, 12, 31, 7, tzinfo=UTC) if stage else None,
-        throttle_enabled_date=throttle if stage else None, blocking_enabled_date=block if stage else None,
-        next_stage_start_date=date(2026, 2, 9) if stage else None, next_stage_throttle_rate=10 if stage else None,
-        next_stage_block_rate=0 if stage else None, recommended_builds=(),
-        reason="Exchange2013 is out of support" if stage else "current build", smtp_reply=None,
-        decided_at=datetime(2026, 1, 20, tzinfo=UTC), version=version,
+    staged = stage != 0
+    return published_decision(
+        server, org, stage, version, server_id=f"{org.lower()}/{server}", status=status,
+        throttle_minutes_per_hour=0 if stage in (0, 1) else 5,
+        first_detected=datetime(2025, 12, 31, 7, tzinfo=UTC) if staged else None,
+        throttle_enabled_date=throttle if staged else None, blocking_enabled_date=block if staged else None,
+        next_stage_start_date=date(2026, 2, 9) if staged else None, next_stage_throttle_rate=10 if staged else None,
+        next_stage_block_rate=0 if staged else None,
+        reason="Exchange2013 is out of support" if staged else "current build",
+        decided_at=datetime(2026, 1, 20, tzinfo=UTC),
     )
 
 

@@ -10,6 +10,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from tests.conftest import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -72,7 +74,7 @@ def test_postfix_defers_blocks_and_accepts_by_the_pipelines_decisions(tmp_path, 
                                                                      postfix, read_topic):
     settings, env, worker = decided_by_a_worker(tmp_path, pipeline_env, start_worker, drained)
 
-    policy_port = _free_port()
+    policy_port = free_port()
     mta = subprocess.Popen([sys.executable, "-m", "pipeline", "mta", "--port", str(policy_port),
                             "--cache", str(tmp_path / "cache.json")],
                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -104,11 +106,3 @@ def _report(settings):
     from pipeline.web import client
 
     return client.report(settings)
-
-
-def _free_port():
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

@@ -21,13 +21,14 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import TopicAuthorizationFailedError
 
 from pipeline import kafka_clients
+from pipeline.contracts import records, topics
+from pipeline.contracts.avro import ENFORCEMENT, ENFORCEMENT_DECISION
 from pipeline.domain.report import evaluate_row
 from pipeline.evaluate import evaluate
 from pipeline.settings import load_settings
-from pipeline.contracts import records, topics
-from pipeline.contracts.avro import ENFORCEMENT, ENFORCEMENT_DECISION
 from pipeline.web import client
-from tests.integration.conftest import ROOT, free_port
+from tests.conftest import free_port
+from tests.integration.conftest import ROOT
 from tests.integration.test_mta import BLOCK, ask, decision, request, wait_until_blocking
 from tests.integration.test_pipeline import CONFIG, SAMPLES, assert_expected_without_gaps
 

@@ -2,29 +2,12 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from pipeline.catalog_files import load_catalog
 from pipeline.domain.config import Pause, PolicyConfig
 from pipeline.domain.events import ServerObservation
 from pipeline.domain.policy import ServerState, assess, step
+from tests.unit.conftest import CATALOG, SERVER, T0, run, seen
 
-T0 = datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc)
-CATALOG = load_catalog()
 CONFIG = PolicyConfig()
-SERVER = "ex16mbx01.contoso.example"
-
-
-def seen(build, at, server=SERVER, org=None):
-    return ServerObservation.once(f"{org}/{server}" if org else server, server, org, at, build,
-                                  "msgtrk-version" if build else "msgtrk-traffic")
-
-
-def run(observations, config=CONFIG):
-    state, decisions = None, []
-    for observation in observations:
-        state, decision = step(state, observation, config, CATALOG)
-        if decision:
-            decisions.append(decision)
-    return state, decisions
 
 
 @pytest.mark.parametrize(

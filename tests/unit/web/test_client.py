@@ -1,7 +1,6 @@
 """Without a worker on the web port, the embedded ClickHouse folder is opened directly; with one, the
 query goes through it."""
 import asyncio
-import socket
 
 import faust
 import pytest
@@ -12,12 +11,7 @@ from pipeline.settings import Settings
 from pipeline.sinks.clickhouse import connect, create_tables, insert_decisions
 from pipeline.streaming.metrics import Metrics
 from pipeline.web import client, views
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.conftest import free_port
 
 
 def test_report_and_sql_read_the_folder_when_no_worker_runs(tmp_path, make_decision):
