@@ -385,6 +385,17 @@ class Mailboxes:
         files = sorted(new.iterdir(), key=lambda f: (f.stat().st_mtime_ns, f.name)) if new.is_dir() else []
         return [email.message_from_bytes(f.read_bytes(), policy=email.policy.default) for f in files]
 
+    def wait_until_delivered(self, timeout: float = 60) -> None:
+        """Until Postfix's queue is empty: every mail it accepted so far is in its Maildir (or bounced,
+        which leaves a bounce in the queue and times out here)."""
+        deadline = time.monotonic() + timeout
+        while queued := subprocess.run(["postqueue", "-c", str(self.postfix.config), "-j"], capture_output=True,
+                                       text=True, check=True, timeout=30).stdout.strip():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"mail still queued after {timeout} s:\n{queued}\n"
+                                     f"Postfix log:\n{self.postfix.log()[-4000:]}")
+            time.sleep(0.2)
+
     def wait_for(self, address: str, count: int, timeout: float = 60) -> list[email.message.EmailMessage]:
         """The mail delivered to `address` once there are at least `count` (fails after `timeout` s)."""
         deadline = time.monotonic() + timeout
@@ -646,8 +657,8 @@ def sendmail():
 @pytest.fixture
 def mailboxes():
     """start(addresses) -> a running Postfix on a loopback port (`.smtp_port`) that delivers mail for
-    these addresses to a Maildir each (`.messages(address)`, `.wait_for(address, count)`); stopped
-    after the test. Mail for other addresses of their domain bounces."""
+    these addresses to a Maildir each (`.messages(address)`, `.wait_for(address, count)`,
+    `.wait_until_delivered()`); stopped after the test. Mail for other addresses of their domain bounces."""
     folder = _postfix_folder("postfix")
     started = []
 
