@@ -14,12 +14,19 @@ from __future__ import annotations
 import csv
 import io
 import random
+import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
+from pathlib import Path
 
-from make_msgtrk import FIELDS_2013_LATER
+# The checkout on the path (the fault campaign imports this module first): testkit/ is there.
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from testkit.msgtrk import FIELDS_2013_LATER  # noqa: E402
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 SPAN = timedelta(days=100)

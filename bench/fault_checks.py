@@ -16,16 +16,15 @@ from pathlib import Path
 from fault_rig import Pipeline, Process, stop_gracefully
 
 from pipeline.catalog_files import load_catalog
-from pipeline.contracts import packing
+from pipeline.contracts import packing, topics
+from pipeline.contracts.avro import DEAD_LETTER, SERVER_OBSERVATION
+from pipeline.contracts.records import observations_from_record
 from pipeline.domain.policy import Decision
 from pipeline.domain.replay import replay
 from pipeline.domain.report import evaluate_row
 from pipeline.edges.decisions import read_decisions
 from pipeline.evaluate import read_observations
-from pipeline.contracts import topics
-from pipeline.contracts.avro import DEAD_LETTER, SERVER_OBSERVATION
-from pipeline.contracts.records import observations_from_record
-from tests.integration.conftest import _read_topic as read_topic
+from testkit.isolated import read_topic
 
 # How `patchgate evaluate` prints a bad line (ParseError): "file:line (byte N): reason", after
 # "envelope position -> " for a line that came wrapped in a JSON envelope. A file name may have

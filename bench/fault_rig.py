@@ -42,7 +42,9 @@ from pipeline.kafka_admin import (  # noqa: E402
     lag,
     wait_until_drained,
 )
-from tests.integration.conftest import ClusterScript, Worker, free_port, isolated_env  # noqa: E402
+from testkit.cluster import ClusterScript  # noqa: E402
+from testkit.isolated import Worker, isolated_env  # noqa: E402
+from testkit.ports import free_port  # noqa: E402
 
 KAFKA_SH = ROOT / "deploy" / "kafka" / "kafka.sh"
 # What Faust logs when an agent raised. Its supervisor then restarts the agent, which reads on

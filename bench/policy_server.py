@@ -37,12 +37,7 @@ from pipeline.domain.policy import Decision  # noqa: E402
 from pipeline.edges import milter_protocol as milter  # noqa: E402
 from pipeline.kafka_admin import ensure_topics  # noqa: E402
 from pipeline.settings import load_settings  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from testkit.ports import free_port  # noqa: E402
 
 
 def request(host: str) -> bytes:

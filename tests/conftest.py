@@ -1,8 +1,7 @@
-"""What the unit, integration and packaging tests share: the integration marker, a decision as the
-worker publishes it, and a free loopback port."""
+"""What the unit, integration and packaging tests share: the integration marker and a decision as
+the worker publishes it (what bench/ uses too is in testkit/)."""
 from __future__ import annotations
 
-import socket
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -32,10 +31,3 @@ def decision(server: str = "ex13mbx01.contoso.example", org: str | None = None, 
         next_stage_block_rate=0, recommended_builds=(), reason="Exchange2013 is out of support", smtp_reply=None,
         decided_at=datetime(2026, 1, 10, tzinfo=UTC), version=version,
     ), **fields)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (free when asked: the caller binds it soon)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

@@ -8,20 +8,14 @@ import io
 import json
 import os
 import re
-import shlex
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from kafka import TopicPartition
 
 from pipeline import kafka_clients
 from pipeline.catalog_files import load_catalog
@@ -29,9 +23,11 @@ from pipeline.contracts import records, topics, wire
 from pipeline.contracts.avro import ENFORCEMENT_DECISION
 from pipeline.domain.replay import replay
 from pipeline.evaluate import read_observations
-from pipeline.kafka_admin import ensure_topics, wait_until_drained
+from pipeline.kafka_admin import wait_until_drained
 from pipeline.settings import load_settings
-from tests.conftest import free_port
+from testkit.cluster import ClusterScript
+from testkit.isolated import Worker, isolated_env, read_topic as _read_topic
+from testkit.ports import free_port
 from tests.schema_registry_double import SchemaRegistryDouble
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,62 +55,9 @@ def frame_as_the_run_does() -> None:
     wire.configure(load_settings(None, environ=os.environ), writes=True)
 
 
-def isolated_env(data_dir: Path, config: Path | None = None, partitions: int = 4, base: dict | None = None,
-                 create_topics: bool = True) -> tuple:
-    """Settings and environment of a pipeline of its own on the shared broker: own topic prefix,
-    consumer groups and data folder. `base` is the environment to start from (default this
-    process's); without `create_topics` the topics are left to the caller (an operator's `topics`)."""
-    run = uuid.uuid4().hex[:8]
-    base = dict(os.environ if base is None else base)
-    env = {
-        **base,
-        "KAFKA_BOOTSTRAP_SERVERS": base.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-        "PATCHGATE_TOPIC_PREFIX": f"it-{run}.",
-        "PATCHGATE_APP_ID": f"patchgate-it-{run}",
-        "PATCHGATE_DATA_DIR": str(data_dir),
-        "PATCHGATE_WEB_PORT": str(free_port()),
-        "PATCHGATE_PARTITIONS": str(partitions),
-        # Sources end after 2 s of quiet, so that the stream lets go what they hold as evaluate does.
-        "PATCHGATE_SOURCE_IDLE_SECONDS": "2",
-    }
-    env.pop("CLICKHOUSE_URL", None)
-    if config is not None:
-        env["PATCHGATE_CONFIG"] = str(config)
-    settings = load_settings(None, environ=env)
-    if create_topics:
-        ensure_topics(settings)
-    return settings, env
-
-
 @pytest.fixture
 def pipeline_env(tmp_path):
     return isolated_env(tmp_path / "data")
-
-
-class Worker:
-    """`patchgate run` (or another `role`: worker, sink) as a child process, as an operator runs it."""
-
-    def __init__(self, env: dict, log: Path, role: str = "run"):
-        self.log = log
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", role], env=env, cwd=ROOT,
-            stdout=log.open("wb"), stderr=subprocess.STDOUT,
-        )
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self, timeout: float = 60) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait()
-
-    def tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
 
 
 class Workers:
@@ -141,28 +84,6 @@ def _drained(settings, worker: Worker, timeout: float = 180) -> None:
         raise AssertionError(f"{exc}; worker log:\n{worker.tail()}") from exc
 
 
-def _read_topic(settings, name: str, prefixed: bool = True) -> list:
-    """Every record of a pipeline topic (or, not `prefixed`, of the topic of that very name, such as
-    a table's changelog), from the beginning to its current end."""
-    topic = settings.topic(name) if prefixed else name
-    consumer = kafka_clients.consumer(settings, consumer_timeout_ms=5000)
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        wanted = sum(ends.values())
-        records = []
-        for message in consumer:
-            records.append(message)
-            if len(records) >= wanted:
-                break
-        assert len(records) == wanted, f"{topic}: read {len(records)} of {wanted} records"
-        return records
-    finally:
-        consumer.close()
-
-
 @pytest.fixture
 def start_worker(pipeline_env, tmp_path):
     _, env = pipeline_env
@@ -184,42 +105,6 @@ def read_topic():
 
 
 TESTS = ROOT / "tests"
-CLUSTER = ROOT / "deploy" / "kafka" / "cluster.sh"
-
-
-class ClusterScript:
-    """deploy/kafka/cluster.sh on the home and ports that `environ` gives it (PATCHGATE_CLUSTER_HOME,
-    CLUSTER_BASE_PORT; by default the suite's cluster): its role users' settings, and Kafka's ACL tool."""
-
-    def __init__(self, environ: dict | None = None):
-        self.environ = {**os.environ, **(environ or {})}
-
-    def run(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
-        """cluster.sh ARGS; with `check`, a failure raises with what the script said."""
-        done = subprocess.run(["bash", str(CLUSTER), *args], env=self.environ, capture_output=True, text=True,
-                              timeout=timeout)
-        if check and done.returncode != 0:
-            raise RuntimeError(f"cluster.sh {shlex.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-        return done
-
-    def env(self, role: str, base: dict) -> dict:
-        """`base` with the client settings of the role's user (`admin`: the cluster's super user)."""
-        lines = self.run("env", f"patchgate-{role}").stdout.splitlines()
-        return {**base, **dict(line.removeprefix("export ").split("=", 1) for line in lines)}
-
-    def admin_config(self) -> str:
-        return self.run("admin-config").stdout.strip()
-
-    def apply(self, acl_lines: list[str]) -> None:
-        """Run `kafka-acls.sh` lines as they are, with Kafka's own tool (three at a time: a JVM each)."""
-        def run(line: str) -> subprocess.CompletedProcess:
-            words = shlex.split(line)
-            assert words[0] == "kafka-acls.sh", line
-            return self.run("kafka-acls", *words[1:], timeout=120, check=False)
-
-        with ThreadPoolExecutor(3) as pool:
-            for line, done in zip(acl_lines, pool.map(run, acl_lines), strict=True):
-                assert done.returncode == 0, f"{line}\n{done.stderr}"
 
 
 class SecuredCluster(ClusterScript):

@@ -17,7 +17,7 @@ import pytest
 from pipeline.contracts import records, topics, wire
 from pipeline.contracts.avro import CONFLUENT_MAGIC, ENFORCEMENT_DECISION
 from pipeline.edges.shipper import ship
-from tests.conftest import free_port
+from testkit.ports import free_port
 from tests.integration.conftest import (
     ROOT,
     Workers,

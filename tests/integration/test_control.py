@@ -11,7 +11,7 @@ from pipeline.domain import windows
 from pipeline.edges.decisions import read_decisions
 from pipeline.edges.shipper import ship
 from pipeline.web import client
-from tests.conftest import free_port
+from testkit.ports import free_port
 from tests.integration.conftest import ROOT, TESTS, Workers, _drained, isolated_env
 from tests.integration.test_mta import ask, request, start_mta
 from tests.integration.test_report_page import dom, screenshot

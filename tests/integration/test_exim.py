@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pipeline.contracts import topics
 from pipeline.contracts.avro import ENFORCEMENT
-from tests.conftest import free_port
+from testkit.ports import free_port
 from tests.integration.conftest import isolated_env, publish_decisions_of, until_cached
 from tests.integration.test_mta import start_mta
 from tests.integration.test_postfix import POLICY, write_logs

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pipeline.contracts import topics
 from pipeline.contracts.avro import ENFORCEMENT, MESSAGE_TRACE
-from tests.conftest import free_port
+from testkit.ports import free_port
 from tests.integration.conftest import isolated_env, publish_decisions_of, until_cached
 from tests.integration.test_postfix import POLICY, write_logs
 

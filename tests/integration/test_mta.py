@@ -18,7 +18,8 @@ from pipeline import kafka_clients
 from pipeline.contracts import records, topics
 from pipeline.contracts.avro import ENFORCEMENT, ENFORCEMENT_DECISION
 from pipeline.domain.schedule import Step
-from tests.conftest import decision as published_decision, free_port
+from testkit.ports import free_port
+from tests.conftest import decision as published_decision
 from tests.integration.conftest import until_cached
 
 ROOT = Path(__file__).resolve().parents[2]

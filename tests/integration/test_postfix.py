@@ -2,7 +2,6 @@
 `patchgate mta` -> a real Postfix answering swaks with the right SMTP code."""
 from __future__ import annotations
 
-import importlib.util
 import random
 import subprocess
 import sys
@@ -10,7 +9,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from tests.conftest import free_port
+from testkit.msgtrk import FIELDS_2013_LATER, Server, render
+from testkit.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,16 +32,7 @@ stages = [
 """
 
 
-def generator():
-    spec = importlib.util.spec_from_file_location("make_msgtrk", ROOT / "bench" / "make_msgtrk.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def write_logs(folder: Path) -> None:
-    make = generator()
     rng = random.Random(5)
     folder.mkdir()
     # The logs end yesterday: the MTA applies the stage each server's schedule gives for its own
@@ -50,8 +41,8 @@ def write_logs(folder: Path) -> None:
     today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     for host, version, days in (("throttled.example", "15.00.1497.002", 15), ("blocked.example", "15.01.2507.009", 25),
                                 ("fine.example", "15.02.2562.053", 25)):
-        server = make.Server(host, "198.51.100.50", version, tuple(make.FIELDS_2013_LATER), host)
-        text = make.render(server, today - timedelta(days=days), days, 2, rng)
+        server = Server(host, "198.51.100.50", version, tuple(FIELDS_2013_LATER), host)
+        text = render(server, today - timedelta(days=days), days, 2, rng)
         (folder / f"MSGTRK_{host.split('.')[0].upper()}.LOG").write_text(text, newline="")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from pipeline.edges.decisions import read_decisions
-from tests.conftest import free_port
+from testkit.ports import free_port
 from tests.integration.conftest import until_cached
 from tests.integration.test_milter import TRUSTED, UPDATED, received, start_milter
 from tests.integration.test_mta import start_mta

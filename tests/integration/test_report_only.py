@@ -15,7 +15,7 @@ from pipeline.domain import windows
 from pipeline.domain.policy import Decision
 from pipeline.edges.shipper import ship
 from pipeline.web import client
-from tests.conftest import free_port
+from testkit.ports import free_port
 from tests.integration.conftest import TESTS, Workers, _drained, isolated_env
 from tests.integration.test_control import PAUSED, later_mail_from_the_contoso_edge, latest, patchgate
 from tests.integration.test_mta import ask, request, start_mta

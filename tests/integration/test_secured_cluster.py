@@ -27,7 +27,7 @@ from pipeline.domain.report import evaluate_row
 from pipeline.evaluate import evaluate
 from pipeline.settings import load_settings
 from pipeline.web import client
-from tests.conftest import free_port
+from testkit.ports import free_port
 from tests.integration.conftest import ROOT
 from tests.integration.test_mta import BLOCK, ask, decision, request, wait_until_blocking
 from tests.integration.test_pipeline import CONFIG, SAMPLES, assert_expected_without_gaps

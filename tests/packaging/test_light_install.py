@@ -27,7 +27,7 @@ from pipeline import kafka_clients
 from pipeline.contracts import packing, records, topics
 from pipeline.contracts.avro import ENFORCEMENT, ENFORCEMENT_DECISION
 from pipeline.edges import milter_protocol as protocol
-from tests.conftest import free_port
+from testkit.ports import free_port
 from tests.integration.conftest import _read_topic as read_topic, isolated_env
 from tests.integration.test_mta import BLOCK, decision, wait_until_blocking
 

@@ -5,7 +5,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.kafka_clients import KafkaUnusable, check_connection
 from pipeline.settings import load_settings
-from tests.conftest import free_port
+from testkit.ports import free_port
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pipeline.settings import Settings
 from pipeline.sinks.clickhouse import connect, create_tables, insert_decisions
 from pipeline.streaming.metrics import Metrics
 from pipeline.web import client, views
-from tests.conftest import free_port
+from testkit.ports import free_port
 
 
 def test_report_and_sql_read_the_folder_when_no_worker_runs(tmp_path, make_decision):
