@@ -82,7 +82,7 @@ class Offline:
     def bad_lines(self) -> Counter:
         """How many errors evaluate reported at each (file, line, byte); a line that came in an
         envelope is named by the file, line and byte the envelope gives (None where it gives none)."""
-        found = Counter()
+        found: Counter[tuple[str, int | None, int | None]] = Counter()
         for text in self.errors:
             match = EVALUATE_ERROR.match(text)
             if match:
@@ -148,7 +148,8 @@ def audit_rows(pipeline: Pipeline, decisions: list[Decision], messages: set[tupl
         " (SELECT count() FROM (SELECT DISTINCT server_id, day, message_key FROM server_messages)),"
         " (SELECT count() FROM server_messages FINAL)")
     stored_decisions = {(s, v) for s, v in pipeline.every_row("SELECT server_id, version FROM decisions FINAL")}
-    stored_messages = {(s, k) for s, k in pipeline.every_row("SELECT server_id, message_key FROM server_messages FINAL")}
+    stored_messages = {(s, k) for s, k in
+                       pipeline.every_row("SELECT server_id, message_key FROM server_messages FINAL")}
     published = {(d.server_id, d.version) for d in decisions}
     audit = RowAudit(tuple(counts[:3]), tuple(counts[3:]),
                      decisions_missing=len(published - stored_decisions),
@@ -170,7 +171,7 @@ def audit_rows(pipeline: Pipeline, decisions: list[Decision], messages: set[tupl
 
 def _where_messages_went_missing(pipeline: Pipeline, missing: set[tuple[str, str]]) -> str:
     """Which step lost them: on mail.observations, the sink did; not there, the workers did."""
-    published = set()
+    published: set[tuple[str, str]] = set()
     for record in read_topic(pipeline.settings, topics.OBSERVATIONS):
         for observation in observations_from_record(SERVER_OBSERVATION.decode(record.value)):
             published.update((observation.server_id, key) for key in observation.message_keys)

@@ -103,7 +103,7 @@ def worker_kill_9(result: Result, folder: Path, lines: int = 200_000, kills: int
     try:
         shipper = _follow(result, pipeline, load, one_line)
         load.start()
-        recoveries, phases, under_load = [], Counter(), 0
+        recoveries, phases, under_load = [], Counter[str](), 0
         for _ in range(kills):
             worker = pipeline.worker()
             if rng.random() < 0.25:

@@ -12,7 +12,7 @@ import io
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 FIELDS_2013_LATER = (
     "date-time,client-ip,client-hostname,server-ip,server-hostname,source-context,connector-id,"
@@ -64,10 +64,12 @@ def render(server: Server, start: datetime, days: int, per_day: int, rng: random
 def _message_rows(server: Server, at: datetime, rng: random.Random) -> list[dict[str, str]]:
     message_id = f"<{uuid.UUID(int=rng.getrandbits(128))}@{server.hostname}>"
     sender = f"user{rng.randint(1, 40)}@{server.org_domain}"
-    recipients = ";".join(f"rcpt{rng.randint(1, 99)}@partner{rng.randint(1, 5)}.example" for _ in range(rng.randint(1, 3)))
+    recipients = ";".join(f"rcpt{rng.randint(1, 99)}@partner{rng.randint(1, 5)}.example"
+                          for _ in range(rng.randint(1, 3)))
     size = str(rng.randint(2_000, 900_000))
     peer_ip = rng.choice(["192.0.2.25", "2001:db8::25", "fe80::1c2a:7e4f:3b1d:9a10%3"])
     session = f"{rng.getrandbits(64):016X}"
+    short_name = server.hostname.split(".")[0].upper()
     common = {
         "message-id": message_id,
         "network-message-id": str(uuid.UUID(int=rng.getrandbits(128))),
@@ -92,11 +94,12 @@ def _message_rows(server: Server, at: datetime, rng: random.Random) -> list[dict
             "server-ip": server.ip,
             "server-hostname": server.hostname,
             "source-context": f"{session};{_stamp(at - timedelta(seconds=1))};0",
-            "connector-id": f"{server.hostname.split('.')[0].upper()}\\Default Frontend {server.hostname.split('.')[0].upper()}",
+            "connector-id": f"{short_name}\\Default Frontend {short_name}",
             "source": "SMTP",
             "event-id": "RECEIVE",
             "message-info": f"{_stamp(at - timedelta(seconds=2))};SRV={server.hostname}:TOTAL=0",
-            "custom-data": f"S:FirstForestHop={server.hostname};S:DeliveryPriority=Normal;S:AccountForest={server.org_domain}",
+            "custom-data": f"S:FirstForestHop={server.hostname};S:DeliveryPriority=Normal;"
+                           f"S:AccountForest={server.org_domain}",
         },
     )
     send = dict(
@@ -107,7 +110,8 @@ def _message_rows(server: Server, at: datetime, rng: random.Random) -> list[dict
             "client-hostname": server.hostname,
             "server-ip": "203.0.113.45",
             "server-hostname": "mx.partner.example",
-            "source-context": f"{session};250 2.6.0 {message_id} [InternalId=1, Hostname={server.hostname}] Queued mail for delivery;ClientSubmitTime:{_stamp(at)}",
+            "source-context": f"{session};250 2.6.0 {message_id} [InternalId=1, Hostname={server.hostname}] "
+                              f"Queued mail for delivery;ClientSubmitTime:{_stamp(at)}",
             "connector-id": "Internet Send Connector",
             "source": "SMTP",
             "event-id": "SEND",
@@ -118,4 +122,4 @@ def _message_rows(server: Server, at: datetime, rng: random.Random) -> list[dict
 
 
 def _stamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

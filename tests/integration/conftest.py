@@ -64,7 +64,8 @@ class Workers:
     """Starts workers and makes sure none outlives the test."""
 
     def __init__(self, env: dict, logs: Path):
-        self.env, self.logs, self.started = env, logs, []
+        self.env, self.logs = env, logs
+        self.started: list[Worker] = []
 
     def start(self) -> Worker:
         worker = Worker(self.env, self.logs / f"worker-{len(self.started)}.log")
@@ -307,7 +308,7 @@ def postfix():
     asks the policy service (at RCPT, or at the end of each message) or the milter; stopped after
     the test."""
     folder = _postfix_folder("postfix", "swaks")
-    started = []
+    started: list[PostfixInstance] = []
 
     def start(policy_port: int | None, milter_port: int | None = None, end_of_data: bool = False) -> PostfixInstance:
         checks = None
@@ -399,7 +400,8 @@ class EximHost:
                 address: str = "198.51.100.50", headers: tuple[str, ...] | None = None) -> list[str]:
         """Exim's reply to each RCPT TO of one connection from `address` that says EHLO `helo`;
         with `headers`, then to DATA and to the end of a message that carries them."""
-        message = [] if headers is None else ["DATA", *headers, f"From: <ann@{helo}>", "Subject: test", "", "hello", "."]
+        message = [] if headers is None else [
+            "DATA", *headers, f"From: <ann@{helo}>", "Subject: test", "", "hello", "."]
         dialogue = [f"EHLO {helo}", f"MAIL FROM:<ann@{helo}>", *(f"RCPT TO:<{r}>" for r in recipients), *message,
                     "QUIT"]
         done = subprocess.run([str(EXIM), "-C", str(self.config), "-bh", address],
@@ -414,7 +416,8 @@ class EximHost:
 def smtp_replies(dialogue: str) -> list[str]:
     """Each reply of an SMTP server's side of a dialogue as one line: a reply of several lines (Exim
     wraps long texts) joined, its code and enhanced code said once."""
-    replies, parts = [], []
+    replies: list[str] = []
+    parts: list[str] = []
     for line in dialogue.splitlines():
         found = re.match(r"(\d{3})([ -])(?:(\d\.\d{1,3}\.\d{1,3}) )?(.*)", line.rstrip("\r"))
         if not found:
@@ -434,7 +437,7 @@ def exim():
     # Exim's user must reach its folders: pytest's tmp_path is private to root.
     folder = Path(tempfile.mkdtemp(prefix="patchgate-exim-"))
     folder.chmod(0o755)
-    started = []
+    started: list[EximHost] = []
 
     def start(policy_port: int, at_data: bool = False) -> EximHost:
         host = EximHost(folder / str(len(started)), policy_port, at_data)
@@ -518,7 +521,8 @@ class SendmailHost:
             process.stdin.close()
             process.wait(30)
         replies = smtp_replies("\n".join(dialogue))
-        assert len(replies) >= 5 + len(recipients), "\n".join(dialogue) + (process.stderr.read() if process.stderr else "")
+        assert len(replies) >= 5 + len(recipients), \
+            "\n".join(dialogue) + (process.stderr.read() if process.stderr else "")
         # greeting, EHLO, MAIL, each RCPT, DATA (and the end of data), QUIT
         return replies[3:-1]
 
@@ -528,7 +532,7 @@ def sendmail():
     """start(milter_port) -> a SendmailHost."""
     assert SENDMAIL.exists(), f"{SENDMAIL} is missing: deploy/test.sh fetches it (deploy/mta/debian-sendmail.sh)"
     folder = Path(tempfile.mkdtemp(prefix="patchgate-sendmail-"))
-    started = []
+    started: list[SendmailHost] = []
 
     def start(milter_port: int) -> SendmailHost:
         host = SendmailHost(folder / str(len(started)), milter_port)
@@ -545,7 +549,7 @@ def mailboxes():
     these addresses to a Maildir each (`.messages(address)`, `.wait_for(address, count)`,
     `.wait_until_delivered()`); stopped after the test. Mail for other addresses of their domain bounces."""
     folder = _postfix_folder("postfix")
-    started = []
+    started: list[Mailboxes] = []
 
     def start(addresses: list[str]) -> Mailboxes:
         boxes = Mailboxes(folder / str(len(started)), addresses)

@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 
 from pipeline.domain import windows
+from pipeline.domain.policy import Decision
 from pipeline.edges.decisions import read_decisions
 from pipeline.edges.shipper import ship
 from pipeline.web import client
@@ -26,7 +27,7 @@ def patchgate(env, *args) -> subprocess.CompletedProcess:
 
 
 def latest(settings) -> dict:
-    newest = {}
+    newest: dict[tuple[str, str | None], Decision] = {}
     for decision in read_decisions(settings):
         key = (decision.hostname, decision.org)
         if key not in newest or decision.version > newest[key].version:
@@ -40,7 +41,8 @@ def later_mail_from_the_contoso_edge(folder):
     first = (TESTS / "samples" / "headers" / "inbound.mbox").read_text().split("\nFrom ")[0]
     block = first.split("\n", 1)[1]  # without the mbox From_ line
     later = folder / "ex16edge01-later.eml"
-    later.write_text(block.replace("10 Feb 2026", "20 May 2026").replace("Tue,", "Wed,").replace("6f1c2a8e", "7a2d3b9f"))
+    later.write_text(block.replace("10 Feb 2026", "20 May 2026").replace("Tue,", "Wed,")
+                     .replace("6f1c2a8e", "7a2d3b9f"))
     return later
 
 

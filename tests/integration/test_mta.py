@@ -35,7 +35,7 @@ def decision(host, stage, throttle, block, version=1):
 
 async def ask(port, requests, close_early=False):
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    answers = []
+    answers: list[str] = []
     try:
         for request in requests:
             writer.write(request.encode())

@@ -6,7 +6,7 @@ import random
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from testkit.msgtrk import FIELDS_2013_LATER, Server, render
@@ -38,7 +38,7 @@ def write_logs(folder: Path) -> None:
     # The logs end yesterday: the MTA applies the stage each server's schedule gives for its own
     # clock, which is then the stage of the server's last message. fine.example runs the newest
     # Exchange SE build the catalog knows.
-    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     for host, version, days in (("throttled.example", "15.00.1497.002", 15), ("blocked.example", "15.01.2507.009", 25),
                                 ("fine.example", "15.02.2562.053", 25)):
         server = Server(host, "198.51.100.50", version, tuple(FIELDS_2013_LATER), host)

@@ -27,6 +27,7 @@ from pipeline.domain.report import evaluate_row
 from pipeline.evaluate import evaluate
 from pipeline.settings import load_settings
 from pipeline.web import client
+from testkit.cluster import ClusterScript
 from testkit.ports import free_port
 from tests.integration.conftest import ROOT
 from tests.integration.test_mta import BLOCK, ask, decision, request, wait_until_blocking
@@ -39,7 +40,7 @@ PARTITIONS = 4
 class SecuredPipeline:
     """One pipeline (its own topic prefix and app id) on the secured cluster, and its processes."""
 
-    cluster: object
+    cluster: ClusterScript
     folder: Path
     base: dict
     processes: list = field(default_factory=list)

@@ -109,13 +109,15 @@ POLICY_KEYS = ("stages, vulnerable_products, baselines, enforce_products, exempt
     ({"build_window_days": "7"}, "policy.build_window_days must be an integer >= 0, got '7'"),
     ({"build_window_days": True}, "policy.build_window_days must be an integer >= 0, got True"),
     ({"pauses": {"org": "contoso.example"}}, "policy.pauses must be a list of tables, got {'org': 'contoso.example'}"),
-    ({"pauses": [{**PAUSE, "start": datetime(2026, 3, 1, 8, 0)}]},
+    # A TOML local date-time, which tomllib reads without a time zone.
+    ({"pauses": [{**PAUSE, "start": datetime(2026, 3, 1, 8, 0)}]},  # noqa: DTZ001
      "policy.pauses[0].start must be a date like 2026-03-01, got datetime.datetime(2026, 3, 1, 8, 0)"),
     ({"pauses": [{**PAUSE, "org": ""}]}, "policy.pauses[0].org must be a non-empty string, got ''"),
     ({"scope": {"tls_peers": "*.contoso.example"}},
      "policy.scope.tls_peers must be a list of strings, got '*.contoso.example'"),
     ({"report_only": "yes"}, "policy.report_only must be true or false, got 'yes'"),
-    ({"report_only_orgs": "contoso.example"}, "policy.report_only_orgs must be a list of strings, got 'contoso.example'"),
+    ({"report_only_orgs": "contoso.example"},
+     "policy.report_only_orgs must be a list of strings, got 'contoso.example'"),
     # values that do not read or are out of range
     ({"stages": [{**STAGE, "start_day": 5}]},
      "policy.stages[0].start_day must be 0 (the first stage starts at detection), got 5"),
@@ -151,7 +153,8 @@ def test_a_policy_setting_that_does_not_read_names_its_key_and_the_problem(polic
 @pytest.mark.parametrize(("formats", "message"), [
     ({"exo_date_order": "dmy"}, "formats.exo_date_order must be one of auto, month-first, day-first, got 'dmy'"),
     ({"exo_date_order": 1}, "formats.exo_date_order must be one of auto, month-first, day-first, got 1"),
-    ({"date_order": "auto"}, "formats.date_order is not a setting (known: exo_date_order, max_line_bytes, syslog_timezone)"),
+    ({"date_order": "auto"},
+     "formats.date_order is not a setting (known: exo_date_order, max_line_bytes, syslog_timezone)"),
     ("auto", "formats must be a table, got 'auto'"),
     ({"max_line_bytes": 4095}, "formats.max_line_bytes must be an integer >= 4096, got 4095"),
     ({"max_line_bytes": "1M"}, "formats.max_line_bytes must be an integer >= 4096, got '1M'"),

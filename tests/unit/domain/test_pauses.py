@@ -1,12 +1,10 @@
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from pipeline.domain.config import Pause, PolicyConfig
 from pipeline.domain.events import ServerObservation
 from pipeline.domain.pauses import enforcement_moment, pause_intervals, paused_between
 from pipeline.domain.policy import assess, step
 from tests.unit.conftest import CATALOG, T0
-
-UTC = timezone.utc
 
 
 def test_the_yearly_budget_caps_pauses_per_org_and_calendar_year():

@@ -2,9 +2,9 @@ import dataclasses
 
 import pytest
 
-from pipeline.edges.decision_cache import DecisionCache
 from pipeline.contracts import records
 from pipeline.contracts.avro import ENFORCEMENT_DECISION, AvroDecodeError
+from pipeline.edges.decision_cache import DecisionCache
 
 SHARED_HOST = "smtp.shared-hosting.example"
 

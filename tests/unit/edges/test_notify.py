@@ -1,5 +1,6 @@
 """The notifier with a stand-in relay (what it sends, what it remembers, what it tries again),
 and with a real SMTP server (aiosmtpd) that asks for STARTTLS or implicit TLS and a login."""
+import asyncio
 import logging
 import smtplib
 import ssl
@@ -259,6 +260,7 @@ class _AnyPort(Controller):
     """Listens on a port the system picks (aiosmtpd's Controller wants one named)."""
 
     def _trigger_server(self):
+        assert isinstance(self.server, asyncio.Server)
         self.port = self.server.sockets[0].getsockname()[1]
         super()._trigger_server()
 

@@ -3,6 +3,7 @@ import gzip
 import os
 import shutil
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -115,7 +116,7 @@ class _Producer:
     """KafkaProducer's part the shipper uses, keeping what was sent: (key, value, (first line,
     first byte offset)). Every record is acknowledged at once."""
 
-    sent: list = []
+    sent: ClassVar[list] = []
 
     def __init__(self, **settings):
         pass

@@ -86,6 +86,7 @@ class SentRecord(asyncio.Future):
     """What Faust's send_soon and send return: a future with the message it sends; `awaited` once
     something waits for it (awaiting a future, or gathering it, adds a done callback)."""
 
+    message: SimpleNamespace
     awaited = False
 
     def add_done_callback(self, fn, *, context=None):
@@ -125,7 +126,7 @@ class Broker:
     async def flush(self) -> None:
         self.sent.append(("<flush>", None, None))
 
-    def values(self, topic: str) -> list[bytes]:
+    def values(self, topic: str) -> list[bytes | None]:
         return [value for name, _, value in self.sent if name == topic]
 
     def release(self) -> None:
@@ -172,12 +173,13 @@ def streaming_app(broker, monkeypatch, tmp_path):
             app = sink_app(configured, load_catalog(), clickhouse=clickhouse)
         else:
             app = processing_app(configured, load_catalog(), store="memory://")
-        app.crashes = []
+        crashes: list[BaseException] = []
+        monkeypatch.setattr(app, "crashes", crashes, raising=False)
         monkeypatch.setattr(app.producer, "flush", broker.flush)
 
         async def crash(reason: BaseException) -> None:
-            app.crashes.append(reason)
-        app.crash = crash
+            crashes.append(reason)
+        monkeypatch.setattr(app, "crash", crash)
         return app
     return make
 

@@ -256,7 +256,8 @@ def test_enforce_puts_a_batch_s_decisions_in_the_outbox_before_it_stores_states_
             broker.release()
             await until(lambda: broker.waiting_for_acks("mail.decisions"), "the agent waits for its decisions' acks")
             assert sorted(map(str, steps()[2:])) == sorted(map(str, [
-                *[(changelog, key, "value") for key in servers], *[("mail.decisions", key, "value") for key in servers]]))
+                *[(changelog, key, "value") for key in servers],
+                *[("mail.decisions", key, "value") for key in servers]]))
             broker.holding = False
             broker.release()
             await until(acked(*events), "the batch is acked")
@@ -299,7 +300,8 @@ def test_enforce_publishes_what_a_stopped_worker_left_unpublished_first(streamin
     end of mail.decisions went out already, the others go out before any new one."""
     app = streaming_app()
     published, unpublished = ((server.encode(), ENFORCEMENT_DECISION.encode(records.decision_record(
-        replace(make_decision(1, 2), server_id=server)))) for server in ("ex07.contoso.example", "ex08.contoso.example"))
+        replace(make_decision(1, 2), server_id=server))))
+        for server in ("ex07.contoso.example", "ex08.contoso.example"))
     asked = tails_ending_with(monkeypatch, published)
     key = b"ex01.contoso.example"
 

@@ -1,10 +1,12 @@
 """Without a worker on the web port, the embedded ClickHouse folder is opened directly; with one, the
 query goes through it."""
 import asyncio
+from typing import cast
 
 import faust
 import pytest
 from aiohttp.test_utils import TestServer
+from faust.web.drivers.aiohttp import Web
 
 from pipeline.catalog_files import load_catalog
 from pipeline.settings import Settings
@@ -42,7 +44,7 @@ def test_report_and_sql_bring_the_token_to_a_sink_bound_beyond_loopback(monkeypa
     views.register_reports(app, read, settings, load_catalog())
 
     async def ask():
-        async with TestServer(app.web.web_app, host="127.0.0.1", port=settings.web_port):
+        async with TestServer(cast(Web, app.web).web_app, host="127.0.0.1", port=settings.web_port):
             return (await asyncio.to_thread(client.report, settings),
                     await asyncio.to_thread(client.sql, settings, "SELECT 1"))
 
