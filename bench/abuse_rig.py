@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from pipeline.edges.decisions import read_decisions  # noqa: E402
 from pipeline.kafka_admin import ensure_topics, wait_until_drained  # noqa: E402
 from pipeline.settings import Settings, load_settings  # noqa: E402
 from pipeline.topic_reading import from_start, records_to_end  # noqa: E402
+from testkit.ports import free_port  # noqa: E402
 
 SAMPLES = ROOT / "tests" / "samples"
 # The samples' settings: our own MX hosts are trusted receivers.
@@ -65,12 +65,6 @@ def non_loopback_address() -> str | None:
         if address.version == 4 and not address.is_loopback:
             return word
     return None
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:

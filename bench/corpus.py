@@ -12,16 +12,24 @@ which lets a benchmark match a decision to the line that caused it.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import random
+import sys
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
-from make_msgtrk import FIELDS_2013_LATER
+# The checkout on the path (the fault campaign imports this module first): testkit/ is there.
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+from testkit.msgtrk import FIELDS_2013_LATER  # noqa: E402
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
 SPAN = timedelta(days=100)
 # Builds that walk through the stages (unsupported, outdated) and one that stays current.
 BUILDS = ("15.00.1497.002", "15.01.2507.039", "15.01.2507.009", "15.02.1748.039")
@@ -38,7 +46,7 @@ class Source:
 
 
 def _ms(moment: datetime) -> int:
-    return (moment - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
 
 
 def _server(n: int) -> tuple[str, str, str]:
@@ -67,7 +75,7 @@ def msgtrk(lines: int, sources: int, servers: int, rng: random.Random) -> list[S
                 (received, "RECEIVE", f"app{rng.randint(1, 3)}.{domain}", host),
                 (received + timedelta(milliseconds=rng.randint(200, 900)), "SEND", host, "mx.partner.example"),
             ):
-                row = {f: "" for f in FIELDS_2013_LATER}
+                row = dict.fromkeys(FIELDS_2013_LATER, "")
                 row.update({
                     "date-time": at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z",
                     "client-ip": "192.0.2.25", "client-hostname": client, "server-ip": "198.51.100.1",
@@ -79,7 +87,8 @@ def msgtrk(lines: int, sources: int, servers: int, rng: random.Random) -> list[S
                     "recipient-address": "jo@partner.example", "total-bytes": size, "recipient-count": "1",
                     "message-subject": 'Report, "weekly"', "sender-address": f"app@{domain}",
                     "return-path": f"app@{domain}", "directionality": "Originating", "schema-version": version,
-                    "custom-data": f"S:FirstForestHop={host};S:DeliveryPriority=Normal", "transport-traffic-type": "Email",
+                    "custom-data": f"S:FirstForestHop={host};S:DeliveryPriority=Normal",
+                    "transport-traffic-type": "Email",
                 })
                 buffer = io.StringIO()
                 csv.writer(buffer, lineterminator="\r\n").writerow([row[f] for f in FIELDS_2013_LATER])
@@ -88,6 +97,12 @@ def msgtrk(lines: int, sources: int, servers: int, rng: random.Random) -> list[S
             source.messages.add((host, message_id))
         out.append(source)
     return out
+
+
+def _postfix_line(at: datetime, mx: str, pid: int, offset_ms: int, program: str, text: str) -> bytes:
+    """A line that Postfix's `program` (process `pid`) on `mx` logs `offset_ms` after `at`."""
+    moment = at + timedelta(milliseconds=offset_ms)
+    return f"{moment.isoformat(timespec='microseconds')} {mx} postfix/{program}[{pid}]: {text}\n".encode()
 
 
 def postfix(lines: int, sources: int, servers: int, rng: random.Random) -> list[Source]:
@@ -107,12 +122,10 @@ def postfix(lines: int, sources: int, servers: int, rng: random.Random) -> list[
         sender = f"a{rng.randint(1, 50)}@{domain}"
         build = ".".join(str(int(part)) for part in version.split("."))
 
-        def line(offset_ms: int, program: str, text: str) -> bytes:
-            moment = at + timedelta(milliseconds=offset_ms)
-            return f"{moment.isoformat(timespec='microseconds')} {mx} postfix/{program}[{2000 + m % 997}]: {text}\n".encode()
-
+        line = functools.partial(_postfix_line, at, mx, 2000 + m % 997)
         tail = f" from {client}[{ip}]; from=<{sender}> to=<jo@example.net> proto=ESMTP helo=<{client}>"
-        ours = f"from {client} ({client} [{ip}]) by {mx} (Postfix) with ESMTPS id {qid} for <jo@example.net>; {format_datetime(at)}"
+        ours = (f"from {client} ({client} [{ip}]) by {mx} (Postfix) with ESMTPS id {qid} for <jo@example.net>; "
+                f"{format_datetime(at)}")
         theirs = (f"from mbx{n % 7}.{domain} (10.9.{n % 256}.7) by {client} ({ip}) with Microsoft SMTP Server "
                   f"(version=TLS1_2, cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) id {build} via Frontend Transport; "
                   f"{format_datetime(at - timedelta(seconds=1))}")
@@ -126,7 +139,8 @@ def postfix(lines: int, sources: int, servers: int, rng: random.Random) -> list[
             line(300, "lmtp", f"{qid}: to=<jo@example.net>, relay=mail.bench.example[private/dovecot-lmtp], delay=0.3, "
                               f"delays=0.06/0/0.1/0.14, dsn=2.0.0, status=sent (250 2.0.0 <jo@example.net> Saved)"),
             line(301, "qmgr", f"{qid}: removed"),
-            line(302, "smtpd", f"disconnect from {client}[{ip}] ehlo=2 starttls=1 mail=1 rcpt=1 data=1 quit=1 commands=7"),
+            line(302, "smtpd",
+                 f"disconnect from {client}[{ip}] ehlo=2 starttls=1 mail=1 rcpt=1 data=1 quit=1 commands=7"),
         ]
         # The "queue active" line completes the message; its event time is that of the client= line.
         source.markers[len(source.lines) - 4] = [(client, _ms(at + timedelta(milliseconds=1)))]

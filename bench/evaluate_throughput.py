@@ -48,9 +48,11 @@ def main() -> None:
     elapsed = time.perf_counter() - started
     assert code == 0 and errors.getvalue() == "", errors.getvalue()[:500]
 
-    print(f"file: {log.name}, {lines:,} lines, {log.stat().st_size / 1e6:.0f} MB, {len(out.getvalue().splitlines())} server(s)")
+    print(f"file: {log.name}, {lines:,} lines, {log.stat().st_size / 1e6:.0f} MB, "
+          f"{len(out.getvalue().splitlines())} server(s)")
     print(f"baseline csv.reader : {baseline:6.2f} s  {rows / baseline:>10,.0f} lines/s")
-    print(f"patchgate evaluate  : {elapsed:6.2f} s  {lines / elapsed:>10,.0f} lines/s  ({elapsed / baseline:.1f}x the baseline)")
+    print(f"patchgate evaluate  : {elapsed:6.2f} s  {lines / elapsed:>10,.0f} lines/s  "
+          f"({elapsed / baseline:.1f}x the baseline)")
 
 
 if __name__ == "__main__":

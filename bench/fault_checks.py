@@ -16,16 +16,15 @@ from pathlib import Path
 from fault_rig import Pipeline, Process, stop_gracefully
 
 from pipeline.catalog_files import load_catalog
-from pipeline.contracts import packing
+from pipeline.contracts import packing, topics
+from pipeline.contracts.avro import DEAD_LETTER, SERVER_OBSERVATION
+from pipeline.contracts.records import observations_from_record
 from pipeline.domain.policy import Decision
 from pipeline.domain.replay import replay
 from pipeline.domain.report import evaluate_row
 from pipeline.edges.decisions import read_decisions
 from pipeline.evaluate import read_observations
-from pipeline.contracts import topics
-from pipeline.contracts.avro import DEAD_LETTER, SERVER_OBSERVATION
-from pipeline.contracts.records import observations_from_record
-from tests.integration.conftest import _read_topic as read_topic
+from testkit.isolated import read_topic
 
 # How `patchgate evaluate` prints a bad line (ParseError): "file:line (byte N): reason", after
 # "envelope position -> " for a line that came wrapped in a JSON envelope. A file name may have
@@ -83,7 +82,7 @@ class Offline:
     def bad_lines(self) -> Counter:
         """How many errors evaluate reported at each (file, line, byte); a line that came in an
         envelope is named by the file, line and byte the envelope gives (None where it gives none)."""
-        found = Counter()
+        found: Counter[tuple[str, int | None, int | None]] = Counter()
         for text in self.errors:
             match = EVALUATE_ERROR.match(text)
             if match:
@@ -149,7 +148,8 @@ def audit_rows(pipeline: Pipeline, decisions: list[Decision], messages: set[tupl
         " (SELECT count() FROM (SELECT DISTINCT server_id, day, message_key FROM server_messages)),"
         " (SELECT count() FROM server_messages FINAL)")
     stored_decisions = {(s, v) for s, v in pipeline.every_row("SELECT server_id, version FROM decisions FINAL")}
-    stored_messages = {(s, k) for s, k in pipeline.every_row("SELECT server_id, message_key FROM server_messages FINAL")}
+    stored_messages = {(s, k) for s, k in
+                       pipeline.every_row("SELECT server_id, message_key FROM server_messages FINAL")}
     published = {(d.server_id, d.version) for d in decisions}
     audit = RowAudit(tuple(counts[:3]), tuple(counts[3:]),
                      decisions_missing=len(published - stored_decisions),
@@ -171,7 +171,7 @@ def audit_rows(pipeline: Pipeline, decisions: list[Decision], messages: set[tupl
 
 def _where_messages_went_missing(pipeline: Pipeline, missing: set[tuple[str, str]]) -> str:
     """Which step lost them: on mail.observations, the sink did; not there, the workers did."""
-    published = set()
+    published: set[tuple[str, str]] = set()
     for record in read_topic(pipeline.settings, topics.OBSERVATIONS):
         for observation in observations_from_record(SERVER_OBSERVATION.decode(record.value)):
             published.update((observation.server_id, key) for key in observation.message_keys)

@@ -42,7 +42,10 @@ from pipeline.kafka_admin import (  # noqa: E402
     lag,
     wait_until_drained,
 )
-from tests.integration.conftest import ClusterScript, Worker, free_port, isolated_env  # noqa: E402
+from pipeline.settings import Settings  # noqa: E402
+from testkit.cluster import ClusterScript  # noqa: E402
+from testkit.isolated import Worker, isolated_env  # noqa: E402
+from testkit.ports import free_port  # noqa: E402
 
 KAFKA_SH = ROOT / "deploy" / "kafka" / "kafka.sh"
 # What Faust logs when an agent raised. Its supervisor then restarts the agent, which reads on
@@ -413,7 +416,7 @@ class LagSampler:
     """Samples the group's lag on some topics in a thread: (seconds since start, lag) pairs; a
     sample the broker could not answer is left out."""
 
-    settings: object
+    settings: Settings
     names: tuple[str, ...] = CONSUMED
     every_s: float = 0.5
     samples: list[tuple[float, int]] = field(default_factory=list)
@@ -476,7 +479,7 @@ class FlowSampler:
         self.samples: dict[str, dict[TopicPartition, list[tuple[float, int]]]] = {
             name: {TopicPartition(topic, p): [] for p in range(settings.partitions)} for name, topic in written.items()}
         self._stop = threading.Event()
-        self._threads = []
+        self._threads: list[threading.Thread] = []
         for name, partitions in self.samples.items():
             for tp in partitions:
                 consumer = kafka_clients.consumer(settings, request_timeout_ms=timeout_ms, metadata_max_age_ms=2000)
@@ -531,7 +534,8 @@ class FlowSampler:
         last stall of more than STALL_S (0 without one; None when one lasted to `end`). `end` must
         come before the load ends, or its end counts as a stall."""
         grown_at = self._grown_at(name, start, end)
-        longest, again = 0.0, 0.0
+        longest = 0.0
+        again: float | None = 0.0
         for tp in partitions:
             for a, b in itertools.pairwise([start, *grown_at.get(tp, ()), end]):
                 longest = max(longest, b - a)

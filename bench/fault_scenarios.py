@@ -64,12 +64,12 @@ from fault_rig import (
 )
 
 from pipeline import kafka_clients
+from pipeline.contracts import records, topics
+from pipeline.contracts.avro import ENFORCEMENT_DECISION, MAGIC, SERVER_OBSERVATION
 from pipeline.domain.events import ServerObservation
 from pipeline.edges.decisions import read_decisions
-from pipeline.contracts import records, topics
 from pipeline.kafka_admin import lag, wait_until_drained
-from pipeline.contracts.avro import ENFORCEMENT_DECISION, MAGIC, SERVER_OBSERVATION
-from tests.integration.conftest import free_port
+from testkit.ports import free_port
 
 # A worker's log line that says the disk is full, in the words of Python, RocksDB or ClickHouse.
 NO_SPACE = re.compile(r"no space left|ENOSPC|not enough (free )?space|cannot reserve .*space|disk is full", re.I)
@@ -103,7 +103,7 @@ def worker_kill_9(result: Result, folder: Path, lines: int = 200_000, kills: int
     try:
         shipper = _follow(result, pipeline, load, one_line)
         load.start()
-        recoveries, phases, under_load = [], Counter(), 0
+        recoveries, phases, under_load = [], Counter[str](), 0
         for _ in range(kills):
             worker = pipeline.worker()
             if rng.random() < 0.25:

@@ -70,13 +70,16 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import fault_scenarios as scenarios
+from fault_checks import Result
 from fault_rig import ROOT, OwnBroker, OwnCluster
 
 # name -> (scenario, full-size arguments, --quick arguments)
-SCENARIOS = {
+SCENARIOS: dict[str, tuple[Callable[..., Result], dict[str, Any], dict[str, Any]]] = {
     "kill9": (scenarios.worker_kill_9, {"lines": 200_000, "kills": 20}, {"lines": 40_000, "kills": 5}),
     "broker": (scenarios.broker_down, {"lines": 60_000, "outage_s": 30.0}, {"lines": 30_000, "outage_s": 30.0}),
     "kill9-lines": (scenarios.worker_kill_9, {"lines": 200_000, "kills": 20, "one_line": True},

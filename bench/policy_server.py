@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,12 +37,7 @@ from pipeline.domain.policy import Decision  # noqa: E402
 from pipeline.edges import milter_protocol as milter  # noqa: E402
 from pipeline.kafka_admin import ensure_topics  # noqa: E402
 from pipeline.settings import load_settings  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from testkit.ports import free_port  # noqa: E402
 
 
 def request(host: str) -> bytes:
@@ -163,8 +158,8 @@ def main() -> None:
     for n, host in enumerate(hosts):
         stage, throttle, block = [(0, 0, 0), (2, 5, 0), (6, 30, 10), (8, 0, 60)][n % 4]
         decision = Decision(host, None, host, "Exchange2013", "15.0.1497.2", "unsupported", stage, throttle, block,
-                            datetime(2026, 1, 1, tzinfo=timezone.utc), date(2026, 1, 31), date(2026, 3, 2), None,
-                            None, None, (), "bench", None, datetime(2026, 4, 1, tzinfo=timezone.utc), 1)
+                            datetime(2026, 1, 1, tzinfo=UTC), date(2026, 1, 31), date(2026, 3, 2), None,
+                            None, None, (), "bench", None, datetime(2026, 4, 1, tzinfo=UTC), 1)
         producer.send(settings.topic(topics.DECISIONS), key=host.encode(),
                       value=ENFORCEMENT_DECISION.encode(records.decision_record(decision)))
     producer.flush()
@@ -215,7 +210,7 @@ def answer_time(hosts: list[str]) -> float:
     cache = DecisionCache()
     for host in hosts:
         cache.apply(Decision(host, None, host, None, None, "unsupported", 8, 0, 60, None, None, None, None, None,
-                             None, (), "bench", None, datetime(2026, 4, 1, tzinfo=timezone.utc), 1))
+                             None, (), "bench", None, datetime(2026, 4, 1, tzinfo=UTC), 1))
     server = PolicyServer(cache, lambda *_: None)
     lines = [request(host).decode().splitlines()[:-1] for host in hosts[:1000]]
     started = time.perf_counter()

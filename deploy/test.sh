@@ -13,7 +13,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Lint and types first: they take seconds and need no broker (ruff.toml, mypy.ini).
-ruff check pipeline
+ruff check pipeline tests bench testkit
 mypy
 
 # The MTA and notice tests drive a real Postfix with swaks (Exim and Sendmail: below), the report

@@ -8,31 +8,26 @@ import io
 import json
 import os
 import re
-import shlex
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from kafka import TopicPartition
 
 from pipeline import kafka_clients
 from pipeline.catalog_files import load_catalog
+from pipeline.contracts import records, topics, wire
+from pipeline.contracts.avro import ENFORCEMENT_DECISION
 from pipeline.domain.replay import replay
 from pipeline.evaluate import read_observations
+from pipeline.kafka_admin import wait_until_drained
 from pipeline.settings import load_settings
-from pipeline.contracts import records, topics
-from pipeline.kafka_admin import ensure_topics, wait_until_drained
-from pipeline.contracts.avro import ENFORCEMENT_DECISION
-from pipeline.contracts import wire
+from testkit.cluster import ClusterScript
+from testkit.isolated import Worker, isolated_env, read_topic as _read_topic
+from testkit.ports import free_port
 from tests.schema_registry_double import SchemaRegistryDouble
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,77 +55,17 @@ def frame_as_the_run_does() -> None:
     wire.configure(load_settings(None, environ=os.environ), writes=True)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def isolated_env(data_dir: Path, config: Path | None = None, partitions: int = 4, base: dict | None = None,
-                 create_topics: bool = True) -> tuple:
-    """Settings and environment of a pipeline of its own on the shared broker: own topic prefix,
-    consumer groups and data folder. `base` is the environment to start from (default this
-    process's); without `create_topics` the topics are left to the caller (an operator's `topics`)."""
-    run = uuid.uuid4().hex[:8]
-    base = dict(os.environ if base is None else base)
-    env = {
-        **base,
-        "KAFKA_BOOTSTRAP_SERVERS": base.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-        "PATCHGATE_TOPIC_PREFIX": f"it-{run}.",
-        "PATCHGATE_APP_ID": f"patchgate-it-{run}",
-        "PATCHGATE_DATA_DIR": str(data_dir),
-        "PATCHGATE_WEB_PORT": str(free_port()),
-        "PATCHGATE_PARTITIONS": str(partitions),
-        # Sources end after 2 s of quiet, so that the stream lets go what they hold as evaluate does.
-        "PATCHGATE_SOURCE_IDLE_SECONDS": "2",
-        # A killed worker's partitions move on after 6 s (the brokers' least), not the default 15 s.
-        "PATCHGATE_SESSION_TIMEOUT": "6",
-    }
-    env.pop("CLICKHOUSE_URL", None)
-    if config is not None:
-        env["PATCHGATE_CONFIG"] = str(config)
-    settings = load_settings(None, environ=env)
-    if create_topics:
-        ensure_topics(settings)
-    return settings, env
-
-
 @pytest.fixture
 def pipeline_env(tmp_path):
     return isolated_env(tmp_path / "data")
-
-
-class Worker:
-    """`patchgate run` (or another `role`: worker, sink) as a child process, as an operator runs it."""
-
-    def __init__(self, env: dict, log: Path, role: str = "run"):
-        self.log = log
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", role], env=env, cwd=ROOT,
-            stdout=log.open("wb"), stderr=subprocess.STDOUT,
-        )
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self, timeout: float = 60) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait()
-
-    def tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
 
 
 class Workers:
     """Starts workers and makes sure none outlives the test."""
 
     def __init__(self, env: dict, logs: Path):
-        self.env, self.logs, self.started = env, logs, []
+        self.env, self.logs = env, logs
+        self.started: list[Worker] = []
 
     def start(self) -> Worker:
         worker = Worker(self.env, self.logs / f"worker-{len(self.started)}.log")
@@ -148,28 +83,6 @@ def _drained(settings, worker: Worker, timeout: float = 180) -> None:
         wait_until_drained(settings, timeout=timeout, worker_alive=worker.alive)
     except (TimeoutError, RuntimeError) as exc:
         raise AssertionError(f"{exc}; worker log:\n{worker.tail()}") from exc
-
-
-def _read_topic(settings, name: str, prefixed: bool = True) -> list:
-    """Every record of a pipeline topic (or, not `prefixed`, of the topic of that very name, such as
-    a table's changelog), from the beginning to its current end."""
-    topic = settings.topic(name) if prefixed else name
-    consumer = kafka_clients.consumer(settings, consumer_timeout_ms=5000)
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        wanted = sum(ends.values())
-        records = []
-        for message in consumer:
-            records.append(message)
-            if len(records) >= wanted:
-                break
-        assert len(records) == wanted, f"{topic}: read {len(records)} of {wanted} records"
-        return records
-    finally:
-        consumer.close()
 
 
 @pytest.fixture
@@ -193,42 +106,6 @@ def read_topic():
 
 
 TESTS = ROOT / "tests"
-CLUSTER = ROOT / "deploy" / "kafka" / "cluster.sh"
-
-
-class ClusterScript:
-    """deploy/kafka/cluster.sh on the home and ports that `environ` gives it (PATCHGATE_CLUSTER_HOME,
-    CLUSTER_BASE_PORT; by default the suite's cluster): its role users' settings, and Kafka's ACL tool."""
-
-    def __init__(self, environ: dict | None = None):
-        self.environ = {**os.environ, **(environ or {})}
-
-    def run(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
-        """cluster.sh ARGS; with `check`, a failure raises with what the script said."""
-        done = subprocess.run(["bash", str(CLUSTER), *args], env=self.environ, capture_output=True, text=True,
-                              timeout=timeout)
-        if check and done.returncode != 0:
-            raise RuntimeError(f"cluster.sh {shlex.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-        return done
-
-    def env(self, role: str, base: dict) -> dict:
-        """`base` with the client settings of the role's user (`admin`: the cluster's super user)."""
-        lines = self.run("env", f"patchgate-{role}").stdout.splitlines()
-        return {**base, **dict(line.removeprefix("export ").split("=", 1) for line in lines)}
-
-    def admin_config(self) -> str:
-        return self.run("admin-config").stdout.strip()
-
-    def apply(self, acl_lines: list[str]) -> None:
-        """Run `kafka-acls.sh` lines as they are, with Kafka's own tool (three at a time: a JVM each)."""
-        def run(line: str) -> subprocess.CompletedProcess:
-            words = shlex.split(line)
-            assert words[0] == "kafka-acls.sh", line
-            return self.run("kafka-acls", *words[1:], timeout=120, check=False)
-
-        with ThreadPoolExecutor(3) as pool:
-            for line, done in zip(acl_lines, pool.map(run, acl_lines), strict=True):
-                assert done.returncode == 0, f"{line}\n{done.stderr}"
 
 
 class SecuredCluster(ClusterScript):
@@ -394,6 +271,17 @@ class Mailboxes:
         files = sorted(new.iterdir(), key=lambda f: (f.stat().st_mtime_ns, f.name)) if new.is_dir() else []
         return [email.message_from_bytes(f.read_bytes(), policy=email.policy.default) for f in files]
 
+    def wait_until_delivered(self, timeout: float = 60) -> None:
+        """Until Postfix's queue is empty: every mail it accepted so far is in its Maildir (or bounced,
+        which leaves a bounce in the queue and times out here)."""
+        deadline = time.monotonic() + timeout
+        while queued := subprocess.run(["postqueue", "-c", str(self.postfix.config), "-j"], capture_output=True,
+                                       text=True, check=True, timeout=30).stdout.strip():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"mail still queued after {timeout} s:\n{queued}\n"
+                                     f"Postfix log:\n{self.postfix.log()[-4000:]}")
+            time.sleep(0.2)
+
     def wait_for(self, address: str, count: int, timeout: float = 60) -> list[email.message.EmailMessage]:
         """The mail delivered to `address` once there are at least `count` (fails after `timeout` s)."""
         deadline = time.monotonic() + timeout
@@ -420,7 +308,7 @@ def postfix():
     asks the policy service (at RCPT, or at the end of each message) or the milter; stopped after
     the test."""
     folder = _postfix_folder("postfix", "swaks")
-    started = []
+    started: list[PostfixInstance] = []
 
     def start(policy_port: int | None, milter_port: int | None = None, end_of_data: bool = False) -> PostfixInstance:
         checks = None
@@ -512,7 +400,8 @@ class EximHost:
                 address: str = "198.51.100.50", headers: tuple[str, ...] | None = None) -> list[str]:
         """Exim's reply to each RCPT TO of one connection from `address` that says EHLO `helo`;
         with `headers`, then to DATA and to the end of a message that carries them."""
-        message = [] if headers is None else ["DATA", *headers, f"From: <ann@{helo}>", "Subject: test", "", "hello", "."]
+        message = [] if headers is None else [
+            "DATA", *headers, f"From: <ann@{helo}>", "Subject: test", "", "hello", "."]
         dialogue = [f"EHLO {helo}", f"MAIL FROM:<ann@{helo}>", *(f"RCPT TO:<{r}>" for r in recipients), *message,
                     "QUIT"]
         done = subprocess.run([str(EXIM), "-C", str(self.config), "-bh", address],
@@ -527,7 +416,8 @@ class EximHost:
 def smtp_replies(dialogue: str) -> list[str]:
     """Each reply of an SMTP server's side of a dialogue as one line: a reply of several lines (Exim
     wraps long texts) joined, its code and enhanced code said once."""
-    replies, parts = [], []
+    replies: list[str] = []
+    parts: list[str] = []
     for line in dialogue.splitlines():
         found = re.match(r"(\d{3})([ -])(?:(\d\.\d{1,3}\.\d{1,3}) )?(.*)", line.rstrip("\r"))
         if not found:
@@ -547,7 +437,7 @@ def exim():
     # Exim's user must reach its folders: pytest's tmp_path is private to root.
     folder = Path(tempfile.mkdtemp(prefix="patchgate-exim-"))
     folder.chmod(0o755)
-    started = []
+    started: list[EximHost] = []
 
     def start(policy_port: int, at_data: bool = False) -> EximHost:
         host = EximHost(folder / str(len(started)), policy_port, at_data)
@@ -631,7 +521,8 @@ class SendmailHost:
             process.stdin.close()
             process.wait(30)
         replies = smtp_replies("\n".join(dialogue))
-        assert len(replies) >= 5 + len(recipients), "\n".join(dialogue) + (process.stderr.read() if process.stderr else "")
+        assert len(replies) >= 5 + len(recipients), \
+            "\n".join(dialogue) + (process.stderr.read() if process.stderr else "")
         # greeting, EHLO, MAIL, each RCPT, DATA (and the end of data), QUIT
         return replies[3:-1]
 
@@ -641,7 +532,7 @@ def sendmail():
     """start(milter_port) -> a SendmailHost."""
     assert SENDMAIL.exists(), f"{SENDMAIL} is missing: deploy/test.sh fetches it (deploy/mta/debian-sendmail.sh)"
     folder = Path(tempfile.mkdtemp(prefix="patchgate-sendmail-"))
-    started = []
+    started: list[SendmailHost] = []
 
     def start(milter_port: int) -> SendmailHost:
         host = SendmailHost(folder / str(len(started)), milter_port)
@@ -655,10 +546,10 @@ def sendmail():
 @pytest.fixture
 def mailboxes():
     """start(addresses) -> a running Postfix on a loopback port (`.smtp_port`) that delivers mail for
-    these addresses to a Maildir each (`.messages(address)`, `.wait_for(address, count)`); stopped
-    after the test. Mail for other addresses of their domain bounces."""
+    these addresses to a Maildir each (`.messages(address)`, `.wait_for(address, count)`,
+    `.wait_until_delivered()`); stopped after the test. Mail for other addresses of their domain bounces."""
     folder = _postfix_folder("postfix")
-    started = []
+    started: list[Mailboxes] = []
 
     def start(addresses: list[str]) -> Mailboxes:
         boxes = Mailboxes(folder / str(len(started)), addresses)

@@ -17,13 +17,13 @@ import pytest
 from pipeline.contracts import records, topics, wire
 from pipeline.contracts.avro import CONFLUENT_MAGIC, ENFORCEMENT_DECISION
 from pipeline.edges.shipper import ship
+from testkit.ports import free_port
 from tests.integration.conftest import (
     ROOT,
     Workers,
     _drained,
     _read_topic,
     frame_as_the_run_does,
-    free_port,
     isolated_env,
     publish_decisions,
 )

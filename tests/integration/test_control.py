@@ -9,12 +9,13 @@ import time
 from datetime import UTC, date, datetime, timedelta
 
 from pipeline.domain import windows
+from pipeline.domain.policy import Decision
 from pipeline.edges.decisions import read_decisions
 from pipeline.edges.shipper import ship
 from pipeline.web import client
-
+from testkit.ports import free_port
 from tests.integration.conftest import ROOT, TESTS, Workers, _drained, isolated_env
-from tests.integration.test_mta import ask, free_port, request, start_mta
+from tests.integration.test_mta import ask, request, start_mta
 from tests.integration.test_report_page import dom, screenshot
 
 PAUSED = ("ex16edge01.contoso.example", "contoso.example")
@@ -27,7 +28,7 @@ def patchgate(env, *args) -> subprocess.CompletedProcess:
 
 
 def latest(settings) -> dict:
-    newest = {}
+    newest: dict[tuple[str, str | None], Decision] = {}
     for decision in read_decisions(settings):
         key = (decision.hostname, decision.org)
         if key not in newest or decision.version > newest[key].version:
@@ -41,7 +42,8 @@ def later_mail_from_the_contoso_edge(folder):
     first = (TESTS / "samples" / "headers" / "inbound.mbox").read_text().split("\nFrom ")[0]
     block = first.split("\n", 1)[1]  # without the mbox From_ line
     later = folder / "ex16edge01-later.eml"
-    later.write_text(block.replace("10 Feb 2026", "20 May 2026").replace("Tue,", "Wed,").replace("6f1c2a8e", "7a2d3b9f"))
+    later.write_text(block.replace("10 Feb 2026", "20 May 2026").replace("Tue,", "Wed,")
+                     .replace("6f1c2a8e", "7a2d3b9f"))
     return later
 
 

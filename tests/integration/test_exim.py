@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from pipeline.contracts import topics
 from pipeline.contracts.avro import ENFORCEMENT
+from testkit.ports import free_port
 from tests.integration.conftest import isolated_env, publish_decisions_of, until_cached
 from tests.integration.test_mta import start_mta
-from tests.integration.test_postfix import POLICY, _free_port, write_logs
+from tests.integration.test_postfix import POLICY, write_logs
 
 
 def test_exim_defers_rejects_and_fails_open_by_the_policys_decisions(tmp_path, exim, read_topic):
@@ -21,7 +22,7 @@ def test_exim_defers_rejects_and_fails_open_by_the_policys_decisions(tmp_path, e
     decided = publish_decisions_of(settings, logs)
     assert {d.hostname: d.stage for d in decided} == {"throttled.example": 2, "blocked.example": 3, "fine.example": 0}
 
-    port, cache = _free_port(), tmp_path / "cache.json"
+    port, cache = free_port(), tmp_path / "cache.json"
     mta = start_mta(env, port, cache)
     mx = exim(port)
     try:

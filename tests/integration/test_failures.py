@@ -2,14 +2,14 @@
 fault-campaign scenario kills it twice and checks more)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline import kafka_clients
-from pipeline.edges.decisions import read_decisions
-from pipeline.edges.shipper import ship
 from pipeline.contracts import topics
 from pipeline.contracts.avro import DEAD_LETTER, SERVER_OBSERVATION
+from pipeline.edges.decisions import read_decisions
+from pipeline.edges.shipper import ship
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ def test_poison_input_goes_to_the_dead_letter_topic_and_the_rest_flows(pipeline_
     producer.send(traces, key=b"x", value=b"\xc3\x01" + b"\x00" * 8 + b"\x02")  # unknown schema
     producer.send(settings.topic(topics.OBSERVATIONS), key=b"y", value=b"not avro at all")
     producer.send(settings.topic(topics.DECISIONS), key=b"z", value=SERVER_OBSERVATION.encode({
-        "server_id": "z", "server": "z", "org": None, "event_time": datetime(2026, 1, 1, tzinfo=timezone.utc),
+        "server_id": "z", "server": "z", "org": None, "event_time": datetime(2026, 1, 1, tzinfo=UTC),
         "build": None, "evidence": "x", "messages": b""}))  # a valid record of the wrong type
     producer.flush()
     # A bad line in the middle of a packed record: only that line is dead-lettered.

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from pipeline.contracts import topics
 from pipeline.contracts.avro import ENFORCEMENT, MESSAGE_TRACE
+from testkit.ports import free_port
 from tests.integration.conftest import isolated_env, publish_decisions_of, until_cached
-from tests.integration.test_postfix import POLICY, _free_port, write_logs
+from tests.integration.test_postfix import POLICY, write_logs
 
 ROOT = Path(__file__).resolve().parents[2]
 # Our own MTA's name, so that the pipeline reads its Received header as ours (docs/enforcement.md).
@@ -53,7 +54,7 @@ def enforced(settings, read_topic) -> list[tuple]:
 
 def test_postfix_milter_defers_rejects_releases_and_fails_open(tmp_path, postfix, read_topic):
     settings, env, decided = decided_site(tmp_path)
-    port, cache = _free_port(), tmp_path / "cache.json"
+    port, cache = free_port(), tmp_path / "cache.json"
     milter = start_milter(env, port, cache)
     mx = postfix(None, milter_port=port)
     try:
@@ -82,7 +83,7 @@ def test_postfix_milter_defers_rejects_releases_and_fails_open(tmp_path, postfix
 
 def test_sendmail_milter_defers_rejects_and_fails_open(tmp_path, sendmail, read_topic):
     settings, env, decided = decided_site(tmp_path)
-    port, cache = _free_port(), tmp_path / "cache.json"
+    port, cache = free_port(), tmp_path / "cache.json"
     milter = start_milter(env, port, cache)
     mx = sendmail(port)
     try:

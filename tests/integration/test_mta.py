@@ -5,23 +5,22 @@ import asyncio
 import os
 import re
 import resource
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import until_cached
-
 from pipeline import kafka_clients
-from pipeline.domain.policy import Decision
-from pipeline.domain.schedule import Step
 from pipeline.contracts import records, topics
 from pipeline.contracts.avro import ENFORCEMENT, ENFORCEMENT_DECISION
+from pipeline.domain.schedule import Step
+from testkit.ports import free_port
+from tests.conftest import decision as published_decision
+from tests.integration.conftest import until_cached
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK = "550 5.7.230 Connecting server version is out-of-date; connection blocked for 60 mins/hr."
@@ -29,25 +28,14 @@ THROTTLE = "450 4.7.230 Connecting server version is out-of-date; connection thr
 
 
 def decision(host, stage, throttle, block, version=1):
-    return Decision(
-        server_id=host, org=None, hostname=host, product="Exchange2013", build="15.0.1497.2",
-        status="unsupported" if stage else "current", stage=stage, throttle_minutes_per_hour=throttle,
-        block_minutes_per_hour=block, first_detected=datetime(2026, 1, 1, tzinfo=UTC),
-        throttle_enabled_date=date(2026, 1, 31), blocking_enabled_date=date(2026, 3, 2), next_stage_start_date=None,
-        next_stage_throttle_rate=None, next_stage_block_rate=None, recommended_builds=(), reason="test",
-        smtp_reply=None, decided_at=datetime(2026, 4, 1, tzinfo=UTC), version=version,
-    )
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """`host`'s decision at `stage`: deferring mail `throttle` and refusing it `block` minutes an hour."""
+    return published_decision(host, None, stage, version, status="unsupported" if stage else "current",
+                              throttle_minutes_per_hour=throttle, block_minutes_per_hour=block)
 
 
 async def ask(port, requests, close_early=False):
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    answers = []
+    answers: list[str] = []
     try:
         for request in requests:
             writer.write(request.encode())

@@ -3,30 +3,29 @@ Postfix delivers to the owners' Maildirs, once each, also across a restart."""
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import replace
 from datetime import UTC, date, datetime
 
-from pipeline.domain.notify_config import NotifyConfig
-from pipeline.domain.policy import Decision
-from pipeline.edges.notify import run
 from pipeline.contracts.topics import NOTICES
+from pipeline.domain.notify_config import NotifyConfig
+from pipeline.edges.notify import run
+from tests.conftest import decision as published_decision
 from tests.integration.conftest import publish_decisions
 
 ADMINS, OPS, TAILSPIN = "exchange-admins@owners.example", "ops@owners.example", "it@owners.example"
 
 
 def decision(server, org, stage, version, status="unsupported", throttle=date(2026, 1, 30), block=date(2026, 3, 1)):
-    enforced = stage not in (0, 1)
-    return Decision(
-        server_id=f"{org.lower()}/{server}", org=org, hostname=server, product="Exchange2013", build="15.0.1497.2",
-        status=status, stage=stage, throttle_minutes_per_hour=5 if enforced else 0, block_minutes_per_hour=0,
-        first_detected=datetime(2025, 12, 31, 7, tzinfo=UTC) if stage else None,
-        throttle_enabled_date=throttle if stage else None, blocking_enabled_date=block if stage else None,
-        next_stage_start_date=date(2026, 2, 9) if stage else None, next_stage_throttle_rate=10 if stage else None,
-        next_stage_block_rate=0 if stage else None, recommended_builds=(),
-        reason="Exchange2013 is out of support" if stage else "current build", smtp_reply=None,
-        decided_at=datetime(2026, 1, 20, tzinfo=UTC), version=version,
+    staged = stage != 0
+    return published_decision(
+        server, org, stage, version, server_id=f"{org.lower()}/{server}", status=status,
+        throttle_minutes_per_hour=0 if stage in (0, 1) else 5,
+        first_detected=datetime(2025, 12, 31, 7, tzinfo=UTC) if staged else None,
+        throttle_enabled_date=throttle if staged else None, blocking_enabled_date=block if staged else None,
+        next_stage_start_date=date(2026, 2, 9) if staged else None, next_stage_throttle_rate=10 if staged else None,
+        next_stage_block_rate=0 if staged else None,
+        reason="Exchange2013 is out of support" if staged else "current build",
+        decided_at=datetime(2026, 1, 20, tzinfo=UTC),
     )
 
 
@@ -77,7 +76,7 @@ def test_notices_reach_the_owners_mailboxes_once_across_restarts(pipeline_env, m
     for address in (ADMINS, OPS):
         mails = mailboxes.wait_for(address, 3)
         assert mails[-1]["Subject"] == "[patchgate] ex13.contoso.example: stage 2, mail deferred 5 min/hr"
-    time.sleep(2)  # what a second run had sent would have arrived before the new notice: nothing more came
+    mailboxes.wait_until_delivered()  # all that the runs sent: nothing more came
     assert [len(mailboxes.messages(a)) for a in (ADMINS, OPS, TAILSPIN)] == [3, 3, 0]
 
 

@@ -7,8 +7,8 @@ import time
 from aiokafka import AIOKafkaProducer
 
 from pipeline import kafka_clients
-from pipeline.streaming.outbox import not_yet_published, tails
 from pipeline.contracts.topics import DECISIONS
+from pipeline.streaming.outbox import not_yet_published, tails
 
 
 def test_the_end_of_each_partition_holds_what_was_published_last(pipeline_env):
@@ -43,14 +43,14 @@ def test_a_worker_publishes_what_a_stopped_one_left_in_the_outbox(pipeline_env, 
     from datetime import UTC, datetime
 
     from pipeline.catalog_files import load_catalog
+    from pipeline.contracts import records, topics
+    from pipeline.contracts.avro import ENFORCEMENT_DECISION, SERVER_OBSERVATION
+    from pipeline.contracts.topics import partition_for
     from pipeline.domain.config import PolicyConfig
     from pipeline.domain.events import ServerObservation
     from pipeline.domain.policy import step
-    from pipeline.contracts import records, topics
     from pipeline.kafka_admin import ensure_topics
-    from pipeline.contracts.avro import ENFORCEMENT_DECISION, SERVER_OBSERVATION
     from pipeline.streaming.outbox import StoredServer, outbox_key, outbox_values
-    from pipeline.contracts.topics import partition_for
 
     settings, _ = pipeline_env
     ensure_topics(settings)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.domain.policy import Decision
 from pipeline.domain.report import evaluate_row
 from pipeline.edges.decisions import read_decisions
 from pipeline.edges.shipper import ship
@@ -66,7 +67,7 @@ EXPECTED = {
 
 
 def latest_by_server(decisions):
-    latest = {}
+    latest: dict[tuple[str, str | None], Decision] = {}
     for decision in decisions:
         key = (decision.hostname, decision.org)
         if key not in latest or decision.version > latest[key].version:
@@ -94,11 +95,12 @@ def test_clickhouse_holds_decisions_servers_and_traffic(mixed_run):
     settings = mixed_run.settings
     decisions = read_decisions(settings)
     stored = client.sql(settings, "SELECT hostname, org, version FROM decisions FINAL ORDER BY hostname, org, version")
-    assert sorted(map(tuple, stored["rows"]), key=str) == sorted(((d.hostname, d.org, d.version) for d in decisions), key=str)
+    assert sorted(map(tuple, stored["rows"]), key=str) == sorted(
+        ((d.hostname, d.org, d.version) for d in decisions), key=str)
     servers = client.sql(settings, "SELECT server, org, status, stage FROM servers ORDER BY server, org")
     assert {(s, o): (st, stage) for s, o, st, stage in servers["rows"]} == EXPECTED
-    traffic = client.sql(settings, "SELECT server_id, day, messages, bytes FROM traffic_daily "
-                                   "WHERE server_id IN ('3f6c1f2e-8a4b-4c7d-9e10-5a6b7c8d9e0f/ex13hyb01.contoso.example', "
+    traffic = client.sql(settings, "SELECT server_id, day, messages, bytes FROM traffic_daily WHERE server_id IN "
+                                   "('3f6c1f2e-8a4b-4c7d-9e10-5a6b7c8d9e0f/ex13hyb01.contoso.example', "
                                    "'mail.fabrikam.example') ORDER BY server_id, day")
     assert traffic["rows"] == [
         ["3f6c1f2e-8a4b-4c7d-9e10-5a6b7c8d9e0f/ex13hyb01.contoso.example", "2026-02-17", 1, 48213],

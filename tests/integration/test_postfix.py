@@ -2,13 +2,15 @@
 `patchgate mta` -> a real Postfix answering swaks with the right SMTP code."""
 from __future__ import annotations
 
-import importlib.util
 import random
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from testkit.msgtrk import FIELDS_2013_LATER, Server, render
+from testkit.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,26 +32,17 @@ stages = [
 """
 
 
-def generator():
-    spec = importlib.util.spec_from_file_location("make_msgtrk", ROOT / "bench" / "make_msgtrk.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def write_logs(folder: Path) -> None:
-    make = generator()
     rng = random.Random(5)
     folder.mkdir()
     # The logs end yesterday: the MTA applies the stage each server's schedule gives for its own
     # clock, which is then the stage of the server's last message. fine.example runs the newest
     # Exchange SE build the catalog knows.
-    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     for host, version, days in (("throttled.example", "15.00.1497.002", 15), ("blocked.example", "15.01.2507.009", 25),
                                 ("fine.example", "15.02.2562.053", 25)):
-        server = make.Server(host, "198.51.100.50", version, tuple(make.FIELDS_2013_LATER), host)
-        text = make.render(server, today - timedelta(days=days), days, 2, rng)
+        server = Server(host, "198.51.100.50", version, tuple(FIELDS_2013_LATER), host)
+        text = render(server, today - timedelta(days=days), days, 2, rng)
         (folder / f"MSGTRK_{host.split('.')[0].upper()}.LOG").write_text(text, newline="")
 
 
@@ -72,7 +65,7 @@ def test_postfix_defers_blocks_and_accepts_by_the_pipelines_decisions(tmp_path, 
                                                                      postfix, read_topic):
     settings, env, worker = decided_by_a_worker(tmp_path, pipeline_env, start_worker, drained)
 
-    policy_port = _free_port()
+    policy_port = free_port()
     mta = subprocess.Popen([sys.executable, "-m", "pipeline", "mta", "--port", str(policy_port),
                             "--cache", str(tmp_path / "cache.json")],
                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -104,11 +97,3 @@ def _report(settings):
     from pipeline.web import client
 
     return client.report(settings)
-
-
-def _free_port():
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

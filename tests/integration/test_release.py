@@ -8,10 +8,11 @@ from __future__ import annotations
 import time
 
 from pipeline.edges.decisions import read_decisions
+from testkit.ports import free_port
 from tests.integration.conftest import until_cached
 from tests.integration.test_milter import TRUSTED, UPDATED, received, start_milter
 from tests.integration.test_mta import start_mta
-from tests.integration.test_postfix import POLICY, _free_port, decided_by_a_worker, ship
+from tests.integration.test_postfix import POLICY, decided_by_a_worker, ship
 
 TRUSTED_POLICY = POLICY.replace("[policy]\n", "[policy]" + TRUSTED)
 # throttled.example ran Exchange 2013 (stage 2); it was moved to Exchange SE at the policy's baseline.
@@ -27,7 +28,7 @@ def test_a_blocked_and_a_throttled_server_are_released_by_their_next_message(tmp
     settings, env, _ = decided_by_a_worker(tmp_path, pipeline_env, start_worker, drained, TRUSTED_POLICY)
     assert newest_stages(settings) == {"blocked.example": 3, "throttled.example": 2, "fine.example": 0}
 
-    milter_port, policy_port = _free_port(), _free_port()
+    milter_port, policy_port = free_port(), free_port()
     milter = start_milter(env, milter_port, tmp_path / "milter-cache.json")
     mta = start_mta(env, policy_port, tmp_path / "mta-cache.json")
     try:
@@ -65,7 +66,7 @@ def test_postfix_asking_at_the_end_of_data_releases_a_server_by_the_message_afte
     """Postfix cannot show the policy service a message's headers: its header_checks log them, and
     the pipeline reads the build from the mail log, so the message after the refused one passes."""
     settings, env, _ = decided_by_a_worker(tmp_path, pipeline_env, start_worker, drained, TRUSTED_POLICY)
-    policy_port = _free_port()
+    policy_port = free_port()
     mta = start_mta(env, policy_port, tmp_path / "mta-cache.json")
     try:
         until_cached(tmp_path / "mta-cache.json", 3)

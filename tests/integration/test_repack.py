@@ -7,10 +7,9 @@ import asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline import kafka_clients
-from pipeline.contracts import packing
-from pipeline.contracts import topics
-from pipeline.kafka_admin import _committed_offsets
+from pipeline.contracts import packing, topics
 from pipeline.contracts.avro import DEAD_LETTER
+from pipeline.kafka_admin import _committed_offsets
 from pipeline.streaming.repack import repack_forever
 from tests.integration.conftest import _read_topic
 
@@ -72,7 +71,8 @@ def test_raw_records_arrive_repacked_in_order_on_their_partition(pipeline_env):
     settings, _ = pipeline_env
     raw = _raw_records(settings, 5_000)
     asyncio.run(_repack_until(settings, len(raw)))
-    forwarded = []
+    # (partition, raw offset, key, value, (first line, first offset))
+    forwarded: list[tuple[int, int, bytes, bytes, tuple[int | None, int | None]]] = []
     packed = asyncio.run(_read_packed(settings))
     for record in packed:
         topic, segments = packing.repacked_segments(record.headers)
@@ -85,10 +85,10 @@ def test_raw_records_arrive_repacked_in_order_on_their_partition(pipeline_env):
             else:
                 forwarded.append((record.partition, s.raw_offset, s.key.encode(), value,
                                   (s.first_line, s.first_offset)))
-    by_partition = {}
+    by_partition: dict[int, list[tuple]] = {}
     for partition, offset, key, value, position in forwarded:
         by_partition.setdefault(partition, []).append((offset, key, value, position))
-    expected = {}
+    expected: dict[int, list[tuple]] = {}
     for record in raw:
         expected.setdefault(record.partition, []).append(
             (record.offset, record.key, record.value, packing.packed_position(record.headers) or (None, None)))

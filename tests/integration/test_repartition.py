@@ -10,6 +10,8 @@ import sys
 import time
 from collections import Counter
 
+from pipeline.contracts import topics
+from pipeline.contracts.topics import partition_for
 from pipeline.domain.report import evaluate_row
 from pipeline.edges import mta
 from pipeline.edges.decision_cache import DecisionCache
@@ -17,8 +19,6 @@ from pipeline.edges.decisions import read_decisions
 from pipeline.edges.shipper import ship
 from pipeline.evaluate import evaluate
 from pipeline.settings import load_settings
-from pipeline.contracts import topics
-from pipeline.contracts.topics import partition_for
 from tests.integration.conftest import ROOT, Worker, _drained, _read_topic, isolated_env
 from tests.integration.test_pipeline import CONFIG, SAMPLES, latest_by_server
 

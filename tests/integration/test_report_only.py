@@ -10,15 +10,15 @@ import json
 import time
 from pathlib import Path
 
+from pipeline.contracts import records
 from pipeline.domain import windows
 from pipeline.domain.policy import Decision
 from pipeline.edges.shipper import ship
-from pipeline.contracts import records
 from pipeline.web import client
-
+from testkit.ports import free_port
 from tests.integration.conftest import TESTS, Workers, _drained, isolated_env
 from tests.integration.test_control import PAUSED, later_mail_from_the_contoso_edge, latest, patchgate
-from tests.integration.test_mta import ask, free_port, request, start_mta
+from tests.integration.test_mta import ask, request, start_mta
 from tests.integration.test_report_page import dom, screenshot
 
 SERVER, ORG = PAUSED

@@ -16,6 +16,7 @@ from urllib.request import urlopen
 
 import pytest
 
+from pipeline.domain.policy import Decision
 from pipeline.domain.schedule import step_at
 from pipeline.edges.decisions import read_decisions
 from pipeline.web.server_detail import enforcement_text
@@ -49,7 +50,7 @@ def screenshot(tmp_path: Path, url: str, name: str) -> None:
 @pytest.fixture(scope="module")
 def latest(mixed_run):
     """The latest decision per server_id on mail.decisions."""
-    newest = {}
+    newest: dict[str, Decision] = {}
     for decision in read_decisions(mixed_run.settings):
         if decision.server_id not in newest or decision.version > newest[decision.server_id].version:
             newest[decision.server_id] = decision

@@ -14,16 +14,16 @@ from pipeline.domain.report import evaluate_row
 from pipeline.edges.decisions import read_decisions
 from pipeline.edges.shipper import ship
 from pipeline.evaluate import evaluate
-from pipeline.settings import load_settings
 from pipeline.kafka_admin import wait_until_drained
+from pipeline.settings import load_settings
 from pipeline.web import client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-import fault_scenarios  # noqa: E402
-from fault_rig import Pipeline  # noqa: E402
+import fault_scenarios
+from fault_rig import Pipeline
 
-from tests.integration.test_pipeline import CONFIG, SAMPLES, assert_expected_without_gaps  # noqa: E402
+from tests.integration.test_pipeline import CONFIG, SAMPLES, assert_expected_without_gaps
 
 
 def metric(text: str, name: str) -> float:

@@ -21,13 +21,15 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import TopicAuthorizationFailedError
 
 from pipeline import kafka_clients
+from pipeline.contracts import records, topics
+from pipeline.contracts.avro import ENFORCEMENT, ENFORCEMENT_DECISION
 from pipeline.domain.report import evaluate_row
 from pipeline.evaluate import evaluate
 from pipeline.settings import load_settings
-from pipeline.contracts import records, topics
-from pipeline.contracts.avro import ENFORCEMENT, ENFORCEMENT_DECISION
 from pipeline.web import client
-from tests.integration.conftest import ROOT, free_port
+from testkit.cluster import ClusterScript
+from testkit.ports import free_port
+from tests.integration.conftest import ROOT
 from tests.integration.test_mta import BLOCK, ask, decision, request, wait_until_blocking
 from tests.integration.test_pipeline import CONFIG, SAMPLES, assert_expected_without_gaps
 
@@ -38,7 +40,7 @@ PARTITIONS = 4
 class SecuredPipeline:
     """One pipeline (its own topic prefix and app id) on the secured cluster, and its processes."""
 
-    cluster: object
+    cluster: ClusterScript
     folder: Path
     base: dict
     processes: list = field(default_factory=list)

@@ -8,9 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.contracts import packing
+from pipeline.contracts import packing, topics
 from pipeline.edges.shipper import ship
-from pipeline.contracts import topics
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,7 +60,8 @@ def test_following_through_rotation_truncation_and_kill_9(pipeline_env, read_top
 
     def start():
         return subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "ship", "--follow", "--checkpoint", str(checkpoint), str(log), str(marker)],
+            [sys.executable, "-m", "pipeline", "ship", "--follow", "--checkpoint", str(checkpoint), str(log),
+             str(marker)],
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
 

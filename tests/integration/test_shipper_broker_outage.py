@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.contracts import packing
-from pipeline.contracts import topics
+from pipeline.contracts import packing, topics
 
 ROOT = Path(__file__).resolve().parents[2]
 KAFKA_SH = ROOT / "deploy" / "kafka" / "kafka.sh"

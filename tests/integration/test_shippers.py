@@ -15,13 +15,13 @@ import pytest
 from kafka import TopicPartition
 
 from pipeline import kafka_clients
+from pipeline.contracts import topics
+from pipeline.contracts.avro import DEAD_LETTER
 from pipeline.domain.report import evaluate_row
 from pipeline.edges.decisions import read_decisions
 from pipeline.evaluate import evaluate
 from pipeline.settings import load_settings
-from pipeline.contracts import topics
 from pipeline.web import client
-from pipeline.contracts.avro import DEAD_LETTER
 from tests.integration.conftest import ROOT, Workers, _drained, _read_topic, isolated_env
 from tests.integration.test_pipeline import CONFIG, SAMPLES, latest_by_server
 

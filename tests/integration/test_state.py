@@ -7,18 +7,19 @@ import json
 from pathlib import Path
 
 from pipeline import kafka_clients
+from pipeline.contracts import topics
 from pipeline.domain.parsers.msgtrk import MAX_KNOWN_HOSTS
 from pipeline.domain.report import evaluate_row
 from pipeline.edges.decisions import read_decisions
 from pipeline.edges.shipper import ship
 from pipeline.evaluate import evaluate
 from pipeline.files import chunks, expand
-from pipeline.contracts import topics
 
 TESTS = Path(__file__).resolve().parents[1]
 
 
-def test_10000_open_postfix_messages_keep_every_table_value_small(pipeline_env, start_worker, drained, read_topic, tmp_path):
+def test_10000_open_postfix_messages_keep_every_table_value_small(pipeline_env, start_worker, drained, read_topic,
+                                                                  tmp_path):
     settings, _ = pipeline_env
     log = tmp_path / "mail.log"
     # Over 4,096 client host names (MAX_KNOWN_HOSTS) among them: the bound on learnt names is reached.

@@ -7,29 +7,21 @@ import logging
 import subprocess
 import sys
 import time
-from datetime import UTC, date, datetime
 from pathlib import Path
 
 from kafka import KafkaProducer
 
-from pipeline.domain.policy import Decision
-from pipeline.edges import mta, policy
-from pipeline.edges.decision_cache import DecisionCache
 from pipeline.contracts import records, topics
 from pipeline.contracts.avro import ENFORCEMENT_DECISION
+from pipeline.edges import mta, policy
+from pipeline.edges.decision_cache import DecisionCache
+from tests.conftest import decision as published_decision
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def decision(host, stage, block=0, version=1):
-    return Decision(
-        server_id=host, org=None, hostname=host, product="Exchange2013", build="15.0.1497.2", status="unsupported",
-        stage=stage, throttle_minutes_per_hour=0, block_minutes_per_hour=block,
-        first_detected=datetime(2026, 1, 1, tzinfo=UTC), throttle_enabled_date=date(2026, 1, 31),
-        blocking_enabled_date=date(2026, 3, 2), next_stage_start_date=None, next_stage_throttle_rate=None,
-        next_stage_block_rate=None, recommended_builds=(), reason="test", smtp_reply=None,
-        decided_at=datetime(2026, 4, 1, tzinfo=UTC), version=version,
-    )
+    return published_decision(host, None, stage, version, block_minutes_per_hour=block)
 
 
 def publish(producer, topic, *decisions):

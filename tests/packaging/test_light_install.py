@@ -27,7 +27,8 @@ from pipeline import kafka_clients
 from pipeline.contracts import packing, records, topics
 from pipeline.contracts.avro import ENFORCEMENT, ENFORCEMENT_DECISION
 from pipeline.edges import milter_protocol as protocol
-from tests.integration.conftest import _read_topic as read_topic, free_port, isolated_env
+from testkit.ports import free_port
+from tests.integration.conftest import _read_topic as read_topic, isolated_env
 from tests.integration.test_mta import BLOCK, decision, wait_until_blocking
 
 pytestmark = [pytest.mark.packaging, pytest.mark.integration]
@@ -126,9 +127,9 @@ def test_mta_and_milter_enforce_decisions_from_the_light_install(light, tmp_path
         wait_until_blocking_milter(milter_port, timeout=30)
         assert milter_reply(milter_port, "fine.example") == protocol.ACCEPT
     finally:
-        for server in servers.values():
-            server.send_signal(signal.SIGTERM)
-        codes = {name: server.wait(30) for name, server in servers.items()}
+        for process in servers.values():
+            process.send_signal(signal.SIGTERM)
+        codes = {name: process.wait(30) for name, process in servers.items()}
     assert codes == {"mta": 0, "milter": 0}, {name: server.stderr.read().decode() for name, server in servers.items()}
     applied = [ENFORCEMENT.decode(record.value) for record in read_topic(settings, topics.ENFORCEMENT)]
     assert {(a["server_id"], a["action"]) for a in applied} == {("old.example", "block")}

@@ -72,7 +72,7 @@ def test_a_broken_configured_catalog_stops_evaluate_with_its_file_and_line(tmp_p
 
 def leaf_commands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
     """Every sub-command's parser by its full name ("catalog update"), sub-commands of its own below it."""
-    found = {}
+    found: dict[str, argparse.ArgumentParser] = {}
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():

@@ -80,8 +80,8 @@ def test_config_on_the_evaluate_command(tmp_path, capsys):
 def test_a_damaged_compressed_file_gives_its_lines_before_the_damage_and_exit_2(tmp_path):
     import gzip
 
-    lines = "".join(f"2026-02-20 08:14:0{n} 1vDm9G-0000000F3w{n}-1R0u <= a@b H=mail{n}.fabrikam.example [192.0.2.{n}] S=10\n"
-                    for n in range(1, 4)).encode()
+    lines = "".join(f"2026-02-20 08:14:0{n} 1vDm9G-0000000F3w{n}-1R0u <= a@b H=mail{n}.fabrikam.example "
+                    f"[192.0.2.{n}] S=10\n" for n in range(1, 4)).encode()
     packed = gzip.compress(lines * 2000, mtime=0)
     cut = tmp_path / "mainlog.1.gz"
     cut.write_bytes(packed[: len(packed) // 2])

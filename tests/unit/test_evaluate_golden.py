@@ -6,7 +6,7 @@ Regenerate after a deliberate change with:  PATCHGATE_UPDATE_GOLDEN=1 pytest tes
 import io
 import os
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ from pipeline.settings import load_settings
 TESTS = Path(__file__).resolve().parents[1]
 GOLDEN = TESTS / "golden"
 # BSD syslog lines carry no year: their files are dated, as a checkout would date them, on this day.
-FILES_DATED = datetime(2026, 11, 27, tzinfo=timezone.utc).timestamp()
+FILES_DATED = datetime(2026, 11, 27, tzinfo=UTC).timestamp()
 
 
 def run_on_samples(tmp_path, at=None):

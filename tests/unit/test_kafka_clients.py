@@ -1,4 +1,3 @@
-import socket
 import time
 
 import pytest
@@ -6,14 +5,13 @@ import pytest
 from pipeline.cli import main
 from pipeline.kafka_clients import KafkaUnusable, check_connection
 from pipeline.settings import load_settings
+from testkit.ports import free_port
 
 
 @pytest.fixture
 def nobody_listening(monkeypatch) -> str:
     """A loopback address where no broker listens, as the process's only bootstrap server."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    address = f"127.0.0.1:{free_port()}"
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", address)
     return address
 

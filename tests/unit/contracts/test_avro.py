@@ -1,24 +1,25 @@
 from dataclasses import replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
 
 from pipeline.contracts.avro import ENFORCEMENT_DECISION, MAGIC, SERVER_OBSERVATION, AvroDecodeError
 
-DECISION = {
+DECISION: dict[str, Any] = {
     "server_id": "ex13mbx01.contoso.example", "org": None, "hostname": "ex13mbx01.contoso.example",
     "product": "Exchange2013", "build": "15.0.1497.2", "status": "unsupported", "stage": 2,
     "throttle_minutes_per_hour": 5, "block_minutes_per_hour": 0,
-    "first_detected": datetime(2026, 1, 2, 23, 53, 27, tzinfo=timezone.utc),
+    "first_detected": datetime(2026, 1, 2, 23, 53, 27, tzinfo=UTC),
     "throttle_enabled_date": date(2026, 2, 1), "blocking_enabled_date": date(2026, 3, 3),
     "next_stage_start_date": date(2026, 2, 11), "next_stage_throttle_rate": 10, "next_stage_block_rate": 0,
     "recommended_builds": [], "reason": "Exchange2013 is out of support (build 15.0.1497.2)",
     "smtp_reply": "450 4.7.230 Connecting server version is out-of-date; connection throttled for 5 mins/hr.",
-    "decided_at": datetime(2026, 2, 1, 23, 53, 27, tzinfo=timezone.utc), "version": 2, "report_only": False,
+    "decided_at": datetime(2026, 2, 1, 23, 53, 27, tzinfo=UTC), "version": 2, "report_only": False,
     "schedule": [
-        {"start": datetime(2026, 1, 2, 23, 53, 27, tzinfo=timezone.utc), "stage": 1, "throttle_minutes_per_hour": 0,
+        {"start": datetime(2026, 1, 2, 23, 53, 27, tzinfo=UTC), "stage": 1, "throttle_minutes_per_hour": 0,
          "block_minutes_per_hour": 0, "paused": False},
-        {"start": datetime(2026, 2, 1, 23, 53, 27, tzinfo=timezone.utc), "stage": 2, "throttle_minutes_per_hour": 5,
+        {"start": datetime(2026, 2, 1, 23, 53, 27, tzinfo=UTC), "stage": 2, "throttle_minutes_per_hour": 5,
          "block_minutes_per_hour": 0, "paused": False},
     ],
 }
@@ -57,7 +58,7 @@ def test_records_written_with_earlier_schemas_read_with_the_current_one():
     assert "software" not in {f["name"] for f in json.loads(v1_schema)["fields"]}
     one = {
         "server_id": "ex13.contoso.example", "server": "ex13.contoso.example", "org": None,
-        "event_time": datetime(2026, 1, 2, tzinfo=timezone.utc), "build": "15.0.1497.2",
+        "event_time": datetime(2026, 1, 2, tzinfo=UTC), "build": "15.0.1497.2",
         "evidence": "received-id", "message_id": "<m@x>", "total_bytes": 10, "behind_relay": None,
     }
     for version, record in (("v1", one), ("v2", {**one, "software": None})):
@@ -72,19 +73,20 @@ def test_records_written_with_earlier_schemas_read_with_the_current_one():
 
 def test_records_without_a_scope_flag_were_in_scope():
     """ServerObservation v3 had no `in_scope` and MessageTrace v1 no `tls_peer`: readers get the defaults."""
-    from pipeline.domain.events import ServerObservation
     from pipeline.contracts import records
     from pipeline.contracts.avro import MESSAGE_TRACE, AvroContract
+    from pipeline.domain.events import ServerObservation
 
     observation = ServerObservation.once("ex13.contoso.example", "ex13.contoso.example", None,
-                                         datetime(2026, 1, 2, tzinfo=timezone.utc), "15.0.1497.2", "received-id", "<m@x>", 10)
+                                         datetime(2026, 1, 2, tzinfo=UTC), "15.0.1497.2", "received-id", "<m@x>", 10)
     current = records.observation_record(observation)
     v3 = {name: value for name, value in current.items() if name != "in_scope"}
     read = SERVER_OBSERVATION.decode(AvroContract("history/ServerObservation.v3").encode(v3))
     assert records.observation_from_record(read).in_scope is True
     out_of_scope = records.observation_record(replace(observation, in_scope=False))
-    assert records.observation_from_record(SERVER_OBSERVATION.decode(SERVER_OBSERVATION.encode(out_of_scope))).in_scope is False
-    trace = {"event_time": datetime(2026, 1, 2, tzinfo=timezone.utc), "source_format": "postfix", "source": "f", "line": 1,
+    read_back = SERVER_OBSERVATION.decode(SERVER_OBSERVATION.encode(out_of_scope))
+    assert records.observation_from_record(read_back).in_scope is False
+    trace = {"event_time": datetime(2026, 1, 2, tzinfo=UTC), "source_format": "postfix", "source": "f", "line": 1,
              "offset": None, "recipients": [], "received": []}
     assert MESSAGE_TRACE.decode(AvroContract("history/MessageTrace.v1").encode(trace))["tls_peer"] is None
 
@@ -96,7 +98,7 @@ def test_decisions_and_control_outcomes_written_before_report_only_read_as_enfor
     assert ENFORCEMENT_DECISION.decode(AvroContract("history/EnforcementDecision.v1").encode(DECISION))[
         "report_only"] is False
     applied = {"command": {"command_id": "c1", "action": "pause", "target": "contoso.example",
-                           "issued_at": datetime(2026, 2, 1, tzinfo=timezone.utc), "start": None, "days": 3,
+                           "issued_at": datetime(2026, 2, 1, tzinfo=UTC), "start": None, "days": 3,
                            "until": None, "reason": "r", "issued_by": "ops"},
                "applied": True, "detail": "", "pauses": [], "exemptions": []}
     assert CONTROL_APPLIED.decode(AvroContract("history/ControlApplied.v1").encode(applied))["report_only"] == []

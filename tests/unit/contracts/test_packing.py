@@ -1,6 +1,5 @@
 import orjson
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from pipeline.contracts import packing
 from pipeline.domain.parsers import envelope
@@ -35,7 +34,8 @@ raw_records = st.lists(
                   st.one_of(st.binary(max_size=300), st.text("ab ,{\n\u00e9", max_size=40).map(str.encode)),
                   st.one_of(st.none(), st.integers(0, 2**41))),
         # A packed record of `patchgate ship`.
-        st.builds(lambda value, line, offset, stamp: (b"/var/log/mail.log", value, packing.headers(line, offset), stamp),
+        st.builds(lambda value, line, offset, stamp: (b"/var/log/mail.log", value, packing.headers(line, offset),
+                                                      stamp),
                   st.binary(min_size=1, max_size=3000), st.integers(1, 10**6),
                   st.one_of(st.none(), st.integers(0, 10**9)), st.integers(0, 2**41)),
         # A quiet marker an older worker wrote onto the raw topic.
@@ -100,7 +100,8 @@ def test_a_repacked_record_closes_at_the_record_size_and_a_bigger_record_goes_al
     raw = [packing.RawRecord(n, b"k", value, None, None) for n, value in enumerate([b"aaaa", b"bbbb", b"cccc",
                                                                                      b"d" * 12, b"ee"])]
     # Bare lines, each followed by the \n the repacker adds.
-    assert [record.value for record in packing.repack("t", raw)] == [b"aaaa\nbbbb\n", b"cccc\n", b"d" * 12 + b"\n", b"ee\n"]
+    assert [record.value for record in packing.repack("t", raw)] == [
+        b"aaaa\nbbbb\n", b"cccc\n", b"d" * 12 + b"\n", b"ee\n"]
 
 
 def test_a_record_that_is_not_repacked_has_no_segments():

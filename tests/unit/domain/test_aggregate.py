@@ -1,18 +1,20 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from pipeline.domain import aggregate
 from pipeline.domain.aggregate import ObservationBatch
 from pipeline.domain.config import PolicyConfig
 from pipeline.domain.events import MessageTrace, SourcePosition, TraceGroup, epoch_ms
 
-AT = datetime(2026, 2, 10, 8, 14, 3, tzinfo=timezone.utc)
+AT = datetime(2026, 2, 10, 8, 14, 3, tzinfo=UTC)
 CHAIN = ("from mail.fabrikam.example by mx1.example.net (Postfix) with ESMTPS id 4T; Wed, 11 Feb 2026 10:02:11 +0100",
-         "from x by mail.fabrikam.example with Microsoft SMTP Server (TLS) id 15.0.1497.2; Wed, 11 Feb 2026 10:02:10 +0100")
+         "from x by mail.fabrikam.example with Microsoft SMTP Server (TLS) id 15.0.1497.2; "
+         "Wed, 11 Feb 2026 10:02:10 +0100")
 
 
 def exim(n, host="mail.fabrikam.example", minutes=0):
-    return MessageTrace(event_time=AT + timedelta(minutes=minutes), source_format="exim", position=SourcePosition("e", n),
-                        event_id="ARRIVAL", message_id=f"<{n}@x>", total_bytes=100 * n, client_hostname=host)
+    return MessageTrace(event_time=AT + timedelta(minutes=minutes), source_format="exim",
+                        position=SourcePosition("e", n), event_id="ARRIVAL", message_id=f"<{n}@x>",
+                        total_bytes=100 * n, client_hostname=host)
 
 
 def test_sightings_of_a_server_fold_into_one_observation():
@@ -36,9 +38,11 @@ def test_a_chain_names_each_server_and_a_group_counts_its_traces():
                             logged_by="ex13.contoso.example", logged_by_build="15.0.1497.2")
     batch.add_group(TraceGroup(template, epoch_ms(AT), 5, [epoch_ms(AT + timedelta(hours=1))], ["<g@x>"], [10]))
     by_server = {o.server: o for o in batch.observations()}
-    assert (by_server["mail.fabrikam.example"].build, by_server["mail.fabrikam.example"].evidence) == ("15.0.1497.2", "received-id")
+    fabrikam = by_server["mail.fabrikam.example"]
+    assert (fabrikam.build, fabrikam.evidence) == ("15.0.1497.2", "received-id")
     group = by_server["ex13.contoso.example"]
-    assert (group.count, group.first_seen, group.last_seen, group.message_keys) == (5, AT, AT + timedelta(hours=1), ["<g@x>"])
+    assert (group.count, group.first_seen, group.last_seen, group.message_keys) == (
+        5, AT, AT + timedelta(hours=1), ["<g@x>"])
 
 
 def test_busy_servers_are_split_into_records_that_still_add_up(monkeypatch):

@@ -120,7 +120,8 @@ POLICY_KEYS = ("stages, vulnerable_products, baselines, enforce_products, exempt
     ({"build_window_days": "7"}, "policy.build_window_days must be an integer >= 0, got '7'"),
     ({"build_window_days": True}, "policy.build_window_days must be an integer >= 0, got True"),
     ({"pauses": {"org": "contoso.example"}}, "policy.pauses must be a list of tables, got {'org': 'contoso.example'}"),
-    ({"pauses": [{**PAUSE, "start": datetime(2026, 3, 1, 8, 0)}]},  # noqa: DTZ001 (what TOML gives for a local time)
+    # A TOML local date-time, which tomllib reads without a time zone.
+    ({"pauses": [{**PAUSE, "start": datetime(2026, 3, 1, 8, 0)}]},  # noqa: DTZ001
      "policy.pauses[0].start must be a date like 2026-03-01, got datetime.datetime(2026, 3, 1, 8, 0)"),
     ({"pauses": [{**PAUSE, "org": ""}]}, "policy.pauses[0].org must be a non-empty string, got ''"),
     ({"scope": {"tls_peers": "*.contoso.example"}},

@@ -1,15 +1,15 @@
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from pipeline.domain.events import MessageTrace, SourcePosition
 from pipeline.domain.config import PolicyConfig
+from pipeline.domain.events import MessageTrace, SourcePosition
 from pipeline.domain.identity import sightings
 
 
 def sightings_of(trace):
     return sightings(trace, PolicyConfig())
 
-AT = datetime(2026, 2, 10, 8, 14, 3, tzinfo=timezone.utc)
+AT = datetime(2026, 2, 10, 8, 14, 3, tzinfo=UTC)
 
 
 def trace(**fields):
@@ -30,7 +30,8 @@ def test_traffic_without_a_build_still_counts():
 
 
 def test_exchange_online_servers_are_never_observed():
-    assert sightings_of(trace(logged_by="dm6pr12mb4123.namprd12.prod.outlook.com", logged_by_build="15.20.7202.31")) == []
+    assert sightings_of(trace(logged_by="dm6pr12mb4123.namprd12.prod.outlook.com",
+                              logged_by_build="15.20.7202.31")) == []
     assert sightings_of(trace()) == []
 
 
@@ -39,14 +40,16 @@ CHAIN = (
     "with Microsoft SMTP Server (version=TLS1_2, cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) id 15.20.8466.25 "
     "via Frontend Transport; Tue, 10 Feb 2026 08:14:08 +0000",
     "from EX16MBX01.contoso.example (198.51.100.16) by ex16edge01.contoso.example (198.51.100.17) with Microsoft "
-    "SMTP Server (version=TLS1_2, cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) id 15.1.2507.39; Tue, 10 Feb 2026 08:14:06 +0000",
+    "SMTP Server (version=TLS1_2, cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) id 15.1.2507.39; "
+    "Tue, 10 Feb 2026 08:14:06 +0000",
     "from EX16MBX01.contoso.example ([fe80::1%3]) by EX16MBX01.contoso.example ([fe80::1%3]) with mapi id "
     "15.01.2507.039; Tue, 10 Feb 2026 08:14:05 +0000",
 )
 
 
 def chain_trace(received, org="contoso.example"):
-    return MessageTrace(event_time=AT, source_format="rfc5322", position=SourcePosition("m", 1), org=org, received=received)
+    return MessageTrace(event_time=AT, source_format="rfc5322", position=SourcePosition("m", 1), org=org,
+                        received=received)
 
 
 def test_the_connecting_server_is_the_newest_untrusted_by_host_and_deeper_hops_are_behind_it():
@@ -66,11 +69,13 @@ def test_cloud_builds_are_never_on_premises_even_on_unlisted_hosts():
 
 def test_operators_own_receivers_are_trusted_by_pattern():
     ours = "from mail.fabrikam.example by mx1.example.net (Postfix) with ESMTPS id 4T; Wed, 11 Feb 2026 10:02:11 +0100"
-    theirs = "from x by mail.fabrikam.example with Microsoft SMTP Server (TLS) id 15.0.1497.2; Wed, 11 Feb 2026 10:02:10 +0100"
+    theirs = ("from x by mail.fabrikam.example with Microsoft SMTP Server (TLS) id 15.0.1497.2; "
+              "Wed, 11 Feb 2026 10:02:10 +0100")
     config = PolicyConfig.from_mapping({"trusted_receivers": ["mx*.example.net"]})
     [seen] = sightings(chain_trace((ours, theirs), org=None), config)
     assert (seen.server_id, seen.build) == ("mail.fabrikam.example", "15.0.1497.2")
-    assert [o.server for o in sightings_of(chain_trace((ours, theirs), org=None))] == ["mx1.example.net", "mail.fabrikam.example"]
+    assert [o.server for o in sightings_of(chain_trace((ours, theirs), org=None))] == [
+        "mx1.example.net", "mail.fabrikam.example"]
 
 
 def test_non_exchange_software_is_named():
@@ -81,10 +86,12 @@ def test_non_exchange_software_is_named():
 
 
 def test_connecting_hosts_of_traffic_only_formats():
-    exo_row = MessageTrace(event_time=AT, source_format="exo_trace", position=SourcePosition("t", 2), event_id="RECEIVE",
-                           client_ip="198.51.100.31", client_hostname="ex13hyb01.contoso.example", org="tenant-guid")
+    exo_row = MessageTrace(event_time=AT, source_format="exo_trace", position=SourcePosition("t", 2),
+                           event_id="RECEIVE", client_ip="198.51.100.31", client_hostname="ex13hyb01.contoso.example",
+                           org="tenant-guid")
     [seen] = sightings_of(exo_row)
-    assert (seen.server_id, seen.build, seen.evidence) == ("tenant-guid/ex13hyb01.contoso.example", None, "exo_trace-traffic")
+    assert (seen.server_id, seen.build, seen.evidence) == (
+        "tenant-guid/ex13hyb01.contoso.example", None, "exo_trace-traffic")
     assert sightings_of(MessageTrace(event_time=AT, source_format="exo_trace", position=SourcePosition("t", 3),
                                      event_id="DELIVER", client_hostname="x.example")) == []
     eop = MessageTrace(event_time=AT, source_format="exo_trace", position=SourcePosition("t", 4), event_id="RECEIVE",
@@ -99,7 +106,8 @@ def test_traces_that_differ_only_in_their_message_share_an_identity_key():
     from pipeline.domain.identity import identity_key
 
     row = trace(logged_by="ex16mbx01.contoso.example", logged_by_build="15.1.2507.39", message_id="<a@b>")
-    other = replace(row, message_id="<c@d>", total_bytes=7, event_time=AT.replace(hour=9), position=SourcePosition("g", 9))
+    other = replace(row, message_id="<c@d>", total_bytes=7, event_time=AT.replace(hour=9),
+                    position=SourcePosition("g", 9))
     assert identity_key(row) == identity_key(other) and sightings_of(row) == sightings_of(other)
     assert identity_key(replace(row, logged_by_build="15.1.2507.61")) != identity_key(row)
     assert identity_key(chain_trace(CHAIN)) is None
@@ -107,16 +115,18 @@ def test_traces_that_differ_only_in_their_message_share_an_identity_key():
 
 # Exchange Online's own header is the only one: the on-premises sender wrote none (item 2 of issue 9).
 EXO_ONLY = ("from au-mta-51.example.lan (203.0.113.22) by XXXNAM10FT021.mail.protection.outlook.com (10.13.182.191) "
-            "with Microsoft SMTP Server (version=TLS1_2, cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) id 15.20.8466.25 "
-            "via Frontend Transport; Tue, 10 Feb 2026 08:14:08 +0000")
-EXO_INTERNAL = ("from XXXNAM10FT021.mail.protection.outlook.com (2603:10b6:806:2c::4) by SN7PR04CA0123.outlook.office365.com "
-                "(2603:10b6:806:2c::11) with Microsoft SMTP Server (version=TLS1_2, cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) "
+            "with Microsoft SMTP Server (version=TLS1_2, cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) "
+            "id 15.20.8466.25 via Frontend Transport; Tue, 10 Feb 2026 08:14:08 +0000")
+EXO_INTERNAL = ("from XXXNAM10FT021.mail.protection.outlook.com (2603:10b6:806:2c::4) "
+                "by SN7PR04CA0123.outlook.office365.com (2603:10b6:806:2c::11) with Microsoft SMTP Server "
+                "(version=TLS1_2, cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) "
                 "id 15.20.8466.30 via Frontend Transport; Tue, 10 Feb 2026 08:14:09 +0000")
 
 
 def test_when_only_our_receiver_wrote_a_header_its_from_host_is_the_connecting_server():
     [seen] = sightings_of(chain_trace((EXO_INTERNAL, EXO_ONLY)))
-    assert (seen.server, seen.build, seen.evidence, seen.behind_relay) == ("au-mta-51.example.lan", None, "received-from", None)
+    assert (seen.server, seen.build, seen.evidence, seen.behind_relay) == (
+        "au-mta-51.example.lan", None, "received-from", None)
 
 
 def test_the_from_ip_stands_in_for_a_from_host_that_is_no_name():
@@ -128,8 +138,8 @@ def test_no_sender_server_from_our_own_hops_or_an_authenticated_submission():
     internal = EXO_ONLY.replace("au-mta-51.example.lan (203.0.113.22)", "mx2.example.net (192.0.2.2)")
     config = PolicyConfig.from_mapping({"trusted_receivers": ["*.outlook.com", "mx*.example.net"]})
     assert sightings(chain_trace((internal,)), config) == []
-    submission = ("from laptop17.corp.example (laptop17.corp.example [10.1.2.3]) by mx1.example.net (Postfix) with ESMTPSA "
-                  "id 4T9xYz; Tue, 10 Feb 2026 08:14:08 +0000")
+    submission = ("from laptop17.corp.example (laptop17.corp.example [10.1.2.3]) by mx1.example.net (Postfix) "
+                  "with ESMTPSA id 4T9xYz; Tue, 10 Feb 2026 08:14:08 +0000")
     assert sightings(chain_trace((submission,)), config) == []
     filter_hop = ("from localhost (localhost [127.0.0.1]) by mx1.example.net (Postfix) with ESMTP id 4T9xZa; "
                   "Tue, 10 Feb 2026 08:14:08 +0000")
@@ -146,7 +156,8 @@ def test_loopback_and_internal_hops_are_not_servers():
     config = PolicyConfig.from_mapping({"internal_hops": ["scan*.corp.example", "10.20.0.0/16"]})
     assert sightings(row("scan2.corp.example", "10.9.9.9"), config) == []
     assert sightings(row("relay.corp.example", "10.20.4.5"), config) == []
-    assert [s.server for s in sightings(row("mail.partner.example", "198.51.100.9"), config)] == ["mail.partner.example"]
+    assert [s.server for s in sightings(row("mail.partner.example", "198.51.100.9"), config)] == [
+        "mail.partner.example"]
 
 
 def test_an_exchange_2010_tracking_log_names_its_product_without_a_build():
@@ -159,8 +170,8 @@ def test_an_exchange_2010_tracking_log_names_its_product_without_a_build():
 def test_each_sighting_says_whether_its_path_is_in_the_enforcement_scope():
     config = PolicyConfig.from_mapping({"scope": {"connectors": ["Inbound from * on-premises"],
                                                   "client_networks": ["203.0.113.0/24"]}})
-    exo_row = MessageTrace(event_time=AT, source_format="exo_trace", position=SourcePosition("t", 2), event_id="RECEIVE",
-                           client_ip="198.51.100.31", client_hostname="ex13hyb01.contoso.example",
+    exo_row = MessageTrace(event_time=AT, source_format="exo_trace", position=SourcePosition("t", 2),
+                           event_id="RECEIVE", client_ip="198.51.100.31", client_hostname="ex13hyb01.contoso.example",
                            connector_id="Inbound from Contoso on-premises")
     assert [s.in_scope for s in sightings(exo_row, config)] == [True]
     assert [s.in_scope for s in sightings(replace(exo_row, connector_id="Partner TLS"), config)] == [False]
@@ -179,7 +190,8 @@ def test_the_tls_peer_of_our_receivers_header_puts_a_chain_in_scope():
                                         "scope": {"tls_peers": ["*.contoso.example"]}})
     [seen] = sightings(chain_trace((ours, CHAIN[1])), config)
     assert (seen.server, seen.in_scope) == ("ex16edge01.contoso.example", True)
-    other = PolicyConfig.from_mapping({"trusted_receivers": ["mx*.example.net"], "scope": {"tls_peers": ["*.fabrikam.example"]}})
+    other = PolicyConfig.from_mapping({"trusted_receivers": ["mx*.example.net"],
+                                       "scope": {"tls_peers": ["*.fabrikam.example"]}})
     assert [s.in_scope for s in sightings(chain_trace((ours, CHAIN[1])), other)] == [False]
 
 

@@ -10,7 +10,8 @@ def test_a_packed_run_works_out_positions_from_its_bytes():
     assert [run.position(i) for i in range(3)] == [
         SourcePosition("/f.log", 10, 500), SourcePosition("/f.log", 11, 505), SourcePosition("/f.log", 12, 512)]
     error = run.error(1, "bad", field="x")
-    assert (error.raw, error.field, error.origin, str(error)) == ("Über", "x", "record-7", "/f.log:11 (byte 505): field x: bad")
+    assert (error.raw, error.field, error.origin, str(error)) == (
+        "Über", "x", "record-7", "/f.log:11 (byte 505): field x: bad")
 
 
 def test_transcoded_bytes_give_no_offsets():
@@ -56,6 +57,7 @@ def test_bytes_are_cut_around_their_lines_too_long():
 def test_a_packed_record_gives_its_lines_too_long_as_errors_at_their_position():
     data = b"a\n" + b"x" * 9 + b"\r\nb\nc"
     first, error, rest = packed_runs("/f.log", data, 10, 500, None, 8, origin="record-7")
+    assert isinstance(first, LineRun) and isinstance(rest, LineRun)
     assert (first.lines, first.position(0), first.origin(0)) == (["a"], SourcePosition("/f.log", 10, 500), "record-7")
     assert error == ParseError(SourcePosition("/f.log", 11, 502),
                                "line of 10 bytes is longer than formats.max_line_bytes (8); skipped")
@@ -64,4 +66,5 @@ def test_a_packed_record_gives_its_lines_too_long_as_errors_at_their_position():
     # Without a line too long, the run holds the record's bytes themselves.
     record = b"a\nb\n"
     [run] = packed_runs("/f.log", record, 1, None, None, 8)
+    assert isinstance(run, LineRun)
     assert run.raw_bytes() is record and run.lines == ["a", "b"] and run.position(1) == SourcePosition("/f.log", 2)

@@ -4,8 +4,8 @@ from datetime import UTC, date, datetime
 
 from pipeline.domain.notices import Ledger, SentNotice, due_notices
 from pipeline.domain.notify_config import NotifyConfig
-from pipeline.domain.policy import Decision
 from pipeline.domain.windows import window_offset
+from tests.conftest import decision as published_decision
 
 CONFIG = NotifyConfig(report_url="https://patchgate.example/", lead_days=7,
                       contacts={"contoso": ("admins@contoso.example", "ops@contoso.example")})
@@ -13,15 +13,13 @@ NOW = datetime(2026, 1, 20, 9, 30, tzinfo=UTC)
 
 
 def decision(stage=1, version=1, server="mail.contoso.example", org="Contoso", status="outdated", **changes):
-    return replace(Decision(
-        server_id=f"{org.lower()}/{server}" if org else server, org=org, hostname=server, product="Exchange2019",
-        build="15.2.1544.4", status=status, stage=stage, throttle_minutes_per_hour={2: 5, 5: 30}.get(stage, 0),
+    return replace(published_decision(
+        server, org, stage, version, server_id=f"{org.lower()}/{server}" if org else server, product="Exchange2019",
+        build="15.2.1544.4", status=status, throttle_minutes_per_hour={2: 5, 5: 30}.get(stage, 0),
         block_minutes_per_hour=5 if stage == 5 else 0, first_detected=datetime(2026, 1, 1, 8, tzinfo=UTC),
         throttle_enabled_date=date(2026, 1, 31), blocking_enabled_date=date(2026, 3, 2),
-        next_stage_start_date=date(2026, 1, 31), next_stage_throttle_rate=5, next_stage_block_rate=0,
-        recommended_builds=("15.2.1748.39", "15.2.1544.25"), reason="build 15.2.1544.4 is below the baseline",
-        smtp_reply=None, decided_at=datetime(2026, 1, 10, tzinfo=UTC), version=version,
-    ), **changes)
+        next_stage_start_date=date(2026, 1, 31), recommended_builds=("15.2.1748.39", "15.2.1544.25"),
+        reason="build 15.2.1544.4 is below the baseline"), **changes)
 
 
 def due(decisions, ledger=None, now=NOW, config=CONFIG):

@@ -1,13 +1,10 @@
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
-from pipeline.catalog_files import load_catalog
 from pipeline.domain.config import Pause, PolicyConfig
 from pipeline.domain.events import ServerObservation
 from pipeline.domain.pauses import enforcement_moment, pause_intervals, paused_between
 from pipeline.domain.policy import assess, step
-
-UTC = timezone.utc
-T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
+from tests.unit.conftest import CATALOG, T0
 
 
 def test_the_yearly_budget_caps_pauses_per_org_and_calendar_year():
@@ -36,13 +33,13 @@ def test_while_paused_only_reporting_goes_on_and_the_clock_stands_still():
     config = PolicyConfig(pauses=(Pause("contoso.example", date(2026, 2, 10), 20),))
     observation = ServerObservation.once("contoso.example/ex13.contoso.example", "ex13.contoso.example",
                                          "contoso.example", T0, "15.0.1497.2", "received-id")
-    state, _ = step(None, observation, config, load_catalog())
-    during = assess(state, datetime(2026, 2, 20, tzinfo=UTC), config, load_catalog())
+    state, _ = step(None, observation, config, CATALOG)
+    during = assess(state, datetime(2026, 2, 20, tzinfo=UTC), config, CATALOG)
     assert (during.stage, during.throttle_minutes_per_hour, during.smtp_reply) == (1, 0, None)
     assert during.reason.endswith("enforcement paused until 2026-03-02")
     # Day 30 would be 2026-02-04 (before the pause): stage 2 from then, and stage 3 comes 20 days late.
-    assert assess(state, datetime(2026, 2, 5, tzinfo=UTC), config, load_catalog()).stage == 2
-    after = assess(state, datetime(2026, 3, 3, tzinfo=UTC), config, load_catalog())
+    assert assess(state, datetime(2026, 2, 5, tzinfo=UTC), config, CATALOG).stage == 2
+    after = assess(state, datetime(2026, 3, 3, tzinfo=UTC), config, CATALOG)
     assert after.stage == 2
     assert after.next_stage_start_date == date(2026, 3, 6)
-    assert assess(state, datetime(2026, 3, 6, 9, 30, tzinfo=UTC), config, load_catalog()).stage == 3
+    assert assess(state, datetime(2026, 3, 6, 9, 30, tzinfo=UTC), config, CATALOG).stage == 3

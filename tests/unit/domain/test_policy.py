@@ -1,30 +1,13 @@
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from pipeline.catalog_files import load_catalog
 from pipeline.domain.config import Pause, PolicyConfig
 from pipeline.domain.events import ServerObservation
 from pipeline.domain.policy import ServerState, assess, step
+from tests.unit.conftest import CATALOG, SERVER, T0, run, seen
 
-T0 = datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc)
-CATALOG = load_catalog()
 CONFIG = PolicyConfig()
-SERVER = "ex16mbx01.contoso.example"
-
-
-def seen(build, at, server=SERVER, org=None):
-    return ServerObservation.once(f"{org}/{server}" if org else server, server, org, at, build,
-                                  "msgtrk-version" if build else "msgtrk-traffic")
-
-
-def run(observations, config=CONFIG):
-    state, decisions = None, []
-    for observation in observations:
-        state, decision = step(state, observation, config, CATALOG)
-        if decision:
-            decisions.append(decision)
-    return state, decisions
 
 
 @pytest.mark.parametrize(
@@ -38,7 +21,8 @@ def run(observations, config=CONFIG):
 def test_stage_at_every_boundary(day, stage, throttle, block):
     state, _ = run([seen("15.1.2507.39", T0)])
     decision = assess(state, T0 + timedelta(days=day), CONFIG, CATALOG)
-    assert (decision.stage, decision.throttle_minutes_per_hour, decision.block_minutes_per_hour) == (stage, throttle, block)
+    assert (decision.stage, decision.throttle_minutes_per_hour, decision.block_minutes_per_hour) == (
+        stage, throttle, block)
 
 
 def test_a_boundary_is_crossed_at_the_exact_moment_not_the_day_before():
@@ -79,7 +63,8 @@ def test_remediation_returns_to_stage_0_and_a_relapse_starts_a_new_cycle():
         # The old build is forgotten once it falls out of the 7-day build window.
         seen("15.1.2507.39", T0 + timedelta(days=50)),
     ])
-    assert [(d.stage, d.status) for d in decisions] == [(1, "outdated"), (2, "outdated"), (0, "current"), (1, "outdated")]
+    assert [(d.stage, d.status) for d in decisions] == [
+        (1, "outdated"), (2, "outdated"), (0, "current"), (1, "outdated")]
     assert decisions[2].first_detected is None
     assert decisions[3].first_detected == T0 + timedelta(days=50)
 
@@ -179,15 +164,15 @@ def test_exchange_2016_and_2019_reasons_say_they_are_out_of_support_and_the_base
 
 
 def test_before_the_end_of_support_the_reason_does_not_claim_it():
-    _, [decision] = run([seen("15.1.2507.39", datetime(2025, 6, 2, tzinfo=timezone.utc))])
+    _, [decision] = run([seen("15.1.2507.39", datetime(2025, 6, 2, tzinfo=UTC))])
     assert decision.reason == "build 15.1.2507.39 is below the Exchange2016 baseline 15.1.2507.61"
 
 
 def test_a_decision_says_support_ended_once_the_day_passes_with_nothing_else_changed():
     current = "15.1.2507.61"
-    before = datetime(2025, 10, 1, tzinfo=timezone.utc)
+    before = datetime(2025, 10, 1, tzinfo=UTC)
     _, decisions = run([seen(current, before), seen(current, before + timedelta(days=5)),
-                        seen(current, datetime(2025, 10, 20, tzinfo=timezone.utc))])
+                        seen(current, datetime(2025, 10, 20, tzinfo=UTC))])
     assert [d.reason for d in decisions] == [
         "build 15.1.2507.61 is current", "build 15.1.2507.61 is current; Exchange2016 is out of support since "
                                          "2025-10-14; Extended Security Updates until 2026-10-31"]
@@ -195,8 +180,8 @@ def test_a_decision_says_support_ended_once_the_day_passes_with_nothing_else_cha
 
 def test_a_decision_says_the_extended_security_updates_ended_once_their_day_passes():
     outdated = "15.2.1748.24"
-    before = datetime(2026, 10, 20, tzinfo=timezone.utc)
-    _, decisions = run([seen(outdated, before), seen(outdated, datetime(2026, 11, 2, tzinfo=timezone.utc))])
+    before = datetime(2026, 10, 20, tzinfo=UTC)
+    _, decisions = run([seen(outdated, before), seen(outdated, datetime(2026, 11, 2, tzinfo=UTC))])
     assert [d.reason.split("; ", 2)[-1] for d in decisions] == [
         "Extended Security Updates until 2026-10-31", "Extended Security Updates ended 2026-10-31"]
 

@@ -3,18 +3,15 @@ decision it published says what a fresh `assess` at the newest event says. A ski
 that should have been taken (a stage, pause or exemption edge crossed between two observations)
 breaks it."""
 from dataclasses import fields, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 from hypothesis import example, given, settings, strategies as st
 
-from pipeline.catalog_files import load_catalog
 from pipeline.domain.config import Exemption, Pause, PolicyConfig
-from pipeline.domain.events import ServerObservation
-from pipeline.domain.policy import Decision, assess, step
+from pipeline.domain.policy import Decision, assess
+from tests.unit.conftest import CATALOG, SERVER, T0, run, seen
 
-CATALOG = load_catalog()
-T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
-SERVER, ORG = "ex16mbx01.contoso.example", "contoso.example"
+ORG = "contoso.example"
 BUILDS = ("15.1.2507.6", "15.0.1497.2", "15.2.1748.10", "15.2.1544.4", None)
 # What a published decision must agree on with a fresh one (its number and time are its own).
 _CONTENT = tuple(f.name for f in fields(Decision) if f.name not in ("version", "decided_at"))
@@ -36,13 +33,10 @@ def test_the_last_published_decision_is_what_assess_says_at_the_newest_event(pau
     config = replace(PolicyConfig(), pauses=tuple(pauses), granted_exemptions=tuple(exemptions))
     if ordered:
         sightings = sorted(sightings, key=lambda sighting: sighting[0])
-    state, published = None, None
-    for hours, build in sightings:
-        observation = ServerObservation.once(f"{ORG}/{SERVER}", SERVER, ORG, T0 + timedelta(hours=hours), build,
-                                             "msgtrk-version" if build else "msgtrk-traffic")
-        state, decision = step(state, observation, config, CATALOG)
-        published = decision or published
-    assert state is not None and published is not None
+    observations = [seen(build, T0 + timedelta(hours=hours), SERVER, ORG) for hours, build in sightings]
+    state, decisions = run(observations, config)
+    assert state is not None and decisions
+    published = decisions[-1]
     newest = T0 + timedelta(hours=max(hours for hours, _ in sightings))
     fresh = assess(state, newest, config, CATALOG)
     assert [getattr(published, name) for name in _CONTENT] == [getattr(fresh, name) for name in _CONTENT]

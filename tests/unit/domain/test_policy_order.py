@@ -7,17 +7,15 @@ order. Any permutation of the same observations must leave the same state and th
 import json
 import random
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-from pipeline.catalog_files import load_catalog
 from pipeline.domain.config import PolicyConfig
 from pipeline.domain.events import ServerObservation
 from pipeline.domain.policy import ServerState, decide, observe, step
+from tests.unit.conftest import CATALOG, T0
 
-T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
-CATALOG = load_catalog()
 CONFIG = PolicyConfig()
 SCOPED = PolicyConfig.from_mapping({"scope": {"connectors": ["Inbound from on-premises"]}})
 SERVER = "mail.contoso.example"

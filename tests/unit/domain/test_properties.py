@@ -1,24 +1,24 @@
 """Property-based tests: no input line crashes a parser; how input is cut into runs and batches
 changes nothing; stage never goes down while vulnerable."""
-from datetime import datetime, timedelta, timezone
+import itertools
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from pipeline.catalog_files import load_catalog
-from pipeline.domain.config import PolicyConfig
 from pipeline.domain.aggregate import ObservationBatch
+from pipeline.domain.config import PolicyConfig
 from pipeline.domain.events import MessageTrace, ParseError, ServerObservation
 from pipeline.domain.lines import LineRun
 from pipeline.domain.parsers import dispatch
 from pipeline.domain.parsers.msgtrk_rows import TrackingRows
-from pipeline.files import chunks
 from pipeline.domain.policy import step
+from pipeline.files import chunks
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
-REFERENCE = datetime(2026, 11, 27, tzinfo=timezone.utc)
+REFERENCE = datetime(2026, 11, 27, tzinfo=UTC)
 
 PREFIXES = st.sampled_from([
     "", "#Fields: date-time,event-id\n", "Received: ", "From MAILER-DAEMON ", '"date_time_utc","client_ip"\n',
@@ -33,8 +33,8 @@ def feed_in_runs(lines: list[str], cuts: list[int], batch_every: int, config: Po
     Returns the observations of every batch and the errors."""
     out = _Output(config)
     sources = dispatch.Sources()
-    bounds = [0] + sorted(set(c for c in cuts if 0 < c < len(lines))) + [len(lines)]
-    runs = [(a, b) for a, b in zip(bounds, bounds[1:])]
+    bounds = [0] + sorted({c for c in cuts if 0 < c < len(lines)}) + [len(lines)]
+    runs = list(itertools.pairwise(bounds))
     for first in range(0, len(runs), batch_every):
         rows = TrackingRows()
         for a, b in runs[first:first + batch_every]:
@@ -73,19 +73,21 @@ class _Output:
 def settled(observations):
     """What the tables end up with, however the observations were cut: per sighting the total
     count and first and last time; per (server, message) the newest time and the size."""
-    totals, messages = {}, {}
+    totals: dict[tuple, tuple[int, datetime, datetime]] = {}
+    messages: dict[tuple[str, str], tuple[int, int]] = {}
     for o in observations:
         key = (o.server_id, o.build, o.evidence, o.behind_relay, o.software)
         count, first, last = totals.get(key, (0, o.first_seen, o.last_seen))
         totals[key] = (count + o.count, min(first, o.first_seen), max(last, o.last_seen))
-        for message, at, size in zip(o.message_keys, o.message_times_ms, o.message_sizes):
+        for message, at, size in zip(o.message_keys, o.message_times_ms, o.message_sizes, strict=True):
             seen = messages.get((o.server_id, message), (at, size))
             messages[(o.server_id, message)] = max(seen, (at, size))
     return totals, messages
 
 
 SAMPLE_FILES = sorted(p for p in SAMPLES.rglob("*") if p.is_file())
-SAMPLE_CONFIG = PolicyConfig.from_mapping({"trusted_receivers": ["*.outlook.com", "*.protection.outlook.com", "mx*.example.net"]})
+SAMPLE_CONFIG = PolicyConfig.from_mapping(
+    {"trusted_receivers": ["*.outlook.com", "*.protection.outlook.com", "mx*.example.net"]})
 
 
 @pytest.mark.parametrize("file", SAMPLE_FILES, ids=lambda p: p.name)
@@ -103,14 +105,15 @@ def test_how_input_is_cut_into_runs_and_batches_changes_nothing(file, cuts, batc
 
 
 @settings(max_examples=400, deadline=None)
-@given(prefix=PREFIXES, lines=st.lists(st.text(max_size=200), min_size=1, max_size=6), cuts=st.lists(st.integers(0, 8), max_size=3))
+@given(prefix=PREFIXES, lines=st.lists(st.text(max_size=200), min_size=1, max_size=6),
+       cuts=st.lists(st.integers(0, 8), max_size=3))
 def test_no_line_crashes_any_parser(prefix, lines, cuts):
     text = (prefix + "\n".join(lines)).split("\n")
     feed_in_runs(text, cuts, 2, PolicyConfig())
 
 
 VULNERABLE_BUILDS = st.sampled_from(["15.0.1497.2", "15.1.2507.39", "14.3.513.0", "15.2.1544.14", None])
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @settings(max_examples=300, deadline=None)
@@ -118,7 +121,8 @@ T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 def test_stage_never_decreases_while_a_server_stays_vulnerable_and_unpaused(events):
     state, last_stage = None, 0
     for hours, build in events:
-        observation = ServerObservation.once("s.example", "s.example", None, T0 + timedelta(hours=hours), build, "received-id")
+        observation = ServerObservation.once("s.example", "s.example", None, T0 + timedelta(hours=hours), build,
+                                             "received-id")
         state, decision = step(state, observation, PolicyConfig(), load_catalog())
         if decision is not None:
             assert decision.status in ("unsupported", "outdated", "unknown")

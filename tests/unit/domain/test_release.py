@@ -6,6 +6,7 @@ from pipeline.catalog_files import load_catalog
 from pipeline.domain.config import PolicyConfig
 from pipeline.domain.policy import Decision
 from pipeline.domain.release import MAX_RECEIVED, message_trace, proof
+from tests.conftest import decision as published_decision
 
 CATALOG = load_catalog()
 CONFIG = PolicyConfig(trusted_receivers=("mx.example.net",))
@@ -16,13 +17,11 @@ OURS = "from ex16mbx01.contoso.example ([192.0.2.7]) by mx.example.net (Postfix)
 
 
 def decision(build: str | None, hostname: str = SERVER, org: str | None = None) -> Decision:
-    return Decision(
-        server_id=hostname if org is None else f"{org}/{hostname}", org=org, hostname=hostname,
-        product="Exchange2016", build=build, status="outdated", stage=8, throttle_minutes_per_hour=0,
-        block_minutes_per_hour=60, first_detected=datetime(2026, 1, 2, tzinfo=UTC), throttle_enabled_date=None,
-        blocking_enabled_date=None, next_stage_start_date=None, next_stage_throttle_rate=None,
-        next_stage_block_rate=None, recommended_builds=(), reason="test", smtp_reply=None,
-        decided_at=datetime(2026, 11, 1, tzinfo=UTC), version=3)
+    """`hostname`'s decision at the last stage (blocked the whole hour), taken on its `build`."""
+    return published_decision(
+        hostname, org, 8, 3, product="Exchange2016", build=build, status="outdated", block_minutes_per_hour=60,
+        throttle_enabled_date=None, blocking_enabled_date=None, next_stage_start_date=None,
+        next_stage_throttle_rate=None, next_stage_block_rate=None, decided_at=datetime(2026, 11, 1, tzinfo=UTC))
 
 
 def theirs(build: str, server: str = SERVER) -> str:

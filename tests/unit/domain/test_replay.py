@@ -1,11 +1,11 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from pipeline.catalog_files import load_catalog
 from pipeline.domain.config import PolicyConfig
 from pipeline.domain.events import ServerObservation, epoch_ms
 from pipeline.domain.replay import replay
 
-T0 = datetime(2026, 1, 5, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
 
 
 def seen(host, build, day):
@@ -25,7 +25,8 @@ def test_a_folded_observation_decides_like_its_sightings_one_by_one():
     one_by_one = replay([seen("b.example", "15.1.2507.39", d) for d in days], PolicyConfig(), load_catalog())
     folded = ServerObservation("b.example", "b.example", None, "15.1.2507.39", "msgtrk-version",
                                T0, T0 + timedelta(days=44), count=5,
-                               message_keys=[f"<{d}@b>" for d in days], message_times_ms=[epoch_ms(T0 + timedelta(days=d)) for d in days],
+                               message_keys=[f"<{d}@b>" for d in days],
+                               message_times_ms=[epoch_ms(T0 + timedelta(days=d)) for d in days],
                                message_sizes=[0] * 5)
     assert replay([folded], PolicyConfig(), load_catalog()) == one_by_one
 

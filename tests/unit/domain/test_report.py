@@ -1,4 +1,4 @@
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime, timezone
 
 from pipeline.domain.policy import Decision
 from pipeline.domain.report import EVALUATE_KEYS, evaluate_row, iso_utc
@@ -9,11 +9,11 @@ def test_evaluate_row_has_exactly_the_contract_keys_in_order():
         server_id="contoso.example/ex13.contoso.example", org="contoso.example", hostname="ex13.contoso.example",
         product="Exchange2013", build="15.0.1497.2", status="unsupported", stage=2,
         throttle_minutes_per_hour=5, block_minutes_per_hour=0,
-        first_detected=datetime(2026, 1, 2, 23, 53, 27, 5000, tzinfo=timezone.utc),
+        first_detected=datetime(2026, 1, 2, 23, 53, 27, 5000, tzinfo=UTC),
         throttle_enabled_date=date(2026, 2, 1), blocking_enabled_date=date(2026, 3, 3),
         next_stage_start_date=date(2026, 2, 11), next_stage_throttle_rate=10, next_stage_block_rate=0,
         recommended_builds=(), reason="Exchange2013 is out of support (build 15.0.1497.2)",
-        smtp_reply="450 ...", decided_at=datetime(2026, 2, 2, tzinfo=timezone.utc), version=2,
+        smtp_reply="450 ...", decided_at=datetime(2026, 2, 2, tzinfo=UTC), version=2,
     )
     row = evaluate_row(decision)
     assert tuple(row) == EVALUATE_KEYS

@@ -29,7 +29,8 @@ def test_full_block_and_no_enforcement():
 
 
 def test_reply_texts():
-    assert throttle_reply(5) == "450 4.7.230 Connecting server version is out-of-date; connection throttled for 5 mins/hr."
+    assert throttle_reply(5) == \
+        "450 4.7.230 Connecting server version is out-of-date; connection throttled for 5 mins/hr."
     assert block_reply(60) == "550 5.7.230 Connecting server version is out-of-date; connection blocked for 60 mins/hr."
 
 

@@ -23,9 +23,15 @@ async def echo(reader, writer):
         await writer.drain()
 
 
+class ListeningGuard(ConnectionGuard):
+    """The guard of a listener on `port`."""
+
+    port: int
+
+
 @contextlib.asynccontextmanager
 async def guarded(limits: MtaSettings):
-    guard = ConnectionGuard(limits, "echo")
+    guard = ListeningGuard(limits, "echo")
     listener = await asyncio.start_server(guard.guarded(echo), "127.0.0.1", 0)
     guard.port = listener.sockets[0].getsockname()[1]
     try:

@@ -20,12 +20,15 @@ def test_a_request_becomes_a_command_with_an_id_its_time_and_who_sent_it():
 
 @pytest.mark.parametrize(("payload", "message"), [
     (["pause"], 'send {"action": ..., "target": ...}'),
-    ({"action": "block", "target": "x"}, "action must be one of pause, resume, exempt, unexempt, report-only, enforce, got 'block'"),
-    ({"action": "pause", "target": ""}, "target must name an org (pause, resume; report-only, enforce: also * for the whole site) "
-                                                 "or a server (exempt, unexempt)"),
+    ({"action": "block", "target": "x"},
+     "action must be one of pause, resume, exempt, unexempt, report-only, enforce, got 'block'"),
+    ({"action": "pause", "target": ""},
+     "target must name an org (pause, resume; report-only, enforce: also * for the whole site) "
+     "or a server (exempt, unexempt)"),
     ({"action": "pause", "target": "x", "days": "30"}, "days must be a whole number of days, 1 or more, got '30'"),
     ({"action": "pause", "target": "x", "days": True}, "days must be a whole number of days, 1 or more, got True"),
-    ({"action": "exempt", "target": "x", "until": "2027-02-30"}, "until must be a date like 2026-03-01, got '2027-02-30'"),
+    ({"action": "exempt", "target": "x", "until": "2027-02-30"},
+     "until must be a date like 2026-03-01, got '2027-02-30'"),
     ({"action": "pause", "target": "x", "why": "y"}, "unknown fields: why"),
     ({"action": "exempt", "target": "*", "all_servers": "yes"}, "all_servers must be true or false, got 'yes'"),
 ])

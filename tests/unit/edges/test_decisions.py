@@ -6,10 +6,10 @@ from dataclasses import replace
 import pytest
 
 from pipeline.cli import main
-from pipeline.edges import decisions
-from pipeline.settings import SOURCES
 from pipeline.contracts import records
 from pipeline.contracts.avro import ENFORCEMENT_DECISION
+from pipeline.edges import decisions
+from pipeline.settings import SOURCES
 
 
 @pytest.fixture(autouse=True)

@@ -12,10 +12,11 @@ from kafka.errors import (
 )
 from kafka.future import Future
 
+from pipeline.contracts.avro import ENFORCEMENT
+from pipeline.domain.policy import Decision
 from pipeline.edges import mta
 from pipeline.edges.send_backlog import Backlog, sendable_again
 from pipeline.settings import Settings
-from pipeline.contracts.avro import ENFORCEMENT
 
 NOW = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 
@@ -60,6 +61,15 @@ class _Producer:
         self.closed = True
 
 
+class AppliedLog(mta.EnforcementLog):
+    """The log with `apply(n)`: the record of `blocked`'s block of client address 192.0.2.n."""
+
+    blocked: Decision
+
+    def apply(self, n: int) -> None:
+        self(self.blocked, "block", NOW, {"client_address": f"192.0.2.{n}"})
+
+
 @pytest.fixture
 def enforcement_log(monkeypatch, make_decision):
     """An EnforcementLog sending through `producer`, with short pauses; `apply(n)` has it take the
@@ -71,8 +81,8 @@ def enforcement_log(monkeypatch, make_decision):
     def make(producer, max_pending=100):
         monkeypatch.setattr(mta.kafka_clients, "KafkaProducer", lambda **config: producer)
         monkeypatch.setattr(mta.EnforcementLog, "MAX_PENDING", max_pending)
-        log = mta.EnforcementLog(Settings())
-        log.apply = lambda n: log(make_decision(1, 3), "block", NOW, {"client_address": f"192.0.2.{n}"})
+        log = AppliedLog(Settings())
+        log.blocked = make_decision(1, 3)
         started.append(log)
         return log
     yield make

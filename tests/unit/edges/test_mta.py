@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from kafka import TopicPartition
 
+from pipeline.domain.policy import Decision
 from pipeline.domain.windows import window_offset
 from pipeline.edges import mta, policy
 from pipeline.edges.connection_guard import ConnectionGuard
@@ -280,7 +281,7 @@ def test_the_follower_drops_deleted_servers_and_keeps_following(decisions_topic,
     topic.delete(THROTTLED, partition=1)
     monkeypatch.setattr(mta.kafka_clients, "KafkaConsumer", lambda **config: topic)
     follower = mta.DecisionFollower(mta.Settings(), cache)
-    at_catch_up = []
+    at_catch_up: list[Decision | None] = []
 
     def on_poll(topic):
         if follower.caught_up.is_set() and not at_catch_up:
@@ -295,7 +296,8 @@ def test_the_follower_drops_deleted_servers_and_keeps_following(decisions_topic,
         follower.run()  # returns once stopped: an error would have it read the topic from the start again
     assert topic.seeks_to_start == 1 and topic.closed
     assert at_catch_up == [blocked, None, None], "what the topic held at the start replaced the file's"
-    assert caplog.messages == ["skipped mail.decisions/0/1: not an Avro record in single-object or Confluent framing (14 bytes, starts 6e6f)"]
+    assert caplog.messages == ["skipped mail.decisions/0/1: not an Avro record in single-object or Confluent framing "
+                               "(14 bytes, starts 6e6f)"]
     assert cache.held(BLOCKED) is None and cache.lookup([BLOCKED]) is None
     assert cache.lookup([THROTTLED]).version == 2
     server = PolicyServer(cache, lambda *applied: pytest.fail("nothing to enforce"))
@@ -322,7 +324,7 @@ def test_report_only_accepts_and_records_what_it_would_have_answered(make_decisi
     cache = DecisionCache()
     cache.apply(dataclasses.replace(make_decision(1, 3), server_id=server, hostname=server, report_only=True,
                                     throttle_minutes_per_hour=throttle, block_minutes_per_hour=block))
-    enforced = []
+    enforced: list[tuple[str, datetime] | str] = []
     now = datetime(2026, 3, 1, 10, window_offset(server), tzinfo=UTC)
     answers = PolicyServer(cache, lambda decision, kind, at, request: enforced.append((kind, at)), clock=lambda: now)
     assert answers.decide({"client_name": server, "client_address": "192.0.2.25"}) == policy.DUNNO

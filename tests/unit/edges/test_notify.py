@@ -1,11 +1,12 @@
 """The notifier with a stand-in relay (what it sends, what it remembers, what it tries again),
 and with a real SMTP server (aiosmtpd) that asks for STARTTLS or implicit TLS and a login."""
+import asyncio
 import logging
 import smtplib
 import ssl
 import subprocess
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
@@ -20,24 +21,13 @@ from pipeline.cli import main
 from pipeline.domain.config import ConfigError
 from pipeline.domain.notices import Ledger
 from pipeline.domain.notify_config import NotifyConfig
-from pipeline.domain.policy import Decision
 from pipeline.edges import notify
 from pipeline.edges.notify import Notifier, SmtpRelay
+from tests.conftest import decision
 
 NOW = datetime(2026, 1, 20, tzinfo=UTC)
 CONFIG = NotifyConfig(sender="patchgate@ops.example", report_url="http://report.example:6066",
                       contacts={"contoso": ("admins@contoso.example",), "tailspin": ("it@tailspin.example",)})
-
-
-def decision(server, org, stage=1):
-    return Decision(
-        server_id=f"{org}/{server}" if org else server, org=org, hostname=server, product="Exchange2013",
-        build="15.0.1497.2", status="unsupported", stage=stage, throttle_minutes_per_hour=0, block_minutes_per_hour=0,
-        first_detected=datetime(2026, 1, 2, tzinfo=UTC), throttle_enabled_date=date(2026, 2, 1),
-        blocking_enabled_date=date(2026, 3, 3), next_stage_start_date=date(2026, 2, 1), next_stage_throttle_rate=5,
-        next_stage_block_rate=0, recommended_builds=(), reason="Exchange2013 is out of support", smtp_reply=None,
-        decided_at=datetime(2026, 1, 10, tzinfo=UTC), version=1,
-    )
 
 
 class Relay:
@@ -270,6 +260,7 @@ class _AnyPort(Controller):
     """Listens on a port the system picks (aiosmtpd's Controller wants one named)."""
 
     def _trigger_server(self):
+        assert isinstance(self.server, asyncio.Server)
         self.port = self.server.sockets[0].getsockname()[1]
         super()._trigger_server()
 

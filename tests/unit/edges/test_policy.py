@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -27,7 +27,7 @@ def test_request_names_in_order_of_trust():
 
 
 def at_minute(server_id, relative):
-    return datetime(2026, 3, 1, 10, (window_offset(server_id) + relative) % 60, tzinfo=timezone.utc)
+    return datetime(2026, 3, 1, 10, (window_offset(server_id) + relative) % 60, tzinfo=UTC)
 
 
 def test_actions_follow_the_minute_windows(make_decision):

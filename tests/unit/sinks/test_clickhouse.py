@@ -1,6 +1,7 @@
 from dataclasses import replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
+from pipeline.contracts import records
 from pipeline.domain.events import ServerObservation
 from pipeline.sinks.clickhouse import (
     connect,
@@ -10,9 +11,8 @@ from pipeline.sinks.clickhouse import (
     insert_observations,
     insert_rows,
 )
-from pipeline.contracts import records
 
-AT = datetime(2026, 2, 1, 23, 53, 27, tzinfo=timezone.utc)
+AT = datetime(2026, 2, 1, 23, 53, 27, tzinfo=UTC)
 
 
 def test_batches_land_once_even_when_replayed(tmp_path, make_decision):
@@ -29,7 +29,8 @@ def test_batches_land_once_even_when_replayed(tmp_path, make_decision):
         rows = client.query("SELECT version, stage FROM decisions FINAL ORDER BY version").result_rows
         assert rows == [(1, 1), (2, 2)]
         assert client.query("SELECT count() FROM decisions").result_rows == [(3,)]
-        latest = client.query("SELECT server, stage, version, next_stage_start_date FROM server_state FINAL").result_rows
+        latest = client.query(
+            "SELECT server, stage, version, next_stage_start_date FROM server_state FINAL").result_rows
         assert latest == [("ex13mbx01.contoso.example", 2, 2, date(2026, 2, 11))]
     finally:
         # The embedded engine serves one folder per process: let the next test open its own.
@@ -46,7 +47,7 @@ def test_traffic_and_the_servers_view(tmp_path, make_decision):
             ServerObservation.once("ex13mbx01.contoso.example", "ex13mbx01.contoso.example", None, AT, "15.0.1497.2",
                                    "msgtrk-version", "<a@x>", 1000),  # the SEND row of the same message
             ServerObservation.once("ex13mbx01.contoso.example", "ex13mbx01.contoso.example", None,
-                                   datetime(2026, 1, 30, tzinfo=timezone.utc), None, "msgtrk-traffic", "<b@x>", 500),
+                                   datetime(2026, 1, 30, tzinfo=UTC), None, "msgtrk-traffic", "<b@x>", 500),
         ]
         insert_observations(client, [records.observation_record(o) for o in seen], "mail.observations:1:0-2")
         insert_decisions(client, [make_decision(1, 1)], "mail.decisions:0:0-0")
@@ -54,7 +55,7 @@ def test_traffic_and_the_servers_view(tmp_path, make_decision):
         assert daily == [(date(2026, 1, 30), 1, 500), (date(2026, 2, 1), 1, 1000)]
         [row] = client.query("SELECT server, stage, last_seen, messages_last_24h FROM servers").result_rows
         assert row[:2] == ("ex13mbx01.contoso.example", 1)
-        assert row[2].replace(tzinfo=timezone.utc) == AT and row[3] == 1
+        assert row[2].replace(tzinfo=UTC) == AT and row[3] == 1
     finally:
         client.close()
 

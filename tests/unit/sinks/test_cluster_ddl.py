@@ -1,6 +1,8 @@
 import re
+from typing import cast
 
 import pytest
+from clickhouse_connect.driver.client import Client
 
 from pipeline.sinks.clickhouse import connect, create_tables
 from pipeline.sinks.cluster_ddl import cluster_ddl, on_cluster, replicated, schema_statements
@@ -15,7 +17,8 @@ SHIPPED_ENGINES = {
     "enforcement": f"ReplicatedReplacingMergeTree({KEEPER})",
     "control_log": f"ReplicatedReplacingMergeTree({KEEPER})",
 }
-CREATED = re.compile(r"(?:CREATE (?:OR REPLACE )?(?:TABLE|MATERIALIZED VIEW|VIEW) (?:IF NOT EXISTS )?|ALTER TABLE )(\w+)")
+CREATED = re.compile(r"(?:CREATE (?:OR REPLACE )?(?:TABLE|MATERIALIZED VIEW|VIEW) (?:IF NOT EXISTS )?"
+                     r"|ALTER TABLE )(\w+)")
 
 
 def generated(cluster="patchgate"):
@@ -32,7 +35,7 @@ def test_the_schema_statements_are_the_ones_the_sink_runs():
             self.commands.append(statement.strip())
 
     client = RecordingClient()
-    create_tables(client)
+    create_tables(cast(Client, client))
     assert client.commands == schema_statements()
     assert len(client.commands) == 12
 

@@ -22,7 +22,8 @@ def test_report_rows_are_json_ready(client):
 
 
 def test_sql_is_read_only(client):
-    assert run_sql(client, "SELECT version FROM decisions ORDER BY version") == {"columns": ["version"], "rows": [[1], [2]]}
+    assert run_sql(client, "SELECT version FROM decisions ORDER BY version") == {
+        "columns": ["version"], "rows": [[1], [2]]}
     with pytest.raises(Exception, match="readonly"):
         run_sql(client, "DROP TABLE decisions")
     with pytest.raises(Exception, match="readonly"):

@@ -11,7 +11,8 @@ JAN_10 = 1_768_003_200_000  # 2026-01-10T00:00:00Z
 
 def observation(server_id, times):
     messages = {"message_keys": [f"m{t}" for t in times], "message_times": times, "message_sizes": [100] * len(times)}
-    return {"server_id": server_id, "build": "15.0.1497.2", "evidence": "received-id", "messages": orjson.dumps(messages)}
+    return {"server_id": server_id, "build": "15.0.1497.2", "evidence": "received-id",
+            "messages": orjson.dumps(messages)}
 
 
 def attempt(action, at):
@@ -47,7 +48,8 @@ def test_overview_has_every_server_with_its_id_and_the_newest_event(client):
 
 def test_server_page_reads_history_traffic_with_attempts_per_day_and_controls(client):
     page = server_page(client, SERVER_ID)
-    assert [(d["version"], d["stage"], d["throttle_minutes_per_hour"]) for d in page["history"]] == [(1, 1, 0), (2, 2, 5)]
+    assert [(d["version"], d["stage"], d["throttle_minutes_per_hour"]) for d in page["history"]] == [
+        (1, 1, 0), (2, 2, 5)]
     assert page["daily"] == [
         {"day": "2026-01-10", "messages": 2, "deferred": 0, "rejected": 0},
         {"day": "2026-01-11", "messages": 1, "deferred": 1, "rejected": 0},

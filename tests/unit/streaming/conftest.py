@@ -83,7 +83,15 @@ def event():
 
 
 class SentRecord(asyncio.Future):
-    """What Faust's send_soon returns: a future with the message it sends."""
+    """What Faust's send_soon and send return: a future with the message it sends; `awaited` once
+    something waits for it (awaiting a future, or gathering it, adds a done callback)."""
+
+    message: SimpleNamespace
+    awaited = False
+
+    def add_done_callback(self, fn, *, context=None):
+        self.awaited = True
+        super().add_done_callback(fn, context=context)
 
 
 class Broker:
@@ -94,37 +102,41 @@ class Broker:
     def __init__(self):
         self.sent: list[tuple[str, bytes | None, bytes | None]] = []
         self.holding = False
-        self._held: list[asyncio.Future] = []
+        self._held: list[tuple[str, SentRecord]] = []
 
-    def buffer(self, topic, *, key=None, value=None, partition=None, **_) -> asyncio.Future:
-        self.sent.append((topic.get_topic_name(), key, value))
+    def _delivery(self, topic: str, partition=None) -> SentRecord:
         delivery = SentRecord(loop=asyncio.get_running_loop())
         delivery.message = SimpleNamespace(partition=partition)
         if self.holding:
-            self._held.append(delivery)
+            self._held.append((topic, delivery))
         else:
             delivery.set_result(None)
         return delivery
 
+    def buffer(self, topic, *, key=None, value=None, partition=None, **_) -> asyncio.Future:
+        self.sent.append((topic.get_topic_name(), key, value))
+        return self._delivery(topic.get_topic_name(), partition)
+
+    def waiting_for_acks(self, topic: str | None = None) -> bool:
+        """Whether the sender waits for the acknowledgement of every record held (of one on `topic`
+        among them): it can send nothing more before a `release`, so what it sent so far is all."""
+        held = [delivery for name, delivery in self._held if topic in (None, name)]
+        return bool(held) and all(delivery.awaited for _, delivery in self._held)
+
     async def flush(self) -> None:
         self.sent.append(("<flush>", None, None))
 
-    def values(self, topic: str) -> list[bytes]:
+    def values(self, topic: str) -> list[bytes | None]:
         return [value for name, _, value in self.sent if name == topic]
 
     def release(self) -> None:
-        for delivery in self._held:
+        for _, delivery in self._held:
             delivery.set_result(None)
         self._held.clear()
 
     async def send(self, topic, *, key=None, value=None, **_) -> asyncio.Future:
         self.sent.append((topic.get_topic_name(), key, value))
-        delivery = asyncio.get_running_loop().create_future()
-        if self.holding:
-            self._held.append(delivery)
-        else:
-            delivery.set_result(None)
-        return delivery
+        return self._delivery(topic.get_topic_name())
 
 
 @pytest.fixture
@@ -161,12 +173,13 @@ def streaming_app(broker, monkeypatch, tmp_path):
             app = sink_app(configured, load_catalog(), clickhouse=clickhouse)
         else:
             app = processing_app(configured, load_catalog(), store="memory://")
-        app.crashes = []
+        crashes: list[BaseException] = []
+        monkeypatch.setattr(app, "crashes", crashes, raising=False)
         monkeypatch.setattr(app.producer, "flush", broker.flush)
 
         async def crash(reason: BaseException) -> None:
-            app.crashes.append(reason)
-        app.crash = crash
+            crashes.append(reason)
+        monkeypatch.setattr(app, "crash", crash)
         return app
     return make
 

@@ -117,7 +117,7 @@ def test_ingest_writes_its_state_and_acks_only_after_the_broker_acknowledged_wha
         async with agent_named(app, "ingest").test_context() as ingest:
             record = await ingest.put(HEADER + ROW, key=LOG.encode(), partition=2, timestamp=RECEIVED_AT,
                                       headers=packing.headers(1, 0))
-            await until(lambda: broker.values("mail.observations"), "the observation is sent")
+            await until(lambda: broker.waiting_for_acks("mail.observations"), "the agent waits for the ack")
             # The broker has not acknowledged it: the agent waits, with nothing written or acked.
             assert (LOG.encode() not in parser_states.data, record.message.acked) == (True, False)
             broker.release()
@@ -251,14 +251,13 @@ def test_enforce_puts_a_batch_s_decisions_in_the_outbox_before_it_stores_states_
             broker.holding = True
             events = [await enforce.put(observation(EX2013, datetime(2026, 2, 10, 8, 0, tzinfo=UTC), key.decode()),
                                         key=key, partition=home(key)) for key in servers]
-            await until(lambda: broker.sent, "the outbox is sent")
-            await asyncio.sleep(0.2)
+            await until(broker.waiting_for_acks, "the agent waits for the outbox to be acknowledged")
             assert steps() == [(changelog, "outbox", "value")] * 2  # a value per partition, nothing else yet
             broker.release()
-            await until(lambda: len(broker.sent) > 2, "states and decisions are sent")
-            await asyncio.sleep(0.2)
+            await until(lambda: broker.waiting_for_acks("mail.decisions"), "the agent waits for its decisions' acks")
             assert sorted(map(str, steps()[2:])) == sorted(map(str, [
-                *[(changelog, key, "value") for key in servers], *[("mail.decisions", key, "value") for key in servers]]))
+                *[(changelog, key, "value") for key in servers],
+                *[("mail.decisions", key, "value") for key in servers]]))
             broker.holding = False
             broker.release()
             await until(acked(*events), "the batch is acked")
@@ -301,7 +300,8 @@ def test_enforce_publishes_what_a_stopped_worker_left_unpublished_first(streamin
     end of mail.decisions went out already, the others go out before any new one."""
     app = streaming_app()
     published, unpublished = ((server.encode(), ENFORCEMENT_DECISION.encode(records.decision_record(
-        replace(make_decision(1, 2), server_id=server)))) for server in ("ex07.contoso.example", "ex08.contoso.example"))
+        replace(make_decision(1, 2), server_id=server))))
+        for server in ("ex07.contoso.example", "ex08.contoso.example"))
     asked = tails_ending_with(monkeypatch, published)
     key = b"ex01.contoso.example"
 

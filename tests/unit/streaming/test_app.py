@@ -1,5 +1,8 @@
 """The wiring of the Faust apps of each role (the agents run for real in tests/integration)."""
+from typing import cast
+
 import pytest
+from faust.web.drivers.aiohttp import Web
 
 from pipeline.catalog_files import load_catalog
 from pipeline.settings import Settings
@@ -47,6 +50,6 @@ def test_one_process_runs_both_apps_with_one_web_port(role):
 def test_the_web_port_serves_no_table_rows_of_faust_s_own(role):
     [app] = build_apps(SETTINGS, load_catalog(), role)
     app.web.init_server()
-    paths = {route.resource.canonical for route in app.web.web_app.router.routes()}
+    paths = {route.resource.canonical for route in cast(Web, app.web).web_app.router.routes()}
     assert {"/health", "/healthz", "/metrics", "/login"} <= paths
     assert not [path for path in paths if path.startswith(("/table", "/router"))]

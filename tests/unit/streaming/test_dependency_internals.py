@@ -86,7 +86,9 @@ def shape(function: Any) -> str:
         if parameter.kind is parameter.KEYWORD_ONLY and "*" not in words and not any(
                 p.kind is p.VAR_POSITIONAL for p in parameters):
             words.append("*")
-        word = {parameter.VAR_POSITIONAL: "*", parameter.VAR_KEYWORD: "**"}.get(parameter.kind, "") + parameter.name
+        stars = ("*" if parameter.kind is parameter.VAR_POSITIONAL
+                 else "**" if parameter.kind is parameter.VAR_KEYWORD else "")
+        word = stars + parameter.name
         words.append(word + ("=..." if parameter.default is not parameter.empty else ""))
         if parameter.kind is parameter.POSITIONAL_ONLY and (
                 index + 1 == len(parameters) or parameters[index + 1].kind is not parameter.POSITIONAL_ONLY):
@@ -171,7 +173,7 @@ def current_event_reads_the_variable() -> str:
 
     class Event:
         pass
-    event = Event()
+    event: Any = Event()  # only its identity is looked at
     token = streams._current_event.set(weakref.ref(event))
     try:
         seen = streams.current_event()

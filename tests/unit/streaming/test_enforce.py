@@ -21,6 +21,7 @@ from pipeline.streaming.controls import CONTROLS_KEY, decode_controls
 from pipeline.streaming.dead_letters import DeadLetterLimit
 from pipeline.streaming.enforce import EnforceBatch
 from pipeline.streaming.outbox import StoredServer, outbox_key
+from tests.unit.streaming.conftest import PartitionedTable
 
 SETTINGS = Settings(app_id="pg-unit")
 SERVER = b"ex01.contoso.example"
@@ -41,10 +42,10 @@ EXEMPTED = CONTROL_APPLIED.encode(applied_record(
 
 
 @pytest.fixture
-def enforce(table, event, broker):
+def enforce(table: type[PartitionedTable], event, broker):
     """Runs batches of records through EnforceBatch: a record is (value, topic), all of SERVER's
     partition; the tables and the dead-letter limit outlive the batches, as the agent's do."""
-    class ChangelogTable(table):
+    class ChangelogTable(table):  # type: ignore[valid-type,misc]  # the fixture's class
         def __init__(self, changelog: str):
             super().__init__()
             self.changelog = SimpleNamespace(get_topic_name=lambda: changelog)

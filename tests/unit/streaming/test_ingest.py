@@ -1,5 +1,6 @@
 """A batch of raw records through RawBatch, with stand-in tables: what the ingest agent does
 between reading a batch and sending what it produced."""
+from collections.abc import Sequence
 from dataclasses import replace
 
 import orjson
@@ -14,7 +15,8 @@ HEADER = (b"#Software: Microsoft Exchange Server\r\n#Version: 15.01.2507.039\r\n
 
 
 def row(n: int) -> bytes:
-    return f"2026-02-10T08:{n // 60:02d}:{n % 60:02d}.000Z,app1.contoso.example,EX16.contoso.example,RECEIVE,<m{n}@x>,{100 + n}\r\n".encode()
+    return (f"2026-02-10T08:{n // 60:02d}:{n % 60:02d}.000Z,app1.contoso.example,EX16.contoso.example,RECEIVE,"
+            f"<m{n}@x>,{100 + n}\r\n").encode()
 
 
 def packed(event, data: bytes, first_line: int, first_offset: int, offset: int, partition: int = 1):
@@ -22,7 +24,8 @@ def packed(event, data: bytes, first_line: int, first_offset: int, offset: int, 
 
 
 def run_batch(tables, events, formats=FormatConfig()):
-    batch = RawBatch(*tables, PolicyConfig(), formats)
+    parser_states, open_messages = tables
+    batch = RawBatch(parser_states, open_messages, PolicyConfig(), formats)
     for e in events:
         batch.add(e)
     batch.parse()
@@ -66,7 +69,8 @@ def test_a_batch_that_leaves_the_state_as_it_was_writes_nothing(table, event):
 
 
 def test_one_line_records_are_unwrapped_joined_and_keep_their_own_positions(table, event):
-    lines = [HEADER.decode().splitlines()[i] for i in range(3)] + [row(0).decode().strip(), "broken,row", row(1).decode().strip()]
+    lines = [HEADER.decode().splitlines()[i] for i in range(3)] + [
+        row(0).decode().strip(), "broken,row", row(1).decode().strip()]
     records = [event(LOG.encode(), orjson.dumps({"message": line, "log": {"file": {"path": LOG}, "offset": 1000 + n}}),
                      partition=2, offset=n) for n, line in enumerate(lines)]
     records.append(event(LOG.encode(), b'{"message": "cut', partition=2, offset=6))
@@ -92,16 +96,18 @@ def test_a_rejected_header_block_is_charged_to_the_record_that_ended_it(table, e
     block = b"From a@b Mon Feb 16 11:20:31 2026\nReceived: from a by b\nSubject: x\n\n"
     record = event(b"/mail/in.mbox", block, 0, 41, packing.headers(1, 0))
     [error] = run_batch((table(), table()), [record]).errors
-    assert (str(error), error.origin) == ("/mail/in.mbox:1 (byte 0): field Received: no dated Received header and no Date header",
-                                          Origin("mail.logs.raw", 0, 41))
+    assert (str(error), error.origin) == (
+        "/mail/in.mbox:1 (byte 0): field Received: no dated Received header and no Date header",
+        Origin("mail.logs.raw", 0, 41))
 
 
 # A Postfix log cut while a message was being received: its queue-active line never came.
 OPEN_MESSAGE = (
     b"Feb 16 11:20:32 mx1 postfix/smtpd[2012]: 4TqN1c2Vb8z1: client=mail19.fabrikam.example[198.51.100.29]\n"
-    b"Feb 16 11:20:33 mx1 postfix/cleanup[2015]: 4TqN1c2Vb8z1: warning: header Received: from EX19MBX03.fabrikam.example "
-    b"(198.51.100.23) by mail19.fabrikam.example (198.51.100.29) with Microsoft SMTP Server id 15.2.1544.14 via Frontend "
-    b"Transport; Mon, 16 Feb 2026 11:20:31 +0000 from mail19.fabrikam.example[198.51.100.29]; from=<kim@fabrikam.example> "
+    b"Feb 16 11:20:33 mx1 postfix/cleanup[2015]: 4TqN1c2Vb8z1: warning: header Received: "
+    b"from EX19MBX03.fabrikam.example (198.51.100.23) by mail19.fabrikam.example (198.51.100.29) "
+    b"with Microsoft SMTP Server id 15.2.1544.14 via Frontend Transport; Mon, 16 Feb 2026 11:20:31 +0000 "
+    b"from mail19.fabrikam.example[198.51.100.29]; from=<kim@fabrikam.example> "
     b"to=<jo@example.net> proto=ESMTP helo=<mail19.fabrikam.example>\n"
 )
 LATER_MESSAGE = (
@@ -111,7 +117,9 @@ LATER_MESSAGE = (
 
 
 def idle_batch(tables, events, idle_ms=3_600_000):
-    batch = RawBatch(*tables, PolicyConfig(trusted_receivers=("mx*.example.net",)), source_idle_ms=idle_ms)
+    parser_states, open_messages = tables
+    batch = RawBatch(parser_states, open_messages, PolicyConfig(trusted_receivers=("mx*.example.net",)),
+                     source_idle_ms=idle_ms)
     for e in events:
         batch.add(e)
     batch.parse()
@@ -131,7 +139,8 @@ def test_a_source_holding_a_message_ends_when_its_partition_moves_on_by_the_idle
     assert servers(first) == []
     # Another source on the same partition, 59 minutes on: not yet.
     soon = LATER_MESSAGE % (b"12:19:33", b"12:19:33")
-    assert servers(idle_batch(tables, [event(b"/logs/mx2/mail.log", soon, 3, 11, packing.headers(1, 0))])) == ["relay.wingtip.example"]
+    assert servers(idle_batch(tables, [event(b"/logs/mx2/mail.log", soon, 3, 11, packing.headers(1, 0))])) == [
+        "relay.wingtip.example"]
     # An hour after the held message's source was last stamped (its own newest time, 11:20:33).
     later = LATER_MESSAGE % (b"12:20:33", b"12:20:33")
     batch = idle_batch(tables, [event(b"/logs/mx2/mail.log", later, 3, 12, packing.headers(3, len(soon)))])
@@ -147,7 +156,8 @@ def test_a_quiet_marker_ends_a_header_block_that_no_blank_line_closed(table, eve
     tables = (table(), table())
     block = (b"Received: from ex13cas01.tailspin.example (203.0.113.40) by mx1.example.net with ESMTPS; "
              b"Tue, 3 Mar 2026 09:12:01 +0000\nReceived: from EX13MBX02.tailspin.example (10.4.0.12) by "
-             b"ex13cas01.tailspin.example (10.4.0.11) with Microsoft SMTP Server id 15.0.1497.2; Tue, 3 Mar 2026 09:12:00 +0000\n"
+             b"ex13cas01.tailspin.example (10.4.0.11) with Microsoft SMTP Server id 15.0.1497.2; "
+             b"Tue, 3 Mar 2026 09:12:00 +0000\n"
              b"Message-ID: <q1@tailspin.example>\nDate: Tue, 3 Mar 2026 09:11:58 +0000")
     assert servers(idle_batch(tables, [event(b"/mail/pasted.txt", block, 0, 4, packing.headers(1, 0))])) == []
     # The marker names offset 3: the block's record came after it, so it has not ended.
@@ -176,13 +186,17 @@ def test_a_rejected_header_block_is_named_by_the_line_and_byte_it_starts_at(tabl
 def repacked(event, raw_records, partition=2, offset=0):
     """The repacker's records for (key, value, headers, raw offset) on a raw partition, as events."""
     records = [packing.RawRecord(o, key, value, headers, 1_770_000_000_000) for key, value, headers, o in raw_records]
-    return [event(b"", r.value, partition, offset + n, r.headers) for n, r in enumerate(packing.repack("mail.logs.raw", records))]
+    return [event(b"", r.value, partition, offset + n, r.headers)
+            for n, r in enumerate(packing.repack("mail.logs.raw", records))]
 
 
 def one_line_records():
-    lines = [HEADER.decode().splitlines()[i] for i in range(3)] + [row(0).decode().strip(), "broken,row", row(1).decode().strip()]
-    records = [(LOG.encode(), orjson.dumps({"message": line, "log": {"file": {"path": LOG}, "offset": 1000 + n}}), (), n)
-               for n, line in enumerate(lines)]
+    lines = [HEADER.decode().splitlines()[i] for i in range(3)] + [
+        row(0).decode().strip(), "broken,row", row(1).decode().strip()]
+    # (key, value, headers, raw offset)
+    records: list[tuple[bytes, bytes, Sequence[tuple[str, bytes]], int]] = [
+        (LOG.encode(), orjson.dumps({"message": line, "log": {"file": {"path": LOG}, "offset": 1000 + n}}), (), n)
+        for n, line in enumerate(lines)]
     other = b"/logs/MSGTRK_EX19.LOG"
     records += [(other, HEADER, packing.headers(1, 0), 6), (LOG.encode(), b'{"message": "cut', (), 7),
                 (other, row(5), packing.headers(4, len(HEADER)), 8)]

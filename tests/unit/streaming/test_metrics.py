@@ -5,21 +5,22 @@ import asyncio
 from collections import Counter
 from datetime import UTC, datetime
 from types import SimpleNamespace
+from typing import cast
 
 import faust
 import rocksdict
 from aiohttp.test_utils import TestClient, TestServer
+from faust.transport.consumer import Consumer
 from faust.types import TP
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.contracts import packing
+from pipeline.contracts import packing, records
+from pipeline.contracts.avro import ENFORCEMENT_DECISION, SERVER_OBSERVATION
+from pipeline.contracts.topics import partition_for
 from pipeline.domain.events import ServerObservation
 from pipeline.settings import Settings
-from pipeline.contracts import records
-from pipeline.contracts.avro import ENFORCEMENT_DECISION, SERVER_OBSERVATION
 from pipeline.streaming.metrics import Metrics, stored_keys
 from pipeline.streaming.storage import ClickHouseHandle
-from pipeline.contracts.topics import partition_for
 
 RECEIVED_AT = 1_771_300_000.0
 LOG = "/logs/MSGTRK_EX16.LOG"
@@ -183,7 +184,7 @@ def test_one_registry_shows_the_lag_of_each_app_of_the_process_apart(tmp_path, m
         app = faust.App(app_id, broker="kafka://127.0.0.1:1", store="memory://")
         monkeypatch.setattr(app.consumer, "assignment", lambda: {observations})
         monkeypatch.setattr(app.consumer, "highwater", lambda tp: 100)
-        app.consumer._committed_offset[observations] = committed
+        cast(Consumer, app.consumer)._committed_offset[observations] = committed
         metrics.watch(app)
     [family] = [family for family in metrics.registry.collect() if family.name == "patchgate_consumer_lag"]
     assert {(sample.labels["group"], sample.value) for sample in family.samples} == {

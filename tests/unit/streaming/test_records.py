@@ -1,16 +1,20 @@
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from pipeline.catalog_files import load_catalog
+from pipeline.contracts import records
+from pipeline.contracts.avro import (
+    DEAD_LETTER,
+    ENFORCEMENT_DECISION,
+    MESSAGE_TRACE,
+    SERVER_OBSERVATION,
+    SERVER_OBSERVATION_TIMES,
+)
 from pipeline.domain.config import PolicyConfig
 from pipeline.domain.events import MessageTrace, ServerObservation, SourcePosition, epoch_ms
 from pipeline.domain.policy import step
-from pipeline.contracts import records
-from pipeline.contracts.avro import (
-    DEAD_LETTER, ENFORCEMENT_DECISION, MESSAGE_TRACE, SERVER_OBSERVATION, SERVER_OBSERVATION_TIMES,
-)
 
-AT = datetime(2026, 2, 10, 8, 14, 3, 127000, tzinfo=timezone.utc)
+AT = datetime(2026, 2, 10, 8, 14, 3, 127000, tzinfo=UTC)
 
 
 def test_trace_survives_the_wire():

@@ -5,6 +5,7 @@ import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
+from pipeline.contracts.topics import partition_for
 from pipeline.domain.source_ends import OpenSources
 from pipeline.streaming.ingest import open_sources_key
 from pipeline.streaming.repartition import (
@@ -18,7 +19,6 @@ from pipeline.streaming.repartition import (
     spread_controls,
     stays,
 )
-from pipeline.contracts.topics import partition_for
 
 
 def names(count: int) -> list[bytes]:

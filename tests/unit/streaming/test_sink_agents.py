@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 import pytest
 from faust.types import TP
 
+from pipeline.contracts import records
+from pipeline.contracts.avro import ENFORCEMENT, ENFORCEMENT_DECISION, SERVER_OBSERVATION
 from pipeline.domain.events import ServerObservation
 from pipeline.settings import DeadLetterSettings
 from pipeline.sinks import clickhouse as tables
 from pipeline.sinks.queries import run_sql
-from pipeline.contracts import records
 from pipeline.streaming.app import health
-from pipeline.contracts.avro import ENFORCEMENT, ENFORCEMENT_DECISION, SERVER_OBSERVATION
 from pipeline.streaming.metrics import Metrics
 from pipeline.streaming.sink_agents import dedup_token
 from pipeline.streaming.storage import ClickHouseHandle

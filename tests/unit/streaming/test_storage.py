@@ -131,11 +131,16 @@ def test_the_embedded_engine_runs_a_read_while_a_write_is_in_it(tmp_path):
                    "SETTINGS max_block_size = 1")
     in_engine = "SELECT count() FROM system.processes WHERE query LIKE 'INSERT INTO slow_writes%'"
 
+    def create(client):
+        client.command("CREATE TABLE slow_writes (n UInt64) ENGINE = MergeTree ORDER BY n")
+
+    def insert_slowly(client):
+        client.command(slow_insert)
+
     async def scenario():
         async with opened(tmp_path) as handle:
-            await handle.write(lambda client: client.command(
-                "CREATE TABLE slow_writes (n UInt64) ENGINE = MergeTree ORDER BY n"), "create")
-            write = asyncio.create_task(handle.write(lambda client: client.command(slow_insert), "slow"))
+            await handle.write(create, "create")
+            write = asyncio.create_task(handle.write(insert_slowly, "slow"))
             seen = [[0]]
             while seen == [[0]] and not write.done():
                 await asyncio.sleep(0.02)

@@ -42,9 +42,9 @@ async def _deliver(records, position, with_agent=None) -> tuple[list[int], objec
         subscriptions.seek(RAW, position)
     consumer._thread._consumer = SimpleNamespace(_subscription=subscriptions, highwater=lambda tp: 100)
 
-    async def fetched(timeout):
+    async def fetched(_timeout):
         return {RAW: records}, None
-    consumer._wait_next_records = fetched
+    consumer._wait_next_records = fetched  # type: ignore[method-assign]  # the fetch, without a broker
     consumer.flow_active = True
     delivered = []
     async for tp, message in consumer.getmany(timeout=0.1):
@@ -94,6 +94,7 @@ def sought_consumer(committed: int, log_start: int = 0, clock=lambda: 0.0) -> tu
     """A worker's consumer whose partitions RAW and DECISIONS Faust sought to `committed`, on a broker
     whose logs start at `log_start`; the second value lists the seeks made after that."""
     consumer = processing_app(Settings(app_id="pg-unit", topic_prefix="pg-unit."), load_catalog()).consumer
+    assert isinstance(consumer, InOrderConsumer)
     sought: list = []
 
     async def seek_to_committed():
@@ -101,8 +102,10 @@ def sought_consumer(committed: int, log_start: int = 0, clock=lambda: 0.0) -> tu
 
     async def earliest_offsets(*partitions):
         return dict.fromkeys(partitions, log_start)
-    consumer._thread = SimpleNamespace(seek_to_committed=seek_to_committed, earliest_offsets=earliest_offsets,
-                                       seek=lambda tp, offset: sought.append((tp, offset)), _consumer=None)
+    # The consumer thread's part the seek uses, without a broker.
+    consumer._thread = SimpleNamespace(  # type: ignore[assignment]
+        seek_to_committed=seek_to_committed, earliest_offsets=earliest_offsets,
+        seek=lambda tp, offset: sought.append((tp, offset)), _consumer=None)
     consumer.clock = clock
     asyncio.run(consumer.perform_seek())
     return consumer, sought
@@ -130,6 +133,7 @@ def test_a_compacted_topic_commits_over_a_hole_at_its_head():
 def test_before_its_first_seek_a_partition_commits_as_faust_does():
     # Between a rebalance's revoke and its seek the committed offset is not known here.
     consumer = processing_app(Settings(app_id="pg-unit", topic_prefix="pg-unit."), load_catalog()).consumer
+    assert isinstance(consumer, InOrderConsumer)
     consumer._acked[RAW].extend([212, 213])
     assert consumer._new_offset(RAW) == 214
 
@@ -152,11 +156,11 @@ def test_a_dropped_record_is_read_again_without_the_acked_ones_after_it(caplog):
         subscriptions.assign_from_subscribed({RAW})
         subscriptions.seek(RAW, 214)
         consumer._thread._consumer = SimpleNamespace(_subscription=subscriptions)
-        consumer._thread.highwater = lambda tp: 214
+        consumer._thread.highwater = lambda tp: 214  # type: ignore[method-assign]
 
-        async def fetched(timeout):
+        async def fetched(_timeout):
             return {RAW: [record(offset) for offset in (211, 212, 213)]}, None
-        consumer._wait_next_records = fetched
+        consumer._wait_next_records = fetched  # type: ignore[method-assign]
         consumer.flow_active = True
         return [message.offset async for _, message in consumer.getmany(timeout=0.1)]
     with caplog.at_level("WARNING", logger="pipeline.streaming.transport"):

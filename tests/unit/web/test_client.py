@@ -1,23 +1,19 @@
 """Without a worker on the web port, the embedded ClickHouse folder is opened directly; with one, the
 query goes through it."""
 import asyncio
-import socket
+from typing import cast
 
 import faust
 import pytest
 from aiohttp.test_utils import TestServer
+from faust.web.drivers.aiohttp import Web
 
 from pipeline.catalog_files import load_catalog
 from pipeline.settings import Settings
 from pipeline.sinks.clickhouse import connect, create_tables, insert_decisions
 from pipeline.streaming.metrics import Metrics
 from pipeline.web import client, views
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from testkit.ports import free_port
 
 
 def test_report_and_sql_read_the_folder_when_no_worker_runs(tmp_path, make_decision):
@@ -48,7 +44,7 @@ def test_report_and_sql_bring_the_token_to_a_sink_bound_beyond_loopback(monkeypa
     views.register_reports(app, read, settings, load_catalog())
 
     async def ask():
-        async with TestServer(app.web.web_app, host="127.0.0.1", port=settings.web_port):
+        async with TestServer(cast(Web, app.web).web_app, host="127.0.0.1", port=settings.web_port):
             return (await asyncio.to_thread(client.report, settings),
                     await asyncio.to_thread(client.sql, settings, "SELECT 1"))
 

@@ -43,8 +43,8 @@ def test_overview_escapes_links_each_server_and_keeps_the_filter_in_sort_links_a
     assert "Data up to 2026-02-08T10:00:00.000Z" in page and "not from the clock" in page
     # The next 7 days: the outdated server's stage 3 on 2026-02-11, in words with its minutes.
     assert re.search(r"<td>2026-02-11</td><td><a [^>]+>ex16mbx01.contoso.example</a></td><td>contoso.example</td>"
-                     r"<td>stage 2 → 3</td><td>10 minutes of every hour are deferred \(450 4.7.230\): minutes 44 to 53 UTC",
-                     page)
+                     r"<td>stage 2 → 3</td><td>10 minutes of every hour are deferred \(450 4.7.230\): "
+                     r"minutes 44 to 53 UTC", page)
 
 
 def test_overview_sorted_by_stage_links_the_other_way_and_escapes(servers):
@@ -58,14 +58,16 @@ def test_csv_has_every_column_and_empty_cells_for_none(servers):
     read = list(csv.reader(io.StringIO(servers_csv(servers, SERVER_COLUMNS))))
     assert tuple(read[0]) == SERVER_COLUMNS
     outdated = dict(zip(read[0], read[2], strict=True))
-    assert (outdated["org"], outdated["stage"], outdated["throttle_enabled_date"]) == ("contoso.example", "2", "2026-02-01")
+    assert (outdated["org"], outdated["stage"], outdated["throttle_enabled_date"]) == (
+        "contoso.example", "2", "2026-02-01")
     assert dict(zip(read[0], read[1], strict=True))["org"] == ""
 
 
 def test_server_page_answers_what_is_wrong_what_next_and_what_to_install(outdated_page):
     page = server_page(server_detail(outdated_page, PolicyConfig(), load_catalog()))
     assert "build 15.1.2507.39 is below the Exchange2016 baseline 15.1.2507.61" in page
-    assert "From 2026-02-11, stage 3: 10 minutes of every hour are deferred (450 4.7.230): minutes 44 to 53 UTC." in page
+    assert ("From 2026-02-11, stage 3: 10 minutes of every hour are deferred (450 4.7.230): "
+            "minutes 44 to 53 UTC.") in page
     assert "<td>15.1.2507.72</td><td>Exchange2016 CU23 Aug26SU</td><td>2026-08-11</td>" in page
     assert "<a href='https://support.microsoft.com/help/5121576'>KB5121576</a>" in page
     assert "1 more builds at or above the baseline" in page  # six recommended, five shown
@@ -126,7 +128,10 @@ class Dom(HTMLParser):
 
     def __init__(self, page: str):
         super().__init__(convert_charrefs=True)
-        self.elements, self.attribute_names, self.attribute_values, self.texts = [], set(), [], []
+        self.elements: list[str] = []
+        self.attribute_names: set[str] = set()
+        self.attribute_values: list[str] = []
+        self.texts: list[str] = []
         self.feed(page)
         self.close()
 

@@ -9,8 +9,10 @@ def servers_of(rows):
 
 
 def test_filters_by_org_status_and_stage_and_by_no_org(servers):
-    assert servers_of(ServerFilter.from_query({"org": "CONTOSO.example"}).apply(servers)) == ["ex16mbx01.contoso.example"]
-    assert servers_of(ServerFilter.from_query({"org": "-"}).apply(servers)) == ["ex13mbx01.contoso.example", "mail.example"]
+    assert servers_of(ServerFilter.from_query({"org": "CONTOSO.example"}).apply(servers)) == [
+        "ex16mbx01.contoso.example"]
+    assert servers_of(ServerFilter.from_query({"org": "-"}).apply(servers)) == [
+        "ex13mbx01.contoso.example", "mail.example"]
     assert servers_of(ServerFilter.from_query({"status": "unsupported", "stage": "1"}).apply(servers)) == [
         "ex13mbx01.contoso.example"]
     assert ServerFilter.from_query({"stage": "3"}).apply(servers) == []

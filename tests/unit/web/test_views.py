@@ -8,6 +8,7 @@ import pytest
 from aiohttp import DummyCookieJar
 from aiohttp.test_utils import TestClient, TestServer
 from kafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
+from multidict import CIMultiDictProxy
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.catalog_files import load_catalog
@@ -49,7 +50,7 @@ class Form(dict):
     """A body sent form-encoded, as a browser sends a form."""
 
 
-def answers(app_and_metrics, *requests: tuple) -> list[tuple[int, dict, bytes]]:
+def answers(app_and_metrics, *requests: tuple) -> list[tuple[int, CIMultiDictProxy[str], bytes]]:
     """(status, headers, body) of each (method, path[, body[, headers]]) sent to the app's web server, in
     one event loop (the aiohttp application is bound to the first one that serves it). A body is sent as
     JSON unless it is Raw or a Form; redirects are answers, not followed; no cookie is kept."""

@@ -35,7 +35,8 @@ class Source:
 
     def __init__(self, name="sample", reference: datetime | None = None, formats: FormatConfig = FormatConfig()):
         self.name, self.reference, self.formats = name, reference, formats
-        self.state, self.open_messages, self.out = None, MemoryOpenMessages(), Collected()
+        self.state: dispatch.SourceState | None = None
+        self.open_messages, self.out = MemoryOpenMessages(), Collected()
         self.lines = 0
 
     def feed(self, lines: list[str]) -> "Source":

@@ -1,5 +1,5 @@
 import copy
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -89,7 +89,7 @@ def test_host_names_no_dns_could_hold_are_errors_not_servers(make_source):
         "Mar  7 02:09:33 mx1 postfix/cleanup[4712]: 4T9xYz1: message-id=<a@b>",
         "Mar  7 02:09:34 mx1 postfix/qmgr[1001]: 4T9xYz1: from=<a@b>, size=100, nrcpt=1 (queue active)",
     ]
-    source = make_source(reference=datetime(2026, 3, 8, tzinfo=timezone.utc)).feed(lines)
+    source = make_source(reference=datetime(2026, 3, 8, tzinfo=UTC)).feed(lines)
     [error] = source.out.errors
     assert str(error) == "sample:1: field client-hostname: host name 'mail\\x00evil.example' holds control characters"
     [trace] = source.out.traces

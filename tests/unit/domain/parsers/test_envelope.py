@@ -1,5 +1,5 @@
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pipeline.domain.events import ParseError, SourcePosition
 from pipeline.domain.parsers.envelope import one_line, unwrap, unwrap_run
@@ -17,13 +17,14 @@ def test_filebeat_envelope():
 
 
 def test_fluent_bit_and_vector_envelopes():
-    assert unwrap(b'{"log": "x", "file": "/a", "offset": 7}', SourcePosition("k")) == ("x", SourcePosition("/a", None, 7))
+    assert unwrap(b'{"log": "x", "file": "/a", "offset": 7}', SourcePosition("k")) == (
+        "x", SourcePosition("/a", None, 7))
     assert unwrap(b'{"message": "x", "file": "/b", "host": "mx1"}', SourcePosition("k")) == ("x", SourcePosition("/b"))
 
 
 def test_bare_lines_keep_the_position_of_the_record():
     where = SourcePosition("mx1:/var/log/mail.log", 12, 900)
-    assert unwrap("Mar  5 10:26:02 mx1 postfix/smtpd[2012]: x".encode(), where) == (
+    assert unwrap(b"Mar  5 10:26:02 mx1 postfix/smtpd[2012]: x", where) == (
         "Mar  5 10:26:02 mx1 postfix/smtpd[2012]: x", where)
     assert unwrap('{"message": "x"}', where) == ("x", where)
 
@@ -42,8 +43,11 @@ def test_nested_envelopes_are_unwrapped():
     shipped = SourcePosition("/ship/filebeat.ndjson", 3, 400)
     assert unwrap(outer, SourcePosition("key")) == ("x,y", SourcePosition("D:/MSGTRK.LOG", None, 64, via=shipped))
     # Read from a file of its own, the outer envelope's place leads the chain.
-    _, position = unwrap(outer, SourcePosition("/backfill/ship.ndjson", 9, 880))
-    assert str(position) == "/backfill/ship.ndjson:9 (byte 880) -> /ship/filebeat.ndjson:3 (byte 400) -> D:/MSGTRK.LOG (byte 64)"
+    unwrapped = unwrap(outer, SourcePosition("/backfill/ship.ndjson", 9, 880))
+    assert not isinstance(unwrapped, ParseError)
+    _, position = unwrapped
+    assert str(position) == ("/backfill/ship.ndjson:9 (byte 880) -> /ship/filebeat.ndjson:3 (byte 400) -> "
+                             "D:/MSGTRK.LOG (byte 64)")
     broken = json.dumps({"message": '{"message": "cut', "file": "/ship/filebeat.ndjson", "line": 11})
     error = unwrap(broken, SourcePosition("key"))
     assert error.position == SourcePosition("/ship/filebeat.ndjson", 11) and "broken JSON" in error.reason
@@ -61,6 +65,7 @@ def test_a_run_of_shipper_output_is_split_by_the_sources_it_names():
     ]
     data = ("\n".join(lines) + "\n").encode()
     a, b, error, bare = unwrap_run(LineRun.packed("/ship/out.ndjson", data, 1, 0, None, origin="rec"))
+    assert isinstance(a, LineRun) and isinstance(b, LineRun) and isinstance(bare, LineRun)
     shipped = SourcePosition("/ship/out.ndjson", 1, 0), SourcePosition("/ship/out.ndjson", 2, len(lines[0]) + 1)
     assert (a.source, a.lines, [a.position(i) for i in range(2)]) == (
         "/a", ["x1", "x2"], [SourcePosition("/a", None, 0, shipped[0]), SourcePosition("/a", None, 3, shipped[1])])
@@ -78,7 +83,8 @@ def test_a_run_without_envelopes_comes_back_as_it_is():
 
 def test_a_record_that_is_not_a_place_in_a_file_adds_nothing_to_the_position():
     # The stream's one-line records (Filebeat, Fluent Bit, Vector) fall back on the record key alone.
-    assert unwrap(b'{"log": "x", "file": "/a", "offset": 7}', SourcePosition("mx2")) == ("x", SourcePosition("/a", None, 7))
+    assert unwrap(b'{"log": "x", "file": "/a", "offset": 7}', SourcePosition("mx2")) == (
+        "x", SourcePosition("/a", None, 7))
 
 
 class _Collected:
@@ -104,7 +110,7 @@ def test_an_error_in_a_shipped_line_names_the_envelope_and_the_line_inside(sampl
     data = path.read_bytes()
     out = _Collected()
     sources = Sources()
-    sources.parse(LineRun.packed("jsonl/filebeat-mx2.ndjson", data, 1, 0, datetime(2026, 2, 28, tzinfo=timezone.utc)),
+    sources.parse(LineRun.packed("jsonl/filebeat-mx2.ndjson", data, 1, 0, datetime(2026, 2, 28, tzinfo=UTC)),
                   out, TrackingRows())
     sources.finish(out)
     cut = data.split(b"\n")[6]
@@ -129,7 +135,9 @@ def test_one_line_reads_what_unwrap_reads_and_declines_the_rest():
     ]
     for document in taken:
         raw = json.dumps(document, ensure_ascii=False).encode()
-        line, position = unwrap(raw, record)
+        unwrapped = unwrap(raw, record)
+        assert not isinstance(unwrapped, ParseError)
+        line, position = unwrapped
         assert one_line(raw) == (line.encode(), position.source, position.line, position.offset)
     declined = [b'{"message": "cut', b'[1, 2]', b'{"message": 5, "file": "/f"}', b'{"message": "no file"}',
                 b'{"message": "two\\nlines", "file": "/f"}', b'{"message": "{\\"message\\": \\"x\\"}", "file": "/f"}',

@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,11 +12,13 @@ def test_arrivals_with_host_name_helo_only_and_time_zone(samples, feed):
     lines = (samples / "exim" / "mainlog").read_text().splitlines()
     traces, errors, _ = feed(lines)
     assert [(t.event_time, t.client_hostname, t.client_ip, t.total_bytes, t.sender) for t in traces] == [
-        (datetime(2026, 2, 20, 8, 14, 1, tzinfo=timezone.utc), "mail.fabrikam.example", "203.0.113.25", 8342, "billing@fabrikam.example"),
-        (datetime(2026, 2, 20, 8, 30, 17, 412000, tzinfo=timezone.utc), None, "192.0.2.201", 1290, None),
+        (datetime(2026, 2, 20, 8, 14, 1, tzinfo=UTC), "mail.fabrikam.example", "203.0.113.25", 8342,
+         "billing@fabrikam.example"),
+        (datetime(2026, 2, 20, 8, 30, 17, 412000, tzinfo=UTC), None, "192.0.2.201", 1290, None),
     ]
     assert traces[0].message_id == "4472.20260220@app01.fabrikam.example"
-    assert [str(e) for e in errors] == ["sample:7: field timestamp: no Exim time stamp (YYYY-MM-DD HH:MM:SS) at the start"]
+    assert [str(e) for e in errors] == [
+        "sample:7: field timestamp: no Exim time stamp (YYYY-MM-DD HH:MM:SS) at the start"]
 
 
 def test_a_main_log_that_starts_with_connections_and_rejections(samples, feed):
@@ -46,7 +48,8 @@ def test_a_main_log_that_starts_with_connections_and_rejections(samples, feed):
     "SMTP connection from [192.0.2.1]:1234 (TCP/IP connection count = 1)",
     "SMTP connection from (helo) [192.0.2.1]:1234 lost D=12s",
     "SMTP command timeout on connection from (helo) [192.0.2.1]:1234",
-    "TLS error on connection from [192.0.2.3]:60211 (SSL_accept): error:0A000126:SSL routines::unexpected eof while reading",
+    "TLS error on connection from [192.0.2.3]:60211 (SSL_accept): error:0A000126:SSL routines::unexpected eof "
+    "while reading",
     "Start queue run: pid=1234",
     "End queue run: pid=1234",
     "no host name found for IP address 192.0.2.3",
@@ -59,7 +62,8 @@ def test_a_main_log_that_starts_with_connections_and_rejections(samples, feed):
     "pid 812: SIGHUP received: re-exec daemon",
     "Warning: purging the environment.",
 ])
-@pytest.mark.parametrize("stamp", ["2026-03-07 02:09:33", "2026-03-07 02:09:33.412 +0100 [24310]", "2026-03-07 02:09:33 [24310]"])
+@pytest.mark.parametrize("stamp", ["2026-03-07 02:09:33", "2026-03-07 02:09:33.412 +0100 [24310]",
+                                   "2026-03-07 02:09:33 [24310]"])
 def test_any_main_log_line_makes_an_exim_log(stamp, rest):
     assert exim.looks_like(f"{stamp} {rest}")
 
@@ -91,5 +95,5 @@ def test_a_stamp_without_log_timezone_is_read_in_the_servers_zone(make_source):
             "(mail.fabrikam.example) [203.0.113.25]:51544 P=esmtps S=8342 id=1@fabrikam.example")
     berlin = make_source(formats=FormatConfig(syslog_zone=ZoneInfo("Europe/Berlin"))).feed([line, line.replace(
         "12:00:00", "12:00:00 +0000")])
-    assert [t.event_time for t in berlin.out.traces] == [datetime(2026, 7, 10, 10, tzinfo=timezone.utc),
-                                                         datetime(2026, 7, 10, 12, tzinfo=timezone.utc)]
+    assert [t.event_time for t in berlin.out.traces] == [datetime(2026, 7, 10, 10, tzinfo=UTC),
+                                                         datetime(2026, 7, 10, 12, tzinfo=UTC)]

@@ -1,6 +1,6 @@
 import csv
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pipeline.domain.config import FormatConfig
 from pipeline.domain.events import SourcePosition
@@ -15,8 +15,9 @@ def test_extended_report_in_utf16(samples, feed):
     traces, errors, _ = feed(lines)
     assert errors == []
     first = traces[0]
-    assert first.event_time == datetime(2026, 2, 17, 9, 30, 12, 441000, tzinfo=timezone.utc)
-    assert (first.event_id, first.client_ip, first.client_hostname) == ("RECEIVE", "198.51.100.31", "ex13hyb01.contoso.example")
+    assert first.event_time == datetime(2026, 2, 17, 9, 30, 12, 441000, tzinfo=UTC)
+    assert (first.event_id, first.client_ip, first.client_hostname) == (
+        "RECEIVE", "198.51.100.31", "ex13hyb01.contoso.example")
     assert first.connector_id == "Inbound from Contoso on-premises"
     assert first.org == "3f6c1f2e-8a4b-4c7d-9e10-5a6b7c8d9e0f"
     assert traces[2].recipients == ("al@example.net", "kim@example.net")
@@ -26,8 +27,8 @@ def test_get_messagetrace_export_csv_with_type_line_and_us_times(samples, feed):
     lines = (samples / "exo" / "get-messagetrace.csv").read_text().splitlines()
     traces, errors, _ = feed(lines)
     assert [(t.event_time, t.client_ip, t.org, t.total_bytes) for t in traces] == [
-        (datetime(2026, 2, 18, 15, 4, 5, tzinfo=timezone.utc), "203.0.113.60", "contoso.onmicrosoft.com", 15230),
-        (datetime(2026, 2, 18, 15, 10, tzinfo=timezone.utc), None, "contoso.onmicrosoft.com", 2048),
+        (datetime(2026, 2, 18, 15, 4, 5, tzinfo=UTC), "203.0.113.60", "contoso.onmicrosoft.com", 15230),
+        (datetime(2026, 2, 18, 15, 10, tzinfo=UTC), None, "contoso.onmicrosoft.com", 2048),
     ]
     assert [str(e) for e in errors] == ["sample:5: field received: 'yesterday' is not a time"]
 
@@ -80,7 +81,6 @@ def _selected(lines, columns):
 
 
 _SELECTED = ("Received", "SenderAddress", "RecipientAddress", "FromIP", "ToIP", "Size", "MessageId")
-UTC = timezone.utc
 
 
 def test_an_en_gb_export_is_read_day_first(samples, feed):
@@ -134,9 +134,9 @@ def test_an_order_assumed_in_one_run_and_contradicted_in_a_later_one_is_reported
     traces, errors, state = _parse_runs([lines[:5], lines[5:]])
     assert [t.event_time.day for t in traces] == [2, 2, 2, 13, 13]
     assert [e.position.line for e in errors] == [3, 6]
-    assert errors[1].reason == ("'13/02/2026 15:02:07' is day-first, but earlier rows of the file, whose dates fit either "
-                                'order, were read month-first: set exo_date_order = "day-first" in the [formats] '
-                                "settings and read the file again")
+    assert errors[1].reason == ("'13/02/2026 15:02:07' is day-first, but earlier rows of the file, whose dates fit "
+                                'either order, were read month-first: set exo_date_order = "day-first" in the '
+                                "[formats] settings and read the file again")
     assert state.dates.order == "day-first"
 
 
@@ -158,8 +158,9 @@ def test_us_times_with_twelve_oclock_and_the_narrow_space_of_dotnet_on_icu():
 
 
 def test_dotted_dates_of_german_and_other_cultures_are_day_first(feed):
-    header = '"Received","SenderAddress","RecipientAddress","Subject","Status","ToIP","FromIP","Size","MessageId","MessageTraceId"'
+    header = ('"Received","SenderAddress","RecipientAddress","Subject","Status","ToIP","FromIP","Size","MessageId",'
+              '"MessageTraceId"')
     row = ('"10.02.2026 14:03:22","a@contoso.example","b@example.net","Hallo","Delivered","","198.51.100.7","1234",'
            '"<m1@contoso.example>","9b2c7f0e-1d2e-4c5b-8a9f-000000000001"')
     [trace], errors, _ = feed([header, row])
-    assert errors == [] and trace.event_time == datetime(2026, 2, 10, 14, 3, 22, tzinfo=timezone.utc)
+    assert errors == [] and trace.event_time == datetime(2026, 2, 10, 14, 3, 22, tzinfo=UTC)

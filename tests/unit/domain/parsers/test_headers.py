@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pipeline.domain.events import SourcePosition
 from pipeline.domain.received import read_hop
@@ -10,14 +10,14 @@ def test_mbox_gives_one_trace_per_message_with_its_received_chain(samples, feed)
     assert errors == []
     assert [len(t.received) for t in traces] == [5, 4, 3, 3]
     first = traces[0]
-    assert first.event_time == datetime(2026, 2, 10, 8, 14, 9, tzinfo=timezone.utc)
+    assert first.event_time == datetime(2026, 2, 10, 8, 14, 9, tzinfo=UTC)
     assert first.org == "contoso.example"
     assert first.message_id == "<6f1c2a8e0d5b4c1e@EX16MBX01.contoso.example>"
     assert first.received[3].startswith("from EX16MBX01.contoso.example (198.51.100.16) by ex16edge01.contoso.example")
     assert first.position == SourcePosition("sample", 1)  # the "From " line opens the message
     # The body line "Received: ..." after the blank line is not a header.
     assert traces[1].message_id == "<4471.20260211@app01.fabrikam.example>"
-    assert traces[1].event_time == datetime(2026, 2, 11, 9, 2, 11, tzinfo=timezone.utc)
+    assert traces[1].event_time == datetime(2026, 2, 11, 9, 2, 11, tzinfo=UTC)
 
 
 def test_eml_with_crlf_stops_at_the_body(samples, feed):
@@ -37,11 +37,13 @@ def test_a_block_without_a_trailing_blank_line_is_emitted_at_the_end_of_the_file
 
 
 def test_a_block_spread_over_runs_is_one_message(make_source):
-    source = make_source().feed(["From a@b Mon Feb 16 11:20:31 2026", "Received: from a by b.example with Microsoft SMTP"])
+    source = make_source().feed(["From a@b Mon Feb 16 11:20:31 2026",
+                                 "Received: from a by b.example with Microsoft SMTP"])
     source.feed([" Server id 15.1.2507.6; Mon, 16 Feb 2026 11:20:31 +0000", "Message-ID: <m@b>", ""])
     [trace] = source.out.traces
     assert (trace.message_id, trace.position) == ("<m@b>", SourcePosition("sample", 1))
-    assert trace.received == ("from a by b.example with Microsoft SMTP Server id 15.1.2507.6; Mon, 16 Feb 2026 11:20:31 +0000",)
+    assert trace.received == (
+        "from a by b.example with Microsoft SMTP Server id 15.1.2507.6; Mon, 16 Feb 2026 11:20:31 +0000",)
 
 
 def test_a_runaway_block_is_dropped_with_an_error(monkeypatch, make_source):
@@ -55,7 +57,7 @@ def test_a_runaway_block_is_dropped_with_an_error(monkeypatch, make_source):
 
 def test_broken_blocks_are_errors_with_position(feed):
     lines = ["Received: from a by b", " (folded) but no date", "no colon here", ""]
-    traces, errors, _ = feed(lines)
+    _, errors, _ = feed(lines)
     assert [str(e) for e in errors] == [
         "sample:3: not a header field (name: value)",
         "sample:1: field Received: no dated Received header and no Date header",
@@ -75,7 +77,7 @@ def test_a_dmarc_failure_report_is_one_message_not_the_original_it_quotes(sample
     [trace] = only_top_level(samples, "dmarc-failure.eml", feed)
     assert trace.message_id == "<20260217073111.4TrB6l6gW8z9tJ@mail.adatum.example>"
     assert [read_hop(r).by for r in trace.received] == ["mx2.example.net", "mail.adatum.example"]
-    assert trace.event_time == datetime(2026, 2, 17, 7, 31, 12, tzinfo=timezone.utc)
+    assert trace.event_time == datetime(2026, 2, 17, 7, 31, 12, tzinfo=UTC)
 
 
 def test_a_postfix_bounce_is_one_message_not_its_delivery_status_or_returned_original(samples, feed):
@@ -93,12 +95,14 @@ def test_a_forwarded_message_attached_to_an_mbox_message_is_not_a_message(sample
 
 
 def test_an_eml_whose_body_is_a_message_is_one_message(feed):
-    lines = ["Received: from a.example by mx1.example.net (Postfix) with ESMTPS id 4TrD; Wed, 18 Feb 2026 10:05:32 +0000",
+    lines = ["Received: from a.example by mx1.example.net (Postfix) with ESMTPS id 4TrD; "
+             "Wed, 18 Feb 2026 10:05:32 +0000",
              "Message-ID: <outer@a.example>",
              "MIME-Version: 1.0",
              "Content-Type: message/rfc822",
              "",
-             "Received: from b.example by a.example with Microsoft SMTP Server id 15.0.1497.2; Wed, 18 Feb 2026 10:05:30 +0000",
+             "Received: from b.example by a.example with Microsoft SMTP Server id 15.0.1497.2; "
+             "Wed, 18 Feb 2026 10:05:30 +0000",
              "Message-ID: <inner@b.example>",
              "",
              "Inner body."]
@@ -107,7 +111,8 @@ def test_an_eml_whose_body_is_a_message_is_one_message(feed):
 
 
 def test_from_lines_and_header_lines_in_an_eml_body_are_body(feed):
-    lines = ["Received: from a.example by b.example with Microsoft SMTP Server id 15.1.2507.6; Mon, 16 Feb 2026 11:20:31 +0000",
+    lines = ["Received: from a.example by b.example with Microsoft SMTP Server id 15.1.2507.6; "
+             "Mon, 16 Feb 2026 11:20:31 +0000",
              "Message-ID: <m@a.example>",
              "",
              "Hi,",

@@ -1,6 +1,6 @@
 """Message tracking logs: header blocks (msgtrk) and their rows read column-wise (msgtrk_rows).
 Short writer names and the rows held for their FQDN: tests/unit/domain/test_identity_writers.py."""
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pipeline.domain.events import epoch_ms
 from pipeline.domain.parsers.msgtrk import writer_build
@@ -28,19 +28,20 @@ RECEIVE_2016 = (
     '3c9d2e7f-1111-2222-3333-444455556666,15.01.2507.039'
 )
 SEND_2016 = RECEIVE_2016.replace("08:14:03.127Z", "08:14:04.500Z").replace(",SMTP,RECEIVE,", ",SMTP,SEND,").replace(
-    "app1.contoso.example,198.51.100.16,EX16MBX01.contoso.example", "EX16MBX01.contoso.example,198.51.100.16,mx.partner.example")
+    "app1.contoso.example,198.51.100.16,EX16MBX01.contoso.example",
+    "EX16MBX01.contoso.example,198.51.100.16,mx.partner.example")
 SEND_2010 = (
     "2026-03-15T10:00:05.500Z,198.51.100.10,EX10HUB01.contoso.example,203.0.113.45,mx.partner.example,"
     "08DC3F1A2B3C4D60;250 2.6.0 <b2@contoso.example> Queued mail for delivery,Internet,SMTP,SEND,77,"
     "<b2@contoso.example>,jo@partner.example,250 2.6.0 Queued,2048,1,,,Lunch?,ann@contoso.example,"
     "ann@contoso.example,,Originating,,,,"
 )
-AT = datetime(2026, 2, 10, 8, 14, 3, 127000, tzinfo=timezone.utc)
+AT = datetime(2026, 2, 10, 8, 14, 3, 127000, tzinfo=UTC)
 
 
 def header(version, fields):
-    return ["\ufeff#Software: Microsoft Exchange Server\r", f"#Version: {version}\r", "#Log-type: Message Tracking Log\r",
-            "#Date: 2026-02-10T00:00:00.000Z\r", f"#Fields: {fields}\r"]
+    return ["\ufeff#Software: Microsoft Exchange Server\r", f"#Version: {version}\r",
+            "#Log-type: Message Tracking Log\r", "#Date: 2026-02-10T00:00:00.000Z\r", f"#Fields: {fields}\r"]
 
 
 def test_rows_of_a_2016_log_become_one_group_per_writer_build_and_org(make_source):
@@ -50,8 +51,9 @@ def test_rows_of_a_2016_log_become_one_group_per_writer_build_and_org(make_sourc
         "ex16mbx01.contoso.example", "15.1.2507.39", None)
     # Two rows of one message: two sightings, one message with its newest time.
     assert group.count == 2 and group.first_ms == epoch_ms(AT)
-    assert group.template.event_time == datetime(2026, 2, 10, 8, 14, 4, 500000, tzinfo=timezone.utc)
-    assert (group.message_keys, group.times_ms, group.sizes) == (["<a1@contoso.example>"], [epoch_ms(group.template.event_time)], [15230])
+    assert group.template.event_time == datetime(2026, 2, 10, 8, 14, 4, 500000, tzinfo=UTC)
+    assert (group.message_keys, group.times_ms, group.sizes) == (
+        ["<a1@contoso.example>"], [epoch_ms(group.template.event_time)], [15230])
     assert source.out.errors == []
 
 
@@ -104,7 +106,8 @@ def test_errors_say_where_and_why_and_the_other_rows_go_on(make_source):
 
 def test_rows_without_a_message_id_are_told_apart_by_time_and_size(make_source):
     row = SEND_2010.replace("<b2@contoso.example>,jo@", ",jo@")
-    [group] = make_source().feed(header("14.0.0.0", F26) + [row, row.replace("10:00:05.500Z", "10:00:06.500Z")]).out.groups
+    later = row.replace("10:00:05.500Z", "10:00:06.500Z")
+    [group] = make_source().feed(header("14.0.0.0", F26) + [row, later]).out.groups
     assert group.message_keys == ["@2026-03-15T10:00:05.500+00:00/2048", "@2026-03-15T10:00:06.500+00:00/2048"]
 
 
@@ -118,13 +121,15 @@ def test_sources_of_one_batch_are_read_together_and_grouped_apart(make_source):
     out, rows, states = make_source().out, TrackingRows(), {}
     for name, lines in (("a.log", header("15.01.2507.039", F30) + [RECEIVE_2016]),
                         ("b.log", header("14.0.0.0", F26) + [SEND_2010]),
-                        ("c.log", header("15.01.2507.039", F30) + [RECEIVE_2016.replace("EX16MBX01.contoso", "EX16MBX02.contoso")])):
+                        ("c.log", header("15.01.2507.039", F30)
+                         + [RECEIVE_2016.replace("EX16MBX01.contoso", "EX16MBX02.contoso")])):
         run = LineRun.of_lines(name, lines, [SourcePosition(name, n) for n in range(1, len(lines) + 1)], None)
         states[name] = dispatch.parse_run(None, run, out, MemoryOpenMessages(), rows)
     assert out.groups == []
     rows.flush(out)
     assert sorted((g.template.position.source, g.template.logged_by) for g in out.groups) == [
-        ("a.log", "ex16mbx01.contoso.example"), ("b.log", "ex10hub01.contoso.example"), ("c.log", "ex16mbx02.contoso.example")]
+        ("a.log", "ex16mbx01.contoso.example"), ("b.log", "ex10hub01.contoso.example"),
+        ("c.log", "ex16mbx02.contoso.example")]
 
 
 def test_rows_read_from_packed_bytes_give_what_rows_read_from_lines_give(make_source):
@@ -166,7 +171,8 @@ def test_a_hash_inside_a_row_is_no_header_line_and_a_bom_opens_a_new_file(make_s
     source = make_source("f.log").feed(header("15.01.2507.039", F30))
     tracking = TrackingRows()
     data = "".join(line + "\n" for line in rows).encode()
-    dispatch.parse_run(source.state, LineRun.packed("f.log", data, 6, 0, None), source.out, source.open_messages, tracking)
+    dispatch.parse_run(source.state, LineRun.packed("f.log", data, 6, 0, None), source.out, source.open_messages,
+                       tracking)
     tracking.flush(source.out)
     assert source.out.errors == []
     assert sorted((g.template.logged_by, g.template.logged_by_build) for g in source.out.groups) == [
@@ -203,7 +209,8 @@ def test_rows_shipped_without_their_header_lines_take_the_columns_of_their_field
 
 def test_rows_without_header_lines_of_2007_and_2010_name_their_product_only_and_other_counts_are_errors(make_source):
     row_2007 = ("2026-01-22T10:15:00.000Z,10.2.0.7,EX07HUB01.wingtip.example,203.0.113.60,smtp.wingtip.example,,"
-                "Outbound to Internet,SMTP,SEND,771,<0711@EX07HUB01.wingtip.example>,jo@example.net,250 2.0.0 OK,5000,1,,,"
+                "Outbound to Internet,SMTP,SEND,771,<0711@EX07HUB01.wingtip.example>,jo@example.net,"
+                "250 2.0.0 OK,5000,1,,,"
                 "Catalogue,sales@wingtip.example,sales@wingtip.example,")
     source = make_source().feed([SEND_2010, row_2007, RECEIVE_2016, "2026-03-15T10:00:06.000Z,1.2.3.4"])
     # The first row sets the columns; rows of another version are read with theirs. Only Exchange
@@ -241,7 +248,8 @@ def test_a_row_without_its_header_is_detected_by_its_time_and_field_count():
     assert dispatch.detect(RECEIVE_2016 + "\r\n") == "msgtrk"
     assert dispatch.detect(SEND_2010) == "msgtrk"
     # A Postfix line with an RFC 3339 time, a short CSV row.
-    assert dispatch.detect("2026-02-16T12:02:44.318211+00:00 mx1 postfix/smtpd[1]: ABCDEF1: client=a[192.0.2.1]") == "postfix"
+    assert dispatch.detect(
+        "2026-02-16T12:02:44.318211+00:00 mx1 postfix/smtpd[1]: ABCDEF1: client=a[192.0.2.1]") == "postfix"
     assert dispatch.detect("2026-02-10T08:14:03Z,1.2.3.4") is None
 
 
@@ -286,7 +294,8 @@ def test_a_writer_name_that_is_no_host_name_is_an_error_and_no_server(make_sourc
         (6, "server-hostname", f"host name '{'a' * 64}.contoso.example' has a label of 64 characters (at most 63)"),
         (8, "date-time", "'yesterday' is not an ISO-8601 time")]
     # Names with control characters are never learnt: the short name of line 4 stays unknown.
-    assert [(g.template.logged_by, g.message_keys) for g in source.out.groups] == [("ex_01.contoso.example", ["<m3@x>"])]
+    assert [(g.template.logged_by, g.message_keys) for g in source.out.groups] == [
+        ("ex_01.contoso.example", ["<m3@x>"])]
     assert source.state.hosts == {"app1": "app1.contoso.example", "ex_01": "ex_01.contoso.example",
                                      "mx": "mx.partner.example"}
 

@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -6,7 +6,7 @@ from pipeline.domain.config import PolicyConfig
 from pipeline.domain.identity import sightings
 from pipeline.domain.parsers import postfix
 
-REFERENCE = datetime(2026, 11, 27, tzinfo=timezone.utc)
+REFERENCE = datetime(2026, 11, 27, tzinfo=UTC)
 # As tests/samples.toml: our own MX hosts are trusted receivers.
 CONFIG = PolicyConfig(trusted_receivers=("*.outlook.com", "*.protection.outlook.com", "mx*.example.net"))
 
@@ -22,8 +22,9 @@ def test_messages_are_assembled_from_their_queue_id_lines(samples, feed):
     assert (state.open, state.oldest_ms) == (0, None)
     assert [str(e) for e in errors] == ["sample:13: field timestamp: no syslog time stamp at the start of the line"]
     first, second, third = traces
-    assert first.event_time == datetime(2026, 2, 16, 11, 20, 32, tzinfo=timezone.utc)
-    assert (first.client_hostname, first.client_ip, first.total_bytes) == ("mail19.fabrikam.example", "198.51.100.29", 15230)
+    assert first.event_time == datetime(2026, 2, 16, 11, 20, 32, tzinfo=UTC)
+    assert (first.client_hostname, first.client_ip, first.total_bytes) == (
+        "mail19.fabrikam.example", "198.51.100.29", 15230)
     assert first.message_id == "<b2c3d4e6@EX19MBX03.fabrikam.example>"
     # cleanup wrote the folded headers' line breaks as "?", and cut the second at 200 characters.
     assert first.received == (
@@ -35,7 +36,7 @@ def test_messages_are_assembled_from_their_queue_id_lines(samples, feed):
     # Sent by a user's mail program (submission, SASL): no server.
     assert (second.client_hostname, second.client_ip, second.received) == (None, None, ())
     assert (third.client_hostname, third.client_ip) == (None, "192.0.2.150")
-    assert third.event_time == datetime(2026, 2, 16, 12, 2, 44, 318000, tzinfo=timezone.utc)  # cut to ms
+    assert third.event_time == datetime(2026, 2, 16, 12, 2, 44, 318000, tzinfo=UTC)  # cut to ms
 
 
 def test_a_content_filter_and_users_mail_programs_are_not_servers(samples, feed):
@@ -55,7 +56,7 @@ def test_a_content_filter_and_users_mail_programs_are_not_servers(samples, feed)
         ("09:30:12", "mta1.treyresearch.example", "192.0.2.88", 41822, 2),
         ("09:30:14", None, None, 42610, 0),  # reinjected from localhost[::1]
     ]
-    assert traces[0].event_time == datetime(2026, 3, 7, 2, 9, 32, tzinfo=timezone.utc)  # "Mar 7", not padded
+    assert traces[0].event_time == datetime(2026, 3, 7, 2, 9, 32, tzinfo=UTC)  # "Mar 7", not padded
     assert traces[0].message_id == traces[1].message_id
     # Each message counted once, by the server that handed it to us.
     assert servers(traces) == [("mail.litware.example", "15.2.1544.14"), ("mta1.treyresearch.example", None)]
@@ -75,20 +76,23 @@ def test_loopback_and_authenticated_clients_name_no_server(feed, client_line):
     done = "Mar 7 10:00:01 mx2 postfix/qmgr[3]: ABCDEF123: from=<jo@example.net>, size=10, nrcpt=1 (queue active)"
     [trace], errors, _ = feed([client_line, header, done], reference=REFERENCE)
     assert errors == [] and servers([trace]) == []
-    assert (trace.client_hostname, trace.client_ip, trace.received, trace.recipients) == (None, None, (), ("kim@b.example",))
+    assert (trace.client_hostname, trace.client_ip, trace.received, trace.recipients) == (
+        None, None, (), ("kim@b.example",))
 
 
 def test_a_received_header_cut_at_the_log_limit_loses_its_cut_word(feed):
     # Exchange folds its header; cleanup logs it with "?" for the line breaks, cut at 200 characters
     # in the middle of the build. 15.2.1544.1 would be a wrong build: the cut word is left out.
-    cut = ("Received: from LW-EX19-01.litware.example (10.20.0.11) by? mail.litware.example (10.20.0.105) with Microsoft "
-           "SMTP Server? (version=TLS1_2, cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) id? 15.2.1544.1")
+    cut = ("Received: from LW-EX19-01.litware.example (10.20.0.11) by? mail.litware.example (10.20.0.105) "
+           "with Microsoft SMTP Server? (version=TLS1_2, cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) id? "
+           "15.2.1544.1")
     assert len(cut) == 200
     lines = [
         "Mar 7 02:09:32 mx2 postfix/smtpd[1]: 4R7bKx3Ht2z7Lq: client=mail.litware.example[198.51.100.41]",
         f"Mar 7 02:09:32 mx2 postfix/cleanup[2]: 4R7bKx3Ht2z7Lq: warning: header {cut} from mail.litware.example"
         "[198.51.100.41]; from=<orders@litware.example> to=<jo@example.net> proto=ESMTP helo=<mail.litware.example>",
-        "Mar 7 02:09:32 mx2 postfix/qmgr[3]: 4R7bKx3Ht2z7Lq: from=<orders@litware.example>, size=6120, nrcpt=1 (queue active)",
+        "Mar 7 02:09:32 mx2 postfix/qmgr[3]: 4R7bKx3Ht2z7Lq: from=<orders@litware.example>, size=6120, nrcpt=1 "
+        "(queue active)",
     ]
     [trace], errors, _ = feed(lines, reference=REFERENCE)
     assert errors == [] and trace.received[0].endswith("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) id ")
@@ -97,8 +101,10 @@ def test_a_received_header_cut_at_the_log_limit_loses_its_cut_word(feed):
 
 SYSLOG = [
     "Mar 7 06:25:01 mx2 postfix/smtpd[1]: ABCDEF123: client=a.example[192.0.2.1]",
-    "Mar 7 06:25:01 mx2 CRON[2290]: (root) CMD (test -x /usr/sbin/anacron || { cd / && run-parts --report /etc/cron.daily; })",
-    "Mar 7 06:25:02 mx2 kernel: [81234.567890] [UFW BLOCK] IN=eth0 OUT= SRC=203.0.113.9 DST=192.0.2.25 PROTO=TCP DPT=23",
+    "Mar 7 06:25:01 mx2 CRON[2290]: (root) CMD (test -x /usr/sbin/anacron || "
+    "{ cd / && run-parts --report /etc/cron.daily; })",
+    "Mar 7 06:25:02 mx2 kernel: [81234.567890] [UFW BLOCK] IN=eth0 OUT= SRC=203.0.113.9 DST=192.0.2.25 PROTO=TCP "
+    "DPT=23",
     "Mar 7 06:25:02 mx2 systemd[1]: Starting logrotate.service - Rotate log files...",
     "Mar 7 06:25:02 mx2 postfix/postfix-script[2298]: refreshing the Postfix mail system",
     "Mar 7 06:25:03 mx2 sshd[2301]: Invalid user admin from 203.0.113.9 port 40022",
@@ -115,7 +121,8 @@ SYSLOG = [
 def test_other_programs_are_skipped_and_lines_of_no_program_or_no_stamp_are_errors(feed):
     [trace], errors, _ = feed(SYSLOG, reference=REFERENCE)
     assert trace.client_hostname == "a.example"
-    assert [(e.position.line, e.field) for e in errors] == [(10, "program"), (11, "program"), (12, "program"), (13, "timestamp")]
+    assert [(e.position.line, e.field) for e in errors] == [
+        (10, "program"), (11, "program"), (12, "program"), (13, "timestamp")]
 
 
 def test_lines_of_other_programs_are_told_apart_before_the_format_is_known():
@@ -127,8 +134,8 @@ def test_lines_of_other_programs_are_told_apart_before_the_format_is_known():
 def test_syslog_year_comes_from_the_reference_and_wraps_at_new_year(feed):
     line = "Dec 31 23:59:58 mx1 postfix/smtpd[1]: ABCDEF123: client=a.example[192.0.2.1]"
     done = "Jan  1 00:00:01 mx1 postfix/qmgr[2]: ABCDEF123: from=<a@b>, size=10, nrcpt=1 (queue active)"
-    [trace], _, _ = feed([line, done], reference=datetime(2027, 1, 1, 0, 5, tzinfo=timezone.utc))
-    assert trace.event_time == datetime(2026, 12, 31, 23, 59, 58, tzinfo=timezone.utc)
+    [trace], _, _ = feed([line, done], reference=datetime(2027, 1, 1, 0, 5, tzinfo=UTC))
+    assert trace.event_time == datetime(2026, 12, 31, 23, 59, 58, tzinfo=UTC)
 
 
 def test_without_a_reference_a_bsd_stamp_is_an_error(feed):
@@ -139,7 +146,8 @@ def test_without_a_reference_a_bsd_stamp_is_an_error(feed):
 def opened(count, start_second=0, step_s=1):
     """Lines that open messages (client=) whose queue-active line never comes."""
     return [f"2026-02-16T11:00:00Z mx1 postfix/smtpd[1]: Q{i:06d}ABC: client=h{i}.example[192.0.2.{i % 250}]"
-            .replace("11:00:00", f"{11 + (start_second + i * step_s) // 3600:02d}:{(start_second + i * step_s) // 60 % 60:02d}:"
+            .replace("11:00:00", f"{11 + (start_second + i * step_s) // 3600:02d}:"
+                                  f"{(start_second + i * step_s) // 60 % 60:02d}:"
                                   f"{(start_second + i * step_s) % 60:02d}")
             for i in range(count)]
 
@@ -208,7 +216,6 @@ def test_a_message_is_placed_at_the_line_and_byte_it_started_at():
     from pipeline.domain.parsers import dispatch
     from pipeline.domain.parsers.msgtrk_rows import TrackingRows
     from pipeline.domain.parsers.postfix import MemoryOpenMessages
-
     from tests.unit.domain.parsers.conftest import Collected
 
     lines = ["Feb 16 11:20:30 mx1 postfix/smtpd[2012]: connect from unknown[192.0.2.1]",
