@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -48,6 +49,12 @@ def wire_format_of_the_run():
     yield
     if double is not None:
         double.stop()
+
+
+def patchgate(env: dict, *args: str) -> subprocess.CompletedProcess:
+    """A `patchgate` command as an operator runs it, its output captured."""
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
 
 
 def frame_as_the_run_does() -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -25,6 +23,7 @@ from tests.integration.conftest import (
     _read_topic,
     frame_as_the_run_does,
     isolated_env,
+    patchgate,
     publish_decisions,
 )
 from tests.schema_registry_double import SchemaRegistryDouble
@@ -56,11 +55,6 @@ def confluent_env(tmp_path, registry):
     wire.configure(settings, writes=False)  # this process reads as a reader given the registry does
     yield settings, env
     frame_as_the_run_does()
-
-
-def patchgate(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
 
 
 def test_clickhouse_reads_the_pipelines_decisions_with_avro_confluent(confluent_env, registry, tmp_path):

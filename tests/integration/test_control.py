@@ -3,8 +3,6 @@ applied by a running worker without a restart, answered by the MTA and kept in C
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 
@@ -14,17 +12,12 @@ from pipeline.edges.decisions import read_decisions
 from pipeline.edges.shipper import ship
 from pipeline.web import client
 from testkit.ports import free_port
-from tests.integration.conftest import ROOT, TESTS, Workers, _drained, isolated_env
+from tests.integration.conftest import TESTS, Workers, _drained, isolated_env, patchgate
 from tests.integration.test_mta import ask, request, start_mta
 from tests.integration.test_report_page import dom, screenshot
 
 PAUSED = ("ex16edge01.contoso.example", "contoso.example")
 EXEMPT = ("mail.fabrikam.example", None)
-
-
-def patchgate(env, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
 
 
 def latest(settings) -> dict:
