@@ -88,7 +88,7 @@ def test_a_server_page_says_what_is_wrong_what_comes_next_and_what_to_install(mi
     assert decision.reason in page
     # The page's today is the newest event of the run: the schedule's step then, and the one after.
     with urlopen(f"{base}/api/servers/{quote(decision.server_id, safe='/@')}", timeout=30) as answer:
-        today = datetime.fromisoformat(json.load(answer)["newest_event"].replace("Z", "+00:00"))
+        today = datetime.fromisoformat(json.load(answer)["newest_event"])
     now = step_at(decision.schedule, today)
     assert now is not None, "the decision carries its schedule"
     words = enforcement_text(decision.server_id, now.throttle_minutes_per_hour, now.block_minutes_per_hour)
